@@ -1,0 +1,256 @@
+// Allocate(pod, n) and UnallocateAllKeys(pod): the domain rules, over the store, with no HTTP.
+// Every state change runs under one in-process mutex, so nothing else writes between reading
+// the state and committing its batch.
+import { Mutex } from 'async-mutex';
+import { PkmError } from '../errors.js';
+import type { KeySource } from '../keys/source.js';
+import type { KeyRecord, PodRecord } from '../store/records.js';
+import { withEvent } from '../store/records.js';
+import type { IndexEntry, KeyChange, PodChange, Store } from '../store/store.js';
+import type { Clock } from './clock.js';
+import { pickOldest } from './pick.js';
+
+export interface AllocatorConfig {
+  /** Released keys wait this long before another pod may get them (slashing safety). */
+  readonly reuseDelayMs: number;
+  readonly maxKeysPerPod: number;
+  /** Upper bound on keys ever created; undefined means unlimited. */
+  readonly maxTotalKeys: number | undefined;
+}
+
+export interface HandedKey {
+  readonly pubkey: string;
+  readonly secretKey: Uint8Array;
+  readonly path?: string;
+}
+
+export interface Allocation {
+  readonly pod: string;
+  readonly keys: HandedKey[];
+}
+
+/** What an allocation did, for metrics and logs (never secrets). */
+export interface AllocationOutcome {
+  readonly pod: string;
+  readonly held: number;
+  readonly reclaimed: number;
+  readonly reused: number;
+  readonly created: number;
+}
+
+export interface AllocatorDeps {
+  readonly store: Store;
+  readonly clock: Clock;
+  readonly keySource: KeySource;
+  readonly config: AllocatorConfig;
+  readonly onAllocated?: (outcome: AllocationOutcome) => void;
+  readonly onReleased?: (pod: string, released: number) => void;
+}
+
+export class Allocator {
+  private readonly mutex = new Mutex();
+
+  constructor(private readonly deps: AllocatorDeps) {}
+
+  /** Gives `pod` exactly `count` keys, all or nothing; see DESIGN.md "HTTP API". */
+  allocate(pod: string, count: number): Promise<Allocation> {
+    const { maxKeysPerPod } = this.deps.config;
+    if (!Number.isSafeInteger(count) || count < 1 || count > maxKeysPerPod) {
+      throw new PkmError(
+        'COUNT_OUT_OF_RANGE',
+        `count must be an integer from 1 to ${maxKeysPerPod} (--max-keys-per-pod)`,
+      );
+    }
+    return this.mutex.runExclusive(() => this.allocateLocked(pod, count));
+  }
+
+  /** UnallocateAllKeys: the pod's keys start cooling; idempotent. */
+  release(pod: string): Promise<string[]> {
+    return this.mutex.runExclusive(() => this.releaseLocked(pod));
+  }
+
+  async podKeys(pod: string): Promise<string[]> {
+    return (await this.deps.store.getPod(pod))?.keys ?? [];
+  }
+
+  private async allocateLocked(pod: string, count: number): Promise<Allocation> {
+    const { store, clock } = this.deps;
+    const now = clock();
+    const podBefore = await store.getPod(pod);
+    const held = podBefore?.keys ?? [];
+    if (held.length > count) {
+      throw new PkmError(
+        'COUNT_MISMATCH',
+        `pod ${pod} holds ${held.length} keys and asked for ${count}; release it first to hold fewer`,
+      );
+    }
+    const heldRecords = await store.getKeys(held);
+    const need = count - held.length;
+    if (need === 0) return this.handOut(pod, heldRecords);
+
+    // A StatefulSet runs at most one pod per name, so the same name may take back its own
+    // cooling keys at once (DESIGN.md "Safety rules").
+    const ownCooling = podBefore?.cooling ?? [];
+    const reclaimed = await store.getKeys(ownCooling.slice(0, need));
+    for (const r of reclaimed) {
+      if (r.state !== 'cooling' || r.pod !== pod) {
+        throw new PkmError(
+          'STORE_CORRUPT',
+          `pod ${pod} lists ${r.pubkey} as cooling, but the key is ${r.state}`,
+        );
+      }
+    }
+    const poolNeed = need - reclaimed.length;
+    const pooled = await this.takeFromPool(poolNeed, now, new Set(ownCooling));
+    const createCount = poolNeed - pooled.length;
+    await this.checkCanCreate(createCount, now);
+
+    const keyChanges: KeyChange[] = [];
+    const handed: KeyRecord[] = [...heldRecords];
+    const give = (
+      before: KeyRecord | undefined,
+      base: KeyRecord,
+      event: 'allocated' | 'reclaimed',
+    ) => {
+      const after: KeyRecord = {
+        ...base,
+        state: 'allocated',
+        pod,
+        since: now,
+        history: withEvent(base.history, { at: now, event, pod }),
+      };
+      keyChanges.push(before ? { before, after } : { after });
+      handed.push(after);
+    };
+    for (const r of reclaimed) give(r, r, 'reclaimed');
+    for (const r of pooled) give(r, r, 'allocated');
+    for (let i = 0; i < createCount; i++) {
+      const fresh = this.deps.keySource.next();
+      const base: KeyRecord = {
+        pubkey: fresh.pubkey,
+        secret: store.secrets.seal(fresh.secretKey),
+        state: 'allocated',
+        since: now,
+        createdAt: now,
+        history: [{ at: now, event: 'created' }],
+        ...(fresh.path === undefined ? {} : { path: fresh.path }),
+      };
+      give(undefined, base, 'allocated');
+    }
+
+    const podChanges = await this.previousHolderChanges(pooled, now);
+    const takenBack = new Set(reclaimed.map((r) => r.pubkey));
+    podChanges.push({
+      name: pod,
+      ...(podBefore ? { before: podBefore } : {}),
+      after: {
+        keys: handed.map((r) => r.pubkey),
+        cooling: ownCooling.filter((pk) => !takenBack.has(pk)),
+        since: now,
+      },
+    });
+    await store.commit({ keys: keyChanges, pods: podChanges });
+    this.deps.onAllocated?.({
+      pod,
+      held: held.length,
+      reclaimed: reclaimed.length,
+      reused: pooled.length,
+      created: createCount,
+    });
+    return this.handOut(pod, handed);
+  }
+
+  /** Up to `n` keys other pods may have: free keys and keys whose reuse delay has passed. */
+  private async takeFromPool(
+    n: number,
+    now: number,
+    exclude: ReadonlySet<string>,
+  ): Promise<KeyRecord[]> {
+    if (n <= 0) return [];
+    const { store, config } = this.deps;
+    // Over-read by the excluded count: this pod's own cooling keys sit in the same index.
+    const cooled = (
+      await store.oldestCooledBefore(now - config.reuseDelayMs, n + exclude.size)
+    ).filter((e) => !exclude.has(e.pubkey));
+    const free = await store.oldestFree(n);
+    const picked: IndexEntry[] = pickOldest(cooled, free, n);
+    return store.getKeys(picked.map((e) => e.pubkey));
+  }
+
+  /** Reused cooling keys leave their previous holder's cooling list, in the same batch. */
+  private async previousHolderChanges(
+    pooled: readonly KeyRecord[],
+    now: number,
+  ): Promise<PodChange[]> {
+    const byPod = new Map<string, Set<string>>();
+    for (const r of pooled) {
+      if (r.state !== 'cooling' || r.pod === undefined) continue;
+      const set = byPod.get(r.pod) ?? new Set<string>();
+      set.add(r.pubkey);
+      byPod.set(r.pod, set);
+    }
+    const changes: PodChange[] = [];
+    for (const [name, gone] of byPod) {
+      const before = await this.deps.store.getPod(name);
+      if (!before)
+        throw new PkmError('STORE_CORRUPT', `cooling keys name pod ${name}, which has no record`);
+      const after: PodRecord = {
+        ...before,
+        cooling: before.cooling.filter((pk) => !gone.has(pk)),
+        since: now,
+      };
+      const empty = after.keys.length === 0 && after.cooling.length === 0;
+      changes.push(empty ? { name, before } : { name, before, after });
+    }
+    return changes;
+  }
+
+  private async checkCanCreate(n: number, now: number): Promise<void> {
+    const max = this.deps.config.maxTotalKeys;
+    if (n <= 0 || max === undefined) return;
+    const c = this.deps.store.storedCounts();
+    const total = c.free + c.allocated + c.cooling + c.retired;
+    if (total + n <= max) return;
+    const oldest = await this.deps.store.oldestCooling();
+    const waitMs = oldest ? oldest.since + this.deps.config.reuseDelayMs - now : undefined;
+    throw new PkmError(
+      'POOL_EXHAUSTED',
+      `no free keys and --max-total-keys ${max} reached (${total} keys exist, ${n} more needed)`,
+      waitMs === undefined ? {} : { retryAfter: Math.max(1, Math.ceil(waitMs / 1000)) },
+    );
+  }
+
+  private async releaseLocked(pod: string): Promise<string[]> {
+    const { store, clock } = this.deps;
+    const before = await store.getPod(pod);
+    if (!before || before.keys.length === 0) return [];
+    const now = clock();
+    const records = await store.getKeys(before.keys);
+    const keyChanges: KeyChange[] = records.map((r) => ({
+      before: r,
+      after: {
+        ...r,
+        state: 'cooling',
+        pod,
+        since: now,
+        history: withEvent(r.history, { at: now, event: 'released', pod }),
+      },
+    }));
+    const after: PodRecord = { keys: [], cooling: [...before.cooling, ...before.keys], since: now };
+    await store.commit({ keys: keyChanges, pods: [{ name: pod, before, after }] });
+    this.deps.onReleased?.(pod, before.keys.length);
+    return before.keys;
+  }
+
+  private handOut(pod: string, records: readonly KeyRecord[]): Allocation {
+    const { secrets } = this.deps.store;
+    return {
+      pod,
+      keys: records.map((r) => ({
+        pubkey: r.pubkey,
+        secretKey: secrets.open(r.secret),
+        ...(r.path === undefined ? {} : { path: r.path }),
+      })),
+    };
+  }
+}

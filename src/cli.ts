@@ -1,0 +1,142 @@
+#!/usr/bin/env node
+// `pkm`: every command, thin. Each parses its flags (and PKM_* env), then hands over to a module.
+import { Command, CommanderError, Option } from 'commander';
+import { parsePodName } from './allocation/pod-name.js';
+import { callServer } from './client/api.js';
+import { parseLogLevel, parseServerConfig, parseServerUrl, type RawFlags } from './config.js';
+import { ExitCode, toPkmError } from './errors.js';
+import { createLogger } from './log.js';
+import { startServer } from './server/serve.js';
+import { checkStore } from './store/check.js';
+import { Store } from './store/store.js';
+
+/** `--max-keys-per-pod` is also read from PKM_MAX_KEYS_PER_POD. */
+function flag(flags: string, description: string, defaultValue?: string): Option {
+  const long = /--([a-z0-9-]+)/.exec(flags)?.[1] ?? '';
+  const option = new Option(flags, description).env(
+    `PKM_${long.toUpperCase().replaceAll('-', '_')}`,
+  );
+  return defaultValue === undefined ? option : option.default(defaultValue);
+}
+
+const program = new Command('pkm')
+  .description('Hands Ethereum validator BLS keys to Kubernetes validator pods, slashing-safely.')
+  .version('0.1.0')
+  .exitOverride()
+  .showHelpAfterError('(run with --help for usage)');
+
+program
+  .command('server')
+  .description('run the key server')
+  .addOption(flag('--data-dir <dir>', 'LevelDB directory', './data'))
+  .addOption(flag('--listen <host:port>', 'address to listen on', '127.0.0.1:8000'))
+  .addOption(
+    flag(
+      '--reuse-delay <duration>',
+      'how long released keys cool before another pod may get them',
+      '20m',
+    ),
+  )
+  .addOption(flag('--max-keys-per-pod <n>', 'most keys one pod may hold', '64'))
+  .addOption(
+    flag('--max-total-keys <n>', 'most keys the server may ever create (default: unlimited)'),
+  )
+  .addOption(flag('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent', 'info'))
+  .action(async (opts: RawFlags) => {
+    const config = parseServerConfig(opts);
+    const log = createLogger(config.logLevel);
+    const running = await startServer(config, log);
+    const stop = (signal: string) => {
+      log.info({ signal }, 'shutting down');
+      running.close().then(
+        () => process.exit(ExitCode.ok),
+        (err: unknown) => {
+          log.error({ err }, 'shutdown failed');
+          process.exit(ExitCode.internal);
+        },
+      );
+    };
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
+
+program
+  .command('release')
+  .description("release a pod's keys (they cool for --reuse-delay before another pod may get them)")
+  .addOption(flag('--server <url>', 'server URL, e.g. http://127.0.0.1:8000'))
+  .addOption(flag('--pod <name>', 'pod name (default: $POD_NAME)'))
+  .action(async (opts: RawFlags) => {
+    const server = parseServerUrl(opts.server as string | undefined);
+    const pod = parsePodName(opts.pod ?? process.env.POD_NAME);
+    const answer = await callServer(
+      { server },
+      'DELETE',
+      `v1/pods/${encodeURIComponent(pod)}/keys`,
+    );
+    process.stdout.write(`${JSON.stringify(answer)}\n`);
+  });
+
+program
+  .command('assignments')
+  .description('show which pod holds which public keys')
+  .addOption(flag('--server <url>', 'server URL, e.g. http://127.0.0.1:8000'))
+  .addOption(flag('--json', 'print the JSON the server returns'))
+  .action(async (opts: RawFlags) => {
+    const server = parseServerUrl(opts.server as string | undefined);
+    const answer = await callServer({ server }, 'GET', 'v1/assignments');
+    if (opts.json) {
+      process.stdout.write(`${JSON.stringify(answer, null, 2)}\n`);
+      return;
+    }
+    const { counts, pods } = answer as {
+      counts: Record<string, number>;
+      pods: Record<string, string[]>;
+    };
+    const lines = Object.entries(counts).map(([state, n]) => `${state.padEnd(10)} ${n}`);
+    lines.push('');
+    for (const [pod, keys] of Object.entries(pods))
+      lines.push(`${pod}\t${keys.length}\t${keys.join(' ')}`);
+    process.stdout.write(`${lines.join('\n')}\n`);
+  });
+
+program
+  .command('db')
+  .description("maintenance of a stopped server's store")
+  .command('check')
+  .description(
+    "check the store's invariants (no key in two places, none lost, pods and keys agree)",
+  )
+  .addOption(flag('--data-dir <dir>', 'LevelDB directory', './data'))
+  .action(async (opts: RawFlags) => {
+    const store = await Store.open(String(opts.dataDir));
+    try {
+      const report = await checkStore(store);
+      process.stdout.write(
+        `${JSON.stringify({ keys: report.keys, pods: report.pods, problems: report.problems })}\n`,
+      );
+      if (report.problems.length > 0) process.exitCode = ExitCode.store;
+    } finally {
+      await store.close();
+    }
+  });
+
+async function main(): Promise<void> {
+  try {
+    await program.parseAsync(process.argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      const ok =
+        err.code === 'commander.helpDisplayed' ||
+        err.code === 'commander.version' ||
+        err.code === 'commander.help';
+      process.exit(ok ? ExitCode.ok : ExitCode.usage);
+    }
+    const e = toPkmError(err);
+    process.stderr.write(`pkm: ${e.code}: ${e.message}\n`);
+    if (e.code === 'INTERNAL' && parseLogLevel(process.env.PKM_LOG_LEVEL) === 'debug')
+      console.error(err);
+    process.exit(e.exitCode);
+  }
+}
+
+await main();

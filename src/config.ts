@@ -1,0 +1,115 @@
+// Typed, validated, frozen config from the parsed flags (commander has already merged PKM_* env).
+// Each error names the flag to set and gives an example.
+import { PkmError } from './errors.js';
+
+export interface ListenAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface ServerConfig {
+  readonly dataDir: string;
+  readonly listen: ListenAddress;
+  readonly reuseDelayMs: number;
+  readonly maxKeysPerPod: number;
+  readonly maxTotalKeys: number | undefined;
+  readonly logLevel: LogLevel;
+}
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** Raw flag values as commander hands them over (strings, or undefined when unset). */
+export type RawFlags = Readonly<Record<string, unknown>>;
+
+function bad(flag: string, why: string, example: string): PkmError {
+  return new PkmError('INVALID_CONFIG', `--${flag} ${why}, e.g. --${flag} ${example}`);
+}
+
+function text(raw: RawFlags, name: string): string | undefined {
+  const v = raw[name];
+  return v === undefined || v === '' ? undefined : String(v);
+}
+
+const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** "20m", "90s", "1h30m", "0": a duration in milliseconds. */
+export function parseDuration(value: string, flag: string): number {
+  const parts = [...value.matchAll(/(\d+)(ms|s|m|h|d)/g)];
+  const whole = parts.map((p) => p[0]).join('');
+  if (value === '0') return 0;
+  if (parts.length === 0 || whole !== value)
+    throw bad(flag, `takes a duration like 20m, 90s or 1h30m, not "${value}"`, '20m');
+  const ms = parts.reduce((sum, p) => sum + Number(p[1]) * (UNITS[p[2] ?? ''] ?? Number.NaN), 0);
+  if (!Number.isSafeInteger(ms)) throw bad(flag, `is too long: "${value}"`, '20m');
+  return ms;
+}
+
+export function parseInteger(
+  value: string,
+  flag: string,
+  min: number,
+  max: number,
+  example: string,
+): number {
+  const n = /^\d+$/.test(value) ? Number(value) : Number.NaN;
+  if (!Number.isSafeInteger(n) || n < min || n > max) {
+    throw bad(flag, `takes a whole number from ${min} to ${max}, not "${value}"`, example);
+  }
+  return n;
+}
+
+/** "127.0.0.1:8000", "[::1]:8000", "0.0.0.0:0" */
+export function parseListen(value: string): ListenAddress {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(value);
+  const host = m?.[1] ?? m?.[2];
+  const port = Number(m?.[3]);
+  if (host === undefined || !Number.isInteger(port) || port > 65535) {
+    throw bad('listen', `takes host:port, not "${value}"`, '127.0.0.1:8000');
+  }
+  return { host, port };
+}
+
+export function parseLogLevel(value: string | undefined): LogLevel {
+  const level = value ?? 'info';
+  const known = LOG_LEVELS.find((l) => l === level);
+  if (!known) throw bad('log-level', `is one of ${LOG_LEVELS.join(', ')}, not "${level}"`, 'info');
+  return known;
+}
+
+export function parseServerConfig(raw: RawFlags): ServerConfig {
+  const maxTotal = text(raw, 'maxTotalKeys');
+  const config: ServerConfig = {
+    dataDir: text(raw, 'dataDir') ?? './data',
+    listen: parseListen(text(raw, 'listen') ?? '127.0.0.1:8000'),
+    reuseDelayMs: parseDuration(text(raw, 'reuseDelay') ?? '20m', 'reuse-delay'),
+    maxKeysPerPod: parseInteger(
+      text(raw, 'maxKeysPerPod') ?? '64',
+      'max-keys-per-pod',
+      1,
+      10_000,
+      '64',
+    ),
+    maxTotalKeys:
+      maxTotal === undefined
+        ? undefined
+        : parseInteger(maxTotal, 'max-total-keys', 1, 100_000_000, '10000'),
+    logLevel: parseLogLevel(text(raw, 'logLevel')),
+  };
+  return Object.freeze(config);
+}
+
+/** A server URL for the CLI commands that talk to a running server. */
+export function parseServerUrl(value: string | undefined): URL {
+  if (value === undefined) throw bad('server', 'is required', 'http://127.0.0.1:8000');
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw bad('server', `is not a URL: "${value}"`, 'http://127.0.0.1:8000');
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw bad('server', `must be http or https, not "${url.protocol}"`, 'https://pkm.pkm.svc:8000');
+  }
+  return url;
+}

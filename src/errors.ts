@@ -1,0 +1,89 @@
+// One table maps every error code to its HTTP status and its CLI exit code.
+// Codes are stable: clients and tests match on them; messages may change.
+
+/** CLI exit codes, documented in README.md ("Exit codes"). */
+export const ExitCode = {
+  ok: 0,
+  internal: 1,
+  usage: 2,
+  refused: 3,
+  unavailable: 4,
+  store: 5,
+} as const;
+export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
+
+interface CodeInfo {
+  readonly status: number;
+  readonly exit: ExitCode;
+}
+
+const TABLE = {
+  // request shape
+  INVALID_POD_NAME: { status: 400, exit: ExitCode.usage },
+  INVALID_BODY: { status: 400, exit: ExitCode.usage },
+  MALFORMED_JSON: { status: 400, exit: ExitCode.usage },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, exit: ExitCode.usage },
+  PAYLOAD_TOO_LARGE: { status: 413, exit: ExitCode.usage },
+  NOT_FOUND: { status: 404, exit: ExitCode.refused },
+  METHOD_NOT_ALLOWED: { status: 405, exit: ExitCode.refused },
+  // the domain
+  COUNT_MISMATCH: { status: 409, exit: ExitCode.refused },
+  COUNT_OUT_OF_RANGE: { status: 400, exit: ExitCode.usage },
+  POOL_EXHAUSTED: { status: 503, exit: ExitCode.unavailable },
+  // the service itself
+  NOT_READY: { status: 503, exit: ExitCode.unavailable },
+  STORE_LOCKED: { status: 503, exit: ExitCode.store },
+  SCHEMA_TOO_NEW: { status: 500, exit: ExitCode.store },
+  STORE_CORRUPT: { status: 500, exit: ExitCode.store },
+  STORE_OPEN_FAILED: { status: 500, exit: ExitCode.store },
+  INVALID_CONFIG: { status: 500, exit: ExitCode.usage },
+  // a CLI talking to a server
+  SERVER_UNREACHABLE: { status: 503, exit: ExitCode.unavailable },
+  SERVER_REFUSED: { status: 502, exit: ExitCode.refused },
+  INTERNAL: { status: 500, exit: ExitCode.internal },
+} as const satisfies Record<string, CodeInfo>;
+
+export type ErrorCode = keyof typeof TABLE;
+
+export class PkmError extends Error {
+  readonly code: ErrorCode;
+  /** Seconds a client should wait before asking again (sent as Retry-After). */
+  readonly retryAfter: number | undefined;
+
+  constructor(
+    code: ErrorCode,
+    message: string,
+    opts: { retryAfter?: number; cause?: unknown } = {},
+  ) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = 'PkmError';
+    this.code = code;
+    this.retryAfter = opts.retryAfter;
+  }
+
+  get status(): number {
+    return TABLE[this.code].status;
+  }
+
+  get exitCode(): ExitCode {
+    return TABLE[this.code].exit;
+  }
+
+  toJSON(): { error: { code: ErrorCode; message: string } } {
+    return { error: { code: this.code, message: this.message } };
+  }
+}
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && Object.hasOwn(TABLE, value);
+}
+
+export function statusOf(code: ErrorCode): number {
+  return TABLE[code].status;
+}
+
+/** Anything thrown becomes a PkmError; unknown errors become INTERNAL without leaking details. */
+export function toPkmError(err: unknown): PkmError {
+  if (err instanceof PkmError) return err;
+  return new PkmError('INTERNAL', 'internal error', { cause: err });
+}

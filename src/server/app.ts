@@ -1,0 +1,101 @@
+// createApp(deps): the express app, with every dependency passed in, so a test can listen on
+// port 0 over a temp store with an injected clock.
+import { randomUUID } from 'node:crypto';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import type { Allocator } from '../allocation/allocator.js';
+import type { Clock } from '../allocation/clock.js';
+import { PkmError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { Store } from '../store/store.js';
+import { assignmentsRoutes } from './assignments.js';
+import { errorHandler, methodNotAllowed, notFound } from './http-errors.js';
+import type { Metrics } from './metrics.js';
+import { podRoutes } from './pods.js';
+
+export interface AppDeps {
+  readonly store: Store;
+  readonly allocator: Allocator;
+  readonly clock: Clock;
+  readonly log: Logger;
+  readonly metrics: Metrics;
+  readonly reuseDelayMs: number;
+  /** True once shutdown has begun: /readyz turns 503 so traffic moves away. */
+  readonly isDraining?: () => boolean;
+}
+
+/** Bodies are tiny ({"count":n}); anything larger is refused before it is parsed. */
+export const BODY_LIMIT = '16kb';
+const REQUEST_ID = /^[\w.-]{1,64}$/;
+
+export function createApp(deps: AppDeps): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('query parser', 'simple');
+
+  app.use((req: Request, res: Response, next: NextFunction) => {
+    const header = req.get('x-request-id');
+    const id = header !== undefined && REQUEST_ID.test(header) ? header : randomUUID();
+    res.setHeader('x-request-id', id);
+    const start = process.hrtime.bigint();
+    res.on('finish', () => {
+      const route = req.route ? `${req.baseUrl}${String(req.route.path)}` : 'unmatched';
+      const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+      deps.metrics.requests.observe(
+        { method: req.method, route, status: String(res.statusCode) },
+        seconds,
+      );
+      deps.log.info(
+        {
+          reqId: id,
+          method: req.method,
+          route,
+          pod: req.params.pod,
+          status: res.statusCode,
+          ms: Math.round(seconds * 1000),
+        },
+        'request',
+      );
+    });
+    next();
+  });
+
+  // 415 for a body that is not JSON; a POST with no body at all falls through to validation.
+  app.use((req: Request, _res: Response, next: NextFunction) => {
+    if (req.method === 'POST' && req.is('application/json') === false) {
+      throw new PkmError(
+        'UNSUPPORTED_MEDIA_TYPE',
+        'send the body as Content-Type: application/json',
+      );
+    }
+    next();
+  });
+  app.use(express.json({ limit: BODY_LIMIT, strict: true, type: 'application/json' }));
+
+  app
+    .route('/healthz')
+    .get((_req, res) => {
+      res.json({ status: 'ok' });
+    })
+    .all(methodNotAllowed('GET'));
+  app
+    .route('/readyz')
+    .get((_req, res) => {
+      if (!deps.store.isOpen || deps.isDraining?.())
+        throw new PkmError('NOT_READY', 'the store is not open');
+      res.json({ status: 'ready' });
+    })
+    .all(methodNotAllowed('GET'));
+  app
+    .route('/metrics')
+    .get(async (_req, res) => {
+      res.setHeader('content-type', deps.metrics.registry.contentType);
+      res.send(await deps.metrics.registry.metrics());
+    })
+    .all(methodNotAllowed('GET'));
+
+  app.use(podRoutes(deps));
+  app.use(assignmentsRoutes(deps));
+  app.use(notFound);
+  app.use(errorHandler(deps.log));
+  return app;
+}

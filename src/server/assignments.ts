@@ -1,0 +1,120 @@
+// GET /v1/assignments (JSON) and GET /assignments (the page): pods -> public keys, and counts.
+// Both stream: pods are read from LevelDB in order and written out in chunks.
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { type Response, Router } from 'express';
+import { stateCounts } from '../allocation/counts.js';
+import { PkmError } from '../errors.js';
+import type { AppDeps } from './app.js';
+import { methodNotAllowed } from './http-errors.js';
+import { pageFoot, pageHead, podRow } from './page.js';
+
+const CHUNK = 64 * 1024;
+export const PAGE_SIZE = 500;
+export const MAX_PAGE_SIZE = 10_000;
+
+/** Buffers small writes into chunks and waits for the socket when it is full. */
+class ChunkWriter {
+  private buffer = '';
+  constructor(private readonly res: Response) {}
+  async write(text: string): Promise<void> {
+    this.buffer += text;
+    if (this.buffer.length >= CHUNK) await this.flush();
+  }
+  async end(text: string): Promise<void> {
+    this.buffer += text;
+    await this.flush();
+    this.res.end();
+  }
+  private async flush(): Promise<void> {
+    const chunk = this.buffer;
+    this.buffer = '';
+    if (!this.res.write(chunk)) await once(this.res, 'drain');
+  }
+}
+
+/** Pod name contains q, or (q hex) one of its pubkeys starts with it. */
+export function podMatcher(query: string): (name: string, pubkeys: readonly string[]) => boolean {
+  const q = query.trim().toLowerCase();
+  if (q === '') return () => true;
+  const hex = /^(0x)?[0-9a-f]+$/.test(q) ? (q.startsWith('0x') ? q : `0x${q}`) : undefined;
+  return (name, pubkeys) =>
+    name.includes(q) || (hex !== undefined && pubkeys.some((k) => k.startsWith(hex)));
+}
+
+function queryText(value: unknown, name: string, maxLength: number): string {
+  if (value === undefined) return '';
+  if (typeof value !== 'string' || value.length > maxLength) {
+    throw new PkmError(
+      'INVALID_BODY',
+      `query parameter ${name} must be one string of at most ${maxLength} characters`,
+    );
+  }
+  return value;
+}
+
+export function assignmentsRoutes(deps: Pick<AppDeps, 'store' | 'clock' | 'reuseDelayMs'>): Router {
+  const router = Router();
+  const counts = async () => ({
+    ...(await stateCounts(deps.store, deps.clock(), deps.reuseDelayMs)),
+    pods: deps.store.storedCounts().pods,
+  });
+
+  router
+    .route('/v1/assignments')
+    .get(async (_req, res) => {
+      const out = new ChunkWriter(res.type('application/json'));
+      await out.write(`{"counts":${JSON.stringify(await counts())},"pods":{`);
+      let first = true;
+      for await (const [name, pod] of deps.store.pods()) {
+        if (pod.keys.length === 0) continue;
+        await out.write(`${first ? '' : ','}${JSON.stringify(name)}:${JSON.stringify(pod.keys)}`);
+        first = false;
+      }
+      await out.end('}}');
+    })
+    .all(methodNotAllowed('GET'));
+
+  router
+    .route('/assignments')
+    .get(async (req, res) => {
+      const query = queryText(req.query.q, 'q', 200);
+      const after = queryText(req.query.after, 'after', 253);
+      const limitText = queryText(req.query.limit, 'limit', 6);
+      const limit = limitText === '' ? PAGE_SIZE : Number(limitText);
+      if (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_PAGE_SIZE) {
+        throw new PkmError(
+          'INVALID_BODY',
+          `query parameter limit must be from 1 to ${MAX_PAGE_SIZE}`,
+        );
+      }
+      const nonce = randomBytes(16).toString('base64');
+      res.setHeader(
+        'content-security-policy',
+        `default-src 'none'; style-src 'nonce-${nonce}'; script-src 'nonce-${nonce}'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'`,
+      );
+      res.setHeader('x-content-type-options', 'nosniff');
+      const out = new ChunkWriter(res.type('text/html; charset=utf-8'));
+      await out.write(pageHead({ counts: await counts(), query, nonce, now: deps.clock() }));
+      const matches = podMatcher(query);
+      let shown = 0;
+      let lastShown = '';
+      let more = false;
+      for await (const [name, pod] of deps.store.pods(after === '' ? {} : { after })) {
+        if (pod.keys.length === 0 || !matches(name, pod.keys)) continue;
+        if (shown === limit) {
+          more = true;
+          break;
+        }
+        await out.write(podRow(name, pod.keys));
+        shown++;
+        lastShown = name;
+      }
+      // The cursor is the last pod shown: the next page starts after it.
+      await out.end(
+        pageFoot({ shown, query, nextAfter: more ? lastShown : undefined, limit, nonce }),
+      );
+    })
+    .all(methodNotAllowed('GET'));
+  return router;
+}

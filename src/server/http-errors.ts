@@ -1,0 +1,52 @@
+// Every error leaves the server as {"error":{"code","message"}}, its status from src/errors.ts.
+import type { NextFunction, Request, Response } from 'express';
+import { PkmError, toPkmError } from '../errors.js';
+import type { Logger } from '../log.js';
+
+/** body-parser's error types, as coded errors. */
+const BODY_ERRORS: Record<string, (err: Error) => PkmError> = {
+  'entity.parse.failed': () => new PkmError('MALFORMED_JSON', 'the body is not valid JSON'),
+  'entity.too.large': () =>
+    new PkmError('PAYLOAD_TOO_LARGE', 'the body is larger than the limit of 16kb'),
+  'encoding.unsupported': (e) => new PkmError('UNSUPPORTED_MEDIA_TYPE', e.message),
+  'charset.unsupported': (e) => new PkmError('UNSUPPORTED_MEDIA_TYPE', e.message),
+  'request.size.invalid': () =>
+    new PkmError('INVALID_BODY', 'the body length does not match Content-Length'),
+};
+
+export function sendError(res: Response, err: PkmError): void {
+  if (err.retryAfter !== undefined) res.setHeader('retry-after', String(err.retryAfter));
+  res.status(err.status).json(err.toJSON());
+}
+
+export function notFound(req: Request, _res: Response, next: NextFunction): void {
+  next(new PkmError('NOT_FOUND', `no route for ${req.method} ${req.path}`));
+}
+
+export function methodNotAllowed(...allowed: string[]) {
+  return (req: Request, res: Response): void => {
+    res.setHeader('allow', allowed.join(', '));
+    sendError(
+      res,
+      new PkmError(
+        'METHOD_NOT_ALLOWED',
+        `${req.method} is not allowed here; use ${allowed.join(' or ')}`,
+      ),
+    );
+  };
+}
+
+export function errorHandler(log: Logger) {
+  return (raw: unknown, req: Request, res: Response, _next: NextFunction): void => {
+    const type = (raw as { type?: unknown } | null)?.type;
+    const mapper = typeof type === 'string' ? BODY_ERRORS[type] : undefined;
+    const err = mapper && raw instanceof Error ? mapper(raw) : toPkmError(raw);
+    if (err.code === 'INTERNAL')
+      log.error({ err: raw, method: req.method, path: req.path }, 'request failed');
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    sendError(res, err);
+  };
+}

@@ -1,0 +1,82 @@
+// Prometheus metrics (prom-client), in a registry per app so that tests can run many apps.
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { AllocationOutcome } from '../allocation/allocator.js';
+import type { StateCounts } from '../allocation/counts.js';
+
+export interface Metrics {
+  readonly registry: Registry;
+  readonly requests: Histogram<'method' | 'route' | 'status'>;
+  onAllocated(outcome: AllocationOutcome): void;
+  onReleased(pod: string, released: number): void;
+}
+
+export interface MetricsSource {
+  counts(): Promise<StateCounts>;
+  pods(): number;
+}
+
+export function createMetrics(source: MetricsSource): Metrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'pkm_process_' });
+  const requests = new Histogram({
+    name: 'pkm_http_request_duration_seconds',
+    help: 'HTTP request latency by route and status',
+    labelNames: ['method', 'route', 'status'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [registry],
+  });
+  const allocations = new Counter({
+    name: 'pkm_allocations_total',
+    help: 'Allocation requests that changed the store',
+    registers: [registry],
+  });
+  const keysHanded = new Counter({
+    name: 'pkm_keys_handed_out_total',
+    help: 'Keys given to pods, by where they came from',
+    labelNames: ['source'] as const,
+    registers: [registry],
+  });
+  const releases = new Counter({
+    name: 'pkm_releases_total',
+    help: 'Pods whose keys were released',
+    registers: [registry],
+  });
+  const releasedKeys = new Counter({
+    name: 'pkm_released_keys_total',
+    help: 'Keys released to cooling',
+    registers: [registry],
+  });
+  new Gauge({
+    name: 'pkm_keys',
+    help: 'Keys by state (a cooling key whose reuse delay has passed counts as free)',
+    labelNames: ['state'] as const,
+    registers: [registry],
+    async collect() {
+      const c = await source.counts();
+      for (const state of ['free', 'allocated', 'cooling', 'retired'] as const)
+        this.set({ state }, c[state]);
+    },
+  });
+  new Gauge({
+    name: 'pkm_pods',
+    help: 'Pods holding at least one key',
+    registers: [registry],
+    collect() {
+      this.set(source.pods());
+    },
+  });
+  return {
+    registry,
+    requests,
+    onAllocated(o) {
+      allocations.inc();
+      keysHanded.inc({ source: 'reclaimed' }, o.reclaimed);
+      keysHanded.inc({ source: 'reused' }, o.reused);
+      keysHanded.inc({ source: 'created' }, o.created);
+    },
+    onReleased(_pod, n) {
+      releases.inc();
+      releasedKeys.inc(n);
+    },
+  };
+}

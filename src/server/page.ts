@@ -1,0 +1,97 @@
+// The /assignments page: HTML written in chunks as the pods are read, a page of pods at a
+// time. It only ever sees public keys; secrets never reach this module.
+import type { StateCounts } from '../allocation/counts.js';
+
+const ESCAPES: Record<string, string> = {
+  '&': '&amp;',
+  '<': '&lt;',
+  '>': '&gt;',
+  '"': '&quot;',
+  "'": '&#39;',
+};
+
+/** Escapes text for HTML content and quoted attribute values alike. */
+export function escapeHtml(value: string): string {
+  return value.replace(/[&<>"']/g, (c) => ESCAPES[c] ?? c);
+}
+
+export interface PageHead {
+  readonly counts: StateCounts & { pods: number };
+  readonly query: string;
+  readonly nonce: string;
+  readonly now: number;
+}
+
+const STYLE = `
+:root{font-family:system-ui,sans-serif;color:#1b1f24;background:#f6f7f9}
+body{margin:0 auto;max-width:1200px;padding:1.5rem}
+h1{font-size:1.4rem;margin:0 0 .2rem} .sub{color:#57606a;margin:0 0 1rem}
+.totals{display:flex;flex-wrap:wrap;gap:.75rem;margin:0 0 1rem;padding:0;list-style:none}
+.totals li{background:#fff;border:1px solid #d0d7de;border-radius:8px;padding:.6rem 1rem;min-width:7rem}
+.totals .n{display:block;font-size:1.6rem;font-weight:600;font-variant-numeric:tabular-nums}
+.totals .free{border-left:5px solid #2da44e}.totals .allocated{border-left:5px solid #0969da}
+.totals .cooling{border-left:5px solid #bf8700}.totals .retired{border-left:5px solid #8c959f}
+form{display:flex;gap:.5rem;align-items:center;margin:0 0 1rem}
+input{flex:1;font:inherit;padding:.45rem .6rem;border:1px solid #d0d7de;border-radius:6px}
+button{font:inherit;padding:.45rem .9rem;border-radius:6px;border:1px solid #d0d7de;background:#fff;cursor:pointer}
+table{width:100%;border-collapse:collapse;background:#fff;border:1px solid #d0d7de}
+th,td{text-align:left;padding:.4rem .6rem;border-bottom:1px solid #eaeef2;vertical-align:top}
+th{background:#f0f2f5;font-weight:600} td.count{text-align:right;font-variant-numeric:tabular-nums}
+code{font-size:.78rem;display:block;word-break:break-all;color:#24292f}
+nav{margin:1rem 0;color:#57606a} a{color:#0969da}
+`;
+
+const FILTER_SCRIPT = `
+const box=document.getElementById('q');const rows=[...document.querySelectorAll('#pods tbody tr')];
+const shown=document.getElementById('shown');const none=document.getElementById('none');
+function apply(){const q=box.value.trim().toLowerCase();const hex=/^(0x)?[0-9a-f]+$/.test(q)?(q.startsWith('0x')?q:'0x'+q):null;let n=0;
+for(const r of rows){const ok=!q||r.dataset.pod.includes(q)||(hex!==null&&r.dataset.keys.split(' ').some(k=>k.startsWith(hex)));r.hidden=!ok;if(ok)n++}
+shown.textContent=String(n);none.hidden=n>0}
+box.addEventListener('input',apply);
+`;
+
+export function pageHead(h: PageHead): string {
+  const tile = (cls: string, n: number, label: string) =>
+    `<li class="${cls}"><span class="n" data-state="${cls}">${n}</span>${label}</li>`;
+  const c = h.counts;
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<title>pkm · key assignments</title><style nonce="${h.nonce}">${STYLE}</style></head><body>
+<h1>Key assignments</h1>
+<p class="sub">Which pod holds which validator public keys, as of <time datetime="${new Date(h.now).toISOString()}">${new Date(h.now).toISOString()}</time>. Also as <a href="/v1/assignments">JSON</a>.</p>
+<ul class="totals">${tile('free', c.free, 'free')}${tile('allocated', c.allocated, 'allocated')}${tile('cooling', c.cooling, 'cooling')}${tile('retired', c.retired, 'retired')}${tile('pods', c.pods, 'pods')}${tile('total', c.total, 'keys in all')}</ul>
+<form method="get" action="/assignments" role="search">
+<label for="q">Filter</label><input id="q" name="q" value="${escapeHtml(h.query)}" placeholder="pod name, or pubkey prefix 0x…" autocomplete="off" spellcheck="false">
+<button type="submit">Search all pods</button></form>
+<table id="pods"><thead><tr><th scope="col">Pod</th><th scope="col">Keys</th><th scope="col">Public keys</th></tr></thead><tbody>
+`;
+}
+
+export function podRow(name: string, pubkeys: readonly string[]): string {
+  const pod = escapeHtml(name);
+  const keys = pubkeys.map((k) => `<code>${escapeHtml(k)}</code>`).join('');
+  return `<tr data-pod="${pod}" data-keys="${escapeHtml(pubkeys.join(' '))}"><td>${pod}</td><td class="count">${pubkeys.length}</td><td>${keys}</td></tr>\n`;
+}
+
+export interface PageFoot {
+  readonly shown: number;
+  readonly query: string;
+  readonly nextAfter: string | undefined;
+  readonly limit: number;
+  readonly nonce: string;
+}
+
+export function pageFoot(f: PageFoot): string {
+  const params = (after: string) =>
+    new URLSearchParams({ ...(f.query ? { q: f.query } : {}), after, limit: String(f.limit) });
+  const next =
+    f.nextAfter === undefined
+      ? ''
+      : ` · <a id="next" href="/assignments?${escapeHtml(params(f.nextAfter).toString())}">next ${f.limit} pods →</a>`;
+  return `</tbody></table>
+<p id="none"${f.shown > 0 ? ' hidden' : ''}>No pod matches.</p>
+<nav>Showing <span id="shown">${f.shown}</span> pods${next}</nav>
+<script nonce="${f.nonce}">${FILTER_SCRIPT}</script>
+</body></html>
+`;
+}

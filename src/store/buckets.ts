@@ -1,0 +1,49 @@
+// The whole on-disk layout of the store, in one place.
+// Bucket names are never reused for another meaning; bump SCHEMA_VERSION and add a
+// migration in schema.ts when a shape changes.
+
+export const SCHEMA_VERSION = 1;
+
+/** Sublevel names. */
+export const Bucket = {
+  /** pubkey -> KeyRecord: the one source of truth for a key's state. */
+  keys: 'keys',
+  /** pod -> PodRecord: the keys a pod holds, and its cooling keys for same-pod return. */
+  pods: 'pods',
+  /** freeIndexKey(since, pubkey) -> pubkey: free keys, oldest freed first. */
+  unallocated: 'unallocated',
+  /** freeIndexKey(since, pubkey) -> pubkey: released keys, by release time. */
+  cooling: 'cooling',
+  /** MetaKey -> value. */
+  meta: 'meta',
+} as const;
+
+export const MetaKey = {
+  schemaVersion: 'schema-version',
+  counts: 'counts',
+} as const;
+
+const TIME_DIGITS = 16;
+
+/**
+ * Index key ordered by time, then pubkey: LevelDB sorts keys bytewise, so a fixed-width
+ * decimal timestamp makes "oldest first" a plain forward iteration.
+ */
+export function timeIndexKey(since: number, pubkey: string): string {
+  return `${timePrefix(since)}!${pubkey}`;
+}
+
+/** The smallest index key at or after `since` (for range bounds). */
+export function timePrefix(since: number): string {
+  return String(Math.max(0, Math.floor(since))).padStart(TIME_DIGITS, '0');
+}
+
+/** Upper bound (inclusive) of every index key whose time is at most `since`. */
+export function timeUpperBound(since: number): string {
+  return `${timePrefix(since)}!~`;
+}
+
+export function parseTimeIndexKey(key: string): { since: number; pubkey: string } {
+  const sep = key.indexOf('!');
+  return { since: Number(key.slice(0, sep)), pubkey: key.slice(sep + 1) };
+}

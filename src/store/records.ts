@@ -1,0 +1,117 @@
+// The shapes kept in the store, and their one codec each (JSON, checked on the way in and out).
+import { z } from 'zod';
+import { PkmError } from '../errors.js';
+
+/** A key's state as stored. A `cooling` key whose reuse delay has passed counts as free. */
+export const StoredState = z.enum(['free', 'allocated', 'cooling', 'retired']);
+export type StoredState = z.infer<typeof StoredState>;
+
+export const PUBKEY_RE = /^0x[0-9a-f]{96}$/;
+const Pubkey = z.string().regex(PUBKEY_RE);
+
+/** A secret as sealed by the store's SecretCodec; `alg` names the codec that can open it. */
+export const SealedSecret = z.object({ alg: z.string().min(1), data: z.string() }).strict();
+export type SealedSecret = z.infer<typeof SealedSecret>;
+
+const KeyEvent = z
+  .object({
+    at: z.number().int().nonnegative(),
+    event: z.enum(['created', 'allocated', 'released', 'reclaimed']),
+    pod: z.string().optional(),
+  })
+  .strict();
+export type KeyEvent = z.infer<typeof KeyEvent>;
+
+/** The most recent events kept per key; the full audit trail is a bucket of its own. */
+export const HISTORY_LIMIT = 16;
+
+const KeyRecord = z
+  .object({
+    pubkey: Pubkey,
+    secret: SealedSecret,
+    state: StoredState,
+    /** allocated: the holder; cooling: the pod that released it. */
+    pod: z.string().min(1).optional(),
+    /** When the key entered its state (ms since epoch). */
+    since: z.number().int().nonnegative(),
+    createdAt: z.number().int().nonnegative(),
+    /** EIP-2334 path, for keys derived from a mnemonic. */
+    path: z.string().optional(),
+    history: z.array(KeyEvent).max(HISTORY_LIMIT),
+  })
+  .strict()
+  .refine((r) => (r.state === 'allocated' || r.state === 'cooling') === (r.pod !== undefined), {
+    message: 'pod is set exactly for allocated and cooling keys',
+  });
+export type KeyRecord = z.infer<typeof KeyRecord>;
+
+const PodRecord = z
+  .object({
+    /** Keys the pod holds, in the order they were handed out. */
+    keys: z.array(Pubkey),
+    /** Keys the pod released that are still cooling: the same pod gets them back at once. */
+    cooling: z.array(Pubkey),
+    /** Last change (ms since epoch). */
+    since: z.number().int().nonnegative(),
+  })
+  .strict();
+export type PodRecord = z.infer<typeof PodRecord>;
+
+const Counts = z
+  .object({
+    free: z.number().int().nonnegative(),
+    allocated: z.number().int().nonnegative(),
+    cooling: z.number().int().nonnegative(),
+    retired: z.number().int().nonnegative(),
+    pods: z.number().int().nonnegative(),
+  })
+  .strict();
+/** Counters kept in `meta`, updated in the same batch as every change. */
+export type Counts = z.infer<typeof Counts>;
+export const ZERO_COUNTS: Counts = Object.freeze({
+  free: 0,
+  allocated: 0,
+  cooling: 0,
+  retired: 0,
+  pods: 0,
+});
+
+function codec<T>(name: string, schema: z.ZodType<T>) {
+  return {
+    encode(value: T): string {
+      const checked = schema.safeParse(value);
+      if (!checked.success) {
+        throw new PkmError(
+          'INTERNAL',
+          `refusing to write an invalid ${name}: ${checked.error.message}`,
+        );
+      }
+      return JSON.stringify(checked.data);
+    },
+    decode(text: string): T {
+      let raw: unknown;
+      try {
+        raw = JSON.parse(text);
+      } catch (cause) {
+        throw new PkmError('STORE_CORRUPT', `a stored ${name} is not JSON`, { cause });
+      }
+      const checked = schema.safeParse(raw);
+      if (!checked.success) {
+        throw new PkmError(
+          'STORE_CORRUPT',
+          `a stored ${name} is malformed: ${checked.error.message}`,
+        );
+      }
+      return checked.data;
+    },
+  };
+}
+
+export const keyRecordCodec = codec('key record', KeyRecord);
+export const podRecordCodec = codec('pod record', PodRecord);
+export const countsCodec = codec('counts record', Counts);
+
+/** Appends an event, keeping the newest HISTORY_LIMIT. */
+export function withEvent(history: readonly KeyEvent[], event: KeyEvent): KeyEvent[] {
+  return [...history, event].slice(-HISTORY_LIMIT);
+}

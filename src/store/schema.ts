@@ -1,0 +1,51 @@
+// Schema version check and migrations, run once when the store opens.
+import type { Level } from 'level';
+import { PkmError } from '../errors.js';
+import { Bucket, MetaKey, SCHEMA_VERSION } from './buckets.js';
+import { type Counts, countsCodec, ZERO_COUNTS } from './records.js';
+
+/**
+ * Migrations from version v to v+1, by v. Empty while the first schema is the only one;
+ * each entry will rewrite records in batches and bump the version in its last batch.
+ */
+const MIGRATIONS: Record<number, (db: Level<string, string>) => Promise<void>> = {};
+
+/** Checks (or writes, for a new store) the schema version; returns the stored counters. */
+export async function openSchema(db: Level<string, string>): Promise<Counts> {
+  const meta = db.sublevel<string, string>(Bucket.meta, { valueEncoding: 'utf8' });
+  let text = await meta.get(MetaKey.schemaVersion);
+  if (text === undefined) {
+    const [anyKey] = await db.keys({ limit: 1 }).all();
+    if (anyKey !== undefined) {
+      throw new PkmError(
+        'STORE_CORRUPT',
+        'the data dir holds data but no schema version: is it a pkm store?',
+      );
+    }
+    await meta.batch([
+      { type: 'put', key: MetaKey.schemaVersion, value: String(SCHEMA_VERSION) },
+      { type: 'put', key: MetaKey.counts, value: countsCodec.encode(ZERO_COUNTS) },
+    ]);
+    text = String(SCHEMA_VERSION);
+  }
+  let version = Number(text);
+  if (!Number.isSafeInteger(version) || version < 1) {
+    throw new PkmError('STORE_CORRUPT', `the store's schema version "${text}" is not a version`);
+  }
+  if (version > SCHEMA_VERSION) {
+    throw new PkmError(
+      'SCHEMA_TOO_NEW',
+      `the store has schema version ${version}, newer than this pkm understands (${SCHEMA_VERSION}): run a newer pkm`,
+    );
+  }
+  while (version < SCHEMA_VERSION) {
+    const migrate = MIGRATIONS[version];
+    if (!migrate)
+      throw new PkmError('STORE_CORRUPT', `no migration from schema version ${version}`);
+    await migrate(db);
+    version++;
+  }
+  const counts = await meta.get(MetaKey.counts);
+  if (counts === undefined) throw new PkmError('STORE_CORRUPT', 'the store has no counters');
+  return countsCodec.decode(counts);
+}
