@@ -53,7 +53,7 @@ export class Allocator {
   constructor(private readonly deps: AllocatorDeps) {}
 
   /** Gives `pod` exactly `count` keys, all or nothing; see DESIGN.md "HTTP API". */
-  allocate(pod: string, count: number): Promise<Allocation> {
+  async allocate(pod: string, count: number): Promise<Allocation> {
     const { maxKeysPerPod } = this.deps.config;
     if (!Number.isSafeInteger(count) || count < 1 || count > maxKeysPerPod) {
       throw new PkmError(

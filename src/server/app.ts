@@ -59,13 +59,21 @@ export function createApp(deps: AppDeps): express.Express {
     next();
   });
 
-  // 415 for a body that is not JSON; a POST with no body at all falls through to validation.
+  // 415 for a body that is not UTF-8 JSON; a POST with no body falls through to validation.
   app.use((req: Request, _res: Response, next: NextFunction) => {
-    if (req.method === 'POST' && req.is('application/json') === false) {
-      throw new PkmError(
-        'UNSUPPORTED_MEDIA_TYPE',
-        'send the body as Content-Type: application/json',
-      );
+    const length = req.headers['content-length'];
+    const hasBody =
+      req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+    if (req.method === 'POST' && hasBody) {
+      const charset = /;\s*charset="?([^";\s]+)/i
+        .exec(req.get('content-type') ?? '')?.[1]
+        ?.toLowerCase();
+      if (!req.is('application/json') || (charset !== undefined && charset !== 'utf-8')) {
+        throw new PkmError(
+          'UNSUPPORTED_MEDIA_TYPE',
+          'send the body as Content-Type: application/json (UTF-8)',
+        );
+      }
     }
     next();
   });

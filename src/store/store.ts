@@ -161,6 +161,11 @@ export class Store {
     for await (const text of this.keysB.values()) yield keyRecordCodec.decode(text);
   }
 
+  /** Every entry of every bucket, raw, in key order: the store's logical content. */
+  async rawEntries(): Promise<Array<[string, string]>> {
+    return this.db.iterator().all();
+  }
+
   /** Raw index entries, for the invariant check. */
   async indexEntries(bucket: 'unallocated' | 'cooling'): Promise<IndexEntry[]> {
     const sub = bucket === 'unallocated' ? this.freeB : this.coolingB;

@@ -1,0 +1,91 @@
+import { describe, expect, it } from 'vitest';
+import { checkStore } from '../../src/store/check.js';
+import { Store } from '../../src/store/store.js';
+import { type AllocationBody, http, tempDir } from '../helpers.js';
+import { startServerProcess } from './spawn.js';
+
+const ROUNDS = 10;
+const PODS = 40;
+
+interface PodLog {
+  /** Keys the server last acknowledged for the pod ([] after an acknowledged release). */
+  acknowledged: string[];
+  inFlight: boolean;
+  acks: number;
+}
+
+/** Each pod allocates, tops up and releases in a loop until the server dies under it. */
+async function churn(
+  url: string,
+  pod: string,
+  log: PodLog,
+  everHanded: Set<string>,
+): Promise<void> {
+  const steps: Array<[string, number]> = [
+    ['POST', 2],
+    ['POST', 3],
+    ['DELETE', 0],
+    ['POST', 1],
+    ['DELETE', 0],
+  ];
+  for (let round = 0; ; round++) {
+    const [method, count] = steps[round % steps.length] ?? ['DELETE', 0];
+    log.inFlight = true;
+    try {
+      const path = `/v1/pods/${pod}/keys`;
+      if (method === 'POST') {
+        const res = await http<AllocationBody>(url, 'POST', path, { count });
+        if (res.status !== 200) throw new Error(`allocation failed: ${res.status}`);
+        log.acknowledged = res.body.keys.map((k) => k.pubkey);
+        for (const pk of log.acknowledged) everHanded.add(pk);
+      } else {
+        await http(url, 'DELETE', path);
+        log.acknowledged = [];
+      }
+      log.inFlight = false;
+      log.acks++;
+    } catch {
+      return; // the server was killed: this request's outcome is unknown, and inFlight says so
+    }
+  }
+}
+
+describe('crash safety', () => {
+  it(`keeps every invariant after kill -9 at random moments (${ROUNDS} rounds)`, async () => {
+    const dir = await tempDir();
+    const everHanded = new Set<string>();
+    for (let round = 0; round < ROUNDS; round++) {
+      const server = await startServerProcess(['--data-dir', dir, '--reuse-delay', '0']);
+      const logs = new Map<string, PodLog>();
+      const workers = Array.from({ length: PODS }, (_, i) => {
+        const log: PodLog = { acknowledged: [], inFlight: false, acks: 0 };
+        logs.set(`pod-${i}`, log);
+        return churn(server.url, `pod-${i}`, log, everHanded);
+      });
+      await new Promise((r) => setTimeout(r, 50 + Math.random() * 400));
+      server.proc.kill('SIGKILL');
+      expect(await server.exited).toBe('SIGKILL');
+      await Promise.all(workers);
+      // The kill landed in the middle of the burst: requests had been answered, others were open.
+      const pods = [...logs.values()];
+      expect(pods.reduce((n, l) => n + l.acks, 0)).toBeGreaterThan(0);
+      expect(pods.some((l) => l.inFlight)).toBe(true);
+
+      const store = await Store.open(dir);
+      try {
+        const report = await checkStore(store);
+        expect(report.problems).toEqual([]);
+        // No key lost: every key ever handed out is still in the store.
+        for (const pk of everHanded) expect(await store.getKey(pk)).toBeDefined();
+        // What the server acknowledged survived, wherever no later request was in flight.
+        for (const [pod, log] of logs) {
+          if (log.inFlight) continue;
+          expect((await store.getPod(pod))?.keys ?? []).toEqual(log.acknowledged);
+        }
+      } finally {
+        await store.close();
+      }
+    }
+    expect(everHanded.size).toBeGreaterThan(0);
+  }, 120_000);
+});

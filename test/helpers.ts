@@ -1,0 +1,123 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach } from 'vitest';
+import { createLogger } from '../src/log.js';
+import { composeApp } from '../src/server/serve.js';
+import { Store } from '../src/store/store.js';
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  while (cleanups.length > 0) await cleanups.pop()?.();
+});
+
+/** Runs `fn` after the current test, last registered first. */
+export function onCleanup(fn: () => Promise<void>): void {
+  cleanups.push(fn);
+}
+
+export async function tempDir(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'pkm-test-'));
+  onCleanup(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+export async function openTempStore(dir?: string): Promise<Store> {
+  const store = await Store.open(dir ?? (await tempDir()));
+  onCleanup(() => store.close());
+  return store;
+}
+
+/** A clock the test moves by hand. */
+export class FakeClock {
+  constructor(public ms = Date.UTC(2026, 10, 23, 12, 0, 0)) {}
+  readonly now = (): number => this.ms;
+  advance(ms: number): void {
+    this.ms += ms;
+  }
+}
+
+export const MINUTE = 60_000;
+
+export interface TestServer {
+  readonly url: string;
+  readonly store: Store;
+  readonly clock: FakeClock;
+  readonly allocator: ReturnType<typeof composeApp>['allocator'];
+}
+
+/** The real app on 127.0.0.1 port 0 over a temp LevelDB, with an injected clock. */
+export async function startTestServer(
+  opts: {
+    reuseDelayMs?: number;
+    maxKeysPerPod?: number;
+    maxTotalKeys?: number;
+    store?: Store;
+  } = {},
+): Promise<TestServer> {
+  const store = opts.store ?? (await openTempStore());
+  const clock = new FakeClock();
+  const { app, allocator } = composeApp({
+    store,
+    clock: clock.now,
+    log: createLogger('silent'),
+    config: {
+      reuseDelayMs: opts.reuseDelayMs ?? 20 * MINUTE,
+      maxKeysPerPod: opts.maxKeysPerPod ?? 64,
+      maxTotalKeys: opts.maxTotalKeys,
+    },
+  });
+  const server = await new Promise<Server>((resolve) => {
+    const s = app.listen(0, '127.0.0.1', () => resolve(s));
+  });
+  onCleanup(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const { port } = server.address() as AddressInfo;
+  return { url: `http://127.0.0.1:${port}`, store, clock, allocator };
+}
+
+export interface JsonAnswer<T> {
+  readonly status: number;
+  readonly headers: Headers;
+  /** Parsed JSON, typed as the test expects it (the test's assertions check it); text otherwise. */
+  readonly body: T;
+}
+
+export interface ErrorBody {
+  readonly error: { readonly code: string; readonly message: string };
+}
+export interface AllocationBody {
+  readonly pod: string;
+  readonly keys: Array<{ pubkey: string; secretKey: string; path?: string }>;
+}
+export interface AssignmentsBody {
+  readonly pods: Record<string, string[]>;
+  readonly counts: Record<'free' | 'allocated' | 'cooling' | 'retired' | 'total' | 'pods', number>;
+}
+
+export async function http<T = ErrorBody>(
+  base: string,
+  method: string,
+  path: string,
+  body?: unknown,
+  headers: Record<string, string> = {},
+): Promise<JsonAnswer<T>> {
+  const init: RequestInit =
+    body === undefined
+      ? { method, headers }
+      : {
+          method,
+          body: typeof body === 'string' ? body : JSON.stringify(body),
+          headers: { 'content-type': 'application/json', ...headers },
+        };
+  const res = await fetch(`${base}${path}`, init);
+  const text = await res.text();
+  let parsed: unknown = text;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    // Not JSON (the HTML page, /metrics): the test reads the text.
+  }
+  return { status: res.status, headers: res.headers, body: parsed as T };
+}

@@ -1,0 +1,84 @@
+import { Level } from 'level';
+import { describe, expect, it } from 'vitest';
+import { Bucket, MetaKey, SCHEMA_VERSION } from '../../src/store/buckets.js';
+import { checkStore } from '../../src/store/check.js';
+import type { KeyRecord } from '../../src/store/records.js';
+import { Store } from '../../src/store/store.js';
+import { openTempStore, tempDir } from '../helpers.js';
+
+function freeKey(store: Store, n: number, since: number): KeyRecord {
+  return {
+    pubkey: `0x${n.toString(16).padStart(96, '0')}`,
+    secret: store.secrets.seal(new Uint8Array(32).fill(n)),
+    state: 'free',
+    since,
+    createdAt: since,
+    history: [{ at: since, event: 'created' }],
+  };
+}
+
+describe('store', () => {
+  it('writes the schema version into meta when it creates a store', async () => {
+    const dir = await tempDir();
+    const store = await Store.open(dir);
+    await store.close();
+    const db = new Level<string, string>(dir);
+    const meta = db.sublevel<string, string>(Bucket.meta, {});
+    expect(await meta.get(MetaKey.schemaVersion)).toBe(String(SCHEMA_VERSION));
+    await db.close();
+  });
+
+  it('refuses a store of a newer schema version, with a clear message', async () => {
+    const dir = await tempDir();
+    await (await Store.open(dir)).close();
+    const db = new Level<string, string>(dir);
+    await db
+      .sublevel<string, string>(Bucket.meta, {})
+      .put(MetaKey.schemaVersion, String(SCHEMA_VERSION + 1));
+    await db.close();
+    await expect(Store.open(dir)).rejects.toMatchObject({
+      code: 'SCHEMA_TOO_NEW',
+      message: expect.stringMatching(/newer than this pkm understands/),
+    });
+  });
+
+  it('refuses a data dir that another handle holds open', async () => {
+    const dir = await tempDir();
+    await openTempStore(dir);
+    await expect(Store.open(dir)).rejects.toMatchObject({
+      code: 'STORE_LOCKED',
+      message: expect.stringMatching(/already in use by another process/),
+    });
+  });
+
+  it('commits keys, indexes and counters together, and reads them back after a reopen', async () => {
+    const dir = await tempDir();
+    const store = await Store.open(dir);
+    const keys = [freeKey(store, 1, 3000), freeKey(store, 2, 1000), freeKey(store, 3, 2000)];
+    await store.commit({ keys: keys.map((after) => ({ after })), pods: [] });
+    await store.close();
+
+    const reopened = await openTempStore(dir);
+    expect(reopened.storedCounts()).toMatchObject({ free: 3, allocated: 0 });
+    const oldest = await reopened.oldestFree(2);
+    expect(oldest.map((e) => e.since)).toEqual([1000, 2000]);
+    expect(await reopened.getKey(keys[0]?.pubkey ?? '')).toEqual(keys[0]);
+    expect((await checkStore(reopened)).problems).toEqual([]);
+  });
+
+  it('writes nothing when one record of a change is invalid (all or nothing)', async () => {
+    const store = await openTempStore();
+    await store.commit({ keys: [{ after: freeKey(store, 1, 1) }], pods: [] });
+    const before = await store.rawEntries();
+    const good = freeKey(store, 2, 2);
+    const broken = { ...freeKey(store, 3, 3), state: 'allocated' as const }; // allocated needs a pod
+    await expect(
+      store.commit({
+        keys: [{ after: good }, { after: broken }],
+        pods: [{ name: 'p', after: { keys: [], cooling: [], since: 1 } }],
+      }),
+    ).rejects.toThrow(/invalid key record/);
+    expect(await store.rawEntries()).toEqual(before);
+    expect(store.storedCounts().free).toBe(1);
+  });
+});

@@ -1,0 +1,12 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    testTimeout: 30_000,
+    hookTimeout: 30_000,
+    // Crash and CLI tests spawn servers; two workers keep this 2-core machine responsive.
+    maxWorkers: 2,
+    pool: 'forks',
+  },
+});
