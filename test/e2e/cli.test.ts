@@ -1,0 +1,105 @@
+import { describe, expect, it } from 'vitest';
+import { ExitCode } from '../../src/errors.js';
+import { Store } from '../../src/store/store.js';
+import { http, tempDir } from '../helpers.js';
+import { runPkm, startServerProcess } from './spawn.js';
+
+describe('pkm server', () => {
+  it('on SIGTERM finishes the request in flight, closes the store and exits 0', async () => {
+    const dir = await tempDir();
+    const server = await startServerProcess(['--data-dir', dir]);
+    const inFlight = http(server.url, 'POST', '/v1/pods/validator-0/keys', { count: 64 });
+    await new Promise((r) => setTimeout(r, 20));
+    server.proc.kill('SIGTERM');
+    expect((await inFlight).status).toBe(200);
+    expect(await server.exited).toBe(ExitCode.ok);
+    const store = await Store.open(dir);
+    expect(store.storedCounts().allocated).toBe(64);
+    await store.close();
+  });
+
+  it('refuses a data dir another server holds, saying so in one line (exit 5)', async () => {
+    const dir = await tempDir();
+    await startServerProcess(['--data-dir', dir]);
+    const second = runPkm(['server', '--data-dir', dir, '--listen', '127.0.0.1:0']);
+    expect(await second.exited).toBe(ExitCode.store);
+    expect(second.stderr).toEqual([
+      expect.stringMatching(/^pkm: STORE_LOCKED: .*already in use by another process/),
+    ]);
+  });
+
+  it.each([
+    [['--reuse-delay', 'soon'], /--reuse-delay takes a duration .* e\.g\. --reuse-delay 20m/],
+    [['--max-keys-per-pod', '0'], /--max-keys-per-pod takes a whole number from 1 .* e\.g\./],
+    [
+      ['--listen', 'localhost'],
+      /--listen takes host:port, not "localhost", e\.g\. --listen 127\.0\.0\.1:8000/,
+    ],
+    [['--log-level', 'loud'], /--log-level is one of/],
+  ])('refuses bad flags %j with exit 2 and an example', async (args, message) => {
+    const child = runPkm(['server', ...args]);
+    expect(await child.exited).toBe(ExitCode.usage);
+    expect(child.stderr).toEqual([expect.stringMatching(message)]);
+  });
+
+  it('exits 2 on an unknown flag', async () => {
+    const child = runPkm(['server', '--no-such-flag']);
+    expect(await child.exited).toBe(ExitCode.usage);
+    expect(child.stderr.join('\n')).toMatch(/unknown option '--no-such-flag'/);
+  });
+
+  it('takes every flag from PKM_* env as well', async () => {
+    const dir = await tempDir();
+    const child = runPkm(['server'], {
+      PKM_DATA_DIR: dir,
+      PKM_LISTEN: '127.0.0.1:0',
+      PKM_MAX_KEYS_PER_POD: '3',
+    });
+    const deadline = Date.now() + 10_000;
+    let url: string | undefined;
+    while (!url && Date.now() < deadline) {
+      url = child.stdout.map((l) => JSON.parse(l) as { url?: string }).find((m) => m.url)?.url;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(url).toBeDefined();
+    const res = await http(url ?? '', 'POST', '/v1/pods/a/keys', { count: 4 });
+    expect(res.body.error.code).toBe('COUNT_OUT_OF_RANGE');
+    expect(res.body.error.message).toMatch(/from 1 to 3/);
+  });
+});
+
+describe('pkm release and pkm assignments', () => {
+  it('release a pod and list assignments against a running server', async () => {
+    const server = await startServerProcess(['--data-dir', await tempDir()]);
+    await http(server.url, 'POST', '/v1/pods/validator-0/keys', { count: 2 });
+    await http(server.url, 'POST', '/v1/pods/validator-1/keys', { count: 1 });
+
+    const list = runPkm(['assignments', '--server', server.url, '--json']);
+    expect(await list.exited).toBe(0);
+    const parsed = JSON.parse(list.stdout.join('\n')) as { pods: Record<string, string[]> };
+    expect(Object.keys(parsed.pods)).toEqual(['validator-0', 'validator-1']);
+
+    const release = runPkm(['release', '--server', server.url], { POD_NAME: 'validator-0' });
+    expect(await release.exited).toBe(0);
+    expect(JSON.parse(release.stdout.join(''))).toEqual({
+      pod: 'validator-0',
+      released: parsed.pods['validator-0'],
+    });
+
+    const table = runPkm(['assignments'], { PKM_SERVER: server.url });
+    expect(await table.exited).toBe(0);
+    expect(table.stdout.join('\n')).toMatch(/^cooling +2$/m);
+    expect(table.stdout.join('\n')).toMatch(/^validator-1\t1\t0x[0-9a-f]{96}$/m);
+  });
+
+  it('exits 2 for a bad pod name, and 4 when the server cannot be reached', async () => {
+    const bad = runPkm(['release', '--server', 'http://127.0.0.1:9', '--pod', 'Not_A_Pod']);
+    expect(await bad.exited).toBe(ExitCode.usage);
+    expect(bad.stderr).toEqual([expect.stringMatching(/^pkm: INVALID_POD_NAME: /)]);
+    const down = runPkm(['assignments', '--server', 'http://127.0.0.1:9']);
+    expect(await down.exited).toBe(ExitCode.unavailable);
+    expect(down.stderr).toEqual([
+      expect.stringMatching(/^pkm: SERVER_UNREACHABLE: cannot reach http:\/\/127\.0\.0\.1:9/),
+    ]);
+  });
+});
