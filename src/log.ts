@@ -5,6 +5,11 @@ import type { LogLevel } from './config.js';
 
 export type { Logger } from 'pino';
 
+/**
+ * Logs go out in 4 KiB writes rather than one write per line: per-request lines are most of a
+ * busy server's syscalls. Call flush() where a line must be out at once (the "listening" line,
+ * shutdown); a kill -9 may lose the last few lines, never state.
+ */
 export function createLogger(level: LogLevel, destination?: DestinationStream): Logger {
   const options = {
     level,
@@ -14,7 +19,7 @@ export function createLogger(level: LogLevel, destination?: DestinationStream): 
       censor: '[redacted]',
     },
   };
-  return destination ? pino(options, destination) : pino(options);
+  return pino(options, destination ?? pino.destination({ dest: 1, sync: false, minLength: 4096 }));
 }
 
 /** CLI commands keep stdout for their own output, so their logs go to stderr. */

@@ -1,14 +1,15 @@
 // Allocate(pod, n) and UnallocateAllKeys(pod): the domain rules, over the store, with no HTTP.
-// Every state change runs under one in-process mutex, so nothing else writes between reading
-// the state and committing its batch.
-import { Mutex } from 'async-mutex';
+// Every state change runs through the group committer (group-commit.ts): one at a time, and
+// nothing else writes between reading the state and committing its batch.
 import { PkmError } from '../errors.js';
 import type { KeySource } from '../keys/source.js';
 import type { KeyRecord, PodRecord } from '../store/records.js';
 import { withEvent } from '../store/records.js';
-import type { IndexEntry, KeyChange, PodChange, Store } from '../store/store.js';
+import type { KeyChange, PodChange, Store } from '../store/store.js';
 import type { Clock } from './clock.js';
+import { GroupCommitter } from './group-commit.js';
 import { pickOldest } from './pick.js';
+import type { Transaction } from './transaction.js';
 
 export interface AllocatorConfig {
   /** Released keys wait this long before another pod may get them (slashing safety). */
@@ -48,9 +49,11 @@ export interface AllocatorDeps {
 }
 
 export class Allocator {
-  private readonly mutex = new Mutex();
+  private readonly group: GroupCommitter;
 
-  constructor(private readonly deps: AllocatorDeps) {}
+  constructor(private readonly deps: AllocatorDeps) {
+    this.group = new GroupCommitter(deps.store);
+  }
 
   /** Gives `pod` exactly `count` keys, all or nothing; see DESIGN.md "HTTP API". */
   async allocate(pod: string, count: number): Promise<Allocation> {
@@ -61,22 +64,30 @@ export class Allocator {
         `count must be an integer from 1 to ${maxKeysPerPod} (--max-keys-per-pod)`,
       );
     }
-    return this.mutex.runExclusive(() => this.allocateLocked(pod, count));
+    const { records, outcome } = await this.group.run((tx) => this.allocateIn(tx, pod, count));
+    if (outcome) this.deps.onAllocated?.(outcome);
+    return this.handOut(pod, records);
   }
 
   /** UnallocateAllKeys: the pod's keys start cooling; idempotent. */
-  release(pod: string): Promise<string[]> {
-    return this.mutex.runExclusive(() => this.releaseLocked(pod));
+  async release(pod: string): Promise<string[]> {
+    const released = await this.group.run((tx) => this.releaseIn(tx, pod));
+    if (released.length > 0) this.deps.onReleased?.(pod, released.length);
+    return released;
   }
 
   async podKeys(pod: string): Promise<string[]> {
     return (await this.deps.store.getPod(pod))?.keys ?? [];
   }
 
-  private async allocateLocked(pod: string, count: number): Promise<Allocation> {
+  private async allocateIn(
+    tx: Transaction,
+    pod: string,
+    count: number,
+  ): Promise<{ records: KeyRecord[]; outcome?: AllocationOutcome }> {
     const { store, clock } = this.deps;
     const now = clock();
-    const podBefore = await store.getPod(pod);
+    const podBefore = await tx.getPod(pod);
     const held = podBefore?.keys ?? [];
     if (held.length > count) {
       throw new PkmError(
@@ -84,14 +95,18 @@ export class Allocator {
         `pod ${pod} holds ${held.length} keys and asked for ${count}; release it first to hold fewer`,
       );
     }
-    const heldRecords = await store.getKeys(held);
     const need = count - held.length;
-    if (need === 0) return this.handOut(pod, heldRecords);
-
     // A StatefulSet runs at most one pod per name, so the same name may take back its own
     // cooling keys at once (DESIGN.md "Safety rules").
     const ownCooling = podBefore?.cooling ?? [];
-    const reclaimed = await store.getKeys(ownCooling.slice(0, need));
+    const reclaim = ownCooling.slice(0, need);
+    const fromPool = await this.poolEntries(tx, need - reclaim.length, now, new Set(ownCooling));
+    // One read for every record involved.
+    const records = await tx.getKeys([...held, ...reclaim, ...fromPool]);
+    const heldRecords = records.slice(0, held.length);
+    if (need === 0) return { records: heldRecords };
+    const reclaimed = records.slice(held.length, held.length + reclaim.length);
+    const pooled = records.slice(held.length + reclaim.length);
     for (const r of reclaimed) {
       if (r.state !== 'cooling' || r.pod !== pod) {
         throw new PkmError(
@@ -100,10 +115,16 @@ export class Allocator {
         );
       }
     }
-    const poolNeed = need - reclaimed.length;
-    const pooled = await this.takeFromPool(poolNeed, now, new Set(ownCooling));
-    const createCount = poolNeed - pooled.length;
-    await this.checkCanCreate(createCount, now);
+    for (const r of pooled) {
+      if (r.state !== 'free' && r.state !== 'cooling') {
+        throw new PkmError(
+          'STORE_CORRUPT',
+          `the pool index lists ${r.pubkey}, but the key is ${r.state}`,
+        );
+      }
+    }
+    const createCount = need - reclaimed.length - pooled.length;
+    await this.checkCanCreate(tx, createCount, now);
 
     const keyChanges: KeyChange[] = [];
     const handed: KeyRecord[] = [...heldRecords];
@@ -138,7 +159,7 @@ export class Allocator {
       give(undefined, base, 'allocated');
     }
 
-    const podChanges = await this.previousHolderChanges(pooled, now);
+    const podChanges = await this.previousHolderChanges(tx, pooled, now);
     const takenBack = new Set(reclaimed.map((r) => r.pubkey));
     podChanges.push({
       name: pod,
@@ -149,36 +170,39 @@ export class Allocator {
         since: now,
       },
     });
-    await store.commit({ keys: keyChanges, pods: podChanges });
-    this.deps.onAllocated?.({
-      pod,
-      held: held.length,
-      reclaimed: reclaimed.length,
-      reused: pooled.length,
-      created: createCount,
-    });
-    return this.handOut(pod, handed);
+    tx.stage({ keys: keyChanges, pods: podChanges });
+    return {
+      records: handed,
+      outcome: {
+        pod,
+        held: held.length,
+        reclaimed: reclaimed.length,
+        reused: pooled.length,
+        created: createCount,
+      },
+    };
   }
 
   /** Up to `n` keys other pods may have: free keys and keys whose reuse delay has passed. */
-  private async takeFromPool(
+  private async poolEntries(
+    tx: Transaction,
     n: number,
     now: number,
     exclude: ReadonlySet<string>,
-  ): Promise<KeyRecord[]> {
+  ): Promise<string[]> {
     if (n <= 0) return [];
-    const { store, config } = this.deps;
     // Over-read by the excluded count: this pod's own cooling keys sit in the same index.
-    const cooled = (
-      await store.oldestCooledBefore(now - config.reuseDelayMs, n + exclude.size)
-    ).filter((e) => !exclude.has(e.pubkey));
-    const free = await store.oldestFree(n);
-    const picked: IndexEntry[] = pickOldest(cooled, free, n);
-    return store.getKeys(picked.map((e) => e.pubkey));
+    const [cooled, free] = await Promise.all([
+      tx.oldest('cooling', n + exclude.size, now - this.deps.config.reuseDelayMs),
+      tx.oldest('unallocated', n),
+    ]);
+    const eligible = cooled.filter((e) => !exclude.has(e.pubkey));
+    return pickOldest(eligible, free, n).map((e) => e.pubkey);
   }
 
   /** Reused cooling keys leave their previous holder's cooling list, in the same batch. */
   private async previousHolderChanges(
+    tx: Transaction,
     pooled: readonly KeyRecord[],
     now: number,
   ): Promise<PodChange[]> {
@@ -191,7 +215,7 @@ export class Allocator {
     }
     const changes: PodChange[] = [];
     for (const [name, gone] of byPod) {
-      const before = await this.deps.store.getPod(name);
+      const before = await tx.getPod(name);
       if (!before)
         throw new PkmError('STORE_CORRUPT', `cooling keys name pod ${name}, which has no record`);
       const after: PodRecord = {
@@ -205,13 +229,13 @@ export class Allocator {
     return changes;
   }
 
-  private async checkCanCreate(n: number, now: number): Promise<void> {
+  private async checkCanCreate(tx: Transaction, n: number, now: number): Promise<void> {
     const max = this.deps.config.maxTotalKeys;
     if (n <= 0 || max === undefined) return;
-    const c = this.deps.store.storedCounts();
+    const c = tx.counts();
     const total = c.free + c.allocated + c.cooling + c.retired;
     if (total + n <= max) return;
-    const oldest = await this.deps.store.oldestCooling();
+    const [oldest] = await tx.oldest('cooling', 1);
     const waitMs = oldest ? oldest.since + this.deps.config.reuseDelayMs - now : undefined;
     throw new PkmError(
       'POOL_EXHAUSTED',
@@ -220,12 +244,11 @@ export class Allocator {
     );
   }
 
-  private async releaseLocked(pod: string): Promise<string[]> {
-    const { store, clock } = this.deps;
-    const before = await store.getPod(pod);
+  private async releaseIn(tx: Transaction, pod: string): Promise<string[]> {
+    const before = await tx.getPod(pod);
     if (!before || before.keys.length === 0) return [];
-    const now = clock();
-    const records = await store.getKeys(before.keys);
+    const now = this.deps.clock();
+    const records = await tx.getKeys(before.keys);
     const keyChanges: KeyChange[] = records.map((r) => ({
       before: r,
       after: {
@@ -237,8 +260,7 @@ export class Allocator {
       },
     }));
     const after: PodRecord = { keys: [], cooling: [...before.cooling, ...before.keys], since: now };
-    await store.commit({ keys: keyChanges, pods: [{ name: pod, before, after }] });
-    this.deps.onReleased?.(pod, before.keys.length);
+    tx.stage({ keys: keyChanges, pods: [{ name: pod, before, after }] });
     return before.keys;
   }
 

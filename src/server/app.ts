@@ -30,6 +30,8 @@ const REQUEST_ID = /^[\w.-]{1,64}$/;
 export function createApp(deps: AppDeps): express.Express {
   const app = express();
   app.disable('x-powered-by');
+  // Answers carry secrets or change with every allocation: no ETag to compute or cache by.
+  app.set('etag', false);
   app.set('query parser', 'simple');
 
   app.use((req: Request, res: Response, next: NextFunction) => {

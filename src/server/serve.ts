@@ -79,6 +79,7 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
   const host = address.includes(':') ? `[${address}]` : address;
   const url = `http://${host}:${port}`;
   log.info({ url, dataDir: config.dataDir, keys: store.storedCounts() }, 'listening');
+  log.flush();
   return {
     url,
     async close(graceMs = 10_000) {
@@ -89,6 +90,7 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
       clearTimeout(force);
       await store.close();
       log.info('stopped');
+      log.flush();
     },
   };
 }

@@ -4,6 +4,8 @@ import { mkdir } from 'node:fs/promises';
 import { Level } from 'level';
 import { PkmError } from '../errors.js';
 import { Bucket, MetaKey, parseTimeIndexKey, timeIndexKey, timeUpperBound } from './buckets.js';
+import { RecordCache } from './cache.js';
+import { IndexWindow } from './index-window.js';
 import {
   type Counts,
   countsCodec,
@@ -31,6 +33,9 @@ export interface Change {
   readonly pods: readonly PodChange[];
 }
 
+/** The two indexes of keys not held by a pod. */
+export type PoolIndex = 'unallocated' | 'cooling';
+
 export interface IndexEntry {
   readonly since: number;
   readonly pubkey: string;
@@ -44,6 +49,11 @@ type BatchOp =
   | { type: 'put'; sublevel: Sub; key: string; value: string }
   | { type: 'del'; sublevel: Sub; key: string };
 
+/** Index entries kept in memory per index; refilled from LevelDB when they run out. */
+const WINDOW_SIZE = 512;
+const POD_CACHE_SIZE = 50_000;
+const KEY_CACHE_SIZE = 20_000;
+
 export interface StoreOptions {
   readonly secrets?: SecretCodec;
 }
@@ -56,11 +66,21 @@ export class Store {
   private readonly coolingB: Sub;
   private readonly metaB: Sub;
   private stored: Counts;
+  /** The head of each time index, in memory (see index-window.ts). */
+  private readonly windows: Map<Sub, IndexWindow>;
+  /** Decoded records, written through by commit(); bounded, so evicted ones are read again. */
+  private readonly podCache: RecordCache<PodRecord>;
+  private readonly keyCache: RecordCache<KeyRecord>;
+  /** Every pod name in the store, so a new pod costs no read. */
+  private readonly podNames: Set<string>;
+  /** Bumped by every commit, so a read that raced a commit is not cached. */
+  private commits = 0;
 
   private constructor(
     private readonly db: Level<string, string>,
     counts: Counts,
     secrets: SecretCodec,
+    podNames: Set<string>,
   ) {
     const sub = (name: string): Sub => openBucket(db, name);
     this.keysB = sub(Bucket.keys);
@@ -70,6 +90,21 @@ export class Store {
     this.metaB = sub(Bucket.meta);
     this.stored = counts;
     this.secrets = secrets;
+    this.podNames = podNames;
+    this.podCache = new RecordCache(POD_CACHE_SIZE, () => this.commits);
+    this.keyCache = new RecordCache(KEY_CACHE_SIZE, () => this.commits);
+    // A refilled window prefetches its records: the next allocations then read nothing.
+    const window = (sub: Sub) =>
+      new IndexWindow(
+        sub,
+        WINDOW_SIZE,
+        () => this.commits,
+        (keys) => this.prefetch(keys),
+      );
+    this.windows = new Map([
+      [this.freeB, window(this.freeB)],
+      [this.coolingB, window(this.coolingB)],
+    ]);
   }
 
   /** Opens (or creates) the store in `dir`; refuses a locked dir or a newer schema. */
@@ -83,7 +118,8 @@ export class Store {
     }
     try {
       const counts = await openSchema(db);
-      return new Store(db, counts, opts.secrets ?? hexSecretCodec);
+      const podNames = new Set(await openBucket(db, Bucket.pods).keys().all());
+      return new Store(db, counts, opts.secrets ?? hexSecretCodec, podNames);
     } catch (err) {
       await db.close();
       throw err;
@@ -100,45 +136,54 @@ export class Store {
   }
 
   async getPod(name: string): Promise<PodRecord | undefined> {
+    if (!this.podNames.has(name)) return undefined;
+    const cached = this.podCache.get(name);
+    if (cached) return cached;
+    const seen = this.commits;
     const text = await this.podsB.get(name);
-    return text === undefined ? undefined : podRecordCodec.decode(text);
+    if (text === undefined) return undefined;
+    const pod = podRecordCodec.decode(text);
+    this.podCache.fill(name, pod, seen);
+    return pod;
   }
 
   async getKey(pubkey: string): Promise<KeyRecord | undefined> {
+    const cached = this.keyCache.get(pubkey);
+    if (cached) return cached;
     const text = await this.keysB.get(pubkey);
     return text === undefined ? undefined : keyRecordCodec.decode(text);
   }
 
   /** Records of keys that must exist (they are named by an index or a pod record). */
   async getKeys(pubkeys: readonly string[]): Promise<KeyRecord[]> {
-    if (pubkeys.length === 0) return [];
-    const texts = await this.keysB.getMany([...pubkeys]);
-    return texts.map((text, i) => {
-      if (text === undefined) {
-        throw new PkmError('STORE_CORRUPT', `key ${pubkeys[i]} is indexed but has no record`);
-      }
-      return keyRecordCodec.decode(text);
-    });
+    const found = pubkeys.map((pk) => this.keyCache.get(pk));
+    const missing = pubkeys.filter((_, i) => found[i] === undefined);
+    if (missing.length > 0) {
+      const seen = this.commits;
+      const texts = await this.keysB.getMany(missing);
+      const read = new Map<string, KeyRecord>();
+      texts.forEach((text, i) => {
+        const pubkey = missing[i] ?? '';
+        if (text === undefined)
+          throw new PkmError('STORE_CORRUPT', `key ${pubkey} is indexed but has no record`);
+        const record = keyRecordCodec.decode(text);
+        read.set(pubkey, record);
+        this.keyCache.fill(pubkey, record, seen);
+      });
+      for (let i = 0; i < found.length; i++) found[i] ??= read.get(pubkeys[i] ?? '');
+    }
+    return found.filter((r): r is KeyRecord => r !== undefined);
   }
 
-  /** Up to `limit` free keys, oldest freed first. */
-  async oldestFree(limit: number): Promise<IndexEntry[]> {
+  /**
+   * Up to `limit` entries of a pool index, oldest first; with `atOrBefore`, only those whose
+   * time is at most that (cooling keys released long enough ago).
+   */
+  async oldest(index: PoolIndex, limit: number, atOrBefore?: number): Promise<IndexEntry[]> {
     if (limit <= 0) return [];
-    const keys = await this.freeB.keys({ limit }).all();
-    return keys.map(parseTimeIndexKey);
-  }
-
-  /** Up to `limit` cooling keys released at or before `cutoff`, oldest first. */
-  async oldestCooledBefore(cutoff: number, limit: number): Promise<IndexEntry[]> {
-    if (limit <= 0) return [];
-    const keys = await this.coolingB.keys({ lte: timeUpperBound(cutoff), limit }).all();
-    return keys.map(parseTimeIndexKey);
-  }
-
-  /** The earliest-released cooling key, if any. */
-  async oldestCooling(): Promise<IndexEntry | undefined> {
-    const [key] = await this.coolingB.keys({ limit: 1 }).all();
-    return key === undefined ? undefined : parseTimeIndexKey(key);
+    const sub = index === 'unallocated' ? this.freeB : this.coolingB;
+    const lte = atOrBefore === undefined ? undefined : timeUpperBound(atOrBefore);
+    return (await this.window(sub).read(limit, lte)).map(parseTimeIndexKey);
   }
 
   /** How many cooling keys were released after `cutoff` (still inside the reuse delay). */
@@ -167,7 +212,7 @@ export class Store {
   }
 
   /** Raw index entries, for the invariant check. */
-  async indexEntries(bucket: 'unallocated' | 'cooling'): Promise<IndexEntry[]> {
+  async indexEntries(bucket: PoolIndex): Promise<IndexEntry[]> {
     const sub = bucket === 'unallocated' ? this.freeB : this.coolingB;
     return (await sub.keys().all()).map(parseTimeIndexKey);
   }
@@ -179,6 +224,7 @@ export class Store {
    */
   async commit(change: Change): Promise<void> {
     const ops: BatchOp[] = [];
+    const indexed: Array<{ sublevel: Sub; key: string; op: 'put' | 'del' }> = [];
     const counts = { ...this.stored };
     for (const { before, after } of change.keys) {
       if (before !== undefined && before.pubkey !== after.pubkey) {
@@ -194,8 +240,12 @@ export class Store {
       const now = this.indexOf(after);
       if (was && (was.sublevel !== now?.sublevel || was.key !== now.key)) {
         ops.push({ type: 'del', sublevel: was.sublevel, key: was.key });
+        indexed.push({ ...was, op: 'del' });
       }
-      if (now) ops.push({ type: 'put', sublevel: now.sublevel, key: now.key, value: after.pubkey });
+      if (now) {
+        ops.push({ type: 'put', sublevel: now.sublevel, key: now.key, value: after.pubkey });
+        indexed.push({ ...now, op: 'put' });
+      }
       if (before) counts[before.state]--;
       counts[after.state]++;
     }
@@ -216,12 +266,36 @@ export class Store {
       key: MetaKey.counts,
       value: countsCodec.encode(counts),
     });
+    this.commits++;
     await this.db.batch(ops);
     this.stored = counts;
+    for (const [sub, window] of this.windows) {
+      const mine = indexed.filter((e) => e.sublevel === sub);
+      window.apply(
+        mine.filter((e) => e.op === 'del').map((e) => e.key),
+        mine.filter((e) => e.op === 'put').map((e) => e.key),
+      );
+    }
+    for (const { after } of change.keys) this.keyCache.set(after.pubkey, after);
+    for (const { name, after } of change.pods) {
+      this.podCache.set(name, after);
+      if (after) this.podNames.add(name);
+      else this.podNames.delete(name);
+    }
   }
 
   async close(): Promise<void> {
     if (this.db.status === 'open' || this.db.status === 'opening') await this.db.close();
+  }
+
+  private window(sub: Sub): IndexWindow {
+    const window = this.windows.get(sub);
+    if (!window) throw new PkmError('INTERNAL', 'no window for that index');
+    return window;
+  }
+
+  private async prefetch(indexKeys: readonly string[]): Promise<void> {
+    await this.getKeys(indexKeys.map((k) => parseTimeIndexKey(k).pubkey));
   }
 
   private indexOf(record: KeyRecord): { sublevel: Sub; key: string } | undefined {

@@ -3,8 +3,9 @@ import { Allocator, type AllocatorConfig } from '../../src/allocation/allocator.
 import { publicKeyOf } from '../../src/keys/bls.js';
 import { randomKeySource } from '../../src/keys/source.js';
 import { checkStore } from '../../src/store/check.js';
-import type { Store } from '../../src/store/store.js';
-import { FakeClock, MINUTE, openTempStore } from '../helpers.js';
+
+import { Store } from '../../src/store/store.js';
+import { FakeClock, MINUTE, openTempStore, tempDir } from '../helpers.js';
 
 async function setup(config: Partial<AllocatorConfig> = {}, store?: Store) {
   const s = store ?? (await openTempStore());
@@ -171,5 +172,49 @@ describe('release and cooling', () => {
     const all = results.flatMap(pubkeys);
     expect(new Set(all).size).toBe(40);
     expect((await checkStore(store)).problems).toEqual([]);
+  });
+});
+
+describe('group commit', () => {
+  it('lets a request see what an earlier request of the same group released', async () => {
+    const { allocator, store } = await setup({ reuseDelayMs: 0 });
+    const a = await allocator.allocate('a', 2);
+    // Queued together: the release is staged first, and the allocation takes its keys.
+    const [released, b] = await Promise.all([allocator.release('a'), allocator.allocate('b', 2)]);
+    expect(released).toEqual(pubkeys(a));
+    expect(pubkeys(b).sort()).toEqual(pubkeys(a).sort());
+    expect(store.storedCounts()).toMatchObject({ allocated: 2, cooling: 0, free: 0 });
+    expect((await checkStore(store)).problems).toEqual([]);
+  });
+
+  it('refuses one request of a group without touching the others', async () => {
+    const { allocator, store } = await setup();
+    await allocator.allocate('a', 3);
+    const results = await Promise.allSettled([
+      allocator.allocate('b', 1),
+      allocator.allocate('a', 1), // fewer than held: refused
+      allocator.allocate('c', 2),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect(store.storedCounts()).toMatchObject({ allocated: 6, pods: 3 });
+    expect((await checkStore(store)).problems).toEqual([]);
+  });
+
+  it('fails every request of a group whose batch cannot be written, and writes none of it', async () => {
+    const dir = await tempDir();
+    const store = await Store.open(dir);
+    const { allocator } = await setup({}, store);
+    await allocator.allocate('a', 1);
+    const before = await store.rawEntries();
+    const settled = Promise.allSettled([
+      allocator.allocate('b', 1),
+      allocator.allocate('c', 1),
+      allocator.release('a'),
+    ]);
+    await store.close(); // the group's batch now fails for real
+    const results = await settled;
+    expect(results.every((r) => r.status === 'rejected')).toBe(true);
+    const reopened = await openTempStore(dir);
+    expect(await reopened.rawEntries()).toEqual(before);
   });
 });

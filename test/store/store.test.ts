@@ -60,7 +60,7 @@ describe('store', () => {
 
     const reopened = await openTempStore(dir);
     expect(reopened.storedCounts()).toMatchObject({ free: 3, allocated: 0 });
-    const oldest = await reopened.oldestFree(2);
+    const oldest = await reopened.oldest('unallocated', 2);
     expect(oldest.map((e) => e.since)).toEqual([1000, 2000]);
     expect(await reopened.getKey(keys[0]?.pubkey ?? '')).toEqual(keys[0]);
     expect((await checkStore(reopened)).problems).toEqual([]);
@@ -80,5 +80,35 @@ describe('store', () => {
     ).rejects.toThrow(/invalid key record/);
     expect(await store.rawEntries()).toEqual(before);
     expect(store.storedCounts().free).toBe(1);
+  });
+});
+
+describe('index reads', () => {
+  it('still finds a free key inserted older than every key read before', async () => {
+    const store = await openTempStore();
+    await store.commit({
+      keys: [{ after: freeKey(store, 1, 5000) }, { after: freeKey(store, 2, 6000) }],
+      pods: [],
+    });
+    expect((await store.oldest('unallocated', 1)).map((e) => e.since)).toEqual([5000]);
+    await store.commit({ keys: [{ after: freeKey(store, 3, 1000) }], pods: [] });
+    expect((await store.oldest('unallocated', 3)).map((e) => e.since)).toEqual([1000, 5000, 6000]);
+  });
+
+  it('still finds a cooling key released before a cutoff that found none', async () => {
+    const store = await openTempStore();
+    const cooling = (n: number, since: number): KeyRecord => ({
+      ...freeKey(store, n, since),
+      state: 'cooling',
+      pod: 'p',
+    });
+    await store.commit({
+      keys: [{ after: cooling(1, 9000) }],
+      pods: [{ name: 'p', after: { keys: [], cooling: [cooling(1, 9000).pubkey], since: 1 } }],
+    });
+    expect(await store.oldest('cooling', 5, 8000)).toEqual([]);
+    await store.commit({ keys: [{ after: cooling(2, 100) }], pods: [] });
+    expect((await store.oldest('cooling', 5, 8000)).map((e) => e.since)).toEqual([100]);
+    expect((await store.oldest('cooling', 1))[0]?.since).toBe(100);
   });
 });

@@ -1,0 +1,145 @@
+// bench/allocate: allocation throughput and latency of the real server over HTTP, against a
+// floor (bare express + level, one equivalent batch per request) measured in the same run.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Store } from '../src/store/store.js';
+import { fillAllocatedPods, fillFreeKeys } from './fill.js';
+import { load, report, spawnServer, timeGet } from './lib.js';
+
+const PODS = 1000;
+const KEYS_PER_POD = 4;
+const CONCURRENCY = 50;
+const WARMUP = 200;
+const CLI = new URL('../dist/cli.js', import.meta.url).pathname;
+const FLOOR = new URL('./floor-server.ts', import.meta.url).pathname;
+const body = JSON.stringify({ count: KEYS_PER_POD });
+
+async function withDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = await mkdtemp(join(tmpdir(), 'pkm-bench-'));
+  try {
+    return await fn(dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function allocationRun(dir: string) {
+  const store = await Store.open(dir);
+  // Enough free keys for the warm-up and the run: the run measures allocation from the pool.
+  await fillFreeKeys(store, WARMUP + PODS * KEYS_PER_POD);
+  await store.close();
+  const server = await spawnServer([CLI, 'server', '--data-dir', dir, '--listen', '127.0.0.1:0']);
+  try {
+    // A short warm-up on other pods, so both servers are measured hot.
+    await load(
+      server.url,
+      (i) => `/v1/pods/warmup-${i}/keys`,
+      JSON.stringify({ count: 1 }),
+      200,
+      CONCURRENCY,
+    );
+    return await load(server.url, (i) => `/v1/pods/validator-${i}/keys`, body, PODS, CONCURRENCY);
+  } finally {
+    await server.stop();
+  }
+}
+
+async function floorRun(dir: string) {
+  const server = await spawnServer(['--import', 'tsx', FLOOR, dir]);
+  try {
+    await load(
+      server.url,
+      (i) => `/v1/pods/warmup-${i}/keys`,
+      JSON.stringify({ count: 1 }),
+      200,
+      CONCURRENCY,
+    );
+    return await load(server.url, (i) => `/v1/pods/validator-${i}/keys`, body, PODS, CONCURRENCY);
+  } finally {
+    await server.stop();
+  }
+}
+
+export async function benchAllocate(): Promise<void> {
+  const floor = await withDir(floorRun);
+  const real = await withDir(allocationRun);
+  report({ name: 'floor.allocations_per_s', value: round(floor.perSecond), unit: 'req/s' });
+  report({
+    name: 'allocate.allocations_per_s',
+    value: round(real.perSecond),
+    unit: 'req/s',
+    baseline: round(floor.perSecond),
+    ratio: round(real.perSecond / floor.perSecond, 2),
+    target: '>= 1000 req/s, ratio >= 0.5',
+  });
+  report({
+    name: 'allocate.p50',
+    value: round(real.p50ms, 1),
+    unit: 'ms',
+    baseline: round(floor.p50ms, 1),
+  });
+  report({
+    name: 'allocate.p99',
+    value: round(real.p99ms, 1),
+    unit: 'ms',
+    baseline: round(floor.p99ms, 1),
+    target: '<= 100 ms',
+  });
+}
+
+export async function benchAssignmentsPage(): Promise<void> {
+  await withDir(async (dir) => {
+    const store = await Store.open(dir);
+    await fillAllocatedPods(store, 10_000, 10);
+    await store.close();
+    const server = await spawnServer([
+      CLI,
+      'server',
+      '--data-dir',
+      dir,
+      '--listen',
+      '127.0.0.1:0',
+      '--log-level',
+      'info',
+    ]);
+    try {
+      const health = await timeGet(`${server.url}/healthz`, 20);
+      const page = await timeGet(`${server.url}/assignments`, 10);
+      const full = await timeGet(`${server.url}/assignments?limit=10000`, 5);
+      const json = await timeGet(`${server.url}/v1/assignments`, 5);
+      report({ name: 'healthz', value: round(health.ms, 2), unit: 'ms' });
+      const vsHealth = (ms: number) => ({
+        baseline: round(health.ms, 2),
+        ratio: round(ms / health.ms, 1),
+      });
+      report({
+        name: 'assignments_page.first_500_pods',
+        value: round(page.ms, 1),
+        unit: 'ms',
+        ...vsHealth(page.ms),
+        target: '<= 300 ms',
+      });
+      report({
+        name: 'assignments_page.all_10000_pods',
+        value: round(full.ms, 1),
+        unit: 'ms',
+        ...vsHealth(full.ms),
+      });
+      report({ name: 'assignments_page.all_10000_pods_bytes', value: full.bytes, unit: 'bytes' });
+      report({
+        name: 'v1_assignments.all_10000_pods',
+        value: round(json.ms, 1),
+        unit: 'ms',
+        ...vsHealth(json.ms),
+      });
+    } finally {
+      await server.stop();
+    }
+  });
+}
+
+function round(n: number, digits = 0): number {
+  const f = 10 ** digits;
+  return Math.round(n * f) / f;
+}

@@ -1,0 +1,13 @@
+// `npm run bench`: every benchmark, one JSON figure per line on stdout.
+// Names on the command line pick benchmarks: `npm run bench -- allocate`.
+import { benchAllocate, benchAssignmentsPage } from './allocate.js';
+
+const BENCHES: Record<string, () => Promise<void>> = {
+  allocate: benchAllocate,
+  assignments: benchAssignmentsPage,
+};
+
+const picked = process.argv.slice(2);
+for (const [name, run] of Object.entries(BENCHES)) {
+  if (picked.length === 0 || picked.includes(name)) await run();
+}

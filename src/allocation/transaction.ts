@@ -1,0 +1,86 @@
+// A transaction over the store: reads see the committed state plus what earlier requests of
+// the same group staged; the group's changes are then written as one atomic batch.
+import type { Counts, KeyRecord, PodRecord } from '../store/records.js';
+import type { Change, IndexEntry, KeyChange, PodChange, PoolIndex, Store } from '../store/store.js';
+
+function older(x: IndexEntry, y: IndexEntry): number {
+  return x.since - y.since || (x.pubkey < y.pubkey ? -1 : x.pubkey > y.pubkey ? 1 : 0);
+}
+
+export class Transaction {
+  /** By pubkey: the record as committed (before) and as staged now (after). */
+  private readonly keys = new Map<string, KeyChange>();
+  private readonly pods = new Map<string, PodChange>();
+
+  constructor(private readonly store: Store) {}
+
+  get isEmpty(): boolean {
+    return this.keys.size === 0 && this.pods.size === 0;
+  }
+
+  async getPod(name: string): Promise<PodRecord | undefined> {
+    const staged = this.pods.get(name);
+    return staged ? staged.after : this.store.getPod(name);
+  }
+
+  async getKeys(pubkeys: readonly string[]): Promise<KeyRecord[]> {
+    const read = await this.store.getKeys(pubkeys.filter((pk) => !this.keys.has(pk)));
+    const byKey = new Map(read.map((r) => [r.pubkey, r]));
+    return pubkeys
+      .map((pk) => this.keys.get(pk)?.after ?? byKey.get(pk))
+      .filter((r) => r !== undefined);
+  }
+
+  /** Up to `limit` keys of an index, oldest first, released at or before `atOrBefore`. */
+  async oldest(index: PoolIndex, limit: number, atOrBefore?: number): Promise<IndexEntry[]> {
+    if (limit <= 0) return [];
+    // Staged keys left or joined the index in this group: over-read by their number, drop them
+    // from the committed answer, and add those whose staged state belongs to the index.
+    const committed = await this.store.oldest(index, limit + this.keys.size, atOrBefore);
+    const state = index === 'unallocated' ? 'free' : 'cooling';
+    const joined: IndexEntry[] = [];
+    for (const { after } of this.keys.values()) {
+      if (after.state === state && (atOrBefore === undefined || after.since <= atOrBefore)) {
+        joined.push({ since: after.since, pubkey: after.pubkey });
+      }
+    }
+    return [...committed.filter((e) => !this.keys.has(e.pubkey)), ...joined]
+      .sort(older)
+      .slice(0, limit);
+  }
+
+  /** The stored counters as they will be once this transaction commits. */
+  counts(): Counts {
+    const c = this.store.storedCounts();
+    for (const { before, after } of this.keys.values()) {
+      if (before) c[before.state]--;
+      c[after.state]++;
+    }
+    for (const { before, after } of this.pods.values()) {
+      c.pods += Number((after?.keys.length ?? 0) > 0) - Number((before?.keys.length ?? 0) > 0);
+    }
+    return c;
+  }
+
+  /** Adds one request's changes; a key or pod changed twice keeps its committed `before`. */
+  stage(change: Change): void {
+    for (const c of change.keys) {
+      const prior = this.keys.get(c.after.pubkey);
+      const before = prior ? prior.before : c.before;
+      this.keys.set(c.after.pubkey, before ? { before, after: c.after } : { after: c.after });
+    }
+    for (const c of change.pods) {
+      const prior = this.pods.get(c.name);
+      const before = prior ? prior.before : c.before;
+      this.pods.set(c.name, {
+        name: c.name,
+        ...(before ? { before } : {}),
+        ...(c.after ? { after: c.after } : {}),
+      });
+    }
+  }
+
+  change(): Change {
+    return { keys: [...this.keys.values()], pods: [...this.pods.values()] };
+  }
+}

@@ -1,0 +1,104 @@
+// An in-memory window over the head of a time index (unallocated, cooling).
+//
+// The indexes are queues: entries leave from the front. Reading the head from LevelDB on every
+// allocation costs a round trip under the allocation lock, and each read skips the tombstones
+// of every entry deleted since the last compaction. The window keeps the lowest live keys in
+// memory instead. It stays exact because the store is the only writer (LevelDB's LOCK file)
+// and every write passes through Store.commit(), which reports its index changes here.
+
+/** The part of a LevelDB sublevel the window reads. */
+export interface KeyRange {
+  keys(range: { limit: number; gte?: string; gt?: string }): { all(): Promise<string[]> };
+}
+
+export class IndexWindow {
+  /** Live keys, sorted; every live key at or below `edge` is here. */
+  private keys: string[] = [];
+  /** Undefined until loaded. */
+  private edge: string | undefined;
+  /** True when the index holds nothing beyond `edge`. */
+  private complete = false;
+
+  constructor(
+    private readonly sub: KeyRange,
+    private readonly size: number,
+    /** A counter bumped by every commit, to drop a refill that raced one. */
+    private readonly commitCount: () => number,
+    /** Runs after each refill with the keys read (the store prefetches their records). */
+    private readonly onRefill: (keys: readonly string[]) => Promise<void>,
+  ) {}
+
+  /** Up to `limit` lowest live keys, all at most `lte` when given. */
+  async read(limit: number, lte?: string): Promise<string[]> {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const answer = this.fromMemory(limit, lte);
+      if (answer) return answer;
+      await this.refill(Math.max(limit, this.size));
+    }
+    // Commits kept racing the refill: read the index directly.
+    const keys = await this.sub.keys({ limit }).all();
+    return lte === undefined ? keys : keys.filter((k) => k <= lte);
+  }
+
+  /** Called by the store after a batch has been written. */
+  apply(deleted: readonly string[], inserted: readonly string[]): void {
+    if (this.edge === undefined) return;
+    for (const key of deleted) {
+      const i = this.position(key);
+      if (this.keys[i] === key) this.keys.splice(i, 1);
+    }
+    for (const key of inserted) {
+      if (!this.complete && key > this.edge) continue; // a refill will read it
+      const i = this.position(key);
+      if (this.keys[i] !== key) this.keys.splice(i, 0, key);
+    }
+    if (this.keys.length > 4 * this.size) {
+      // Bound memory: forget the tail; it is read again when needed.
+      this.keys.length = 2 * this.size;
+      this.edge = this.keys.at(-1);
+      this.complete = false;
+    }
+  }
+
+  private fromMemory(limit: number, lte: string | undefined): string[] | undefined {
+    if (this.edge === undefined) return undefined;
+    const out: string[] = [];
+    for (const key of this.keys) {
+      if (out.length === limit || (lte !== undefined && key > lte)) break;
+      out.push(key);
+    }
+    if (out.length === limit || this.complete) return out;
+    // Fewer than asked: enough only if nothing beyond the edge could qualify.
+    return lte !== undefined && this.edge >= lte ? out : undefined;
+  }
+
+  private async refill(limit: number): Promise<void> {
+    const seen = this.commitCount();
+    // Start at the lowest live key we know of, or past the edge: either skips the tombstones.
+    const first = this.keys[0];
+    const from =
+      first !== undefined
+        ? { gte: first }
+        : this.edge !== undefined && this.edge !== ''
+          ? { gt: this.edge }
+          : {};
+    const keys = await this.sub.keys({ limit, ...from }).all();
+    await this.onRefill(keys);
+    if (seen !== this.commitCount()) return;
+    this.keys = keys;
+    this.edge = keys.at(-1) ?? this.edge ?? '';
+    this.complete = keys.length < limit;
+  }
+
+  /** Binary search: the index of `key`, or where it would go. */
+  private position(key: string): number {
+    let lo = 0;
+    let hi = this.keys.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if ((this.keys[mid] ?? '') < key) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+}
