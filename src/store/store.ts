@@ -266,8 +266,13 @@ export class Store {
       key: MetaKey.counts,
       value: countsCodec.encode(counts),
     });
+    // Bumped on both sides of the write: a read overlapping any part of it is not cached.
     this.commits++;
-    await this.db.batch(ops);
+    try {
+      await this.db.batch(ops);
+    } finally {
+      this.commits++;
+    }
     this.stored = counts;
     for (const [sub, window] of this.windows) {
       const mine = indexed.filter((e) => e.sublevel === sub);

@@ -1,18 +1,25 @@
 import { describe, expect, it } from 'vitest';
 import { ExitCode } from '../../src/errors.js';
 import { Store } from '../../src/store/store.js';
-import { http, tempDir } from '../helpers.js';
+import { type AllocationBody, http, tempDir } from '../helpers.js';
 import { runPkm, startServerProcess } from './spawn.js';
 
 describe('pkm server', () => {
   it('on SIGTERM finishes the request in flight, closes the store and exits 0', async () => {
     const dir = await tempDir();
     const server = await startServerProcess(['--data-dir', dir]);
-    const inFlight = http(server.url, 'POST', '/v1/pods/validator-0/keys', { count: 64 });
+    const inFlight = http<AllocationBody>(server.url, 'POST', '/v1/pods/validator-0/keys', {
+      count: 64,
+    });
     await new Promise((r) => setTimeout(r, 20));
     server.proc.kill('SIGTERM');
-    expect((await inFlight).status).toBe(200);
+    const answer = await inFlight;
+    expect(answer.status).toBe(200);
     expect(await server.exited).toBe(ExitCode.ok);
+    // The logs saw the request, and none of the secrets it carried.
+    const logs = [...server.stdout, ...server.stderr].join('\n');
+    expect(logs).toMatch(/"route":"\/v1\/pods\/:pod\/keys"/);
+    for (const k of answer.body.keys) expect(logs).not.toContain(k.secretKey.slice(2));
     const store = await Store.open(dir);
     expect(store.storedCounts().allocated).toBe(64);
     await store.close();
