@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Store } from '../src/store/store.js';
 import { fillAllocatedPods, fillFreeKeys } from './fill.js';
-import { type LoadResult, load, report, spawnServer, timeGet } from './lib.js';
+import { type ChildServer, type LoadResult, load, report, spawnServer, timeGet } from './lib.js';
 
 const PODS = 1000;
 const KEYS_PER_POD = 4;
@@ -24,41 +24,27 @@ async function withDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
   }
 }
 
-async function allocationRun(dir: string) {
-  const store = await Store.open(dir);
-  // Enough free keys for the warm-up and the run: the run measures allocation from the pool.
-  await fillFreeKeys(store, WARMUP + PODS * KEYS_PER_POD);
-  await store.close();
-  const server = await spawnServer([CLI, 'server', '--data-dir', dir, '--listen', '127.0.0.1:0']);
+/** Warms a server up on other pods, so both servers are measured hot, then runs the load. */
+async function measure(server: ChildServer): Promise<LoadResult> {
   try {
-    // A short warm-up on other pods, so both servers are measured hot.
-    await load(
-      server.url,
-      (i) => `/v1/pods/warmup-${i}/keys`,
-      JSON.stringify({ count: 1 }),
-      200,
-      CONCURRENCY,
-    );
+    const warmup = JSON.stringify({ count: 1 });
+    await load(server.url, (i) => `/v1/pods/warmup-${i}/keys`, warmup, WARMUP, CONCURRENCY);
     return await load(server.url, (i) => `/v1/pods/validator-${i}/keys`, body, PODS, CONCURRENCY);
   } finally {
     await server.stop();
   }
 }
 
-async function floorRun(dir: string) {
-  const server = await spawnServer(['--import', 'tsx', FLOOR, dir]);
-  try {
-    await load(
-      server.url,
-      (i) => `/v1/pods/warmup-${i}/keys`,
-      JSON.stringify({ count: 1 }),
-      200,
-      CONCURRENCY,
-    );
-    return await load(server.url, (i) => `/v1/pods/validator-${i}/keys`, body, PODS, CONCURRENCY);
-  } finally {
-    await server.stop();
-  }
+async function allocationRun(dir: string): Promise<LoadResult> {
+  const store = await Store.open(dir);
+  // Enough free keys for the warm-up and the run: the run measures allocation from the pool.
+  await fillFreeKeys(store, WARMUP + PODS * KEYS_PER_POD);
+  await store.close();
+  return measure(await spawnServer([CLI, 'server', '--data-dir', dir, '--listen', '127.0.0.1:0']));
+}
+
+async function floorRun(dir: string): Promise<LoadResult> {
+  return measure(await spawnServer(['--import', 'tsx', FLOOR, dir]));
 }
 
 const ROUNDS = 3;

@@ -19,6 +19,8 @@ function flag(flags: string, description: string, defaultValue?: string): Option
   return defaultValue === undefined ? option : option.default(defaultValue);
 }
 
+const serverFlag = () => flag('--server <url>', 'server URL, e.g. http://127.0.0.1:8000');
+
 const program = new Command('pkm')
   .description('Hands Ethereum validator BLS keys to Kubernetes validator pods, slashing-safely.')
   .version('0.1.0')
@@ -63,10 +65,10 @@ program
 program
   .command('release')
   .description("release a pod's keys (they cool for --reuse-delay before another pod may get them)")
-  .addOption(flag('--server <url>', 'server URL, e.g. http://127.0.0.1:8000'))
+  .addOption(serverFlag())
   .addOption(flag('--pod <name>', 'pod name (default: $POD_NAME)'))
   .action(async (opts: RawFlags) => {
-    const server = parseServerUrl(opts.server as string | undefined);
+    const server = parseServerUrl(opts.server);
     const pod = parsePodName(opts.pod ?? process.env.POD_NAME);
     const answer = await callServer(
       { server },
@@ -79,10 +81,10 @@ program
 program
   .command('assignments')
   .description('show which pod holds which public keys')
-  .addOption(flag('--server <url>', 'server URL, e.g. http://127.0.0.1:8000'))
+  .addOption(serverFlag())
   .addOption(flag('--json', 'print the JSON the server returns'))
   .action(async (opts: RawFlags) => {
-    const server = parseServerUrl(opts.server as string | undefined);
+    const server = parseServerUrl(opts.server);
     const answer = await callServer({ server }, 'GET', 'v1/assignments');
     if (opts.json) {
       process.stdout.write(`${JSON.stringify(answer, null, 2)}\n`);

@@ -100,8 +100,9 @@ export function parseServerConfig(raw: RawFlags): ServerConfig {
 }
 
 /** A server URL for the CLI commands that talk to a running server. */
-export function parseServerUrl(value: string | undefined): URL {
-  if (value === undefined) throw bad('server', 'is required', 'http://127.0.0.1:8000');
+export function parseServerUrl(value: unknown): URL {
+  if (typeof value !== 'string' || value === '')
+    throw bad('server', 'is required', 'http://127.0.0.1:8000');
   let url: URL;
   try {
     url = new URL(value);
