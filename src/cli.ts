@@ -34,6 +34,13 @@ program
   .addOption(flag('--listen <host:port>', 'address to listen on', '127.0.0.1:8000'))
   .addOption(
     flag(
+      '--mnemonic-file <file>',
+      'derive keys from this BIP-39 mnemonic at m/12381/3600/i/0/0 (default: random keys)',
+    ),
+  )
+  .addOption(flag('--mnemonic-passphrase-file <file>', "the mnemonic's optional BIP-39 passphrase"))
+  .addOption(
+    flag(
       '--reuse-delay <duration>',
       'how long released keys cool before another pod may get them',
       '20m',

@@ -1,5 +1,6 @@
 // Typed, validated, frozen config from the parsed flags (commander has already merged PKM_* env).
 // Each error names the flag to set and gives an example.
+import { readFile } from 'node:fs/promises';
 import { PkmError } from './errors.js';
 
 export interface ListenAddress {
@@ -9,6 +10,9 @@ export interface ListenAddress {
 
 export interface ServerConfig {
   readonly dataDir: string;
+  /** Derive keys from the BIP-39 mnemonic in this file (read at start, never stored). */
+  readonly mnemonicFile: string | undefined;
+  readonly mnemonicPassphraseFile: string | undefined;
   readonly listen: ListenAddress;
   readonly reuseDelayMs: number;
   readonly maxKeysPerPod: number;
@@ -81,6 +85,8 @@ export function parseServerConfig(raw: RawFlags): ServerConfig {
   const maxTotal = text(raw, 'maxTotalKeys');
   const config: ServerConfig = {
     dataDir: text(raw, 'dataDir') ?? './data',
+    mnemonicFile: text(raw, 'mnemonicFile'),
+    mnemonicPassphraseFile: text(raw, 'mnemonicPassphraseFile'),
     listen: parseListen(text(raw, 'listen') ?? '127.0.0.1:8000'),
     reuseDelayMs: parseDuration(text(raw, 'reuseDelay') ?? '20m', 'reuse-delay'),
     maxKeysPerPod: parseInteger(
@@ -97,6 +103,19 @@ export function parseServerConfig(raw: RawFlags): ServerConfig {
     logLevel: parseLogLevel(text(raw, 'logLevel')),
   };
   return Object.freeze(config);
+}
+
+/**
+ * Reads a secret (a mnemonic, a password) from a file. The trailing newline an editor leaves is
+ * not part of the secret. The message names the flag, never the content.
+ */
+export async function readSecretFile(path: string, flag: string): Promise<string> {
+  try {
+    return (await readFile(path, 'utf8')).replace(/\r?\n$/, '');
+  } catch (err) {
+    const reason = (err as NodeJS.ErrnoException).code ?? 'unreadable';
+    throw bad(flag, `names a file that cannot be read (${reason}): ${path}`, '/etc/pkm/secret');
+  }
 }
 
 /** A server URL for the CLI commands that talk to a running server. */

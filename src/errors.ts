@@ -9,6 +9,7 @@ export const ExitCode = {
   refused: 3,
   unavailable: 4,
   store: 5,
+  conflict: 6,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 
@@ -37,7 +38,13 @@ const TABLE = {
   STORE_CORRUPT: { status: 500, exit: ExitCode.store },
   STORE_OPEN_FAILED: { status: 500, exit: ExitCode.store },
   INVALID_CONFIG: { status: 500, exit: ExitCode.usage },
+  // keys and keystores
+  KEYSTORE_PASSWORD: { status: 400, exit: ExitCode.usage },
+  KEYSTORE_INVALID: { status: 400, exit: ExitCode.usage },
+  MNEMONIC_MISMATCH: { status: 500, exit: ExitCode.store },
+  OUT_DIR_CONFLICT: { status: 409, exit: ExitCode.conflict },
   // a CLI talking to a server
+  TIMEOUT: { status: 504, exit: ExitCode.unavailable },
   SERVER_UNREACHABLE: { status: 503, exit: ExitCode.unavailable },
   SERVER_REFUSED: { status: 502, exit: ExitCode.refused },
   INTERNAL: { status: 500, exit: ExitCode.internal },
@@ -49,16 +56,19 @@ export class PkmError extends Error {
   readonly code: ErrorCode;
   /** Seconds a client should wait before asking again (sent as Retry-After). */
   readonly retryAfter: number | undefined;
+  /** Overrides the table's exit code (a client turns any 4xx from the server into `refused`). */
+  private readonly exitOverride: ExitCode | undefined;
 
   constructor(
     code: ErrorCode,
     message: string,
-    opts: { retryAfter?: number; cause?: unknown } = {},
+    opts: { retryAfter?: number; cause?: unknown; exit?: ExitCode } = {},
   ) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = 'PkmError';
     this.code = code;
     this.retryAfter = opts.retryAfter;
+    this.exitOverride = opts.exit;
   }
 
   get status(): number {
@@ -66,7 +76,7 @@ export class PkmError extends Error {
   }
 
   get exitCode(): ExitCode {
-    return TABLE[this.code].exit;
+    return this.exitOverride ?? TABLE[this.code].exit;
   }
 
   toJSON(): { error: { code: ErrorCode; message: string } } {

@@ -145,8 +145,9 @@ export class Allocator {
     };
     for (const r of reclaimed) give(r, r, 'reclaimed');
     for (const r of pooled) give(r, r, 'allocated');
-    for (let i = 0; i < createCount; i++) {
-      const fresh = this.deps.keySource.next();
+    const source = this.deps.keySource;
+    const firstIndex = tx.nextKeyIndex();
+    for (const fresh of await source.make(createCount, firstIndex)) {
       const base: KeyRecord = {
         pubkey: fresh.pubkey,
         secret: store.secrets.seal(fresh.secretKey),
@@ -170,7 +171,10 @@ export class Allocator {
         since: now,
       },
     });
-    tx.stage({ keys: keyChanges, pods: podChanges });
+    // The indexes used are recorded in the same batch as their keys: never derived twice.
+    const used =
+      source.indexed && createCount > 0 ? { nextKeyIndex: firstIndex + createCount } : {};
+    tx.stage({ keys: keyChanges, pods: podChanges, ...used });
     return {
       records: handed,
       outcome: {

@@ -11,11 +11,17 @@ export class Transaction {
   /** By pubkey: the record as committed (before) and as staged now (after). */
   private readonly keys = new Map<string, KeyChange>();
   private readonly pods = new Map<string, PodChange>();
+  private stagedNextIndex: number | undefined;
 
   constructor(private readonly store: Store) {}
 
   get isEmpty(): boolean {
-    return this.keys.size === 0 && this.pods.size === 0;
+    return this.keys.size === 0 && this.pods.size === 0 && this.stagedNextIndex === undefined;
+  }
+
+  /** The next derivation index, after the indexes earlier requests of the group used. */
+  nextKeyIndex(): number {
+    return this.stagedNextIndex ?? this.store.nextKeyIndex();
   }
 
   async getPod(name: string): Promise<PodRecord | undefined> {
@@ -64,6 +70,7 @@ export class Transaction {
 
   /** Adds one request's changes; a key or pod changed twice keeps its committed `before`. */
   stage(change: Change): void {
+    if (change.nextKeyIndex !== undefined) this.stagedNextIndex = change.nextKeyIndex;
     for (const c of change.keys) {
       const prior = this.keys.get(c.after.pubkey);
       const before = prior ? prior.before : c.before;
@@ -81,6 +88,9 @@ export class Transaction {
   }
 
   change(): Change {
-    return { keys: [...this.keys.values()], pods: [...this.pods.values()] };
+    const change = { keys: [...this.keys.values()], pods: [...this.pods.values()] };
+    return this.stagedNextIndex === undefined
+      ? change
+      : { ...change, nextKeyIndex: this.stagedNextIndex };
   }
 }

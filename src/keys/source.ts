@@ -1,5 +1,7 @@
-// Where new keys come from. Random keys now; a mnemonic-backed source derives them instead.
+// Where new keys come from: random keys, or keys derived from a mnemonic at EIP-2334 indexes.
+import { setImmediate as nextTick } from 'node:timers/promises';
 import { type BlsKey, randomKey } from './bls.js';
+import type { MnemonicKeys } from './mnemonic.js';
 
 export interface NewKey extends BlsKey {
   /** EIP-2334 path, for derived keys. */
@@ -7,7 +9,34 @@ export interface NewKey extends BlsKey {
 }
 
 export interface KeySource {
-  next(): NewKey;
+  /** True when keys are derived at indexes: the store then records the next index. */
+  readonly indexed: boolean;
+  /** Identifies a mnemonic source (see MnemonicKeys.fingerprint). */
+  readonly fingerprint: string | undefined;
+  /** Makes `count` keys; an indexed source derives them at firstIndex, firstIndex + 1, ... */
+  make(count: number, firstIndex: number): Promise<NewKey[]>;
 }
 
-export const randomKeySource: KeySource = { next: randomKey };
+/** Key making is CPU work (a mnemonic key takes ~20 ms): let other requests in between keys. */
+async function each(count: number, make: (i: number) => NewKey): Promise<NewKey[]> {
+  const keys: NewKey[] = [];
+  for (let i = 0; i < count; i++) {
+    if (i > 0) await nextTick();
+    keys.push(make(i));
+  }
+  return keys;
+}
+
+export const randomKeySource: KeySource = {
+  indexed: false,
+  fingerprint: undefined,
+  make: (count) => each(count, randomKey),
+};
+
+export function mnemonicKeySource(keys: MnemonicKeys): KeySource {
+  return {
+    indexed: true,
+    fingerprint: keys.fingerprint,
+    make: (count, firstIndex) => each(count, (i) => keys.signingKey(firstIndex + i)),
+  };
+}

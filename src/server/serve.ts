@@ -5,9 +5,10 @@ import type { AddressInfo } from 'node:net';
 import { Allocator } from '../allocation/allocator.js';
 import { type Clock, systemClock } from '../allocation/clock.js';
 import { stateCounts } from '../allocation/counts.js';
-import type { ServerConfig } from '../config.js';
+import { readSecretFile, type ServerConfig } from '../config.js';
 import { PkmError } from '../errors.js';
-import { type KeySource, randomKeySource } from '../keys/source.js';
+import { MnemonicKeys } from '../keys/mnemonic.js';
+import { type KeySource, mnemonicKeySource, randomKeySource } from '../keys/source.js';
 import type { Logger } from '../log.js';
 import { Store } from '../store/store.js';
 import { createApp } from './app.js';
@@ -56,10 +57,36 @@ export interface RunningServer {
   close(graceMs?: number): Promise<void>;
 }
 
+/** Random keys, or keys derived from --mnemonic-file (and its optional passphrase file). */
+async function keySourceFor(config: ServerConfig): Promise<KeySource> {
+  if (config.mnemonicFile === undefined) {
+    if (config.mnemonicPassphraseFile !== undefined) {
+      throw new PkmError(
+        'INVALID_CONFIG',
+        '--mnemonic-passphrase-file needs --mnemonic-file, e.g. --mnemonic-file /etc/pkm/mnemonic',
+      );
+    }
+    return randomKeySource;
+  }
+  const mnemonic = await readSecretFile(config.mnemonicFile, 'mnemonic-file');
+  const passphrase =
+    config.mnemonicPassphraseFile === undefined
+      ? ''
+      : await readSecretFile(config.mnemonicPassphraseFile, 'mnemonic-passphrase-file');
+  return mnemonicKeySource(new MnemonicKeys(mnemonic, passphrase));
+}
+
 export async function startServer(config: ServerConfig, log: Logger): Promise<RunningServer> {
+  const keySource = await keySourceFor(config);
   const store = await Store.open(config.dataDir);
   let draining = false;
-  const { app } = composeApp({ store, config, log, isDraining: () => draining });
+  try {
+    await store.bindKeySource(keySource.fingerprint);
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+  const { app } = composeApp({ store, config, log, keySource, isDraining: () => draining });
   let server: Server;
   try {
     server = await new Promise<Server>((resolve, reject) => {
@@ -78,7 +105,8 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
   const { address, port } = server.address() as AddressInfo;
   const host = address.includes(':') ? `[${address}]` : address;
   const url = `http://${host}:${port}`;
-  log.info({ url, dataDir: config.dataDir, keys: store.storedCounts() }, 'listening');
+  const keys = keySource.indexed ? 'mnemonic' : 'random';
+  log.info({ url, dataDir: config.dataDir, keys, counts: store.storedCounts() }, 'listening');
   log.flush();
   return {
     url,

@@ -21,6 +21,10 @@ export const Bucket = {
 export const MetaKey = {
   schemaVersion: 'schema-version',
   counts: 'counts',
+  /** The next EIP-2334 validator index to derive; written in the batch that uses an index. */
+  nextKeyIndex: 'next-key-index',
+  /** Fingerprint of the mnemonic keys are derived from (never the mnemonic itself). */
+  mnemonicFingerprint: 'mnemonic-fingerprint',
 } as const;
 
 const TIME_DIGITS = 16;

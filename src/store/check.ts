@@ -70,6 +70,19 @@ export async function checkStore(store: Store): Promise<CheckReport> {
     }
   }
 
+  // Derived keys: each index used once, and below the next index the store will use.
+  const byPath = new Map<string, string>();
+  for (const r of records.values()) {
+    if (r.path === undefined) continue;
+    const other = byPath.get(r.path);
+    if (other !== undefined) problems.push(`${r.pubkey} and ${other} were both derived at ${r.path}`);
+    byPath.set(r.path, r.pubkey);
+    const index = Number(/^m\/12381\/3600\/(\d+)\/0\/0$/.exec(r.path)?.[1]);
+    if (!(index < store.nextKeyIndex())) {
+      problems.push(`${r.pubkey} was derived at ${r.path}, not below the next index ${store.nextKeyIndex()}`);
+    }
+  }
+
   const stored = store.storedCounts();
   for (const k of Object.keys(counts) as (keyof Counts)[]) {
     if (stored[k] !== counts[k])

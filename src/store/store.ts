@@ -31,6 +31,8 @@ export interface PodChange {
 export interface Change {
   readonly keys: readonly KeyChange[];
   readonly pods: readonly PodChange[];
+  /** The next derivation index, when this change used indexes. */
+  readonly nextKeyIndex?: number;
 }
 
 /** The two indexes of keys not held by a pod. */
@@ -66,6 +68,7 @@ export class Store {
   private readonly coolingB: Sub;
   private readonly metaB: Sub;
   private stored: Counts;
+  private nextIndex: number;
   /** The head of each time index, in memory (see index-window.ts). */
   private readonly windows: Map<Sub, IndexWindow>;
   /** Decoded records, written through by commit(); bounded, so evicted ones are read again. */
@@ -81,6 +84,7 @@ export class Store {
     counts: Counts,
     secrets: SecretCodec,
     podNames: Set<string>,
+    nextIndex: number,
   ) {
     const sub = (name: string): Sub => openBucket(db, name);
     this.keysB = sub(Bucket.keys);
@@ -91,6 +95,7 @@ export class Store {
     this.stored = counts;
     this.secrets = secrets;
     this.podNames = podNames;
+    this.nextIndex = nextIndex;
     this.podCache = new RecordCache(POD_CACHE_SIZE, () => this.commits);
     this.keyCache = new RecordCache(KEY_CACHE_SIZE, () => this.commits);
     // A refilled window prefetches its records: the next allocations then read nothing.
@@ -119,7 +124,10 @@ export class Store {
     try {
       const counts = await openSchema(db);
       const podNames = new Set(await openBucket(db, Bucket.pods).keys().all());
-      return new Store(db, counts, opts.secrets ?? hexSecretCodec, podNames);
+      const next = Number((await openBucket(db, Bucket.meta).get(MetaKey.nextKeyIndex)) ?? '0');
+      if (!Number.isSafeInteger(next) || next < 0)
+        throw new PkmError('STORE_CORRUPT', 'the next key index is not a number');
+      return new Store(db, counts, opts.secrets ?? hexSecretCodec, podNames, next);
     } catch (err) {
       await db.close();
       throw err;
@@ -128,6 +136,33 @@ export class Store {
 
   get isOpen(): boolean {
     return this.db.status === 'open';
+  }
+
+  /** The next EIP-2334 index to derive a key at. */
+  nextKeyIndex(): number {
+    return this.nextIndex;
+  }
+
+  /**
+   * Ties the store to its key source. A store that derived keys from one mnemonic refuses
+   * another, and refuses to go on without one: every key must stay recoverable from it.
+   */
+  async bindKeySource(fingerprint: string | undefined): Promise<void> {
+    const stored = await this.metaB.get(MetaKey.mnemonicFingerprint);
+    if (stored === fingerprint) return;
+    if (stored !== undefined && fingerprint === undefined) {
+      throw new PkmError(
+        'MNEMONIC_MISMATCH',
+        'this store derives keys from a mnemonic: pass the same --mnemonic-file',
+      );
+    }
+    if (stored !== undefined) {
+      throw new PkmError(
+        'MNEMONIC_MISMATCH',
+        'this store was created with a different mnemonic (or passphrase): pass the one it was created with',
+      );
+    }
+    if (fingerprint !== undefined) await this.metaB.put(MetaKey.mnemonicFingerprint, fingerprint);
   }
 
   /** Counters by stored state (a `cooling` key stays counted as cooling until it moves). */
@@ -266,6 +301,21 @@ export class Store {
       key: MetaKey.counts,
       value: countsCodec.encode(counts),
     });
+    const next = change.nextKeyIndex;
+    if (next !== undefined) {
+      if (!Number.isSafeInteger(next) || next < this.nextIndex) {
+        throw new PkmError(
+          'INTERNAL',
+          `the next key index may only grow (${this.nextIndex} -> ${next})`,
+        );
+      }
+      ops.push({
+        type: 'put',
+        sublevel: this.metaB,
+        key: MetaKey.nextKeyIndex,
+        value: String(next),
+      });
+    }
     // Bumped on both sides of the write: a read overlapping any part of it is not cached.
     this.commits++;
     try {
@@ -274,6 +324,7 @@ export class Store {
       this.commits++;
     }
     this.stored = counts;
+    if (next !== undefined) this.nextIndex = next;
     for (const [sub, window] of this.windows) {
       const mine = indexed.filter((e) => e.sublevel === sub);
       window.apply(
