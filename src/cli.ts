@@ -3,9 +3,16 @@
 import { Command, CommanderError, Option } from 'commander';
 import { parsePodName } from './allocation/pod-name.js';
 import { callServer } from './client/api.js';
-import { parseLogLevel, parseServerConfig, parseServerUrl, type RawFlags } from './config.js';
+import { runClient } from './client/client.js';
+import {
+  parseClientConfig,
+  parseLogLevel,
+  parseServerConfig,
+  parseServerUrl,
+  type RawFlags,
+} from './config.js';
 import { ExitCode, toPkmError } from './errors.js';
-import { createLogger } from './log.js';
+import { createLogger, createStderrLogger } from './log.js';
 import { startServer } from './server/serve.js';
 import { checkStore } from './store/check.js';
 import { Store } from './store/store.js';
@@ -67,6 +74,41 @@ program
     };
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
+  });
+
+program
+  .command('client')
+  .description(
+    "the validator pod's init container: fetch this pod's keys and write them as EIP-2335 keystores",
+  )
+  .addOption(serverFlag())
+  .addOption(flag('--pod <name>', 'pod name (default: $POD_NAME)'))
+  .addOption(flag('--count <n>', 'how many keys this pod runs'))
+  .addOption(flag('--out <dir>', 'folder the validator client reads'))
+  .addOption(flag('--layout <name>', 'lighthouse|teku|nimbus|lodestar|prysm', 'lighthouse'))
+  .addOption(flag('--kdf <name>', 'scrypt|pbkdf2', 'scrypt'))
+  .addOption(
+    flag(
+      '--password-file <file>',
+      'keystore password; made (0600) if missing (default: <out>/password.txt)',
+    ),
+  )
+  .addOption(
+    flag(
+      '--timeout <duration>',
+      'how long to keep retrying while the server is down or busy',
+      '10m',
+    ),
+  )
+  .addOption(
+    flag('--concurrency <n>', 'keystores encrypted at once (scrypt: 256 MiB each; default: CPUs)'),
+  )
+  .addOption(flag('--shared-kdf', 'one KDF run for the whole batch (one salt; see README)'))
+  .addOption(flag('--log-level <level>', 'logs go to stderr', 'info'))
+  .action(async (opts: RawFlags) => {
+    const config = parseClientConfig(opts);
+    const summary = await runClient(config, createStderrLogger(config.logLevel));
+    process.stdout.write(`${JSON.stringify(summary)}\n`);
   });
 
 program

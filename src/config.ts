@@ -1,7 +1,12 @@
 // Typed, validated, frozen config from the parsed flags (commander has already merged PKM_* env).
 // Each error names the flag to set and gives an example.
 import { readFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import { parsePodName } from './allocation/pod-name.js';
+import { LAYOUTS, type Layout } from './client/layouts.js';
 import { PkmError } from './errors.js';
+import type { KdfName } from './keys/keystore.js';
 
 export interface ListenAddress {
   readonly host: string;
@@ -132,4 +137,60 @@ export function parseServerUrl(value: unknown): URL {
     throw bad('server', `must be http or https, not "${url.protocol}"`, 'https://pkm.pkm.svc:8000');
   }
   return url;
+}
+
+function oneOf<T extends string>(value: string, allowed: readonly T[], flag: string): T {
+  const found = allowed.find((a) => a === value);
+  if (found === undefined)
+    throw bad(flag, `is one of ${allowed.join(', ')}, not "${value}"`, allowed[0] ?? '');
+  return found;
+}
+
+export interface ClientConfig {
+  readonly server: URL;
+  readonly pod: string;
+  readonly count: number;
+  readonly out: string;
+  readonly layout: Layout;
+  readonly kdf: KdfName;
+  readonly passwordFile: string;
+  readonly timeoutMs: number;
+  readonly concurrency: number;
+  readonly sharedKdf: boolean;
+  readonly logLevel: LogLevel;
+}
+
+/** `pkm client` flags; the pod name falls back to $POD_NAME (the downward API sets it). */
+export function parseClientConfig(
+  raw: RawFlags,
+  env: NodeJS.ProcessEnv = process.env,
+): ClientConfig {
+  const out = text(raw, 'out');
+  if (out === undefined)
+    throw bad('out', 'is required: the folder the validator client reads', '/data/validator');
+  const count = text(raw, 'count');
+  if (count === undefined) throw bad('count', 'is required: how many keys this pod runs', '4');
+  const pod = text(raw, 'pod') ?? env.POD_NAME;
+  if (pod === undefined || pod === '') {
+    throw bad('pod', 'is required (or set POD_NAME from the downward API)', '"$(POD_NAME)"');
+  }
+  return Object.freeze({
+    server: parseServerUrl(text(raw, 'server')),
+    pod: parsePodName(pod),
+    count: parseInteger(count, 'count', 1, 10_000, '4'),
+    out,
+    layout: oneOf(text(raw, 'layout') ?? 'lighthouse', LAYOUTS, 'layout'),
+    kdf: oneOf(text(raw, 'kdf') ?? 'scrypt', ['scrypt', 'pbkdf2'] as const, 'kdf'),
+    passwordFile: text(raw, 'passwordFile') ?? join(out, 'password.txt'),
+    timeoutMs: parseDuration(text(raw, 'timeout') ?? '10m', 'timeout'),
+    concurrency: parseInteger(
+      text(raw, 'concurrency') ?? String(availableParallelism()),
+      'concurrency',
+      1,
+      64,
+      '2',
+    ),
+    sharedKdf: raw.sharedKdf === true || raw.sharedKdf === 'true',
+    logLevel: parseLogLevel(text(raw, 'logLevel')),
+  });
 }

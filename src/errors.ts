@@ -46,7 +46,8 @@ const TABLE = {
   // a CLI talking to a server
   TIMEOUT: { status: 504, exit: ExitCode.unavailable },
   SERVER_UNREACHABLE: { status: 503, exit: ExitCode.unavailable },
-  SERVER_REFUSED: { status: 502, exit: ExitCode.refused },
+  SERVER_REFUSED: { status: 400, exit: ExitCode.refused },
+  SERVER_FAILED: { status: 502, exit: ExitCode.unavailable },
   INTERNAL: { status: 500, exit: ExitCode.internal },
 } as const satisfies Record<string, CodeInfo>;
 

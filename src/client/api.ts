@@ -1,5 +1,5 @@
 // A small JSON client for the CLI commands that talk to a running server.
-import { isErrorCode, PkmError } from '../errors.js';
+import { ExitCode, isErrorCode, PkmError } from '../errors.js';
 
 export interface ApiOptions {
   readonly server: URL;
@@ -36,16 +36,19 @@ export async function callServer(
   try {
     json = text === '' ? undefined : JSON.parse(text);
   } catch {
-    throw new PkmError(
-      'SERVER_REFUSED',
-      `${url.origin} answered ${res.status} with a body that is not JSON`,
-    );
+    json = undefined; // not JSON: told apart below by its status alone
   }
-  if (res.ok) return json;
+  if (res.ok && json !== undefined) return json;
   const err = (json as { error?: { code?: unknown; message?: unknown } } | undefined)?.error;
-  const message = typeof err?.message === 'string' ? err.message : `HTTP ${res.status}`;
+  const message =
+    typeof err?.message === 'string' ? err.message : `HTTP ${res.status} from ${url.origin}`;
   const retry = Number(res.headers.get('retry-after'));
-  throw new PkmError(isErrorCode(err?.code) ? err.code : 'SERVER_REFUSED', `server: ${message}`, {
+  const refused = res.status >= 400 && res.status < 500;
+  const code = isErrorCode(err?.code) ? err.code : refused ? 'SERVER_REFUSED' : 'SERVER_FAILED';
+  throw new PkmError(code, `server: ${message}`, {
     ...(Number.isFinite(retry) && retry > 0 ? { retryAfter: retry } : {}),
+    // Whatever its code, a 4xx is the server's refusal (exit 3); the same check failing
+    // locally, before any request, is a usage error (exit 2).
+    ...(refused ? { exit: ExitCode.refused } : {}),
   });
 }

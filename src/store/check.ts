@@ -75,11 +75,14 @@ export async function checkStore(store: Store): Promise<CheckReport> {
   for (const r of records.values()) {
     if (r.path === undefined) continue;
     const other = byPath.get(r.path);
-    if (other !== undefined) problems.push(`${r.pubkey} and ${other} were both derived at ${r.path}`);
+    if (other !== undefined)
+      problems.push(`${r.pubkey} and ${other} were both derived at ${r.path}`);
     byPath.set(r.path, r.pubkey);
     const index = Number(/^m\/12381\/3600\/(\d+)\/0\/0$/.exec(r.path)?.[1]);
     if (!(index < store.nextKeyIndex())) {
-      problems.push(`${r.pubkey} was derived at ${r.path}, not below the next index ${store.nextKeyIndex()}`);
+      problems.push(
+        `${r.pubkey} was derived at ${r.path}, not below the next index ${store.nextKeyIndex()}`,
+      );
     }
   }
 

@@ -5,7 +5,6 @@ import { deriveSkAtPath, secretKeyBytes } from '../../src/keys/eip2333.js';
 import { MnemonicKeys, normaliseMnemonic } from '../../src/keys/mnemonic.js';
 import { TEST_MNEMONIC } from './vectors.js';
 
-
 describe('mnemonic key source', () => {
   const keys = new MnemonicKeys(TEST_MNEMONIC);
 

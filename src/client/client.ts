@@ -1,0 +1,187 @@
+// `pkm client`, the validator pod's init container: ask the server for this pod's keys, and
+// leave them in --out as EIP-2335 keystores in the layout the validator client reads.
+// It never writes next to keys the server no longer gives this pod: a validator must not start
+// with a key that may be live elsewhere.
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { PkmError } from '../errors.js';
+import type { KdfCosts, KdfName } from '../keys/keystore.js';
+import { parseKeystore } from '../keys/keystore.js';
+import type { Logger } from '../log.js';
+import { callServer } from './api.js';
+import { encryptAll, type PlainKey } from './encrypt.js';
+import { listFiles, readIfExists, writePrivateFile } from './files.js';
+import { LAYOUT_SPECS, type Layout, type LayoutSpec } from './layouts.js';
+import { loadOrCreatePassword } from './password.js';
+import { withRetry } from './retry.js';
+
+export interface ClientOptions {
+  readonly server: URL;
+  readonly pod: string;
+  readonly count: number;
+  readonly out: string;
+  readonly layout: Layout;
+  readonly kdf: KdfName;
+  readonly passwordFile: string;
+  readonly timeoutMs: number;
+  readonly concurrency: number;
+  readonly sharedKdf: boolean;
+  /** Cheaper KDF costs, for tests only; the CLI always uses EIP-2335's. */
+  readonly costs?: KdfCosts;
+}
+
+export interface ClientSummary {
+  readonly pod: string;
+  readonly layout: Layout;
+  readonly pubkeys: string[];
+  /** Keys written now, and keys whose keystores were already there. */
+  readonly written: string[];
+  readonly kept: string[];
+  /** Every file of the layout, relative to --out. */
+  readonly files: string[];
+}
+
+const Allocation = z.object({
+  pod: z.string(),
+  keys: z.array(
+    z.object({
+      pubkey: z.string().regex(/^0x[0-9a-f]{96}$/),
+      secretKey: z.string().regex(/^0x[0-9a-f]{64}$/),
+      path: z.string().optional(),
+    }),
+  ),
+});
+
+async function requestKeys(opts: ClientOptions, log: Logger): Promise<PlainKey[]> {
+  const path = `v1/pods/${encodeURIComponent(opts.pod)}/keys`;
+  const answer = await withRetry(
+    'asking the server for keys',
+    () => callServer({ server: opts.server }, 'POST', path, { count: opts.count }),
+    { timeoutMs: opts.timeoutMs, log },
+  );
+  const parsed = Allocation.safeParse(answer);
+  if (!parsed.success || parsed.data.pod !== opts.pod || parsed.data.keys.length !== opts.count) {
+    throw new PkmError(
+      'SERVER_FAILED',
+      `the server's answer is not ${opts.count} keys for pod ${opts.pod}`,
+    );
+  }
+  return parsed.data.keys.map((k) => ({
+    pubkey: k.pubkey,
+    secretKey: Uint8Array.from(Buffer.from(k.secretKey.slice(2), 'hex')),
+    path: k.path ?? '',
+  }));
+}
+
+async function readKeystore(path: string) {
+  let json: unknown;
+  try {
+    json = JSON.parse(await readFile(path, 'utf8'));
+  } catch (cause) {
+    throw new PkmError('OUT_DIR_CONFLICT', `${path} is not a readable keystore; remove it`, {
+      cause,
+    });
+  }
+  return parseKeystore(json);
+}
+
+/** Pubkeys whose keystores are in --out already; a keystore that names another key is refused. */
+async function existingKeys(out: string, spec: LayoutSpec): Promise<string[]> {
+  const found: string[] = [];
+  for (const file of await listFiles(out, spec.keystoreDir)) {
+    const pubkey = spec.keystorePattern.exec(file)?.[1];
+    if (pubkey === undefined) continue;
+    const keystore = await readKeystore(join(out, file));
+    if (`0x${keystore.pubkey ?? ''}` !== pubkey) {
+      throw new PkmError('OUT_DIR_CONFLICT', `${file} holds a keystore for another key; remove it`);
+    }
+    found.push(pubkey);
+  }
+  return found;
+}
+
+/** The password files that exist must hold this password: the keystores were sealed with it. */
+async function checkPasswordFiles(
+  out: string,
+  spec: LayoutSpec,
+  pubkeys: readonly string[],
+  password: string,
+) {
+  const paths = [...pubkeys.map((pk) => spec.passwordPath(pk)), spec.sharedPasswordPath];
+  for (const path of paths) {
+    if (path === undefined) continue;
+    const text = await readIfExists(join(out, path));
+    if (text !== undefined && text !== password) {
+      throw new PkmError(
+        'OUT_DIR_CONFLICT',
+        `${path} holds another password than --password-file: the keystores in --out were written with another password`,
+      );
+    }
+  }
+}
+
+export async function runClient(opts: ClientOptions, log: Logger): Promise<ClientSummary> {
+  const spec = LAYOUT_SPECS[opts.layout];
+  const keys = await requestKeys(opts, log);
+  const pubkeys = keys.map((k) => k.pubkey);
+
+  // Every check before the first write: a refusal changes nothing in --out.
+  const existing = await existingKeys(opts.out, spec);
+  const foreign = existing.filter((pk) => !pubkeys.includes(pk));
+  if (foreign.length > 0) {
+    throw new PkmError(
+      'OUT_DIR_CONFLICT',
+      `--out holds keystores the server no longer assigns to pod ${opts.pod} (${foreign.join(', ')}); ` +
+        'they may be live elsewhere: remove them before this pod starts',
+    );
+  }
+  if (existing.length > 0 && (await readIfExists(opts.passwordFile)) === undefined) {
+    throw new PkmError(
+      'OUT_DIR_CONFLICT',
+      `--out holds keystores, but --password-file ${opts.passwordFile} is missing: they were written with its password`,
+    );
+  }
+  const { password, created } = await loadOrCreatePassword(opts.passwordFile);
+  if (created) log.info({ passwordFile: opts.passwordFile }, 'made a new keystore password');
+  await checkPasswordFiles(opts.out, spec, pubkeys, password);
+
+  const missing = keys.filter((k) => !existing.includes(k.pubkey));
+  const keystores = await encryptAll(missing, password, {
+    kdf: opts.kdf,
+    concurrency: opts.concurrency,
+    sharedKdf: opts.sharedKdf,
+    ...(opts.costs ? { costs: opts.costs } : {}),
+  });
+  if (spec.sharedPasswordPath !== undefined)
+    await writePrivateFile(join(opts.out, spec.sharedPasswordPath), password);
+  for (const [i, keystore] of keystores.entries()) {
+    const pubkey = missing[i]?.pubkey ?? '';
+    // The password first: a keystore on disk always has its password beside it.
+    const passwordPath = spec.passwordPath(pubkey);
+    if (passwordPath !== undefined) await writePrivateFile(join(opts.out, passwordPath), password);
+    await writePrivateFile(
+      join(opts.out, spec.keystorePath(pubkey)),
+      `${JSON.stringify(keystore, null, 2)}\n`,
+    );
+  }
+  for (const pubkey of existing) {
+    const passwordPath = spec.passwordPath(pubkey);
+    if (
+      passwordPath !== undefined &&
+      (await readIfExists(join(opts.out, passwordPath))) === undefined
+    ) {
+      await writePrivateFile(join(opts.out, passwordPath), password);
+    }
+  }
+
+  const files = pubkeys.flatMap((pk) => [spec.keystorePath(pk), spec.passwordPath(pk)]);
+  return {
+    pod: opts.pod,
+    layout: opts.layout,
+    pubkeys,
+    written: missing.map((k) => k.pubkey),
+    kept: existing,
+    files: [...files, spec.sharedPasswordPath].filter((f): f is string => f !== undefined),
+  };
+}
