@@ -1,10 +1,12 @@
 // `npm run bench`: every benchmark, one JSON figure per line on stdout.
 // Names on the command line pick benchmarks: `npm run bench -- allocate`.
 import { benchAllocate, benchAssignmentsPage } from './allocate.js';
+import { benchKeystores } from './keystores.js';
 
 const BENCHES: Record<string, () => Promise<void>> = {
   allocate: benchAllocate,
   assignments: benchAssignmentsPage,
+  keystores: benchKeystores,
 };
 
 const picked = process.argv.slice(2);

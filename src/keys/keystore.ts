@@ -91,11 +91,9 @@ function scryptAsync(
  * and C1 (U+0080-U+009F) control codes are removed; the rest is UTF-8.
  */
 export function passwordBytes(password: string): Buffer {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: EIP-2335 strips exactly these control codes
-  return Buffer.from(
-    password.normalize('NFKD').replace(/[\u0000-\u001f\u007f-\u009f]/g, ''),
-    'utf8',
-  );
+  const isControl = (cp: number) => cp <= 0x1f || (cp >= 0x7f && cp <= 0x9f);
+  const kept = [...password.normalize('NFKD')].filter((c) => !isControl(c.codePointAt(0) ?? 0));
+  return Buffer.from(kept.join(''), 'utf8');
 }
 
 /** A fresh KDF description with a random salt, at the given costs. */
