@@ -5,8 +5,9 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
+import type { ClientConfig } from '../config.js';
 import { PkmError } from '../errors.js';
-import type { KdfCosts, KdfName } from '../keys/keystore.js';
+import type { KdfCosts } from '../keys/keystore.js';
 import { parseKeystore } from '../keys/keystore.js';
 import type { Logger } from '../log.js';
 import { callServer } from './api.js';
@@ -16,17 +17,8 @@ import { LAYOUT_SPECS, type Layout, type LayoutSpec } from './layouts.js';
 import { loadOrCreatePassword } from './password.js';
 import { withRetry } from './retry.js';
 
-export interface ClientOptions {
-  readonly server: URL;
-  readonly pod: string;
-  readonly count: number;
-  readonly out: string;
-  readonly layout: Layout;
-  readonly kdf: KdfName;
-  readonly passwordFile: string;
-  readonly timeoutMs: number;
-  readonly concurrency: number;
-  readonly sharedKdf: boolean;
+/** The parsed `pkm client` flags (see config.ts), and test-only KDF costs. */
+export interface ClientOptions extends Omit<ClientConfig, 'logLevel'> {
   /** Cheaper KDF costs, for tests only; the CLI always uses EIP-2335's. */
   readonly costs?: KdfCosts;
 }
@@ -153,8 +145,9 @@ export async function runClient(opts: ClientOptions, log: Logger): Promise<Clien
     sharedKdf: opts.sharedKdf,
     ...(opts.costs ? { costs: opts.costs } : {}),
   });
-  if (spec.sharedPasswordPath !== undefined)
-    await writePrivateFile(join(opts.out, spec.sharedPasswordPath), password);
+  const shared = spec.sharedPasswordPath && join(opts.out, spec.sharedPasswordPath);
+  if (shared && (await readIfExists(shared)) === undefined)
+    await writePrivateFile(shared, password);
   for (const [i, keystore] of keystores.entries()) {
     const pubkey = missing[i]?.pubkey ?? '';
     // The password first: a keystore on disk always has its password beside it.
