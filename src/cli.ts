@@ -4,6 +4,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { parsePodName } from './allocation/pod-name.js';
 import { callServer } from './client/api.js';
 import { runClient } from './client/client.js';
+import { writePrivateFile } from './client/files.js';
 import {
   parseClientConfig,
   parseLogLevel,
@@ -11,10 +12,12 @@ import {
   parseServerUrl,
   type RawFlags,
 } from './config.js';
-import { ExitCode, toPkmError } from './errors.js';
+import { depositEntries } from './deposit/export.js';
+import { ExitCode, PkmError, toPkmError } from './errors.js';
 import { createLogger, createStderrLogger } from './log.js';
 import { startServer } from './server/serve.js';
 import { checkStore } from './store/check.js';
+import { StoredState } from './store/records.js';
 import { Store } from './store/store.js';
 
 /** `--max-keys-per-pod` is also read from PKM_MAX_KEYS_PER_POD. */
@@ -53,6 +56,42 @@ program
       '20m',
     ),
   )
+  .addOption(
+    flag(
+      '--network <name>',
+      'make deposit data for mainnet|hoodi|sepolia|holesky|custom (default: none)',
+    ),
+  )
+  .addOption(flag('--fork-version <hex>', 'genesis fork version, with --network custom'))
+  .addOption(flag('--chain-id <n>', 'chain id, with --network custom'))
+  .addOption(flag('--deposit-contract <address>', "deposit contract (default: the network's)"))
+  .addOption(
+    flag(
+      '--withdrawal-address <address>',
+      '0x01 withdrawal credentials to this address (default: 0x00 from the mnemonic)',
+    ),
+  )
+  .addOption(flag('--compounding', '0x02 (compounding) credentials, 32 to 2048 ETH'))
+  .addOption(flag('--deposit-amount-gwei <gwei>', 'deposit amount', '32000000000'))
+  .addOption(
+    flag(
+      '--deposit-mode <mode>',
+      'record (deposit data only) or send (deposit transactions)',
+      'record',
+    ),
+  )
+  .addOption(flag('--eth-rpc <url>', 'execution-layer JSON-RPC, with --deposit-mode send'))
+  .addOption(
+    flag(
+      '--funder-key-file <file>',
+      "file holding the funder's private key, with --deposit-mode send",
+    ),
+  )
+  .addOption(flag('--confirmations <n>', 'blocks a deposit waits for', '1'))
+  .addOption(
+    flag('--receipt-timeout <duration>', 'how long a pod waits for its deposits to be mined', '5m'),
+  )
+  .addOption(flag('--max-deposits-per-hour <n>', 'most new deposits in any hour', '100'))
   .addOption(flag('--max-keys-per-pod <n>', 'most keys one pod may hold', '64'))
   .addOption(
     flag('--max-total-keys <n>', 'most keys the server may ever create (default: unlimited)'),
@@ -148,6 +187,35 @@ program
     for (const [pod, keys] of Object.entries(pods))
       lines.push(`${pod}\t${keys.length}\t${keys.join(' ')}`);
     process.stdout.write(`${lines.join('\n')}\n`);
+  });
+
+const deposits = program.command('deposits').description('deposit data of the keys in a store');
+deposits
+  .command('export')
+  .description("write deposit_data.json (launchpad format) from a stopped server's store")
+  .addOption(flag('--data-dir <dir>', 'LevelDB directory', './data'))
+  .addOption(flag('--out <file>', 'where to write deposit_data.json', 'deposit_data.json'))
+  .addOption(flag('--pod <name>', 'only the keys this pod holds'))
+  .addOption(flag('--state <state>', 'only keys in this state (free, allocated, depositing, ...)'))
+  .action(async (opts: RawFlags) => {
+    const state = opts.state === undefined ? undefined : StoredState.safeParse(opts.state);
+    if (state && !state.success) {
+      throw new PkmError(
+        'INVALID_CONFIG',
+        `--state is one of ${StoredState.options.join(', ')}, e.g. --state allocated`,
+      );
+    }
+    const store = await Store.open(String(opts.dataDir));
+    try {
+      const entries = await depositEntries(store, {
+        ...(opts.pod === undefined ? {} : { pod: parsePodName(opts.pod) }),
+        ...(state?.success ? { state: state.data } : {}),
+      });
+      await writePrivateFile(String(opts.out), `${JSON.stringify(entries, null, 2)}\n`);
+      process.stdout.write(`${JSON.stringify({ out: opts.out, deposits: entries.length })}\n`);
+    } finally {
+      await store.close();
+    }
   });
 
 program

@@ -5,6 +5,7 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { parsePodName } from './allocation/pod-name.js';
 import { LAYOUTS, type Layout } from './client/layouts.js';
+import { type DepositSettings, parseDepositSettings } from './deposit/config.js';
 import { PkmError } from './errors.js';
 import type { KdfName } from './keys/keystore.js';
 
@@ -23,6 +24,8 @@ export interface ServerConfig {
   readonly maxKeysPerPod: number;
   readonly maxTotalKeys: number | undefined;
   readonly logLevel: LogLevel;
+  /** Deposit data and sending; undefined without --network (keys carry no deposit data). */
+  readonly deposits: DepositSettings | undefined;
 }
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -79,6 +82,27 @@ export function parseListen(value: string): ListenAddress {
   return { host, port };
 }
 
+function optionalInteger(
+  raw: RawFlags,
+  name: string,
+  min: number,
+  max: number,
+): number | undefined {
+  const value = text(raw, name);
+  const flagName = name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+  return value === undefined ? undefined : parseInteger(value, flagName, min, max, String(min));
+}
+
+function optionalDuration(raw: RawFlags, name: string): number | undefined {
+  const value = text(raw, name);
+  return value === undefined
+    ? undefined
+    : parseDuration(
+        value,
+        name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`),
+      );
+}
+
 export function parseLogLevel(value: string | undefined): LogLevel {
   const level = value ?? 'info';
   const known = LOG_LEVELS.find((l) => l === level);
@@ -106,6 +130,24 @@ export function parseServerConfig(raw: RawFlags): ServerConfig {
         ? undefined
         : parseInteger(maxTotal, 'max-total-keys', 1, 100_000_000, '10000'),
     logLevel: parseLogLevel(text(raw, 'logLevel')),
+    deposits: parseDepositSettings(
+      {
+        network: text(raw, 'network'),
+        forkVersion: text(raw, 'forkVersion'),
+        chainId: text(raw, 'chainId'),
+        depositContract: text(raw, 'depositContract'),
+        withdrawalAddress: text(raw, 'withdrawalAddress'),
+        compounding: raw.compounding === true || raw.compounding === 'true',
+        depositAmountGwei: text(raw, 'depositAmountGwei'),
+        depositMode: text(raw, 'depositMode'),
+        ethRpc: text(raw, 'ethRpc'),
+        funderKeyFile: text(raw, 'funderKeyFile'),
+        confirmations: optionalInteger(raw, 'confirmations', 0, 64),
+        receiptTimeoutMs: optionalDuration(raw, 'receiptTimeout'),
+        maxDepositsPerHour: optionalInteger(raw, 'maxDepositsPerHour', 1, 1_000_000),
+      },
+      text(raw, 'mnemonicFile') !== undefined,
+    ),
   };
   return Object.freeze(config);
 }

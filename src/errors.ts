@@ -22,6 +22,7 @@ const TABLE = {
   // request shape
   INVALID_POD_NAME: { status: 400, exit: ExitCode.usage },
   INVALID_BODY: { status: 400, exit: ExitCode.usage },
+  INVALID_QUERY: { status: 400, exit: ExitCode.usage },
   MALFORMED_JSON: { status: 400, exit: ExitCode.usage },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, exit: ExitCode.usage },
   PAYLOAD_TOO_LARGE: { status: 413, exit: ExitCode.usage },

@@ -1,12 +1,15 @@
 // Allocate(pod, n) and UnallocateAllKeys(pod): the domain rules, over the store, with no HTTP.
 // Every state change runs through the group committer (group-commit.ts): one at a time, and
 // nothing else writes between reading the state and committing its batch.
+
+import type { DepositRecord } from '../deposit/deposit-data.js';
 import { PkmError } from '../errors.js';
-import type { KeySource } from '../keys/source.js';
+import type { KeySource, NewKey } from '../keys/source.js';
 import type { KeyRecord, PodRecord } from '../store/records.js';
 import { withEvent } from '../store/records.js';
 import type { KeyChange, PodChange, Store } from '../store/store.js';
 import type { Clock } from './clock.js';
+import { totalKeys } from './counts.js';
 import { GroupCommitter } from './group-commit.js';
 import { pickOldest } from './pick.js';
 import type { Transaction } from './transaction.js';
@@ -44,6 +47,8 @@ export interface AllocatorDeps {
   readonly clock: Clock;
   readonly keySource: KeySource;
   readonly config: AllocatorConfig;
+  /** Deposit data for each new key, kept in the batch that records the key. */
+  readonly makeDeposit?: (key: NewKey) => DepositRecord;
   readonly onAllocated?: (outcome: AllocationOutcome) => void;
   readonly onReleased?: (pod: string, released: number) => void;
 }
@@ -156,6 +161,7 @@ export class Allocator {
         createdAt: now,
         history: [{ at: now, event: 'created' }],
         ...(fresh.path === undefined ? {} : { path: fresh.path }),
+        ...(this.deps.makeDeposit ? { deposit: this.deps.makeDeposit(fresh) } : {}),
       };
       give(undefined, base, 'allocated');
     }
@@ -237,7 +243,7 @@ export class Allocator {
     const max = this.deps.config.maxTotalKeys;
     if (n <= 0 || max === undefined) return;
     const c = tx.counts();
-    const total = c.free + c.allocated + c.cooling + c.retired;
+    const total = totalKeys(c);
     if (total + n <= max) return;
     const [oldest] = await tx.oldest('cooling', 1);
     const waitMs = oldest ? oldest.since + this.deps.config.reuseDelayMs - now : undefined;

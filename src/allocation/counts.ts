@@ -11,11 +11,17 @@ export async function stateCounts(
 ): Promise<StateCounts> {
   const stored = store.storedCounts();
   const stillCooling = Math.min(stored.cooling, await store.countCoolingAfter(now - reuseDelayMs));
+  const { pods: _pods, ...byState } = stored;
   return {
+    ...byState,
     free: stored.free + stored.cooling - stillCooling,
-    allocated: stored.allocated,
     cooling: stillCooling,
-    retired: stored.retired,
-    total: stored.free + stored.allocated + stored.cooling + stored.retired,
+    total: totalKeys(stored),
   };
+}
+
+/** Every key the store holds, in any state. */
+export function totalKeys(c: Counts): number {
+  const { pods: _pods, ...byState } = c;
+  return Object.values(byState).reduce((sum, n) => sum + n, 0);
 }

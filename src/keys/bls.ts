@@ -2,8 +2,7 @@
 // public key ("minimal-pubkey-size" variant, consensus-specs phase0 BLS).
 import { bls12_381 } from '@noble/curves/bls12-381.js';
 import { PkmError } from '../errors.js';
-
-const bls = bls12_381.longSignatures;
+import { bls } from './bls-backend.js';
 /** The order r of the BLS12-381 subgroups. */
 export const CURVE_ORDER = bls12_381.fields.Fr.ORDER;
 
@@ -27,11 +26,11 @@ export function checkSecretKey(secretKey: Uint8Array): void {
 
 export function publicKeyOf(secretKey: Uint8Array): string {
   checkSecretKey(secretKey);
-  return toHex(bls.getPublicKey(secretKey).toBytes(true));
+  return toHex(bls.publicKey(secretKey));
 }
 
 /** A fresh key from the OS CSPRNG (noble's keygen reduces 48 random bytes mod r). */
 export function randomKey(): BlsKey {
-  const { secretKey } = bls.keygen();
+  const { secretKey } = bls12_381.longSignatures.keygen();
   return { secretKey, pubkey: publicKeyOf(secretKey) };
 }

@@ -42,10 +42,19 @@ export class MnemonicKeys {
     seed.fill(0);
   }
 
-  /** The signing key of validator `index`, at m/12381/3600/index/0/0. */
+  /**
+   * The signing key of validator `index`, at m/12381/3600/index/0/0, with the public key of
+   * its withdrawal key at m/12381/3600/index/0 (for 0x00 withdrawal credentials).
+   */
   signingKey(index: number): NewKey {
-    const sk = deriveChildSk(deriveChildSk(deriveChildSk(this.coinNode, index), 0), 0);
-    const secretKey = secretKeyBytes(sk);
-    return { secretKey, pubkey: publicKeyOf(secretKey), path: signingKeyPath(index) };
+    const withdrawal = deriveChildSk(deriveChildSk(this.coinNode, index), 0);
+    const secretKey = secretKeyBytes(deriveChildSk(withdrawal, 0));
+    const withdrawalPubkey = Buffer.from(publicKeyOf(secretKeyBytes(withdrawal)).slice(2), 'hex');
+    return {
+      secretKey,
+      pubkey: publicKeyOf(secretKey),
+      path: signingKeyPath(index),
+      withdrawalPubkey,
+    };
   }
 }

@@ -6,6 +6,8 @@ import type { MnemonicKeys } from './mnemonic.js';
 export interface NewKey extends BlsKey {
   /** EIP-2334 path, for derived keys. */
   readonly path?: string;
+  /** The EIP-2334 withdrawal key's pubkey (derived keys only). */
+  readonly withdrawalPubkey?: Uint8Array;
 }
 
 export interface KeySource {

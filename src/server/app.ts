@@ -8,6 +8,7 @@ import { PkmError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Store } from '../store/store.js';
 import { assignmentsRoutes } from './assignments.js';
+import { depositRoutes } from './deposits.js';
 import { errorHandler, methodNotAllowed, notFound } from './http-errors.js';
 import type { Metrics } from './metrics.js';
 import { podRoutes } from './pods.js';
@@ -105,6 +106,7 @@ export function createApp(deps: AppDeps): express.Express {
 
   app.use(podRoutes(deps));
   app.use(assignmentsRoutes(deps));
+  app.use(depositRoutes(deps));
   app.use(notFound);
   app.use(errorHandler(deps.log));
   return app;

@@ -46,7 +46,7 @@ function queryText(value: unknown, name: string, maxLength: number): string {
   if (value === undefined) return '';
   if (typeof value !== 'string' || value.length > maxLength) {
     throw new PkmError(
-      'INVALID_BODY',
+      'INVALID_QUERY',
       `query parameter ${name} must be one string of at most ${maxLength} characters`,
     );
   }
@@ -84,7 +84,7 @@ export function assignmentsRoutes(deps: Pick<AppDeps, 'store' | 'clock' | 'reuse
       const limit = limitText === '' ? PAGE_SIZE : Number(limitText);
       if (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_PAGE_SIZE) {
         throw new PkmError(
-          'INVALID_BODY',
+          'INVALID_QUERY',
           `query parameter limit must be from 1 to ${MAX_PAGE_SIZE}`,
         );
       }

@@ -6,13 +6,18 @@ import { Allocator } from '../allocation/allocator.js';
 import { type Clock, systemClock } from '../allocation/clock.js';
 import { stateCounts } from '../allocation/counts.js';
 import { readSecretFile, type ServerConfig } from '../config.js';
+import { type DepositConfig, type DepositRecord, makeDeposit } from '../deposit/deposit-data.js';
 import { PkmError } from '../errors.js';
 import { MnemonicKeys } from '../keys/mnemonic.js';
-import { type KeySource, mnemonicKeySource, randomKeySource } from '../keys/source.js';
+import { type KeySource, mnemonicKeySource, type NewKey, randomKeySource } from '../keys/source.js';
 import type { Logger } from '../log.js';
 import { Store } from '../store/store.js';
 import { createApp } from './app.js';
 import { createMetrics } from './metrics.js';
+
+function depositMaker(config: DepositConfig) {
+  return (key: NewKey): DepositRecord => makeDeposit(key, config);
+}
 
 export interface ServiceDeps {
   readonly store: Store;
@@ -20,6 +25,7 @@ export interface ServiceDeps {
   readonly log: Logger;
   readonly clock?: Clock;
   readonly keySource?: KeySource;
+  readonly deposits?: DepositConfig;
   readonly isDraining?: () => boolean;
 }
 
@@ -35,6 +41,7 @@ export function composeApp(deps: ServiceDeps) {
     store: deps.store,
     clock,
     keySource: deps.keySource ?? randomKeySource,
+    ...(deps.deposits ? { makeDeposit: depositMaker(deps.deposits) } : {}),
     config: deps.config,
     onAllocated: (o) => metrics.onAllocated(o),
     onReleased: (pod, n) => metrics.onReleased(pod, n),
@@ -86,7 +93,21 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
     await store.close();
     throw err;
   }
-  const { app } = composeApp({ store, config, log, keySource, isDraining: () => draining });
+  if (config.deposits?.mode === 'send') {
+    await store.close();
+    throw new PkmError(
+      'INVALID_CONFIG',
+      '--deposit-mode send is not available in this build yet; use --deposit-mode record',
+    );
+  }
+  const { app } = composeApp({
+    store,
+    config,
+    log,
+    keySource,
+    isDraining: () => draining,
+    ...(config.deposits ? { deposits: config.deposits } : {}),
+  });
   let server: Server;
   try {
     server = await new Promise<Server>((resolve, reject) => {

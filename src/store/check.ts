@@ -1,6 +1,6 @@
 // The store's invariants (DESIGN.md "Key lifecycle"), checked by reading everything.
 // Used by tests after crashes, and by `pkm db check`.
-import type { Counts, KeyRecord } from './records.js';
+import { type Counts, type KeyRecord, ZERO_COUNTS } from './records.js';
 import type { Store } from './store.js';
 
 export interface CheckReport {
@@ -14,7 +14,7 @@ export async function checkStore(store: Store): Promise<CheckReport> {
   const records = new Map<string, KeyRecord>();
   for await (const r of store.keyRecords()) records.set(r.pubkey, r);
 
-  const counts: Counts = { free: 0, allocated: 0, cooling: 0, retired: 0, pods: 0 };
+  const counts: Counts = { ...ZERO_COUNTS };
   for (const r of records.values()) counts[r.state]++;
 
   // Each free or cooling key has exactly one index entry, at its own time; nothing else does.

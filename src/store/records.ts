@@ -1,9 +1,19 @@
 // The shapes kept in the store, and their one codec each (JSON, checked on the way in and out).
 import { z } from 'zod';
+import { DepositRecord } from '../deposit/deposit-data.js';
 import { PkmError } from '../errors.js';
 
 /** A key's state as stored. A `cooling` key whose reuse delay has passed counts as free. */
-export const StoredState = z.enum(['free', 'allocated', 'cooling', 'retired']);
+export const StoredState = z.enum([
+  'free',
+  'allocated',
+  'cooling',
+  'retired',
+  /** A deposit transaction was signed and recorded; its receipt is awaited. */
+  'depositing',
+  /** The deposit reverted or could not be sent: kept, for an operator to retry or retire. */
+  'deposit-failed',
+]);
 export type StoredState = z.infer<typeof StoredState>;
 
 export const PUBKEY_RE = /^0x[0-9a-f]{96}$/;
@@ -13,10 +23,30 @@ const Pubkey = z.string().regex(PUBKEY_RE);
 export const SealedSecret = z.object({ alg: z.string().min(1), data: z.string() }).strict();
 export type SealedSecret = z.infer<typeof SealedSecret>;
 
+/** A signed deposit transaction: its hash is known before it is sent (and it can be sent again). */
+const DepositTx = z
+  .object({
+    hash: z.string().regex(/^0x[0-9a-f]{64}$/),
+    nonce: z.number().int().nonnegative(),
+    /** The signed raw transaction, to rebroadcast the very same one after a crash. */
+    raw: z.string().regex(/^0x[0-9a-f]+$/),
+    sentAt: z.number().int().nonnegative(),
+  })
+  .strict();
+export type DepositTx = z.infer<typeof DepositTx>;
+
 const KeyEvent = z
   .object({
     at: z.number().int().nonnegative(),
-    event: z.enum(['created', 'allocated', 'released', 'reclaimed']),
+    event: z.enum([
+      'created',
+      'allocated',
+      'released',
+      'reclaimed',
+      'deposit-sent',
+      'deposited',
+      'deposit-failed',
+    ]),
     pod: z.string().optional(),
   })
   .strict();
@@ -37,6 +67,12 @@ const KeyRecord = z
     createdAt: z.number().int().nonnegative(),
     /** EIP-2334 path, for keys derived from a mnemonic. */
     path: z.string().optional(),
+    /** Deposit data, when deposits are configured (--network). */
+    deposit: DepositRecord.optional(),
+    /** The deposit transaction, once signed (send mode). */
+    tx: DepositTx.optional(),
+    /** Why the deposit failed, for state deposit-failed. */
+    depositError: z.string().optional(),
     history: z.array(KeyEvent).max(HISTORY_LIMIT),
   })
   .strict()
@@ -57,13 +93,16 @@ const PodRecord = z
   .strict();
 export type PodRecord = z.infer<typeof PodRecord>;
 
+const Count = z.number().int().nonnegative();
 const Counts = z
   .object({
-    free: z.number().int().nonnegative(),
-    allocated: z.number().int().nonnegative(),
-    cooling: z.number().int().nonnegative(),
-    retired: z.number().int().nonnegative(),
-    pods: z.number().int().nonnegative(),
+    free: Count,
+    allocated: Count,
+    cooling: Count,
+    retired: Count,
+    depositing: Count,
+    'deposit-failed': Count,
+    pods: Count,
   })
   .strict();
 /** Counters kept in `meta`, updated in the same batch as every change. */
@@ -73,6 +112,8 @@ export const ZERO_COUNTS: Counts = Object.freeze({
   allocated: 0,
   cooling: 0,
   retired: 0,
+  depositing: 0,
+  'deposit-failed': 0,
   pods: 0,
 });
 

@@ -5,10 +5,21 @@ import { Bucket, MetaKey, SCHEMA_VERSION } from './buckets.js';
 import { type Counts, countsCodec, ZERO_COUNTS } from './records.js';
 
 /**
- * Migrations from version v to v+1, by v. Empty while the first schema is the only one;
- * each entry will rewrite records in batches and bump the version in its last batch.
+ * Migrations from version v to v+1, by v. Each writes its changes and the new version in one
+ * batch, so a crash leaves the store at either version, never between.
  */
-const MIGRATIONS: Record<number, (db: Level<string, string>) => Promise<void>> = {};
+const MIGRATIONS: Record<number, (db: Level<string, string>) => Promise<void>> = {
+  // 2: deposits. Key records may carry deposit data and two new states; the counters gain them.
+  1: async (db) => {
+    const meta = db.sublevel<string, string>(Bucket.meta, { valueEncoding: 'utf8' });
+    const old = JSON.parse((await meta.get(MetaKey.counts)) ?? '{}') as Record<string, number>;
+    const counts = countsCodec.encode({ ...ZERO_COUNTS, ...old });
+    await meta.batch([
+      { type: 'put', key: MetaKey.counts, value: counts },
+      { type: 'put', key: MetaKey.schemaVersion, value: '2' },
+    ]);
+  },
+};
 
 /** Checks (or writes, for a new store) the schema version; returns the stored counters. */
 export async function openSchema(db: Level<string, string>): Promise<Counts> {

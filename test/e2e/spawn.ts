@@ -34,8 +34,11 @@ export function runPkm(args: string[], env: Record<string, string> = {}): Child 
 }
 
 /** Starts `pkm server` on 127.0.0.1 port 0 and waits for its "listening" line. */
-export async function startServerProcess(args: string[]): Promise<Child & { url: string }> {
-  const child = runPkm(['server', '--listen', '127.0.0.1:0', ...args]);
+export async function startServerProcess(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<Child & { url: string }> {
+  const child = runPkm(['server', '--listen', '127.0.0.1:0', ...args], env);
   const deadline = Date.now() + 15_000;
   while (Date.now() < deadline) {
     for (const line of child.stdout) {

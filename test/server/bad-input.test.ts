@@ -139,14 +139,35 @@ const CASES: Case[] = [
     method: 'GET',
     path: '/assignments?limit=0',
     status: 400,
-    code: 'INVALID_BODY',
+    code: 'INVALID_QUERY',
   },
   {
     name: 'repeated page query',
     method: 'GET',
     path: '/assignments?q=a&q=b',
     status: 400,
-    code: 'INVALID_BODY',
+    code: 'INVALID_QUERY',
+  },
+  {
+    name: 'unknown deposits filter',
+    method: 'GET',
+    path: '/v1/deposits?owner=x',
+    status: 400,
+    code: 'INVALID_QUERY',
+  },
+  {
+    name: 'bad deposits state',
+    method: 'GET',
+    path: '/v1/deposits?state=gone',
+    status: 400,
+    code: 'INVALID_QUERY',
+  },
+  {
+    name: 'bad deposits pod',
+    method: 'GET',
+    path: '/v1/deposits?pod=A_B',
+    status: 400,
+    code: 'INVALID_POD_NAME',
   },
 ];
 

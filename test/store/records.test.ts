@@ -28,7 +28,15 @@ describe('store codecs', () => {
     expect(keyRecordCodec.decode(keyRecordCodec.encode(record))).toEqual(record);
     const pod: PodRecord = { keys: [PK], cooling: [], since: 5 };
     expect(podRecordCodec.decode(podRecordCodec.encode(pod))).toEqual(pod);
-    const counts = { free: 1, allocated: 2, cooling: 3, retired: 4, pods: 5 };
+    const counts = {
+      free: 1,
+      allocated: 2,
+      cooling: 3,
+      retired: 4,
+      depositing: 5,
+      'deposit-failed': 6,
+      pods: 7,
+    };
     expect(countsCodec.decode(countsCodec.encode(counts))).toEqual(counts);
   });
 

@@ -112,3 +112,29 @@ describe('index reads', () => {
     expect((await store.oldest('cooling', 1))[0]?.since).toBe(100);
   });
 });
+
+describe('schema migration', () => {
+  it('migrates a version 1 store to version 2, keeping its counters', async () => {
+    const dir = await tempDir();
+    const db = new Level<string, string>(dir);
+    const meta = db.sublevel<string, string>(Bucket.meta, {});
+    await meta.put(MetaKey.schemaVersion, '1');
+    await meta.put(
+      MetaKey.counts,
+      JSON.stringify({ free: 0, allocated: 0, cooling: 0, retired: 0, pods: 0 }),
+    );
+    await db.close();
+    const store = await openTempStore(dir);
+    expect(store.storedCounts()).toEqual({
+      free: 0,
+      allocated: 0,
+      cooling: 0,
+      retired: 0,
+      depositing: 0,
+      'deposit-failed': 0,
+      pods: 0,
+    });
+    const raw = Object.fromEntries(await store.rawEntries());
+    expect(raw[`!${Bucket.meta}!${MetaKey.schemaVersion}`]).toBe(String(SCHEMA_VERSION));
+  });
+});

@@ -1,0 +1,103 @@
+// Deposit data for a new validator key: DepositMessage signed over the deposit domain, the
+// signature verified before anything keeps it, and the launchpad's deposit_data.json fields.
+import { z } from 'zod';
+import { PkmError } from '../errors.js';
+import { toHex } from '../keys/bls.js';
+import { bls } from '../keys/bls-backend.js';
+import { blsCredentials, type CredentialsSpec, executionCredentials } from './credentials.js';
+import { forkVersionBytes, type Network } from './networks.js';
+import {
+  computeDomain,
+  computeSigningRoot,
+  DepositData,
+  DepositMessage,
+  DOMAIN_DEPOSIT,
+} from './ssz.js';
+
+export const GWEI_PER_ETH = 1_000_000_000;
+
+export interface DepositConfig {
+  readonly network: Network;
+  readonly amountGwei: number;
+  readonly credentials: CredentialsSpec;
+}
+
+const Hex = (bytes: number) => z.string().regex(new RegExp(`^0x[0-9a-f]{${bytes * 2}}$`));
+
+/** What the store keeps with a key: everything deposit_data.json and the contract call need. */
+export const DepositRecord = z
+  .object({
+    pubkey: Hex(48),
+    withdrawalCredentials: Hex(32),
+    amount: z.number().int().positive(),
+    signature: Hex(96),
+    depositMessageRoot: Hex(32),
+    depositDataRoot: Hex(32),
+    forkVersion: Hex(4),
+    networkName: z.string().min(1),
+  })
+  .strict();
+export type DepositRecord = z.infer<typeof DepositRecord>;
+
+export interface DepositKey {
+  readonly secretKey: Uint8Array;
+  readonly pubkey: string;
+  /** The EIP-2334 withdrawal key's pubkey, for 0x00 credentials. */
+  readonly withdrawalPubkey?: Uint8Array;
+}
+
+const bytes = (hex: string) => Uint8Array.from(Buffer.from(hex.slice(2), 'hex'));
+
+export function withdrawalCredentialsFor(key: DepositKey, spec: CredentialsSpec): Uint8Array {
+  if (spec.type === 'execution') return executionCredentials(spec.address, spec.compounding);
+  if (!key.withdrawalPubkey) {
+    throw new PkmError(
+      'INVALID_CONFIG',
+      '0x00 credentials need a withdrawal key: pass --mnemonic-file or --withdrawal-address',
+    );
+  }
+  return blsCredentials(key.withdrawalPubkey);
+}
+
+export function makeDeposit(key: DepositKey, config: DepositConfig): DepositRecord {
+  const pubkey = bytes(key.pubkey);
+  const withdrawalCredentials = withdrawalCredentialsFor(key, config.credentials);
+  const message = { pubkey, withdrawalCredentials, amount: config.amountGwei };
+  const messageRoot = DepositMessage.hashTreeRoot(message);
+  const domain = computeDomain(DOMAIN_DEPOSIT, forkVersionBytes(config.network));
+  const signingRoot = computeSigningRoot(messageRoot, domain);
+  const signature = bls.sign(key.secretKey, signingRoot);
+  // Verified before it is stored: a bad signature would burn the deposit on chain.
+  if (!bls.verify(pubkey, signingRoot, signature)) {
+    throw new PkmError('INTERNAL', `the deposit signature for ${key.pubkey} does not verify`);
+  }
+  return {
+    pubkey: key.pubkey,
+    withdrawalCredentials: toHex(withdrawalCredentials),
+    amount: config.amountGwei,
+    signature: toHex(signature),
+    depositMessageRoot: toHex(messageRoot),
+    depositDataRoot: toHex(DepositData.hashTreeRoot({ ...message, signature })),
+    forkVersion: config.network.forkVersion.toLowerCase(),
+    networkName: config.network.name,
+  };
+}
+
+/** The staking launchpad checks this version; 2.7.0 is one it accepts. */
+export const DEPOSIT_CLI_VERSION = '2.7.0';
+
+/** One entry of deposit_data.json: the launchpad's field names, hex without 0x, amount in gwei. */
+export function launchpadEntry(d: DepositRecord) {
+  const plain = (hex: string) => hex.slice(2);
+  return {
+    pubkey: plain(d.pubkey),
+    withdrawal_credentials: plain(d.withdrawalCredentials),
+    amount: d.amount,
+    signature: plain(d.signature),
+    deposit_message_root: plain(d.depositMessageRoot),
+    deposit_data_root: plain(d.depositDataRoot),
+    fork_version: plain(d.forkVersion),
+    network_name: d.networkName,
+    deposit_cli_version: DEPOSIT_CLI_VERSION,
+  };
+}

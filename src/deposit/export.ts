@@ -1,0 +1,22 @@
+// deposit_data.json: the deposit data of the store's keys, in the launchpad's format.
+import type { KeyRecord, StoredState } from '../store/records.js';
+import type { Store } from '../store/store.js';
+import { launchpadEntry } from './deposit-data.js';
+
+export interface DepositFilter {
+  /** Only the keys this pod holds. */
+  readonly pod?: string;
+  readonly state?: StoredState;
+}
+
+export async function depositEntries(store: Store, filter: DepositFilter = {}) {
+  const records: KeyRecord[] = [];
+  if (filter.pod !== undefined) {
+    records.push(...(await store.getKeys((await store.getPod(filter.pod))?.keys ?? [])));
+  } else {
+    for await (const r of store.keyRecords()) records.push(r);
+  }
+  return records
+    .filter((r) => filter.state === undefined || r.state === filter.state)
+    .flatMap((r) => (r.deposit ? [launchpadEntry(r.deposit)] : []));
+}

@@ -1,0 +1,35 @@
+// GET /v1/deposits: deposit_data.json for the store's keys, filtered by ?pod= and ?state=.
+import { Router } from 'express';
+import { parsePodName } from '../allocation/pod-name.js';
+import { depositEntries } from '../deposit/export.js';
+import { PkmError } from '../errors.js';
+import { StoredState } from '../store/records.js';
+import type { AppDeps } from './app.js';
+import { methodNotAllowed } from './http-errors.js';
+
+export function depositRoutes(deps: Pick<AppDeps, 'store'>): Router {
+  const router = Router();
+  router
+    .route('/v1/deposits')
+    .get(async (req, res) => {
+      const { pod, state, ...rest } = req.query;
+      const unknown = Object.keys(rest);
+      if (unknown.length > 0)
+        throw new PkmError(
+          'INVALID_QUERY',
+          `unknown query parameter ${unknown.join(', ')}; use pod or state`,
+        );
+      const parsedState = state === undefined ? undefined : StoredState.safeParse(state);
+      if (parsedState && !parsedState.success) {
+        throw new PkmError('INVALID_QUERY', `state is one of ${StoredState.options.join(', ')}`);
+      }
+      res.json(
+        await depositEntries(deps.store, {
+          ...(pod === undefined ? {} : { pod: parsePodName(pod) }),
+          ...(parsedState?.success ? { state: parsedState.data } : {}),
+        }),
+      );
+    })
+    .all(methodNotAllowed('GET'));
+  return router;
+}
