@@ -2,11 +2,13 @@
 // Names on the command line pick benchmarks: `npm run bench -- allocate`.
 import { benchAllocate, benchAssignmentsPage } from './allocate.js';
 import { benchKeystores } from './keystores.js';
+import { benchNewKeys } from './new-keys.js';
 
 const BENCHES: Record<string, () => Promise<void>> = {
   allocate: benchAllocate,
   assignments: benchAssignmentsPage,
   keystores: benchKeystores,
+  'new-keys': benchNewKeys,
 };
 
 const picked = process.argv.slice(2);

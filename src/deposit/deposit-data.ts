@@ -3,7 +3,7 @@
 import { z } from 'zod';
 import { PkmError } from '../errors.js';
 import { toHex } from '../keys/bls.js';
-import { bls } from '../keys/bls-backend.js';
+import { type BlsBackend, bls } from '../keys/bls-backend.js';
 import { blsCredentials, type CredentialsSpec, executionCredentials } from './credentials.js';
 import { forkVersionBytes, type Network } from './networks.js';
 import {
@@ -59,16 +59,20 @@ export function withdrawalCredentialsFor(key: DepositKey, spec: CredentialsSpec)
   return blsCredentials(key.withdrawalPubkey);
 }
 
-export function makeDeposit(key: DepositKey, config: DepositConfig): DepositRecord {
+export function makeDeposit(
+  key: DepositKey,
+  config: DepositConfig,
+  backend: BlsBackend = bls,
+): DepositRecord {
   const pubkey = bytes(key.pubkey);
   const withdrawalCredentials = withdrawalCredentialsFor(key, config.credentials);
   const message = { pubkey, withdrawalCredentials, amount: config.amountGwei };
   const messageRoot = DepositMessage.hashTreeRoot(message);
   const domain = computeDomain(DOMAIN_DEPOSIT, forkVersionBytes(config.network));
   const signingRoot = computeSigningRoot(messageRoot, domain);
-  const signature = bls.sign(key.secretKey, signingRoot);
+  const signature = backend.sign(key.secretKey, signingRoot);
   // Verified before it is stored: a bad signature would burn the deposit on chain.
-  if (!bls.verify(pubkey, signingRoot, signature)) {
+  if (!backend.verify(pubkey, signingRoot, signature)) {
     throw new PkmError('INTERNAL', `the deposit signature for ${key.pubkey} does not verify`);
   }
   return {

@@ -29,8 +29,8 @@ export function publicKeyOf(secretKey: Uint8Array): string {
   return toHex(bls.publicKey(secretKey));
 }
 
-/** A fresh key from the OS CSPRNG (noble's keygen reduces 48 random bytes mod r). */
+/** A fresh key from the OS CSPRNG (noble reduces 48 random bytes mod r, so it is in [1, r-1]). */
 export function randomKey(): BlsKey {
-  const { secretKey } = bls12_381.longSignatures.keygen();
+  const secretKey = bls12_381.utils.randomSecretKey();
   return { secretKey, pubkey: publicKeyOf(secretKey) };
 }
