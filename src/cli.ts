@@ -92,6 +92,9 @@ program
     flag('--receipt-timeout <duration>', 'how long a pod waits for its deposits to be mined', '5m'),
   )
   .addOption(flag('--max-deposits-per-hour <n>', 'most new deposits in any hour', '100'))
+  .addOption(
+    flag('--deposit-reconcile-interval <duration>', 'how often open deposits are checked', '10s'),
+  )
   .addOption(flag('--max-keys-per-pod <n>', 'most keys one pod may hold', '64'))
   .addOption(
     flag('--max-total-keys <n>', 'most keys the server may ever create (default: unlimited)'),

@@ -145,6 +145,7 @@ export function parseServerConfig(raw: RawFlags): ServerConfig {
         confirmations: optionalInteger(raw, 'confirmations', 0, 64),
         receiptTimeoutMs: optionalDuration(raw, 'receiptTimeout'),
         maxDepositsPerHour: optionalInteger(raw, 'maxDepositsPerHour', 1, 1_000_000),
+        reconcileMs: optionalDuration(raw, 'depositReconcileInterval'),
       },
       text(raw, 'mnemonicFile') !== undefined,
     ),

@@ -32,6 +32,13 @@ const TABLE = {
   COUNT_MISMATCH: { status: 409, exit: ExitCode.refused },
   COUNT_OUT_OF_RANGE: { status: 400, exit: ExitCode.usage },
   POOL_EXHAUSTED: { status: 503, exit: ExitCode.unavailable },
+  // deposits (send mode)
+  DEPOSIT_RPC_UNAVAILABLE: { status: 503, exit: ExitCode.unavailable },
+  DEPOSIT_TIMEOUT: { status: 503, exit: ExitCode.unavailable },
+  DEPOSIT_FUNDS: { status: 503, exit: ExitCode.unavailable },
+  DEPOSIT_RATE_LIMITED: { status: 503, exit: ExitCode.unavailable },
+  DEPOSIT_REVERTED: { status: 502, exit: ExitCode.unavailable },
+  DEPOSIT_REJECTED: { status: 502, exit: ExitCode.unavailable },
   // the service itself
   NOT_READY: { status: 503, exit: ExitCode.unavailable },
   STORE_LOCKED: { status: 503, exit: ExitCode.store },

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach } from 'vitest';
 import { createLogger } from '../src/log.js';
-import { composeApp } from '../src/server/serve.js';
+import { composeApp } from '../src/server/compose.js';
 import { Store } from '../src/store/store.js';
 
 const cleanups: Array<() => Promise<void>> = [];

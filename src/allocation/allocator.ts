@@ -47,6 +47,13 @@ export interface AllocatorDeps {
   readonly clock: Clock;
   readonly keySource: KeySource;
   readonly config: AllocatorConfig;
+  /** Shared with whatever else writes (the depositor); made here when absent. */
+  readonly group?: GroupCommitter;
+  /**
+   * Send mode: new keys are deposited before any pod gets them. An allocation that needs new
+   * keys asks for them here, outside the group, then takes them from the pool.
+   */
+  readonly depositor?: { provide(count: number): Promise<void> };
   /** Deposit data for each new key, kept in the batch that records the key. */
   readonly makeDeposit?: (key: NewKey) => DepositRecord;
   readonly onAllocated?: (outcome: AllocationOutcome) => void;
@@ -57,7 +64,7 @@ export class Allocator {
   private readonly group: GroupCommitter;
 
   constructor(private readonly deps: AllocatorDeps) {
-    this.group = new GroupCommitter(deps.store);
+    this.group = deps.group ?? new GroupCommitter(deps.store);
   }
 
   /** Gives `pod` exactly `count` keys, all or nothing; see DESIGN.md "HTTP API". */
@@ -69,9 +76,23 @@ export class Allocator {
         `count must be an integer from 1 to ${maxKeysPerPod} (--max-keys-per-pod)`,
       );
     }
-    const { records, outcome } = await this.group.run((tx) => this.allocateIn(tx, pod, count));
-    if (outcome) this.deps.onAllocated?.(outcome);
-    return this.handOut(pod, records);
+    // With deposits sent, new keys are made and mined first, then taken like any free key; other
+    // pods may take them meanwhile, so ask a few times.
+    for (let attempt = 0; attempt < 4; attempt++) {
+      const { records, outcome, needsNew } = await this.group.run((tx) =>
+        this.allocateIn(tx, pod, count),
+      );
+      if (needsNew === undefined || !this.deps.depositor) {
+        if (outcome) this.deps.onAllocated?.(outcome);
+        return this.handOut(pod, records);
+      }
+      await this.deps.depositor.provide(needsNew);
+    }
+    throw new PkmError(
+      'POOL_EXHAUSTED',
+      'new deposited keys were taken by other pods first; ask again',
+      { retryAfter: 5 },
+    );
   }
 
   /** UnallocateAllKeys: the pod's keys start cooling; idempotent. */
@@ -89,7 +110,7 @@ export class Allocator {
     tx: Transaction,
     pod: string,
     count: number,
-  ): Promise<{ records: KeyRecord[]; outcome?: AllocationOutcome }> {
+  ): Promise<{ records: KeyRecord[]; outcome?: AllocationOutcome; needsNew?: number }> {
     const { store, clock } = this.deps;
     const now = clock();
     const podBefore = await tx.getPod(pod);
@@ -130,6 +151,8 @@ export class Allocator {
     }
     const createCount = need - reclaimed.length - pooled.length;
     await this.checkCanCreate(tx, createCount, now);
+    // Keys are only handed out once deposited: nothing is staged, the caller deposits first.
+    if (createCount > 0 && this.deps.depositor) return { records: [], needsNew: createCount };
 
     const keyChanges: KeyChange[] = [];
     const handed: KeyRecord[] = [...heldRecords];

@@ -13,6 +13,8 @@ export interface SendConfig {
   readonly receiptTimeoutMs: number;
   /** Most new deposits per rolling hour: a guard on the funder's balance. */
   readonly maxDepositsPerHour: number;
+  /** How often open deposits are checked (receipts, sends to retry, the funder's balance). */
+  readonly reconcileMs: number;
 }
 
 export interface DepositSettings extends DepositConfig {
@@ -35,6 +37,7 @@ export interface DepositFlags {
   readonly confirmations?: number | undefined;
   readonly receiptTimeoutMs?: number | undefined;
   readonly maxDepositsPerHour?: number | undefined;
+  readonly reconcileMs?: number | undefined;
 }
 
 const bad = (message: string) => new PkmError('INVALID_CONFIG', message);
@@ -134,6 +137,7 @@ export function parseDepositSettings(
       confirmations: flags.confirmations ?? 1,
       receiptTimeoutMs: flags.receiptTimeoutMs ?? 5 * 60_000,
       maxDepositsPerHour: flags.maxDepositsPerHour ?? 100,
+      reconcileMs: flags.reconcileMs ?? 10_000,
     },
   };
 }

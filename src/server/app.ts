@@ -22,6 +22,8 @@ export interface AppDeps {
   readonly reuseDelayMs: number;
   /** True once shutdown has begun: /readyz turns 503 so traffic moves away. */
   readonly isDraining?: () => boolean;
+  /** Send mode: why the funder cannot pay for a deposit, if it cannot. */
+  readonly funds?: () => string | undefined;
 }
 
 /** Bodies are tiny ({"count":n}); anything larger is refused before it is parsed. */
@@ -93,6 +95,8 @@ export function createApp(deps: AppDeps): express.Express {
     .get((_req, res) => {
       if (!deps.store.isOpen || deps.isDraining?.())
         throw new PkmError('NOT_READY', 'the store is not open');
+      const funds = deps.funds?.();
+      if (funds !== undefined) throw new PkmError('NOT_READY', funds);
       res.json({ status: 'ready' });
     })
     .all(methodNotAllowed('GET'));

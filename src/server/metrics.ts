@@ -2,17 +2,22 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { AllocationOutcome } from '../allocation/allocator.js';
 import type { StateCounts } from '../allocation/counts.js';
+import type { DepositOutcome } from '../deposit/depositor.js';
+import { StoredState } from '../store/records.js';
 
 export interface Metrics {
   readonly registry: Registry;
   readonly requests: Histogram<'method' | 'route' | 'status'>;
   onAllocated(outcome: AllocationOutcome): void;
   onReleased(pod: string, released: number): void;
+  onDeposit(outcome: DepositOutcome): void;
 }
 
 export interface MetricsSource {
   counts(): Promise<StateCounts>;
   pods(): number;
+  /** Send mode: the funder's balance as last read. */
+  funderBalanceWei?(): bigint | undefined;
 }
 
 export function createMetrics(source: MetricsSource): Metrics {
@@ -53,8 +58,7 @@ export function createMetrics(source: MetricsSource): Metrics {
     registers: [registry],
     async collect() {
       const c = await source.counts();
-      for (const state of ['free', 'allocated', 'cooling', 'retired'] as const)
-        this.set({ state }, c[state]);
+      for (const state of StoredState.options) this.set({ state }, c[state]);
     },
   });
   new Gauge({
@@ -65,9 +69,27 @@ export function createMetrics(source: MetricsSource): Metrics {
       this.set(source.pods());
     },
   });
+  const deposits = new Counter({
+    name: 'pkm_deposits_total',
+    help: 'Deposit steps by outcome (sent, deposited, reverted, failed, timeout, unreachable)',
+    labelNames: ['outcome'] as const,
+    registers: [registry],
+  });
+  new Gauge({
+    name: 'pkm_funder_balance_eth',
+    help: "The deposit funder's balance in ETH, as last read (send mode)",
+    registers: [registry],
+    collect() {
+      const wei = source.funderBalanceWei?.();
+      if (wei !== undefined) this.set(Number(wei / 10n ** 9n) / 1e9);
+    },
+  });
   return {
     registry,
     requests,
+    onDeposit(outcome) {
+      deposits.inc({ outcome });
+    },
     onAllocated(o) {
       allocations.inc();
       keysHanded.inc({ source: 'reclaimed' }, o.reclaimed);

@@ -1,62 +1,18 @@
-// The server's composition root: open the store, build the domain and the app, listen, and
-// shut down cleanly on SIGTERM (stop taking requests, finish those in flight, close the store).
+// `pkm server`: open the store, start the parts, listen; and shut down cleanly on SIGTERM
+// (stop taking requests, finish those in flight, stop the depositor, close the store).
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Allocator } from '../allocation/allocator.js';
-import { type Clock, systemClock } from '../allocation/clock.js';
-import { stateCounts } from '../allocation/counts.js';
+import { systemClock } from '../allocation/clock.js';
+import { GroupCommitter } from '../allocation/group-commit.js';
 import { readSecretFile, type ServerConfig } from '../config.js';
-import { type DepositConfig, type DepositRecord, makeDeposit } from '../deposit/deposit-data.js';
+import type { Depositor } from '../deposit/depositor.js';
+import { openDepositor } from '../deposit/setup.js';
 import { PkmError } from '../errors.js';
 import { MnemonicKeys } from '../keys/mnemonic.js';
-import { type KeySource, mnemonicKeySource, type NewKey, randomKeySource } from '../keys/source.js';
+import { type KeySource, mnemonicKeySource, randomKeySource } from '../keys/source.js';
 import type { Logger } from '../log.js';
 import { Store } from '../store/store.js';
-import { createApp } from './app.js';
-import { createMetrics } from './metrics.js';
-
-function depositMaker(config: DepositConfig) {
-  return (key: NewKey): DepositRecord => makeDeposit(key, config);
-}
-
-export interface ServiceDeps {
-  readonly store: Store;
-  readonly config: Pick<ServerConfig, 'reuseDelayMs' | 'maxKeysPerPod' | 'maxTotalKeys'>;
-  readonly log: Logger;
-  readonly clock?: Clock;
-  readonly keySource?: KeySource;
-  readonly deposits?: DepositConfig;
-  readonly isDraining?: () => boolean;
-}
-
-/** Wires store, allocator, metrics and app together; tests call this over a temp store. */
-export function composeApp(deps: ServiceDeps) {
-  const clock = deps.clock ?? systemClock;
-  const { reuseDelayMs } = deps.config;
-  const metrics = createMetrics({
-    counts: () => stateCounts(deps.store, clock(), reuseDelayMs),
-    pods: () => deps.store.storedCounts().pods,
-  });
-  const allocator = new Allocator({
-    store: deps.store,
-    clock,
-    keySource: deps.keySource ?? randomKeySource,
-    ...(deps.deposits ? { makeDeposit: depositMaker(deps.deposits) } : {}),
-    config: deps.config,
-    onAllocated: (o) => metrics.onAllocated(o),
-    onReleased: (pod, n) => metrics.onReleased(pod, n),
-  });
-  const app = createApp({
-    store: deps.store,
-    allocator,
-    clock,
-    log: deps.log,
-    metrics,
-    reuseDelayMs,
-    ...(deps.isDraining ? { isDraining: deps.isDraining } : {}),
-  });
-  return { app, allocator, metrics };
-}
+import { composeApp } from './compose.js';
 
 export interface RunningServer {
   readonly url: string;
@@ -93,20 +49,31 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
     await store.close();
     throw err;
   }
-  if (config.deposits?.mode === 'send') {
-    await store.close();
-    throw new PkmError(
-      'INVALID_CONFIG',
-      '--deposit-mode send is not available in this build yet; use --deposit-mode record',
-    );
+  const group = new GroupCommitter(store);
+  let depositor: Depositor | undefined;
+  const { deposits } = config;
+  if (deposits?.send) {
+    try {
+      const parts = { store, group, keySource, clock: systemClock, log };
+      depositor = await openDepositor(
+        { ...deposits, send: deposits.send },
+        parts,
+        deposits.send.reconcileMs,
+      );
+    } catch (err) {
+      await store.close();
+      throw err;
+    }
   }
   const { app } = composeApp({
     store,
     config,
     log,
     keySource,
+    group,
     isDraining: () => draining,
-    ...(config.deposits ? { deposits: config.deposits } : {}),
+    ...(deposits ? { deposits } : {}),
+    ...(depositor ? { depositor } : {}),
   });
   let server: Server;
   try {
@@ -116,6 +83,7 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
       );
     });
   } catch (err) {
+    depositor?.stop();
     await store.close();
     const reason = err instanceof Error ? err.message : String(err);
     throw new PkmError(
@@ -137,6 +105,7 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
       const force = setTimeout(() => server.closeAllConnections(), graceMs);
       await closed;
       clearTimeout(force);
+      depositor?.stop();
       await store.close();
       log.info('stopped');
       log.flush();

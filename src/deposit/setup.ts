@@ -1,0 +1,52 @@
+// Send mode at start-up: read the funder key, connect (checking the chain id), start the
+// depositor (it first finishes what a previous run left open).
+import type { Clock } from '../allocation/clock.js';
+import type { GroupCommitter } from '../allocation/group-commit.js';
+import { readSecretFile } from '../config.js';
+import type { KeySource } from '../keys/source.js';
+import type { Logger } from '../log.js';
+import type { Store } from '../store/store.js';
+import { DepositChain } from './chain.js';
+import type { DepositSettings, SendConfig } from './config.js';
+import { makeDeposit } from './deposit-data.js';
+import { Depositor } from './depositor.js';
+
+export interface DepositorParts {
+  readonly store: Store;
+  readonly group: GroupCommitter;
+  readonly keySource: KeySource;
+  readonly clock: Clock;
+  readonly log: Logger;
+}
+
+export async function openDepositor(
+  settings: DepositSettings & { readonly send: SendConfig },
+  parts: DepositorParts,
+  reconcileMs?: number,
+): Promise<Depositor> {
+  const funderKey = (await readSecretFile(settings.send.funderKeyFile, 'funder-key-file')).trim();
+  const chain = await DepositChain.connect({
+    rpcUrl: settings.send.ethRpc,
+    funderKey,
+    contract: settings.network.depositContract,
+    chainId: settings.network.chainId,
+    confirmations: settings.send.confirmations,
+  });
+  const depositor = new Depositor({
+    ...parts,
+    chain,
+    makeDeposit: (key) => makeDeposit(key, settings),
+    config: { ...settings.send, amountGwei: settings.amountGwei },
+  });
+  try {
+    await depositor.start(reconcileMs);
+  } catch (err) {
+    depositor.stop();
+    throw err;
+  }
+  parts.log.info(
+    { funder: chain.funder, contract: settings.network.depositContract },
+    'deposits will be sent',
+  );
+  return depositor;
+}

@@ -1,0 +1,77 @@
+// The composition root: one place that builds the service from its parts, for the server and
+// for tests (a temp store, an injected clock, port 0).
+import { Allocator } from '../allocation/allocator.js';
+import { type Clock, systemClock } from '../allocation/clock.js';
+import { stateCounts } from '../allocation/counts.js';
+import { GroupCommitter } from '../allocation/group-commit.js';
+import type { ServerConfig } from '../config.js';
+import { type DepositConfig, type DepositRecord, makeDeposit } from '../deposit/deposit-data.js';
+import type { Depositor } from '../deposit/depositor.js';
+import { type KeySource, type NewKey, randomKeySource } from '../keys/source.js';
+import type { Logger } from '../log.js';
+import type { Store } from '../store/store.js';
+import { createApp } from './app.js';
+import { createMetrics } from './metrics.js';
+
+function depositMaker(config: DepositConfig) {
+  return (key: NewKey): DepositRecord => makeDeposit(key, config);
+}
+
+export interface ServiceDeps {
+  readonly store: Store;
+  readonly config: Pick<ServerConfig, 'reuseDelayMs' | 'maxKeysPerPod' | 'maxTotalKeys'>;
+  readonly log: Logger;
+  readonly clock?: Clock;
+  readonly keySource?: KeySource;
+  readonly deposits?: DepositConfig;
+  /** Send mode: shares `group` with the allocator. */
+  readonly depositor?: Depositor;
+  readonly group?: GroupCommitter;
+  readonly isDraining?: () => boolean;
+}
+
+/** Wires store, allocator, metrics and app together; tests call this over a temp store. */
+export function composeApp(deps: ServiceDeps) {
+  const clock = deps.clock ?? systemClock;
+  const { reuseDelayMs } = deps.config;
+  const { depositor } = deps;
+  const metrics = createMetrics({
+    counts: () => stateCounts(deps.store, clock(), reuseDelayMs),
+    pods: () => deps.store.storedCounts().pods,
+    funderBalanceWei: () => depositor?.balance,
+  });
+  depositor?.onOutcome((outcome) => metrics.onDeposit(outcome));
+  const allocator = new Allocator({
+    store: deps.store,
+    group: deps.group ?? new GroupCommitter(deps.store),
+    ...(depositor ? { depositor } : {}),
+    clock,
+    keySource: deps.keySource ?? randomKeySource,
+    ...(deps.deposits ? { makeDeposit: depositMaker(deps.deposits) } : {}),
+    config: deps.config,
+    onAllocated: (o) => metrics.onAllocated(o),
+    onReleased: (pod, n) => metrics.onReleased(pod, n),
+  });
+  const app = createApp({
+    store: deps.store,
+    allocator,
+    clock,
+    log: deps.log,
+    metrics,
+    reuseDelayMs,
+    ...(deps.isDraining ? { isDraining: deps.isDraining } : {}),
+    ...(depositor && deps.deposits
+      ? { funds: fundsCheck(depositor, deps.deposits.amountGwei) }
+      : {}),
+  });
+  return { app, allocator, metrics };
+}
+
+/** /readyz fails while the funder cannot pay for one more deposit. */
+function fundsCheck(depositor: Depositor, amountGwei: number): () => string | undefined {
+  return () => {
+    const balance = depositor.balance;
+    if (balance === undefined || balance >= BigInt(amountGwei) * 10n ** 9n) return undefined;
+    return `the funder holds ${balance} wei, less than one deposit`;
+  };
+}
