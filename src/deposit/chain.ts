@@ -111,8 +111,23 @@ export class DepositChain {
     };
   }
 
-  /** Runs the deposit as a call first: the revert reason, or undefined when it would succeed. */
-  async simulate(d: DepositRecord): Promise<string | undefined> {
+  /**
+   * Checks the funder can pay (value and the most gas it may cost), then runs the deposit as a
+   * call: the revert reason, or undefined when it would succeed. Throws INSUFFICIENT_FUNDS.
+   */
+  async simulate(d: DepositRecord, fees: Fees): Promise<string | undefined> {
+    const cost = this.call(d).value + DEPOSIT_GAS_LIMIT * fees.maxFeePerGas;
+    const balance = await this.balance();
+    if (balance < cost) {
+      throw Object.assign(
+        new Error(
+          `insufficient funds: the funder holds ${balance} wei, the deposit may cost ${cost}`,
+        ),
+        {
+          code: 'INSUFFICIENT_FUNDS',
+        },
+      );
+    }
     try {
       await this.provider.call({ ...this.call(d), from: this.wallet.address });
       return undefined;

@@ -17,7 +17,7 @@ import type { Logger } from '../log.js';
 import type { KeyEvent, KeyRecord } from '../store/records.js';
 import { withEvent } from '../store/records.js';
 import type { Store } from '../store/store.js';
-import { classifyError, type DepositChain } from './chain.js';
+import { classifyError, type DepositChain, type Fees } from './chain.js';
 import type { SendConfig } from './config.js';
 import type { DepositRecord } from './deposit-data.js';
 
@@ -184,8 +184,10 @@ export class Depositor {
     if (!deposit)
       throw new PkmError('STORE_CORRUPT', `key ${r.pubkey} is depositing without deposit data`);
     let reason: string | undefined;
+    let fees: Fees;
     try {
-      reason = await chain.simulate(deposit);
+      fees = await chain.fees();
+      reason = await chain.simulate(deposit, fees);
     } catch (err) {
       throw await this.sendError(r, err);
     }
@@ -199,7 +201,7 @@ export class Depositor {
     const nonce = this.nextNonce;
     let signed: { hash: string; raw: string };
     try {
-      signed = await chain.sign(deposit, nonce, await chain.fees());
+      signed = await chain.sign(deposit, nonce, fees);
     } catch (err) {
       throw await this.sendError(r, err);
     }

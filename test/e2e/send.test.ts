@@ -1,0 +1,327 @@
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Interface, parseEther, Wallet } from 'ethers';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEPOSIT_ABI } from '../../src/deposit/chain.js';
+import { ExitCode } from '../../src/errors.js';
+import { type Chain, deploy, FUNDER_KEY, rpc, startChain } from '../chain/node.js';
+import { type Proxy, startProxy } from '../chain/proxy.js';
+import { type AllocationBody, type AssignmentsBody, http, tempDir } from '../helpers.js';
+import { runPkm, startServerProcess } from './spawn.js';
+
+const ADDRESS = '0xf93ee4cf8c6c40b329b0c0626f28333c132cf241';
+const events = new Interface(DEPOSIT_ABI);
+let chain: Chain;
+let proxy: Proxy;
+let contract: string;
+let closed: string;
+
+beforeAll(async () => {
+  chain = await startChain();
+  proxy = await startProxy(chain.url);
+  contract = await deploy(chain, 'TestDepositContract');
+  closed = await deploy(chain, 'ClosedDepositContract');
+}, 60_000);
+afterAll(async () => {
+  await proxy?.close();
+  await chain?.stop();
+});
+
+async function keyFile(key: string): Promise<string> {
+  const file = join(await tempDir(), 'funder.key');
+  await writeFile(file, `${key}\n`, { mode: 0o600 });
+  return file;
+}
+
+async function sendServer(
+  opts: {
+    contract?: string;
+    funderKey?: string;
+    data?: string;
+    rpc?: string;
+    extra?: string[];
+  } = {},
+) {
+  const data = opts.data ?? join(await tempDir(), 'data');
+  const args = [
+    '--data-dir',
+    data,
+    '--network',
+    'custom',
+    '--fork-version',
+    '0x00000000',
+    '--chain-id',
+    '31337',
+    '--deposit-contract',
+    opts.contract ?? contract,
+    '--withdrawal-address',
+    ADDRESS,
+    '--deposit-mode',
+    'send',
+    '--eth-rpc',
+    opts.rpc ?? proxy.url,
+    '--funder-key-file',
+    await keyFile(opts.funderKey ?? FUNDER_KEY),
+    '--deposit-reconcile-interval',
+    '500ms',
+    '--receipt-timeout',
+    '20s',
+    ...(opts.extra ?? []),
+  ];
+  return { data, args, server: await startServerProcess(args) };
+}
+
+/** DepositEvents the contract logged, by pubkey. */
+async function depositEvents(): Promise<
+  Map<string, { withdrawal_credentials: string; signature: string }[]>
+> {
+  const logs = await chain.provider.getLogs({ address: contract, fromBlock: 0 });
+  const byKey = new Map<string, { withdrawal_credentials: string; signature: string }[]>();
+  for (const log of logs) {
+    const e = events.parseLog({ topics: [...log.topics], data: log.data });
+    if (!e) continue;
+    const list = byKey.get(e.args.pubkey as string) ?? [];
+    list.push({
+      withdrawal_credentials: e.args.withdrawal_credentials as string,
+      signature: e.args.signature as string,
+    });
+    byKey.set(e.args.pubkey as string, list);
+  }
+  return byKey;
+}
+
+async function until(check: () => Promise<boolean>, ms = 20_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+const counts = async (url: string) =>
+  (await http<AssignmentsBody & { counts: Record<string, number> }>(url, 'GET', '/v1/assignments'))
+    .body.counts;
+
+describe('deposits sent to a real local EVM', () => {
+  it('deposits 3 new keys for a pod: 3 DepositEvents, 3 x 32 ETH, and /v1/deposits matches', async () => {
+    const before = await chain.provider.getBalance(contract);
+    const { server } = await sendServer();
+    const res = await http<AllocationBody>(server.url, 'POST', '/v1/pods/validator-0/keys', {
+      count: 3,
+    });
+    expect(res.status).toBe(200);
+    const pubkeys = res.body.keys.map((k) => k.pubkey);
+    const logged = await depositEvents();
+    const exported = (
+      await http<Array<{ pubkey: string; withdrawal_credentials: string; signature: string }>>(
+        server.url,
+        'GET',
+        '/v1/deposits?pod=validator-0',
+      )
+    ).body;
+    expect(exported).toHaveLength(3);
+    for (const pk of pubkeys) {
+      const [event, ...more] = logged.get(pk) ?? [];
+      expect(more).toEqual([]);
+      const entry = exported.find((e) => `0x${e.pubkey}` === pk);
+      expect(event).toEqual({
+        withdrawal_credentials: `0x${entry?.withdrawal_credentials}`,
+        signature: `0x${entry?.signature}`,
+      });
+      expect(event?.withdrawal_credentials).toBe(`0x010000000000000000000000${ADDRESS.slice(2)}`);
+    }
+    expect((await chain.provider.getBalance(contract)) - before).toBe(3n * parseEther('32'));
+    expect(await counts(server.url)).toMatchObject({
+      allocated: 3,
+      depositing: 0,
+      'deposit-failed': 0,
+    });
+  }, 60_000);
+
+  it('sends concurrent deposits with distinct nonces', async () => {
+    const { server } = await sendServer();
+    const answers = await Promise.all(
+      ['a', 'b', 'c'].map((p) =>
+        http<AllocationBody>(server.url, 'POST', `/v1/pods/nonce-${p}/keys`, { count: 2 }),
+      ),
+    );
+    expect(answers.map((a) => a.status)).toEqual([200, 200, 200]);
+    const logs = await chain.provider.getLogs({ address: contract, fromBlock: 0 });
+    const mine = new Set(answers.flatMap((a) => a.body.keys.map((k) => k.pubkey)));
+    const nonces: number[] = [];
+    for (const log of logs) {
+      const e = events.parseLog({ topics: [...log.topics], data: log.data });
+      if (!e || !mine.has(e.args.pubkey as string)) continue;
+      nonces.push((await chain.provider.getTransaction(log.transactionHash))?.nonce ?? -1);
+    }
+    expect(nonces).toHaveLength(6);
+    expect(new Set(nonces).size).toBe(6);
+  }, 60_000);
+
+  it('never holds up free keys and releases while a pod waits for its deposits to be mined', async () => {
+    const { server } = await sendServer({ extra: ['--reuse-delay', '0'] });
+    expect((await http(server.url, 'POST', '/v1/pods/seed/keys', { count: 1 })).status).toBe(200);
+    await http(server.url, 'DELETE', '/v1/pods/seed/keys'); // one free key in the pool
+    await rpc(chain, 'evm_setAutomine', [false]);
+    let waiterDone = false;
+    let waiting: Promise<{ status: number }> | undefined;
+    try {
+      // Needs 3: 1 free, and 2 new ones whose deposits now wait for a block.
+      waiting = http(server.url, 'POST', '/v1/pods/waiter/keys', { count: 3 }).finally(() => {
+        waiterDone = true;
+      });
+      const pendingTxs = async () =>
+        (
+          (await rpc(chain, 'eth_getBlockByNumber', ['pending', false])) as {
+            transactions: string[];
+          }
+        ).transactions.length;
+      await until(async () => (await pendingTxs()) === 2);
+      const started = Date.now();
+      const other = await http<AllocationBody>(server.url, 'POST', '/v1/pods/other/keys', {
+        count: 1,
+      });
+      expect(other.status).toBe(200);
+      expect((await http(server.url, 'DELETE', '/v1/pods/other/keys')).status).toBe(200);
+      expect(Date.now() - started).toBeLessThan(2_000);
+      expect(waiterDone).toBe(false);
+      await rpc(chain, 'evm_mine');
+    } finally {
+      await rpc(chain, 'evm_setAutomine', [true]);
+    }
+    expect((await waiting)?.status).toBe(200);
+  }, 60_000);
+
+  it('caps new deposits per hour (--max-deposits-per-hour) with 503 and Retry-After', async () => {
+    const { server } = await sendServer({ extra: ['--max-deposits-per-hour', '2'] });
+    const res = await http(server.url, 'POST', '/v1/pods/greedy/keys', { count: 3 });
+    expect(res.status).toBe(503);
+    expect(res.body.error.code).toBe('DEPOSIT_RATE_LIMITED');
+    expect(Number(res.headers.get('retry-after'))).toBeGreaterThan(0);
+    expect(await counts(server.url)).toMatchObject({ depositing: 0, allocated: 0, free: 0 });
+    expect((await http(server.url, 'POST', '/v1/pods/modest/keys', { count: 2 })).status).toBe(200);
+  }, 60_000);
+
+  it('refuses to start against a chain of another id', async () => {
+    const data = join(await tempDir(), 'data');
+    const child = runPkm([
+      'server',
+      '--data-dir',
+      data,
+      '--listen',
+      '127.0.0.1:0',
+      '--network',
+      'custom',
+      '--fork-version',
+      '0x00000000',
+      '--chain-id',
+      '1',
+      '--deposit-contract',
+      contract,
+      '--withdrawal-address',
+      ADDRESS,
+      '--deposit-mode',
+      'send',
+      '--eth-rpc',
+      chain.url,
+      '--funder-key-file',
+      await keyFile(FUNDER_KEY),
+    ]);
+    expect(await child.exited).toBe(ExitCode.usage);
+    expect(child.stderr.join('')).toMatch(/serves chain id 31337, but the network's is 1/);
+  });
+
+  it('RPC down: 503 with Retry-After, no partial allocation; once it is back the key is deposited once and handed out', async () => {
+    const { server } = await sendServer();
+    proxy.down();
+    const failed = await http(server.url, 'POST', '/v1/pods/validator-1/keys', { count: 1 });
+    expect(failed.status).toBe(503);
+    expect(failed.body.error.code).toBe('DEPOSIT_RPC_UNAVAILABLE');
+    expect(failed.headers.get('retry-after')).toBe('15');
+    expect((await http(server.url, 'GET', '/v1/pods/validator-1/keys')).body).toEqual({
+      pod: 'validator-1',
+      pubkeys: [],
+    });
+    expect(await counts(server.url)).toMatchObject({ depositing: 1, allocated: 0 });
+
+    proxy.up();
+    await until(async () => (await counts(server.url)).free === 1);
+    const ok = await http<AllocationBody>(server.url, 'POST', '/v1/pods/validator-1/keys', {
+      count: 1,
+    });
+    expect(ok.status).toBe(200);
+    const pk = ok.body.keys[0]?.pubkey ?? '';
+    expect((await depositEvents()).get(pk)).toHaveLength(1);
+  }, 60_000);
+
+  it('a reverting contract leaves the key deposit-failed, shown on /assignments and in /metrics', async () => {
+    const { server } = await sendServer({ contract: closed });
+    const res = await http(server.url, 'POST', '/v1/pods/validator-2/keys', { count: 1 });
+    expect(res.status).toBe(502);
+    expect(res.body.error.code).toBe('DEPOSIT_REVERTED');
+    expect((await http(server.url, 'GET', '/v1/pods/validator-2/keys')).body).toMatchObject({
+      pubkeys: [],
+    });
+    expect(await counts(server.url)).toMatchObject({
+      'deposit-failed': 1,
+      allocated: 0,
+      depositing: 0,
+    });
+    expect((await http<string>(server.url, 'GET', '/metrics')).body).toMatch(
+      /^pkm_keys\{state="deposit-failed"\} 1$/m,
+    );
+    expect(await (await fetch(`${server.url}/assignments`)).text()).toMatch(
+      /data-state="deposit-failed">1</,
+    );
+  }, 60_000);
+
+  it('a funder without funds: /readyz fails, and the request is refused with DEPOSIT_FUNDS', async () => {
+    const { server } = await sendServer({ funderKey: Wallet.createRandom().privateKey });
+    const ready = await http(server.url, 'GET', '/readyz');
+    expect(ready.status).toBe(503);
+    expect(ready.body.error.message).toMatch(/less than one deposit/);
+    const res = await http(server.url, 'POST', '/v1/pods/validator-3/keys', { count: 1 });
+    expect(res.status).toBe(503);
+    expect(res.body.error.code).toBe('DEPOSIT_FUNDS');
+    expect(await counts(server.url)).toMatchObject({ 'deposit-failed': 1, allocated: 0 });
+    expect((await http<string>(server.url, 'GET', '/metrics')).body).toMatch(
+      /^pkm_funder_balance_eth 0$/m,
+    );
+  }, 60_000);
+
+  it('kill -9 between send and receipt: after a restart the receipt is checked, nothing is sent twice', async () => {
+    const first = await sendServer();
+    await rpc(chain, 'evm_setAutomine', [false]);
+    try {
+      const pending = http(first.server.url, 'POST', '/v1/pods/validator-4/keys', {
+        count: 1,
+      }).catch(() => undefined);
+      await until(
+        async () =>
+          (
+            (await rpc(chain, 'eth_getBlockByNumber', ['pending', false])) as {
+              transactions: string[];
+            }
+          ).transactions.length > 0,
+      );
+      first.server.proc.kill('SIGKILL');
+      await first.server.exited;
+      await pending;
+      await rpc(chain, 'evm_mine');
+    } finally {
+      await rpc(chain, 'evm_setAutomine', [true]);
+    }
+    const again = await startServerProcess(first.args);
+    await until(async () => (await counts(again.url)).free === 1);
+    const res = await http<AllocationBody>(again.url, 'POST', '/v1/pods/validator-4/keys', {
+      count: 1,
+    });
+    expect(res.status).toBe(200);
+    expect((await depositEvents()).get(res.body.keys[0]?.pubkey ?? '')).toHaveLength(1);
+    expect(await counts(again.url)).toMatchObject({
+      allocated: 1,
+      depositing: 0,
+      'deposit-failed': 0,
+    });
+  }, 60_000);
+});
