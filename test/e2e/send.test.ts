@@ -202,6 +202,23 @@ describe('deposits sent to a real local EVM', () => {
     expect((await http(server.url, 'POST', '/v1/pods/modest/keys', { count: 2 })).status).toBe(200);
   }, 60_000);
 
+  it('a deposit not mined in time: 503 DEPOSIT_TIMEOUT, the key still watched, then free once mined', async () => {
+    const { server } = await sendServer({ extra: ['--receipt-timeout', '1s'] });
+    await rpc(chain, 'evm_setAutomine', [false]);
+    try {
+      const res = await http(server.url, 'POST', '/v1/pods/slow/keys', { count: 1 });
+      expect(res.status).toBe(503);
+      expect(res.body.error.code).toBe('DEPOSIT_TIMEOUT');
+      expect(res.headers.get('retry-after')).toBe('30');
+      expect(await counts(server.url)).toMatchObject({ depositing: 1, allocated: 0 });
+      await rpc(chain, 'evm_mine');
+    } finally {
+      await rpc(chain, 'evm_setAutomine', [true]);
+    }
+    await until(async () => (await counts(server.url)).free === 1);
+    expect((await http(server.url, 'POST', '/v1/pods/slow/keys', { count: 1 })).status).toBe(200);
+  }, 60_000);
+
   it('refuses to start against a chain of another id', async () => {
     const data = join(await tempDir(), 'data');
     const child = runPkm([
