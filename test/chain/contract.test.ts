@@ -3,7 +3,6 @@ import {
   type ContractTransactionResponse,
   type Log,
   type LogDescription,
-  NonceManager,
   parseEther,
   Wallet,
 } from 'ethers';
@@ -43,7 +42,7 @@ function deposit(amountGwei = 32e9) {
 async function send(
   d: ReturnType<typeof deposit>,
   overrides: { root?: string; pubkey?: string; value?: bigint } = {},
-) {
+): Promise<ContractTransactionResponse> {
   const fn = contract.getFunction('deposit');
   return fn(
     overrides.pubkey ?? d.pubkey,

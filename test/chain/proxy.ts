@@ -2,7 +2,7 @@
 // losing the chain behind it.
 import { connect, createServer, type Server, type Socket } from 'node:net';
 
-export interface Proxy {
+export interface RpcProxy {
   readonly url: string;
   /** Drops open connections and refuses new ones until up(). */
   down(): void;
@@ -10,7 +10,7 @@ export interface Proxy {
   close(): Promise<void>;
 }
 
-export async function startProxy(targetUrl: string): Promise<Proxy> {
+export async function startProxy(targetUrl: string): Promise<RpcProxy> {
   const target = new URL(targetUrl);
   const sockets = new Set<Socket>();
   let isUp = true;

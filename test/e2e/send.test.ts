@@ -5,14 +5,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEPOSIT_ABI } from '../../src/deposit/chain.js';
 import { ExitCode } from '../../src/errors.js';
 import { type Chain, deploy, FUNDER_KEY, rpc, startChain } from '../chain/node.js';
-import { type Proxy, startProxy } from '../chain/proxy.js';
+import { type RpcProxy, startProxy } from '../chain/proxy.js';
 import { type AllocationBody, type AssignmentsBody, http, tempDir } from '../helpers.js';
 import { runPkm, startServerProcess } from './spawn.js';
 
 const ADDRESS = '0xf93ee4cf8c6c40b329b0c0626f28333c132cf241';
 const events = new Interface(DEPOSIT_ABI);
 let chain: Chain;
-let proxy: Proxy;
+let proxy: RpcProxy;
 let contract: string;
 let closed: string;
 
