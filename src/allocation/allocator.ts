@@ -11,6 +11,7 @@ import type { KeyChange, PodChange, Store } from '../store/store.js';
 import type { Clock } from './clock.js';
 import { totalKeys } from './counts.js';
 import { GroupCommitter } from './group-commit.js';
+import { newKeyRecords } from './new-keys.js';
 import { pickOldest } from './pick.js';
 import type { Transaction } from './transaction.js';
 
@@ -173,21 +174,8 @@ export class Allocator {
     };
     for (const r of reclaimed) give(r, r, 'reclaimed');
     for (const r of pooled) give(r, r, 'allocated');
-    const source = this.deps.keySource;
-    const firstIndex = tx.nextKeyIndex();
-    for (const fresh of await source.make(createCount, firstIndex)) {
-      const base: KeyRecord = {
-        pubkey: fresh.pubkey,
-        secret: store.secrets.seal(fresh.secretKey),
-        state: 'allocated',
-        since: now,
-        createdAt: now,
-        history: [{ at: now, event: 'created' }],
-        ...(fresh.path === undefined ? {} : { path: fresh.path }),
-        ...(this.deps.makeDeposit ? { deposit: this.deps.makeDeposit(fresh) } : {}),
-      };
-      give(undefined, base, 'allocated');
-    }
+    const created = await newKeyRecords(tx, this.deps, createCount, 'allocated', now);
+    for (const base of created.records) give(undefined, base, 'allocated');
 
     const podChanges = await this.previousHolderChanges(tx, pooled, now);
     const takenBack = new Set(reclaimed.map((r) => r.pubkey));
@@ -201,9 +189,12 @@ export class Allocator {
       },
     });
     // The indexes used are recorded in the same batch as their keys: never derived twice.
-    const used =
-      source.indexed && createCount > 0 ? { nextKeyIndex: firstIndex + createCount } : {};
-    tx.stage({ keys: keyChanges, pods: podChanges, ...used });
+    const { nextKeyIndex } = created;
+    tx.stage({
+      keys: keyChanges,
+      pods: podChanges,
+      ...(nextKeyIndex === undefined ? {} : { nextKeyIndex }),
+    });
     return {
       records: handed,
       outcome: {

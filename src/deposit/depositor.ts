@@ -10,6 +10,7 @@
 import pLimit from 'p-limit';
 import type { Clock } from '../allocation/clock.js';
 import type { GroupCommitter } from '../allocation/group-commit.js';
+import { newKeyRecords } from '../allocation/new-keys.js';
 import type { Transaction } from '../allocation/transaction.js';
 import { PkmError } from '../errors.js';
 import type { KeySource, NewKey } from '../keys/source.js';
@@ -155,24 +156,17 @@ export class Depositor {
   }
 
   private async createIn(tx: Transaction, count: number): Promise<KeyRecord[]> {
-    const { keySource, store, clock } = this.deps;
-    const now = clock();
-    const first = tx.nextKeyIndex();
-    const fresh = await keySource.make(count, first);
-    const records: KeyRecord[] = fresh.map((k) => ({
-      pubkey: k.pubkey,
-      secret: store.secrets.seal(k.secretKey),
-      state: 'depositing',
-      since: now,
-      createdAt: now,
-      history: [{ at: now, event: 'created' }],
-      ...(k.path === undefined ? {} : { path: k.path }),
-      deposit: this.deps.makeDeposit(k),
-    }));
+    const { records, nextKeyIndex } = await newKeyRecords(
+      tx,
+      this.deps,
+      count,
+      'depositing',
+      this.deps.clock(),
+    );
     tx.stage({
       keys: records.map((after) => ({ after })),
       pods: [],
-      ...(keySource.indexed ? { nextKeyIndex: first + count } : {}),
+      ...(nextKeyIndex === undefined ? {} : { nextKeyIndex }),
     });
     return records;
   }
