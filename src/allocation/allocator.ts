@@ -112,7 +112,7 @@ export class Allocator {
     pod: string,
     count: number,
   ): Promise<{ records: KeyRecord[]; outcome?: AllocationOutcome; needsNew?: number }> {
-    const { store, clock } = this.deps;
+    const { clock } = this.deps;
     const now = clock();
     const podBefore = await tx.getPod(pod);
     const held = podBefore?.keys ?? [];
