@@ -43,6 +43,15 @@ program
   .addOption(flag('--data-dir <dir>', 'LevelDB directory', './data'))
   .addOption(flag('--listen <host:port>', 'address to listen on', '127.0.0.1:8000'))
   .addOption(
+    flag('--namespace <name>', 'serve only this namespace (repeatable; default: all)').argParser(
+      (value: string, previous: string[] | undefined) => [...(previous ?? []), value],
+    ),
+  )
+  .addOption(
+    flag('--tls-cert <file>', 'serve HTTPS with this PEM certificate (reloaded on SIGHUP)'),
+  )
+  .addOption(flag('--tls-key <file>', 'and this PEM key'))
+  .addOption(
     flag(
       '--mnemonic-file <file>',
       'derive keys from this BIP-39 mnemonic at m/12381/3600/i/0/0 (default: random keys)',

@@ -3,7 +3,7 @@
 import { readFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import { parsePodName } from './allocation/pod-name.js';
+import { parseNamespace, parsePodName } from './allocation/pod-name.js';
 import { LAYOUTS, type Layout } from './client/layouts.js';
 import { type DepositSettings, parseDepositSettings } from './deposit/config.js';
 import { PkmError } from './errors.js';
@@ -26,6 +26,10 @@ export interface ServerConfig {
   readonly logLevel: LogLevel;
   /** Deposit data and sending; undefined without --network (keys carry no deposit data). */
   readonly deposits: DepositSettings | undefined;
+  /** Namespaces that count (--namespace, repeatable); empty: all. */
+  readonly namespaces: readonly string[];
+  /** Serve HTTPS with these PEM files (Kubernetes calls webhooks over TLS only). */
+  readonly tls: { readonly certFile: string; readonly keyFile: string } | undefined;
 }
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -103,6 +107,36 @@ function optionalDuration(raw: RawFlags, name: string): number | undefined {
       );
 }
 
+/** --namespace a --namespace b, or PKM_NAMESPACE=a,b. */
+function parseNamespaces(value: unknown): string[] {
+  const list = Array.isArray(value) ? value.map(String) : typeof value === 'string' ? [value] : [];
+  return [
+    ...new Set(
+      list
+        .flatMap((v) => v.split(','))
+        .map((v) => v.trim())
+        .filter((v) => v !== ''),
+    ),
+  ].map((ns) => {
+    try {
+      return parseNamespace(ns);
+    } catch {
+      throw bad('namespace', `takes Kubernetes namespace names, not "${ns}"`, 'validators');
+    }
+  });
+}
+
+function parseTls(cert: string | undefined, key: string | undefined) {
+  if (cert === undefined && key === undefined) return undefined;
+  if (cert === undefined || key === undefined)
+    throw bad(
+      cert ? 'tls-key' : 'tls-cert',
+      'goes with --tls-cert and --tls-key together',
+      '/tls/tls.key',
+    );
+  return { certFile: cert, keyFile: key };
+}
+
 export function parseLogLevel(value: string | undefined): LogLevel {
   const level = value ?? 'info';
   const known = LOG_LEVELS.find((l) => l === level);
@@ -130,6 +164,8 @@ export function parseServerConfig(raw: RawFlags): ServerConfig {
         ? undefined
         : parseInteger(maxTotal, 'max-total-keys', 1, 100_000_000, '10000'),
     logLevel: parseLogLevel(text(raw, 'logLevel')),
+    namespaces: parseNamespaces(raw.namespace),
+    tls: parseTls(text(raw, 'tlsCert'), text(raw, 'tlsKey')),
     deposits: parseDepositSettings(
       {
         network: text(raw, 'network'),

@@ -21,6 +21,9 @@ interface CodeInfo {
 const TABLE = {
   // request shape
   INVALID_POD_NAME: { status: 400, exit: ExitCode.usage },
+  INVALID_NAMESPACE: { status: 400, exit: ExitCode.usage },
+  NAMESPACE_NOT_SERVED: { status: 403, exit: ExitCode.refused },
+  INVALID_REVIEW: { status: 400, exit: ExitCode.usage },
   INVALID_BODY: { status: 400, exit: ExitCode.usage },
   INVALID_QUERY: { status: 400, exit: ExitCode.usage },
   MALFORMED_JSON: { status: 400, exit: ExitCode.usage },

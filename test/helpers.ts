@@ -55,6 +55,7 @@ export async function startTestServer(
     maxKeysPerPod?: number;
     maxTotalKeys?: number;
     store?: Store;
+    namespaces?: string[];
   } = {},
 ): Promise<TestServer> {
   const store = opts.store ?? (await openTempStore());
@@ -67,6 +68,7 @@ export async function startTestServer(
       reuseDelayMs: opts.reuseDelayMs ?? 20 * MINUTE,
       maxKeysPerPod: opts.maxKeysPerPod ?? 64,
       maxTotalKeys: opts.maxTotalKeys,
+      namespaces: opts.namespaces ?? [],
     },
   });
   const server = await new Promise<Server>((resolve) => {

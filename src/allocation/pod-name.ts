@@ -21,3 +21,33 @@ export function parsePodName(raw: unknown): string {
   }
   return raw;
 }
+
+// Namespaces are RFC 1123 labels: at most 63 characters, no dots.
+const NAMESPACE = new RegExp(`^${LABEL}$`);
+export const DEFAULT_NAMESPACE = 'default';
+
+export function parseNamespace(raw: unknown): string {
+  if (typeof raw !== 'string' || raw.length === 0 || raw.length > 63 || !NAMESPACE.test(raw)) {
+    const shown = typeof raw === 'string' ? JSON.stringify(raw.slice(0, 64)) : 'none';
+    throw new PkmError(
+      'INVALID_NAMESPACE',
+      `namespace ${shown} is not a Kubernetes namespace (RFC 1123 label, at most 63 characters)`,
+    );
+  }
+  return raw;
+}
+
+/**
+ * A pod's identity in the store: "namespace/name", or the plain name in the default namespace,
+ * so that the names pods had before namespaces counted (and requests without one) stay valid.
+ * A StatefulSet pod recreated under the same name is the same identity.
+ */
+export function podIdentity(namespace: string | undefined, name: string): string {
+  return namespace === undefined || namespace === DEFAULT_NAMESPACE ? name : `${namespace}/${name}`;
+}
+
+/** The namespace an identity belongs to. */
+export function namespaceOf(identity: string): string {
+  const slash = identity.indexOf('/');
+  return slash < 0 ? DEFAULT_NAMESPACE : identity.slice(0, slash);
+}

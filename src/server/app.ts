@@ -12,6 +12,7 @@ import { depositRoutes } from './deposits.js';
 import { errorHandler, methodNotAllowed, notFound } from './http-errors.js';
 import type { Metrics } from './metrics.js';
 import { podRoutes } from './pods.js';
+import { webhookRoutes } from './webhook.js';
 
 export interface AppDeps {
   readonly store: Store;
@@ -22,12 +23,12 @@ export interface AppDeps {
   readonly reuseDelayMs: number;
   /** True once shutdown has begun: /readyz turns 503 so traffic moves away. */
   readonly isDraining?: () => boolean;
+  /** Namespaces this server serves (--namespace); empty or absent: all. */
+  readonly namespaces?: readonly string[];
   /** Send mode: why the funder cannot pay for a deposit, if it cannot. */
   readonly funds?: () => string | undefined;
 }
 
-/** Bodies are tiny ({"count":n}); anything larger is refused before it is parsed. */
-export const BODY_LIMIT = '16kb';
 const REQUEST_ID = /^[\w.-]{1,64}$/;
 
 export function createApp(deps: AppDeps): express.Express {
@@ -82,7 +83,6 @@ export function createApp(deps: AppDeps): express.Express {
     }
     next();
   });
-  app.use(express.json({ limit: BODY_LIMIT, strict: true, type: 'application/json' }));
 
   app
     .route('/healthz')
@@ -111,6 +111,7 @@ export function createApp(deps: AppDeps): express.Express {
   app.use(podRoutes(deps));
   app.use(assignmentsRoutes(deps));
   app.use(depositRoutes(deps));
+  app.use(webhookRoutes(deps));
   app.use(notFound);
   app.use(errorHandler(deps.log));
   return app;

@@ -19,7 +19,8 @@ function depositMaker(config: DepositConfig) {
 
 export interface ServiceDeps {
   readonly store: Store;
-  readonly config: Pick<ServerConfig, 'reuseDelayMs' | 'maxKeysPerPod' | 'maxTotalKeys'>;
+  readonly config: Pick<ServerConfig, 'reuseDelayMs' | 'maxKeysPerPod' | 'maxTotalKeys'> &
+    Partial<Pick<ServerConfig, 'namespaces'>>;
   readonly log: Logger;
   readonly clock?: Clock;
   readonly keySource?: KeySource;
@@ -36,7 +37,8 @@ export function composeApp(deps: ServiceDeps) {
   const { reuseDelayMs } = deps.config;
   const { depositor } = deps;
   const metrics = createMetrics({
-    counts: () => stateCounts(deps.store, clock(), reuseDelayMs),
+    counts: async () =>
+      deps.store.isOpen ? stateCounts(deps.store, clock(), reuseDelayMs) : undefined,
     pods: () => deps.store.storedCounts().pods,
     funderBalanceWei: () => depositor?.balance,
   });
@@ -59,6 +61,7 @@ export function composeApp(deps: ServiceDeps) {
     log: deps.log,
     metrics,
     reuseDelayMs,
+    namespaces: deps.config.namespaces ?? [],
     ...(deps.isDraining ? { isDraining: deps.isDraining } : {}),
     ...(depositor && deps.deposits
       ? { funds: fundsCheck(depositor, deps.deposits.amountGwei) }

@@ -4,6 +4,7 @@ import type { AllocationOutcome } from '../allocation/allocator.js';
 import type { StateCounts } from '../allocation/counts.js';
 import type { DepositOutcome } from '../deposit/depositor.js';
 import { StoredState } from '../store/records.js';
+import type { WebhookOutcome } from './webhook.js';
 
 export interface Metrics {
   readonly registry: Registry;
@@ -11,10 +12,12 @@ export interface Metrics {
   onAllocated(outcome: AllocationOutcome): void;
   onReleased(pod: string, released: number): void;
   onDeposit(outcome: DepositOutcome): void;
+  onWebhook(outcome: WebhookOutcome): void;
 }
 
 export interface MetricsSource {
-  counts(): Promise<StateCounts>;
+  /** Undefined while the store is closed: the scrape goes on without the key gauges. */
+  counts(): Promise<StateCounts | undefined>;
   pods(): number;
   /** Send mode: the funder's balance as last read. */
   funderBalanceWei?(): bigint | undefined;
@@ -58,6 +61,7 @@ export function createMetrics(source: MetricsSource): Metrics {
     registers: [registry],
     async collect() {
       const c = await source.counts();
+      if (!c) return;
       for (const state of StoredState.options) this.set({ state }, c[state]);
     },
   });
@@ -84,9 +88,18 @@ export function createMetrics(source: MetricsSource): Metrics {
       if (wei !== undefined) this.set(Number(wei / 10n ** 9n) / 1e9);
     },
   });
+  const webhook = new Counter({
+    name: 'pkm_webhook_reviews_total',
+    help: 'Pod-deletion reviews by outcome (released, ignored, dry-run, error)',
+    labelNames: ['outcome'] as const,
+    registers: [registry],
+  });
   return {
     registry,
     requests,
+    onWebhook(outcome) {
+      webhook.inc({ outcome });
+    },
     onDeposit(outcome) {
       deposits.inc({ outcome });
     },

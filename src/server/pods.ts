@@ -1,47 +1,75 @@
-// /v1/pods/{pod}/keys: allocate, read and release one pod's keys.
-import { Router } from 'express';
+// Allocate, read and release one pod's keys:
+//   /v1/namespaces/{namespace}/pods/{pod}/keys, and /v1/pods/{pod}/keys for the default namespace.
+import express, { type Request, Router } from 'express';
 import { z } from 'zod';
-import { parsePodName } from '../allocation/pod-name.js';
+import {
+  DEFAULT_NAMESPACE,
+  parseNamespace,
+  parsePodName,
+  podIdentity,
+} from '../allocation/pod-name.js';
 import { PkmError } from '../errors.js';
 import { toHex } from '../keys/bls.js';
 import type { AppDeps } from './app.js';
 import { methodNotAllowed } from './http-errors.js';
 
 const AllocateBody = z.object({ count: z.number() }).strict();
+/** Bodies here are tiny ({"count":n}); anything larger is refused before it is parsed. */
+export const BODY_LIMIT = '16kb';
 
-export function podRoutes(deps: Pick<AppDeps, 'allocator'>): Router {
+export function podRoutes(deps: Pick<AppDeps, 'allocator' | 'namespaces'>): Router {
   const router = Router();
-  router
-    .route('/v1/pods/:pod/keys')
-    .post(async (req, res) => {
-      const pod = parsePodName(req.params.pod);
-      const body = AllocateBody.safeParse(req.body);
-      if (!body.success) {
-        throw new PkmError(
-          'INVALID_BODY',
-          `expected {"count": n}: ${body.error.issues.map((i) => i.message).join('; ')}`,
-        );
-      }
-      const allocation = await deps.allocator.allocate(pod, body.data.count);
-      // The body carries secret keys: no cache may keep it.
-      res.setHeader('cache-control', 'no-store');
-      res.json({
-        pod: allocation.pod,
-        keys: allocation.keys.map((k) => ({
-          pubkey: k.pubkey,
-          secretKey: toHex(k.secretKey),
-          ...(k.path === undefined ? {} : { path: k.path }),
-        })),
-      });
-    })
-    .get(async (req, res) => {
-      const pod = parsePodName(req.params.pod);
-      res.json({ pod, pubkeys: await deps.allocator.podKeys(pod) });
-    })
-    .delete(async (req, res) => {
-      const pod = parsePodName(req.params.pod);
-      res.json({ pod, released: await deps.allocator.release(pod) });
-    })
-    .all(methodNotAllowed('GET', 'POST', 'DELETE'));
+  const json = express.json({ limit: BODY_LIMIT, strict: true, type: 'application/json' });
+
+  /** The pod named by the path, checked, with its identity in the store. */
+  const target = (req: Request) => {
+    const namespace =
+      req.params.namespace === undefined ? DEFAULT_NAMESPACE : parseNamespace(req.params.namespace);
+    const name = parsePodName(req.params.pod);
+    const served = deps.namespaces ?? [];
+    if (served.length > 0 && !served.includes(namespace)) {
+      throw new PkmError(
+        'NAMESPACE_NOT_SERVED',
+        `this server serves namespaces ${served.join(', ')}, not ${namespace} (--namespace)`,
+      );
+    }
+    const shown = namespace === DEFAULT_NAMESPACE ? { pod: name } : { namespace, pod: name };
+    return { id: podIdentity(namespace, name), shown };
+  };
+
+  for (const path of ['/v1/pods/:pod/keys', '/v1/namespaces/:namespace/pods/:pod/keys']) {
+    router
+      .route(path)
+      .post(json, async (req, res) => {
+        const { id, shown } = target(req);
+        const body = AllocateBody.safeParse(req.body);
+        if (!body.success) {
+          throw new PkmError(
+            'INVALID_BODY',
+            `expected {"count": n}: ${body.error.issues.map((i) => i.message).join('; ')}`,
+          );
+        }
+        const allocation = await deps.allocator.allocate(id, body.data.count);
+        // The body carries secret keys: no cache may keep it.
+        res.setHeader('cache-control', 'no-store');
+        res.json({
+          ...shown,
+          keys: allocation.keys.map((k) => ({
+            pubkey: k.pubkey,
+            secretKey: toHex(k.secretKey),
+            ...(k.path === undefined ? {} : { path: k.path }),
+          })),
+        });
+      })
+      .get(async (req, res) => {
+        const { id, shown } = target(req);
+        res.json({ ...shown, pubkeys: await deps.allocator.podKeys(id) });
+      })
+      .delete(async (req, res) => {
+        const { id, shown } = target(req);
+        res.json({ ...shown, released: await deps.allocator.release(id) });
+      })
+      .all(methodNotAllowed('GET', 'POST', 'DELETE'));
+  }
   return router;
 }

@@ -1,6 +1,8 @@
 // `pkm server`: open the store, start the parts, listen; and shut down cleanly on SIGTERM
 // (stop taking requests, finish those in flight, stop the depositor, close the store).
-import type { Server } from 'node:http';
+import { readFile } from 'node:fs/promises';
+import { createServer as createHttpServer, type Server } from 'node:http';
+import { createServer as createHttpsServer, Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { systemClock } from '../allocation/clock.js';
 import { GroupCommitter } from '../allocation/group-commit.js';
@@ -13,6 +15,20 @@ import { type KeySource, mnemonicKeySource, randomKeySource } from '../keys/sour
 import type { Logger } from '../log.js';
 import { Store } from '../store/store.js';
 import { composeApp } from './compose.js';
+
+async function readTls(tls: {
+  certFile: string;
+  keyFile: string;
+}): Promise<{ cert: Buffer; key: Buffer }> {
+  try {
+    return { cert: await readFile(tls.certFile), key: await readFile(tls.keyFile) };
+  } catch (err) {
+    throw new PkmError(
+      'INVALID_CONFIG',
+      `cannot read --tls-cert or --tls-key: ${(err as Error).message}`,
+    );
+  }
+}
 
 export interface RunningServer {
   readonly url: string;
@@ -76,13 +92,30 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
     ...(depositor ? { depositor } : {}),
   });
   let server: Server;
+  let reloadTls: (() => void) | undefined;
   try {
-    server = await new Promise<Server>((resolve, reject) => {
-      const s = app.listen(config.listen.port, config.listen.host, (err?: Error) =>
-        err ? reject(err) : resolve(s),
-      );
+    const tls = config.tls;
+    server = tls ? createHttpsServer(await readTls(tls), app) : createHttpServer(app);
+    if (tls && server instanceof HttpsServer) {
+      const https = server;
+      // cert-manager rotates the files in place: SIGHUP swaps them in without a restart.
+      reloadTls = () => {
+        readTls(tls).then(
+          (files) => {
+            https.setSecureContext(files);
+            log.info('TLS certificate reloaded');
+          },
+          (err: unknown) => log.error({ err }, 'TLS reload failed; the old certificate stays'),
+        );
+      };
+      process.on('SIGHUP', reloadTls);
+    }
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(config.listen.port, config.listen.host, () => resolve());
     });
   } catch (err) {
+    if (reloadTls) process.off('SIGHUP', reloadTls);
     depositor?.stop();
     await store.close();
     const reason = err instanceof Error ? err.message : String(err);
@@ -93,7 +126,7 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
   }
   const { address, port } = server.address() as AddressInfo;
   const host = address.includes(':') ? `[${address}]` : address;
-  const url = `http://${host}:${port}`;
+  const url = `${config.tls ? 'https' : 'http'}://${host}:${port}`;
   const keys = keySource.indexed ? 'mnemonic' : 'random';
   log.info({ url, dataDir: config.dataDir, keys, counts: store.storedCounts() }, 'listening');
   log.flush();
@@ -101,6 +134,7 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
     url,
     async close(graceMs = 10_000) {
       draining = true;
+      if (reloadTls) process.off('SIGHUP', reloadTls);
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       const force = setTimeout(() => server.closeAllConnections(), graceMs);
       await closed;
