@@ -34,6 +34,7 @@ if (mode === 'baseline') {
     {
       server: new URL(url),
       pod: `bench-${kdf}-${shared}`,
+      namespace: 'default',
       count: KEYS,
       out,
       layout: 'lighthouse',

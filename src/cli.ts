@@ -1,7 +1,12 @@
 #!/usr/bin/env node
 // `pkm`: every command, thin. Each parses its flags (and PKM_* env), then hands over to a module.
 import { Command, CommanderError, Option } from 'commander';
-import { parsePodName } from './allocation/pod-name.js';
+import {
+  DEFAULT_NAMESPACE,
+  parseNamespace,
+  parsePodName,
+  podKeysPath,
+} from './allocation/pod-name.js';
 import { callServer } from './client/api.js';
 import { runClient } from './client/client.js';
 import { writePrivateFile } from './client/files.js';
@@ -134,6 +139,9 @@ program
   )
   .addOption(serverFlag())
   .addOption(flag('--pod <name>', 'pod name (default: $POD_NAME)'))
+  .addOption(
+    flag('--namespace <name>', "the pod's namespace (default: $POD_NAMESPACE, else default)"),
+  )
   .addOption(flag('--count <n>', 'how many keys this pod runs'))
   .addOption(flag('--out <dir>', 'folder the validator client reads'))
   .addOption(flag('--layout <name>', 'lighthouse|teku|nimbus|lodestar|prysm', 'lighthouse'))
@@ -167,14 +175,16 @@ program
   .description("release a pod's keys (they cool for --reuse-delay before another pod may get them)")
   .addOption(serverFlag())
   .addOption(flag('--pod <name>', 'pod name (default: $POD_NAME)'))
+  .addOption(
+    flag('--namespace <name>', "the pod's namespace (default: $POD_NAMESPACE, else default)"),
+  )
   .action(async (opts: RawFlags) => {
     const server = parseServerUrl(opts.server);
     const pod = parsePodName(opts.pod ?? process.env.POD_NAME);
-    const answer = await callServer(
-      { server },
-      'DELETE',
-      `v1/pods/${encodeURIComponent(pod)}/keys`,
+    const namespace = parseNamespace(
+      opts.namespace ?? (process.env.POD_NAMESPACE || DEFAULT_NAMESPACE),
     );
+    const answer = await callServer({ server }, 'DELETE', podKeysPath(namespace, pod));
     process.stdout.write(`${JSON.stringify(answer)}\n`);
   });
 

@@ -3,7 +3,7 @@
 import { readFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import { parseNamespace, parsePodName } from './allocation/pod-name.js';
+import { DEFAULT_NAMESPACE, parseNamespace, parsePodName } from './allocation/pod-name.js';
 import { LAYOUTS, type Layout } from './client/layouts.js';
 import { type DepositSettings, parseDepositSettings } from './deposit/config.js';
 import { PkmError } from './errors.js';
@@ -228,6 +228,8 @@ function oneOf<T extends string>(value: string, allowed: readonly T[], flag: str
 export interface ClientConfig {
   readonly server: URL;
   readonly pod: string;
+  /** The pod's namespace: --namespace, else $POD_NAMESPACE (downward API), else default. */
+  readonly namespace: string;
   readonly count: number;
   readonly out: string;
   readonly layout: Layout;
@@ -256,6 +258,7 @@ export function parseClientConfig(
   return Object.freeze({
     server: parseServerUrl(text(raw, 'server')),
     pod: parsePodName(pod),
+    namespace: parseNamespace(text(raw, 'namespace') ?? (env.POD_NAMESPACE || DEFAULT_NAMESPACE)),
     count: parseInteger(count, 'count', 1, 10_000, '4'),
     out,
     layout: oneOf(text(raw, 'layout') ?? 'lighthouse', LAYOUTS, 'layout'),

@@ -46,6 +46,14 @@ export function podIdentity(namespace: string | undefined, name: string): string
   return namespace === undefined || namespace === DEFAULT_NAMESPACE ? name : `${namespace}/${name}`;
 }
 
+/** The API path of a pod's keys: the plain route for the default namespace. */
+export function podKeysPath(namespace: string, name: string): string {
+  const pod = `pods/${encodeURIComponent(name)}/keys`;
+  return namespace === DEFAULT_NAMESPACE
+    ? `v1/${pod}`
+    : `v1/namespaces/${encodeURIComponent(namespace)}/${pod}`;
+}
+
 /** The namespace an identity belongs to. */
 export function namespaceOf(identity: string): string {
   const slash = identity.indexOf('/');

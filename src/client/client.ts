@@ -5,6 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { podKeysPath } from '../allocation/pod-name.js';
 import type { ClientConfig } from '../config.js';
 import { PkmError } from '../errors.js';
 import type { KdfCosts } from '../keys/keystore.js';
@@ -46,7 +47,7 @@ const Allocation = z.object({
 });
 
 async function requestKeys(opts: ClientOptions, log: Logger): Promise<PlainKey[]> {
-  const path = `v1/pods/${encodeURIComponent(opts.pod)}/keys`;
+  const path = podKeysPath(opts.namespace, opts.pod);
   const answer = await withRetry(
     'asking the server for keys',
     () => callServer({ server: opts.server }, 'POST', path, { count: opts.count }),

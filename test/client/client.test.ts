@@ -30,6 +30,7 @@ async function options(
   return {
     server: new URL(url),
     pod: 'validator-0',
+    namespace: 'default',
     count: 2,
     out,
     layout,
@@ -154,3 +155,16 @@ async function snapshot(dir: string): Promise<Record<string, string>> {
   }
   return out;
 }
+
+describe('pkm client in a namespace', () => {
+  it('asks for the keys of namespace/pod, a pod apart from the same name in default', async () => {
+    const { url } = await startTestServer();
+    const inNs = await runClient(await options(url, 'teku', { namespace: 'validators' }), quiet);
+    const inDefault = await runClient(await options(url, 'teku'), quiet);
+    expect(inNs.pubkeys.some((pk) => inDefault.pubkeys.includes(pk))).toBe(false);
+    const listed = (await http<{ pods: Record<string, string[]> }>(url, 'GET', '/v1/assignments'))
+      .body.pods;
+    expect(listed['validators/validator-0']?.sort()).toEqual([...inNs.pubkeys].sort());
+    expect(listed['validator-0']?.sort()).toEqual([...inDefault.pubkeys].sort());
+  });
+});
