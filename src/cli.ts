@@ -22,7 +22,7 @@ import { ExitCode, PkmError, toPkmError } from './errors.js';
 import { createLogger, createStderrLogger } from './log.js';
 import { startServer } from './server/serve.js';
 import { checkStore } from './store/check.js';
-import { StoredState } from './store/records.js';
+import { PUBKEY_RE, StoredState } from './store/records.js';
 import { Store } from './store/store.js';
 
 /** `--max-keys-per-pod` is also read from PKM_MAX_KEYS_PER_POD. */
@@ -209,6 +209,29 @@ program
     for (const [pod, keys] of Object.entries(pods))
       lines.push(`${pod}\t${keys.length}\t${keys.join(' ')}`);
     process.stdout.write(`${lines.join('\n')}\n`);
+  });
+
+program
+  .command('keys')
+  .description('keys, one at a time')
+  .command('retire')
+  .description('retire a key: it is never handed out again (exited, slashed, or by choice)')
+  .argument('<pubkey>', '0x and 96 hex digits')
+  .addOption(serverFlag())
+  .addOption(flag('--reason <text>', 'why, for the audit log'))
+  .action(async (pubkey: string, opts: RawFlags) => {
+    const server = parseServerUrl(opts.server);
+    if (!PUBKEY_RE.test(pubkey.toLowerCase())) {
+      throw new PkmError('INVALID_PUBKEY', `${pubkey} is not a pubkey: 0x and 96 hex digits`);
+    }
+    const body = opts.reason === undefined ? {} : { reason: String(opts.reason) };
+    const answer = await callServer(
+      { server },
+      'POST',
+      `v1/keys/${pubkey.toLowerCase()}/retire`,
+      body,
+    );
+    process.stdout.write(`${JSON.stringify(answer)}\n`);
   });
 
 const deposits = program.command('deposits').description('deposit data of the keys in a store');

@@ -33,6 +33,9 @@ const TABLE = {
   METHOD_NOT_ALLOWED: { status: 405, exit: ExitCode.refused },
   // the domain
   COUNT_MISMATCH: { status: 409, exit: ExitCode.refused },
+  INVALID_PUBKEY: { status: 400, exit: ExitCode.usage },
+  KEY_NOT_FOUND: { status: 404, exit: ExitCode.refused },
+  KEY_BUSY: { status: 409, exit: ExitCode.refused },
   COUNT_OUT_OF_RANGE: { status: 400, exit: ExitCode.usage },
   POOL_EXHAUSTED: { status: 503, exit: ExitCode.unavailable },
   // deposits (send mode)

@@ -5,6 +5,7 @@
 import type { DepositRecord } from '../deposit/deposit-data.js';
 import { PkmError } from '../errors.js';
 import type { KeySource, NewKey } from '../keys/source.js';
+import type { NewAuditEvent } from '../store/audit.js';
 import type { KeyRecord, PodRecord } from '../store/records.js';
 import { withEvent } from '../store/records.js';
 import type { KeyChange, PodChange, Store } from '../store/store.js';
@@ -103,6 +104,64 @@ export class Allocator {
     return released;
   }
 
+  /**
+   * Retires a key: it is never handed out again (exited, slashed, or by an operator's choice).
+   * A held or cooling key leaves its pod's lists in the same batch. Idempotent.
+   */
+  async retire(pubkey: string, reason: string): Promise<KeyRecord> {
+    return this.group.run(async (tx) => {
+      const before = await tx.getKey(pubkey);
+      if (!before) throw new PkmError('KEY_NOT_FOUND', `no key ${pubkey} in this store`);
+      if (before.state === 'retired') return before;
+      if (before.state === 'depositing') {
+        throw new PkmError(
+          'KEY_BUSY',
+          `the deposit of ${pubkey} is in flight; retire it once it settles`,
+          { retryAfter: 30 },
+        );
+      }
+      const now = this.deps.clock();
+      const podChanges: PodChange[] = [];
+      const holder = before.pod;
+      if (holder !== undefined) {
+        const pod = await tx.getPod(holder);
+        if (pod) {
+          const after = {
+            keys: pod.keys.filter((k) => k !== pubkey),
+            cooling: pod.cooling.filter((k) => k !== pubkey),
+            since: now,
+          };
+          podChanges.push(
+            after.keys.length + after.cooling.length === 0
+              ? { name: holder, before: pod }
+              : { name: holder, before: pod, after },
+          );
+        }
+      }
+      const { pod: _pod, ...rest } = before;
+      const after: KeyRecord = {
+        ...rest,
+        state: 'retired',
+        since: now,
+        history: withEvent(before.history, { at: now, event: 'retired' }),
+      };
+      tx.stage({
+        keys: [{ before, after }],
+        pods: podChanges,
+        events: [
+          {
+            at: now,
+            type: 'retire',
+            pubkeys: [pubkey],
+            ...(holder ? { pod: holder } : {}),
+            detail: reason,
+          },
+        ],
+      });
+      return after;
+    });
+  }
+
   async podKeys(pod: string): Promise<string[]> {
     return (await this.deps.store.getPod(pod))?.keys ?? [];
   }
@@ -194,6 +253,7 @@ export class Allocator {
       keys: keyChanges,
       pods: podChanges,
       ...(nextKeyIndex === undefined ? {} : { nextKeyIndex }),
+      events: allocationEvents(pod, now, handed.slice(held.length), pooled),
     });
     return {
       records: handed,
@@ -284,7 +344,11 @@ export class Allocator {
       },
     }));
     const after: PodRecord = { keys: [], cooling: [...before.cooling, ...before.keys], since: now };
-    tx.stage({ keys: keyChanges, pods: [{ name: pod, before, after }] });
+    tx.stage({
+      keys: keyChanges,
+      pods: [{ name: pod, before, after }],
+      events: [{ at: now, type: 'release', pod, pubkeys: before.keys }],
+    });
     return before.keys;
   }
 
@@ -299,4 +363,28 @@ export class Allocator {
       })),
     };
   }
+}
+
+/** What an allocation did: the keys it handed out, and each cooled key that moved pods. */
+function allocationEvents(
+  pod: string,
+  at: number,
+  given: readonly KeyRecord[],
+  pooled: readonly KeyRecord[],
+): NewAuditEvent[] {
+  const events: NewAuditEvent[] = [
+    { at, type: 'allocate', pod, pubkeys: given.map((r) => r.pubkey) },
+  ];
+  for (const r of pooled) {
+    if (r.state === 'cooling' && r.pod !== undefined) {
+      events.push({
+        at,
+        type: 'reuse',
+        pod,
+        pubkeys: [r.pubkey],
+        detail: `from ${r.pod}, released at ${new Date(r.since).toISOString()}`,
+      });
+    }
+  }
+  return events;
 }

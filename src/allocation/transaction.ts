@@ -1,5 +1,6 @@
 // A transaction over the store: reads see the committed state plus what earlier requests of
 // the same group staged; the group's changes are then written as one atomic batch.
+import type { NewAuditEvent } from '../store/audit.js';
 import type { Counts, KeyRecord, PodRecord } from '../store/records.js';
 import type { Change, IndexEntry, KeyChange, PodChange, PoolIndex, Store } from '../store/store.js';
 
@@ -12,6 +13,7 @@ export class Transaction {
   private readonly keys = new Map<string, KeyChange>();
   private readonly pods = new Map<string, PodChange>();
   private stagedNextIndex: number | undefined;
+  private readonly events: NewAuditEvent[] = [];
 
   constructor(private readonly store: Store) {}
 
@@ -27,6 +29,11 @@ export class Transaction {
   async getPod(name: string): Promise<PodRecord | undefined> {
     const staged = this.pods.get(name);
     return staged ? staged.after : this.store.getPod(name);
+  }
+
+  /** A key's record as staged or stored; undefined when there is no such key. */
+  async getKey(pubkey: string): Promise<KeyRecord | undefined> {
+    return this.keys.get(pubkey)?.after ?? this.store.getKey(pubkey);
   }
 
   async getKeys(pubkeys: readonly string[]): Promise<KeyRecord[]> {
@@ -71,6 +78,7 @@ export class Transaction {
   /** Adds one request's changes; a key or pod changed twice keeps its committed `before`. */
   stage(change: Change): void {
     if (change.nextKeyIndex !== undefined) this.stagedNextIndex = change.nextKeyIndex;
+    this.events.push(...(change.events ?? []));
     for (const c of change.keys) {
       const prior = this.keys.get(c.after.pubkey);
       const before = prior ? prior.before : c.before;
@@ -88,7 +96,11 @@ export class Transaction {
   }
 
   change(): Change {
-    const change = { keys: [...this.keys.values()], pods: [...this.pods.values()] };
+    const change = {
+      keys: [...this.keys.values()],
+      pods: [...this.pods.values()],
+      events: this.events,
+    };
     return this.stagedNextIndex === undefined
       ? change
       : { ...change, nextKeyIndex: this.stagedNextIndex };

@@ -167,6 +167,14 @@ export class Depositor {
       keys: records.map((after) => ({ after })),
       pods: [],
       ...(nextKeyIndex === undefined ? {} : { nextKeyIndex }),
+      events: [
+        {
+          at: this.deps.clock(),
+          type: 'deposit',
+          pubkeys: records.map((r) => r.pubkey),
+          detail: 'new keys, to be deposited',
+        },
+      ],
     });
     return records;
   }
@@ -332,7 +340,17 @@ export class Depositor {
       if (!cur) throw new PkmError('STORE_CORRUPT', `key ${pubkey} has no record`);
       if (cur.state !== 'depositing') return cur;
       const after = change(cur);
-      tx.stage({ keys: [{ before: cur, after }], pods: [] });
+      const detail =
+        after.state === 'free'
+          ? 'deposit mined'
+          : after.state === 'deposit-failed'
+            ? `deposit failed: ${after.depositError ?? ''}`
+            : `deposit sent: ${after.tx?.hash ?? ''}`;
+      tx.stage({
+        keys: [{ before: cur, after }],
+        pods: [],
+        events: [{ at: this.deps.clock(), type: 'deposit', pubkeys: [pubkey], detail }],
+      });
       return after;
     });
   }

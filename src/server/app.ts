@@ -10,6 +10,7 @@ import type { Store } from '../store/store.js';
 import { assignmentsRoutes } from './assignments.js';
 import { depositRoutes } from './deposits.js';
 import { errorHandler, methodNotAllowed, notFound } from './http-errors.js';
+import { keyRoutes } from './keys.js';
 import type { Metrics } from './metrics.js';
 import { podRoutes } from './pods.js';
 import { webhookRoutes } from './webhook.js';
@@ -112,6 +113,7 @@ export function createApp(deps: AppDeps): express.Express {
   app.use(assignmentsRoutes(deps));
   app.use(depositRoutes(deps));
   app.use(webhookRoutes(deps));
+  app.use(keyRoutes(deps));
   app.use(notFound);
   app.use(errorHandler(deps.log));
   return app;

@@ -16,6 +16,8 @@ export const Bucket = {
   cooling: 'cooling',
   /** MetaKey -> value. */
   meta: 'meta',
+  /** eventKey(seq) -> AuditEvent: the audit log, appended in the batch of each change. */
+  events: 'events',
 } as const;
 
 export const MetaKey = {

@@ -46,6 +46,7 @@ const KeyEvent = z
       'deposit-sent',
       'deposited',
       'deposit-failed',
+      'retired',
     ]),
     pod: z.string().optional(),
   })

@@ -3,6 +3,13 @@
 import { mkdir } from 'node:fs/promises';
 import { Level } from 'level';
 import { PkmError } from '../errors.js';
+import {
+  type AuditEvent,
+  decodeEvent,
+  encodeEvent,
+  eventKey,
+  type NewAuditEvent,
+} from './audit.js';
 import { Bucket, MetaKey, parseTimeIndexKey, timeIndexKey, timeUpperBound } from './buckets.js';
 import { RecordCache } from './cache.js';
 import { IndexWindow } from './index-window.js';
@@ -33,6 +40,8 @@ export interface Change {
   readonly pods: readonly PodChange[];
   /** The next derivation index, when this change used indexes. */
   readonly nextKeyIndex?: number;
+  /** What happened, for the audit log (written in the same batch). */
+  readonly events?: readonly NewAuditEvent[];
 }
 
 /** The two indexes of keys not held by a pod. */
@@ -69,6 +78,9 @@ export class Store {
   private readonly metaB: Sub;
   private stored: Counts;
   private nextIndex: number;
+  /** The sequence number the next audit event gets. */
+  private nextSeq = 0;
+  private readonly eventsB: Sub;
   /** The head of each time index, in memory (see index-window.ts). */
   private readonly windows: Map<Sub, IndexWindow>;
   /** Decoded records, written through by commit(); bounded, so evicted ones are read again. */
@@ -92,6 +104,7 @@ export class Store {
     this.freeB = sub(Bucket.unallocated);
     this.coolingB = sub(Bucket.cooling);
     this.metaB = sub(Bucket.meta);
+    this.eventsB = sub(Bucket.events);
     this.stored = counts;
     this.secrets = secrets;
     this.podNames = podNames;
@@ -127,7 +140,10 @@ export class Store {
       const next = Number((await openBucket(db, Bucket.meta).get(MetaKey.nextKeyIndex)) ?? '0');
       if (!Number.isSafeInteger(next) || next < 0)
         throw new PkmError('STORE_CORRUPT', 'the next key index is not a number');
-      return new Store(db, counts, opts.secrets ?? hexSecretCodec, podNames, next);
+      const store = new Store(db, counts, opts.secrets ?? hexSecretCodec, podNames, next);
+      const [last] = await store.eventsB.keys({ reverse: true, limit: 1 }).all();
+      store.nextSeq = last === undefined ? 0 : Number(last) + 1;
+      return store;
     } catch (err) {
       await db.close();
       throw err;
@@ -246,6 +262,12 @@ export class Store {
     return this.db.iterator().all();
   }
 
+  /** Audit events from sequence number `since` on, oldest first. */
+  async events(since: number, limit: number): Promise<AuditEvent[]> {
+    const texts = await this.eventsB.values({ gte: eventKey(Math.max(0, since)), limit }).all();
+    return texts.map(decodeEvent);
+  }
+
   /** Raw index entries, for the invariant check. */
   async indexEntries(bucket: PoolIndex): Promise<IndexEntry[]> {
     const sub = bucket === 'unallocated' ? this.freeB : this.coolingB;
@@ -316,6 +338,14 @@ export class Store {
         value: String(next),
       });
     }
+    const events = (change.events ?? []).map((e, i) => ({ ...e, seq: this.nextSeq + i }));
+    for (const e of events)
+      ops.push({
+        type: 'put',
+        sublevel: this.eventsB,
+        key: eventKey(e.seq),
+        value: encodeEvent(e),
+      });
     // Bumped on both sides of the write: a read overlapping any part of it is not cached.
     this.commits++;
     try {
@@ -324,6 +354,7 @@ export class Store {
       this.commits++;
     }
     this.stored = counts;
+    this.nextSeq += events.length;
     if (next !== undefined) this.nextIndex = next;
     for (const [sub, window] of this.windows) {
       const mine = indexed.filter((e) => e.sublevel === sub);

@@ -1,0 +1,54 @@
+// POST /v1/keys/{pubkey}/retire: a key is never handed out again.
+// GET /v1/events?since=&limit=: the audit log, oldest first, with the cursor for the next read.
+import express, { Router } from 'express';
+import { z } from 'zod';
+import { PkmError } from '../errors.js';
+import { PUBKEY_RE } from '../store/records.js';
+import type { AppDeps } from './app.js';
+import { methodNotAllowed } from './http-errors.js';
+
+const RetireBody = z.object({ reason: z.string().max(200).optional() }).strict();
+const EVENTS_PAGE = 100;
+const MAX_EVENTS_PAGE = 1000;
+
+function whole(value: unknown, name: string, fallback: number, max: number): number {
+  if (value === undefined) return fallback;
+  const n = typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : Number.NaN;
+  if (!Number.isSafeInteger(n) || n > max)
+    throw new PkmError('INVALID_QUERY', `${name} must be a whole number up to ${max}`);
+  return n;
+}
+
+export function keyRoutes(deps: Pick<AppDeps, 'allocator' | 'store' | 'log'>): Router {
+  const router = Router();
+  router
+    .route('/v1/keys/:pubkey/retire')
+    .post(
+      express.json({ limit: '4kb', strict: true, type: 'application/json' }),
+      async (req, res) => {
+        const pubkey = String(req.params.pubkey).toLowerCase();
+        if (!PUBKEY_RE.test(pubkey))
+          throw new PkmError('INVALID_PUBKEY', 'a pubkey is 0x and 96 hex digits (48 bytes)');
+        const body = RetireBody.safeParse(req.body ?? {});
+        if (!body.success)
+          throw new PkmError('INVALID_BODY', 'expected {"reason"?: "at most 200 characters"}');
+        const reason = body.data.reason ?? 'retired by an operator';
+        const record = await deps.allocator.retire(pubkey, reason);
+        deps.log.warn({ pubkey, reason }, 'key retired: it is never handed out again');
+        res.json({ pubkey, state: record.state });
+      },
+    )
+    .all(methodNotAllowed('POST'));
+
+  router
+    .route('/v1/events')
+    .get(async (req, res) => {
+      const since = whole(req.query.since, 'since', 0, Number.MAX_SAFE_INTEGER);
+      const limit = Math.max(1, whole(req.query.limit, 'limit', EVENTS_PAGE, MAX_EVENTS_PAGE));
+      const events = await deps.store.events(since, limit);
+      const last = events.at(-1);
+      res.json({ events, next: last === undefined ? since : last.seq + 1 });
+    })
+    .all(methodNotAllowed('GET'));
+  return router;
+}

@@ -1,0 +1,39 @@
+// The audit log: every state change appends its events in the same batch as the change, so the
+// log and the state never disagree. Keys are a zero-padded sequence: a plain forward read is
+// the order things happened in.
+import { z } from 'zod';
+import { PkmError } from '../errors.js';
+
+export const AuditEvent = z
+  .object({
+    seq: z.number().int().nonnegative(),
+    at: z.number().int().nonnegative(),
+    type: z.enum(['allocate', 'release', 'reuse', 'retire', 'deposit', 'conflict']),
+    pod: z.string().optional(),
+    pubkeys: z.array(z.string()),
+    detail: z.string().optional(),
+  })
+  .strict();
+export type AuditEvent = z.infer<typeof AuditEvent>;
+/** An event as a change stages it; the store gives it its sequence number. */
+export type NewAuditEvent = Omit<AuditEvent, 'seq'>;
+
+const SEQ_DIGITS = 16;
+
+export function eventKey(seq: number): string {
+  return String(seq).padStart(SEQ_DIGITS, '0');
+}
+
+export function encodeEvent(event: AuditEvent): string {
+  return JSON.stringify(AuditEvent.parse(event));
+}
+
+export function decodeEvent(text: string): AuditEvent {
+  const parsed = AuditEvent.safeParse(JSON.parse(text));
+  if (!parsed.success)
+    throw new PkmError(
+      'STORE_CORRUPT',
+      `a stored audit event is malformed: ${parsed.error.message}`,
+    );
+  return parsed.data;
+}
