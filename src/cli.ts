@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // `pkm`: every command, thin. Each parses its flags (and PKM_* env), then hands over to a module.
+import { readFile } from 'node:fs/promises';
 import { Command, CommanderError, Option } from 'commander';
 import {
   DEFAULT_NAMESPACE,
@@ -178,13 +179,39 @@ program
   .addOption(
     flag('--namespace <name>', "the pod's namespace (default: $POD_NAMESPACE, else default)"),
   )
+  .addOption(
+    flag(
+      '--interchange <file>',
+      'EIP-3076 slashing protection to hand on with the keys (uploaded first)',
+    ),
+  )
   .action(async (opts: RawFlags) => {
     const server = parseServerUrl(opts.server);
     const pod = parsePodName(opts.pod ?? process.env.POD_NAME);
     const namespace = parseNamespace(
       opts.namespace ?? (process.env.POD_NAMESPACE || DEFAULT_NAMESPACE),
     );
-    const answer = await callServer({ server }, 'DELETE', podKeysPath(namespace, pod));
+    const keysPath = podKeysPath(namespace, pod);
+    if (opts.interchange !== undefined) {
+      const file = String(opts.interchange);
+      let interchange: unknown;
+      try {
+        interchange = JSON.parse(await readFile(file, 'utf8'));
+      } catch (err) {
+        throw new PkmError(
+          'INVALID_INTERCHANGE',
+          `--interchange ${file} is not a readable JSON file: ${(err as Error).message}`,
+        );
+      }
+      // Made for a preStop hook: the history goes up before the keys start cooling.
+      await callServer(
+        { server },
+        'POST',
+        keysPath.replace(/\/keys$/, '/slashing-protection'),
+        interchange,
+      );
+    }
+    const answer = await callServer({ server }, 'DELETE', keysPath);
     process.stdout.write(`${JSON.stringify(answer)}\n`);
   });
 

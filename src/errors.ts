@@ -24,6 +24,8 @@ const TABLE = {
   INVALID_NAMESPACE: { status: 400, exit: ExitCode.usage },
   NAMESPACE_NOT_SERVED: { status: 403, exit: ExitCode.refused },
   INVALID_REVIEW: { status: 400, exit: ExitCode.usage },
+  INVALID_INTERCHANGE: { status: 400, exit: ExitCode.usage },
+  INTERCHANGE_MISMATCH: { status: 409, exit: ExitCode.refused },
   INVALID_BODY: { status: 400, exit: ExitCode.usage },
   INVALID_QUERY: { status: 400, exit: ExitCode.usage },
   MALFORMED_JSON: { status: 400, exit: ExitCode.usage },

@@ -6,14 +6,18 @@ import type { DepositRecord } from '../deposit/deposit-data.js';
 import { PkmError } from '../errors.js';
 import type { KeySource, NewKey } from '../keys/source.js';
 import type { NewAuditEvent } from '../store/audit.js';
-import type { KeyRecord, PodRecord } from '../store/records.js';
+import { MetaKey } from '../store/buckets.js';
+import type { KeyRecord, PodRecord, Protection } from '../store/records.js';
 import { withEvent } from '../store/records.js';
 import type { KeyChange, PodChange, Store } from '../store/store.js';
 import type { Clock } from './clock.js';
 import { totalKeys } from './counts.js';
 import { GroupCommitter } from './group-commit.js';
+import { parseInterchange } from './interchange.js';
 import { newKeyRecords } from './new-keys.js';
 import { pickOldest } from './pick.js';
+import { handOut, uploadProtectionIn } from './protection.js';
+import { retireIn } from './retire.js';
 import type { Transaction } from './transaction.js';
 
 export interface AllocatorConfig {
@@ -28,11 +32,21 @@ export interface HandedKey {
   readonly pubkey: string;
   readonly secretKey: Uint8Array;
   readonly path?: string;
+  /** Slashing protection the new holder must import first (EIP-3076, minimal form). */
+  readonly protection?: Protection;
 }
 
 export interface Allocation {
   readonly pod: string;
   readonly keys: HandedKey[];
+  /** genesis_validators_root for the keys' interchange, when known. */
+  readonly genesisValidatorsRoot?: string;
+}
+
+/** The beacon chain the keys validate on, when the server knows it (--network). */
+export interface BeaconChain {
+  readonly genesisTime?: number | undefined;
+  readonly genesisValidatorsRoot?: string | undefined;
 }
 
 /** What an allocation did, for metrics and logs (never secrets). */
@@ -49,6 +63,7 @@ export interface AllocatorDeps {
   readonly clock: Clock;
   readonly keySource: KeySource;
   readonly config: AllocatorConfig;
+  readonly beacon?: BeaconChain;
   /** Shared with whatever else writes (the depositor); made here when absent. */
   readonly group?: GroupCommitter;
   /**
@@ -86,7 +101,7 @@ export class Allocator {
       );
       if (needsNew === undefined || !this.deps.depositor) {
         if (outcome) this.deps.onAllocated?.(outcome);
-        return this.handOut(pod, records);
+        return this.handOut(pod, records, await this.genesisValidatorsRoot());
       }
       await this.deps.depositor.provide(needsNew);
     }
@@ -104,62 +119,9 @@ export class Allocator {
     return released;
   }
 
-  /**
-   * Retires a key: it is never handed out again (exited, slashed, or by an operator's choice).
-   * A held or cooling key leaves its pod's lists in the same batch. Idempotent.
-   */
-  async retire(pubkey: string, reason: string): Promise<KeyRecord> {
-    return this.group.run(async (tx) => {
-      const before = await tx.getKey(pubkey);
-      if (!before) throw new PkmError('KEY_NOT_FOUND', `no key ${pubkey} in this store`);
-      if (before.state === 'retired') return before;
-      if (before.state === 'depositing') {
-        throw new PkmError(
-          'KEY_BUSY',
-          `the deposit of ${pubkey} is in flight; retire it once it settles`,
-          { retryAfter: 30 },
-        );
-      }
-      const now = this.deps.clock();
-      const podChanges: PodChange[] = [];
-      const holder = before.pod;
-      if (holder !== undefined) {
-        const pod = await tx.getPod(holder);
-        if (pod) {
-          const after = {
-            keys: pod.keys.filter((k) => k !== pubkey),
-            cooling: pod.cooling.filter((k) => k !== pubkey),
-            since: now,
-          };
-          podChanges.push(
-            after.keys.length + after.cooling.length === 0
-              ? { name: holder, before: pod }
-              : { name: holder, before: pod, after },
-          );
-        }
-      }
-      const { pod: _pod, ...rest } = before;
-      const after: KeyRecord = {
-        ...rest,
-        state: 'retired',
-        since: now,
-        history: withEvent(before.history, { at: now, event: 'retired' }),
-      };
-      tx.stage({
-        keys: [{ before, after }],
-        pods: podChanges,
-        events: [
-          {
-            at: now,
-            type: 'retire',
-            pubkeys: [pubkey],
-            ...(holder ? { pod: holder } : {}),
-            detail: reason,
-          },
-        ],
-      });
-      return after;
-    });
+  /** Retires a key: it is never handed out again (see retire.ts). */
+  retire(pubkey: string, reason: string): Promise<KeyRecord> {
+    return this.group.run((tx) => retireIn(tx, this.deps.clock(), pubkey, reason));
   }
 
   async podKeys(pod: string): Promise<string[]> {
@@ -352,16 +314,25 @@ export class Allocator {
     return before.keys;
   }
 
-  private handOut(pod: string, records: readonly KeyRecord[]): Allocation {
-    const { secrets } = this.deps.store;
-    return {
-      pod,
-      keys: records.map((r) => ({
-        pubkey: r.pubkey,
-        secretKey: secrets.open(r.secret),
-        ...(r.path === undefined ? {} : { path: r.path }),
-      })),
-    };
+  /** Stores an EIP-3076 interchange for a pod's keys (see protection.ts). */
+  uploadProtection(pod: string, json: unknown): Promise<string[]> {
+    const interchange = parseInterchange(json);
+    return this.group.run((tx) => uploadProtectionIn(tx, this.deps, pod, interchange));
+  }
+
+  private async genesisValidatorsRoot(): Promise<string | undefined> {
+    return (
+      this.deps.beacon?.genesisValidatorsRoot ??
+      (await this.deps.store.getMeta(MetaKey.genesisValidatorsRoot))
+    );
+  }
+
+  private handOut(
+    pod: string,
+    records: readonly KeyRecord[],
+    genesisValidatorsRoot: string | undefined,
+  ): Allocation {
+    return handOut(this.deps, pod, records, genesisValidatorsRoot);
   }
 }
 

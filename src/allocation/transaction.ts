@@ -14,6 +14,7 @@ export class Transaction {
   private readonly pods = new Map<string, PodChange>();
   private stagedNextIndex: number | undefined;
   private readonly events: NewAuditEvent[] = [];
+  private readonly meta = new Map<string, string>();
 
   constructor(private readonly store: Store) {}
 
@@ -24,6 +25,10 @@ export class Transaction {
   /** The next derivation index, after the indexes earlier requests of the group used. */
   nextKeyIndex(): number {
     return this.stagedNextIndex ?? this.store.nextKeyIndex();
+  }
+
+  async getMeta(key: string): Promise<string | undefined> {
+    return this.meta.get(key) ?? this.store.getMeta(key);
   }
 
   async getPod(name: string): Promise<PodRecord | undefined> {
@@ -79,6 +84,7 @@ export class Transaction {
   stage(change: Change): void {
     if (change.nextKeyIndex !== undefined) this.stagedNextIndex = change.nextKeyIndex;
     this.events.push(...(change.events ?? []));
+    for (const [key, value] of change.meta ?? []) this.meta.set(key, value);
     for (const c of change.keys) {
       const prior = this.keys.get(c.after.pubkey);
       const before = prior ? prior.before : c.before;
@@ -100,6 +106,7 @@ export class Transaction {
       keys: [...this.keys.values()],
       pods: [...this.pods.values()],
       events: this.events,
+      meta: [...this.meta],
     };
     return this.stagedNextIndex === undefined
       ? change

@@ -5,6 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { type Interchange, parseInterchange } from '../allocation/interchange.js';
 import { podKeysPath } from '../allocation/pod-name.js';
 import type { ClientConfig } from '../config.js';
 import { PkmError } from '../errors.js';
@@ -42,11 +43,29 @@ const Allocation = z.object({
       pubkey: z.string().regex(/^0x[0-9a-f]{96}$/),
       secretKey: z.string().regex(/^0x[0-9a-f]{64}$/),
       path: z.string().optional(),
+      slashingProtection: z.unknown().optional(),
     }),
   ),
 });
 
-async function requestKeys(opts: ClientOptions, log: Logger): Promise<PlainKey[]> {
+/** The keys as the server hands them: the secret, and any slashing protection to import first. */
+type HandedKey = PlainKey & { readonly protection?: Interchange };
+
+/** EIP-3076: one interchange for all the keys that came with one. */
+async function writeProtection(
+  out: string,
+  keys: readonly HandedKey[],
+): Promise<string | undefined> {
+  const parts = keys.flatMap((k) => (k.protection ? [k.protection] : []));
+  const first = parts[0];
+  if (!first) return undefined;
+  const file = 'slashing_protection.json';
+  const combined = { metadata: first.metadata, data: parts.flatMap((p) => p.data) };
+  await writePrivateFile(join(out, file), `${JSON.stringify(combined, null, 2)}\n`);
+  return file;
+}
+
+async function requestKeys(opts: ClientOptions, log: Logger): Promise<HandedKey[]> {
   const path = podKeysPath(opts.namespace, opts.pod);
   const answer = await withRetry(
     'asking the server for keys',
@@ -64,6 +83,9 @@ async function requestKeys(opts: ClientOptions, log: Logger): Promise<PlainKey[]
     pubkey: k.pubkey,
     secretKey: Uint8Array.from(Buffer.from(k.secretKey.slice(2), 'hex')),
     path: k.path ?? '',
+    ...(k.slashingProtection === undefined
+      ? {}
+      : { protection: parseInterchange(k.slashingProtection) }),
   }));
 }
 
@@ -169,7 +191,11 @@ export async function runClient(opts: ClientOptions, log: Logger): Promise<Clien
     }
   }
 
-  const files = pubkeys.flatMap((pk) => [spec.keystorePath(pk), spec.passwordPath(pk)]);
+  const protection = await writeProtection(opts.out, keys);
+  const files = [
+    ...pubkeys.flatMap((pk) => [spec.keystorePath(pk), spec.passwordPath(pk)]),
+    protection,
+  ];
   return {
     pod: opts.pod,
     layout: opts.layout,

@@ -8,6 +8,10 @@ export interface Network {
   readonly forkVersion: string;
   readonly chainId: bigint;
   readonly depositContract: string;
+  /** Beacon-chain genesis (unix seconds) and genesis_validators_root: the slot clock and the
+   * EIP-3076 interchange need them. Unknown for a custom network unless given. */
+  readonly genesisTime?: number;
+  readonly genesisValidatorsRoot?: string;
 }
 
 export const NETWORKS: Readonly<Record<'mainnet' | 'sepolia' | 'holesky' | 'hoodi', Network>> = {
@@ -16,24 +20,32 @@ export const NETWORKS: Readonly<Record<'mainnet' | 'sepolia' | 'holesky' | 'hood
     forkVersion: '0x00000000',
     chainId: 1n,
     depositContract: '0x00000000219ab540356cBB839Cbe05303d7705Fa',
+    genesisTime: 1606824023,
+    genesisValidatorsRoot: '0x4b363db94e286120d76eb905340fdd4e54bfe9f06bf33ff6cf5ad27f511bfe95',
   },
   sepolia: {
     name: 'sepolia',
     forkVersion: '0x90000069',
     chainId: 11155111n,
     depositContract: '0x7f02C3E3c98b133055B8B348B2Ac625669Ed295D',
+    genesisTime: 1655733600,
+    genesisValidatorsRoot: '0xd8ea171f3c94aea21ebc42a1ed61052acf3f9209c00e4efbaaddac09ed9b8078',
   },
   holesky: {
     name: 'holesky',
     forkVersion: '0x01017000',
     chainId: 17000n,
     depositContract: '0x4242424242424242424242424242424242424242',
+    genesisTime: 1695902400,
+    genesisValidatorsRoot: '0x9143aa7c615a7f7115e2b6aac319c03529df8242ae705fba9df39b79c59fa8b1',
   },
   hoodi: {
     name: 'hoodi',
     forkVersion: '0x10000910',
     chainId: 560048n,
     depositContract: '0x00000000219ab540356cBB839Cbe05303d7705Fa',
+    genesisTime: 1742213400,
+    genesisValidatorsRoot: '0x212f13fc4df078b6cb7db228f1c8307566dcecf900867401a92023d7ba99cb5f',
   },
 };
 

@@ -1,6 +1,6 @@
 // The composition root: one place that builds the service from its parts, for the server and
 // for tests (a temp store, an injected clock, port 0).
-import { Allocator } from '../allocation/allocator.js';
+import { Allocator, type BeaconChain } from '../allocation/allocator.js';
 import { type Clock, systemClock } from '../allocation/clock.js';
 import { stateCounts } from '../allocation/counts.js';
 import { GroupCommitter } from '../allocation/group-commit.js';
@@ -25,6 +25,8 @@ export interface ServiceDeps {
   readonly clock?: Clock;
   readonly keySource?: KeySource;
   readonly deposits?: DepositConfig;
+  /** The beacon chain's genesis, for slashing-protection fences (default: --network's). */
+  readonly beacon?: BeaconChain;
   /** Send mode: shares `group` with the allocator. */
   readonly depositor?: Depositor;
   readonly group?: GroupCommitter;
@@ -46,6 +48,7 @@ export function composeApp(deps: ServiceDeps) {
   const allocator = new Allocator({
     store: deps.store,
     group: deps.group ?? new GroupCommitter(deps.store),
+    ...beaconOf(deps),
     ...(depositor ? { depositor } : {}),
     clock,
     keySource: deps.keySource ?? randomKeySource,
@@ -77,4 +80,9 @@ function fundsCheck(depositor: Depositor, amountGwei: number): () => string | un
     if (balance === undefined || balance >= BigInt(amountGwei) * 10n ** 9n) return undefined;
     return `the funder holds ${balance} wei, less than one deposit`;
   };
+}
+
+function beaconOf(deps: ServiceDeps): { beacon?: BeaconChain } {
+  const beacon = deps.beacon ?? deps.deposits?.network;
+  return beacon ? { beacon } : {};
 }

@@ -2,6 +2,7 @@
 //   /v1/namespaces/{namespace}/pods/{pod}/keys, and /v1/pods/{pod}/keys for the default namespace.
 import express, { type Request, Router } from 'express';
 import { z } from 'zod';
+import { toInterchange } from '../allocation/interchange.js';
 import {
   DEFAULT_NAMESPACE,
   parseNamespace,
@@ -16,6 +17,8 @@ import { methodNotAllowed } from './http-errors.js';
 const AllocateBody = z.object({ count: z.number() }).strict();
 /** Bodies here are tiny ({"count":n}); anything larger is refused before it is parsed. */
 export const BODY_LIMIT = '16kb';
+/** A full-history EIP-3076 file for a pod's keys. */
+const INTERCHANGE_LIMIT = '10mb';
 
 export function podRoutes(deps: Pick<AppDeps, 'allocator' | 'namespaces'>): Router {
   const router = Router();
@@ -58,6 +61,14 @@ export function podRoutes(deps: Pick<AppDeps, 'allocator' | 'namespaces'>): Rout
             pubkey: k.pubkey,
             secretKey: toHex(k.secretKey),
             ...(k.path === undefined ? {} : { path: k.path }),
+            // EIP-3076: what the new holder must import before it signs.
+            ...(k.protection && allocation.genesisValidatorsRoot
+              ? {
+                  slashingProtection: toInterchange(allocation.genesisValidatorsRoot, [
+                    [k.pubkey, k.protection],
+                  ]),
+                }
+              : {}),
           })),
         });
       })
@@ -70,6 +81,23 @@ export function podRoutes(deps: Pick<AppDeps, 'allocator' | 'namespaces'>): Rout
         res.json({ ...shown, released: await deps.allocator.release(id) });
       })
       .all(methodNotAllowed('GET', 'POST', 'DELETE'));
+  }
+  const interchangeJson = express.json({
+    limit: INTERCHANGE_LIMIT,
+    strict: true,
+    type: 'application/json',
+  });
+  for (const path of [
+    '/v1/pods/:pod/slashing-protection',
+    '/v1/namespaces/:namespace/pods/:pod/slashing-protection',
+  ]) {
+    router
+      .route(path)
+      .post(interchangeJson, async (req, res) => {
+        const { id, shown } = target(req);
+        res.json({ ...shown, pubkeys: await deps.allocator.uploadProtection(id, req.body) });
+      })
+      .all(methodNotAllowed('POST'));
   }
   return router;
 }

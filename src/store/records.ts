@@ -23,6 +23,16 @@ const Pubkey = z.string().regex(PUBKEY_RE);
 export const SealedSecret = z.object({ alg: z.string().min(1), data: z.string() }).strict();
 export type SealedSecret = z.infer<typeof SealedSecret>;
 
+/** Slashing protection a key carries (EIP-3076, minimal form): its highest slot and epochs. */
+export const Protection = z
+  .object({
+    lastBlockSlot: z.number().int().nonnegative().optional(),
+    lastSourceEpoch: z.number().int().nonnegative().optional(),
+    lastTargetEpoch: z.number().int().nonnegative().optional(),
+  })
+  .strict();
+export type Protection = z.infer<typeof Protection>;
+
 /** A signed deposit transaction: its hash is known before it is sent (and it can be sent again). */
 const DepositTx = z
   .object({
@@ -74,6 +84,8 @@ const KeyRecord = z
     tx: DepositTx.optional(),
     /** Why the deposit failed, for state deposit-failed. */
     depositError: z.string().optional(),
+    /** Uploaded slashing protection, merged (EIP-3076). */
+    protection: Protection.optional(),
     history: z.array(KeyEvent).max(HISTORY_LIMIT),
   })
   .strict()

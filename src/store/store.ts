@@ -42,6 +42,8 @@ export interface Change {
   readonly nextKeyIndex?: number;
   /** What happened, for the audit log (written in the same batch). */
   readonly events?: readonly NewAuditEvent[];
+  /** Values for the meta bucket, written in the same batch. */
+  readonly meta?: ReadonlyArray<readonly [string, string]>;
 }
 
 /** The two indexes of keys not held by a pod. */
@@ -152,6 +154,10 @@ export class Store {
 
   get isOpen(): boolean {
     return this.db.status === 'open';
+  }
+
+  async getMeta(key: string): Promise<string | undefined> {
+    return this.metaB.get(key);
   }
 
   /** The next EIP-2334 index to derive a key at. */
@@ -338,6 +344,8 @@ export class Store {
         value: String(next),
       });
     }
+    for (const [key, value] of change.meta ?? [])
+      ops.push({ type: 'put', sublevel: this.metaB, key, value });
     const events = (change.events ?? []).map((e, i) => ({ ...e, seq: this.nextSeq + i }));
     for (const e of events)
       ops.push({
