@@ -56,6 +56,7 @@ export async function startTestServer(
     maxTotalKeys?: number;
     store?: Store;
     namespaces?: string[];
+    beacon?: { genesisTime: number; genesisValidatorsRoot: string };
   } = {},
 ): Promise<TestServer> {
   const store = opts.store ?? (await openTempStore());
@@ -64,6 +65,7 @@ export async function startTestServer(
     store,
     clock: clock.now,
     log: createLogger('silent'),
+    ...(opts.beacon ? { beacon: opts.beacon } : {}),
     config: {
       reuseDelayMs: opts.reuseDelayMs ?? 20 * MINUTE,
       maxKeysPerPod: opts.maxKeysPerPod ?? 64,

@@ -7,7 +7,7 @@ import { ExitCode, type PkmError } from '../../src/errors.js';
 import { publicKeyOf } from '../../src/keys/bls.js';
 import { decryptKeystore } from '../../src/keys/keystore.js';
 import { createLogger } from '../../src/log.js';
-import { http, startTestServer, tempDir } from '../helpers.js';
+import { http, MINUTE, startTestServer, tempDir } from '../helpers.js';
 
 const CHEAP = { scrypt: { n: 1024, r: 8, p: 1 }, pbkdf2: { c: 1000 } } as const;
 const quiet = createLogger('silent');
@@ -166,5 +166,33 @@ describe('pkm client in a namespace', () => {
       .body.pods;
     expect(listed['validators/validator-0']?.sort()).toEqual([...inNs.pubkeys].sort());
     expect(listed['validator-0']?.sort()).toEqual([...inDefault.pubkeys].sort());
+  });
+});
+
+describe('pkm client and slashing protection', () => {
+  it('writes slashing_protection.json (EIP-3076) for keys that come with history', async () => {
+    const gvr = `0x${'21'.repeat(32)}`;
+    const { url, clock } = await startTestServer({
+      reuseDelayMs: MINUTE,
+      beacon: { genesisTime: 1_700_000_000, genesisValidatorsRoot: gvr },
+    });
+    const old = await runClient(
+      await options(url, 'lighthouse', { pod: 'old-0', count: 1 }),
+      quiet,
+    );
+    await http(url, 'DELETE', '/v1/pods/old-0/keys');
+    clock.advance(MINUTE);
+    const opts = await options(url, 'lighthouse', { pod: 'new-0', count: 1 });
+    const summary = await runClient(opts, quiet);
+    expect(summary.pubkeys).toEqual(old.pubkeys);
+    expect(summary.files).toContain('slashing_protection.json');
+    const file = join(opts.out, 'slashing_protection.json');
+    expect((await stat(file)).mode & 0o777).toBe(0o600);
+    const interchange = JSON.parse(await readFile(file, 'utf8')) as {
+      metadata: { genesis_validators_root: string };
+      data: Array<{ pubkey: string }>;
+    };
+    expect(interchange.metadata.genesis_validators_root).toBe(gvr);
+    expect(interchange.data.map((d) => d.pubkey)).toEqual(old.pubkeys);
   });
 });

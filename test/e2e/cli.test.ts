@@ -1,3 +1,5 @@
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ExitCode } from '../../src/errors.js';
 import { Store } from '../../src/store/store.js';
@@ -97,6 +99,75 @@ describe('pkm release and pkm assignments', () => {
     expect(await table.exited).toBe(0);
     expect(table.stdout.join('\n')).toMatch(/^cooling +2$/m);
     expect(table.stdout.join('\n')).toMatch(/^validator-1\t1\t0x[0-9a-f]{96}$/m);
+  });
+
+  it('pkm release --interchange uploads the slashing history, then releases', async () => {
+    const server = await startServerProcess(['--data-dir', await tempDir()]);
+    const res = await http<AllocationBody>(
+      server.url,
+      'POST',
+      '/v1/namespaces/vals/pods/v-0/keys',
+      { count: 1 },
+    );
+    const pubkey = res.body.keys[0]?.pubkey ?? '';
+    const file = join(await tempDir(), 'interchange.json');
+    const gvr = `0x${'21'.repeat(32)}`;
+    await writeFile(
+      file,
+      JSON.stringify({
+        metadata: { interchange_format_version: '5', genesis_validators_root: gvr },
+        data: [
+          {
+            pubkey,
+            signed_blocks: [{ slot: '81' }],
+            signed_attestations: [{ source_epoch: '1', target_epoch: '2' }],
+          },
+        ],
+      }),
+    );
+    const release = runPkm([
+      'release',
+      '--server',
+      server.url,
+      '--pod',
+      'v-0',
+      '--namespace',
+      'vals',
+      '--interchange',
+      file,
+    ]);
+    expect(await release.exited).toBe(0);
+    expect(JSON.parse(release.stdout.join(''))).toEqual({
+      namespace: 'vals',
+      pod: 'v-0',
+      released: [pubkey],
+    });
+    const again = await http<{ keys: Array<{ slashingProtection?: { data: unknown[] } }> }>(
+      server.url,
+      'POST',
+      '/v1/namespaces/vals/pods/v-0/keys',
+      { count: 1 },
+    );
+    expect(again.body.keys[0]?.slashingProtection?.data).toEqual([
+      {
+        pubkey,
+        signed_blocks: [{ slot: '81' }],
+        signed_attestations: [{ source_epoch: '1', target_epoch: '2' }],
+      },
+    ]);
+    const bad = runPkm([
+      'release',
+      '--server',
+      server.url,
+      '--pod',
+      'v-0',
+      '--namespace',
+      'vals',
+      '--interchange',
+      join(await tempDir(), 'missing.json'),
+    ]);
+    expect(await bad.exited).toBe(ExitCode.usage);
+    expect(bad.stderr.join('')).toMatch(/INVALID_INTERCHANGE/);
   });
 
   it('exits 2 for a bad pod name, and 4 when the server cannot be reached', async () => {
