@@ -54,6 +54,23 @@ program
     ),
   )
   .addOption(
+    flag(
+      '--kube',
+      'watch pods (in-cluster, or --kubeconfig): the fallback to the deletion webhook',
+    ),
+  )
+  .addOption(
+    flag('--kubeconfig <file>', 'kubeconfig for --kube (default: the in-cluster service account)'),
+  )
+  .addOption(flag('--label-selector <selector>', 'only pods with these labels, e.g. app=validator'))
+  .addOption(
+    flag(
+      '--kube-grace <duration>',
+      'how long a pod must be missing before its keys are released',
+      '60s',
+    ),
+  )
+  .addOption(
     flag('--tls-cert <file>', 'serve HTTPS with this PEM certificate (reloaded on SIGHUP)'),
   )
   .addOption(flag('--tls-key <file>', 'and this PEM key'))

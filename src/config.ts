@@ -28,6 +28,14 @@ export interface ServerConfig {
   readonly deposits: DepositSettings | undefined;
   /** Namespaces that count (--namespace, repeatable); empty: all. */
   readonly namespaces: readonly string[];
+  /** The pod watcher (--kube): the webhook's fallback. */
+  readonly kube:
+    | {
+        readonly kubeconfig: string | undefined;
+        readonly labelSelector: string | undefined;
+        readonly graceMs: number;
+      }
+    | undefined;
   /** Serve HTTPS with these PEM files (Kubernetes calls webhooks over TLS only). */
   readonly tls: { readonly certFile: string; readonly keyFile: string } | undefined;
 }
@@ -166,6 +174,14 @@ export function parseServerConfig(raw: RawFlags): ServerConfig {
     logLevel: parseLogLevel(text(raw, 'logLevel')),
     namespaces: parseNamespaces(raw.namespace),
     tls: parseTls(text(raw, 'tlsCert'), text(raw, 'tlsKey')),
+    kube:
+      raw.kube === true || raw.kube === 'true'
+        ? {
+            kubeconfig: text(raw, 'kubeconfig'),
+            labelSelector: text(raw, 'labelSelector'),
+            graceMs: parseDuration(text(raw, 'kubeGrace') ?? '60s', 'kube-grace'),
+          }
+        : undefined,
     deposits: parseDepositSettings(
       {
         network: text(raw, 'network'),

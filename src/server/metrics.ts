@@ -13,6 +13,7 @@ export interface Metrics {
   onReleased(pod: string, released: number): void;
   onDeposit(outcome: DepositOutcome): void;
   onWebhook(outcome: WebhookOutcome): void;
+  onWatcherResync(): void;
 }
 
 export interface MetricsSource {
@@ -88,6 +89,11 @@ export function createMetrics(source: MetricsSource): Metrics {
       if (wei !== undefined) this.set(Number(wei / 10n ** 9n) / 1e9);
     },
   });
+  const resyncs = new Counter({
+    name: 'pkm_watcher_resyncs_total',
+    help: 'Pod watcher re-lists after a watch error',
+    registers: [registry],
+  });
   const webhook = new Counter({
     name: 'pkm_webhook_reviews_total',
     help: 'Pod-deletion reviews by outcome (released, ignored, dry-run, error)',
@@ -97,6 +103,9 @@ export function createMetrics(source: MetricsSource): Metrics {
   return {
     registry,
     requests,
+    onWatcherResync() {
+      resyncs.inc();
+    },
     onWebhook(outcome) {
       webhook.inc({ outcome });
     },

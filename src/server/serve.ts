@@ -12,6 +12,7 @@ import { openDepositor } from '../deposit/setup.js';
 import { PkmError } from '../errors.js';
 import { MnemonicKeys } from '../keys/mnemonic.js';
 import { type KeySource, mnemonicKeySource, randomKeySource } from '../keys/source.js';
+import { loadKubeConfig, PodWatcher } from '../kube/watcher.js';
 import type { Logger } from '../log.js';
 import { Store } from '../store/store.js';
 import { composeApp } from './compose.js';
@@ -81,7 +82,7 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
       throw err;
     }
   }
-  const { app } = composeApp({
+  const { app, allocator, metrics } = composeApp({
     store,
     config,
     log,
@@ -124,6 +125,25 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
       `cannot listen on --listen ${config.listen.host}:${config.listen.port}: ${reason}`,
     );
   }
+  let watcher: PodWatcher | undefined;
+  if (config.kube) {
+    try {
+      watcher = new PodWatcher(
+        loadKubeConfig(config.kube.kubeconfig),
+        { ...config.kube, namespaces: config.namespaces },
+        { store, allocator, clock: systemClock, log, onResync: () => metrics.onWatcherResync() },
+      );
+      await watcher.start();
+    } catch (err) {
+      await watcher?.stop();
+      server.close();
+      depositor?.stop();
+      await store.close();
+      throw new PkmError('INVALID_CONFIG', `--kube: cannot list pods: ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
+  }
   const { address, port } = server.address() as AddressInfo;
   const host = address.includes(':') ? `[${address}]` : address;
   const url = `${config.tls ? 'https' : 'http'}://${host}:${port}`;
@@ -134,6 +154,7 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
     url,
     async close(graceMs = 10_000) {
       draining = true;
+      await watcher?.stop();
       if (reloadTls) process.off('SIGHUP', reloadTls);
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       const force = setTimeout(() => server.closeAllConnections(), graceMs);

@@ -1,0 +1,170 @@
+// A small Kubernetes API server on 127.0.0.1 for the watcher tests. It speaks the real wire
+// format for what the watcher uses: GET /api/v1/namespaces/{ns}/pods (a PodList with
+// metadata.resourceVersion, filtered by labelSelector), the same with watch=true streaming
+// newline-delimited watch events, and an ERROR event with a 410 Status that ends the stream.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export interface FakePod {
+  name: string;
+  namespace: string;
+  uid: string;
+  phase: 'Pending' | 'Running' | 'Succeeded' | 'Failed' | 'Unknown';
+  labels?: Record<string, string>;
+}
+
+interface Watcher {
+  res: ServerResponse;
+  namespace: string;
+  selector: string | undefined;
+}
+
+function matches(pod: FakePod, selector: string | undefined): boolean {
+  if (!selector) return true;
+  return selector.split(',').every((term) => {
+    const [k, v] = term.split('=');
+    return k !== undefined && pod.labels?.[k] === v;
+  });
+}
+
+export class FakeKubeApi {
+  readonly lists: Array<{ namespace: string; labelSelector: string | undefined }> = [];
+  private readonly pods = new Map<string, FakePod>();
+  private readonly watchers = new Set<Watcher>();
+  private rv = 1;
+  /** Lists to answer with a 500 (an API server having trouble). */
+  failLists = 0;
+  private server: Server | undefined;
+  url = '';
+
+  async start(): Promise<void> {
+    this.server = createServer((req, res) => this.handle(req, res));
+    await new Promise<void>((resolve) => this.server?.listen(0, '127.0.0.1', () => resolve()));
+    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  }
+
+  async stop(): Promise<void> {
+    for (const w of this.watchers) w.res.end();
+    this.server?.closeAllConnections();
+    await new Promise<void>((resolve) => this.server?.close(() => resolve()));
+  }
+
+  /** A kubeconfig for this server, as @kubernetes/client-node loads it. */
+  kubeconfigYaml(): string {
+    return [
+      'apiVersion: v1',
+      'kind: Config',
+      // Plain HTTP on loopback: client-node allows it only with TLS verification off.
+      `clusters: [{name: fake, cluster: {server: "${this.url}", insecure-skip-tls-verify: true}}]`,
+      'users: [{name: test, user: {token: test-token}}]',
+      'contexts: [{name: fake, context: {cluster: fake, user: test}}]',
+      'current-context: fake',
+      '',
+    ].join('\n');
+  }
+
+  upsert(pod: FakePod): void {
+    const key = `${pod.namespace}/${pod.name}`;
+    const type = this.pods.has(key) ? 'MODIFIED' : 'ADDED';
+    this.pods.set(key, pod);
+    this.emit(type, pod);
+  }
+
+  remove(namespace: string, name: string): void {
+    const pod = this.pods.get(`${namespace}/${name}`);
+    if (!pod) return;
+    this.pods.delete(`${namespace}/${name}`);
+    this.emit('DELETED', pod);
+  }
+
+  /** The watch's resource version is too old: every open watch gets a 410 and ends. */
+  expire(): void {
+    for (const w of this.watchers) {
+      const status = {
+        kind: 'Status',
+        apiVersion: 'v1',
+        metadata: {},
+        status: 'Failure',
+        message: 'too old resource version',
+        reason: 'Expired',
+        code: 410,
+      };
+      w.res.end(`${JSON.stringify({ type: 'ERROR', object: status })}\n`);
+    }
+    this.watchers.clear();
+  }
+
+  private toObject(pod: FakePod, rv: number) {
+    return {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: {
+        name: pod.name,
+        namespace: pod.namespace,
+        uid: pod.uid,
+        resourceVersion: String(rv),
+        labels: pod.labels ?? {},
+      },
+      spec: { containers: [{ name: 'validator', image: 'sigp/lighthouse' }] },
+      status: { phase: pod.phase },
+    };
+  }
+
+  private emit(type: string, pod: FakePod): void {
+    this.rv++;
+    for (const w of this.watchers) {
+      if (w.namespace === pod.namespace && matches(pod, w.selector)) {
+        w.res.write(`${JSON.stringify({ type, object: this.toObject(pod, this.rv) })}\n`);
+      }
+    }
+  }
+
+  private handle(req: IncomingMessage, res: ServerResponse): void {
+    const url = new URL(req.url ?? '/', this.url);
+    const m = /^\/api\/v1\/namespaces\/([^/]+)\/pods$/.exec(url.pathname);
+    if (req.method !== 'GET' || !m?.[1] || req.headers.authorization !== 'Bearer test-token') {
+      res
+        .writeHead(404, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ kind: 'Status', code: 404 }));
+      return;
+    }
+    const namespace = decodeURIComponent(m[1]);
+    const selector = url.searchParams.get('labelSelector') ?? undefined;
+    const watch = url.searchParams.get('watch');
+    if (watch === 'true' || watch === '1') {
+      res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
+      res.flushHeaders();
+      const w: Watcher = { res, namespace, selector };
+      this.watchers.add(w);
+      req.on('close', () => this.watchers.delete(w));
+      return;
+    }
+    this.lists.push({ namespace, labelSelector: selector });
+    if (this.failLists > 0) {
+      this.failLists--;
+      res
+        .writeHead(500, { 'content-type': 'application/json' })
+        .end(
+          JSON.stringify({
+            kind: 'Status',
+            apiVersion: 'v1',
+            status: 'Failure',
+            message: 'etcdserver: request timed out',
+            code: 500,
+          }),
+        );
+      return;
+    }
+    const items = [...this.pods.values()].filter(
+      (p) => p.namespace === namespace && matches(p, selector),
+    );
+    res.writeHead(200, { 'content-type': 'application/json' }).end(
+      JSON.stringify({
+        kind: 'PodList',
+        apiVersion: 'v1',
+        metadata: { resourceVersion: String(this.rv) },
+        items: items.map((p) => this.toObject(p, this.rv)),
+      }),
+    );
+  }
+}
