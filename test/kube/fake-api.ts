@@ -142,17 +142,15 @@ export class FakeKubeApi {
     this.lists.push({ namespace, labelSelector: selector });
     if (this.failLists > 0) {
       this.failLists--;
-      res
-        .writeHead(500, { 'content-type': 'application/json' })
-        .end(
-          JSON.stringify({
-            kind: 'Status',
-            apiVersion: 'v1',
-            status: 'Failure',
-            message: 'etcdserver: request timed out',
-            code: 500,
-          }),
-        );
+      res.writeHead(500, { 'content-type': 'application/json' }).end(
+        JSON.stringify({
+          kind: 'Status',
+          apiVersion: 'v1',
+          status: 'Failure',
+          message: 'etcdserver: request timed out',
+          code: 500,
+        }),
+      );
       return;
     }
     const items = [...this.pods.values()].filter(
