@@ -55,6 +55,12 @@ program
   )
   .addOption(
     flag(
+      '--beacon-url <url>',
+      'beacon node: a cooled key seen live is not moved (needs --network)',
+    ),
+  )
+  .addOption(
+    flag(
       '--kube',
       'watch pods (in-cluster, or --kubeconfig): the fallback to the deletion webhook',
     ),

@@ -36,6 +36,8 @@ export interface ServerConfig {
         readonly graceMs: number;
       }
     | undefined;
+  /** A beacon node to ask before a cooled key moves to another pod (liveness gate). */
+  readonly beaconUrl: string | undefined;
   /** Serve HTTPS with these PEM files (Kubernetes calls webhooks over TLS only). */
   readonly tls: { readonly certFile: string; readonly keyFile: string } | undefined;
 }
@@ -174,6 +176,7 @@ export function parseServerConfig(raw: RawFlags): ServerConfig {
     logLevel: parseLogLevel(text(raw, 'logLevel')),
     namespaces: parseNamespaces(raw.namespace),
     tls: parseTls(text(raw, 'tlsCert'), text(raw, 'tlsKey')),
+    beaconUrl: text(raw, 'beaconUrl'),
     kube:
       raw.kube === true || raw.kube === 'true'
         ? {

@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach } from 'vitest';
+import type { LivenessGate } from '../src/beacon/liveness.js';
 import { createLogger } from '../src/log.js';
 import { composeApp } from '../src/server/compose.js';
 import { Store } from '../src/store/store.js';
@@ -57,6 +58,7 @@ export async function startTestServer(
     store?: Store;
     namespaces?: string[];
     beacon?: { genesisTime: number; genesisValidatorsRoot: string };
+    liveness?: LivenessGate;
   } = {},
 ): Promise<TestServer> {
   const store = opts.store ?? (await openTempStore());
@@ -66,6 +68,7 @@ export async function startTestServer(
     clock: clock.now,
     log: createLogger('silent'),
     ...(opts.beacon ? { beacon: opts.beacon } : {}),
+    ...(opts.liveness ? { liveness: opts.liveness } : {}),
     config: {
       reuseDelayMs: opts.reuseDelayMs ?? 20 * MINUTE,
       maxKeysPerPod: opts.maxKeysPerPod ?? 64,

@@ -2,14 +2,14 @@
 // Every state change runs through the group committer (group-commit.ts): one at a time, and
 // nothing else writes between reading the state and committing its batch.
 
+import type { LivenessGate } from '../beacon/liveness.js';
 import type { DepositRecord } from '../deposit/deposit-data.js';
 import { PkmError } from '../errors.js';
 import type { KeySource, NewKey } from '../keys/source.js';
-import type { NewAuditEvent } from '../store/audit.js';
 import { MetaKey } from '../store/buckets.js';
 import type { KeyRecord, PodRecord, Protection } from '../store/records.js';
 import { withEvent } from '../store/records.js';
-import type { KeyChange, PodChange, Store } from '../store/store.js';
+import type { KeyChange, Store } from '../store/store.js';
 import type { Clock } from './clock.js';
 import { totalKeys } from './counts.js';
 import { GroupCommitter } from './group-commit.js';
@@ -18,7 +18,11 @@ import { newKeyRecords } from './new-keys.js';
 import { pickOldest } from './pick.js';
 import { handOut, uploadProtectionIn } from './protection.js';
 import { retireIn } from './retire.js';
+import { allocationEvents, previousHolderChanges } from './reuse.js';
 import type { Transaction } from './transaction.js';
+
+/** A key seen live waits two epochs before it is checked again. */
+const LIVE_HOLD_MS = 2 * 32 * 12 * 1000;
 
 export interface AllocatorConfig {
   /** Released keys wait this long before another pod may get them (slashing safety). */
@@ -71,6 +75,10 @@ export interface AllocatorDeps {
    * keys asks for them here, outside the group, then takes them from the pool.
    */
   readonly depositor?: { provide(count: number): Promise<void> };
+  /** --beacon-url: cooled keys are checked not live before they move to another pod. */
+  readonly liveness?: LivenessGate;
+  /** Called with keys held back because the beacon node saw them live (an alert). */
+  readonly onHeldBack?: (pubkeys: readonly string[]) => void;
   /** Deposit data for each new key, kept in the batch that records the key. */
   readonly makeDeposit?: (key: NewKey) => DepositRecord;
   readonly onAllocated?: (outcome: AllocationOutcome) => void;
@@ -79,6 +87,13 @@ export interface AllocatorDeps {
 
 export class Allocator {
   private readonly group: GroupCommitter;
+  /** Keys the beacon node saw live, kept from other pods until then (ms). */
+  private readonly heldBack = new Map<string, number>();
+
+  private heldBackAt(now: number): string[] {
+    for (const [pk, until] of this.heldBack) if (until <= now) this.heldBack.delete(pk);
+    return [...this.heldBack.keys()];
+  }
 
   constructor(private readonly deps: AllocatorDeps) {
     this.group = deps.group ?? new GroupCommitter(deps.store);
@@ -95,10 +110,16 @@ export class Allocator {
     }
     // With deposits sent, new keys are made and mined first, then taken like any free key; other
     // pods may take them meanwhile, so ask a few times.
+    // Cooled keys of other pods checked not live by the beacon node, for this request.
+    const verified = new Set<string>();
     for (let attempt = 0; attempt < 4; attempt++) {
-      const { records, outcome, needsNew } = await this.group.run((tx) =>
-        this.allocateIn(tx, pod, count),
+      const { records, outcome, needsNew, needsCheck } = await this.group.run((tx) =>
+        this.allocateIn(tx, pod, count, verified),
       );
+      if (needsCheck !== undefined) {
+        await this.checkLiveness(needsCheck, verified);
+        continue;
+      }
       if (needsNew === undefined || !this.deps.depositor) {
         if (outcome) this.deps.onAllocated?.(outcome);
         return this.handOut(pod, records, await this.genesisValidatorsRoot());
@@ -128,11 +149,33 @@ export class Allocator {
     return (await this.deps.store.getPod(pod))?.keys ?? [];
   }
 
+  /**
+   * Asks the beacon node, outside the lock, whether these cooled keys were live lately. Live
+   * ones are held back (another copy may still run); the rest may move.
+   */
+  private async checkLiveness(pubkeys: readonly string[], verified: Set<string>): Promise<void> {
+    const gate = this.deps.liveness;
+    if (!gate) return;
+    const now = this.deps.clock();
+    const live = new Set(await gate.live(pubkeys, now));
+    for (const pk of pubkeys) {
+      if (live.has(pk)) this.heldBack.set(pk, now + LIVE_HOLD_MS);
+      else verified.add(pk);
+    }
+    if (live.size > 0) this.deps.onHeldBack?.([...live]);
+  }
+
   private async allocateIn(
     tx: Transaction,
     pod: string,
     count: number,
-  ): Promise<{ records: KeyRecord[]; outcome?: AllocationOutcome; needsNew?: number }> {
+    verified: ReadonlySet<string> = new Set(),
+  ): Promise<{
+    records: KeyRecord[];
+    outcome?: AllocationOutcome;
+    needsNew?: number;
+    needsCheck?: string[];
+  }> {
     const { clock } = this.deps;
     const now = clock();
     const podBefore = await tx.getPod(pod);
@@ -148,7 +191,8 @@ export class Allocator {
     // cooling keys at once (DESIGN.md "Safety rules").
     const ownCooling = podBefore?.cooling ?? [];
     const reclaim = ownCooling.slice(0, need);
-    const fromPool = await this.poolEntries(tx, need - reclaim.length, now, new Set(ownCooling));
+    const excluded = new Set([...ownCooling, ...this.heldBackAt(now)]);
+    const fromPool = await this.poolEntries(tx, need - reclaim.length, now, excluded);
     // One read for every record involved.
     const records = await tx.getKeys([...held, ...reclaim, ...fromPool]);
     const heldRecords = records.slice(0, held.length);
@@ -171,6 +215,12 @@ export class Allocator {
         );
       }
     }
+    // A cooled key that moves to another pod is first checked with the beacon node (if any).
+    const unchecked = pooled.filter(
+      (r) => r.state === 'cooling' && r.pod !== pod && !verified.has(r.pubkey),
+    );
+    if (this.deps.liveness && unchecked.length > 0)
+      return { records: [], needsCheck: unchecked.map((r) => r.pubkey) };
     const createCount = need - reclaimed.length - pooled.length;
     await this.checkCanCreate(tx, createCount, now);
     // Keys are only handed out once deposited: nothing is staged, the caller deposits first.
@@ -198,7 +248,7 @@ export class Allocator {
     const created = await newKeyRecords(tx, this.deps, createCount, 'allocated', now);
     for (const base of created.records) give(undefined, base, 'allocated');
 
-    const podChanges = await this.previousHolderChanges(tx, pooled, now);
+    const podChanges = await previousHolderChanges(tx, pooled, now);
     const takenBack = new Set(reclaimed.map((r) => r.pubkey));
     podChanges.push({
       name: pod,
@@ -244,35 +294,6 @@ export class Allocator {
     ]);
     const eligible = cooled.filter((e) => !exclude.has(e.pubkey));
     return pickOldest(eligible, free, n).map((e) => e.pubkey);
-  }
-
-  /** Reused cooling keys leave their previous holder's cooling list, in the same batch. */
-  private async previousHolderChanges(
-    tx: Transaction,
-    pooled: readonly KeyRecord[],
-    now: number,
-  ): Promise<PodChange[]> {
-    const byPod = new Map<string, Set<string>>();
-    for (const r of pooled) {
-      if (r.state !== 'cooling' || r.pod === undefined) continue;
-      const set = byPod.get(r.pod) ?? new Set<string>();
-      set.add(r.pubkey);
-      byPod.set(r.pod, set);
-    }
-    const changes: PodChange[] = [];
-    for (const [name, gone] of byPod) {
-      const before = await tx.getPod(name);
-      if (!before)
-        throw new PkmError('STORE_CORRUPT', `cooling keys name pod ${name}, which has no record`);
-      const after: PodRecord = {
-        ...before,
-        cooling: before.cooling.filter((pk) => !gone.has(pk)),
-        since: now,
-      };
-      const empty = after.keys.length === 0 && after.cooling.length === 0;
-      changes.push(empty ? { name, before } : { name, before, after });
-    }
-    return changes;
   }
 
   private async checkCanCreate(tx: Transaction, n: number, now: number): Promise<void> {
@@ -334,28 +355,4 @@ export class Allocator {
   ): Allocation {
     return handOut(this.deps, pod, records, genesisValidatorsRoot);
   }
-}
-
-/** What an allocation did: the keys it handed out, and each cooled key that moved pods. */
-function allocationEvents(
-  pod: string,
-  at: number,
-  given: readonly KeyRecord[],
-  pooled: readonly KeyRecord[],
-): NewAuditEvent[] {
-  const events: NewAuditEvent[] = [
-    { at, type: 'allocate', pod, pubkeys: given.map((r) => r.pubkey) },
-  ];
-  for (const r of pooled) {
-    if (r.state === 'cooling' && r.pod !== undefined) {
-      events.push({
-        at,
-        type: 'reuse',
-        pod,
-        pubkeys: [r.pubkey],
-        detail: `from ${r.pod}, released at ${new Date(r.since).toISOString()}`,
-      });
-    }
-  }
-  return events;
 }

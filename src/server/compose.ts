@@ -4,6 +4,7 @@ import { Allocator, type BeaconChain } from '../allocation/allocator.js';
 import { type Clock, systemClock } from '../allocation/clock.js';
 import { stateCounts } from '../allocation/counts.js';
 import { GroupCommitter } from '../allocation/group-commit.js';
+import type { LivenessGate } from '../beacon/liveness.js';
 import type { ServerConfig } from '../config.js';
 import { type DepositConfig, type DepositRecord, makeDeposit } from '../deposit/deposit-data.js';
 import type { Depositor } from '../deposit/depositor.js';
@@ -27,6 +28,8 @@ export interface ServiceDeps {
   readonly deposits?: DepositConfig;
   /** The beacon chain's genesis, for slashing-protection fences (default: --network's). */
   readonly beacon?: BeaconChain;
+  /** The liveness gate (--beacon-url). */
+  readonly liveness?: LivenessGate;
   /** Send mode: shares `group` with the allocator. */
   readonly depositor?: Depositor;
   readonly group?: GroupCommitter;
@@ -56,6 +59,11 @@ export function composeApp(deps: ServiceDeps) {
     config: deps.config,
     onAllocated: (o) => metrics.onAllocated(o),
     onReleased: (pod, n) => metrics.onReleased(pod, n),
+    ...(deps.liveness ? { liveness: deps.liveness } : {}),
+    onHeldBack: (keys) => {
+      metrics.onHeldBack(keys.length);
+      deps.log.error({ pubkeys: keys }, 'cooled keys are live on chain: kept from other pods');
+    },
   });
   const app = createApp({
     store: deps.store,

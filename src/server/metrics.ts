@@ -14,6 +14,7 @@ export interface Metrics {
   onDeposit(outcome: DepositOutcome): void;
   onWebhook(outcome: WebhookOutcome): void;
   onWatcherResync(): void;
+  onHeldBack(keys: number): void;
 }
 
 export interface MetricsSource {
@@ -89,6 +90,11 @@ export function createMetrics(source: MetricsSource): Metrics {
       if (wei !== undefined) this.set(Number(wei / 10n ** 9n) / 1e9);
     },
   });
+  const heldBack = new Counter({
+    name: 'pkm_liveness_held_back_total',
+    help: 'Cooled keys the beacon node saw live, kept from other pods (alert on any)',
+    registers: [registry],
+  });
   const resyncs = new Counter({
     name: 'pkm_watcher_resyncs_total',
     help: 'Pod watcher re-lists after a watch error',
@@ -103,6 +109,9 @@ export function createMetrics(source: MetricsSource): Metrics {
   return {
     registry,
     requests,
+    onHeldBack(keys) {
+      heldBack.inc(keys);
+    },
     onWatcherResync() {
       resyncs.inc();
     },

@@ -6,6 +6,7 @@ import { createServer as createHttpsServer, Server as HttpsServer } from 'node:h
 import type { AddressInfo } from 'node:net';
 import { systemClock } from '../allocation/clock.js';
 import { GroupCommitter } from '../allocation/group-commit.js';
+import { BeaconLivenessGate } from '../beacon/liveness.js';
 import { readSecretFile, type ServerConfig } from '../config.js';
 import type { Depositor } from '../deposit/depositor.js';
 import { openDepositor } from '../deposit/setup.js';
@@ -29,6 +30,19 @@ async function readTls(tls: {
       `cannot read --tls-cert or --tls-key: ${(err as Error).message}`,
     );
   }
+}
+
+/** --beacon-url needs the network's genesis time to know the current epoch. */
+function livenessGate(config: ServerConfig): BeaconLivenessGate | undefined {
+  if (config.beaconUrl === undefined) return undefined;
+  const genesis = config.deposits?.network.genesisTime;
+  if (genesis === undefined) {
+    throw new PkmError(
+      'INVALID_CONFIG',
+      '--beacon-url needs --network (its genesis time gives the current epoch), e.g. --network hoodi',
+    );
+  }
+  return new BeaconLivenessGate(config.beaconUrl, genesis);
 }
 
 export interface RunningServer {
@@ -58,6 +72,7 @@ async function keySourceFor(config: ServerConfig): Promise<KeySource> {
 
 export async function startServer(config: ServerConfig, log: Logger): Promise<RunningServer> {
   const keySource = await keySourceFor(config);
+  const liveness = livenessGate(config);
   const store = await Store.open(config.dataDir);
   let draining = false;
   try {
@@ -83,6 +98,7 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
     }
   }
   const { app, allocator, metrics } = composeApp({
+    ...(liveness ? { liveness } : {}),
     store,
     config,
     log,
