@@ -145,6 +145,20 @@ export class Allocator {
     return this.group.run((tx) => retireIn(tx, this.deps.clock(), pubkey, reason));
   }
 
+  /** Records the UID of the pod that holds `pod`'s keys (the watcher sees it). */
+  recordUid(pod: string, uid: string): Promise<void> {
+    return this.group.run(async (tx) => {
+      const before = await tx.getPod(pod);
+      if (!before || before.keys.length === 0 || before.uid === uid) return;
+      tx.stage({ keys: [], pods: [{ name: pod, before, after: { ...before, uid } }] });
+    });
+  }
+
+  /** The UID recorded for the pod holding `pod`'s keys, if any. */
+  async holderUid(pod: string): Promise<string | undefined> {
+    return (await this.deps.store.getPod(pod))?.uid;
+  }
+
   async podKeys(pod: string): Promise<string[]> {
     return (await this.deps.store.getPod(pod))?.keys ?? [];
   }

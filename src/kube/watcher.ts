@@ -103,6 +103,13 @@ export class PodWatcher {
   private onPod(pod: V1Pod): void {
     const phase = pod.status?.phase;
     const name = pod.metadata?.name;
+    const uid = pod.metadata?.uid;
+    if (name && uid && !TERMINAL.has(phase ?? '')) {
+      const identity = podIdentity(pod.metadata?.namespace, name);
+      this.deps.allocator
+        .recordUid(identity, uid)
+        .catch((err: unknown) => this.deps.log.warn({ err, pod: identity }, 'UID not recorded'));
+    }
     if (!name || !phase || !TERMINAL.has(phase)) return;
     const identity = podIdentity(pod.metadata?.namespace, name);
     this.release(identity, `phase ${phase}`).catch((err: unknown) =>

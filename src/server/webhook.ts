@@ -12,7 +12,11 @@ import { methodNotAllowed } from './http-errors.js';
 const REVIEW_LIMIT = '3mb';
 
 const Meta = z
-  .object({ name: z.string().optional(), namespace: z.string().optional() })
+  .object({
+    name: z.string().optional(),
+    namespace: z.string().optional(),
+    uid: z.string().optional(),
+  })
   .passthrough();
 const Review = z
   .object({
@@ -90,6 +94,10 @@ async function review(
   if (request.dryRun) return 'dry-run';
   const identity = podIdentity(namespace, name);
   try {
+    // A review of an older incarnation of a recreated pod must not release the new one's keys.
+    const recorded = await deps.allocator.holderUid(identity);
+    if (recorded !== undefined && meta?.uid !== undefined && meta.uid !== recorded)
+      return 'ignored';
     const released = await deps.allocator.release(identity);
     deps.log.info(
       { pod: identity, released: released.length, uid: request.uid },

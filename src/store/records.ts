@@ -102,6 +102,11 @@ const PodRecord = z
     cooling: z.array(Pubkey),
     /** Last change (ms since epoch). */
     since: z.number().int().nonnegative(),
+    /**
+     * The UID of the pod that holds the keys, as the watcher last saw it. A StatefulSet pod
+     * recreated under the same name is the same identity, with a new UID.
+     */
+    uid: z.string().optional(),
   })
   .strict();
 export type PodRecord = z.infer<typeof PodRecord>;

@@ -120,6 +120,14 @@ describe('pod watcher (against a fake API server)', () => {
     expect(await holds(allocator, 'validators/v-0')).toBe(true);
   });
 
+  it('records the UID of the pod holding the keys, and the new one after a recreation', async () => {
+    const { api, store } = await setup({ pods: [pod('v-0')], held: ['validators/v-0'] });
+    await until(async () => (await store.getPod('validators/v-0'))?.uid === 'v-0-uid-1');
+    api.remove('validators', 'v-0');
+    api.upsert(pod('v-0', 'Pending', 'v-0-uid-2'));
+    await until(async () => (await store.getPod('validators/v-0'))?.uid === 'v-0-uid-2');
+  });
+
   it('at start-up, releases held pods the cluster does not have, after the grace period', async () => {
     const { allocator, watcher, clock } = await setup({
       pods: [pod('v-0')],

@@ -137,6 +137,23 @@ describe('pod-deletion webhook', () => {
     expect((await assignments(url)).pods).toEqual({ 'validators/validator-0': there });
   });
 
+  it("ignores a review of an older incarnation of a recreated pod (another UID than the holder's)", async () => {
+    const { url, allocator, store } = await startTestServer();
+    await withPod(url);
+    await allocator.recordUid('validators/validator-0', 'new-uid');
+    const before = await store.rawEntries();
+    const stale = review();
+    stale.request.oldObject.metadata.uid = 'old-uid';
+    expect(
+      (await http<ReviewAnswer>(url, 'POST', '/v1/webhooks/pod-deletion', stale)).body.response
+        .allowed,
+    ).toBe(true);
+    expect(await store.rawEntries()).toEqual(before);
+    stale.request.oldObject.metadata.uid = 'new-uid';
+    await http(url, 'POST', '/v1/webhooks/pod-deletion', stale);
+    expect((await assignments(url)).counts).toMatchObject({ cooling: 2, allocated: 0 });
+  });
+
   it('ignores namespaces outside --namespace', async () => {
     const { url, store } = await startTestServer({ namespaces: ['validators'] });
     await withPod(url);
