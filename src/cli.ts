@@ -55,6 +55,13 @@ program
   )
   .addOption(
     flag(
+      '--resync-window <duration>',
+      "after a start, keys held before stay with their pods this long (2 x the agents' --interval)",
+      '60s',
+    ),
+  )
+  .addOption(
+    flag(
       '--beacon-url <url>',
       'beacon node: a cooled key seen live is not moved (needs --network)',
     ),

@@ -36,6 +36,8 @@ export interface ServerConfig {
         readonly graceMs: number;
       }
     | undefined;
+  /** After a start, how long keys held before stay with their pods (heartbeats re-assert). */
+  readonly resyncWindowMs: number;
   /** A beacon node to ask before a cooled key moves to another pod (liveness gate). */
   readonly beaconUrl: string | undefined;
   /** Serve HTTPS with these PEM files (Kubernetes calls webhooks over TLS only). */
@@ -177,6 +179,7 @@ export function parseServerConfig(raw: RawFlags): ServerConfig {
     namespaces: parseNamespaces(raw.namespace),
     tls: parseTls(text(raw, 'tlsCert'), text(raw, 'tlsKey')),
     beaconUrl: text(raw, 'beaconUrl'),
+    resyncWindowMs: parseDuration(text(raw, 'resyncWindow') ?? '60s', 'resync-window'),
     kube:
       raw.kube === true || raw.kube === 'true'
         ? {

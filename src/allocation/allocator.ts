@@ -13,6 +13,7 @@ import type { KeyChange, Store } from '../store/store.js';
 import type { Clock } from './clock.js';
 import { totalKeys } from './counts.js';
 import { GroupCommitter } from './group-commit.js';
+import { type HeartbeatResult, heartbeatIn } from './heartbeat.js';
 import { parseInterchange } from './interchange.js';
 import { newKeyRecords } from './new-keys.js';
 import { pickOldest } from './pick.js';
@@ -75,6 +76,13 @@ export interface AllocatorDeps {
    * keys asks for them here, outside the group, then takes them from the pool.
    */
   readonly depositor?: { provide(count: number): Promise<void> };
+  /**
+   * Until then (ms), no key that was held before goes to a pod other than its own: after a
+   * start, holders first re-assert what they run (heartbeats). New keys may still be made.
+   */
+  readonly resyncUntil?: number;
+  /** Called with keys a heartbeat found held by two pods (logged loudly, counted). */
+  readonly onConflict?: (pod: string, pubkeys: readonly string[]) => void;
   /** --beacon-url: cooled keys are checked not live before they move to another pod. */
   readonly liveness?: LivenessGate;
   /** Called with keys held back because the beacon node saw them live (an alert). */
@@ -145,6 +153,13 @@ export class Allocator {
     return this.group.run((tx) => retireIn(tx, this.deps.clock(), pubkey, reason));
   }
 
+  /** Reconciles the keys a pod reports it runs (see heartbeat.ts); conflicts are reported. */
+  async heartbeat(pod: string, pubkeys: readonly string[]): Promise<HeartbeatResult> {
+    const result = await this.group.run((tx) => heartbeatIn(tx, this.deps.clock(), pod, pubkeys));
+    if (result.conflicts.length > 0) this.deps.onConflict?.(pod, result.conflicts);
+    return result;
+  }
+
   /** Records the UID of the pod that holds `pod`'s keys (the watcher sees it). */
   recordUid(pod: string, uid: string): Promise<void> {
     return this.group.run(async (tx) => {
@@ -212,7 +227,15 @@ export class Allocator {
     const heldRecords = records.slice(0, held.length);
     if (need === 0) return { records: heldRecords };
     const reclaimed = records.slice(held.length, held.length + reclaim.length);
-    const pooled = records.slice(held.length + reclaim.length);
+    // In the resync window, keys held before stay put (their holders re-assert first); keys no
+    // pod ever held, and new keys, may still go out.
+    const resyncing = now < (this.deps.resyncUntil ?? 0);
+    const pooled = records
+      .slice(held.length + reclaim.length)
+      .filter(
+        (r) =>
+          !resyncing || !r.history.some((e) => e.event === 'allocated' || e.event === 'released'),
+      );
     for (const r of reclaimed) {
       if (r.state !== 'cooling' || r.pod !== pod) {
         throw new PkmError(

@@ -24,6 +24,10 @@ export interface AppDeps {
   readonly reuseDelayMs: number;
   /** True once shutdown has begun: /readyz turns 503 so traffic moves away. */
   readonly isDraining?: () => boolean;
+  /** Fresh at each start: a changed token tells agents to re-assert what they run. */
+  readonly bootToken?: string;
+  /** When each pod last sent a heartbeat (ms), since this start. */
+  readonly heartbeats?: Map<string, number>;
   /** Namespaces this server serves (--namespace); empty or absent: all. */
   readonly namespaces?: readonly string[];
   /** Send mode: why the funder cannot pay for a deposit, if it cannot. */

@@ -53,7 +53,9 @@ function queryText(value: unknown, name: string, maxLength: number): string {
   return value;
 }
 
-export function assignmentsRoutes(deps: Pick<AppDeps, 'store' | 'clock' | 'reuseDelayMs'>): Router {
+export function assignmentsRoutes(
+  deps: Pick<AppDeps, 'store' | 'clock' | 'reuseDelayMs' | 'heartbeats'>,
+): Router {
   const router = Router();
   const counts = async () => ({
     ...(await stateCounts(deps.store, deps.clock(), deps.reuseDelayMs)),
@@ -106,7 +108,7 @@ export function assignmentsRoutes(deps: Pick<AppDeps, 'store' | 'clock' | 'reuse
           more = true;
           break;
         }
-        await out.write(podRow(name, pod.keys));
+        await out.write(podRow(name, pod.keys, deps.heartbeats?.get(name)));
         shown++;
         lastShown = name;
       }

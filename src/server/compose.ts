@@ -1,5 +1,6 @@
 // The composition root: one place that builds the service from its parts, for the server and
 // for tests (a temp store, an injected clock, port 0).
+import { randomBytes } from 'node:crypto';
 import { Allocator, type BeaconChain } from '../allocation/allocator.js';
 import { type Clock, systemClock } from '../allocation/clock.js';
 import { stateCounts } from '../allocation/counts.js';
@@ -21,7 +22,7 @@ function depositMaker(config: DepositConfig) {
 export interface ServiceDeps {
   readonly store: Store;
   readonly config: Pick<ServerConfig, 'reuseDelayMs' | 'maxKeysPerPod' | 'maxTotalKeys'> &
-    Partial<Pick<ServerConfig, 'namespaces'>>;
+    Partial<Pick<ServerConfig, 'namespaces' | 'resyncWindowMs'>>;
   readonly log: Logger;
   readonly clock?: Clock;
   readonly keySource?: KeySource;
@@ -59,13 +60,24 @@ export function composeApp(deps: ServiceDeps) {
     config: deps.config,
     onAllocated: (o) => metrics.onAllocated(o),
     onReleased: (pod, n) => metrics.onReleased(pod, n),
+    resyncUntil: clock() + (deps.config.resyncWindowMs ?? 0),
+    onConflict: (pod, keys) => {
+      metrics.onConflict(keys.length);
+      deps.log.error(
+        { pod, pubkeys: keys },
+        'CONFLICT: these keys run in two pods; they are never handed out until an operator retires them',
+      );
+    },
     ...(deps.liveness ? { liveness: deps.liveness } : {}),
     onHeldBack: (keys) => {
       metrics.onHeldBack(keys.length);
       deps.log.error({ pubkeys: keys }, 'cooled keys are live on chain: kept from other pods');
     },
   });
+  const heartbeats = new Map<string, number>();
   const app = createApp({
+    bootToken: randomBytes(16).toString('hex'),
+    heartbeats,
     store: deps.store,
     allocator,
     clock,
@@ -78,7 +90,7 @@ export function composeApp(deps: ServiceDeps) {
       ? { funds: fundsCheck(depositor, deps.deposits.amountGwei) }
       : {}),
   });
-  return { app, allocator, metrics };
+  return { app, allocator, metrics, heartbeats };
 }
 
 /** /readyz fails while the funder cannot pay for one more deposit. */

@@ -15,6 +15,7 @@ export interface Metrics {
   onWebhook(outcome: WebhookOutcome): void;
   onWatcherResync(): void;
   onHeldBack(keys: number): void;
+  onConflict(keys: number): void;
 }
 
 export interface MetricsSource {
@@ -90,6 +91,11 @@ export function createMetrics(source: MetricsSource): Metrics {
       if (wei !== undefined) this.set(Number(wei / 10n ** 9n) / 1e9);
     },
   });
+  const conflicts = new Counter({
+    name: 'pkm_conflicts_total',
+    help: 'Keys a heartbeat found running in two pods (alert on any)',
+    registers: [registry],
+  });
   const heldBack = new Counter({
     name: 'pkm_liveness_held_back_total',
     help: 'Cooled keys the beacon node saw live, kept from other pods (alert on any)',
@@ -109,6 +115,9 @@ export function createMetrics(source: MetricsSource): Metrics {
   return {
     registry,
     requests,
+    onConflict(keys) {
+      conflicts.inc(keys);
+    },
     onHeldBack(keys) {
       heldBack.inc(keys);
     },

@@ -65,14 +65,18 @@ export function pageHead(h: PageHead): string {
 <form method="get" action="/assignments" role="search">
 <label for="q">Filter</label><input id="q" name="q" value="${escapeHtml(h.query)}" placeholder="pod name, or pubkey prefix 0x…" autocomplete="off" spellcheck="false">
 <button type="submit">Search all pods</button></form>
-<table id="pods"><thead><tr><th scope="col">Pod</th><th scope="col">Keys</th><th scope="col">Public keys</th></tr></thead><tbody>
+<table id="pods"><thead><tr><th scope="col">Pod</th><th scope="col">Keys</th><th scope="col">Last heartbeat (UTC)</th><th scope="col">Public keys</th></tr></thead><tbody>
 `;
 }
 
-export function podRow(name: string, pubkeys: readonly string[]): string {
+export function podRow(name: string, pubkeys: readonly string[], heartbeat?: number): string {
   const pod = escapeHtml(name);
   const keys = pubkeys.map((k) => `<code>${escapeHtml(k)}</code>`).join('');
-  return `<tr data-pod="${pod}"><td>${pod}</td><td class="count">${pubkeys.length}</td><td>${keys}</td></tr>\n`;
+  const beat =
+    heartbeat === undefined
+      ? '—'
+      : `<time datetime="${new Date(heartbeat).toISOString()}">${new Date(heartbeat).toISOString().slice(11, 19)}</time>`;
+  return `<tr data-pod="${pod}"><td>${pod}</td><td class="count">${pubkeys.length}</td><td class="beat">${beat}</td><td>${keys}</td></tr>\n`;
 }
 
 export interface PageFoot {

@@ -15,12 +15,17 @@ import type { AppDeps } from './app.js';
 import { methodNotAllowed } from './http-errors.js';
 
 const AllocateBody = z.object({ count: z.number() }).strict();
+const HeartbeatBody = z
+  .object({ pubkeys: z.array(z.string().regex(/^0x[0-9a-fA-F]{96}$/)).max(4096) })
+  .strict();
 /** Bodies here are tiny ({"count":n}); anything larger is refused before it is parsed. */
 export const BODY_LIMIT = '16kb';
 /** A full-history EIP-3076 file for a pod's keys. */
 const INTERCHANGE_LIMIT = '10mb';
 
-export function podRoutes(deps: Pick<AppDeps, 'allocator' | 'namespaces'>): Router {
+export function podRoutes(
+  deps: Pick<AppDeps, 'allocator' | 'namespaces' | 'bootToken' | 'heartbeats' | 'clock'>,
+): Router {
   const router = Router();
   const json = express.json({ limit: BODY_LIMIT, strict: true, type: 'application/json' });
 
@@ -82,6 +87,25 @@ export function podRoutes(deps: Pick<AppDeps, 'allocator' | 'namespaces'>): Rout
       })
       .all(methodNotAllowed('GET', 'POST', 'DELETE'));
   }
+  const heartbeatJson = express.json({ limit: '256kb', strict: true, type: 'application/json' });
+  for (const path of ['/v1/pods/:pod/heartbeat', '/v1/namespaces/:namespace/pods/:pod/heartbeat']) {
+    router
+      .route(path)
+      .post(heartbeatJson, async (req, res) => {
+        const { id, shown } = target(req);
+        const body = HeartbeatBody.safeParse(req.body);
+        if (!body.success)
+          throw new PkmError('INVALID_BODY', 'expected {"pubkeys": ["0x…", …]} (at most 4096)');
+        const result = await deps.allocator.heartbeat(
+          id,
+          body.data.pubkeys.map((pk) => pk.toLowerCase()),
+        );
+        deps.heartbeats?.set(id, deps.clock?.() ?? Date.now());
+        res.json({ ...shown, bootToken: deps.bootToken, ...result });
+      })
+      .all(methodNotAllowed('POST'));
+  }
+
   const interchangeJson = express.json({
     limit: INTERCHANGE_LIMIT,
     strict: true,

@@ -8,7 +8,16 @@ export const AuditEvent = z
   .object({
     seq: z.number().int().nonnegative(),
     at: z.number().int().nonnegative(),
-    type: z.enum(['allocate', 'release', 'reuse', 'retire', 'deposit', 'conflict', 'protection']),
+    type: z.enum([
+      'allocate',
+      'release',
+      'reuse',
+      'retire',
+      'deposit',
+      'conflict',
+      'protection',
+      'reassert',
+    ]),
     pod: z.string().optional(),
     pubkeys: z.array(z.string()),
     detail: z.string().optional(),

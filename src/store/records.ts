@@ -13,6 +13,8 @@ export const StoredState = z.enum([
   'depositing',
   /** The deposit reverted or could not be sent: kept, for an operator to retry or retire. */
   'deposit-failed',
+  /** Two pods run it (a heartbeat said so): never handed out until an operator resolves it. */
+  'conflict',
 ]);
 export type StoredState = z.infer<typeof StoredState>;
 
@@ -86,6 +88,8 @@ const KeyRecord = z
     depositError: z.string().optional(),
     /** Uploaded slashing protection, merged (EIP-3076). */
     protection: Protection.optional(),
+    /** For state conflict: the pods that run it. */
+    conflictPods: z.array(z.string()).optional(),
     history: z.array(KeyEvent).max(HISTORY_LIMIT),
   })
   .strict()
@@ -120,6 +124,7 @@ const Counts = z
     retired: Count,
     depositing: Count,
     'deposit-failed': Count,
+    conflict: Count,
     pods: Count,
   })
   .strict();
@@ -132,6 +137,7 @@ export const ZERO_COUNTS: Counts = Object.freeze({
   retired: 0,
   depositing: 0,
   'deposit-failed': 0,
+  conflict: 0,
   pods: 0,
 });
 

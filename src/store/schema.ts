@@ -19,6 +19,15 @@ const MIGRATIONS: Record<number, (db: Level<string, string>) => Promise<void>> =
       { type: 'put', key: MetaKey.schemaVersion, value: '2' },
     ]);
   },
+  // 3: the conflict state (heartbeats); the counters gain it.
+  2: async (db) => {
+    const meta = db.sublevel<string, string>(Bucket.meta, { valueEncoding: 'utf8' });
+    const old = JSON.parse((await meta.get(MetaKey.counts)) ?? '{}') as Record<string, number>;
+    await meta.batch([
+      { type: 'put', key: MetaKey.counts, value: countsCodec.encode({ ...ZERO_COUNTS, ...old }) },
+      { type: 'put', key: MetaKey.schemaVersion, value: '3' },
+    ]);
+  },
 };
 
 /** Checks (or writes, for a new store) the schema version; returns the stored counters. */

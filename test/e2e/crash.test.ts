@@ -75,6 +75,8 @@ describe.each([
         data,
         '--reuse-delay',
         '0',
+        '--resync-window',
+        '0',
         ...keyArgs,
       ]);
       const logs = new Map<string, PodLog>();

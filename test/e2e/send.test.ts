@@ -159,7 +159,7 @@ describe('deposits sent to a real local EVM', () => {
   }, 60_000);
 
   it('never holds up free keys and releases while a pod waits for its deposits to be mined', async () => {
-    const { server } = await sendServer({ extra: ['--reuse-delay', '0'] });
+    const { server } = await sendServer({ extra: ['--reuse-delay', '0', '--resync-window', '0'] });
     expect((await http(server.url, 'POST', '/v1/pods/seed/keys', { count: 1 })).status).toBe(200);
     await http(server.url, 'DELETE', '/v1/pods/seed/keys'); // one free key in the pool
     await rpc(chain, 'evm_setAutomine', [false]);

@@ -35,6 +35,7 @@ describe('store codecs', () => {
       retired: 4,
       depositing: 5,
       'deposit-failed': 6,
+      conflict: 8,
       pods: 7,
     };
     expect(countsCodec.decode(countsCodec.encode(counts))).toEqual(counts);

@@ -114,7 +114,7 @@ describe('index reads', () => {
 });
 
 describe('schema migration', () => {
-  it('migrates a version 1 store to version 2, keeping its counters', async () => {
+  it('migrates a version 1 store to the current version, keeping its counters', async () => {
     const dir = await tempDir();
     const db = new Level<string, string>(dir);
     const meta = db.sublevel<string, string>(Bucket.meta, {});
@@ -132,6 +132,7 @@ describe('schema migration', () => {
       retired: 0,
       depositing: 0,
       'deposit-failed': 0,
+      conflict: 0,
       pods: 0,
     });
     const raw = Object.fromEntries(await store.rawEntries());
