@@ -8,11 +8,13 @@ import {
   parsePodName,
   podKeysPath,
 } from './allocation/pod-name.js';
+import { Agent } from './client/agent.js';
 import { callServer } from './client/api.js';
 import { runClient } from './client/client.js';
 import { writePrivateFile } from './client/files.js';
 import {
   parseClientConfig,
+  parseDuration,
   parseLogLevel,
   parseServerConfig,
   parseServerUrl,
@@ -199,6 +201,36 @@ program
     const config = parseClientConfig(opts);
     const summary = await runClient(config, createStderrLogger(config.logLevel));
     process.stdout.write(`${JSON.stringify(summary)}\n`);
+  });
+
+program
+  .command('agent')
+  .description('sidecar: tell the server every --interval which keys this pod runs')
+  .addOption(serverFlag())
+  .addOption(flag('--pod <name>', 'pod name (default: $POD_NAME)'))
+  .addOption(
+    flag('--namespace <name>', "the pod's namespace (default: $POD_NAMESPACE, else default)"),
+  )
+  .addOption(flag('--out <dir>', 'the folder pkm client wrote'))
+  .addOption(flag('--layout <name>', 'lighthouse|teku|nimbus|lodestar|prysm', 'lighthouse'))
+  .addOption(flag('--interval <duration>', 'time between heartbeats', '30s'))
+  .addOption(flag('--log-level <level>', 'logs go to stderr', 'info'))
+  .action(async (opts: RawFlags) => {
+    const client = parseClientConfig({ ...opts, count: '1' });
+    const agent = new Agent(
+      {
+        server: client.server,
+        pod: client.pod,
+        namespace: client.namespace,
+        out: client.out,
+        layout: client.layout,
+        intervalMs: parseDuration(String(opts.interval ?? '30s'), 'interval'),
+      },
+      createStderrLogger(client.logLevel),
+    );
+    process.once('SIGTERM', () => agent.stop());
+    process.once('SIGINT', () => agent.stop());
+    await agent.run();
   });
 
 program

@@ -59,6 +59,7 @@ export async function startTestServer(
     namespaces?: string[];
     beacon?: { genesisTime: number; genesisValidatorsRoot: string };
     liveness?: LivenessGate;
+    resyncWindowMs?: number;
   } = {},
 ): Promise<TestServer> {
   const store = opts.store ?? (await openTempStore());
@@ -74,6 +75,7 @@ export async function startTestServer(
       maxKeysPerPod: opts.maxKeysPerPod ?? 64,
       maxTotalKeys: opts.maxTotalKeys,
       namespaces: opts.namespaces ?? [],
+      resyncWindowMs: opts.resyncWindowMs ?? 0,
     },
   });
   const server = await new Promise<Server>((resolve) => {

@@ -102,7 +102,7 @@ async function readKeystore(path: string) {
 }
 
 /** Pubkeys whose keystores are in --out already; a keystore that names another key is refused. */
-async function existingKeys(out: string, spec: LayoutSpec): Promise<string[]> {
+export async function existingKeys(out: string, spec: LayoutSpec): Promise<string[]> {
   const found: string[] = [];
   for (const file of await listFiles(out, spec.keystoreDir)) {
     const pubkey = spec.keystorePattern.exec(file)?.[1];

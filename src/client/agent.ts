@@ -1,0 +1,94 @@
+// `pkm agent`, a sidecar: every --interval it tells the server which keys this pod runs (the
+// keystores in --out). The server answers with its boot token; a new token means the server
+// restarted, maybe from an older copy of its data, so the agent re-asserts its keys at once,
+// within the server's resync window, before any of them could go to another pod.
+import { setTimeout as sleep } from 'node:timers/promises';
+import { z } from 'zod';
+import { podKeysPath } from '../allocation/pod-name.js';
+import { PkmError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { callServer } from './api.js';
+import { existingKeys } from './client.js';
+import { LAYOUT_SPECS, type Layout } from './layouts.js';
+
+export interface AgentOptions {
+  readonly server: URL;
+  readonly pod: string;
+  readonly namespace: string;
+  readonly out: string;
+  readonly layout: Layout;
+  readonly intervalMs: number;
+}
+
+const HeartbeatAnswer = z.object({
+  bootToken: z.string().min(1),
+  reclaimed: z.array(z.string()),
+  conflicts: z.array(z.string()),
+  unknown: z.array(z.string()),
+});
+type HeartbeatAnswer = z.infer<typeof HeartbeatAnswer>;
+
+export class Agent {
+  private bootToken: string | undefined;
+  private stopped = false;
+  private readonly abort = new AbortController();
+
+  constructor(
+    private readonly opts: AgentOptions,
+    private readonly log: Logger,
+  ) {}
+
+  /** One heartbeat; re-asserts at once when the server's boot token changed. */
+  async beat(): Promise<HeartbeatAnswer> {
+    const answer = await this.send();
+    if (this.bootToken !== undefined && answer.bootToken !== this.bootToken) {
+      this.log.warn(
+        { pod: this.opts.pod },
+        'the server restarted: re-asserting the keys this pod runs',
+      );
+      this.bootToken = answer.bootToken;
+      return this.send();
+    }
+    this.bootToken = answer.bootToken;
+    return answer;
+  }
+
+  /** Beats every --interval until stop(); a failed beat is logged and tried at the next one. */
+  async run(): Promise<void> {
+    while (!this.stopped) {
+      try {
+        await this.beat();
+      } catch (err) {
+        this.log.warn({ err: (err as Error).message }, 'heartbeat failed');
+      }
+      // stop() aborts the wait: that rejection is the signal to end, not an error.
+      await sleep(this.opts.intervalMs, undefined, { signal: this.abort.signal }).catch(
+        () => undefined,
+      );
+    }
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.abort.abort();
+  }
+
+  private async send(): Promise<HeartbeatAnswer> {
+    const pubkeys = await existingKeys(this.opts.out, LAYOUT_SPECS[this.opts.layout]);
+    const path = podKeysPath(this.opts.namespace, this.opts.pod).replace(/\/keys$/, '/heartbeat');
+    const parsed = HeartbeatAnswer.safeParse(
+      await callServer({ server: this.opts.server }, 'POST', path, { pubkeys }),
+    );
+    if (!parsed.success) throw new PkmError('SERVER_FAILED', 'the heartbeat answer is not one');
+    const answer = parsed.data;
+    if (answer.reclaimed.length > 0)
+      this.log.info({ reclaimed: answer.reclaimed }, 'the server gave these keys back to this pod');
+    if (answer.conflicts.length > 0) {
+      this.log.error(
+        { conflicts: answer.conflicts },
+        'CONFLICT: another pod runs these keys too; stop one of them',
+      );
+    }
+    return answer;
+  }
+}

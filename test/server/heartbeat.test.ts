@@ -1,0 +1,98 @@
+import { describe, expect, it } from 'vitest';
+import { checkStore } from '../../src/store/check.js';
+import {
+  type AllocationBody,
+  type AssignmentsBody,
+  http,
+  MINUTE,
+  startTestServer,
+} from '../helpers.js';
+
+interface Beat {
+  bootToken: string;
+  reclaimed: string[];
+  conflicts: string[];
+  unknown: string[];
+}
+
+const allocate = async (url: string, pod: string, count: number) =>
+  (await http<AllocationBody>(url, 'POST', `/v1/pods/${pod}/keys`, { count })).body.keys.map(
+    (k) => k.pubkey,
+  );
+const beat = (url: string, pod: string, pubkeys: string[]) =>
+  http<Beat>(url, 'POST', `/v1/pods/${pod}/heartbeat`, { pubkeys });
+const counts = async (url: string) =>
+  (await http<AssignmentsBody & { counts: Record<string, number> }>(url, 'GET', '/v1/assignments'))
+    .body.counts;
+
+describe('heartbeats', () => {
+  it('answer with the boot token, and change nothing for keys the pod holds', async () => {
+    const { url, store } = await startTestServer();
+    const keys = await allocate(url, 'a', 2);
+    const before = await store.rawEntries();
+    const res = await beat(url, 'a', keys);
+    expect(res.body).toEqual({
+      pod: 'a',
+      bootToken: expect.stringMatching(/^[0-9a-f]{32}$/),
+      reclaimed: [],
+      conflicts: [],
+      unknown: [],
+    });
+    expect(await store.rawEntries()).toEqual(before);
+    expect(await (await fetch(`${url}/assignments`)).text()).toMatch(
+      /<td class="beat"><time datetime=/,
+    );
+  });
+
+  it('give a reported free or cooling key back to the pod that runs it, not to another', async () => {
+    const { url, store, clock } = await startTestServer({ reuseDelayMs: MINUTE });
+    const keys = await allocate(url, 'a', 2);
+    await http(url, 'DELETE', '/v1/pods/a/keys'); // the store thinks they cool...
+    clock.advance(MINUTE); // ...and are free by now
+    const res = await beat(url, 'b', keys); // but pod b runs them (a restored, older view)
+    expect(res.body.reclaimed.sort()).toEqual([...keys].sort());
+    expect((await http(url, 'GET', '/v1/pods/b/keys')).body).toMatchObject({ pubkeys: keys });
+    expect(await allocate(url, 'c', 2)).not.toContain(keys[0]);
+    expect((await checkStore(store)).problems).toEqual([]);
+  });
+
+  it('flag a key two pods run as a conflict: off both pods, never handed out, counted; retiring resolves it', async () => {
+    const { url, store } = await startTestServer();
+    const [key] = await allocate(url, 'a', 1);
+    if (!key) throw new Error('setup');
+    const res = await beat(url, 'b', [key, `0x${'ee'.repeat(48)}`]);
+    expect(res.body).toMatchObject({ conflicts: [key], unknown: [`0x${'ee'.repeat(48)}`] });
+    expect(await counts(url)).toMatchObject({ conflict: 1, allocated: 0 });
+    expect((await http<string>(url, 'GET', '/metrics')).body).toMatch(/^pkm_conflicts_total 1$/m);
+    expect((await http<string>(url, 'GET', '/metrics')).body).toMatch(
+      /^pkm_keys\{state="conflict"\} 1$/m,
+    );
+    expect(await allocate(url, 'c', 1)).not.toContain(key);
+    expect(
+      (await http(url, 'POST', `/v1/keys/${key}/retire`, { reason: 'ran in a and b' })).status,
+    ).toBe(200);
+    expect(await counts(url)).toMatchObject({ conflict: 0, retired: 1 });
+    expect((await checkStore(store)).problems).toEqual([]);
+  });
+
+  it('in the resync window after a start, no key held before goes to another pod', async () => {
+    const { url, clock } = await startTestServer({ reuseDelayMs: 0, resyncWindowMs: MINUTE });
+    const [key] = await allocate(url, 'a', 1);
+    await http(url, 'DELETE', '/v1/pods/a/keys');
+    expect(await allocate(url, 'b', 1)).not.toContain(key);
+    expect(await allocate(url, 'a', 1)).toEqual([key]); // its own pod may take it back
+    await http(url, 'DELETE', '/v1/pods/a/keys');
+    clock.advance(MINUTE);
+    expect(await allocate(url, 'c', 1)).toEqual([key]);
+  });
+
+  it('refuse a malformed heartbeat with 400 and change nothing', async () => {
+    const { url, store } = await startTestServer();
+    await allocate(url, 'a', 1);
+    const before = await store.rawEntries();
+    for (const body of [{}, { pubkeys: ['0x12'] }, { pubkeys: [], extra: 1 }]) {
+      expect((await http(url, 'POST', '/v1/pods/a/heartbeat', body)).status).toBe(400);
+    }
+    expect(await store.rawEntries()).toEqual(before);
+  });
+});
