@@ -31,7 +31,7 @@ h1{font-size:1.4rem;margin:0 0 .2rem} .sub{color:#57606a;margin:0 0 1rem}
 .totals .n{display:block;font-size:1.6rem;font-weight:600;font-variant-numeric:tabular-nums}
 .totals .free{border-left:5px solid #2da44e}.totals .allocated{border-left:5px solid #0969da}
 .totals .cooling{border-left:5px solid #bf8700}.totals .retired{border-left:5px solid #8c959f}
-.totals .depositing{border-left:5px solid #8250df}.totals .deposit-failed{border-left:5px solid #cf222e}
+.totals .depositing{border-left:5px solid #8250df}.totals .conflict{border-left:5px solid #a40e26;background:#ffebe9}.totals .deposit-failed{border-left:5px solid #cf222e}
 form{display:flex;gap:.5rem;align-items:center;margin:0 0 1rem}
 input{flex:1;font:inherit;padding:.45rem .6rem;border:1px solid #d0d7de;border-radius:6px}
 button{font:inherit;padding:.45rem .9rem;border-radius:6px;border:1px solid #d0d7de;background:#fff;cursor:pointer}
@@ -61,7 +61,7 @@ export function pageHead(h: PageHead): string {
 <title>pkm · key assignments</title><style nonce="${h.nonce}">${STYLE}</style></head><body>
 <h1>Key assignments</h1>
 <p class="sub">Which pod holds which validator public keys, as of <time datetime="${new Date(h.now).toISOString()}">${new Date(h.now).toISOString()}</time>. Also as <a href="/v1/assignments">JSON</a>; every change is in the <a href="/v1/events">audit log</a>.</p>
-<ul class="totals">${tile('free', c.free, 'free')}${tile('allocated', c.allocated, 'allocated')}${tile('cooling', c.cooling, 'cooling')}${tile('retired', c.retired, 'retired')}${tile('depositing', c.depositing, 'depositing')}${tile('deposit-failed', c['deposit-failed'], 'deposit failed')}${tile('pods', c.pods, 'pods')}${tile('total', c.total, 'keys in all')}</ul>
+<ul class="totals">${tile('free', c.free, 'free')}${tile('allocated', c.allocated, 'allocated')}${tile('cooling', c.cooling, 'cooling')}${tile('retired', c.retired, 'retired')}${tile('depositing', c.depositing, 'depositing')}${tile('deposit-failed', c['deposit-failed'], 'deposit failed')}${tile('conflict', c.conflict, 'in conflict')}${tile('pods', c.pods, 'pods')}${tile('total', c.total, 'keys in all')}</ul>
 <form method="get" action="/assignments" role="search">
 <label for="q">Filter</label><input id="q" name="q" value="${escapeHtml(h.query)}" placeholder="pod name, or pubkey prefix 0x…" autocomplete="off" spellcheck="false">
 <button type="submit">Search all pods</button></form>

@@ -63,6 +63,7 @@ describe('heartbeats', () => {
     const res = await beat(url, 'b', [key, `0x${'ee'.repeat(48)}`]);
     expect(res.body).toMatchObject({ conflicts: [key], unknown: [`0x${'ee'.repeat(48)}`] });
     expect(await counts(url)).toMatchObject({ conflict: 1, allocated: 0 });
+    expect(await (await fetch(`${url}/assignments`)).text()).toMatch(/data-state="conflict">1</);
     expect((await http<string>(url, 'GET', '/metrics')).body).toMatch(/^pkm_conflicts_total 1$/m);
     expect((await http<string>(url, 'GET', '/metrics')).body).toMatch(
       /^pkm_keys\{state="conflict"\} 1$/m,
