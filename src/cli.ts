@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // `pkm`: every command, thin. Each parses its flags (and PKM_* env), then hands over to a module.
 import { readFile } from 'node:fs/promises';
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError } from 'commander';
 import {
   DEFAULT_NAMESPACE,
   parseNamespace,
@@ -24,18 +24,10 @@ import { depositEntries } from './deposit/export.js';
 import { ExitCode, PkmError, toPkmError } from './errors.js';
 import { createLogger, createStderrLogger } from './log.js';
 import { startServer } from './server/serve.js';
+import { flag, serverOptions } from './server-flags.js';
 import { checkStore } from './store/check.js';
 import { PUBKEY_RE, StoredState } from './store/records.js';
 import { Store } from './store/store.js';
-
-/** `--max-keys-per-pod` is also read from PKM_MAX_KEYS_PER_POD. */
-function flag(flags: string, description: string, defaultValue?: string): Option {
-  const long = /--([a-z0-9-]+)/.exec(flags)?.[1] ?? '';
-  const option = new Option(flags, description).env(
-    `PKM_${long.toUpperCase().replaceAll('-', '_')}`,
-  );
-  return defaultValue === undefined ? option : option.default(defaultValue);
-}
 
 const serverFlag = () => flag('--server <url>', 'server URL, e.g. http://127.0.0.1:8000');
 
@@ -45,125 +37,25 @@ const program = new Command('pkm')
   .exitOverride()
   .showHelpAfterError('(run with --help for usage)');
 
-program
-  .command('server')
-  .description('run the key server')
-  .addOption(flag('--data-dir <dir>', 'LevelDB directory', './data'))
-  .addOption(flag('--listen <host:port>', 'address to listen on', '127.0.0.1:8000'))
-  .addOption(
-    flag('--namespace <name>', 'serve only this namespace (repeatable; default: all)').argParser(
-      (value: string, previous: string[] | undefined) => [...(previous ?? []), value],
-    ),
-  )
-  .addOption(
-    flag(
-      '--resync-window <duration>',
-      "after a start, keys held before stay with their pods this long (2 x the agents' --interval)",
-      '60s',
-    ),
-  )
-  .addOption(
-    flag(
-      '--beacon-url <url>',
-      'beacon node: a cooled key seen live is not moved (needs --network)',
-    ),
-  )
-  .addOption(
-    flag(
-      '--kube',
-      'watch pods (in-cluster, or --kubeconfig): the fallback to the deletion webhook',
-    ),
-  )
-  .addOption(
-    flag('--kubeconfig <file>', 'kubeconfig for --kube (default: the in-cluster service account)'),
-  )
-  .addOption(flag('--label-selector <selector>', 'only pods with these labels, e.g. app=validator'))
-  .addOption(
-    flag(
-      '--kube-grace <duration>',
-      'how long a pod must be missing before its keys are released',
-      '60s',
-    ),
-  )
-  .addOption(
-    flag('--tls-cert <file>', 'serve HTTPS with this PEM certificate (reloaded on SIGHUP)'),
-  )
-  .addOption(flag('--tls-key <file>', 'and this PEM key'))
-  .addOption(
-    flag(
-      '--mnemonic-file <file>',
-      'derive keys from this BIP-39 mnemonic at m/12381/3600/i/0/0 (default: random keys)',
-    ),
-  )
-  .addOption(flag('--mnemonic-passphrase-file <file>', "the mnemonic's optional BIP-39 passphrase"))
-  .addOption(
-    flag(
-      '--reuse-delay <duration>',
-      'how long released keys cool before another pod may get them',
-      '20m',
-    ),
-  )
-  .addOption(
-    flag(
-      '--network <name>',
-      'make deposit data for mainnet|hoodi|sepolia|holesky|custom (default: none)',
-    ),
-  )
-  .addOption(flag('--fork-version <hex>', 'genesis fork version, with --network custom'))
-  .addOption(flag('--chain-id <n>', 'chain id, with --network custom'))
-  .addOption(flag('--deposit-contract <address>', "deposit contract (default: the network's)"))
-  .addOption(
-    flag(
-      '--withdrawal-address <address>',
-      '0x01 withdrawal credentials to this address (default: 0x00 from the mnemonic)',
-    ),
-  )
-  .addOption(flag('--compounding', '0x02 (compounding) credentials, 32 to 2048 ETH'))
-  .addOption(flag('--deposit-amount-gwei <gwei>', 'deposit amount', '32000000000'))
-  .addOption(
-    flag(
-      '--deposit-mode <mode>',
-      'record (deposit data only) or send (deposit transactions)',
-      'record',
-    ),
-  )
-  .addOption(flag('--eth-rpc <url>', 'execution-layer JSON-RPC, with --deposit-mode send'))
-  .addOption(
-    flag(
-      '--funder-key-file <file>',
-      "file holding the funder's private key, with --deposit-mode send",
-    ),
-  )
-  .addOption(flag('--confirmations <n>', 'blocks a deposit waits for', '1'))
-  .addOption(
-    flag('--receipt-timeout <duration>', 'how long a pod waits for its deposits to be mined', '5m'),
-  )
-  .addOption(flag('--max-deposits-per-hour <n>', 'most new deposits in any hour', '100'))
-  .addOption(
-    flag('--deposit-reconcile-interval <duration>', 'how often open deposits are checked', '10s'),
-  )
-  .addOption(flag('--max-keys-per-pod <n>', 'most keys one pod may hold', '64'))
-  .addOption(
-    flag('--max-total-keys <n>', 'most keys the server may ever create (default: unlimited)'),
-  )
-  .addOption(flag('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent', 'info'))
-  .action(async (opts: RawFlags) => {
-    const config = parseServerConfig(opts);
-    const log = createLogger(config.logLevel);
-    const running = await startServer(config, log);
-    const stop = (signal: string) => {
-      log.info({ signal }, 'shutting down');
-      running.close().then(
-        () => process.exit(ExitCode.ok),
-        (err: unknown) => {
-          log.error({ err }, 'shutdown failed');
-          process.exit(ExitCode.internal);
-        },
-      );
-    };
-    process.once('SIGTERM', stop);
-    process.once('SIGINT', stop);
-  });
+const server = program.command('server').description('run the key server');
+for (const option of serverOptions()) server.addOption(option);
+server.action(async (opts: RawFlags) => {
+  const config = parseServerConfig(opts);
+  const log = createLogger(config.logLevel);
+  const running = await startServer(config, log);
+  const stop = (signal: string) => {
+    log.info({ signal }, 'shutting down');
+    running.close().then(
+      () => process.exit(ExitCode.ok),
+      (err: unknown) => {
+        log.error({ err }, 'shutdown failed');
+        process.exit(ExitCode.internal);
+      },
+    );
+  };
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+});
 
 program
   .command('client')

@@ -1,0 +1,84 @@
+// Every flag of `pkm server`, each also read from PKM_<FLAG> (see `flag`).
+import { Option } from 'commander';
+
+/** `--max-keys-per-pod` is also read from PKM_MAX_KEYS_PER_POD. */
+export function flag(flags: string, description: string, defaultValue?: string): Option {
+  const long = /--([a-z0-9-]+)/.exec(flags)?.[1] ?? '';
+  const option = new Option(flags, description).env(
+    `PKM_${long.toUpperCase().replaceAll('-', '_')}`,
+  );
+  return defaultValue === undefined ? option : option.default(defaultValue);
+}
+
+/** The options of `pkm server`, in the order --help lists them. */
+export function serverOptions(): Option[] {
+  return [
+    flag('--data-dir <dir>', 'LevelDB directory', './data'),
+    flag('--listen <host:port>', 'address to listen on', '127.0.0.1:8000'),
+    flag('--namespace <name>', 'serve only this namespace (repeatable; default: all)').argParser(
+      (value: string, previous: string[] | undefined) => [...(previous ?? []), value],
+    ),
+    flag(
+      '--resync-window <duration>',
+      "after a start, keys held before stay with their pods this long (2 x the agents' --interval)",
+      '60s',
+    ),
+    flag(
+      '--beacon-url <url>',
+      'beacon node: a cooled key seen live is not moved (needs --network)',
+    ),
+    flag(
+      '--kube',
+      'watch pods (in-cluster, or --kubeconfig): the fallback to the deletion webhook',
+    ),
+    flag('--kubeconfig <file>', 'kubeconfig for --kube (default: the in-cluster service account)'),
+    flag('--label-selector <selector>', 'only pods with these labels, e.g. app=validator'),
+    flag(
+      '--kube-grace <duration>',
+      'how long a pod must be missing before its keys are released',
+      '60s',
+    ),
+    flag('--tls-cert <file>', 'serve HTTPS with this PEM certificate (reloaded on SIGHUP)'),
+    flag('--tls-key <file>', 'and this PEM key'),
+    flag(
+      '--mnemonic-file <file>',
+      'derive keys from this BIP-39 mnemonic at m/12381/3600/i/0/0 (default: random keys)',
+    ),
+    flag('--mnemonic-passphrase-file <file>', "the mnemonic's optional BIP-39 passphrase"),
+    flag(
+      '--reuse-delay <duration>',
+      'how long released keys cool before another pod may get them',
+      '20m',
+    ),
+    flag(
+      '--network <name>',
+      'make deposit data for mainnet|hoodi|sepolia|holesky|custom (default: none)',
+    ),
+    flag('--fork-version <hex>', 'genesis fork version, with --network custom'),
+    flag('--chain-id <n>', 'chain id, with --network custom'),
+    flag('--deposit-contract <address>', "deposit contract (default: the network's)"),
+    flag(
+      '--withdrawal-address <address>',
+      '0x01 withdrawal credentials to this address (default: 0x00 from the mnemonic)',
+    ),
+    flag('--compounding', '0x02 (compounding) credentials, 32 to 2048 ETH'),
+    flag('--deposit-amount-gwei <gwei>', 'deposit amount', '32000000000'),
+    flag(
+      '--deposit-mode <mode>',
+      'record (deposit data only) or send (deposit transactions)',
+      'record',
+    ),
+    flag('--eth-rpc <url>', 'execution-layer JSON-RPC, with --deposit-mode send'),
+    flag(
+      '--funder-key-file <file>',
+      "file holding the funder's private key, with --deposit-mode send",
+    ),
+    flag('--confirmations <n>', 'blocks a deposit waits for', '1'),
+    flag('--receipt-timeout <duration>', 'how long a pod waits for its deposits to be mined', '5m'),
+    flag('--max-deposits-per-hour <n>', 'most new deposits in any hour', '100'),
+    flag('--deposit-reconcile-interval <duration>', 'how often open deposits are checked', '10s'),
+    flag('--max-keys-per-pod <n>', 'most keys one pod may hold', '64'),
+    flag('--max-total-keys <n>', 'most keys the server may ever create (default: unlimited)'),
+    flag('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent', 'info'),
+  ];
+}
