@@ -3,6 +3,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { kekLoader } from '../src/store/encryption.js';
 import { Store } from '../src/store/store.js';
 import { fillAllocatedPods, fillFreeKeys } from './fill.js';
 import { type ChildServer, type LoadResult, load, report, spawnServer, timeGet } from './lib.js';
@@ -36,7 +37,7 @@ async function measure(server: ChildServer): Promise<LoadResult> {
 }
 
 async function allocationRun(dir: string): Promise<LoadResult> {
-  const store = await Store.open(dir);
+  const store = await Store.open(dir, { kek: kekLoader(dir) });
   // Enough free keys for the warm-up and the run: the run measures allocation from the pool.
   await fillFreeKeys(store, WARMUP + PODS * KEYS_PER_POD);
   await store.close();
@@ -92,7 +93,7 @@ export async function benchAllocate(): Promise<void> {
 
 export async function benchAssignmentsPage(): Promise<void> {
   await withDir(async (dir) => {
-    const store = await Store.open(dir);
+    const store = await Store.open(dir, { kek: kekLoader(dir) });
     await fillAllocatedPods(store, 10_000, 10);
     await store.close();
     const server = await spawnServer([

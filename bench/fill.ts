@@ -43,7 +43,7 @@ export async function fillAllocatedPods(store: Store, pods: number, perPod: numb
 function record(store: Store, pubkey: string, secret: Uint8Array, since: number): KeyRecord {
   return {
     pubkey,
-    secret: store.secrets.seal(secret),
+    secret: store.secrets.seal(secret, pubkey),
     state: 'free',
     since,
     createdAt: since,

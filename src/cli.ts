@@ -11,7 +11,6 @@ import {
 import { Agent } from './client/agent.js';
 import { callServer } from './client/api.js';
 import { runClient } from './client/client.js';
-import { writePrivateFile } from './client/files.js';
 import {
   parseClientConfig,
   parseDuration,
@@ -22,6 +21,7 @@ import {
 } from './config.js';
 import { depositEntries } from './deposit/export.js';
 import { ExitCode, PkmError, toPkmError } from './errors.js';
+import { writePrivateFile } from './files.js';
 import { createLogger, createStderrLogger } from './log.js';
 import { startServer } from './server/serve.js';
 import { flag, serverOptions } from './server-flags.js';

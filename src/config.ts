@@ -36,6 +36,8 @@ export interface ServerConfig {
         readonly graceMs: number;
       }
     | undefined;
+  /** The key-encryption key (32 bytes, hex or base64); default: `<data-dir>/kek`, made once. */
+  readonly kekFile: string | undefined;
   /** After a start, how long keys held before stay with their pods (heartbeats re-assert). */
   readonly resyncWindowMs: number;
   /** A beacon node to ask before a cooled key moves to another pod (liveness gate). */
@@ -179,6 +181,7 @@ export function parseServerConfig(raw: RawFlags): ServerConfig {
     namespaces: parseNamespaces(raw.namespace),
     tls: parseTls(text(raw, 'tlsCert'), text(raw, 'tlsKey')),
     beaconUrl: text(raw, 'beaconUrl'),
+    kekFile: text(raw, 'kekFile'),
     resyncWindowMs: parseDuration(text(raw, 'resyncWindow') ?? '60s', 'resync-window'),
     kube:
       raw.kube === true || raw.kube === 'true'

@@ -52,6 +52,7 @@ const TABLE = {
   NOT_READY: { status: 503, exit: ExitCode.unavailable },
   STORE_LOCKED: { status: 503, exit: ExitCode.store },
   SCHEMA_TOO_NEW: { status: 500, exit: ExitCode.store },
+  WRONG_KEK: { status: 500, exit: ExitCode.store },
   STORE_CORRUPT: { status: 500, exit: ExitCode.store },
   STORE_OPEN_FAILED: { status: 500, exit: ExitCode.store },
   INVALID_CONFIG: { status: 500, exit: ExitCode.usage },

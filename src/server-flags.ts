@@ -14,6 +14,10 @@ export function flag(flags: string, description: string, defaultValue?: string):
 export function serverOptions(): Option[] {
   return [
     flag('--data-dir <dir>', 'LevelDB directory', './data'),
+    flag(
+      '--kek-file <file>',
+      'key-encryption key, 32 bytes as hex or base64 (default: <data-dir>/kek, made once)',
+    ),
     flag('--listen <host:port>', 'address to listen on', '127.0.0.1:8000'),
     flag('--namespace <name>', 'serve only this namespace (repeatable; default: all)').argParser(
       (value: string, previous: string[] | undefined) => [...(previous ?? []), value],

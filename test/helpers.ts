@@ -25,8 +25,11 @@ export async function tempDir(): Promise<string> {
   return dir;
 }
 
+/** The KEK tests open their stores with (tests hold no real keys). */
+export const testKek = async (): Promise<Buffer> => Buffer.alloc(32, 7);
+
 export async function openTempStore(dir?: string): Promise<Store> {
-  const store = await Store.open(dir ?? (await tempDir()));
+  const store = await Store.open(dir ?? (await tempDir()), { kek: testKek });
   onCleanup(() => store.close());
   return store;
 }

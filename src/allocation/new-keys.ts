@@ -28,7 +28,7 @@ export async function newKeyRecords(
   const records = fresh.map(
     (k): KeyRecord => ({
       pubkey: k.pubkey,
-      secret: parts.store.secrets.seal(k.secretKey),
+      secret: parts.store.secrets.seal(k.secretKey, k.pubkey),
       state,
       since: now,
       createdAt: now,

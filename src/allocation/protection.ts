@@ -82,7 +82,7 @@ export function handOut(
       const protection = r.protection || fence ? merge(r.protection ?? {}, fence ?? {}) : undefined;
       return {
         pubkey: r.pubkey,
-        secretKey: secrets.open(r.secret),
+        secretKey: secrets.open(r.secret, r.pubkey),
         ...(r.path === undefined ? {} : { path: r.path }),
         ...(protection ? { protection } : {}),
       };

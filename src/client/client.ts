@@ -9,12 +9,12 @@ import { type Interchange, parseInterchange } from '../allocation/interchange.js
 import { podKeysPath } from '../allocation/pod-name.js';
 import type { ClientConfig } from '../config.js';
 import { PkmError } from '../errors.js';
+import { listFiles, readIfExists, writePrivateFile } from '../files.js';
 import type { KdfCosts } from '../keys/keystore.js';
 import { parseKeystore } from '../keys/keystore.js';
 import type { Logger } from '../log.js';
 import { callServer } from './api.js';
 import { encryptAll, type PlainKey } from './encrypt.js';
-import { listFiles, readIfExists, writePrivateFile } from './files.js';
 import { LAYOUT_SPECS, type Layout, type LayoutSpec } from './layouts.js';
 import { loadOrCreatePassword } from './password.js';
 import { withRetry } from './retry.js';

@@ -15,6 +15,8 @@ import { MnemonicKeys } from '../keys/mnemonic.js';
 import { type KeySource, mnemonicKeySource, randomKeySource } from '../keys/source.js';
 import { loadKubeConfig, PodWatcher } from '../kube/watcher.js';
 import type { Logger } from '../log.js';
+import { kekLoader } from '../store/encryption.js';
+import { resealPlaintext } from '../store/encryption-setup.js';
 import { Store } from '../store/store.js';
 import { composeApp } from './compose.js';
 
@@ -73,10 +75,20 @@ async function keySourceFor(config: ServerConfig): Promise<KeySource> {
 export async function startServer(config: ServerConfig, log: Logger): Promise<RunningServer> {
   const keySource = await keySourceFor(config);
   const liveness = livenessGate(config);
-  const store = await Store.open(config.dataDir);
+  const store = await Store.open(config.dataDir, {
+    kek: kekLoader(config.dataDir, config.kekFile, () =>
+      log.warn(
+        { kek: `${config.dataDir}/kek` },
+        'made a new KEK next to the data: keep a copy elsewhere, or pass --kek-file',
+      ),
+    ),
+  });
   let draining = false;
   try {
     await store.bindKeySource(keySource.fingerprint);
+    const resealed = await resealPlaintext(store);
+    if (resealed > 0)
+      log.info({ keys: resealed }, 'secrets an older build kept in plaintext are now encrypted');
   } catch (err) {
     await store.close();
     throw err;

@@ -27,6 +27,8 @@ export const MetaKey = {
   nextKeyIndex: 'next-key-index',
   /** Fingerprint of the mnemonic keys are derived from (never the mnemonic itself). */
   mnemonicFingerprint: 'mnemonic-fingerprint',
+  /** The data key, wrapped by the KEK (encryption.ts). */
+  dataKey: 'data-key',
   /** genesis_validators_root of the interchanges uploaded (EIP-3076), when no network names it. */
   genesisValidatorsRoot: 'genesis-validators-root',
 } as const;

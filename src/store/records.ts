@@ -22,7 +22,13 @@ export const PUBKEY_RE = /^0x[0-9a-f]{96}$/;
 const Pubkey = z.string().regex(PUBKEY_RE);
 
 /** A secret as sealed by the store's SecretCodec; `alg` names the codec that can open it. */
-export const SealedSecret = z.object({ alg: z.string().min(1), data: z.string() }).strict();
+export const SealedSecret = z
+  .object({
+    alg: z.string().min(1),
+    data: z.string(),
+    /** id of the KEK the data key was wrapped with */ kek: z.string().optional(),
+  })
+  .strict();
 export type SealedSecret = z.infer<typeof SealedSecret>;
 
 /** Slashing protection a key carries (EIP-3076, minimal form): its highest slot and epochs. */

@@ -12,6 +12,7 @@ import {
 } from './audit.js';
 import { Bucket, MetaKey, parseTimeIndexKey, timeIndexKey, timeUpperBound } from './buckets.js';
 import { RecordCache } from './cache.js';
+import { lockedCodec, openSecrets } from './encryption-setup.js';
 import { IndexWindow } from './index-window.js';
 import {
   type Counts,
@@ -23,7 +24,7 @@ import {
   type StoredState,
 } from './records.js';
 import { openSchema } from './schema.js';
-import { hexSecretCodec, type SecretCodec } from './secret-codec.js';
+import type { SecretCodec } from './secret-codec.js';
 
 export interface KeyChange {
   readonly before?: KeyRecord;
@@ -68,7 +69,11 @@ const POD_CACHE_SIZE = 50_000;
 const KEY_CACHE_SIZE = 20_000;
 
 export interface StoreOptions {
-  readonly secrets?: SecretCodec;
+  /**
+   * Gives the KEK; told whether the store has a data key already (a new store may make its
+   * KEK, an encrypted one must be given its own). Without it, secrets cannot be read or sealed.
+   */
+  readonly kek?: (hasDataKey: boolean) => Promise<Buffer>;
 }
 
 export class Store {
@@ -142,7 +147,10 @@ export class Store {
       const next = Number((await openBucket(db, Bucket.meta).get(MetaKey.nextKeyIndex)) ?? '0');
       if (!Number.isSafeInteger(next) || next < 0)
         throw new PkmError('STORE_CORRUPT', 'the next key index is not a number');
-      const store = new Store(db, counts, opts.secrets ?? hexSecretCodec, podNames, next);
+      const secrets = opts.kek
+        ? await openSecrets(openBucket(db, Bucket.meta), opts.kek)
+        : lockedCodec;
+      const store = new Store(db, counts, secrets, podNames, next);
       const [last] = await store.eventsB.keys({ reverse: true, limit: 1 }).all();
       store.nextSeq = last === undefined ? 0 : Number(last) + 1;
       return store;

@@ -5,7 +5,7 @@ import { randomKeySource } from '../../src/keys/source.js';
 import { checkStore } from '../../src/store/check.js';
 
 import { Store } from '../../src/store/store.js';
-import { FakeClock, MINUTE, openTempStore, tempDir } from '../helpers.js';
+import { FakeClock, MINUTE, openTempStore, tempDir, testKek } from '../helpers.js';
 
 async function setup(config: Partial<AllocatorConfig> = {}, store?: Store) {
   const s = store ?? (await openTempStore());
@@ -202,7 +202,7 @@ describe('group commit', () => {
 
   it('fails every request of a group whose batch cannot be written, and writes none of it', async () => {
     const dir = await tempDir();
-    const store = await Store.open(dir);
+    const store = await Store.open(dir, { kek: testKek });
     const { allocator } = await setup({}, store);
     await allocator.allocate('a', 1);
     const before = await store.rawEntries();

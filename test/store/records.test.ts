@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseTimeIndexKey, timeIndexKey, timeUpperBound } from '../../src/store/buckets.js';
+import { gcmCodec } from '../../src/store/encryption.js';
 import {
   countsCodec,
   HISTORY_LIMIT,
@@ -9,12 +10,13 @@ import {
   podRecordCodec,
   withEvent,
 } from '../../src/store/records.js';
-import { hexSecretCodec } from '../../src/store/secret-codec.js';
+
+const codec = gcmCodec(Buffer.alloc(32, 1), 'test-kek');
 
 const PK = `0x${'ab'.repeat(48)}`;
 const record: KeyRecord = {
   pubkey: PK,
-  secret: hexSecretCodec.seal(new Uint8Array(32).fill(7)),
+  secret: codec.seal(new Uint8Array(32).fill(7), `0x${'ab'.repeat(48)}`),
   state: 'cooling',
   pod: 'validator-0',
   since: 1_700_000_000_000,
@@ -43,7 +45,8 @@ describe('store codecs', () => {
 
   it('round-trips a secret through the secret codec', () => {
     const secret = Uint8Array.from({ length: 32 }, (_, i) => i + 1);
-    expect(hexSecretCodec.open(hexSecretCodec.seal(secret))).toEqual(secret);
+    const pk = `0x${'cd'.repeat(48)}`;
+    expect(codec.open(codec.seal(secret, pk), pk)).toEqual(secret);
   });
 
   it('refuses to write a record that breaks its shape', () => {

@@ -4,12 +4,12 @@ import { Bucket, MetaKey, SCHEMA_VERSION } from '../../src/store/buckets.js';
 import { checkStore } from '../../src/store/check.js';
 import type { KeyRecord } from '../../src/store/records.js';
 import { Store } from '../../src/store/store.js';
-import { openTempStore, tempDir } from '../helpers.js';
+import { openTempStore, tempDir, testKek } from '../helpers.js';
 
 function freeKey(store: Store, n: number, since: number): KeyRecord {
   return {
     pubkey: `0x${n.toString(16).padStart(96, '0')}`,
-    secret: store.secrets.seal(new Uint8Array(32).fill(n)),
+    secret: store.secrets.seal(new Uint8Array(32).fill(n), `0x${n.toString(16).padStart(96, '0')}`),
     state: 'free',
     since,
     createdAt: since,
@@ -20,7 +20,7 @@ function freeKey(store: Store, n: number, since: number): KeyRecord {
 describe('store', () => {
   it('writes the schema version into meta when it creates a store', async () => {
     const dir = await tempDir();
-    const store = await Store.open(dir);
+    const store = await Store.open(dir, { kek: testKek });
     await store.close();
     const db = new Level<string, string>(dir);
     const meta = db.sublevel<string, string>(Bucket.meta, {});
@@ -30,7 +30,7 @@ describe('store', () => {
 
   it('refuses a store of a newer schema version, with a clear message', async () => {
     const dir = await tempDir();
-    await (await Store.open(dir)).close();
+    await (await Store.open(dir, { kek: testKek })).close();
     const db = new Level<string, string>(dir);
     await db
       .sublevel<string, string>(Bucket.meta, {})
@@ -53,7 +53,7 @@ describe('store', () => {
 
   it('commits keys, indexes and counters together, and reads them back after a reopen', async () => {
     const dir = await tempDir();
-    const store = await Store.open(dir);
+    const store = await Store.open(dir, { kek: testKek });
     const keys = [freeKey(store, 1, 3000), freeKey(store, 2, 1000), freeKey(store, 3, 2000)];
     await store.commit({ keys: keys.map((after) => ({ after })), pods: [] });
     await store.close();

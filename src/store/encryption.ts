@@ -1,0 +1,179 @@
+// Encryption at rest. Each secret key is sealed with AES-256-GCM under the store's data key
+// (DEK), with its pubkey as additional data, so a ciphertext only opens in its own record. The
+// DEK itself is stored in `meta`, wrapped (AES-256-GCM) by the key-encryption key (KEK), which
+// lives outside the store (--kek-file). Records and the wrapped DEK name the KEK by its id.
+import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { PkmError } from '../errors.js';
+import { readIfExists, writePrivateFile } from '../files.js';
+import type { SealedSecret } from './records.js';
+import type { SecretCodec } from './secret-codec.js';
+
+const KEY_BYTES = 32;
+const IV_BYTES = 12;
+const TAG_BYTES = 16;
+
+/** A short, stable name for a KEK that reveals nothing about it. */
+export function kekId(kek: Buffer): string {
+  return createHash('sha256').update('pkm-kek-id:').update(kek).digest('hex').slice(0, 16);
+}
+
+/** 32 bytes, as 64 hex digits or as base64. */
+export function parseKek(text: string, source: string): Buffer {
+  const t = text.trim();
+  const bytes = /^(0x)?[0-9a-fA-F]{64}$/.test(t)
+    ? Buffer.from(t.replace(/^0x/, ''), 'hex')
+    : Buffer.from(t, 'base64');
+  if (bytes.length !== KEY_BYTES) {
+    throw new PkmError(
+      'INVALID_CONFIG',
+      `${source} must hold 32 random bytes, as hex or base64 (e.g. openssl rand -hex 32)`,
+    );
+  }
+  return bytes;
+}
+
+export interface KekSource {
+  readonly kek: Buffer;
+  /** True when the KEK was made just now, next to the data. */
+  readonly generated: boolean;
+}
+
+/**
+ * --kek-file, else `<dataDir>/kek`, made once (0600) when the store has no data key yet. A
+ * store that has one is never given a new KEK: that would lock its secrets away.
+ */
+export async function loadKek(
+  dataDir: string,
+  kekFile: string | undefined,
+  hasDataKey = false,
+): Promise<KekSource> {
+  if (kekFile !== undefined) {
+    let text: string;
+    try {
+      text = await readFile(kekFile, 'utf8');
+    } catch (err) {
+      throw new PkmError(
+        'INVALID_CONFIG',
+        `--kek-file ${kekFile} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
+      );
+    }
+    return { kek: parseKek(text, `--kek-file ${kekFile}`), generated: false };
+  }
+  const path = join(dataDir, 'kek');
+  const existing = await readIfExists(path);
+  if (existing !== undefined) return { kek: parseKek(existing, path), generated: false };
+  if (hasDataKey) {
+    throw new PkmError(
+      'WRONG_KEK',
+      `this store is encrypted, and ${path} is missing: pass its KEK with --kek-file`,
+    );
+  }
+  const kek = randomBytes(KEY_BYTES);
+  await writePrivateFile(path, `${kek.toString('hex')}\n`);
+  return { kek, generated: true };
+}
+
+/** A KEK loader for Store.open: --kek-file, or the data dir's own KEK (see loadKek). */
+export function kekLoader(dataDir: string, kekFile?: string, onGenerated?: () => void) {
+  return async (hasDataKey: boolean): Promise<Buffer> => {
+    const source = await loadKek(dataDir, kekFile, hasDataKey);
+    if (source.generated) onGenerated?.();
+    return source.kek;
+  };
+}
+
+function seal(key: Buffer, plain: Buffer, aad: Buffer): Buffer {
+  const iv = randomBytes(IV_BYTES);
+  const cipher = createCipheriv('aes-256-gcm', key, iv);
+  cipher.setAAD(aad);
+  return Buffer.concat([iv, cipher.update(plain), cipher.final(), cipher.getAuthTag()]);
+}
+
+/** undefined when the key or the additional data is not the one it was sealed with. */
+function open(key: Buffer, sealed: Buffer, aad: Buffer): Buffer | undefined {
+  if (sealed.length < IV_BYTES + TAG_BYTES) return undefined;
+  const decipher = createDecipheriv('aes-256-gcm', key, sealed.subarray(0, IV_BYTES));
+  decipher.setAAD(aad);
+  decipher.setAuthTag(sealed.subarray(sealed.length - TAG_BYTES));
+  try {
+    return Buffer.concat([
+      decipher.update(sealed.subarray(IV_BYTES, sealed.length - TAG_BYTES)),
+      decipher.final(),
+    ]);
+  } catch {
+    return undefined; // GCM's tag did not verify: wrong key, or tampered
+  }
+}
+
+const DEK_AAD = Buffer.from('pkm-data-key');
+
+export interface WrappedKey {
+  readonly kek: string;
+  readonly data: string;
+}
+
+export function wrapDataKey(dek: Buffer, kek: Buffer): WrappedKey {
+  return { kek: kekId(kek), data: seal(kek, dek, DEK_AAD).toString('hex') };
+}
+
+/** The data key, or WRONG_KEK: the store is left as it is. */
+export function unwrapDataKey(wrapped: WrappedKey, kek: Buffer): Buffer {
+  const dek =
+    wrapped.kek === kekId(kek) ? open(kek, Buffer.from(wrapped.data, 'hex'), DEK_AAD) : undefined;
+  if (!dek) {
+    throw new PkmError(
+      'WRONG_KEK',
+      `this store's data key was sealed with KEK ${wrapped.kek}, not with the KEK given (${kekId(kek)}): pass the right --kek-file`,
+    );
+  }
+  return dek;
+}
+
+export function newDataKey(): Buffer {
+  return randomBytes(KEY_BYTES);
+}
+
+/** Seals secrets under the data key; also opens records an older store kept as hex. */
+export function gcmCodec(dek: Buffer, kek: string): SecretCodec {
+  const aad = (pubkey: string) => Buffer.from(pubkey, 'utf8');
+  return {
+    seal(secret, pubkey): SealedSecret {
+      return {
+        alg: 'aes-256-gcm',
+        kek,
+        data: seal(dek, Buffer.from(secret), aad(pubkey)).toString('hex'),
+      };
+    },
+    open(sealed, pubkey) {
+      if (sealed.alg === 'hex') return Uint8Array.from(Buffer.from(sealed.data, 'hex'));
+      const plain =
+        sealed.alg === 'aes-256-gcm'
+          ? open(dek, Buffer.from(sealed.data, 'hex'), aad(pubkey))
+          : undefined;
+      if (!plain)
+        throw new PkmError(
+          'STORE_CORRUPT',
+          `the secret of ${pubkey} does not open with this store's data key`,
+        );
+      return Uint8Array.from(plain);
+    },
+  };
+}
+
+/** For a store opened without its KEK (checks, exports): reading works, secrets do not. */
+export const lockedCodec: SecretCodec = {
+  seal() {
+    throw new PkmError(
+      'INVALID_CONFIG',
+      'this store is encrypted: open it with its KEK (--kek-file)',
+    );
+  },
+  open() {
+    throw new PkmError(
+      'INVALID_CONFIG',
+      'this store is encrypted: open it with its KEK (--kek-file)',
+    );
+  },
+};

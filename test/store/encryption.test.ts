@@ -1,0 +1,56 @@
+import { describe, expect, it } from 'vitest';
+import {
+  gcmCodec,
+  kekId,
+  parseKek,
+  unwrapDataKey,
+  wrapDataKey,
+} from '../../src/store/encryption.js';
+import { resealPlaintext } from '../../src/store/encryption-setup.js';
+import type { KeyRecord } from '../../src/store/records.js';
+import { openTempStore } from '../helpers.js';
+
+const A = `0x${'aa'.repeat(48)}`;
+const B = `0x${'bb'.repeat(48)}`;
+
+describe('secret sealing', () => {
+  it('binds a sealed secret to its pubkey and names the KEK', () => {
+    const codec = gcmCodec(Buffer.alloc(32, 3), 'kek-1');
+    const sealed = codec.seal(new Uint8Array(32).fill(9), A);
+    expect(sealed).toMatchObject({ alg: 'aes-256-gcm', kek: 'kek-1' });
+    expect(codec.open(sealed, A)).toEqual(new Uint8Array(32).fill(9));
+    expect(() => codec.open(sealed, B)).toThrow(/does not open/); // moved to another record
+    expect(() => gcmCodec(Buffer.alloc(32, 4), 'kek-1').open(sealed, A)).toThrow(/does not open/);
+  });
+
+  it('wraps the data key so that only its KEK unwraps it', () => {
+    const kek = parseKek('22'.repeat(32), 'test');
+    const wrapped = wrapDataKey(Buffer.alloc(32, 5), kek);
+    expect(wrapped.kek).toBe(kekId(kek));
+    expect(unwrapDataKey(wrapped, kek)).toEqual(Buffer.alloc(32, 5));
+    expect(() => unwrapDataKey(wrapped, Buffer.alloc(32, 6))).toThrow(
+      expect.objectContaining({ code: 'WRONG_KEK' }),
+    );
+    expect(() => parseKek('too short', 'test')).toThrow(/32 random bytes/);
+    expect(parseKek(Buffer.alloc(32, 1).toString('base64'), 'test')).toEqual(Buffer.alloc(32, 1));
+  });
+
+  it('re-seals secrets an earlier build kept as hex', async () => {
+    const store = await openTempStore();
+    const secret = Buffer.alloc(32, 8);
+    const legacy: KeyRecord = {
+      pubkey: A,
+      secret: { alg: 'hex', data: secret.toString('hex') },
+      state: 'free',
+      since: 1,
+      createdAt: 1,
+      history: [{ at: 1, event: 'created' }],
+    };
+    await store.commit({ keys: [{ after: legacy }], pods: [] });
+    expect(await resealPlaintext(store)).toBe(1);
+    const record = await store.getKey(A);
+    expect(record?.secret.alg).toBe('aes-256-gcm');
+    expect(store.secrets.open(record?.secret ?? legacy.secret, A)).toEqual(Uint8Array.from(secret));
+    expect(await resealPlaintext(store)).toBe(0);
+  });
+});
