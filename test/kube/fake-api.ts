@@ -31,6 +31,8 @@ export class FakeKubeApi {
   readonly lists: Array<{ namespace: string; labelSelector: string | undefined }> = [];
   private readonly pods = new Map<string, FakePod>();
   private readonly watchers = new Set<Watcher>();
+  /** Every event, by resource version: a watch from version v first gets all after v. */
+  private readonly history: Array<{ rv: number; type: string; pod: FakePod }> = [];
   private rv = 1;
   /** Lists to answer with a 500 (an API server having trouble). */
   failLists = 0;
@@ -112,6 +114,7 @@ export class FakeKubeApi {
 
   private emit(type: string, pod: FakePod): void {
     this.rv++;
+    this.history.push({ rv: this.rv, type, pod: { ...pod } });
     for (const w of this.watchers) {
       if (w.namespace === pod.namespace && matches(pod, w.selector)) {
         w.res.write(`${JSON.stringify({ type, object: this.toObject(pod, this.rv) })}\n`);
@@ -135,6 +138,12 @@ export class FakeKubeApi {
       res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
       res.flushHeaders();
       const w: Watcher = { res, namespace, selector };
+      const since = Number(url.searchParams.get('resourceVersion') ?? '0');
+      for (const e of this.history) {
+        if (e.rv > since && e.pod.namespace === namespace && matches(e.pod, selector)) {
+          res.write(`${JSON.stringify({ type: e.type, object: this.toObject(e.pod, e.rv) })}\n`);
+        }
+      }
       this.watchers.add(w);
       req.on('close', () => this.watchers.delete(w));
       return;
