@@ -373,16 +373,28 @@ export class Allocator {
   }
 
   /** Stores an EIP-3076 interchange for a pod's keys (see protection.ts). */
-  uploadProtection(pod: string, json: unknown): Promise<string[]> {
+  async uploadProtection(pod: string, json: unknown): Promise<string[]> {
     const interchange = parseInterchange(json);
-    return this.group.run((tx) => uploadProtectionIn(tx, this.deps, pod, interchange));
+    const pubkeys = await this.group.run((tx) =>
+      uploadProtectionIn(tx, this.deps, pod, interchange),
+    );
+    this.storedRoot = undefined; // the first upload may just have set it
+    return pubkeys;
   }
 
-  private async genesisValidatorsRoot(): Promise<string | undefined> {
-    return (
-      this.deps.beacon?.genesisValidatorsRoot ??
-      (await this.deps.store.getMeta(MetaKey.genesisValidatorsRoot))
-    );
+  /** The stored genesis root, read once: it only changes with an upload (above). */
+  private storedRoot: Promise<string | undefined> | undefined;
+
+  private genesisValidatorsRoot(): Promise<string | undefined> {
+    const known = this.deps.beacon?.genesisValidatorsRoot;
+    if (known !== undefined) return Promise.resolve(known);
+    this.storedRoot ??= this.deps.store
+      .getMeta(MetaKey.genesisValidatorsRoot)
+      .catch((err: unknown) => {
+        this.storedRoot = undefined; // a failed read is not remembered
+        throw err;
+      });
+    return this.storedRoot;
   }
 
   private handOut(
