@@ -125,17 +125,19 @@ describe('pkm release and pkm assignments', () => {
         ],
       }),
     );
-    const release = runPkm([
-      'release',
-      '--server',
-      server.url,
-      '--pod',
-      'v-0',
-      '--namespace',
-      'vals',
-      '--interchange',
-      file,
-    ]);
+    const releaseWith = (interchange: string) =>
+      runPkm([
+        'release',
+        '--server',
+        server.url,
+        '--pod',
+        'v-0',
+        '--namespace',
+        'vals',
+        '--interchange',
+        interchange,
+      ]);
+    const release = releaseWith(file);
     expect(await release.exited).toBe(0);
     expect(JSON.parse(release.stdout.join(''))).toEqual({
       namespace: 'vals',
@@ -155,17 +157,7 @@ describe('pkm release and pkm assignments', () => {
         signed_attestations: [{ source_epoch: '1', target_epoch: '2' }],
       },
     ]);
-    const bad = runPkm([
-      'release',
-      '--server',
-      server.url,
-      '--pod',
-      'v-0',
-      '--namespace',
-      'vals',
-      '--interchange',
-      join(await tempDir(), 'missing.json'),
-    ]);
+    const bad = releaseWith(join(await tempDir(), 'missing.json'));
     expect(await bad.exited).toBe(ExitCode.usage);
     expect(bad.stderr.join('')).toMatch(/INVALID_INTERCHANGE/);
   });
