@@ -1,7 +1,7 @@
 // Where new keys come from: random keys, or keys derived from a mnemonic at EIP-2334 indexes.
 import { setImmediate as nextTick } from 'node:timers/promises';
+import type { MnemonicKeys } from './bip39.js';
 import { type BlsKey, randomKey } from './bls.js';
-import type { MnemonicKeys } from './mnemonic.js';
 
 export interface NewKey extends BlsKey {
   /** EIP-2334 path, for derived keys. */

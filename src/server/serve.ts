@@ -11,7 +11,7 @@ import { readSecretFile, type ServerConfig } from '../config.js';
 import type { Depositor } from '../deposit/depositor.js';
 import { openDepositor } from '../deposit/setup.js';
 import { PkmError } from '../errors.js';
-import { MnemonicKeys } from '../keys/mnemonic.js';
+import { MnemonicKeys } from '../keys/bip39.js';
 import { type KeySource, mnemonicKeySource, randomKeySource } from '../keys/source.js';
 import { loadKubeConfig, PodWatcher } from '../kube/watcher.js';
 import type { Logger } from '../log.js';

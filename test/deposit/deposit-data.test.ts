@@ -10,9 +10,9 @@ import {
   DepositMessage,
   DOMAIN_DEPOSIT,
 } from '../../src/deposit/ssz.js';
+import { MnemonicKeys } from '../../src/keys/bip39.js';
 import { randomKey } from '../../src/keys/bls.js';
 import { loadBlstBackend, nobleBackend } from '../../src/keys/bls-backend.js';
-import { MnemonicKeys } from '../../src/keys/mnemonic.js';
 import { TEST_MNEMONIC } from '../keys/vectors.js';
 
 const hex = (b: Uint8Array) => `0x${Buffer.from(b).toString('hex')}`;

@@ -1,8 +1,8 @@
 import { mnemonicToSeedSync } from '@scure/bip39';
 import { describe, expect, it } from 'vitest';
+import { MnemonicKeys, normaliseMnemonic } from '../../src/keys/bip39.js';
 import { publicKeyOf, toHex } from '../../src/keys/bls.js';
 import { deriveSkAtPath, secretKeyBytes } from '../../src/keys/eip2333.js';
-import { MnemonicKeys, normaliseMnemonic } from '../../src/keys/mnemonic.js';
 import { TEST_MNEMONIC } from './vectors.js';
 
 describe('mnemonic key source', () => {
