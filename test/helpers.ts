@@ -133,3 +133,12 @@ export async function http<T = ErrorBody>(
   }
   return { status: res.status, headers: res.headers, body: parsed as T };
 }
+
+/** Polls `check` until it holds; fails after `ms`. For conditions another process makes true. */
+export async function until(check: () => boolean | Promise<boolean>, ms = 15_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

@@ -2,16 +2,8 @@ import { cp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { freePort } from '../chain/node.js';
-import { type AllocationBody, http, tempDir } from '../helpers.js';
+import { type AllocationBody, http, tempDir, until } from '../helpers.js';
 import { runPkm, startServerProcess } from './spawn.js';
-
-async function until(check: () => Promise<boolean>, ms = 15_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe('pkm agent', () => {
   it('after the server is restored from an older copy, re-asserts its keys: they go back to it, not to a new pod', async () => {

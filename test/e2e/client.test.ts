@@ -1,11 +1,11 @@
 import { readFile, stat, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { LAYOUT_SPECS, LAYOUTS, type Layout } from '../../src/client/layouts.js';
 import { ExitCode } from '../../src/errors.js';
 import { publicKeyOf, toHex } from '../../src/keys/bls.js';
 import { decryptKeystore } from '../../src/keys/keystore.js';
+import { freePort } from '../chain/node.js';
 import { type AssignmentsBody, http, tempDir } from '../helpers.js';
 import { TEST_MNEMONIC } from '../keys/vectors.js';
 import { runPkm, startServerProcess } from './spawn.js';
@@ -23,16 +23,6 @@ interface Summary {
   pod: string;
   pubkeys: string[];
   files: string[];
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const address = s.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 describe('pkm client against pkm server (child processes)', () => {

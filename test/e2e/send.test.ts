@@ -6,7 +6,7 @@ import { DEPOSIT_ABI } from '../../src/deposit/chain.js';
 import { ExitCode } from '../../src/errors.js';
 import { type Chain, deploy, FUNDER_KEY, rpc, startChain } from '../chain/node.js';
 import { type RpcProxy, startProxy } from '../chain/proxy.js';
-import { type AllocationBody, type AssignmentsBody, http, tempDir } from '../helpers.js';
+import { type AllocationBody, type AssignmentsBody, http, tempDir, until } from '../helpers.js';
 import { runPkm, startServerProcess } from './spawn.js';
 
 const ADDRESS = '0xf93ee4cf8c6c40b329b0c0626f28333c132cf241';
@@ -88,14 +88,6 @@ async function depositEvents(): Promise<
     byKey.set(e.args.pubkey as string, list);
   }
   return byKey;
-}
-
-async function until(check: () => Promise<boolean>, ms = 20_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 const counts = async (url: string) =>

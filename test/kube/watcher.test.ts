@@ -5,7 +5,7 @@ import { Allocator } from '../../src/allocation/allocator.js';
 import { randomKeySource } from '../../src/keys/source.js';
 import { loadKubeConfig, PodWatcher } from '../../src/kube/watcher.js';
 import { createLogger } from '../../src/log.js';
-import { FakeClock, MINUTE, onCleanup, openTempStore, tempDir } from '../helpers.js';
+import { FakeClock, MINUTE, onCleanup, openTempStore, tempDir, until } from '../helpers.js';
 import { FakeKubeApi, type FakePod } from './fake-api.js';
 
 const GRACE = MINUTE;
@@ -48,14 +48,6 @@ const pod = (
   phase,
   labels: { app: 'validator' },
 });
-
-async function until(check: () => boolean | Promise<boolean>, ms = 5_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 const holds = async (allocator: Allocator, identity: string) =>
   (await allocator.podKeys(identity)).length > 0;
