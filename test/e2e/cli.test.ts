@@ -162,6 +162,37 @@ describe('pkm release and pkm assignments', () => {
     expect(bad.stderr.join('')).toMatch(/INVALID_INTERCHANGE/);
   });
 
+  it.each([
+    [['keys', 'retire', '0x1234', '--server', 'http://127.0.0.1:9'], /^pkm: INVALID_PUBKEY: /],
+    [['deposits', 'export', '--state', 'lost'], /^pkm: INVALID_CONFIG: --state is one of/],
+    [
+      ['agent', '--server', 'http://127.0.0.1:9', '--pod', 'p'],
+      /^pkm: INVALID_CONFIG: --out is required/,
+    ],
+    [
+      [
+        'agent',
+        '--server',
+        'http://127.0.0.1:9',
+        '--pod',
+        'p',
+        '--out',
+        '/tmp/x',
+        '--interval',
+        'often',
+      ],
+      /--interval takes a duration/,
+    ],
+    [
+      ['release', '--server', 'http://127.0.0.1:9', '--pod', 'p', '--namespace', 'Bad_NS'],
+      /^pkm: INVALID_NAMESPACE: /,
+    ],
+  ])('refuses bad input to pkm %j with exit 2 and one line', async (args, message) => {
+    const child = runPkm(args);
+    expect(await child.exited).toBe(ExitCode.usage);
+    expect(child.stderr).toEqual([expect.stringMatching(message)]);
+  });
+
   it('exits 2 for a bad pod name, and 4 when the server cannot be reached', async () => {
     const bad = runPkm(['release', '--server', 'http://127.0.0.1:9', '--pod', 'Not_A_Pod']);
     expect(await bad.exited).toBe(ExitCode.usage);

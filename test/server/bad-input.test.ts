@@ -149,6 +149,64 @@ const CASES: Case[] = [
     code: 'INVALID_QUERY',
   },
   {
+    name: 'bad namespace',
+    ...post('/v1/namespaces/Not_NS/pods/ok/keys', one, 400, 'INVALID_NAMESPACE'),
+  },
+  {
+    name: 'namespace of 64 characters',
+    ...post(`/v1/namespaces/${'n'.repeat(64)}/pods/ok/keys`, one, 400, 'INVALID_NAMESPACE'),
+  },
+  {
+    name: 'bad pod in a namespace',
+    ...post('/v1/namespaces/vals/pods/BAD/keys', one, 400, 'INVALID_POD_NAME'),
+  },
+  {
+    name: 'heartbeat with a bad pubkey',
+    ...post('/v1/pods/ok/heartbeat', json({ pubkeys: ['0x12'] }), 400, 'INVALID_BODY'),
+  },
+  {
+    name: 'heartbeat with an unknown field',
+    ...post('/v1/pods/ok/heartbeat', json({ pubkeys: [], all: true }), 400, 'INVALID_BODY'),
+  },
+  {
+    name: 'heartbeat that is not JSON',
+    ...post('/v1/pods/ok/heartbeat', '{"pubkeys":', 400, 'MALFORMED_JSON'),
+  },
+  {
+    name: 'GET on heartbeat',
+    method: 'GET',
+    path: '/v1/pods/ok/heartbeat',
+    status: 405,
+    code: 'METHOD_NOT_ALLOWED',
+  },
+  {
+    name: 'retire a malformed pubkey',
+    ...post('/v1/keys/0x1234/retire', '{}', 400, 'INVALID_PUBKEY'),
+  },
+  {
+    name: 'retire an unknown key',
+    ...post(`/v1/keys/0x${'ab'.repeat(48)}/retire`, '{}', 404, 'KEY_NOT_FOUND'),
+  },
+  {
+    name: 'retire with an unknown field',
+    ...post(`/v1/keys/0x${'ab'.repeat(48)}/retire`, json({ why: 'x' }), 400, 'INVALID_BODY'),
+  },
+  {
+    name: 'slashing protection that is not EIP-3076',
+    ...post('/v1/pods/ok/slashing-protection', json({ data: [] }), 400, 'INVALID_INTERCHANGE'),
+  },
+  {
+    name: 'events limit beyond 1000',
+    method: 'GET',
+    path: '/v1/events?limit=5000',
+    status: 400,
+    code: 'INVALID_QUERY',
+  },
+  {
+    name: 'a webhook body that is not a review',
+    ...post('/v1/webhooks/pod-deletion', json({ kind: 'Pod' }), 400, 'INVALID_REVIEW'),
+  },
+  {
     name: 'unknown deposits filter',
     method: 'GET',
     path: '/v1/deposits?owner=x',
