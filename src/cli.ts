@@ -2,6 +2,7 @@
 // `pkm`: every command, thin. Each parses its flags (and PKM_* env), then hands over to a module.
 import { readFile } from 'node:fs/promises';
 import { Command, CommanderError } from 'commander';
+import { GroupCommitter } from './allocation/group-commit.js';
 import {
   DEFAULT_NAMESPACE,
   parseNamespace,
@@ -14,6 +15,7 @@ import { runClient } from './client/client.js';
 import {
   parseClientConfig,
   parseDuration,
+  parseInteger,
   parseLogLevel,
   parseServerConfig,
   parseServerUrl,
@@ -26,6 +28,8 @@ import { createLogger, createStderrLogger } from './log.js';
 import { startServer } from './server/serve.js';
 import { flag, serverOptions } from './server-flags.js';
 import { checkStore } from './store/check.js';
+import { kekLoader, loadKek } from './store/encryption.js';
+import { rotateKek } from './store/kek-rotation.js';
 import { PUBKEY_RE, StoredState } from './store/records.js';
 import { Store } from './store/store.js';
 
@@ -244,10 +248,8 @@ deposits
     }
   });
 
-program
-  .command('db')
-  .description("maintenance of a stopped server's store")
-  .command('check')
+const db = program.command('db').description("maintenance of a stopped server's store");
+db.command('check')
   .description(
     "check the store's invariants (no key in two places, none lost, pods and keys agree)",
   )
@@ -260,6 +262,40 @@ program
         `${JSON.stringify({ keys: report.keys, pods: report.pods, problems: report.problems })}\n`,
       );
       if (report.problems.length > 0) process.exitCode = ExitCode.store;
+    } finally {
+      await store.close();
+    }
+  });
+
+db.command('rotate-kek')
+  .description('re-encrypt every secret under a new KEK (resumes an unfinished rotation)')
+  .addOption(flag('--data-dir <dir>', 'LevelDB directory', './data'))
+  .addOption(flag('--kek-file <file>', 'the current KEK (default: <data-dir>/kek)'))
+  .addOption(flag('--new-kek-file <file>', 'the new KEK: 32 bytes as hex or base64'))
+  .addOption(flag('--batch-size <n>', 'records re-encrypted per atomic batch', '500'))
+  .action(async (opts: RawFlags) => {
+    if (opts.newKekFile === undefined)
+      throw new PkmError(
+        'INVALID_CONFIG',
+        '--new-kek-file is required, e.g. --new-kek-file /etc/pkm/kek-2',
+      );
+    const dataDir = String(opts.dataDir);
+    const kekFile = opts.kekFile === undefined ? undefined : String(opts.kekFile);
+    const batch = parseInteger(String(opts.batchSize), 'batch-size', 1, 100_000, '500');
+    const newKek = (await loadKek(dataDir, String(opts.newKekFile))).kek;
+    const store = await Store.open(dataDir, {
+      kek: kekLoader(dataDir, kekFile),
+      extraKeks: [newKek],
+    });
+    const log = createStderrLogger('info');
+    try {
+      const group = new GroupCommitter(store);
+      const result = await rotateKek(store, (op) => group.run(op), newKek, {
+        batch,
+        onProgress: (done, total) => log.info({ done, total }, 'migrated'),
+      });
+      log.flush();
+      process.stdout.write(`${JSON.stringify({ ...result, kekFile: opts.newKekFile })}\n`);
     } finally {
       await store.close();
     }

@@ -44,6 +44,23 @@ export interface ServerConfig {
   readonly beaconUrl: string | undefined;
   /** Serve HTTPS with these PEM files (Kubernetes calls webhooks over TLS only). */
   readonly tls: { readonly certFile: string; readonly keyFile: string } | undefined;
+  readonly auth: AuthConfig;
+  /** For --kube and --token-review; default: the in-cluster service account. */
+  readonly kubeconfig: string | undefined;
+  /** Allocation requests per minute per caller; 0: unlimited. */
+  readonly rateLimitPerMinute: number;
+}
+
+export interface AuthConfig {
+  /** Admin tokens, one per line. */
+  readonly tokenFile: string | undefined;
+  /** Pods authenticate with TokenReview (in-cluster, or --kubeconfig). */
+  readonly tokenReview: boolean;
+  readonly audience: string;
+  readonly publicAssignments: boolean;
+  /** Listening beyond loopback with no auth, at the operator's own risk. */
+  readonly insecure: boolean;
+  readonly webhookClientCa: string | undefined;
 }
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -158,13 +175,44 @@ export function parseLogLevel(value: string | undefined): LogLevel {
   return known;
 }
 
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^(::ffff:)?127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+function on(raw: RawFlags, name: string): boolean {
+  return raw[name] === true || raw[name] === 'true';
+}
+
+function parseAuth(raw: RawFlags, listen: ListenAddress, tls: boolean): AuthConfig {
+  const auth: AuthConfig = {
+    tokenFile: text(raw, 'authTokenFile'),
+    tokenReview: on(raw, 'tokenReview'),
+    audience: text(raw, 'tokenAudience') ?? 'pkm',
+    publicAssignments: on(raw, 'publicAssignments'),
+    insecure: on(raw, 'insecure'),
+    webhookClientCa: text(raw, 'webhookClientCa'),
+  };
+  if (auth.webhookClientCa !== undefined && !tls)
+    throw bad('webhook-client-ca', 'needs --tls-cert and --tls-key', '/tls/ca.crt');
+  const secured = auth.tokenFile !== undefined || auth.tokenReview;
+  if (!secured && !auth.insecure && !isLoopback(listen.host)) {
+    throw new PkmError(
+      'INVALID_CONFIG',
+      `refusing to listen on ${listen.host}:${listen.port} without authentication: anyone who reaches it could take validator keys. Set --auth-token-file (operators) and --token-review (pods), listen on 127.0.0.1, or pass --insecure to accept the risk`,
+    );
+  }
+  return auth;
+}
+
 export function parseServerConfig(raw: RawFlags): ServerConfig {
   const maxTotal = text(raw, 'maxTotalKeys');
+  const listen = parseListen(text(raw, 'listen') ?? '127.0.0.1:8000');
+  const tls = parseTls(text(raw, 'tlsCert'), text(raw, 'tlsKey'));
   const config: ServerConfig = {
     dataDir: text(raw, 'dataDir') ?? './data',
     mnemonicFile: text(raw, 'mnemonicFile'),
     mnemonicPassphraseFile: text(raw, 'mnemonicPassphraseFile'),
-    listen: parseListen(text(raw, 'listen') ?? '127.0.0.1:8000'),
+    listen,
     reuseDelayMs: parseDuration(text(raw, 'reuseDelay') ?? '20m', 'reuse-delay'),
     maxKeysPerPod: parseInteger(
       text(raw, 'maxKeysPerPod') ?? '64',
@@ -179,7 +227,16 @@ export function parseServerConfig(raw: RawFlags): ServerConfig {
         : parseInteger(maxTotal, 'max-total-keys', 1, 100_000_000, '10000'),
     logLevel: parseLogLevel(text(raw, 'logLevel')),
     namespaces: parseNamespaces(raw.namespace),
-    tls: parseTls(text(raw, 'tlsCert'), text(raw, 'tlsKey')),
+    tls,
+    auth: parseAuth(raw, listen, tls !== undefined),
+    kubeconfig: text(raw, 'kubeconfig'),
+    rateLimitPerMinute: parseInteger(
+      text(raw, 'rateLimit') ?? '60',
+      'rate-limit',
+      0,
+      1_000_000,
+      '60',
+    ),
     beaconUrl: text(raw, 'beaconUrl'),
     kekFile: text(raw, 'kekFile'),
     resyncWindowMs: parseDuration(text(raw, 'resyncWindow') ?? '60s', 'resync-window'),

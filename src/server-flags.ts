@@ -35,15 +35,37 @@ export function serverOptions(): Option[] {
       '--kube',
       'watch pods (in-cluster, or --kubeconfig): the fallback to the deletion webhook',
     ),
-    flag('--kubeconfig <file>', 'kubeconfig for --kube (default: the in-cluster service account)'),
+    flag('--kubeconfig <file>', 'kubeconfig for --kube and --token-review (default: in-cluster)'),
     flag('--label-selector <selector>', 'only pods with these labels, e.g. app=validator'),
     flag(
       '--kube-grace <duration>',
       'how long a pod must be missing before its keys are released',
       '60s',
     ),
-    flag('--tls-cert <file>', 'serve HTTPS with this PEM certificate (reloaded on SIGHUP)'),
+    flag(
+      '--tls-cert <file>',
+      'serve HTTPS with this PEM certificate (reloaded on SIGHUP and when the file changes)',
+    ),
     flag('--tls-key <file>', 'and this PEM key'),
+    flag(
+      '--auth-token-file <file>',
+      'admin tokens, one per line, each at least 256 bits (e.g. openssl rand -hex 32)',
+    ),
+    flag(
+      '--token-review',
+      "check pods' projected ServiceAccount tokens with the Kubernetes TokenReview API",
+    ),
+    flag('--token-audience <audience>', 'the audience pod tokens must be for', 'pkm'),
+    flag('--public-assignments', '/assignments and /v1/assignments without a token'),
+    flag(
+      '--webhook-client-ca <file>',
+      "the deletion webhook answers only client certificates this CA signed (the API server's)",
+    ),
+    flag('--rate-limit <n>', 'allocation requests per minute per caller (0: no limit)', '60'),
+    flag(
+      '--insecure',
+      'allow listening beyond loopback without authentication (anyone reaching it gets keys)',
+    ),
     flag(
       '--mnemonic-file <file>',
       'derive keys from this BIP-39 mnemonic at m/12381/3600/i/0/0 (default: random keys)',

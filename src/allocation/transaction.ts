@@ -14,12 +14,17 @@ export class Transaction {
   private readonly pods = new Map<string, PodChange>();
   private stagedNextIndex: number | undefined;
   private readonly events: NewAuditEvent[] = [];
-  private readonly meta = new Map<string, string>();
+  private readonly meta = new Map<string, string | undefined>();
 
   constructor(private readonly store: Store) {}
 
   get isEmpty(): boolean {
-    return this.keys.size === 0 && this.pods.size === 0 && this.stagedNextIndex === undefined;
+    return (
+      this.keys.size === 0 &&
+      this.pods.size === 0 &&
+      this.meta.size === 0 &&
+      this.stagedNextIndex === undefined
+    );
   }
 
   /** The next derivation index, after the indexes earlier requests of the group used. */
@@ -28,7 +33,7 @@ export class Transaction {
   }
 
   async getMeta(key: string): Promise<string | undefined> {
-    return this.meta.get(key) ?? this.store.getMeta(key);
+    return this.meta.has(key) ? this.meta.get(key) : this.store.getMeta(key);
   }
 
   async getPod(name: string): Promise<PodRecord | undefined> {

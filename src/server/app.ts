@@ -6,13 +6,17 @@ import type { Allocator } from '../allocation/allocator.js';
 import type { Clock } from '../allocation/clock.js';
 import { PkmError } from '../errors.js';
 import type { Logger } from '../log.js';
+import type { Serial } from '../store/kek-rotation.js';
 import type { Store } from '../store/store.js';
+import { adminRoutes } from './admin.js';
 import { assignmentsRoutes } from './assignments.js';
+import { Auth, authenticate, callerOf, describeCaller } from './auth.js';
 import { depositRoutes } from './deposits.js';
 import { errorHandler, methodNotAllowed, notFound } from './http-errors.js';
 import { keyRoutes } from './keys.js';
 import type { Metrics } from './metrics.js';
 import { podRoutes } from './pods.js';
+import type { RateLimiter } from './rate-limit.js';
 import { webhookRoutes } from './webhook.js';
 
 export interface AppDeps {
@@ -32,11 +36,20 @@ export interface AppDeps {
   readonly namespaces?: readonly string[];
   /** Send mode: why the funder cannot pay for a deposit, if it cannot. */
   readonly funds?: () => string | undefined;
+  /** Who may call what (auth.ts); absent: no tokens asked for. */
+  readonly auth?: Auth;
+  /** Per-caller limits on the allocation routes. */
+  readonly rateLimiter?: RateLimiter;
+  /** Runs a store change with nothing else writing (the group committer): KEK rotation. */
+  readonly serial?: Serial;
+  /** --webhook-client-ca: the webhook answers only callers with a verified client certificate. */
+  readonly webhookClientCert?: boolean;
 }
 
 const REQUEST_ID = /^[\w.-]{1,64}$/;
 
-export function createApp(deps: AppDeps): express.Express {
+export function createApp(appDeps: AppDeps): express.Express {
+  const deps = { ...appDeps, auth: appDeps.auth ?? new Auth({ adminTokens: [] }) };
   const app = express();
   app.disable('x-powered-by');
   // Answers carry secrets or change with every allocation: no ETag to compute or cache by.
@@ -61,6 +74,7 @@ export function createApp(deps: AppDeps): express.Express {
           method: req.method,
           route,
           pod: req.params.pod,
+          caller: describeCaller(callerOf(res)),
           status: res.statusCode,
           ms: Math.round(seconds * 1000),
         },
@@ -69,6 +83,8 @@ export function createApp(deps: AppDeps): express.Express {
     });
     next();
   });
+
+  app.use(authenticate(deps.auth));
 
   // 415 for a body that is not UTF-8 JSON; a POST with no body falls through to validation.
   app.use((req: Request, _res: Response, next: NextFunction) => {
@@ -118,6 +134,7 @@ export function createApp(deps: AppDeps): express.Express {
   app.use(depositRoutes(deps));
   app.use(webhookRoutes(deps));
   app.use(keyRoutes(deps));
+  app.use(adminRoutes(deps));
   app.use(notFound);
   app.use(errorHandler(deps.log));
   return app;

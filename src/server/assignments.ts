@@ -6,6 +6,7 @@ import { type Response, Router } from 'express';
 import { stateCounts } from '../allocation/counts.js';
 import { PkmError } from '../errors.js';
 import type { AppDeps } from './app.js';
+import { type Auth, requireAdmin } from './auth.js';
 import { methodNotAllowed } from './http-errors.js';
 import { pageFoot, pageHead, podRow } from './page.js';
 
@@ -54,7 +55,9 @@ function queryText(value: unknown, name: string, maxLength: number): string {
 }
 
 export function assignmentsRoutes(
-  deps: Pick<AppDeps, 'store' | 'clock' | 'reuseDelayMs' | 'heartbeats'>,
+  deps: Pick<AppDeps, 'store' | 'clock' | 'reuseDelayMs' | 'heartbeats'> & {
+    readonly auth: Auth;
+  },
 ): Router {
   const router = Router();
   const counts = async () => ({
@@ -65,6 +68,7 @@ export function assignmentsRoutes(
   router
     .route('/v1/assignments')
     .get(async (_req, res) => {
+      if (!deps.auth.publicAssignments) requireAdmin(deps.auth, res, '/v1/assignments');
       const out = new ChunkWriter(res.type('application/json'));
       await out.write(`{"counts":${JSON.stringify(await counts())},"pods":{`);
       let first = true;
@@ -80,6 +84,12 @@ export function assignmentsRoutes(
   router
     .route('/assignments')
     .get(async (req, res) => {
+      if (!deps.auth.publicAssignments) {
+        // A browser asks for the admin token as a password (any user name).
+        res.setHeader('www-authenticate', 'Basic realm="pkm", charset="UTF-8"');
+        requireAdmin(deps.auth, res, '/assignments');
+        res.removeHeader('www-authenticate');
+      }
       const query = queryText(req.query.q, 'q', 200);
       const after = queryText(req.query.after, 'after', 253);
       const limitText = queryText(req.query.limit, 'limit', 6);

@@ -13,7 +13,9 @@ import { type KeySource, type NewKey, randomKeySource } from '../keys/source.js'
 import type { Logger } from '../log.js';
 import type { Store } from '../store/store.js';
 import { createApp } from './app.js';
+import type { Auth } from './auth.js';
 import { createMetrics } from './metrics.js';
+import { RateLimiter } from './rate-limit.js';
 
 function depositMaker(config: DepositConfig) {
   return (key: NewKey): DepositRecord => makeDeposit(key, config);
@@ -35,6 +37,10 @@ export interface ServiceDeps {
   readonly depositor?: Depositor;
   readonly group?: GroupCommitter;
   readonly isDraining?: () => boolean;
+  readonly auth?: Auth;
+  /** Allocation requests per minute per caller (--rate-limit). */
+  readonly rateLimitPerMinute?: number;
+  readonly webhookClientCert?: boolean;
 }
 
 /** Wires store, allocator, metrics and app together; tests call this over a temp store. */
@@ -49,9 +55,10 @@ export function composeApp(deps: ServiceDeps) {
     funderBalanceWei: () => depositor?.balance,
   });
   depositor?.onOutcome((outcome) => metrics.onDeposit(outcome));
+  const group = deps.group ?? new GroupCommitter(deps.store);
   const allocator = new Allocator({
     store: deps.store,
-    group: deps.group ?? new GroupCommitter(deps.store),
+    group,
     ...beaconOf(deps),
     ...(depositor ? { depositor } : {}),
     clock,
@@ -85,6 +92,12 @@ export function composeApp(deps: ServiceDeps) {
     metrics,
     reuseDelayMs,
     namespaces: deps.config.namespaces ?? [],
+    serial: (op) => group.run(op),
+    ...(deps.auth ? { auth: deps.auth } : {}),
+    ...(deps.webhookClientCert ? { webhookClientCert: true } : {}),
+    ...(deps.rateLimitPerMinute
+      ? { rateLimiter: new RateLimiter({ perMinute: deps.rateLimitPerMinute }, clock) }
+      : {}),
     ...(deps.isDraining ? { isDraining: deps.isDraining } : {}),
     ...(depositor && deps.deposits
       ? { funds: fundsCheck(depositor, deps.deposits.amountGwei) }

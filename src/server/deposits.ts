@@ -5,13 +5,15 @@ import { depositEntries } from '../deposit/export.js';
 import { PkmError } from '../errors.js';
 import { StoredState } from '../store/records.js';
 import type { AppDeps } from './app.js';
+import { type Auth, requireAdmin } from './auth.js';
 import { methodNotAllowed } from './http-errors.js';
 
-export function depositRoutes(deps: Pick<AppDeps, 'store'>): Router {
+export function depositRoutes(deps: Pick<AppDeps, 'store'> & { readonly auth: Auth }): Router {
   const router = Router();
   router
     .route('/v1/deposits')
     .get(async (req, res) => {
+      requireAdmin(deps.auth, res, 'deposit data');
       const { pod, state, ...rest } = req.query;
       const unknown = Object.keys(rest);
       if (unknown.length > 0)

@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { PkmError } from '../errors.js';
 import { PUBKEY_RE } from '../store/records.js';
 import type { AppDeps } from './app.js';
+import { type Auth, callerOf, describeCaller, requireAdmin } from './auth.js';
 import { methodNotAllowed } from './http-errors.js';
 
 const RetireBody = z.object({ reason: z.string().max(200).optional() }).strict();
@@ -19,13 +20,16 @@ function whole(value: unknown, name: string, fallback: number, max: number): num
   return n;
 }
 
-export function keyRoutes(deps: Pick<AppDeps, 'allocator' | 'store' | 'log'>): Router {
+export function keyRoutes(
+  deps: Pick<AppDeps, 'allocator' | 'store' | 'log'> & { readonly auth: Auth },
+): Router {
   const router = Router();
   router
     .route('/v1/keys/:pubkey/retire')
     .post(
       express.json({ limit: '4kb', strict: true, type: 'application/json' }),
       async (req, res) => {
+        requireAdmin(deps.auth, res, 'retiring a key');
         const pubkey = String(req.params.pubkey).toLowerCase();
         if (!PUBKEY_RE.test(pubkey))
           throw new PkmError('INVALID_PUBKEY', 'a pubkey is 0x and 96 hex digits (48 bytes)');
@@ -34,7 +38,10 @@ export function keyRoutes(deps: Pick<AppDeps, 'allocator' | 'store' | 'log'>): R
           throw new PkmError('INVALID_BODY', 'expected {"reason"?: "at most 200 characters"}');
         const reason = body.data.reason ?? 'retired by an operator';
         const record = await deps.allocator.retire(pubkey, reason);
-        deps.log.warn({ pubkey, reason }, 'key retired: it is never handed out again');
+        deps.log.warn(
+          { pubkey, reason, caller: describeCaller(callerOf(res)) },
+          'key retired: it is never handed out again',
+        );
         res.json({ pubkey, state: record.state });
       },
     )
@@ -43,6 +50,7 @@ export function keyRoutes(deps: Pick<AppDeps, 'allocator' | 'store' | 'log'>): R
   router
     .route('/v1/events')
     .get(async (req, res) => {
+      requireAdmin(deps.auth, res, 'the events log');
       const since = whole(req.query.since, 'since', 0, Number.MAX_SAFE_INTEGER);
       const limit = Math.max(1, whole(req.query.limit, 'limit', EVENTS_PAGE, MAX_EVENTS_PAGE));
       const events = await deps.store.events(since, limit);

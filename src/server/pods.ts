@@ -1,6 +1,6 @@
 // Allocate, read and release one pod's keys:
 //   /v1/namespaces/{namespace}/pods/{pod}/keys, and /v1/pods/{pod}/keys for the default namespace.
-import express, { type Request, Router } from 'express';
+import express, { type Request, type Response, Router } from 'express';
 import { z } from 'zod';
 import { toInterchange } from '../allocation/interchange.js';
 import {
@@ -12,7 +12,13 @@ import {
 import { PkmError } from '../errors.js';
 import { toHex } from '../keys/bls.js';
 import type { AppDeps } from './app.js';
+import { type Auth, type Caller, callerOf, describeCaller, requirePod } from './auth.js';
 import { methodNotAllowed } from './http-errors.js';
+
+/** Rate limits count per authenticated caller; without auth, per pod asked for. */
+function rateIdentity(caller: Caller, pod: string): string {
+  return caller.kind === 'anonymous' ? `pod:${pod}` : describeCaller(caller);
+}
 
 const AllocateBody = z.object({ count: z.number() }).strict();
 const HeartbeatBody = z
@@ -24,13 +30,16 @@ export const BODY_LIMIT = '16kb';
 const INTERCHANGE_LIMIT = '10mb';
 
 export function podRoutes(
-  deps: Pick<AppDeps, 'allocator' | 'namespaces' | 'bootToken' | 'heartbeats' | 'clock'>,
+  deps: Pick<
+    AppDeps,
+    'allocator' | 'namespaces' | 'bootToken' | 'heartbeats' | 'clock' | 'rateLimiter'
+  > & { readonly auth: Auth },
 ): Router {
   const router = Router();
   const json = express.json({ limit: BODY_LIMIT, strict: true, type: 'application/json' });
 
   /** The pod named by the path, checked, with its identity in the store. */
-  const target = (req: Request) => {
+  const target = (req: Request, res: Response) => {
     const namespace =
       req.params.namespace === undefined ? DEFAULT_NAMESPACE : parseNamespace(req.params.namespace);
     const name = parsePodName(req.params.pod);
@@ -42,14 +51,17 @@ export function podRoutes(
       );
     }
     const shown = namespace === DEFAULT_NAMESPACE ? { pod: name } : { namespace, pod: name };
-    return { id: podIdentity(namespace, name), shown };
+    const id = podIdentity(namespace, name);
+    requirePod(deps.auth, res, id);
+    return { id, shown };
   };
 
   for (const path of ['/v1/pods/:pod/keys', '/v1/namespaces/:namespace/pods/:pod/keys']) {
     router
       .route(path)
       .post(json, async (req, res) => {
-        const { id, shown } = target(req);
+        const { id, shown } = target(req, res);
+        deps.rateLimiter?.take(rateIdentity(callerOf(res), id));
         const body = AllocateBody.safeParse(req.body);
         if (!body.success) {
           throw new PkmError(
@@ -78,11 +90,11 @@ export function podRoutes(
         });
       })
       .get(async (req, res) => {
-        const { id, shown } = target(req);
+        const { id, shown } = target(req, res);
         res.json({ ...shown, pubkeys: await deps.allocator.podKeys(id) });
       })
       .delete(async (req, res) => {
-        const { id, shown } = target(req);
+        const { id, shown } = target(req, res);
         res.json({ ...shown, released: await deps.allocator.release(id) });
       })
       .all(methodNotAllowed('GET', 'POST', 'DELETE'));
@@ -92,7 +104,7 @@ export function podRoutes(
     router
       .route(path)
       .post(heartbeatJson, async (req, res) => {
-        const { id, shown } = target(req);
+        const { id, shown } = target(req, res);
         const body = HeartbeatBody.safeParse(req.body);
         if (!body.success)
           throw new PkmError('INVALID_BODY', 'expected {"pubkeys": ["0x…", …]} (at most 4096)');
@@ -118,7 +130,7 @@ export function podRoutes(
     router
       .route(path)
       .post(interchangeJson, async (req, res) => {
-        const { id, shown } = target(req);
+        const { id, shown } = target(req, res);
         res.json({ ...shown, pubkeys: await deps.allocator.uploadProtection(id, req.body) });
       })
       .all(methodNotAllowed('POST'));

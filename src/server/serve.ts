@@ -1,8 +1,6 @@
 // `pkm server`: open the store, start the parts, listen; and shut down cleanly on SIGTERM
 // (stop taking requests, finish those in flight, stop the depositor, close the store).
-import { readFile } from 'node:fs/promises';
 import { createServer as createHttpServer, type Server } from 'node:http';
-import { createServer as createHttpsServer, Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { systemClock } from '../allocation/clock.js';
 import { GroupCommitter } from '../allocation/group-commit.js';
@@ -17,22 +15,11 @@ import { loadKubeConfig, PodWatcher } from '../kube/watcher.js';
 import type { Logger } from '../log.js';
 import { kekLoader } from '../store/encryption.js';
 import { resealPlaintext } from '../store/encryption-setup.js';
+import { finishRotation } from '../store/kek-rotation.js';
 import { Store } from '../store/store.js';
+import { openAuth } from './auth-setup.js';
 import { composeApp } from './compose.js';
-
-async function readTls(tls: {
-  certFile: string;
-  keyFile: string;
-}): Promise<{ cert: Buffer; key: Buffer }> {
-  try {
-    return { cert: await readFile(tls.certFile), key: await readFile(tls.keyFile) };
-  } catch (err) {
-    throw new PkmError(
-      'INVALID_CONFIG',
-      `cannot read --tls-cert or --tls-key: ${(err as Error).message}`,
-    );
-  }
-}
+import { createTlsServer, type ReloadingTlsServer } from './tls.js';
 
 /** --beacon-url needs the network's genesis time to know the current epoch. */
 function livenessGate(config: ServerConfig): BeaconLivenessGate | undefined {
@@ -84,16 +71,19 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
     ),
   });
   let draining = false;
+  const group = new GroupCommitter(store);
   try {
     await store.bindKeySource(keySource.fingerprint);
     const resealed = await resealPlaintext(store);
     if (resealed > 0)
       log.info({ keys: resealed }, 'secrets an older build kept in plaintext are now encrypted');
+    // Started with the new KEK of a rotation a crash cut short: finish it before serving.
+    const finished = await finishRotation(store, (op) => group.run(op));
+    if (finished) log.warn(finished, 'finished an interrupted KEK rotation');
   } catch (err) {
     await store.close();
     throw err;
   }
-  const group = new GroupCommitter(store);
   let depositor: Depositor | undefined;
   const { deposits } = config;
   if (deposits?.send) {
@@ -109,7 +99,15 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
       throw err;
     }
   }
+  const auth = await openAuth(config, log).catch(async (err: unknown) => {
+    depositor?.stop();
+    await store.close();
+    throw err;
+  });
   const { app, allocator, metrics } = composeApp({
+    auth,
+    rateLimitPerMinute: config.rateLimitPerMinute,
+    webhookClientCert: config.auth.webhookClientCa !== undefined,
     ...(liveness ? { liveness } : {}),
     store,
     config,
@@ -121,30 +119,19 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
     ...(depositor ? { depositor } : {}),
   });
   let server: Server;
-  let reloadTls: (() => void) | undefined;
+  let tlsServer: ReloadingTlsServer | undefined;
   try {
     const tls = config.tls;
-    server = tls ? createHttpsServer(await readTls(tls), app) : createHttpServer(app);
-    if (tls && server instanceof HttpsServer) {
-      const https = server;
-      // cert-manager rotates the files in place: SIGHUP swaps them in without a restart.
-      reloadTls = () => {
-        readTls(tls).then(
-          (files) => {
-            https.setSecureContext(files);
-            log.info('TLS certificate reloaded');
-          },
-          (err: unknown) => log.error({ err }, 'TLS reload failed; the old certificate stays'),
-        );
-      };
-      process.on('SIGHUP', reloadTls);
-    }
+    tlsServer = tls
+      ? await createTlsServer({ ...tls, clientCaFile: config.auth.webhookClientCa }, app, log)
+      : undefined;
+    server = tlsServer?.server ?? createHttpServer(app);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(config.listen.port, config.listen.host, () => resolve());
     });
   } catch (err) {
-    if (reloadTls) process.off('SIGHUP', reloadTls);
+    tlsServer?.stop();
     depositor?.stop();
     await store.close();
     const reason = err instanceof Error ? err.message : String(err);
@@ -183,7 +170,7 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
     async close(graceMs = 10_000) {
       draining = true;
       await watcher?.stop();
-      if (reloadTls) process.off('SIGHUP', reloadTls);
+      tlsServer?.stop();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       const force = setTimeout(() => server.closeAllConnections(), graceMs);
       await closed;

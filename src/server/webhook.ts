@@ -1,11 +1,13 @@
 // POST /v1/webhooks/pod-deletion: a Kubernetes ValidatingWebhook for DELETE on pods
 // (admission.k8s.io/v1 AdmissionReview). A deleted pod's keys start cooling. It never blocks a
 // deletion: the answer is always allowed, even when the store fails (that is logged and counted).
-import express, { Router } from 'express';
+import { TLSSocket } from 'node:tls';
+import express, { type Request, type Response, Router } from 'express';
 import { z } from 'zod';
 import { parseNamespace, parsePodName, podIdentity } from '../allocation/pod-name.js';
 import { PkmError } from '../errors.js';
 import type { AppDeps } from './app.js';
+import { callerOf } from './auth.js';
 import { methodNotAllowed } from './http-errors.js';
 
 /** Reviews carry the whole old pod; Kubernetes objects stay well under this. */
@@ -39,7 +41,7 @@ const Review = z
 export type WebhookOutcome = 'released' | 'ignored' | 'dry-run' | 'error';
 
 export function webhookRoutes(
-  deps: Pick<AppDeps, 'allocator' | 'log' | 'metrics' | 'namespaces'>,
+  deps: Pick<AppDeps, 'allocator' | 'log' | 'metrics' | 'namespaces' | 'webhookClientCert'>,
 ): Router {
   const router = Router();
   router
@@ -47,6 +49,7 @@ export function webhookRoutes(
     .post(
       express.json({ limit: REVIEW_LIMIT, strict: true, type: 'application/json' }),
       async (req, res) => {
+        if (deps.webhookClientCert) requireApiServer(req, res);
         const parsed = Review.safeParse(req.body);
         if (!parsed.success) {
           throw new PkmError(
@@ -109,4 +112,18 @@ async function review(
     deps.log.error({ err, pod: identity, uid: request.uid }, 'pod deletion not recorded');
     return 'error';
   }
+}
+
+/**
+ * --webhook-client-ca: only a caller whose client certificate that CA signed (the API server,
+ * configured with an AdmissionConfiguration kubeconfig) or an admin may report deletions.
+ */
+function requireApiServer(req: Request, res: Response): void {
+  const socket = req.socket;
+  if (socket instanceof TLSSocket && socket.authorized) return;
+  if (callerOf(res).kind === 'admin') return;
+  throw new PkmError(
+    'FORBIDDEN',
+    'the deletion webhook answers only the API server: present a client certificate signed by --webhook-client-ca',
+  );
 }

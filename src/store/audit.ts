@@ -17,6 +17,7 @@ export const AuditEvent = z
       'conflict',
       'protection',
       'reassert',
+      'kek-rotation',
     ]),
     pod: z.string().optional(),
     pubkeys: z.array(z.string()),

@@ -29,6 +29,12 @@ export const MetaKey = {
   mnemonicFingerprint: 'mnemonic-fingerprint',
   /** The data key, wrapped by the KEK (encryption.ts). */
   dataKey: 'data-key',
+  /** KEK rotation (kek-rotation.ts): the id of the KEK being rotated to. */
+  targetKekId: 'target-kek-id',
+  /** The id of the KEK the last finished rotation moved every record to. */
+  migratedKekId: 'migrated-kek-id',
+  /** During a rotation: the new data key, and the old one, both wrapped by the new KEK. */
+  nextDataKey: 'next-data-key',
   /** genesis_validators_root of the interchanges uploaded (EIP-3076), when no network names it. */
   genesisValidatorsRoot: 'genesis-validators-root',
 } as const;

@@ -1,7 +1,10 @@
-// Opening a store's secrets: unwrap (or, for a store without one, make) the data key.
+// Opening a store's secrets: unwrap (or, for a store without one, make) the data key. During an
+// unfinished KEK rotation (kek-rotation.ts) the new KEK opens both data keys; the old one alone
+// cannot open the records already moved, so the store is refused until the rotation finishes.
+import { PkmError } from '../errors.js';
 import { MetaKey } from './buckets.js';
 import {
-  gcmCodec,
+  KeyRing,
   kekId,
   lockedCodec,
   newDataKey,
@@ -9,7 +12,6 @@ import {
   type WrappedKey,
   wrapDataKey,
 } from './encryption.js';
-import type { SecretCodec } from './secret-codec.js';
 import type { KeyChange, Store } from './store.js';
 
 export { lockedCodec };
@@ -19,17 +21,79 @@ interface MetaBucket {
   put(key: string, value: string): Promise<void>;
 }
 
+/** The new data key, and the old one, both wrapped by the new KEK. */
+export interface NextDataKey {
+  readonly current: WrappedKey;
+  readonly previous: WrappedKey;
+}
+
+export interface RotationState {
+  /** The KEK id the stored data key is wrapped by. */
+  readonly current: string;
+  readonly target: string | undefined;
+  readonly migrated: string | undefined;
+  /** Set while a rotation is unfinished. */
+  readonly next: NextDataKey | undefined;
+}
+
+function parseJson<T>(text: string, what: string): T {
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    throw new PkmError('STORE_CORRUPT', `the stored ${what} is not JSON`);
+  }
+}
+
+export async function readRotation(
+  get: (key: string) => Promise<string | undefined>,
+): Promise<RotationState | undefined> {
+  const stored = await get(MetaKey.dataKey);
+  if (stored === undefined) return undefined;
+  const target = await get(MetaKey.targetKekId);
+  const migrated = await get(MetaKey.migratedKekId);
+  const next = await get(MetaKey.nextDataKey);
+  return {
+    current: parseJson<WrappedKey>(stored, 'data key').kek,
+    target,
+    migrated,
+    next: next === undefined ? undefined : parseJson<NextDataKey>(next, 'next data key'),
+  };
+}
+
+/**
+ * The store's key ring. `loadKek` gives the KEK (told whether the store has a data key yet);
+ * `extraKeks` are more KEKs that may be tried (the new one, when resuming a rotation).
+ */
 export async function openSecrets(
   meta: MetaBucket,
   loadKek: (hasDataKey: boolean) => Promise<Buffer>,
-): Promise<SecretCodec> {
+  extraKeks: readonly Buffer[] = [],
+): Promise<KeyRing> {
   const stored = await meta.get(MetaKey.dataKey);
   const kek = await loadKek(stored !== undefined);
-  if (stored !== undefined)
-    return gcmCodec(unwrapDataKey(JSON.parse(stored) as WrappedKey, kek), kekId(kek));
-  const dek = newDataKey();
-  await meta.put(MetaKey.dataKey, JSON.stringify(wrapDataKey(dek, kek)));
-  return gcmCodec(dek, kekId(kek));
+  if (stored === undefined) {
+    const dek = newDataKey();
+    await meta.put(MetaKey.dataKey, JSON.stringify(wrapDataKey(dek, kek)));
+    return new KeyRing(kekId(kek), dek);
+  }
+  const wrapped = parseJson<WrappedKey>(stored, 'data key');
+  const given = [kek, ...extraKeks];
+  const byId = (id: string | undefined) => given.find((k) => kekId(k) === id);
+  const state = await readRotation((key) => meta.get(key));
+  if (state?.next === undefined || state.target === undefined) {
+    return new KeyRing(wrapped.kek, unwrapDataKey(wrapped, byId(wrapped.kek) ?? kek));
+  }
+  const target = byId(state.target);
+  if (target === undefined) {
+    if (byId(wrapped.kek) === undefined) unwrapDataKey(wrapped, kek); // throws WRONG_KEK
+    throw new PkmError(
+      'ROTATION_UNFINISHED',
+      `a KEK rotation to KEK ${state.target} is unfinished: start with that KEK (--kek-file) to finish it, or run pkm db rotate-kek --new-kek-file <its file>`,
+    );
+  }
+  const ring = new KeyRing(wrapped.kek, unwrapDataKey(state.next.previous, target));
+  ring.add(state.target, unwrapDataKey(state.next.current, target), true);
+  return ring;
 }
 
 /**

@@ -135,31 +135,78 @@ export function newDataKey(): Buffer {
   return randomBytes(KEY_BYTES);
 }
 
-/** Seals secrets under the data key; also opens records an older store kept as hex. */
-export function gcmCodec(dek: Buffer, kek: string): SecretCodec {
-  const aad = (pubkey: string) => Buffer.from(pubkey, 'utf8');
-  return {
-    seal(secret, pubkey): SealedSecret {
-      return {
-        alg: 'aes-256-gcm',
-        kek,
-        data: seal(dek, Buffer.from(secret), aad(pubkey)).toString('hex'),
-      };
-    },
-    open(sealed, pubkey) {
-      if (sealed.alg === 'hex') return Uint8Array.from(Buffer.from(sealed.data, 'hex'));
-      const plain =
-        sealed.alg === 'aes-256-gcm'
-          ? open(dek, Buffer.from(sealed.data, 'hex'), aad(pubkey))
-          : undefined;
-      if (!plain)
-        throw new PkmError(
-          'STORE_CORRUPT',
-          `the secret of ${pubkey} does not open with this store's data key`,
-        );
-      return Uint8Array.from(plain);
-    },
-  };
+/**
+ * The data keys a store's secrets are sealed with, by the id of the KEK that each one belongs
+ * to (a record names it in `kek`). One key seals; during a KEK rotation the ring also holds the
+ * old data key, so every record opens while the rotation moves them over.
+ */
+export class KeyRing implements SecretCodec {
+  private readonly keys = new Map<string, Buffer>();
+  private sealing: string;
+  private sealingKey: Buffer;
+
+  constructor(kek: string, dek: Buffer) {
+    this.keys.set(kek, dek);
+    this.sealing = kek;
+    this.sealingKey = dek;
+  }
+
+  /** The id of the KEK whose data key seals new secrets. */
+  get sealingKek(): string {
+    return this.sealing;
+  }
+
+  /** Adds a data key; `seal` makes it the one new secrets are sealed with. */
+  add(kek: string, dek: Buffer, seal = false): void {
+    this.keys.set(kek, dek);
+    if (seal) {
+      this.sealing = kek;
+      this.sealingKey = dek;
+    }
+  }
+
+  /** A data key of the ring, by its KEK's id (to wrap it under a new KEK). */
+  dataKey(kek: string): Buffer | undefined {
+    return this.keys.get(kek);
+  }
+
+  /** Forgets every data key but the sealing one (a finished rotation). */
+  retireOthers(): void {
+    for (const id of [...this.keys.keys()]) if (id !== this.sealing) this.keys.delete(id);
+  }
+
+  seal(secret: Uint8Array, pubkey: string): SealedSecret {
+    return {
+      alg: 'aes-256-gcm',
+      kek: this.sealing,
+      data: seal(this.sealingKey, Buffer.from(secret), secretAad(pubkey)).toString('hex'),
+    };
+  }
+
+  /** Also opens records an older store kept as hex. */
+  open(sealed: SealedSecret, pubkey: string): Uint8Array {
+    if (sealed.alg === 'hex') return Uint8Array.from(Buffer.from(sealed.data, 'hex'));
+    const dek = this.keys.get(sealed.kek ?? this.sealing);
+    const plain =
+      sealed.alg === 'aes-256-gcm' && dek
+        ? open(dek, Buffer.from(sealed.data, 'hex'), secretAad(pubkey))
+        : undefined;
+    if (!plain)
+      throw new PkmError(
+        'STORE_CORRUPT',
+        `the secret of ${pubkey} does not open with this store's data key`,
+      );
+    return Uint8Array.from(plain);
+  }
+}
+
+function secretAad(pubkey: string): Buffer {
+  return Buffer.from(pubkey, 'utf8');
+}
+
+/** A ring of one data key. */
+export function gcmCodec(dek: Buffer, kek: string): KeyRing {
+  return new KeyRing(kek, dek);
 }
 
 /** For a store opened without its KEK (checks, exports): reading works, secrets do not. */

@@ -12,6 +12,7 @@ import {
 } from './audit.js';
 import { Bucket, MetaKey, parseTimeIndexKey, timeIndexKey, timeUpperBound } from './buckets.js';
 import { RecordCache } from './cache.js';
+import { KeyRing } from './encryption.js';
 import { lockedCodec, openSecrets } from './encryption-setup.js';
 import { IndexWindow } from './index-window.js';
 import {
@@ -43,8 +44,8 @@ export interface Change {
   readonly nextKeyIndex?: number;
   /** What happened, for the audit log (written in the same batch). */
   readonly events?: readonly NewAuditEvent[];
-  /** Values for the meta bucket, written in the same batch. */
-  readonly meta?: ReadonlyArray<readonly [string, string]>;
+  /** Values for the meta bucket, written in the same batch (undefined: deleted). */
+  readonly meta?: ReadonlyArray<readonly [string, string | undefined]>;
 }
 
 /** The two indexes of keys not held by a pod. */
@@ -74,6 +75,8 @@ export interface StoreOptions {
    * KEK, an encrypted one must be given its own). Without it, secrets cannot be read or sealed.
    */
   readonly kek?: (hasDataKey: boolean) => Promise<Buffer>;
+  /** More KEKs to try: the new one, to resume an unfinished rotation (kek-rotation.ts). */
+  readonly extraKeks?: readonly Buffer[];
 }
 
 export class Store {
@@ -148,7 +151,7 @@ export class Store {
       if (!Number.isSafeInteger(next) || next < 0)
         throw new PkmError('STORE_CORRUPT', 'the next key index is not a number');
       const secrets = opts.kek
-        ? await openSecrets(openBucket(db, Bucket.meta), opts.kek)
+        ? await openSecrets(openBucket(db, Bucket.meta), opts.kek, opts.extraKeks)
         : lockedCodec;
       const store = new Store(db, counts, secrets, podNames, next);
       const [last] = await store.eventsB.keys({ reverse: true, limit: 1 }).all();
@@ -353,7 +356,11 @@ export class Store {
       });
     }
     for (const [key, value] of change.meta ?? [])
-      ops.push({ type: 'put', sublevel: this.metaB, key, value });
+      ops.push(
+        value === undefined
+          ? { type: 'del', sublevel: this.metaB, key }
+          : { type: 'put', sublevel: this.metaB, key, value },
+      );
     const events = (change.events ?? []).map((e, i) => ({ ...e, seq: this.nextSeq + i }));
     for (const e of events)
       ops.push({
@@ -385,6 +392,27 @@ export class Store {
       if (after) this.podNames.add(name);
       else this.podNames.delete(name);
     }
+  }
+
+  /** The ring of data keys; only a store opened with its KEK has one. */
+  keyRing(): KeyRing {
+    if (!(this.secrets instanceof KeyRing))
+      throw new PkmError(
+        'INVALID_CONFIG',
+        'this store is encrypted: open it with its KEK (--kek-file)',
+      );
+    return this.secrets;
+  }
+
+  /** Rewrites the on-disk tables, so values overwritten (an old wrapped key) leave the disk. */
+  async compact(): Promise<void> {
+    // classic-level (Node's level) has compactRange; the union type of `level` does not say so.
+    if ('compactRange' in this.db && typeof this.db.compactRange === 'function')
+      await (this.db.compactRange as (start: string, end: string) => Promise<void>).call(
+        this.db,
+        '',
+        '\uffff',
+      );
   }
 
   async close(): Promise<void> {

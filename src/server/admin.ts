@@ -1,0 +1,50 @@
+// POST /v1/admin/kek-rotation {"newKekFile": "/etc/pkm/kek-2"}: re-encrypts every secret under
+// the KEK in that file (kek-rotation.ts) while the server runs. The KEK travels as a file
+// path, never over HTTP. Restart with --kek-file pointing at the new file.
+import express, { Router } from 'express';
+import { z } from 'zod';
+import { PkmError } from '../errors.js';
+import { loadKek } from '../store/encryption.js';
+import { rotateKek } from '../store/kek-rotation.js';
+import type { AppDeps } from './app.js';
+import { type Auth, callerOf, describeCaller, requireAdmin } from './auth.js';
+import { methodNotAllowed } from './http-errors.js';
+
+const RotationBody = z.object({ newKekFile: z.string().min(1).max(4096) }).strict();
+
+export function adminRoutes(
+  deps: Pick<AppDeps, 'store' | 'serial' | 'log'> & { readonly auth: Auth },
+): Router {
+  const router = Router();
+  let rotating = false;
+  router
+    .route('/v1/admin/kek-rotation')
+    .post(
+      express.json({ limit: '4kb', strict: true, type: 'application/json' }),
+      async (req, res) => {
+        requireAdmin(deps.auth, res, 'KEK rotation');
+        const body = RotationBody.safeParse(req.body);
+        if (!body.success)
+          throw new PkmError('INVALID_BODY', 'expected {"newKekFile": "/path/to/new/kek"}');
+        const { serial } = deps;
+        if (!serial) throw new PkmError('NOT_READY', 'this server cannot rotate its KEK');
+        if (rotating) throw new PkmError('ROTATION_IN_PROGRESS', 'a KEK rotation is running');
+        const newKek = (await loadKek('', body.data.newKekFile)).kek;
+        rotating = true;
+        try {
+          const caller = describeCaller(callerOf(res));
+          deps.log.warn({ caller }, 'KEK rotation started');
+          const result = await rotateKek(deps.store, serial, newKek);
+          deps.log.warn(
+            { ...result, caller, kekFile: body.data.newKekFile },
+            'KEK rotation finished: restart with --kek-file set to the new file',
+          );
+          res.json(result);
+        } finally {
+          rotating = false;
+        }
+      },
+    )
+    .all(methodNotAllowed('POST'));
+  return router;
+}

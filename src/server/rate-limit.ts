@@ -1,0 +1,44 @@
+// Per-caller rate limits on the allocation routes: a token bucket per identity, so one pod in a
+// crash loop (or a stolen token) cannot drain the pool or starve the others.
+import { PkmError } from '../errors.js';
+
+export interface RateLimit {
+  /** Requests per minute, and the burst allowed at once. */
+  readonly perMinute: number;
+}
+
+const MAX_TRACKED = 50_000;
+
+export class RateLimiter {
+  private readonly buckets = new Map<string, { tokens: number; at: number }>();
+
+  constructor(
+    private readonly limit: RateLimit,
+    private readonly clock: () => number = Date.now,
+  ) {}
+
+  /** Takes one request from `who`'s bucket, or RATE_LIMITED with the wait in Retry-After. */
+  take(who: string): void {
+    const now = this.clock();
+    const rate = this.limit.perMinute / 60_000; // tokens per ms
+    const bucket = this.buckets.get(who) ?? { tokens: this.limit.perMinute, at: now };
+    bucket.tokens = Math.min(this.limit.perMinute, bucket.tokens + (now - bucket.at) * rate);
+    bucket.at = now;
+    // Re-inserted: the map's order is least recently used first.
+    this.buckets.delete(who);
+    if (this.buckets.size >= MAX_TRACKED) {
+      const idle = this.buckets.keys().next().value;
+      if (idle !== undefined) this.buckets.delete(idle);
+    }
+    this.buckets.set(who, bucket);
+    if (bucket.tokens < 1) {
+      const wait = Math.ceil((1 - bucket.tokens) / rate / 1000);
+      throw new PkmError(
+        'RATE_LIMITED',
+        `too many requests from ${who}: at most ${this.limit.perMinute} a minute`,
+        { retryAfter: Math.max(1, wait) },
+      );
+    }
+    bucket.tokens -= 1;
+  }
+}

@@ -1,0 +1,161 @@
+// KEK rotation: every secret moves to a new data key, wrapped by the new KEK. A fresh data key
+// (not just a re-wrap) means a leaked old KEK and a copy of the store open nothing new.
+//
+// Steps, each one atomic batch, so a crash at any point resumes from the last one written:
+//   1. begin:   target-kek-id, and next-data-key (the new data key and the old one, both
+//               wrapped by the new KEK). From here the new KEK alone opens every record.
+//   2. migrate: records re-sealed in batches; each names its KEK, so progress is the records.
+//   3. finish:  the data key becomes the new one; migrated-kek-id = target; next-data-key goes.
+// Runs through the group committer, so it never races a state change of a live server.
+import type { Transaction } from '../allocation/transaction.js';
+import { PkmError } from '../errors.js';
+import { MetaKey } from './buckets.js';
+import { kekId, newDataKey, wrapDataKey } from './encryption.js';
+import { type NextDataKey, readRotation } from './encryption-setup.js';
+import type { KeyRecord } from './records.js';
+import type { KeyChange, Store } from './store.js';
+
+/** Runs an operation with nothing else writing in between (GroupCommitter.run). */
+export type Serial = <T>(op: (tx: Transaction) => Promise<T>) => Promise<T>;
+
+export interface RotationResult {
+  readonly from: string;
+  readonly target: string;
+  /** Records re-sealed by this call (a resumed rotation counts only the rest). */
+  readonly migrated: number;
+}
+
+export interface RotationOptions {
+  /** Records per batch. */
+  readonly batch?: number;
+  readonly onProgress?: (migrated: number, total: number) => void;
+}
+
+/** True while a rotation has begun and not finished. */
+export async function rotationUnfinished(store: Store): Promise<boolean> {
+  const state = await readRotation((key) => store.getMeta(key));
+  return state?.next !== undefined;
+}
+
+/** Begins (or resumes, for the same KEK) a rotation to `newKek`, and finishes it. */
+export async function rotateKek(
+  store: Store,
+  serial: Serial,
+  newKek: Buffer,
+  opts: RotationOptions = {},
+): Promise<RotationResult> {
+  const ring = store.keyRing();
+  const target = kekId(newKek);
+  const from = await serial(async (tx) => {
+    const state = await readRotation((key) => tx.getMeta(key));
+    if (state?.next !== undefined) {
+      if (state.target !== target)
+        throw new PkmError(
+          'ROTATION_IN_PROGRESS',
+          `a rotation to KEK ${state.target} is unfinished: finish it first (with that KEK)`,
+        );
+      return state.current;
+    }
+    const current = ring.sealingKek;
+    if (current === target) return current; // done already: nothing to begin
+    const old = ring.dataKey(current);
+    if (!old) throw new PkmError('INTERNAL', 'the key ring lacks its own data key');
+    const dek = newDataKey();
+    const next: NextDataKey = {
+      current: wrapDataKey(dek, newKek),
+      previous: wrapDataKey(old, newKek),
+    };
+    tx.stage({
+      keys: [],
+      pods: [],
+      meta: [
+        [MetaKey.targetKekId, target],
+        [MetaKey.nextDataKey, JSON.stringify(next)],
+      ],
+      events: [{ at: Date.now(), type: 'kek-rotation', pubkeys: [], detail: `begin ${target}` }],
+    });
+    // Sealing moves to the new key only once the batch is written (the group resolves after).
+    return { begun: current, dek };
+  }).then((r) => {
+    if (typeof r === 'string') return r;
+    ring.add(target, r.dek, true);
+    return r.begun;
+  });
+  if (!(await rotationUnfinished(store))) return { from, target, migrated: 0 };
+  const migrated = await migrate(store, serial, target, opts);
+  return { from, target, migrated };
+}
+
+/** Finishes an unfinished rotation (the store was opened with the new KEK). */
+export async function finishRotation(
+  store: Store,
+  serial: Serial,
+  opts: RotationOptions = {},
+): Promise<RotationResult | undefined> {
+  const state = await readRotation((key) => store.getMeta(key));
+  if (state?.next === undefined || state.target === undefined) return undefined;
+  const migrated = await migrate(store, serial, state.target, opts);
+  return { from: state.current, target: state.target, migrated };
+}
+
+function stale(record: KeyRecord, target: string): boolean {
+  return record.secret.alg !== 'aes-256-gcm' || record.secret.kek !== target;
+}
+
+async function stalePubkeys(store: Store, target: string): Promise<string[]> {
+  const found: string[] = [];
+  for await (const r of store.keyRecords()) if (stale(r, target)) found.push(r.pubkey);
+  return found;
+}
+
+function reseal(store: Store, records: readonly KeyRecord[], target: string): KeyChange[] {
+  const ring = store.keyRing();
+  return records
+    .filter((r) => stale(r, target))
+    .map((r) => ({
+      before: r,
+      after: { ...r, secret: ring.seal(ring.open(r.secret, r.pubkey), r.pubkey) },
+    }));
+}
+
+async function migrate(
+  store: Store,
+  serial: Serial,
+  target: string,
+  opts: RotationOptions,
+): Promise<number> {
+  const ring = store.keyRing();
+  if (ring.sealingKek !== target) throw new PkmError('INTERNAL', 'not sealing with the target');
+  const size = opts.batch ?? 500;
+  const todo = await stalePubkeys(store, target);
+  let done = 0;
+  for (let i = 0; i < todo.length; i += size) {
+    done += await serial(async (tx) => {
+      const changes = reseal(store, await tx.getKeys(todo.slice(i, i + size)), target);
+      tx.stage({ keys: changes, pods: [] });
+      return changes.length;
+    });
+    opts.onProgress?.(done, todo.length);
+  }
+  // The last step re-checks with nothing else writing: a key sealed under the old data key
+  // just before sealing moved over is caught here, in the same batch that ends the rotation.
+  done += await serial(async (tx) => {
+    const state = await readRotation((key) => tx.getMeta(key));
+    if (state?.next === undefined) return 0;
+    const changes = reseal(store, await tx.getKeys(await stalePubkeys(store, target)), target);
+    tx.stage({
+      keys: changes,
+      pods: [],
+      meta: [
+        [MetaKey.dataKey, JSON.stringify(state.next.current)],
+        [MetaKey.migratedKekId, target],
+        [MetaKey.nextDataKey, undefined],
+      ],
+      events: [{ at: Date.now(), type: 'kek-rotation', pubkeys: [], detail: `done ${target}` }],
+    });
+    return changes.length;
+  });
+  ring.retireOthers();
+  await store.compact();
+  return done;
+}
