@@ -3,6 +3,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    // Greps the logs of every spawned pkm for every secret the tests saw (test/support).
+    globalSetup: ['test/support/log-scan.ts'],
     testTimeout: 30_000,
     hookTimeout: 30_000,
     // Crash and CLI tests spawn servers; two workers keep this 2-core machine responsive.

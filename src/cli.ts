@@ -10,7 +10,7 @@ import {
   podKeysPath,
 } from './allocation/pod-name.js';
 import { Agent } from './client/agent.js';
-import { callServer } from './client/api.js';
+import { type ApiOptions, callServer, DEFAULT_TOKEN_FILE } from './client/api.js';
 import { runClient } from './client/client.js';
 import {
   parseClientConfig,
@@ -33,7 +33,26 @@ import { rotateKek } from './store/kek-rotation.js';
 import { PUBKEY_RE, StoredState } from './store/records.js';
 import { Store } from './store/store.js';
 
-const serverFlag = () => flag('--server <url>', 'server URL, e.g. http://127.0.0.1:8000');
+/** --server, and how to reach it: the token to send and the CA its certificate chains to. */
+function connectionOptions(command: Command): Command {
+  return command
+    .addOption(flag('--server <url>', 'server URL, e.g. https://pkm.pkm.svc:8443'))
+    .addOption(
+      flag(
+        '--token-file <file>',
+        `bearer token, read at each request (default: ${DEFAULT_TOKEN_FILE} when present)`,
+      ),
+    )
+    .addOption(flag('--ca-file <file>', "PEM CA bundle for the server's certificate"));
+}
+
+function connectionOf(opts: RawFlags): ApiOptions {
+  return {
+    server: parseServerUrl(opts.server),
+    tokenFile: opts.tokenFile === undefined ? undefined : String(opts.tokenFile),
+    caFile: opts.caFile === undefined ? undefined : String(opts.caFile),
+  };
+}
 
 const program = new Command('pkm')
   .description('Hands Ethereum validator BLS keys to Kubernetes validator pods, slashing-safely.')
@@ -61,12 +80,10 @@ server.action(async (opts: RawFlags) => {
   process.once('SIGINT', stop);
 });
 
-program
-  .command('client')
+connectionOptions(program.command('client'))
   .description(
     "the validator pod's init container: fetch this pod's keys and write them as EIP-2335 keystores",
   )
-  .addOption(serverFlag())
   .addOption(flag('--pod <name>', 'pod name (default: $POD_NAME)'))
   .addOption(
     flag('--namespace <name>', "the pod's namespace (default: $POD_NAMESPACE, else default)"),
@@ -99,10 +116,8 @@ program
     process.stdout.write(`${JSON.stringify(summary)}\n`);
   });
 
-program
-  .command('agent')
+connectionOptions(program.command('agent'))
   .description('sidecar: tell the server every --interval which keys this pod runs')
-  .addOption(serverFlag())
   .addOption(flag('--pod <name>', 'pod name (default: $POD_NAME)'))
   .addOption(
     flag('--namespace <name>', "the pod's namespace (default: $POD_NAMESPACE, else default)"),
@@ -116,6 +131,8 @@ program
     const agent = new Agent(
       {
         server: client.server,
+        tokenFile: client.tokenFile,
+        caFile: client.caFile,
         pod: client.pod,
         namespace: client.namespace,
         out: client.out,
@@ -129,10 +146,8 @@ program
     await agent.run();
   });
 
-program
-  .command('release')
+connectionOptions(program.command('release'))
   .description("release a pod's keys (they cool for --reuse-delay before another pod may get them)")
-  .addOption(serverFlag())
   .addOption(flag('--pod <name>', 'pod name (default: $POD_NAME)'))
   .addOption(
     flag('--namespace <name>', "the pod's namespace (default: $POD_NAMESPACE, else default)"),
@@ -144,7 +159,7 @@ program
     ),
   )
   .action(async (opts: RawFlags) => {
-    const server = parseServerUrl(opts.server);
+    const connection = connectionOf(opts);
     const pod = parsePodName(opts.pod ?? process.env.POD_NAME);
     const namespace = parseNamespace(
       opts.namespace ?? (process.env.POD_NAMESPACE || DEFAULT_NAMESPACE),
@@ -163,24 +178,21 @@ program
       }
       // Made for a preStop hook: the history goes up before the keys start cooling.
       await callServer(
-        { server },
+        connection,
         'POST',
         keysPath.replace(/\/keys$/, '/slashing-protection'),
         interchange,
       );
     }
-    const answer = await callServer({ server }, 'DELETE', keysPath);
+    const answer = await callServer(connection, 'DELETE', keysPath);
     process.stdout.write(`${JSON.stringify(answer)}\n`);
   });
 
-program
-  .command('assignments')
+connectionOptions(program.command('assignments'))
   .description('show which pod holds which public keys')
-  .addOption(serverFlag())
   .addOption(flag('--json', 'print the JSON the server returns'))
   .action(async (opts: RawFlags) => {
-    const server = parseServerUrl(opts.server);
-    const answer = await callServer({ server }, 'GET', 'v1/assignments');
+    const answer = await callServer(connectionOf(opts), 'GET', 'v1/assignments');
     if (opts.json) {
       process.stdout.write(`${JSON.stringify(answer, null, 2)}\n`);
       return;
@@ -196,22 +208,18 @@ program
     process.stdout.write(`${lines.join('\n')}\n`);
   });
 
-program
-  .command('keys')
-  .description('keys, one at a time')
-  .command('retire')
+connectionOptions(program.command('keys').description('keys, one at a time').command('retire'))
   .description('retire a key: it is never handed out again (exited, slashed, or by choice)')
   .argument('<pubkey>', '0x and 96 hex digits')
-  .addOption(serverFlag())
   .addOption(flag('--reason <text>', 'why, for the audit log'))
   .action(async (pubkey: string, opts: RawFlags) => {
-    const server = parseServerUrl(opts.server);
+    const connection = connectionOf(opts);
     if (!PUBKEY_RE.test(pubkey.toLowerCase())) {
       throw new PkmError('INVALID_PUBKEY', `${pubkey} is not a pubkey: 0x and 96 hex digits`);
     }
     const body = opts.reason === undefined ? {} : { reason: String(opts.reason) };
     const answer = await callServer(
-      { server },
+      connection,
       'POST',
       `v1/keys/${pubkey.toLowerCase()}/retire`,
       body,

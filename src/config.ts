@@ -309,6 +309,10 @@ function oneOf<T extends string>(value: string, allowed: readonly T[], flag: str
 
 export interface ClientConfig {
   readonly server: URL;
+  /** Bearer token (the projected ServiceAccount token), read at each request. */
+  readonly tokenFile?: string | undefined;
+  /** PEM CA bundle for the server's certificate. */
+  readonly caFile?: string | undefined;
   readonly pod: string;
   /** The pod's namespace: --namespace, else $POD_NAMESPACE (downward API), else default. */
   readonly namespace: string;
@@ -339,6 +343,8 @@ export function parseClientConfig(
   }
   return Object.freeze({
     server: parseServerUrl(text(raw, 'server')),
+    tokenFile: text(raw, 'tokenFile'),
+    caFile: text(raw, 'caFile'),
     pod: parsePodName(pod),
     namespace: parseNamespace(text(raw, 'namespace') ?? (env.POD_NAMESPACE || DEFAULT_NAMESPACE)),
     count: parseInteger(count, 'count', 1, 10_000, '4'),

@@ -6,8 +6,10 @@ import { join } from 'node:path';
 import { afterEach } from 'vitest';
 import type { LivenessGate } from '../src/beacon/liveness.js';
 import { createLogger } from '../src/log.js';
+import type { Auth } from '../src/server/auth.js';
 import { composeApp } from '../src/server/compose.js';
 import { Store } from '../src/store/store.js';
+import { rememberSecret } from './support/secret-ledger.js';
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -63,6 +65,8 @@ export async function startTestServer(
     beacon?: { genesisTime: number; genesisValidatorsRoot: string };
     liveness?: LivenessGate;
     resyncWindowMs?: number;
+    auth?: Auth;
+    rateLimitPerMinute?: number;
   } = {},
 ): Promise<TestServer> {
   const store = opts.store ?? (await openTempStore());
@@ -73,6 +77,8 @@ export async function startTestServer(
     log: createLogger('silent'),
     ...(opts.beacon ? { beacon: opts.beacon } : {}),
     ...(opts.liveness ? { liveness: opts.liveness } : {}),
+    ...(opts.auth ? { auth: opts.auth } : {}),
+    ...(opts.rateLimitPerMinute ? { rateLimitPerMinute: opts.rateLimitPerMinute } : {}),
     config: {
       reuseDelayMs: opts.reuseDelayMs ?? 20 * MINUTE,
       maxKeysPerPod: opts.maxKeysPerPod ?? 64,
@@ -131,6 +137,8 @@ export async function http<T = ErrorBody>(
   } catch {
     // Not JSON (the HTML page, /metrics): the test reads the text.
   }
+  for (const key of (parsed as Partial<AllocationBody> | null)?.keys ?? [])
+    if (typeof key?.secretKey === 'string') rememberSecret(key.secretKey);
   return { status: res.status, headers: res.headers, body: parsed as T };
 }
 

@@ -8,11 +8,13 @@ import { podKeysPath } from '../allocation/pod-name.js';
 import { PkmError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { callServer } from './api.js';
-import { existingKeys } from './client.js';
+import { connection, existingKeys } from './client.js';
 import { LAYOUT_SPECS, type Layout } from './layouts.js';
 
 export interface AgentOptions {
   readonly server: URL;
+  readonly tokenFile?: string | undefined;
+  readonly caFile?: string | undefined;
   readonly pod: string;
   readonly namespace: string;
   readonly out: string;
@@ -77,7 +79,7 @@ export class Agent {
     const pubkeys = await existingKeys(this.opts.out, LAYOUT_SPECS[this.opts.layout]);
     const path = podKeysPath(this.opts.namespace, this.opts.pod).replace(/\/keys$/, '/heartbeat');
     const parsed = HeartbeatAnswer.safeParse(
-      await callServer({ server: this.opts.server }, 'POST', path, { pubkeys }),
+      await callServer(connection(this.opts), 'POST', path, { pubkeys }),
     );
     if (!parsed.success) throw new PkmError('SERVER_FAILED', 'the heartbeat answer is not one');
     const answer = parsed.data;

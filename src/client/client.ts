@@ -13,7 +13,7 @@ import { listFiles, readIfExists, writePrivateFile } from '../files.js';
 import type { KdfCosts } from '../keys/keystore.js';
 import { parseKeystore } from '../keys/keystore.js';
 import type { Logger } from '../log.js';
-import { callServer } from './api.js';
+import { type ApiOptions, callServer } from './api.js';
 import { encryptAll, type PlainKey } from './encrypt.js';
 import { LAYOUT_SPECS, type Layout, type LayoutSpec } from './layouts.js';
 import { loadOrCreatePassword } from './password.js';
@@ -65,11 +65,18 @@ async function writeProtection(
   return file;
 }
 
+/** The server, the token to send and the CA to trust, as the flags gave them. */
+export function connection(
+  opts: Pick<ClientConfig, 'server' | 'tokenFile' | 'caFile'>,
+): ApiOptions {
+  return { server: opts.server, tokenFile: opts.tokenFile, caFile: opts.caFile };
+}
+
 async function requestKeys(opts: ClientOptions, log: Logger): Promise<HandedKey[]> {
   const path = podKeysPath(opts.namespace, opts.pod);
   const answer = await withRetry(
     'asking the server for keys',
-    () => callServer({ server: opts.server }, 'POST', path, { count: opts.count }),
+    () => callServer(connection(opts), 'POST', path, { count: opts.count }),
     { timeoutMs: opts.timeoutMs, log },
   );
   const parsed = Allocation.safeParse(answer);

@@ -65,7 +65,7 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
   const store = await Store.open(config.dataDir, {
     kek: kekLoader(config.dataDir, config.kekFile, () =>
       log.warn(
-        { kek: `${config.dataDir}/kek` },
+        { kekFile: `${config.dataDir}/kek` },
         'made a new KEK next to the data: keep a copy elsewhere, or pass --kek-file',
       ),
     ),

@@ -8,6 +8,7 @@ import { decryptKeystore } from '../../src/keys/keystore.js';
 import { freePort } from '../chain/node.js';
 import { type AssignmentsBody, http, tempDir } from '../helpers.js';
 import { TEST_MNEMONIC } from '../keys/vectors.js';
+import { rememberSecret } from '../support/secret-ledger.js';
 import { runPkm, startServerProcess } from './spawn.js';
 
 /** Both KDFs at EIP-2335's real costs, spread over the layouts to keep the suite quick. */
@@ -55,6 +56,7 @@ describe('pkm client against pkm server (child processes)', () => {
       expect(summary.pubkeys.sort()).toEqual([...(listed ?? [])].sort());
 
       const password = await readFile(join(out, 'password.txt'), 'utf8');
+      rememberSecret(password.trim());
       const secrets: string[] = [];
       for (const pubkey of summary.pubkeys) {
         const file = join(out, LAYOUT_SPECS[layout].keystorePath(pubkey));
@@ -63,6 +65,7 @@ describe('pkm client against pkm server (child processes)', () => {
         const secret = await decryptKeystore(JSON.parse(await readFile(file, 'utf8')), password);
         expect(publicKeyOf(secret)).toBe(pubkey);
         secrets.push(toHex(secret).slice(2));
+        rememberSecret(toHex(secret));
       }
       for (const f of summary.files) expect((await stat(join(out, f))).mode & 0o777).toBe(0o600);
       const printed = [...client.stdout, ...client.stderr, ...server.stdout, ...server.stderr].join(
@@ -163,6 +166,7 @@ describe('pkm server --mnemonic-file', () => {
     const dir = await tempDir();
     const mnemonicFile = join(dir, 'mnemonic');
     await writeFile(mnemonicFile, `${TEST_MNEMONIC}\n`, { mode: 0o600 });
+    rememberSecret(TEST_MNEMONIC);
     const data = join(dir, 'data');
     const server = await startServerProcess(['--data-dir', data, '--mnemonic-file', mnemonicFile]);
     const res = await http<{ keys: Array<{ pubkey: string; path: string }> }>(

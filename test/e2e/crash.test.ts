@@ -5,6 +5,7 @@ import { checkStore } from '../../src/store/check.js';
 import { Store } from '../../src/store/store.js';
 import { type AllocationBody, http, tempDir } from '../helpers.js';
 import { TEST_MNEMONIC } from '../keys/vectors.js';
+import { rememberSecret } from '../support/secret-ledger.js';
 import { startServerProcess } from './spawn.js';
 
 const ROUNDS = 10;
@@ -66,6 +67,7 @@ describe.each([
     const dir = await tempDir();
     const mnemonicFile = join(dir, 'mnemonic');
     await writeFile(mnemonicFile, TEST_MNEMONIC);
+    rememberSecret(TEST_MNEMONIC);
     const keyArgs = withMnemonic ? ['--mnemonic-file', mnemonicFile] : [];
     const data = join(dir, 'data');
     const everHanded = new Set<string>();

@@ -5,6 +5,7 @@ import { ExitCode } from '../../src/errors.js';
 import { kekLoader } from '../../src/store/encryption.js';
 import { Store } from '../../src/store/store.js';
 import { type AllocationBody, http, tempDir } from '../helpers.js';
+import { rememberSecret } from '../support/secret-ledger.js';
 import { runPkm, startServerProcess } from './spawn.js';
 
 async function files(dir: string): Promise<string[]> {
@@ -63,6 +64,8 @@ describe('encryption at rest', () => {
     const kekB = join(dir, 'b.kek');
     await writeFile(kekA, `${'11'.repeat(32)}\n`, { mode: 0o600 });
     await writeFile(kekB, Buffer.alloc(32, 0x22).toString('base64'), { mode: 0o600 });
+    rememberSecret('11'.repeat(32));
+    rememberSecret('22'.repeat(32));
     const first = await startServerProcess(['--data-dir', data, '--kek-file', kekA]);
     await http(first.url, 'POST', '/v1/pods/v-0/keys', { count: 2 });
     first.proc.kill('SIGTERM');

@@ -3,6 +3,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { onCleanup } from '../helpers.js';
+import { keepLogLine } from '../support/secret-ledger.js';
 
 export const CLI = new URL('../../dist/cli.js', import.meta.url).pathname;
 
@@ -21,8 +22,12 @@ export function runPkm(args: string[], env: Record<string, string> = {}): Child 
   });
   const stdout: string[] = [];
   const stderr: string[] = [];
-  createInterface({ input: proc.stdout }).on('line', (l) => stdout.push(l));
-  createInterface({ input: proc.stderr }).on('line', (l) => stderr.push(l));
+  const keep = (into: string[]) => (line: string) => {
+    into.push(line);
+    keepLogLine(line);
+  };
+  createInterface({ input: proc.stdout }).on('line', keep(stdout));
+  createInterface({ input: proc.stderr }).on('line', keep(stderr));
   const exited = once(proc, 'exit').then(([code, signal]) => (code ?? signal) as number | string);
   onCleanup(async () => {
     if (proc.exitCode === null && proc.signalCode === null) {

@@ -2,6 +2,9 @@
 // format for what the watcher uses: GET /api/v1/namespaces/{ns}/pods (a PodList with
 // metadata.resourceVersion, filtered by labelSelector), the same with watch=true streaming
 // newline-delimited watch events, and an ERROR event with a 410 Status that ends the stream.
+// It also reviews tokens: POST /apis/authentication.k8s.io/v1/tokenreviews, answering as the
+// API server does for a projected ServiceAccount token bound to a pod.
+import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
@@ -27,7 +30,21 @@ function matches(pod: FakePod, selector: string | undefined): boolean {
   });
 }
 
+interface IssuedToken {
+  namespace: string;
+  pod: string;
+  uid: string;
+  audience: string;
+  /** seconds since the epoch, as in the JWT */
+  exp: number;
+}
+
 export class FakeKubeApi {
+  /** Tokens reviewed so far. */
+  reviews = 0;
+  /** The API server's clock (ms), for token expiry. */
+  now: () => number = Date.now;
+  private readonly tokens = new Map<string, IssuedToken>();
   readonly lists: Array<{ namespace: string; labelSelector: string | undefined }> = [];
   private readonly pods = new Map<string, FakePod>();
   private readonly watchers = new Set<Watcher>();
@@ -63,6 +80,26 @@ export class FakeKubeApi {
       'current-context: fake',
       '',
     ].join('\n');
+  }
+
+  /**
+   * A token shaped like a projected ServiceAccount token (a JWT: header.payload.signature),
+   * bound to a pod, for `audience`, valid for `seconds` from now().
+   */
+  issueToken(namespace: string, pod: string, seconds = 3600, audience = 'pkm'): string {
+    const exp = Math.floor(this.now() / 1000) + seconds;
+    const part = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url');
+    const token = [
+      part({ alg: 'RS256', kid: 'fake' }),
+      part({ aud: [audience], exp, sub: `system:serviceaccount:${namespace}:validator` }),
+      randomBytes(32).toString('base64url'),
+    ].join('.');
+    this.tokens.set(token, { namespace, pod, uid: `uid-${pod}`, audience, exp });
+    return token;
+  }
+
+  revoke(token: string): void {
+    this.tokens.delete(token);
   }
 
   upsert(pod: FakePod): void {
@@ -122,8 +159,70 @@ export class FakeKubeApi {
     }
   }
 
+  private review(req: IncomingMessage, res: ServerResponse): void {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
+        apiVersion?: string;
+        kind?: string;
+        spec?: { token?: string; audiences?: string[] };
+      };
+      if (body.apiVersion !== 'authentication.k8s.io/v1' || body.kind !== 'TokenReview') {
+        res
+          .writeHead(400, { 'content-type': 'application/json' })
+          .end(JSON.stringify({ kind: 'Status', apiVersion: 'v1', status: 'Failure', code: 400 }));
+        return;
+      }
+      this.reviews++;
+      const wanted = body.spec?.audiences ?? [];
+      const issued = this.tokens.get(body.spec?.token ?? '');
+      const valid =
+        issued !== undefined &&
+        issued.exp * 1000 > this.now() &&
+        (wanted.length === 0 || wanted.includes(issued.audience));
+      const status =
+        valid && issued
+          ? {
+              authenticated: true,
+              user: {
+                username: `system:serviceaccount:${issued.namespace}:validator`,
+                uid: `sa-uid-${issued.namespace}`,
+                groups: [
+                  'system:serviceaccounts',
+                  `system:serviceaccounts:${issued.namespace}`,
+                  'system:authenticated',
+                ],
+                extra: {
+                  'authentication.kubernetes.io/pod-name': [issued.pod],
+                  'authentication.kubernetes.io/pod-uid': [issued.uid],
+                },
+              },
+              audiences: [issued.audience],
+            }
+          : { user: {}, error: 'invalid bearer token, token lookup failed' };
+      res.writeHead(201, { 'content-type': 'application/json' }).end(
+        JSON.stringify({
+          kind: 'TokenReview',
+          apiVersion: 'authentication.k8s.io/v1',
+          metadata: { creationTimestamp: null },
+          spec: { audiences: wanted },
+          status,
+        }),
+      );
+    });
+  }
+
   private handle(req: IncomingMessage, res: ServerResponse): void {
     const url = new URL(req.url ?? '/', this.url);
+    if (
+      req.method === 'POST' &&
+      url.pathname === '/apis/authentication.k8s.io/v1/tokenreviews' &&
+      req.headers.authorization === 'Bearer test-token'
+    ) {
+      this.review(req, res);
+      return;
+    }
     const m = /^\/api\/v1\/namespaces\/([^/]+)\/pods$/.exec(url.pathname);
     if (req.method !== 'GET' || !m?.[1] || req.headers.authorization !== 'Bearer test-token') {
       res
