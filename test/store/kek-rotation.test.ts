@@ -1,0 +1,107 @@
+import { describe, expect, it } from 'vitest';
+import { GroupCommitter } from '../../src/allocation/group-commit.js';
+import { MetaKey } from '../../src/store/buckets.js';
+import { checkStore } from '../../src/store/check.js';
+import { kekId } from '../../src/store/encryption.js';
+import { finishRotation, rotateKek, type Serial } from '../../src/store/kek-rotation.js';
+import { Store } from '../../src/store/store.js';
+import { tempDir } from '../helpers.js';
+import { secretsOf, seedKeys } from '../support/seed.js';
+
+const OLD = Buffer.alloc(32, 0x41);
+const NEW = Buffer.alloc(32, 0x42);
+const OTHER = Buffer.alloc(32, 0x43);
+const open = (dir: string, kek: Buffer, extraKeks: Buffer[] = []) =>
+  Store.open(dir, { kek: async () => kek, extraKeks });
+
+function serialOf(store: Store): Serial {
+  const group = new GroupCommitter(store);
+  return (op) => group.run(op);
+}
+
+/** A serial that fails from its n-th call on, as a crash between two batches would. */
+function crashingAfter(store: Store, n: number): Serial {
+  const serial = serialOf(store);
+  let calls = 0;
+  return (op) => {
+    calls++;
+    if (calls > n) return Promise.reject(new Error('crashed'));
+    return serial(op);
+  };
+}
+
+describe('KEK rotation', () => {
+  it('moves every secret to the new KEK; the old KEK then opens nothing', async () => {
+    const dir = await tempDir();
+    const store = await open(dir, OLD);
+    const secrets = await seedKeys(store, 300);
+    const progress: number[] = [];
+    const result = await rotateKek(store, serialOf(store), NEW, {
+      batch: 50,
+      onProgress: (done) => progress.push(done),
+    });
+    expect(result).toEqual({ from: kekId(OLD), target: kekId(NEW), migrated: 300 });
+    expect(progress).toEqual([50, 100, 150, 200, 250, 300]);
+    expect(await store.getMeta(MetaKey.migratedKekId)).toBe(kekId(NEW));
+    expect(await store.getMeta(MetaKey.nextDataKey)).toBeUndefined();
+    await store.close();
+
+    await expect(open(dir, OLD)).rejects.toMatchObject({ code: 'WRONG_KEK' });
+    const reopened = await open(dir, NEW);
+    expect(await secretsOf(reopened)).toEqual(secrets);
+    for await (const r of reopened.keyRecords()) expect(r.secret.kek).toBe(kekId(NEW));
+    expect((await checkStore(reopened)).problems).toEqual([]);
+    // Rotating to the KEK already in use does nothing.
+    expect((await rotateKek(reopened, serialOf(reopened), NEW)).migrated).toBe(0);
+    await reopened.close();
+  });
+
+  it('after a crash mid-way: reads work with the new KEK, the old alone is refused, and it resumes', async () => {
+    const dir = await tempDir();
+    const store = await open(dir, OLD);
+    const secrets = await seedKeys(store, 200);
+    // begin + 2 of 4 batches, then the "crash"
+    await expect(rotateKek(store, crashingAfter(store, 3), NEW, { batch: 50 })).rejects.toThrow(
+      'crashed',
+    );
+    await store.close();
+
+    await expect(open(dir, OLD)).rejects.toMatchObject({ code: 'ROTATION_UNFINISHED' });
+    await expect(open(dir, OTHER)).rejects.toMatchObject({ code: 'WRONG_KEK' });
+    const both = await open(dir, OLD, [NEW]);
+    expect(await secretsOf(both)).toEqual(secrets); // half old, half new: all open
+    await expect(rotateKek(both, serialOf(both), OTHER)).rejects.toMatchObject({
+      code: 'ROTATION_IN_PROGRESS',
+    });
+    await both.close();
+
+    const resumed = await open(dir, NEW);
+    const finished = await finishRotation(resumed, serialOf(resumed));
+    expect(finished).toEqual({ from: kekId(OLD), target: kekId(NEW), migrated: 100 });
+    expect(await resumed.getMeta(MetaKey.migratedKekId)).toBe(kekId(NEW));
+    expect(await secretsOf(resumed)).toEqual(secrets);
+    expect(await finishRotation(resumed, serialOf(resumed))).toBeUndefined();
+    await resumed.close();
+  });
+
+  it('keeps keys made while it runs, all under the new KEK at the end', async () => {
+    const dir = await tempDir();
+    const store = await open(dir, OLD);
+    const secrets = await seedKeys(store, 100);
+    let adding: Promise<Map<string, string>> | undefined;
+    await rotateKek(store, serialOf(store), NEW, {
+      batch: 20,
+      onProgress: (done) => {
+        if (done === 40) adding = seedKeys(store, 10);
+      },
+    });
+    const added = (await adding) ?? new Map<string, string>();
+    expect(added.size).toBe(10);
+    await store.close();
+    const reopened = await open(dir, NEW);
+    const all = await secretsOf(reopened);
+    expect(all).toEqual(new Map([...secrets, ...added]));
+    for await (const r of reopened.keyRecords()) expect(r.secret.kek).toBe(kekId(NEW));
+    await reopened.close();
+  });
+});
