@@ -71,6 +71,8 @@ const TABLE = {
   // a CLI talking to a server
   TIMEOUT: { status: 504, exit: ExitCode.unavailable },
   SERVER_UNREACHABLE: { status: 503, exit: ExitCode.unavailable },
+  // the server's certificate does not verify: fixed by --ca-file, so never retried
+  SERVER_UNTRUSTED: { status: 400, exit: ExitCode.usage },
   SERVER_REFUSED: { status: 400, exit: ExitCode.refused },
   SERVER_FAILED: { status: 502, exit: ExitCode.unavailable },
   INTERNAL: { status: 500, exit: ExitCode.internal },

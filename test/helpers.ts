@@ -137,7 +137,8 @@ export async function http<T = ErrorBody>(
   } catch {
     // Not JSON (the HTML page, /metrics): the test reads the text.
   }
-  for (const key of (parsed as Partial<AllocationBody> | null)?.keys ?? [])
+  const keys: unknown = (parsed as { keys?: unknown } | null)?.keys;
+  for (const key of Array.isArray(keys) ? keys : [])
     if (typeof key?.secretKey === 'string') rememberSecret(key.secretKey);
   return { status: res.status, headers: res.headers, body: parsed as T };
 }

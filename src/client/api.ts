@@ -31,6 +31,9 @@ async function readOptional(
   }
 }
 
+/** Node's codes for a certificate that does not verify (not for a server that is down). */
+const UNTRUSTED = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS_CERT_ALTNAME_INVALID/;
+
 interface Answer {
   readonly status: number;
   readonly retryAfter: string | undefined;
@@ -93,6 +96,13 @@ export async function callServer(
     res = await send(url, method, payload, opts, headers, ca);
   } catch (cause) {
     const reason = cause instanceof Error ? cause.message : String(cause);
+    const code = (cause as NodeJS.ErrnoException).code ?? '';
+    if (UNTRUSTED.test(code))
+      throw new PkmError(
+        'SERVER_UNTRUSTED',
+        `the certificate of ${url.origin} does not verify (${reason}): pass its CA with --ca-file`,
+        { cause },
+      );
     throw new PkmError('SERVER_UNREACHABLE', `cannot reach ${url.origin}: ${reason}`, { cause });
   }
   const text = res.text;

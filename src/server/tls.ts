@@ -69,6 +69,7 @@ export async function createTlsServer(
       server.setSecureContext(options(next));
       current = next;
       log.info('TLS certificate reloaded');
+      log.flush();
     } catch (err) {
       log.error({ err }, 'TLS reload failed; the old certificate stays');
     }

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ExitCode } from '../../src/errors.js';
 import { Store } from '../../src/store/store.js';
-import { type AllocationBody, http, tempDir } from '../helpers.js';
+import { type AllocationBody, http, tempDir, until } from '../helpers.js';
 import { runPkm, startServerProcess } from './spawn.js';
 
 describe('pkm server', () => {
@@ -49,6 +49,22 @@ describe('pkm server', () => {
     const child = runPkm(['server', ...args]);
     expect(await child.exited).toBe(ExitCode.usage);
     expect(child.stderr).toEqual([expect.stringMatching(message)]);
+  });
+
+  it('refuses to listen beyond loopback without auth; --insecure starts, with a warning', async () => {
+    const dir = await tempDir();
+    const refused = runPkm(['server', '--data-dir', dir, '--listen', '0.0.0.0:0']);
+    expect(await refused.exited).toBe(ExitCode.usage);
+    expect(refused.stderr).toEqual([
+      expect.stringMatching(
+        /^pkm: INVALID_CONFIG: refusing to listen on 0\.0\.0\.0:0 without authentication.*--auth-token-file.*--insecure/,
+      ),
+    ]);
+    const insecure = runPkm(['server', '--data-dir', dir, '--listen', '0.0.0.0:0', '--insecure']);
+    await until(() => insecure.stdout.some((l) => l.includes('"listening"')));
+    expect(insecure.stdout.some((l) => l.includes('--insecure: no authentication'))).toBe(true);
+    insecure.proc.kill('SIGTERM');
+    expect(await insecure.exited).toBe(ExitCode.ok);
   });
 
   it('exits 2 on an unknown flag', async () => {

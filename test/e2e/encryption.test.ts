@@ -35,6 +35,19 @@ describe('encryption at rest', () => {
       secrets.push(...res.body.keys.map((k) => k.secretKey.slice(2)));
     }
     expect(secrets).toHaveLength(50);
+    // Nor does any secret show on the pages and answers that are not about one pod's keys.
+    for (const path of [
+      '/metrics',
+      '/assignments',
+      '/v1/assignments',
+      '/v1/events',
+      '/v1/deposits',
+    ]) {
+      const shown = await http<unknown>(server.url, 'GET', path);
+      expect(shown.status).toBe(200);
+      const text = JSON.stringify(shown.body).toLowerCase();
+      expect([path, secrets.filter((s) => text.includes(s))]).toEqual([path, []]);
+    }
     server.proc.kill('SIGTERM');
     expect(await server.exited).toBe(0);
     expect(server.stdout.some((l) => l.includes('made a new KEK next to the data'))).toBe(true);

@@ -1,13 +1,14 @@
 import { execFile } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { request } from 'node:https';
 import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { tempDir } from '../helpers.js';
-import { startServerProcess } from './spawn.js';
+import { ExitCode } from '../../src/errors.js';
+import { tempDir, until } from '../helpers.js';
+import { runPkm, startServerProcess } from './spawn.js';
 
 const run = promisify(execFile);
 
@@ -35,6 +36,78 @@ async function makeCert(dir: string, name: string): Promise<{ cert: string; key:
     cert,
   ]);
   return { cert, key };
+}
+
+/** A CA, and a client certificate it signs (as an API server's webhook client certificate). */
+async function makeClientCert(
+  dir: string,
+  name: string,
+): Promise<{ ca: string; cert: string; key: string }> {
+  const ca = await makeCert(dir, `${name}-ca`);
+  const key = join(dir, `${name}.key`);
+  const csr = join(dir, `${name}.csr`);
+  const cert = join(dir, `${name}.crt`);
+  await run('openssl', [
+    'req',
+    '-new',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-subj',
+    `/CN=${name}`,
+    '-keyout',
+    key,
+    '-out',
+    csr,
+  ]);
+  await run('openssl', [
+    'x509',
+    '-req',
+    '-in',
+    csr,
+    '-CA',
+    ca.cert,
+    '-CAkey',
+    ca.key,
+    '-CAcreateserial',
+    '-days',
+    '1',
+    '-out',
+    cert,
+  ]);
+  return { ca: ca.cert, cert, key };
+}
+
+/** POST over HTTPS trusting `ca`, with an optional client certificate. */
+function post(
+  url: string,
+  ca: Buffer,
+  body: unknown,
+  client?: { cert: Buffer; key: Buffer },
+): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      url,
+      {
+        method: 'POST',
+        ca,
+        agent: false,
+        headers: { 'content-type': 'application/json' },
+        ...client,
+      },
+      (res) => {
+        let text = '';
+        res.on('data', (c: Buffer) => {
+          text += c.toString('utf8');
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+      },
+    );
+    req.on('error', reject);
+    req.end(JSON.stringify(body));
+  });
 }
 
 /** GET over HTTPS trusting `ca`; the status and the fingerprint of the certificate served. */
@@ -87,5 +160,123 @@ describe('pkm server over TLS', () => {
     await expect(get(`${server.url}/healthz`, await readFile(first.cert))).rejects.toThrow(
       /self[- ]signed|unable to verify|certificate/i,
     );
+  }, 30_000);
+
+  it('swaps in a certificate when its files change (a Secret update), with no signal', async () => {
+    const dir = await tempDir();
+    const first = await makeCert(dir, 'first');
+    const second = await makeCert(dir, 'second');
+    // The layout kubelet gives a mounted Secret: files link into ..data, itself a link to a
+    // timestamped folder; an update writes a new folder and renames a new ..data link over.
+    const mount = join(dir, 'mount');
+    await run('mkdir', ['-p', join(mount, 'v1'), join(mount, 'v2')]);
+    await run('cp', [first.cert, join(mount, 'v1', 'tls.crt')]);
+    await run('cp', [first.key, join(mount, 'v1', 'tls.key')]);
+    await run('cp', [second.cert, join(mount, 'v2', 'tls.crt')]);
+    await run('cp', [second.key, join(mount, 'v2', 'tls.key')]);
+    await run('ln', ['-s', 'v1', join(mount, '..data')]);
+    await run('ln', ['-s', '..data/tls.crt', join(mount, 'tls.crt')]);
+    await run('ln', ['-s', '..data/tls.key', join(mount, 'tls.key')]);
+    const server = await startServerProcess([
+      '--data-dir',
+      join(dir, 'data'),
+      '--tls-cert',
+      join(mount, 'tls.crt'),
+      '--tls-key',
+      join(mount, 'tls.key'),
+    ]);
+    const firstCa = await readFile(first.cert);
+    expect((await get(`${server.url}/healthz`, firstCa)).status).toBe(200);
+    await run('ln', ['-s', 'v2', join(mount, '..data_tmp')]);
+    await run('mv', ['-T', join(mount, '..data_tmp'), join(mount, '..data')]);
+    await until(() => server.stdout.some((l) => l.includes('TLS certificate reloaded')), 10_000);
+    const after = await get(`${server.url}/healthz`, await readFile(second.cert));
+    expect(after.status).toBe(200);
+    await expect(get(`${server.url}/healthz`, firstCa)).rejects.toThrow(/certificate/i);
+  }, 30_000);
+
+  it('pkm client succeeds with --ca-file, and without it fails at once with a coded error', async () => {
+    const dir = await tempDir();
+    const tls = await makeCert(dir, 'server');
+    const server = await startServerProcess([
+      '--data-dir',
+      join(dir, 'data'),
+      '--tls-cert',
+      tls.cert,
+      '--tls-key',
+      tls.key,
+    ]);
+    const client = (extra: string[]) =>
+      runPkm([
+        'client',
+        '--server',
+        server.url,
+        '--pod',
+        'validator-0',
+        '--count',
+        '2',
+        '--out',
+        join(dir, 'out'),
+        '--kdf',
+        'pbkdf2',
+        '--timeout',
+        '20s',
+        ...extra,
+      ]);
+    const untrusted = client([]);
+    expect(await untrusted.exited).toBe(ExitCode.usage);
+    expect(untrusted.stderr.join('\n')).toMatch(
+      /SERVER_UNTRUSTED: the certificate of https:\/\/127\.0\.0\.1:\d+ does not verify.*--ca-file/,
+    );
+    const trusted = client(['--ca-file', tls.cert]);
+    expect(await trusted.exited).toBe(ExitCode.ok);
+    expect(
+      (JSON.parse(trusted.stdout.at(-1) ?? '{}') as { pubkeys?: string[] }).pubkeys,
+    ).toHaveLength(2);
+  }, 60_000);
+
+  it('--webhook-client-ca: the webhook answers only a client certificate that CA signed', async () => {
+    const dir = await tempDir();
+    const tls = await makeCert(dir, 'server');
+    const apiServer = await makeClientCert(dir, 'kube-apiserver');
+    const stranger = await makeClientCert(dir, 'stranger');
+    const tokens = join(dir, 'tokens');
+    await writeFile(tokens, `${'e5'.repeat(32)}\n`, { mode: 0o600 });
+    const server = await startServerProcess([
+      '--data-dir',
+      join(dir, 'data'),
+      '--tls-cert',
+      tls.cert,
+      '--tls-key',
+      tls.key,
+      '--auth-token-file',
+      tokens,
+      '--webhook-client-ca',
+      apiServer.ca,
+    ]);
+    const ca = await readFile(tls.cert);
+    const review = {
+      apiVersion: 'admission.k8s.io/v1',
+      kind: 'AdmissionReview',
+      request: {
+        uid: 'u-1',
+        kind: { group: '', version: 'v1', kind: 'Pod' },
+        operation: 'DELETE',
+        name: 'validator-0',
+        namespace: 'default',
+      },
+    };
+    const url = `${server.url}/v1/webhooks/pod-deletion`;
+    const files = async (c: { cert: string; key: string }) => ({
+      cert: await readFile(c.cert),
+      key: await readFile(c.key),
+    });
+    const none = await post(url, ca, review);
+    expect([none.status, JSON.parse(none.text).error.code]).toEqual([403, 'FORBIDDEN']);
+    const wrong = await post(url, ca, review, await files(stranger));
+    expect(wrong.status).toBe(403);
+    const right = await post(url, ca, review, await files(apiServer));
+    expect(right.status).toBe(200);
+    expect(JSON.parse(right.text).response).toEqual({ uid: 'u-1', allowed: true });
   }, 30_000);
 });
