@@ -66,6 +66,7 @@ export async function load(
   body: string,
   count: number,
   concurrency: number,
+  headers: (i: number) => Record<string, string> = () => ({}),
 ): Promise<LoadResult> {
   const url = new URL(base);
   const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
@@ -82,6 +83,7 @@ export async function load(
           method: 'POST',
           path: path(i),
           headers: {
+            ...headers(i),
             'content-type': 'application/json',
             'content-length': Buffer.byteLength(body),
           },

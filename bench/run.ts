@@ -1,11 +1,13 @@
 // `npm run bench`: every benchmark, one JSON figure per line on stdout.
 // Names on the command line pick benchmarks: `npm run bench -- allocate`.
 import { benchAllocate, benchAssignmentsPage } from './allocate.js';
+import { benchAuthOverhead } from './auth.js';
 import { benchKeystores } from './keystores.js';
 import { benchNewKeys } from './new-keys.js';
 
 const BENCHES: Record<string, () => Promise<void>> = {
   allocate: benchAllocate,
+  auth: benchAuthOverhead,
   assignments: benchAssignmentsPage,
   keystores: benchKeystores,
   'new-keys': benchNewKeys,

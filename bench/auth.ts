@@ -1,0 +1,133 @@
+// bench/auth: what authentication and encryption at rest cost an allocation. The same
+// in-process server and load, in the same run, two ways:
+//   plain:   secrets stored as hex (as a store before encryption), no tokens asked for;
+//   secured: secrets sealed with AES-256-GCM under the KEK's data key, and every request
+//            carrying its pod's own token, checked by TokenReview against a fake Kubernetes
+//            API on 127.0.0.1 (in this process: its cost counts against "secured").
+// Each pod's first request misses the review cache, as a freshly started pod's would.
+
+import { mkdtemp, rm } from 'node:fs/promises';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { KubeConfig } from '@kubernetes/client-node';
+import { KubeTokenReviewer } from '../src/kube/token-review.js';
+import { createLogger } from '../src/log.js';
+import { Auth } from '../src/server/auth.js';
+import { composeApp } from '../src/server/compose.js';
+import { Store } from '../src/store/store.js';
+import { FakeKubeApi } from '../test/kube/fake-api.js';
+import { fillShapedFreeKeys } from './fill.js';
+import { type LoadResult, load, report } from './lib.js';
+
+const PODS = 1000;
+const KEYS_PER_POD = 4;
+const CONCURRENCY = 50;
+const WARMUP = 200;
+const ROUNDS = 3;
+const KEK = Buffer.alloc(32, 0x6b);
+
+async function run(secured: boolean): Promise<LoadResult> {
+  const dir = await mkdtemp(join(tmpdir(), 'pkm-bench-auth-'));
+  const api = new FakeKubeApi();
+  await api.start();
+  const store = await Store.open(dir, { kek: async () => KEK });
+  let server: Server | undefined;
+  try {
+    const seal = secured
+      ? (s: Uint8Array, pk: string) => store.secrets.seal(s, pk)
+      : (s: Uint8Array) => ({ alg: 'hex', data: Buffer.from(s).toString('hex') });
+    await fillShapedFreeKeys(store, WARMUP + PODS * KEYS_PER_POD, seal);
+    let auth: Auth | undefined;
+    if (secured) {
+      const kc = new KubeConfig();
+      kc.loadFromString(api.kubeconfigYaml());
+      auth = new Auth({ adminTokens: [], reviewer: new KubeTokenReviewer(kc, 'pkm') });
+    }
+    const { app } = composeApp({
+      store,
+      log: createLogger('silent'),
+      config: { reuseDelayMs: 20 * 60_000, maxKeysPerPod: 64, maxTotalKeys: undefined },
+      ...(auth ? { auth } : {}),
+    });
+    const listening = app.listen(0, '127.0.0.1');
+    server = listening;
+    await new Promise<void>((resolve) => listening.once('listening', () => resolve()));
+    const url = `http://127.0.0.1:${(listening.address() as AddressInfo).port}`;
+    const tokens = (prefix: string, n: number) =>
+      Array.from({ length: n }, (_, i) =>
+        secured ? { authorization: `Bearer ${api.issueToken('default', `${prefix}-${i}`)}` } : {},
+      );
+    const warm = tokens('warmup', WARMUP);
+    const real = tokens('validator', PODS);
+    const one = JSON.stringify({ count: 1 });
+    await load(
+      url,
+      (i) => `/v1/pods/warmup-${i}/keys`,
+      one,
+      WARMUP,
+      CONCURRENCY,
+      (i) => warm[i] ?? {},
+    );
+    const body = JSON.stringify({ count: KEYS_PER_POD });
+    return await load(
+      url,
+      (i) => `/v1/pods/validator-${i}/keys`,
+      body,
+      PODS,
+      CONCURRENCY,
+      (i) => real[i] ?? {},
+    );
+  } finally {
+    await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+    await store.close();
+    await api.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+function median(runs: LoadResult[]): LoadResult {
+  const sorted = [...runs].sort((a, b) => a.perSecond - b.perSecond);
+  const mid = sorted[Math.floor(sorted.length / 2)];
+  if (!mid) throw new Error('no runs');
+  return mid;
+}
+
+const round = (n: number, digits = 0) => Number(n.toFixed(digits));
+
+export async function benchAuthOverhead(): Promise<void> {
+  const plains: LoadResult[] = [];
+  const secureds: LoadResult[] = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    plains.push(await run(false));
+    secureds.push(await run(true));
+  }
+  const plain = median(plains);
+  const secured = median(secureds);
+  report({
+    name: 'allocate_plain.allocations_per_s',
+    value: round(plain.perSecond),
+    unit: 'req/s',
+  });
+  report({
+    name: 'allocate_secured.allocations_per_s',
+    value: round(secured.perSecond),
+    unit: 'req/s',
+    baseline: round(plain.perSecond),
+    ratio: round(secured.perSecond / plain.perSecond, 2),
+    target: 'ratio >= 0.8 (overhead < 20%)',
+  });
+  report({
+    name: 'allocate_secured.p50',
+    value: round(secured.p50ms, 1),
+    unit: 'ms',
+    baseline: round(plain.p50ms, 1),
+  });
+  report({
+    name: 'allocate_secured.p99',
+    value: round(secured.p99ms, 1),
+    unit: 'ms',
+    baseline: round(plain.p99ms, 1),
+  });
+}
