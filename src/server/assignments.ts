@@ -106,6 +106,10 @@ export function assignmentsRoutes(
         `default-src 'none'; style-src 'nonce-${nonce}'; script-src 'nonce-${nonce}'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'`,
       );
       res.setHeader('x-content-type-options', 'nosniff');
+      res.setHeader('x-frame-options', 'DENY');
+      res.setHeader('referrer-policy', 'no-referrer');
+      // Which pod runs which validator is operational detail: no shared cache keeps it.
+      res.setHeader('cache-control', 'no-store');
       const out = new ChunkWriter(res.type('text/html; charset=utf-8'));
       await out.write(pageHead({ counts: await counts(), query, nonce, now: deps.clock() }));
       const matches = podMatcher(query);

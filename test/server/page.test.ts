@@ -21,6 +21,10 @@ describe('/assignments page', () => {
     const html = await res.text();
     expect(res.headers.get('content-type')).toMatch(/^text\/html/);
     expect(res.headers.get('content-security-policy')).toMatch(/script-src 'nonce-/);
+    expect(res.headers.get('x-content-type-options')).toBe('nosniff');
+    expect(res.headers.get('x-frame-options')).toBe('DENY');
+    expect(res.headers.get('referrer-policy')).toBe('no-referrer');
+    expect(res.headers.get('cache-control')).toBe('no-store');
     expect(html).toMatch(/<span class="n" data-state="allocated">3<\/span>/);
     expect(html).toMatch(/<span class="n" data-state="cooling">3<\/span>/);
     expect(html).toMatch(/<span class="n" data-state="free">0<\/span>/);
