@@ -1,7 +1,6 @@
 // The server's Auth from its flags: admin tokens from --auth-token-file, pod tokens through
 // TokenReview (--token-review), and the warnings an operator must see at every start.
-import { readFile } from 'node:fs/promises';
-import type { ServerConfig } from '../config.js';
+import { readSecretFile, type ServerConfig } from '../config.js';
 import { PkmError } from '../errors.js';
 import { KubeTokenReviewer } from '../kube/token-review.js';
 import { loadKubeConfig } from '../kube/watcher.js';
@@ -10,16 +9,10 @@ import { Auth, parseAdminTokens } from './auth.js';
 
 async function adminTokens(file: string | undefined): Promise<string[]> {
   if (file === undefined) return [];
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    throw new PkmError(
-      'INVALID_CONFIG',
-      `--auth-token-file ${file} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
-    );
-  }
-  return parseAdminTokens(text, `--auth-token-file ${file}`);
+  return parseAdminTokens(
+    await readSecretFile(file, 'auth-token-file'),
+    `--auth-token-file ${file}`,
+  );
 }
 
 export async function openAuth(config: ServerConfig, log: Logger): Promise<Auth> {
