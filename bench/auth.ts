@@ -64,7 +64,11 @@ async function startFakeApi(): Promise<FakeApi> {
 
 type Mode = 'plain' | 'cold' | 'warm';
 
-async function run(mode: Mode): Promise<LoadResult> {
+/** With this process's CPU per request: the server's and the load generator's (the same in
+ * every mode), not the fake API's. */
+type Run = LoadResult & { readonly cpuUsPerRequest: number };
+
+async function run(mode: Mode): Promise<Run> {
   const secured = mode !== 'plain';
   const dir = await mkdtemp(join(tmpdir(), 'pkm-bench-auth-'));
   const api = await startFakeApi();
@@ -114,7 +118,8 @@ async function run(mode: Mode): Promise<LoadResult> {
       }
     }
     const body = JSON.stringify({ count: KEYS_PER_POD });
-    return await load(
+    const cpu = process.cpuUsage();
+    const result = await load(
       url,
       (i) => `/v1/pods/validator-${i}/keys`,
       body,
@@ -122,6 +127,8 @@ async function run(mode: Mode): Promise<LoadResult> {
       CONCURRENCY,
       (i) => real[i] ?? {},
     );
+    const used = process.cpuUsage(cpu);
+    return { ...result, cpuUsPerRequest: (used.user + used.system) / PODS };
   } finally {
     await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
     await store.close();
@@ -130,7 +137,7 @@ async function run(mode: Mode): Promise<LoadResult> {
   }
 }
 
-function median(runs: LoadResult[]): LoadResult {
+function median(runs: Run[]): Run {
   const sorted = [...runs].sort((a, b) => a.perSecond - b.perSecond);
   const mid = sorted[Math.floor(sorted.length / 2)];
   if (!mid) throw new Error('no runs');
@@ -140,7 +147,7 @@ function median(runs: LoadResult[]): LoadResult {
 const round = (n: number, digits = 0) => Number(n.toFixed(digits));
 
 export async function benchAuthOverhead(): Promise<void> {
-  const runs: Record<Mode, LoadResult[]> = { plain: [], cold: [], warm: [] };
+  const runs: Record<Mode, Run[]> = { plain: [], cold: [], warm: [] };
   for (let r = 0; r < ROUNDS; r++)
     for (const mode of ['plain', 'cold', 'warm'] as const) runs[mode].push(await run(mode));
   const plain = median(runs.plain);
@@ -185,4 +192,16 @@ export async function benchAuthOverhead(): Promise<void> {
     unit: 'ms',
     baseline: round(plain.p99ms, 1),
   });
+  for (const [mode, r] of [
+    ['cold', secured],
+    ['warm', warm],
+  ] as const) {
+    report({
+      name: `allocate_secured_${mode}.cpu_us_per_request`,
+      value: round(r.cpuUsPerRequest),
+      unit: 'us',
+      baseline: round(plain.cpuUsPerRequest),
+      ratio: round(r.cpuUsPerRequest / plain.cpuUsPerRequest, 2),
+    });
+  }
 }
