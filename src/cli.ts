@@ -300,6 +300,7 @@ db.command('rotate-kek')
       const group = new GroupCommitter(store);
       const result = await rotateKek(store, (op) => group.run(op), newKek, {
         batch,
+        onBegin: (from, target) => log.info({ from, target }, 'KEK rotation begun'),
         onProgress: (done, total) => log.info({ done, total }, 'migrated'),
       });
       log.flush();

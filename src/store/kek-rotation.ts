@@ -29,6 +29,8 @@ export interface RotationOptions {
   /** Records per batch. */
   readonly batch?: number;
   readonly onProgress?: (migrated: number, total: number) => void;
+  /** Once the rotation has begun (or is resumed), before the first record moves. */
+  readonly onBegin?: (from: string, target: string) => void;
 }
 
 /** True while a rotation has begun and not finished. */
@@ -82,6 +84,7 @@ export async function rotateKek(
     return r.begun;
   });
   if (!(await rotationUnfinished(store))) return { from, target, migrated: 0 };
+  opts.onBegin?.(from, target);
   const migrated = await migrate(store, serial, target, opts);
   return { from, target, migrated };
 }

@@ -3,6 +3,8 @@
 import { randomInt } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import type { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { ExitCode } from '../../src/errors.js';
 import { MetaKey } from '../../src/store/buckets.js';
@@ -12,13 +14,21 @@ import { Store } from '../../src/store/store.js';
 import { type AllocationBody, http, tempDir, until } from '../helpers.js';
 import { rememberSecret } from '../support/secret-ledger.js';
 import { secretsOf, seedKeys } from '../support/seed.js';
-import { runPkm, startServerProcess } from './spawn.js';
+import { type Child, runPkm, startServerProcess } from './spawn.js';
 
 const OLD = Buffer.alloc(32, 0x5a);
 const NEW = Buffer.alloc(32, 0xa5);
 const KEYS = 1000;
-const BATCH = 50;
+const BATCH = 10;
 const KILLS = 10;
+
+/** SIGKILL as the k-th line of stderr arrives: read as it comes, not polled. */
+function killAtLine(child: Child, k: number): void {
+  let seen = 0;
+  createInterface({ input: child.proc.stderr as Readable }).on('line', () => {
+    if (++seen === k) child.proc.kill('SIGKILL');
+  });
+}
 
 async function kekFiles(dir: string): Promise<{ old: string; next: string }> {
   const old = join(dir, 'kek-old');
@@ -41,22 +51,32 @@ describe('pkm db rotate-kek', () => {
     const args = ['db', 'rotate-kek', '--data-dir', data, '--kek-file', old];
     const rotate = () => runPkm([...args, '--new-kek-file', next, '--batch-size', String(BATCH)]);
 
-    const killedAfter: number[] = [];
+    // Keys still under the old KEK after each kill: each kill lands inside the rotation.
+    const remaining: number[] = [];
     for (let round = 0; round < KILLS; round++) {
       const child = rotate();
-      // A random point: after k progress lines (0 = before the first batch is written), then
-      // a random few milliseconds more.
-      const k = randomInt(0, KEYS / BATCH);
-      await until(() => child.stderr.length >= k || child.proc.exitCode !== null, 20_000);
-      await new Promise((r) => setTimeout(r, randomInt(0, 15)));
-      child.proc.kill('SIGKILL');
-      await child.exited;
-      killedAfter.push(child.stderr.length);
+      // A random point: as the k-th log line arrives (read as it comes, not polled; the first
+      // says the rotation has begun, each next one that a batch is written), or for k = 0 a
+      // random moment of start-up, before the rotation begins.
+      // Spread over the whole rotation: on average, a kill leaves a share of what is left for
+      // each of the rounds to come.
+      // Never at the last batches, so that every kill lands before the rotation ends.
+      const batchesLeft = (remaining.at(-1) ?? KEYS) / BATCH;
+      const spread = Math.floor((2 * batchesLeft) / (KILLS - round + 1));
+      const k = randomInt(0, Math.max(2, Math.min(spread, batchesLeft - 3)));
+      if (k === 0) setTimeout(() => child.proc.kill('SIGKILL'), randomInt(10, 100));
+      else killAtLine(child, k);
+      expect(await child.exited).toBe('SIGKILL');
       // Between runs, with both KEKs, every secret opens, whatever the step the kill hit.
       const store = await Store.open(data, { kek: kekLoader(data, old), extraKeks: [NEW] });
       expect(await secretsOf(store)).toEqual(secrets);
+      let unmoved = 0;
+      for await (const r of store.keyRecords()) if (r.secret.kek !== kekId(NEW)) unmoved++;
+      remaining.push(unmoved);
+      expect(await store.getMeta(MetaKey.migratedKekId)).toBeUndefined();
       await store.close();
     }
+    process.stdout.write(`keys under the old KEK after each kill: ${remaining.join(', ')}\n`);
     const last = rotate();
     expect(await last.exited).toBe(ExitCode.ok);
     const result = JSON.parse(last.stdout.at(-1) ?? '{}') as { target?: string };
@@ -69,8 +89,9 @@ describe('pkm db rotate-kek', () => {
     for await (const r of store.keyRecords()) expect(r.secret.kek).toBe(kekId(NEW));
     expect((await checkStore(store)).problems).toEqual([]);
     await store.close();
-    // The kills landed at different steps (progress lines seen before each).
-    expect(new Set(killedAfter).size).toBeGreaterThan(1);
+    // The kills landed at different steps: the rotation moved on between them.
+    expect(new Set(remaining).size).toBeGreaterThan(2);
+    expect(remaining.at(-1)).toBeGreaterThan(0);
   }, 240_000);
 
   it('refuses a second rotation to another KEK while one is unfinished', async () => {
@@ -92,9 +113,8 @@ describe('pkm db rotate-kek', () => {
       '--batch-size',
       '10',
     ]);
-    await until(() => child.stderr.length >= 2, 20_000);
-    child.proc.kill('SIGKILL');
-    await child.exited;
+    killAtLine(child, 3);
+    expect(await child.exited).toBe('SIGKILL');
     const third = join(dir, 'kek-third');
     await writeFile(third, 'c3'.repeat(32), { mode: 0o600 });
     const refused = runPkm([
