@@ -32,6 +32,7 @@ import { kekLoader, loadKek } from './store/encryption.js';
 import { rotateKek } from './store/kek-rotation.js';
 import { PUBKEY_RE, StoredState } from './store/records.js';
 import { Store } from './store/store.js';
+import { VERSION } from './version.js';
 
 /** --server, and how to reach it: the token to send and the CA its certificate chains to. */
 function connectionOptions(command: Command): Command {
@@ -56,7 +57,7 @@ function connectionOf(opts: RawFlags): ApiOptions {
 
 const program = new Command('pkm')
   .description('Hands Ethereum validator BLS keys to Kubernetes validator pods, slashing-safely.')
-  .version('0.1.0')
+  .version(VERSION)
   .exitOverride()
   .showHelpAfterError('(run with --help for usage)');
 

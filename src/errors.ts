@@ -112,6 +112,9 @@ export class PkmError extends Error {
   }
 }
 
+/** Every code, in the table's order (the OpenAPI document lists them all). */
+export const ERROR_CODES = Object.keys(TABLE) as ErrorCode[];
+
 export function isErrorCode(value: unknown): value is ErrorCode {
   return typeof value === 'string' && Object.hasOwn(TABLE, value);
 }

@@ -8,6 +8,7 @@ import { PkmError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Serial } from '../store/kek-rotation.js';
 import type { Store } from '../store/store.js';
+import { VERSION } from '../version.js';
 import { adminRoutes } from './admin.js';
 import { assignmentsRoutes } from './assignments.js';
 import { Auth, authenticate, callerOf, describeCaller } from './auth.js';
@@ -15,6 +16,7 @@ import { depositRoutes } from './deposits.js';
 import { errorHandler, methodNotAllowed, notFound } from './http-errors.js';
 import { keyRoutes } from './keys.js';
 import type { Metrics } from './metrics.js';
+import { openApiDocument } from './openapi.js';
 import { podRoutes } from './pods.js';
 import type { RateLimiter } from './rate-limit.js';
 import { webhookRoutes } from './webhook.js';
@@ -126,6 +128,14 @@ export function createApp(appDeps: AppDeps): express.Express {
     .get(async (_req, res) => {
       res.setHeader('content-type', deps.metrics.registry.contentType);
       res.send(await deps.metrics.registry.metrics());
+    })
+    .all(methodNotAllowed('GET'));
+
+  const api = JSON.stringify(openApiDocument(VERSION));
+  app
+    .route('/openapi.json')
+    .get((_req, res) => {
+      res.type('application/json').send(api);
     })
     .all(methodNotAllowed('GET'));
 

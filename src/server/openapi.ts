@@ -1,0 +1,459 @@
+// The HTTP API as an OpenAPI 3.1 document, served at /openapi.json. Error responses are built
+// from the code table in errors.ts, so a code's status here is the status the server sends.
+// test/server/openapi.test.ts checks that every express route is here and every route here
+// answers.
+import { ERROR_CODES, type ErrorCode, statusOf } from '../errors.js';
+
+type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+type Schema = { [key: string]: Json };
+
+const ref = (name: string): Schema => ({ $ref: `#/components/schemas/${name}` });
+const json = (schema: Schema) => ({ 'application/json': { schema } });
+const PUBKEY: Schema = { type: 'string', pattern: '^0x[0-9a-fA-F]{96}$' };
+const strings: Schema = { type: 'array', items: { type: 'string' } };
+
+/** The error responses of a route, grouped by the status each code has in errors.ts. */
+function errors(codes: readonly ErrorCode[]): Record<string, Json> {
+  const byStatus = new Map<number, ErrorCode[]>();
+  for (const code of [...codes, 'METHOD_NOT_ALLOWED', 'INTERNAL'] as const)
+    byStatus.set(statusOf(code), [...(byStatus.get(statusOf(code)) ?? []), code]);
+  const out: Record<string, Json> = {};
+  for (const [status, list] of [...byStatus].sort(([a], [b]) => a - b))
+    out[String(status)] = {
+      description: [...new Set(list)].join(', '),
+      content: json({
+        allOf: [
+          ref('Error'),
+          { properties: { error: { properties: { code: { enum: [...new Set(list)] } } } } },
+        ],
+      }),
+    };
+  return out;
+}
+
+function ok(description: string, schema: Schema, type = 'application/json'): Record<string, Json> {
+  return { '200': { description, content: { [type]: { schema } } } };
+}
+
+const AUTH: ErrorCode[] = ['AUTH_REQUIRED', 'INVALID_TOKEN', 'FORBIDDEN', 'AUTH_UNAVAILABLE'];
+const POD: ErrorCode[] = [
+  'INVALID_POD_NAME',
+  'INVALID_NAMESPACE',
+  'NAMESPACE_NOT_SERVED',
+  ...AUTH,
+  'NOT_READY',
+];
+const BODY: ErrorCode[] = [
+  'INVALID_BODY',
+  'MALFORMED_JSON',
+  'PAYLOAD_TOO_LARGE',
+  'UNSUPPORTED_MEDIA_TYPE',
+];
+const podToken = [{ podToken: [] }, { adminToken: [] }];
+const adminToken = [{ adminToken: [] }];
+
+/** The operations on one pod's keys, for /v1/pods/{pod}/… and /v1/namespaces/{namespace}/pods/{pod}/…. */
+function podPaths(prefix: string, namespaced: boolean): Record<string, Json> {
+  const params: Json[] = [
+    ...(namespaced
+      ? [{ name: 'namespace', in: 'path', required: true, schema: { type: 'string' } }]
+      : []),
+    { name: 'pod', in: 'path', required: true, schema: { type: 'string', maxLength: 253 } },
+  ];
+  const where = namespaced ? 'in {namespace}' : 'in the default namespace';
+  return {
+    [`${prefix}/keys`]: {
+      parameters: params,
+      post: {
+        summary: `Allocate keys to a pod ${where} (its own keys again, then free ones, then new ones)`,
+        security: podToken,
+        requestBody: { required: true, content: json(ref('AllocateRequest')) },
+        responses: {
+          ...ok("The pod's keys, with secrets (Cache-Control: no-store)", ref('Allocation')),
+          ...errors([
+            ...POD,
+            ...BODY,
+            'COUNT_OUT_OF_RANGE',
+            'COUNT_MISMATCH',
+            'POOL_EXHAUSTED',
+            'RATE_LIMITED',
+            'BEACON_UNAVAILABLE',
+            'DEPOSIT_RPC_UNAVAILABLE',
+            'DEPOSIT_TIMEOUT',
+            'DEPOSIT_FUNDS',
+            'DEPOSIT_RATE_LIMITED',
+            'DEPOSIT_REVERTED',
+            'DEPOSIT_REJECTED',
+          ]),
+        },
+      },
+      get: {
+        summary: `The pubkeys a pod ${where} holds`,
+        security: podToken,
+        responses: { ...ok('Pubkeys', ref('PodKeys')), ...errors(POD) },
+      },
+      delete: {
+        summary: `Release a pod's keys ${where}: they cool for --reuse-delay`,
+        security: podToken,
+        responses: { ...ok('The released pubkeys', ref('Released')), ...errors(POD) },
+      },
+    },
+    [`${prefix}/heartbeat`]: {
+      parameters: params,
+      post: {
+        summary: 'Report the keys the pod runs (pkm agent); keys the server lost are re-asserted',
+        security: podToken,
+        requestBody: { required: true, content: json(ref('HeartbeatRequest')) },
+        responses: { ...ok('Reconciled', ref('Heartbeat')), ...errors([...POD, ...BODY]) },
+      },
+    },
+    [`${prefix}/slashing-protection`]: {
+      parameters: params,
+      post: {
+        summary: "Upload the pod's EIP-3076 slashing-protection history for its keys",
+        security: podToken,
+        requestBody: { required: true, content: json(ref('Interchange')) },
+        responses: {
+          ...ok('The pubkeys whose history was stored', ref('PodKeys')),
+          ...errors([...POD, ...BODY, 'INVALID_INTERCHANGE', 'INTERCHANGE_MISMATCH']),
+        },
+      },
+    },
+  };
+}
+
+const probe = (summary: string, extra: ErrorCode[] = []) => ({
+  get: {
+    summary,
+    security: [],
+    responses: {
+      ...ok('OK', { type: 'object', properties: { status: { type: 'string' } } }),
+      ...errors(extra),
+    },
+  },
+});
+
+export function openApiDocument(version: string): Schema {
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: 'cluster-pk-manager (pkm)',
+      version,
+      description:
+        'Hands Ethereum validator BLS keys to Kubernetes validator pods, slashing-safely. Errors are always {"error":{"code","message"}}; the code is stable, the message may change.',
+    },
+    servers: [{ url: '/' }],
+    paths: {
+      '/healthz': probe('Liveness: the process answers'),
+      '/readyz': probe('Readiness: the store is open, not draining, the funder can pay', [
+        'NOT_READY',
+      ]),
+      '/metrics': {
+        get: {
+          summary: 'Prometheus metrics',
+          security: [],
+          responses: {
+            ...ok('Prometheus text format', { type: 'string' }, 'text/plain'),
+            ...errors([]),
+          },
+        },
+      },
+      '/openapi.json': {
+        get: {
+          summary: 'This document',
+          security: [],
+          responses: { ...ok('OpenAPI 3.1', { type: 'object' }), ...errors([]) },
+        },
+      },
+      ...podPaths('/v1/pods/{pod}', false),
+      ...podPaths('/v1/namespaces/{namespace}/pods/{pod}', true),
+      '/v1/assignments': {
+        get: {
+          summary: 'Counts per state, and which pod holds which pubkeys',
+          security: [...adminToken, {}],
+          responses: { ...ok('Assignments', ref('Assignments')), ...errors(AUTH) },
+        },
+      },
+      '/assignments': {
+        get: {
+          summary: 'The assignments page (HTML): totals, filter, paginated table',
+          security: [...adminToken, { adminBasic: [] }, {}],
+          parameters: [
+            { name: 'q', in: 'query', schema: { type: 'string', maxLength: 200 } },
+            { name: 'after', in: 'query', schema: { type: 'string', maxLength: 253 } },
+            { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 10000 } },
+          ],
+          responses: {
+            ...ok('HTML page', { type: 'string' }, 'text/html'),
+            ...errors([...AUTH, 'INVALID_QUERY']),
+          },
+        },
+      },
+      '/v1/deposits': {
+        get: {
+          summary: 'Deposit data (launchpad deposit_data.json format)',
+          security: adminToken,
+          parameters: [
+            { name: 'pod', in: 'query', schema: { type: 'string' } },
+            { name: 'state', in: 'query', schema: ref('KeyState') },
+          ],
+          responses: {
+            ...ok('Deposit entries', { type: 'array', items: ref('DepositEntry') }),
+            ...errors([...AUTH, 'INVALID_QUERY', 'INVALID_POD_NAME']),
+          },
+        },
+      },
+      '/v1/events': {
+        get: {
+          summary: 'The audit log, oldest first',
+          security: adminToken,
+          parameters: [
+            { name: 'since', in: 'query', schema: { type: 'integer', minimum: 0 } },
+            { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 1000 } },
+          ],
+          responses: {
+            ...ok('Events, and the cursor for the next read', ref('Events')),
+            ...errors([...AUTH, 'INVALID_QUERY']),
+          },
+        },
+      },
+      '/v1/keys/{pubkey}/retire': {
+        parameters: [{ name: 'pubkey', in: 'path', required: true, schema: PUBKEY }],
+        post: {
+          summary: 'Retire a key: it is never handed out again',
+          security: adminToken,
+          requestBody: { required: false, content: json(ref('RetireRequest')) },
+          responses: {
+            ...ok("The key's new state", {
+              type: 'object',
+              properties: { pubkey: PUBKEY, state: ref('KeyState') },
+            }),
+            ...errors([...AUTH, ...BODY, 'INVALID_PUBKEY', 'KEY_NOT_FOUND', 'KEY_BUSY']),
+          },
+        },
+      },
+      '/v1/admin/kek-rotation': {
+        post: {
+          summary: 'Re-encrypt every secret under the KEK in a file on the server',
+          security: adminToken,
+          requestBody: { required: true, content: json(ref('KekRotationRequest')) },
+          responses: {
+            ...ok('Done', ref('KekRotation')),
+            ...errors([...AUTH, ...BODY, 'ROTATION_IN_PROGRESS', 'INVALID_CONFIG', 'NOT_READY']),
+          },
+        },
+      },
+      '/v1/webhooks/pod-deletion': {
+        post: {
+          summary:
+            "Validating admission webhook for DELETE of pods (always allowed; releases the pod's keys)",
+          security: [{ apiServerCertificate: [] }, ...adminToken, {}],
+          requestBody: { required: true, content: json(ref('AdmissionReview')) },
+          responses: {
+            ...ok('allowed: true, with the request uid', ref('AdmissionReview')),
+            ...errors(['INVALID_REVIEW', 'FORBIDDEN', 'INVALID_TOKEN', ...BODY]),
+          },
+        },
+      },
+    },
+    components: {
+      securitySchemes: {
+        podToken: {
+          type: 'http',
+          scheme: 'bearer',
+          description:
+            "The pod's projected ServiceAccount token (audience pkm), checked by TokenReview (--token-review)",
+        },
+        adminToken: {
+          type: 'http',
+          scheme: 'bearer',
+          description: 'A token from --auth-token-file',
+        },
+        adminBasic: {
+          type: 'http',
+          scheme: 'basic',
+          description: 'For a browser: any user name, the admin token as password',
+        },
+        apiServerCertificate: {
+          type: 'mutualTLS',
+          description: 'A client certificate signed by --webhook-client-ca',
+        },
+      },
+      schemas: {
+        ErrorCode: {
+          type: 'string',
+          enum: ERROR_CODES,
+          description: 'Every code; CLI-only codes never come from the server',
+        },
+        Error: {
+          type: 'object',
+          required: ['error'],
+          properties: {
+            error: {
+              type: 'object',
+              required: ['code', 'message'],
+              properties: { code: ref('ErrorCode'), message: { type: 'string' } },
+            },
+          },
+        },
+        KeyState: {
+          type: 'string',
+          enum: [
+            'free',
+            'allocated',
+            'cooling',
+            'retired',
+            'depositing',
+            'deposit-failed',
+            'conflict',
+          ],
+        },
+        AllocateRequest: {
+          type: 'object',
+          required: ['count'],
+          additionalProperties: false,
+          properties: { count: { type: 'integer', minimum: 1 } },
+        },
+        Allocation: {
+          type: 'object',
+          required: ['pod', 'keys'],
+          properties: {
+            namespace: { type: 'string' },
+            pod: { type: 'string' },
+            keys: {
+              type: 'array',
+              items: {
+                type: 'object',
+                required: ['pubkey', 'secretKey'],
+                properties: {
+                  pubkey: PUBKEY,
+                  secretKey: { type: 'string', pattern: '^0x[0-9a-f]{64}$' },
+                  path: { type: 'string', description: 'EIP-2334 path, for mnemonic keys' },
+                  slashingProtection: ref('Interchange'),
+                },
+              },
+            },
+          },
+        },
+        PodKeys: {
+          type: 'object',
+          required: ['pod', 'pubkeys'],
+          properties: { namespace: { type: 'string' }, pod: { type: 'string' }, pubkeys: strings },
+        },
+        Released: {
+          type: 'object',
+          required: ['pod', 'released'],
+          properties: { namespace: { type: 'string' }, pod: { type: 'string' }, released: strings },
+        },
+        HeartbeatRequest: {
+          type: 'object',
+          required: ['pubkeys'],
+          additionalProperties: false,
+          properties: { pubkeys: { type: 'array', items: PUBKEY, maxItems: 4096 } },
+        },
+        Heartbeat: {
+          type: 'object',
+          properties: {
+            pod: { type: 'string' },
+            bootToken: { type: 'string' },
+            reclaimed: strings,
+            conflicts: strings,
+            unknown: strings,
+          },
+        },
+        Interchange: {
+          type: 'object',
+          description: 'EIP-3076 slashing-protection interchange, version 5',
+          required: ['metadata', 'data'],
+          properties: {
+            metadata: {
+              type: 'object',
+              properties: {
+                interchange_format_version: { type: 'string' },
+                genesis_validators_root: { type: 'string' },
+              },
+            },
+            data: { type: 'array', items: { type: 'object' } },
+          },
+        },
+        Assignments: {
+          type: 'object',
+          required: ['counts', 'pods'],
+          properties: {
+            counts: { type: 'object', additionalProperties: { type: 'integer' } },
+            pods: { type: 'object', additionalProperties: strings },
+          },
+        },
+        DepositEntry: {
+          type: 'object',
+          properties: Object.fromEntries(
+            [
+              'pubkey',
+              'withdrawal_credentials',
+              'signature',
+              'deposit_message_root',
+              'deposit_data_root',
+              'fork_version',
+              'network_name',
+              'deposit_cli_version',
+            ]
+              .map((f) => [f, { type: 'string' }] as [string, Json])
+              .concat([['amount', { type: 'integer' }]]),
+          ),
+        },
+        Events: {
+          type: 'object',
+          required: ['events', 'next'],
+          properties: {
+            events: {
+              type: 'array',
+              items: {
+                type: 'object',
+                required: ['seq', 'at', 'type', 'pubkeys'],
+                properties: {
+                  seq: { type: 'integer' },
+                  at: { type: 'integer' },
+                  type: { type: 'string' },
+                  pod: { type: 'string' },
+                  pubkeys: strings,
+                  detail: { type: 'string' },
+                },
+              },
+            },
+            next: { type: 'integer' },
+          },
+        },
+        RetireRequest: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { reason: { type: 'string', maxLength: 200 } },
+        },
+        KekRotationRequest: {
+          type: 'object',
+          required: ['newKekFile'],
+          additionalProperties: false,
+          properties: { newKekFile: { type: 'string' } },
+        },
+        KekRotation: {
+          type: 'object',
+          properties: {
+            from: { type: 'string' },
+            target: { type: 'string' },
+            migrated: { type: 'integer' },
+          },
+        },
+        AdmissionReview: {
+          type: 'object',
+          description: 'admission.k8s.io/v1 AdmissionReview',
+          required: ['apiVersion', 'kind'],
+          properties: {
+            apiVersion: { const: 'admission.k8s.io/v1' },
+            kind: { const: 'AdmissionReview' },
+            request: { type: 'object' },
+            response: { type: 'object' },
+          },
+        },
+      },
+    },
+  };
+}
