@@ -4,6 +4,7 @@ import { benchAllocate, benchAssignmentsPage } from './allocate.js';
 import { benchAuthOverhead } from './auth.js';
 import { benchKeystores } from './keystores.js';
 import { benchNewKeys } from './new-keys.js';
+import { benchPageInBrowser } from './page-browser.js';
 
 const BENCHES: Record<string, () => Promise<void>> = {
   allocate: benchAllocate,
@@ -11,6 +12,7 @@ const BENCHES: Record<string, () => Promise<void>> = {
   assignments: benchAssignmentsPage,
   keystores: benchKeystores,
   'new-keys': benchNewKeys,
+  'page-browser': benchPageInBrowser,
 };
 
 const picked = process.argv.slice(2);

@@ -35,18 +35,28 @@ h1{font-size:1.4rem;margin:0 0 .2rem} .sub{color:#57606a;margin:0 0 1rem}
 form{display:flex;gap:.5rem;align-items:center;margin:0 0 1rem}
 input{flex:1;font:inherit;padding:.45rem .6rem;border:1px solid #d0d7de;border-radius:6px}
 button{font:inherit;padding:.45rem .9rem;border-radius:6px;border:1px solid #d0d7de;background:#fff;cursor:pointer}
-table{width:100%;border-collapse:collapse;background:#fff;border:1px solid #d0d7de}
+table{width:100%;border-collapse:collapse;background:#fff;border:1px solid #d0d7de;table-layout:fixed}
+col.pod{width:20%} col.count{width:4.5rem} col.beat{width:7.5rem}
 th,td{text-align:left;padding:.4rem .6rem;border-bottom:1px solid #eaeef2;vertical-align:top}
 th{background:#f0f2f5;font-weight:600} td.count{text-align:right;font-variant-numeric:tabular-nums}
-code{font-size:.78rem;display:block;word-break:break-all;color:#24292f}
+td.keys{font-family:ui-monospace,monospace;font-size:.78rem;white-space:pre-line;word-break:break-all;color:#24292f}
 nav{margin:1rem 0;color:#57606a} a{color:#0969da}
+td{overflow-wrap:anywhere}
+@media (max-width:640px){
+body{padding:.75rem} form{flex-wrap:wrap} input{min-width:0}
+table,tbody,tr,td{display:block;width:auto} thead,colgroup{display:none}
+tr{border-bottom:1px solid #d0d7de;padding:.4rem 0} td{border:0;padding:.15rem .6rem}
+td.count{text-align:left} td.count::before{content:"keys: "} td.beat::before{content:"heartbeat: "}
+}
 `;
 
-// Narrows the rows on this page as the user types; "Search all pods" asks the server.
+// Narrows the rows on this page as the user types; "Search all pods" asks the server. The
+// rows are indexed at the first keystroke, not at load: 10,000 pods then cost the load nothing.
 const FILTER_SCRIPT = `
 const box=document.getElementById('q');const shown=document.getElementById('shown');const none=document.getElementById('none');
-const rows=[...document.querySelectorAll('#pods tbody tr')].map(r=>({r,pod:r.dataset.pod,keys:[...r.querySelectorAll('code')].map(c=>c.textContent)}));
-function apply(){const q=box.value.trim().toLowerCase();const hex=/^(0x)?[0-9a-f]+$/.test(q)?(q.startsWith('0x')?q:'0x'+q):null;let n=0;
+let rows=null;
+function index(){return [...document.getElementById('pods').tBodies[0].rows].map(r=>({r,pod:r.dataset.pod,keys:r.cells[3].textContent.split('\\n')}))}
+function apply(){rows??=index();const q=box.value.trim().toLowerCase();const hex=/^(0x)?[0-9a-f]+$/.test(q)?(q.startsWith('0x')?q:'0x'+q):null;let n=0;
 for(const x of rows){const ok=!q||x.pod.includes(q)||(hex!==null&&x.keys.some(k=>k.startsWith(hex)));x.r.hidden=!ok;if(ok)n++}
 shown.textContent=String(n);none.hidden=n>0}
 box.addEventListener('input',apply);
@@ -65,18 +75,19 @@ export function pageHead(h: PageHead): string {
 <form method="get" action="/assignments" role="search">
 <label for="q">Filter</label><input id="q" name="q" value="${escapeHtml(h.query)}" placeholder="pod name, or pubkey prefix 0x…" autocomplete="off" spellcheck="false">
 <button type="submit">Search all pods</button></form>
-<table id="pods"><thead><tr><th scope="col">Pod</th><th scope="col">Keys</th><th scope="col">Last heartbeat (UTC)</th><th scope="col">Public keys</th></tr></thead><tbody>
+<table id="pods"><colgroup><col class="pod"><col class="count"><col class="beat"><col></colgroup><thead><tr><th scope="col">Pod</th><th scope="col">Keys</th><th scope="col">Last heartbeat (UTC)</th><th scope="col">Public keys</th></tr></thead><tbody>
 `;
 }
 
 export function podRow(name: string, pubkeys: readonly string[], heartbeat?: number): string {
   const pod = escapeHtml(name);
-  const keys = pubkeys.map((k) => `<code>${escapeHtml(k)}</code>`).join('');
+  // One text node per row, a key a line: no element per key keeps 40,000 keys quick to parse.
+  const keys = pubkeys.map((k) => escapeHtml(k)).join('\n');
   const beat =
     heartbeat === undefined
       ? '—'
       : `<time datetime="${new Date(heartbeat).toISOString()}">${new Date(heartbeat).toISOString().slice(11, 19)}</time>`;
-  return `<tr data-pod="${pod}"><td>${pod}</td><td class="count">${pubkeys.length}</td><td class="beat">${beat}</td><td>${keys}</td></tr>\n`;
+  return `<tr data-pod="${pod}"><td>${pod}</td><td class="count">${pubkeys.length}</td><td class="beat">${beat}</td><td class="keys">${keys}</td></tr>\n`;
 }
 
 export interface PageFoot {

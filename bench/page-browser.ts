@@ -1,0 +1,71 @@
+// bench/page-browser: /assignments with 10,000 pods in headless chromium (playwright-core),
+// from navigation start to the load event, against the default first page (500 pods) of the
+// same server in the same run. Target: 10,000 pods load in under 2 s.
+import { once } from 'node:events';
+import { mkdtemp, rm } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type Browser, chromium } from 'playwright-core';
+import { createLogger } from '../src/log.js';
+import { composeApp } from '../src/server/compose.js';
+import { Store } from '../src/store/store.js';
+import { fillAllocatedPods } from './fill.js';
+import { report } from './lib.js';
+
+const RUNS = 5;
+const CHROMIUM = process.env.PKM_CHROMIUM ?? '/usr/bin/chromium';
+
+async function loadMs(browser: Browser, url: string): Promise<number> {
+  const times: number[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    const page = await browser.newPage();
+    await page.goto(url, { waitUntil: 'load' });
+    times.push(
+      Number(
+        await page.evaluate(
+          '(() => { const n = performance.getEntriesByType("navigation")[0]; return n.loadEventEnd - n.startTime; })()',
+        ),
+      ),
+    );
+    await page.close();
+  }
+  times.sort((a, b) => a - b);
+  return times[Math.floor(times.length / 2)] ?? Number.NaN;
+}
+
+export async function benchPageInBrowser(): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'pkm-bench-page-'));
+  const store = await Store.open(dir, { kek: async () => Buffer.alloc(32, 0x70) });
+  await fillAllocatedPods(store, 10_000, 4);
+  const { app } = composeApp({
+    store,
+    log: createLogger('silent'),
+    config: { reuseDelayMs: 20 * 60_000, maxKeysPerPod: 64, maxTotalKeys: undefined },
+  });
+  const server = app.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/assignments`;
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+  });
+  try {
+    const first = await loadMs(browser, base);
+    const all = await loadMs(browser, `${base}?limit=10000`);
+    report({ name: 'page_in_browser.first_500_pods', value: Math.round(first), unit: 'ms' });
+    report({
+      name: 'page_in_browser.all_10000_pods',
+      value: Math.round(all),
+      unit: 'ms',
+      baseline: Math.round(first),
+      ratio: Number((all / first).toFixed(1)),
+      target: '< 2000 ms',
+    });
+  } finally {
+    await browser.close();
+    server.close();
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
