@@ -1,0 +1,271 @@
+// deploy/: every manifest renders (kubectl kustomize) and applies as a client-side dry run
+// (kubectl apply --dry-run=client --validate=false, against a discovery-only API server on
+// 127.0.0.1), and says what the README promises: flags pkm knows, probes, a non-root read-only
+// server, the webhook's safety settings, and alerts on metrics the server really exports.
+import { execFile } from 'node:child_process';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseAllDocuments } from 'yaml';
+import { CLI } from '../e2e/spawn.js';
+import { http, startTestServer } from '../helpers.js';
+import { FakeDiscoveryApi } from '../kube/fake-discovery.js';
+
+const run = promisify(execFile);
+const DEPLOY = new URL('../../deploy/', import.meta.url).pathname;
+const KUSTOMIZATIONS = ['base', 'example-validator', 'monitoring'];
+
+type Doc = { kind: string; metadata: { name: string; namespace?: string } } & Record<
+  string,
+  unknown
+>;
+
+async function kustomize(dir: string): Promise<Doc[]> {
+  const { stdout } = await run('kubectl', ['kustomize', join(DEPLOY, dir)]);
+  return parseAllDocuments(stdout).map((d) => d.toJS() as Doc);
+}
+
+async function manifests(dir = DEPLOY): Promise<string[]> {
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  return entries
+    .filter((e) => e.isFile() && e.name.endsWith('.yaml') && e.name !== 'kustomization.yaml')
+    .map((e) => join(e.parentPath, e.name))
+    .sort();
+}
+
+/** The long flags a pkm command takes, from its --help. */
+async function flagsOf(command: string): Promise<Set<string>> {
+  const { stdout } = await run(process.execPath, [CLI, command, '--help']);
+  return new Set([...stdout.matchAll(/--[a-z][a-z0-9-]*/g)].map((m) => m[0]));
+}
+
+/** `--flag=value` and `--flag` in a container's args (or an exec command). */
+function flagsIn(args: readonly string[]): string[] {
+  return args.filter((a) => a.startsWith('--')).map((a) => a.split('=')[0] ?? a);
+}
+
+interface Container {
+  name: string;
+  image?: string;
+  args?: string[];
+  command?: string[];
+  restartPolicy?: string;
+  env?: Array<{ name: string; valueFrom?: { fieldRef?: { fieldPath: string } } }>;
+  securityContext?: Record<string, unknown>;
+  readinessProbe?: { httpGet: { path: string } };
+  livenessProbe?: { httpGet: { path: string } };
+  resources?: { requests?: Record<string, string> };
+  lifecycle?: { preStop?: { exec: { command: string[] } } };
+}
+interface PodSpec {
+  containers: Container[];
+  initContainers?: Container[];
+  securityContext?: Record<string, unknown>;
+  volumes?: Array<{
+    name: string;
+    projected?: { sources: Array<{ serviceAccountToken?: { audience: string } }> };
+  }>;
+}
+
+function one(docs: Doc[], kind: string, name?: string): Doc & { spec: Record<string, unknown> } {
+  const found = docs.find(
+    (d) => d.kind === kind && (name === undefined || d.metadata.name === name),
+  );
+  if (!found) throw new Error(`no ${kind} ${name ?? ''}`);
+  return found as Doc & { spec: Record<string, unknown> };
+}
+
+const podSpec = (sts: Doc & { spec: Record<string, unknown> }) =>
+  (sts.spec.template as { spec: PodSpec }).spec;
+
+let api: FakeDiscoveryApi;
+let kubeconfig: string;
+let kubeconfigDir: string;
+beforeAll(async () => {
+  api = new FakeDiscoveryApi();
+  await api.start();
+  // Made here, not with tempDir() (whose cleanup runs after each test).
+  kubeconfigDir = await mkdtemp(join(tmpdir(), 'pkm-kubeconfig-'));
+  kubeconfig = join(kubeconfigDir, 'kubeconfig');
+  await writeFile(kubeconfig, api.kubeconfigYaml());
+});
+afterAll(async () => {
+  await api.stop();
+  await rm(kubeconfigDir, { recursive: true, force: true });
+});
+
+describe('deploy/', () => {
+  it('every manifest passes kubectl apply --dry-run=client --validate=false', async () => {
+    const files = await manifests();
+    expect(files.length).toBeGreaterThan(10);
+    for (const file of files) {
+      const { stdout } = await run(
+        'kubectl',
+        ['apply', '--dry-run=client', '--validate=false', '-f', file],
+        {
+          env: { ...process.env, KUBECONFIG: kubeconfig },
+        },
+      );
+      expect([file, stdout]).toEqual([file, expect.stringMatching(/created \(dry run\)/)]);
+    }
+    // kubectl asked this API server about each object (and found none): it did not skip it.
+    expect(api.reads).toEqual(
+      expect.arrayContaining(['/apis/apps/v1/namespaces/pkm/statefulsets/pkm']),
+    );
+  }, 120_000);
+
+  it('every kustomization renders, and applies as a dry run', async () => {
+    for (const dir of KUSTOMIZATIONS) {
+      expect((await kustomize(dir)).length).toBeGreaterThan(1);
+      const { stdout } = await run(
+        'kubectl',
+        ['apply', '--dry-run=client', '--validate=false', '-k', join(DEPLOY, dir)],
+        {
+          env: { ...process.env, KUBECONFIG: kubeconfig },
+        },
+      );
+      expect(
+        stdout
+          .trim()
+          .split('\n')
+          .every((l) => l.endsWith('created (dry run)')),
+      ).toBe(true);
+    }
+  }, 60_000);
+
+  it('the server: one replica, a PVC for /data, probes, requests, non-root and read-only', async () => {
+    const docs = await kustomize('base');
+    const sts = one(docs, 'StatefulSet', 'pkm');
+    expect(sts.spec.replicas).toBe(1);
+    const claims = sts.spec.volumeClaimTemplates as Array<{ metadata: { name: string } }>;
+    const spec = podSpec(sts);
+    const [server] = spec.containers;
+    expect(claims.map((c) => c.metadata.name)).toEqual(['data']);
+    expect(server?.readinessProbe?.httpGet.path).toBe('/readyz');
+    expect(server?.livenessProbe?.httpGet.path).toBe('/healthz');
+    expect(server?.resources?.requests).toMatchObject({
+      cpu: expect.any(String),
+      memory: expect.any(String),
+    });
+    expect(spec.securityContext).toMatchObject({ runAsNonRoot: true });
+    expect(server?.securityContext).toMatchObject({
+      readOnlyRootFilesystem: true,
+      allowPrivilegeEscalation: false,
+    });
+    const known = await flagsOf('server');
+    const args = server?.args ?? [];
+    expect(args[0]).toBe('server');
+    expect(flagsIn(args).filter((f) => !known.has(f))).toEqual([]);
+    expect(args).toEqual(expect.arrayContaining(['--token-review', '--kube', '--data-dir=/data']));
+
+    const roles = docs.filter((d) => d.kind === 'ClusterRole' || d.kind === 'Role') as Array<
+      Doc & { rules: Array<{ resources: string[]; verbs: string[] }> }
+    >;
+    const rules = roles.flatMap((r) => r.rules);
+    expect(rules).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ resources: ['tokenreviews'], verbs: ['create'] }),
+        expect.objectContaining({ resources: ['pods'], verbs: ['get', 'list', 'watch'] }),
+      ]),
+    );
+    expect(docs.map((d) => d.kind)).toEqual(
+      expect.arrayContaining([
+        'Namespace',
+        'ServiceAccount',
+        'Service',
+        'ClusterRoleBinding',
+        'RoleBinding',
+      ]),
+    );
+  });
+
+  it('the webhook: DELETE of pods, never blocking, dry-run safe, scoped, CA from cert-manager', async () => {
+    const hook = one(
+      await kustomize('base'),
+      'ValidatingWebhookConfiguration',
+    ) as unknown as Doc & {
+      metadata: { annotations: Record<string, string> };
+      webhooks: Array<Record<string, unknown>>;
+    };
+    const [w] = hook.webhooks;
+    expect(w).toMatchObject({
+      failurePolicy: 'Ignore',
+      sideEffects: 'NoneOnDryRun',
+      rules: [expect.objectContaining({ operations: ['DELETE'], resources: ['pods'] })],
+      namespaceSelector: { matchLabels: expect.any(Object) },
+      clientConfig: { service: expect.objectContaining({ path: '/v1/webhooks/pod-deletion' }) },
+    });
+    expect(hook.metadata.annotations['cert-manager.io/inject-ca-from']).toBe('pkm/pkm-tls');
+    const secret = (await manifests()).filter((f) => f.endsWith('secret.template.yaml'));
+    expect(secret).toHaveLength(1);
+  });
+
+  it('the example validator: client init, projected token, agent sidecar, release on the way out', async () => {
+    const spec = podSpec(one(await kustomize('example-validator'), 'StatefulSet', 'validator'));
+    const init = spec.initContainers ?? [];
+    const byName = (n: string) => init.find((c) => c.name === n);
+    const client = byName('keys');
+    const agent = byName('agent');
+    expect(client?.args?.[0]).toBe('client');
+    const clientFlags = await flagsOf('client');
+    expect(flagsIn(client?.args ?? []).filter((f) => !clientFlags.has(f))).toEqual([]);
+    expect(client?.env).toEqual(
+      expect.arrayContaining([
+        { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+      ]),
+    );
+    expect(agent?.restartPolicy).toBe('Always');
+    const agentFlags = await flagsOf('agent');
+    expect(flagsIn(agent?.args ?? []).filter((f) => !agentFlags.has(f))).toEqual([]);
+    const release = agent?.lifecycle?.preStop?.exec.command ?? [];
+    expect(release.slice(0, 2)).toEqual(['pkm', 'release']);
+    const releaseFlags = await flagsOf('release');
+    expect(flagsIn(release).filter((f) => !releaseFlags.has(f))).toEqual([]);
+    expect(release).toEqual(expect.arrayContaining([expect.stringMatching(/^--interchange=/)]));
+    // The history is exported after the validator stops: by a sidecar started after the agent
+    // (sidecars stop in reverse order), whose preStop exports.
+    const names = init.map((c) => c.name);
+    expect(names.indexOf('exporter')).toBeGreaterThan(names.indexOf('agent'));
+    expect(byName('exporter')?.lifecycle?.preStop?.exec.command.join(' ')).toMatch(
+      /slashing-protection export/,
+    );
+    const audiences = (spec.volumes ?? []).flatMap(
+      (v) => v.projected?.sources.map((s) => s.serviceAccountToken?.audience) ?? [],
+    );
+    expect(audiences).toContain('pkm');
+    const validator = spec.containers.find((c) => c.name === 'lighthouse');
+    expect(validator?.args).toEqual(
+      expect.arrayContaining([
+        '--validators-dir=/validator/validators',
+        '--secrets-dir=/validator/secrets',
+      ]),
+    );
+  });
+
+  it('alerts cover pool low, conflicts, deposit failures and webhook errors, on metrics the server exports', async () => {
+    const rule = one(await kustomize('monitoring'), 'PrometheusRule');
+    const rules = (
+      rule.spec.groups as Array<{ rules: Array<{ alert: string; expr: string }> }>
+    ).flatMap((g) => g.rules);
+    expect(rules.map((r) => r.alert)).toEqual(
+      expect.arrayContaining([
+        'PkmPoolLow',
+        'PkmKeyConflict',
+        'PkmDepositFailures',
+        'PkmWebhookErrors',
+      ]),
+    );
+    const server = await startTestServer();
+    const metrics = await http<string>(server.url, 'GET', '/metrics');
+    const exported = new Set([...metrics.body.matchAll(/^# TYPE (\S+)/gm)].map((m) => m[1]));
+    for (const r of rules) {
+      const used = [...r.expr.matchAll(/\b(pkm_[a-z_]+?)(?:_bucket)?\b/g)].map((m) => m[1]);
+      expect([r.alert, used.filter((m) => m !== undefined && !exported.has(m))]).toEqual([
+        r.alert,
+        [],
+      ]);
+    }
+  });
+});
