@@ -12,6 +12,7 @@ import {
 import { Agent } from './client/agent.js';
 import { type ApiOptions, callServer, DEFAULT_TOKEN_FILE } from './client/api.js';
 import { runClient } from './client/client.js';
+import { statusText } from './client/status-text.js';
 import {
   parseClientConfig,
   parseDuration,
@@ -27,6 +28,7 @@ import { writePrivateFile } from './files.js';
 import { createLogger, createStderrLogger } from './log.js';
 import { startServer } from './server/serve.js';
 import { flag, serverOptions } from './server-flags.js';
+import { backupStore, restoreStore } from './store/backup.js';
 import { checkStore } from './store/check.js';
 import { kekLoader, loadKek } from './store/encryption.js';
 import { rotateKek } from './store/kek-rotation.js';
@@ -228,6 +230,14 @@ connectionOptions(program.command('keys').description('keys, one at a time').com
     process.stdout.write(`${JSON.stringify(answer)}\n`);
   });
 
+connectionOptions(program.command('status'))
+  .description('counts, pool health, conflicts and the last deposits of a running server')
+  .addOption(flag('--json', 'print the JSON the server returns'))
+  .action(async (opts: RawFlags) => {
+    const answer = await callServer(connectionOf(opts), 'GET', 'v1/status');
+    process.stdout.write(opts.json ? `${JSON.stringify(answer, null, 2)}\n` : statusText(answer));
+  });
+
 const deposits = program.command('deposits').description('deposit data of the keys in a store');
 deposits
   .command('export')
@@ -274,6 +284,31 @@ db.command('check')
     } finally {
       await store.close();
     }
+  });
+
+db.command('backup')
+  .description("a consistent copy of a stopped server's store (secrets stay sealed)")
+  .addOption(flag('--data-dir <dir>', 'LevelDB directory', './data'))
+  .addOption(flag('--out <file>', 'the backup file (0600)'))
+  .action(async (opts: RawFlags) => {
+    if (opts.out === undefined)
+      throw new PkmError('INVALID_CONFIG', '--out is required, e.g. --out pkm-backup.jsonl');
+    const result = await backupStore(String(opts.dataDir), String(opts.out));
+    process.stdout.write(`${JSON.stringify({ ...result, out: opts.out })}\n`);
+  });
+
+db.command('restore')
+  .description('restore a backup into an empty --data-dir (checked before it is put in place)')
+  .addOption(flag('--data-dir <dir>', 'LevelDB directory (must be empty or absent)', './data'))
+  .addOption(flag('--from <file>', 'a file pkm db backup wrote'))
+  .action(async (opts: RawFlags) => {
+    if (opts.from === undefined)
+      throw new PkmError('INVALID_CONFIG', '--from is required, e.g. --from pkm-backup.jsonl');
+    const result = await restoreStore(String(opts.dataDir), String(opts.from));
+    process.stderr.write(
+      "pkm: restored. Pods may hold keys this backup shows as free or cooling: start the server with --resync-window at least twice the agents' --interval. Until the agents re-assert or the window passes, keys that pods ever held stay held; the same KEK as at backup time opens the store.\n",
+    );
+    process.stdout.write(`${JSON.stringify({ ...result, dataDir: opts.dataDir })}\n`);
   });
 
 db.command('rotate-kek')

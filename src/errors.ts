@@ -60,6 +60,8 @@ const TABLE = {
   WRONG_KEK: { status: 500, exit: ExitCode.store },
   ROTATION_UNFINISHED: { status: 500, exit: ExitCode.store },
   ROTATION_IN_PROGRESS: { status: 409, exit: ExitCode.conflict },
+  INVALID_BACKUP: { status: 400, exit: ExitCode.usage },
+  RESTORE_TARGET_NOT_EMPTY: { status: 409, exit: ExitCode.conflict },
   STORE_CORRUPT: { status: 500, exit: ExitCode.store },
   STORE_OPEN_FAILED: { status: 500, exit: ExitCode.store },
   INVALID_CONFIG: { status: 500, exit: ExitCode.usage },

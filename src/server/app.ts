@@ -19,6 +19,7 @@ import type { Metrics } from './metrics.js';
 import { openApiDocument } from './openapi.js';
 import { podRoutes } from './pods.js';
 import type { RateLimiter } from './rate-limit.js';
+import { statusRoutes } from './status.js';
 import { webhookRoutes } from './webhook.js';
 
 export interface AppDeps {
@@ -38,6 +39,8 @@ export interface AppDeps {
   readonly namespaces?: readonly string[];
   /** Send mode: why the funder cannot pay for a deposit, if it cannot. */
   readonly funds?: () => string | undefined;
+  /** --max-total-keys: whether the pool may still grow (for /v1/status). */
+  readonly maxTotalKeys?: number | undefined;
   /** Who may call what (auth.ts); absent: no tokens asked for. */
   readonly auth?: Auth;
   /** Per-caller limits on the allocation routes. */
@@ -53,6 +56,9 @@ const REQUEST_ID = /^[\w.-]{1,64}$/;
 export function createApp(appDeps: AppDeps): express.Express {
   const deps = { ...appDeps, auth: appDeps.auth ?? new Auth({ adminTokens: [] }) };
   const app = express();
+  /** Why the server cannot serve allocations now, if it cannot. */
+  const readiness = (): string | undefined =>
+    !deps.store.isOpen || deps.isDraining?.() ? 'the store is not open' : deps.funds?.();
   app.disable('x-powered-by');
   // Answers carry secrets or change with every allocation: no ETag to compute or cache by.
   app.set('etag', false);
@@ -116,10 +122,8 @@ export function createApp(appDeps: AppDeps): express.Express {
   app
     .route('/readyz')
     .get((_req, res) => {
-      if (!deps.store.isOpen || deps.isDraining?.())
-        throw new PkmError('NOT_READY', 'the store is not open');
-      const funds = deps.funds?.();
-      if (funds !== undefined) throw new PkmError('NOT_READY', funds);
+      const notReady = readiness();
+      if (notReady !== undefined) throw new PkmError('NOT_READY', notReady);
       res.json({ status: 'ready' });
     })
     .all(methodNotAllowed('GET'));
@@ -145,6 +149,7 @@ export function createApp(appDeps: AppDeps): express.Express {
   app.use(webhookRoutes(deps));
   app.use(keyRoutes(deps));
   app.use(adminRoutes(deps));
+  app.use(statusRoutes({ ...deps, readiness }));
   app.use(notFound);
   app.use(errorHandler(deps.log));
   return app;

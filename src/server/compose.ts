@@ -92,6 +92,7 @@ export function composeApp(deps: ServiceDeps) {
     metrics,
     reuseDelayMs,
     namespaces: deps.config.namespaces ?? [],
+    maxTotalKeys: deps.config.maxTotalKeys,
     serial: (op) => group.run(op),
     ...(deps.auth ? { auth: deps.auth } : {}),
     ...(deps.webhookClientCert ? { webhookClientCert: true } : {}),

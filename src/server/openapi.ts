@@ -189,6 +189,13 @@ export function openApiDocument(version: string): Schema {
           },
         },
       },
+      '/v1/status': {
+        get: {
+          summary: 'For operators (pkm status): counts, pool health, recent conflicts and deposits',
+          security: adminToken,
+          responses: { ...ok('Status', ref('Status')), ...errors(AUTH) },
+        },
+      },
       '/v1/deposits': {
         get: {
           summary: 'Deposit data (launchpad deposit_data.json format)',
@@ -421,6 +428,36 @@ export function openApiDocument(version: string): Schema {
               },
             },
             next: { type: 'integer' },
+          },
+        },
+        Status: {
+          type: 'object',
+          required: ['ready', 'counts', 'pool', 'conflicts', 'lastDeposits'],
+          properties: {
+            ready: { type: 'boolean' },
+            notReady: { type: 'string' },
+            counts: { type: 'object', additionalProperties: { type: 'integer' } },
+            pool: {
+              type: 'object',
+              properties: {
+                free: { type: 'integer' },
+                cooling: { type: 'integer' },
+                canCreate: { type: 'boolean' },
+                healthy: { type: 'boolean' },
+              },
+            },
+            conflicts: { type: 'array', items: ref('RecentEvent') },
+            lastDeposits: { type: 'array', items: ref('RecentEvent') },
+          },
+        },
+        RecentEvent: {
+          type: 'object',
+          required: ['at', 'pubkeys'],
+          properties: {
+            at: { type: 'string', format: 'date-time' },
+            pod: { type: 'string' },
+            pubkeys: strings,
+            detail: { type: 'string' },
           },
         },
         RetireRequest: {

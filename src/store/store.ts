@@ -279,6 +279,21 @@ export class Store {
     return this.db.iterator().all();
   }
 
+  /** The newest audit events of these types, newest first (reads at most `scan` events back). */
+  async lastEvents(
+    types: ReadonlySet<string>,
+    limit: number,
+    scan = 10_000,
+  ): Promise<AuditEvent[]> {
+    const found: AuditEvent[] = [];
+    for await (const text of this.eventsB.values({ reverse: true, limit: scan })) {
+      const event = decodeEvent(text);
+      if (types.has(event.type)) found.push(event);
+      if (found.length === limit) break;
+    }
+    return found;
+  }
+
   /** Audit events from sequence number `since` on, oldest first. */
   async events(since: number, limit: number): Promise<AuditEvent[]> {
     const texts = await this.eventsB.values({ gte: eventKey(Math.max(0, since)), limit }).all();

@@ -1,0 +1,155 @@
+// `pkm db backup` and `pkm db restore`, for a stopped server's store. A backup holds every
+// entry of the store as it is on disk: secrets stay sealed, so a backup is no more secret than
+// the data dir, and it opens only with the KEK the store used when it was taken.
+//
+// Format (JSON lines): a header {"format":"pkm-backup","version":1,"schemaVersion","entries",
+// "sha256"}, then one [key, value] per line. The hash covers those lines, so a truncated or
+// altered file is refused before anything is written.
+import { createHash } from 'node:crypto';
+import { readdir, readFile, rename, rm } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { Level } from 'level';
+import { PkmError } from '../errors.js';
+import { writePrivateFile } from '../files.js';
+import { MetaKey } from './buckets.js';
+import { checkStore } from './check.js';
+import { Store } from './store.js';
+
+const FORMAT = 'pkm-backup';
+const VERSION = 1;
+
+interface Header {
+  readonly format: string;
+  readonly version: number;
+  readonly schemaVersion: number;
+  readonly entries: number;
+  readonly sha256: string;
+}
+
+export interface BackupResult {
+  readonly entries: number;
+  readonly schemaVersion: number;
+  readonly sha256: string;
+}
+
+/** Writes a consistent copy of the store (Store.open takes its lock: the server must be stopped). */
+export async function backupStore(dataDir: string, out: string): Promise<BackupResult> {
+  const store = await Store.open(dataDir);
+  try {
+    const entries = await store.rawEntries();
+    const lines = entries.map((e) => JSON.stringify(e));
+    const sha256 = createHash('sha256').update(lines.join('\n')).digest('hex');
+    const schemaVersion = Number(await store.getMeta(MetaKey.schemaVersion));
+    const header: Header = {
+      format: FORMAT,
+      version: VERSION,
+      schemaVersion,
+      entries: lines.length,
+      sha256,
+    };
+    await writePrivateFile(out, `${[JSON.stringify(header), ...lines].join('\n')}\n`);
+    return { entries: lines.length, schemaVersion, sha256 };
+  } finally {
+    await store.close();
+  }
+}
+
+function parseBackup(
+  text: string,
+  source: string,
+): { header: Header; entries: Array<[string, string]> } {
+  const bad = (why: string) =>
+    new PkmError('INVALID_BACKUP', `${source} is not a usable pkm backup: ${why}`);
+  const lines = text.split('\n');
+  if (lines.at(-1) === '') lines.pop();
+  let header: Header;
+  try {
+    header = JSON.parse(lines[0] ?? '') as Header;
+  } catch {
+    throw bad('no header line');
+  }
+  if (header.format !== FORMAT || header.version !== VERSION)
+    throw bad('not format pkm-backup version 1');
+  const body = lines.slice(1);
+  if (body.length !== header.entries)
+    throw bad(`${body.length} entries, the header says ${header.entries}`);
+  if (createHash('sha256').update(body.join('\n')).digest('hex') !== header.sha256)
+    throw bad('its checksum does not match (truncated or altered)');
+  const entries = body.map((line) => {
+    let e: unknown;
+    try {
+      e = JSON.parse(line);
+    } catch {
+      throw bad('an entry is not JSON');
+    }
+    if (!Array.isArray(e) || e.length !== 2 || typeof e[0] !== 'string' || typeof e[1] !== 'string')
+      throw bad('an entry is not [key, value]');
+    return [e[0], e[1]] as [string, string];
+  });
+  return { header, entries };
+}
+
+async function isEmptyDir(dir: string): Promise<boolean> {
+  try {
+    return (await readdir(dir)).length === 0;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return true;
+    throw err;
+  }
+}
+
+/**
+ * Restores a backup into `dataDir`, which must not hold anything. The entries go into a folder
+ * beside it, are checked (every invariant), and the folder is renamed into place: a crash
+ * leaves either no store or the whole one.
+ */
+export async function restoreStore(dataDir: string, from: string): Promise<BackupResult> {
+  let text: string;
+  try {
+    text = await readFile(from, 'utf8');
+  } catch (err) {
+    throw new PkmError(
+      'INVALID_CONFIG',
+      `--from ${from} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
+    );
+  }
+  const { header, entries } = parseBackup(text, from);
+  if (!(await isEmptyDir(dataDir)))
+    throw new PkmError(
+      'RESTORE_TARGET_NOT_EMPTY',
+      `--data-dir ${dataDir} is not empty: restore into a new folder (nothing was changed)`,
+    );
+  const staging = join(dirname(dataDir), `.${basename(dataDir)}.restoring`);
+  await rm(staging, { recursive: true, force: true });
+  const db = new Level<string, string>(staging, { keyEncoding: 'utf8', valueEncoding: 'utf8' });
+  await db.open();
+  try {
+    for (let i = 0; i < entries.length; i += 5_000)
+      await db.batch(
+        entries.slice(i, i + 5_000).map(([key, value]) => ({ type: 'put' as const, key, value })),
+      );
+  } finally {
+    await db.close();
+  }
+  const store = await Store.open(staging);
+  let problems: string[];
+  try {
+    problems = (await checkStore(store)).problems;
+  } finally {
+    await store.close();
+  }
+  if (problems.length > 0) {
+    await rm(staging, { recursive: true, force: true });
+    throw new PkmError(
+      'INVALID_BACKUP',
+      `${from} restores to a store that fails its checks: ${problems[0]}`,
+    );
+  }
+  await rm(dataDir, { recursive: true, force: true }); // empty, or not there
+  await rename(staging, dataDir);
+  return {
+    entries: entries.length,
+    schemaVersion: header.schemaVersion,
+    sha256: header.sha256,
+  };
+}
