@@ -16,7 +16,7 @@ import type { KeyRecord } from '../../src/store/records.js';
 import { Store } from '../../src/store/store.js';
 import { MINUTE, testKek } from '../helpers.js';
 
-export const CHROMIUM = process.env.PKM_CHROMIUM ?? '/usr/bin/chromium';
+const CHROMIUM = process.env.PKM_CHROMIUM ?? '/usr/bin/chromium';
 const HOSTILE = '<b id="injected">bold</b><img src=x onerror="window.pwned=1">';
 const ARTIFACTS = join(process.cwd(), 'test-artifacts');
 

@@ -11,7 +11,7 @@ import { MetaKey } from '../../src/store/buckets.js';
 import { checkStore } from '../../src/store/check.js';
 import { kekId, kekLoader } from '../../src/store/encryption.js';
 import { Store } from '../../src/store/store.js';
-import { type AllocationBody, http, tempDir, until } from '../helpers.js';
+import { type AllocationBody, http, tempDir } from '../helpers.js';
 import { rememberSecret } from '../support/secret-ledger.js';
 import { secretsOf, seedKeys } from '../support/seed.js';
 import { type Child, runPkm, startServerProcess } from './spawn.js';
