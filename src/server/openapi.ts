@@ -3,6 +3,7 @@
 // test/server/openapi.test.ts checks that every express route is here and every route here
 // answers.
 import { ERROR_CODES, type ErrorCode, statusOf } from '../errors.js';
+import { StoredState } from '../store/records.js';
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 type Schema = { [key: string]: Json };
@@ -303,18 +304,7 @@ export function openApiDocument(version: string): Schema {
             },
           },
         },
-        KeyState: {
-          type: 'string',
-          enum: [
-            'free',
-            'allocated',
-            'cooling',
-            'retired',
-            'depositing',
-            'deposit-failed',
-            'conflict',
-          ],
-        },
+        KeyState: { type: 'string', enum: [...StoredState.options] },
         AllocateRequest: {
           type: 'object',
           required: ['count'],

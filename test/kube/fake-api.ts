@@ -30,6 +30,20 @@ function matches(pod: FakePod, selector: string | undefined): boolean {
   });
 }
 
+/** A kubeconfig for a fake API server at `url` (plain HTTP on loopback, token test-token). */
+export function kubeconfigFor(url: string): string {
+  return [
+    'apiVersion: v1',
+    'kind: Config',
+    // Plain HTTP on loopback: client-node and kubectl allow it only with TLS verification off.
+    `clusters: [{name: fake, cluster: {server: "${url}", insecure-skip-tls-verify: true}}]`,
+    'users: [{name: test, user: {token: test-token}}]',
+    'contexts: [{name: fake, context: {cluster: fake, user: test, namespace: default}}]',
+    'current-context: fake',
+    '',
+  ].join('\n');
+}
+
 interface IssuedToken {
   namespace: string;
   pod: string;
@@ -70,16 +84,7 @@ export class FakeKubeApi {
 
   /** A kubeconfig for this server, as @kubernetes/client-node loads it. */
   kubeconfigYaml(): string {
-    return [
-      'apiVersion: v1',
-      'kind: Config',
-      // Plain HTTP on loopback: client-node allows it only with TLS verification off.
-      `clusters: [{name: fake, cluster: {server: "${this.url}", insecure-skip-tls-verify: true}}]`,
-      'users: [{name: test, user: {token: test-token}}]',
-      'contexts: [{name: fake, context: {cluster: fake, user: test}}]',
-      'current-context: fake',
-      '',
-    ].join('\n');
+    return kubeconfigFor(this.url);
   }
 
   /**

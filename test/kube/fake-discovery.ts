@@ -5,6 +5,7 @@
 // It models a cluster with cert-manager and the Prometheus Operator installed.
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { kubeconfigFor } from './fake-api.js';
 
 interface Kind {
   readonly kind: string;
@@ -82,15 +83,7 @@ export class FakeDiscoveryApi {
   }
 
   kubeconfigYaml(): string {
-    return [
-      'apiVersion: v1',
-      'kind: Config',
-      `clusters: [{name: fake, cluster: {server: "${this.url}", insecure-skip-tls-verify: true}}]`,
-      'users: [{name: test, user: {token: test-token}}]',
-      'contexts: [{name: fake, context: {cluster: fake, user: test, namespace: default}}]',
-      'current-context: fake',
-      '',
-    ].join('\n');
+    return kubeconfigFor(this.url);
   }
 
   private answer(path: string): object | undefined {
