@@ -3,7 +3,7 @@
 // 127.0.0.1), and says what the README promises: flags pkm knows, probes, a non-root read-only
 // server, the webhook's safety settings, and alerts on metrics the server really exports.
 import { execFile } from 'node:child_process';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -79,6 +79,23 @@ function one(docs: Doc[], kind: string, name?: string): Doc & { spec: Record<str
 
 const podSpec = (sts: Doc & { spec: Record<string, unknown> }) =>
   (sts.spec.template as { spec: PodSpec }).spec;
+
+/** The metric families a fresh server exports (their # TYPE lines). */
+async function exportedMetrics(): Promise<Set<string>> {
+  const server = await startTestServer();
+  const metrics = await http<string>(server.url, 'GET', '/metrics');
+  return new Set(
+    [...metrics.body.matchAll(/^# TYPE (\S+)/gm)].flatMap((m) => (m[1] ? [m[1]] : [])),
+  );
+}
+
+/** The pkm_ metrics a PromQL expression uses that the server does not export. */
+function unknownMetrics(expr: string, exported: Set<string>): string[] {
+  const used = [...expr.matchAll(/\b(pkm_[a-z_]+?)(?:_bucket)?\b/g)].flatMap((m) =>
+    m[1] ? [m[1]] : [],
+  );
+  return used.filter((m) => !exported.has(m));
+}
 
 let api: FakeDiscoveryApi;
 let kubeconfig: string;
@@ -257,15 +274,19 @@ describe('deploy/', () => {
         'PkmWebhookErrors',
       ]),
     );
-    const server = await startTestServer();
-    const metrics = await http<string>(server.url, 'GET', '/metrics');
-    const exported = new Set([...metrics.body.matchAll(/^# TYPE (\S+)/gm)].map((m) => m[1]));
-    for (const r of rules) {
-      const used = [...r.expr.matchAll(/\b(pkm_[a-z_]+?)(?:_bucket)?\b/g)].map((m) => m[1]);
-      expect([r.alert, used.filter((m) => m !== undefined && !exported.has(m))]).toEqual([
-        r.alert,
-        [],
-      ]);
-    }
+    const exported = await exportedMetrics();
+    for (const r of rules)
+      expect([r.alert, unknownMetrics(r.expr, exported)]).toEqual([r.alert, []]);
+  });
+
+  it('the Grafana dashboard queries only metrics the server exports', async () => {
+    const dashboard = JSON.parse(
+      await readFile(join(DEPLOY, 'monitoring', 'grafana-dashboard.json'), 'utf8'),
+    ) as { panels: Array<{ title: string; targets: Array<{ expr: string }> }> };
+    const exported = await exportedMetrics();
+    expect(dashboard.panels.length).toBeGreaterThan(5);
+    for (const p of dashboard.panels)
+      for (const t of p.targets)
+        expect([p.title, unknownMetrics(t.expr, exported)]).toEqual([p.title, []]);
   });
 });
