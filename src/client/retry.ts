@@ -1,5 +1,6 @@
 // Retries a call while the server is down or busy: exponential backoff with full jitter,
-// at least the server's Retry-After, until a deadline. A refusal (4xx) is never retried.
+// at least the server's Retry-After, until a deadline. A refusal (4xx) is never retried, except
+// 429 RATE_LIMITED, which says when to ask again.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PkmError, statusOf } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -13,7 +14,8 @@ export interface RetryOptions {
 
 function retryable(err: unknown): err is PkmError {
   return (
-    err instanceof PkmError && (err.code === 'SERVER_UNREACHABLE' || statusOf(err.code) >= 500)
+    err instanceof PkmError &&
+    (err.code === 'SERVER_UNREACHABLE' || err.code === 'RATE_LIMITED' || statusOf(err.code) >= 500)
   );
 }
 

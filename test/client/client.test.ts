@@ -134,6 +134,18 @@ describe('pkm client layouts', () => {
     expect(salts.size).toBe(1);
   });
 
+  it('waits out a rate limit (429 with Retry-After) and then gets its keys', async () => {
+    const { url, clock } = await startTestServer({ rateLimitPerMinute: 60 });
+    for (let i = 0; i < 60; i++) await http(url, 'POST', '/v1/pods/validator-0/keys', { count: 2 }); // the whole bucket
+    const limited = await http(url, 'POST', '/v1/pods/validator-0/keys', { count: 2 });
+    expect([limited.status, limited.headers.get('retry-after')]).toEqual([429, '1']);
+    setTimeout(() => clock.advance(60_000), 100); // the server's minute passes while it waits
+    const started = Date.now();
+    const summary = await runClient(await options(url, 'lighthouse', { count: 2 }), quiet);
+    expect(summary.pubkeys).toHaveLength(2);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(900); // it waited Retry-After: 1 s
+  });
+
   it('does not retry a refusal (4xx): it fails at once with the server code and exit 3', async () => {
     const { url } = await startTestServer({ maxKeysPerPod: 2 });
     const opts = await options(url, 'lighthouse', { count: 3, timeoutMs: 60_000 });
