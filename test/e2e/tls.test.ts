@@ -12,26 +12,22 @@ import { runPkm, startServerProcess } from './spawn.js';
 
 const run = promisify(execFile);
 
+/** openssl req with a new P-256 key for CN=name: a certificate (-x509) or a request (-new). */
+async function newKey(name: string, key: string, args: string[]): Promise<void> {
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
+  await run('openssl', ['req', ...ec, '-subj', `/CN=${name}`, '-keyout', key, ...args]);
+}
+
 /** A self-signed certificate for 127.0.0.1, made with openssl. */
 async function makeCert(dir: string, name: string): Promise<{ cert: string; key: string }> {
   const cert = join(dir, `${name}.crt`);
   const key = join(dir, `${name}.key`);
-  await run('openssl', [
-    'req',
+  await newKey(name, key, [
     '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
     '-days',
     '1',
-    '-subj',
-    `/CN=${name}`,
     '-addext',
     'subjectAltName=IP:127.0.0.1',
-    '-keyout',
-    key,
     '-out',
     cert,
   ]);
@@ -47,21 +43,7 @@ async function makeClientCert(
   const key = join(dir, `${name}.key`);
   const csr = join(dir, `${name}.csr`);
   const cert = join(dir, `${name}.crt`);
-  await run('openssl', [
-    'req',
-    '-new',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
-    '-subj',
-    `/CN=${name}`,
-    '-keyout',
-    key,
-    '-out',
-    csr,
-  ]);
+  await newKey(name, key, ['-new', '-out', csr]);
   await run('openssl', [
     'x509',
     '-req',
