@@ -12,6 +12,16 @@ import { methodNotAllowed } from './http-errors.js';
 
 const RotationBody = z.object({ newKekFile: z.string().min(1).max(4096) }).strict();
 
+/** The new KEK, or INVALID_BODY naming the file: the caller's input, not the server's config. */
+async function readNewKek(file: string): Promise<Buffer> {
+  try {
+    return (await loadKek('', file)).kek;
+  } catch (err) {
+    const why = err instanceof PkmError ? err.message.replace(/^--kek-file \S+ /, '') : 'error';
+    throw new PkmError('INVALID_BODY', `newKekFile ${file}: ${why}`);
+  }
+}
+
 export function adminRoutes(
   deps: Pick<AppDeps, 'store' | 'serial' | 'log'> & { readonly auth: Auth },
 ): Router {
@@ -29,7 +39,7 @@ export function adminRoutes(
         const { serial } = deps;
         if (!serial) throw new PkmError('NOT_READY', 'this server cannot rotate its KEK');
         if (rotating) throw new PkmError('ROTATION_IN_PROGRESS', 'a KEK rotation is running');
-        const newKek = (await loadKek('', body.data.newKekFile)).kek;
+        const newKek = await readNewKek(body.data.newKekFile);
         rotating = true;
         try {
           const caller = describeCaller(callerOf(res));

@@ -19,7 +19,7 @@ import { finishRotation } from '../store/kek-rotation.js';
 import { Store } from '../store/store.js';
 import { openAuth } from './auth-setup.js';
 import { composeApp } from './compose.js';
-import { createTlsServer, type ReloadingTlsServer } from './tls.js';
+import { checkTlsFiles, createTlsServer, type ReloadingTlsServer } from './tls.js';
 
 /** --beacon-url needs the network's genesis time to know the current epoch. */
 function livenessGate(config: ServerConfig): BeaconLivenessGate | undefined {
@@ -60,8 +60,12 @@ async function keySourceFor(config: ServerConfig): Promise<KeySource> {
 }
 
 export async function startServer(config: ServerConfig, log: Logger): Promise<RunningServer> {
+  // Every flag and file is checked before the store is opened (or made): bad input changes nothing.
   const keySource = await keySourceFor(config);
   const liveness = livenessGate(config);
+  const auth = await openAuth(config, log);
+  const tlsFiles = config.tls && { ...config.tls, clientCaFile: config.auth.webhookClientCa };
+  if (tlsFiles) await checkTlsFiles(tlsFiles);
   const store = await Store.open(config.dataDir, {
     kek: kekLoader(config.dataDir, config.kekFile, () =>
       log.warn(
@@ -99,11 +103,6 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
       throw err;
     }
   }
-  const auth = await openAuth(config, log).catch(async (err: unknown) => {
-    depositor?.stop();
-    await store.close();
-    throw err;
-  });
   const { app, allocator, metrics } = composeApp({
     auth,
     rateLimitPerMinute: config.rateLimitPerMinute,
@@ -121,10 +120,7 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
   let server: Server;
   let tlsServer: ReloadingTlsServer | undefined;
   try {
-    const tls = config.tls;
-    tlsServer = tls
-      ? await createTlsServer({ ...tls, clientCaFile: config.auth.webhookClientCa }, app, log)
-      : undefined;
+    tlsServer = tlsFiles ? await createTlsServer(tlsFiles, app, log) : undefined;
     server = tlsServer?.server ?? createHttpServer(app);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);

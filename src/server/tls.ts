@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises';
 import type { RequestListener } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import { dirname } from 'node:path';
+import { createSecureContext } from 'node:tls';
 import { PkmError } from '../errors.js';
 import type { Logger } from '../log.js';
 
@@ -37,10 +38,24 @@ async function readMaterial(files: TlsFiles): Promise<Material> {
   }
 }
 
+/**
+ * Reads the files and builds a TLS context from them: a missing file, bad PEM or a key that
+ * does not match the certificate is INVALID_CONFIG, found before the server touches its store.
+ */
+export async function checkTlsFiles(files: TlsFiles): Promise<void> {
+  const material = await readMaterial(files);
+  try {
+    createSecureContext(material);
+  } catch (err) {
+    throw new PkmError(
+      'INVALID_CONFIG',
+      `--tls-cert, --tls-key or --webhook-client-ca do not make a TLS context: ${(err as Error).message}`,
+    );
+  }
+}
+
 export interface ReloadingTlsServer {
   readonly server: Server;
-  /** Reads the files again and serves them to new connections. */
-  reload(): Promise<void>;
   /** Stops watching (the server itself is closed by its owner). */
   stop(): void;
 }
@@ -96,7 +111,6 @@ export async function createTlsServer(
   process.on('SIGHUP', onHup);
   return {
     server,
-    reload,
     stop() {
       clearTimeout(timer);
       for (const w of watchers) w.close();

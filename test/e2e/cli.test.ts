@@ -1,4 +1,4 @@
-import { writeFile } from 'node:fs/promises';
+import { stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ExitCode } from '../../src/errors.js';
@@ -49,6 +49,35 @@ describe('pkm server', () => {
     const child = runPkm(['server', ...args]);
     expect(await child.exited).toBe(ExitCode.usage);
     expect(child.stderr).toEqual([expect.stringMatching(message)]);
+  });
+
+  it('checks the token and TLS files before it makes a store: a refusal leaves no data dir', async () => {
+    const dir = await tempDir();
+    const short = join(dir, 'short-token');
+    await writeFile(short, 'ab'.repeat(16));
+    const notPem = join(dir, 'not.pem');
+    await writeFile(notPem, 'not a certificate');
+    const cases: Array<[string[], RegExp]> = [
+      [['--auth-token-file', short], /--auth-token-file .* at least 256 bits/],
+      [
+        ['--auth-token-file', join(dir, 'none')],
+        /--auth-token-file names a file that cannot be read/,
+      ],
+      [
+        ['--tls-cert', notPem, '--tls-key', notPem],
+        /--tls-cert, --tls-key or --webhook-client-ca do not make a TLS context/,
+      ],
+      [['--tls-cert', join(dir, 'none'), '--tls-key', notPem], /cannot read --tls-cert/],
+      [['--webhook-client-ca', notPem], /--webhook-client-ca needs --tls-cert/],
+      [['--rate-limit', 'lots'], /--rate-limit takes a whole number/],
+    ];
+    for (const [args, message] of cases) {
+      const data = join(dir, 'data');
+      const child = runPkm(['server', '--data-dir', data, ...args]);
+      expect([args, await child.exited]).toEqual([args, ExitCode.usage]);
+      expect(child.stderr).toEqual([expect.stringMatching(message)]);
+      await expect(stat(data)).rejects.toThrow(/ENOENT/); // no store, no KEK made
+    }
   });
 
   it('refuses to listen beyond loopback without auth; --insecure starts, with a warning', async () => {
@@ -202,6 +231,43 @@ describe('pkm release and pkm assignments', () => {
     [
       ['release', '--server', 'http://127.0.0.1:9', '--pod', 'p', '--namespace', 'Bad_NS'],
       /^pkm: INVALID_NAMESPACE: /,
+    ],
+    [['status'], /^pkm: INVALID_CONFIG: --server is required/],
+    [['status', '--server', 'ftp://x'], /^pkm: INVALID_CONFIG: --server must be http or https/],
+    [
+      ['assignments', '--server', 'http://127.0.0.1:9', '--ca-file', '/nonexistent/ca.pem'],
+      /^pkm: INVALID_CONFIG: --ca-file \/nonexistent\/ca\.pem cannot be read \(ENOENT\)/,
+    ],
+    [
+      ['assignments', '--server', 'http://127.0.0.1:9', '--token-file', '/nonexistent/token'],
+      /^pkm: INVALID_CONFIG: --token-file \/nonexistent\/token cannot be read/,
+    ],
+    [['db', 'backup', '--data-dir', '/nonexistent/d'], /^pkm: INVALID_CONFIG: --out is required/],
+    [['db', 'restore', '--data-dir', '/nonexistent/d'], /^pkm: INVALID_CONFIG: --from is required/],
+    [
+      ['db', 'restore', '--data-dir', '/nonexistent/d', '--from', '/nonexistent/b'],
+      /^pkm: INVALID_CONFIG: --from \/nonexistent\/b cannot be read/,
+    ],
+    [
+      ['db', 'rotate-kek', '--data-dir', '/nonexistent/d'],
+      /^pkm: INVALID_CONFIG: --new-kek-file is required/,
+    ],
+    [
+      [
+        'db',
+        'rotate-kek',
+        '--data-dir',
+        '/nonexistent/d',
+        '--new-kek-file',
+        '/x',
+        '--batch-size',
+        '0',
+      ],
+      /^pkm: INVALID_CONFIG: --batch-size takes a whole number from 1/,
+    ],
+    [
+      ['db', 'rotate-kek', '--data-dir', '/nonexistent/d', '--new-kek-file', '/nonexistent/k'],
+      /^pkm: INVALID_CONFIG: --kek-file \/nonexistent\/k cannot be read/,
     ],
   ])('refuses bad input to pkm %j with exit 2 and one line', async (args, message) => {
     const child = runPkm(args);

@@ -229,7 +229,10 @@ describe('admin tokens', () => {
       { newKekFile: '/nonexistent' },
       admin,
     );
-    expect([missing.status, missing.body.error.code]).toEqual([500, 'INVALID_CONFIG']);
+    expect([missing.status, missing.body.error.code]).toEqual([400, 'INVALID_BODY']);
+    expect(missing.body.error.message).toMatch(
+      /^newKekFile \/nonexistent: cannot be read \(ENOENT\)/,
+    );
   });
 
   it('serves /assignments without a token with --public-assignments, and nothing else', async () => {

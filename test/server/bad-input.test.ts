@@ -27,6 +27,8 @@ const post = (
 });
 const keys = (pod: string) => `/v1/pods/${pod}/keys`;
 const one = json({ count: 1 });
+/** A file that exists but holds no KEK. */
+const NOT_A_KEK = new URL('../../package.json', import.meta.url).pathname;
 
 const CASES: Case[] = [
   { name: 'upper-case pod name', ...post(keys('Validator-0'), one, 400, 'INVALID_POD_NAME') },
@@ -227,6 +229,37 @@ const CASES: Case[] = [
     status: 400,
     code: 'INVALID_POD_NAME',
   },
+  // KEK rotation (admin route; these test servers ask for no token)
+  {
+    name: 'KEK rotation without newKekFile',
+    ...post('/v1/admin/kek-rotation', '{}', 400, 'INVALID_BODY'),
+  },
+  {
+    name: 'KEK rotation with an unknown field',
+    ...post('/v1/admin/kek-rotation', json({ newKekFile: '/x', now: true }), 400, 'INVALID_BODY'),
+  },
+  {
+    name: 'KEK rotation to a file that does not exist',
+    ...post(
+      '/v1/admin/kek-rotation',
+      json({ newKekFile: '/nonexistent/kek' }),
+      400,
+      'INVALID_BODY',
+    ),
+  },
+  {
+    name: 'KEK rotation to a file that is not a KEK',
+    ...post('/v1/admin/kek-rotation', json({ newKekFile: NOT_A_KEK }), 400, 'INVALID_BODY'),
+  },
+  {
+    name: 'GET on KEK rotation',
+    method: 'GET',
+    path: '/v1/admin/kek-rotation',
+    status: 405,
+    code: 'METHOD_NOT_ALLOWED',
+  },
+  { name: 'POST on status', ...post('/v1/status', '{}', 405, 'METHOD_NOT_ALLOWED') },
+  { name: 'POST on openapi.json', ...post('/openapi.json', '{}', 405, 'METHOD_NOT_ALLOWED') },
 ];
 
 describe('bad input', () => {
