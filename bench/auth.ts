@@ -22,7 +22,7 @@ import { createLogger } from '../src/log.js';
 import { Auth } from '../src/server/auth.js';
 import { composeApp } from '../src/server/compose.js';
 import { Store } from '../src/store/store.js';
-import { fillShapedFreeKeys } from './fill.js';
+import { seedKeys } from '../test/support/seed.js';
 import { type LoadResult, load, report } from './lib.js';
 
 const PODS = 1000;
@@ -78,7 +78,7 @@ async function run(mode: Mode): Promise<Run> {
     const seal = secured
       ? (s: Uint8Array, pk: string) => store.secrets.seal(s, pk)
       : (s: Uint8Array) => ({ alg: 'hex', data: Buffer.from(s).toString('hex') });
-    await fillShapedFreeKeys(store, WARMUP + PODS * KEYS_PER_POD, seal);
+    await seedKeys(store, WARMUP + PODS * KEYS_PER_POD, seal);
     let auth: Auth | undefined;
     if (secured) {
       const kc = new KubeConfig();

@@ -40,30 +40,6 @@ export async function fillAllocatedPods(store: Store, pods: number, perPod: numb
   }
 }
 
-/**
- * `count` free keys of random bytes shaped like keys, each secret stored by `seal` (the
- * store's encryption, or plain hex as an unencrypted baseline).
- */
-export async function fillShapedFreeKeys(
-  store: Store,
-  count: number,
-  seal: (secret: Uint8Array, pubkey: string) => KeyRecord['secret'],
-): Promise<void> {
-  for (let done = 0; done < count; done += 500) {
-    const keys: KeyChange[] = [];
-    for (let i = done; i < Math.min(count, done + 500); i++) {
-      const pubkey = `0x${randomBytes(48).toString('hex')}`;
-      keys.push({
-        after: {
-          ...record(store, pubkey, randomBytes(32), i),
-          secret: seal(randomBytes(32), pubkey),
-        },
-      });
-    }
-    await store.commit({ keys, pods: [] });
-  }
-}
-
 function record(store: Store, pubkey: string, secret: Uint8Array, since: number): KeyRecord {
   return {
     pubkey,

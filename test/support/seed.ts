@@ -4,8 +4,16 @@ import { randomBytes } from 'node:crypto';
 import type { KeyRecord } from '../../src/store/records.js';
 import type { Store } from '../../src/store/store.js';
 
-/** Commits n keys in batches; returns each pubkey's secret as hex. */
-export async function seedKeys(store: Store, n: number): Promise<Map<string, string>> {
+/**
+ * Commits n keys in batches; returns each pubkey's secret as hex. `seal` stores each secret
+ * (default: the store's encryption; bench/auth passes plain hex as its unencrypted baseline).
+ */
+export async function seedKeys(
+  store: Store,
+  n: number,
+  seal: (secret: Uint8Array, pubkey: string) => KeyRecord['secret'] = (s, pk) =>
+    store.secrets.seal(s, pk),
+): Promise<Map<string, string>> {
   const secrets = new Map<string, string>();
   for (let done = 0; done < n; ) {
     const keys: Array<{ after: KeyRecord }> = [];
@@ -16,7 +24,7 @@ export async function seedKeys(store: Store, n: number): Promise<Map<string, str
       keys.push({
         after: {
           pubkey,
-          secret: store.secrets.seal(secret, pubkey),
+          secret: seal(secret, pubkey),
           state: 'free',
           since: 1,
           createdAt: 1,
