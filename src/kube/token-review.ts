@@ -88,6 +88,7 @@ export class KubeTokenReviewer implements TokenReviewer {
   constructor(
     private readonly kc: KubeConfig,
     private readonly audience: string,
+    private readonly clock: () => number = Date.now,
   ) {}
 
   async review(token: string): Promise<PodToken> {
@@ -113,7 +114,7 @@ export class KubeTokenReviewer implements TokenReviewer {
    * in-cluster token file itself (kubelet rotates it), so a short reuse loses nothing.
    */
   private async credentials(): Promise<RequestOptions> {
-    const now = Date.now();
+    const now = this.clock();
     if (this.resolved && now - this.resolved.at < CREDENTIALS_MS) return this.resolved.opts;
     const opts: RequestOptions = {};
     await this.kc.applyToHTTPSOptions(opts);
@@ -123,10 +124,15 @@ export class KubeTokenReviewer implements TokenReviewer {
 
   private agentFor(url: URL, material: TlsMaterial): HttpsAgent | HttpAgent {
     const cached = this.agent;
-    const same = (k: keyof TlsMaterial) => cached?.material[k] === material[k];
+    // The same objects while the credentials are cached; after that, compared by content
+    // (they are resolved again every few seconds, as new objects).
+    const same = (k: keyof TlsMaterial) =>
+      cached?.material[k] === material[k] ||
+      JSON.stringify(cached?.material[k]) === JSON.stringify(material[k]);
     if (cached && same('ca') && same('cert') && same('key') && same('rejectUnauthorized'))
       return cached.agent;
-    cached?.agent.destroy();
+    // A rotated client certificate: the old pool finishes the reviews in flight first.
+    if (cached) setTimeout(() => cached.agent.destroy(), REVIEW_TIMEOUT_MS).unref();
     const agent =
       url.protocol === 'https:'
         ? new HttpsAgent({ ...material, keepAlive: true })

@@ -6,6 +6,7 @@
 // API server does for a projected ServiceAccount token bound to a pod.
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 
 export interface FakePod {
@@ -30,13 +31,19 @@ function matches(pod: FakePod, selector: string | undefined): boolean {
   });
 }
 
-/** A kubeconfig for a fake API server at `url` (plain HTTP on loopback, token test-token). */
-export function kubeconfigFor(url: string): string {
+/**
+ * A kubeconfig for a fake API server at `url` (token test-token): over HTTPS trusting `caPem`,
+ * or plain HTTP on loopback, which client-node and kubectl allow only with verification off.
+ */
+export function kubeconfigFor(url: string, caPem?: Buffer): string {
+  const trust =
+    caPem === undefined
+      ? 'insecure-skip-tls-verify: true'
+      : `certificate-authority-data: ${caPem.toString('base64')}`;
   return [
     'apiVersion: v1',
     'kind: Config',
-    // Plain HTTP on loopback: client-node and kubectl allow it only with TLS verification off.
-    `clusters: [{name: fake, cluster: {server: "${url}", insecure-skip-tls-verify: true}}]`,
+    `clusters: [{name: fake, cluster: {server: "${url}", ${trust}}}]`,
     'users: [{name: test, user: {token: test-token}}]',
     'contexts: [{name: fake, context: {cluster: fake, user: test, namespace: default}}]',
     'current-context: fake',
@@ -68,12 +75,17 @@ export class FakeKubeApi {
   /** Lists to answer with a 500 (an API server having trouble). */
   failLists = 0;
   private server: Server | undefined;
+  private caPem: Buffer | undefined;
   url = '';
 
-  async start(): Promise<void> {
-    this.server = createServer((req, res) => this.handle(req, res));
+  /** Plain HTTP, or HTTPS with this certificate (for 127.0.0.1) and key, as a real API server. */
+  async start(tls?: { cert: Buffer; key: Buffer }): Promise<void> {
+    const handle = (req: IncomingMessage, res: ServerResponse) => this.handle(req, res);
+    this.server = tls ? createHttpsServer(tls, handle) : createServer(handle);
+    this.caPem = tls?.cert;
     await new Promise<void>((resolve) => this.server?.listen(0, '127.0.0.1', () => resolve()));
-    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    const { port } = this.server.address() as AddressInfo;
+    this.url = `${tls ? 'https' : 'http'}://127.0.0.1:${port}`;
   }
 
   async stop(): Promise<void> {
@@ -84,7 +96,7 @@ export class FakeKubeApi {
 
   /** A kubeconfig for this server, as @kubernetes/client-node loads it. */
   kubeconfigYaml(): string {
-    return kubeconfigFor(this.url);
+    return kubeconfigFor(this.url, this.caPem);
   }
 
   /**

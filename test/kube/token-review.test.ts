@@ -1,0 +1,62 @@
+import { readFile } from 'node:fs/promises';
+import { KubeConfig } from '@kubernetes/client-node';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { KubeTokenReviewer, tokenExpiry } from '../../src/kube/token-review.js';
+import { FakeClock, tempDir } from '../helpers.js';
+import { makeCert } from '../support/certs.js';
+import { FakeKubeApi } from './fake-api.js';
+
+let api: FakeKubeApi;
+beforeEach(async () => {
+  api = new FakeKubeApi();
+  await api.start();
+});
+afterEach(async () => {
+  await api.stop();
+});
+
+function reviewer(clock: FakeClock): KubeTokenReviewer {
+  const kc = new KubeConfig();
+  kc.loadFromString(api.kubeconfigYaml());
+  return new KubeTokenReviewer(kc, 'pkm', clock.now);
+}
+
+describe('KubeTokenReviewer', () => {
+  it('names the pod and its namespace, and the expiry from the token', async () => {
+    const clock = new FakeClock();
+    const token = api.issueToken('validators', 'node-1', 600);
+    const review = await reviewer(clock).review(token);
+    expect(review).toEqual({
+      pod: 'validators/node-1',
+      uid: 'uid-node-1',
+      expiresAt: tokenExpiry(token),
+    });
+    expect(review.expiresAt).toBe((Math.floor(Date.now() / 1000) + 600) * 1000);
+  });
+
+  it('refuses a token for another audience', async () => {
+    const token = api.issueToken('default', 'validator-0', 600, 'vault');
+    await expect(reviewer(new FakeClock()).review(token)).rejects.toMatchObject({
+      code: 'INVALID_TOKEN',
+    });
+  });
+
+  it('over HTTPS, keeps reviews in flight when it resolves its credentials again', async () => {
+    // As in a cluster: the API server's CA comes from the kubeconfig, as a new object each time
+    // the credentials are resolved.
+    await api.stop();
+    const { cert, key } = await makeCert(await tempDir(), 'kube-apiserver');
+    api = new FakeKubeApi();
+    await api.start({ cert: await readFile(cert), key: await readFile(key) });
+    expect(api.url).toMatch(/^https:/);
+    const clock = new FakeClock();
+    const r = reviewer(clock);
+    const tokens = Array.from({ length: 20 }, (_, i) => api.issueToken('default', `v-${i}`));
+    const inFlight = tokens.map((t) => r.review(t));
+    clock.advance(11_000); // past the credentials' reuse: the next review resolves them anew
+    const next = r.review(api.issueToken('default', 'v-late'));
+    const all = await Promise.all([...inFlight, next]);
+    expect(all.map((x) => x.pod)).toEqual([...tokens.map((_, i) => `v-${i}`), 'v-late']);
+    expect(api.reviews).toBe(21);
+  });
+});
