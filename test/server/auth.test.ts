@@ -184,6 +184,7 @@ describe('admin tokens', () => {
     ['GET', '/v1/assignments', undefined],
     ['GET', '/assignments', undefined],
     ['POST', '/v1/admin/kek-rotation', { newKekFile: '/nonexistent' }],
+    ['GET', '/v1/status', undefined],
   ];
 
   it('needs a token for every admin route: 401 without, 401 wrong, 403 for a pod', async () => {
@@ -211,7 +212,7 @@ describe('admin tokens', () => {
       admin,
     );
     expect(released.body.released).toHaveLength(1);
-    for (const path of ['/v1/deposits', '/v1/events', '/v1/assignments']) {
+    for (const path of ['/v1/deposits', '/v1/events', '/v1/assignments', '/v1/status']) {
       expect((await http(server.url, 'GET', path, undefined, admin)).status).toBe(200);
     }
     const page = await http<string>(server.url, 'GET', '/assignments');
@@ -244,7 +245,7 @@ describe('admin tokens', () => {
 
   it('keeps probes and metrics open', async () => {
     await serve();
-    for (const path of ['/healthz', '/readyz', '/metrics'])
+    for (const path of ['/healthz', '/readyz', '/metrics', '/openapi.json'])
       expect((await http(server.url, 'GET', path)).status).toBe(200);
   });
 
