@@ -5,20 +5,19 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { podKeysPath } from '../allocation/pod-name.js';
+import type { ClientConfig } from '../config.js';
 import { PkmError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { callServer } from './api.js';
 import { connection, existingKeys } from './client.js';
-import { LAYOUT_SPECS, type Layout } from './layouts.js';
+import { LAYOUT_SPECS } from './layouts.js';
 
-export interface AgentOptions {
-  readonly server: URL;
-  readonly tokenFile?: string | undefined;
-  readonly caFile?: string | undefined;
-  readonly pod: string;
-  readonly namespace: string;
-  readonly out: string;
-  readonly layout: Layout;
+/** The client's connection and folder flags, and the time between heartbeats. */
+export interface AgentOptions
+  extends Pick<
+    ClientConfig,
+    'server' | 'tokenFile' | 'caFile' | 'pod' | 'namespace' | 'out' | 'layout'
+  > {
   readonly intervalMs: number;
 }
 
