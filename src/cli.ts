@@ -63,19 +63,24 @@ for (const option of serverOptions()) server.addOption(option);
 server.action(async (opts: RawFlags) => {
   const config = parseServerConfig(opts);
   const log = createLogger(config.logLevel);
-  const running = await startServer(config, log);
+  // Handlers go in as the server starts, not once it listens: a SIGTERM right after "listening"
+  // (or during start-up) still drains and closes the store, instead of killing the process.
+  const started = startServer(config, log);
   const stop = (signal: string) => {
     log.info({ signal }, 'shutting down');
-    running.close().then(
-      () => process.exit(ExitCode.ok),
-      (err: unknown) => {
-        log.error({ err }, 'shutdown failed');
-        process.exit(ExitCode.internal);
-      },
-    );
+    started
+      .then((running) => running.close())
+      .then(
+        () => process.exit(ExitCode.ok),
+        (err: unknown) => {
+          log.error({ err }, 'shutdown failed');
+          process.exit(ExitCode.internal);
+        },
+      );
   };
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
+  await started;
 });
 
 connectionOptions(program.command('client'))
