@@ -36,11 +36,20 @@ export async function openTempStore(dir?: string): Promise<Store> {
   return store;
 }
 
-/** A clock the test moves by hand. */
+/** A wall clock and a monotonic clock the test moves by hand. */
 export class FakeClock {
+  /** The monotonic reading (ms); starts anywhere, only differences count. */
+  mono = 1_000_000;
   constructor(public ms = Date.UTC(2026, 10, 23, 12, 0, 0)) {}
   readonly now = (): number => this.ms;
+  readonly monotonic = (): number => this.mono;
+  /** Time passes: both clocks move. */
   advance(ms: number): void {
+    this.ms += ms;
+    this.mono += ms;
+  }
+  /** The wall clock steps (an NTP correction): no time passed. */
+  jumpWall(ms: number): void {
     this.ms += ms;
   }
 }

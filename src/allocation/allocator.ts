@@ -25,6 +25,23 @@ import type { Transaction } from './transaction.js';
 /** A key seen live waits two epochs before it is checked again. */
 const LIVE_HOLD_MS = 2 * 32 * 12 * 1000;
 
+/**
+ * How the server knows that a pod's containers stopped (DESIGN.md "Safety rules"):
+ *   - confirmed: the kubelet's own final DELETE, the watcher's last view of the pod terminal (or
+ *     every container terminated), or the pod's own release;
+ *   - unconfirmed: a graceful deletion; the keys cool, and the same name gets them back only
+ *     once a confirmation follows;
+ *   - forced: a DELETE with gracePeriodSeconds 0 from anyone but the kubelet, or a pod that
+ *     vanished while its containers ran: the keys are fenced.
+ */
+export type StopProof = 'confirmed' | 'unconfirmed' | 'forced';
+
+export interface ReleaseOptions {
+  readonly stop: StopProof;
+  /** The UID of the pod that stopped: a release for another incarnation changes nothing. */
+  readonly uid?: string | undefined;
+}
+
 export interface AllocatorConfig {
   /** Released keys wait this long before another pod may get them (slashing safety). */
   readonly reuseDelayMs: number;
@@ -142,8 +159,11 @@ export class Allocator {
   }
 
   /** UnallocateAllKeys: the pod's keys start cooling; idempotent. */
-  async release(pod: string): Promise<string[]> {
-    const released = await this.group.run((tx) => this.releaseIn(tx, pod));
+  async release(
+    pod: string,
+    opts: ReleaseOptions = { stop: 'confirmed' },
+  ): Promise<string[]> {
+    const released = await this.group.run((tx) => this.releaseIn(tx, pod, opts));
     if (released.length > 0) this.deps.onReleased?.(pod, released.length);
     return released;
   }
@@ -348,9 +368,15 @@ export class Allocator {
     );
   }
 
-  private async releaseIn(tx: Transaction, pod: string): Promise<string[]> {
+  private async releaseIn(
+    tx: Transaction,
+    pod: string,
+    opts: ReleaseOptions,
+  ): Promise<string[]> {
     const before = await tx.getPod(pod);
     if (!before || before.keys.length === 0) return [];
+    // A review of an older incarnation of a recreated pod must not release the new one's keys.
+    if (opts.uid !== undefined && before.uid !== undefined && before.uid !== opts.uid) return [];
     const now = this.deps.clock();
     const records = await tx.getKeys(before.keys);
     const keyChanges: KeyChange[] = records.map((r) => ({
