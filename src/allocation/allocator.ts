@@ -159,10 +159,7 @@ export class Allocator {
   }
 
   /** UnallocateAllKeys: the pod's keys start cooling; idempotent. */
-  async release(
-    pod: string,
-    opts: ReleaseOptions = { stop: 'confirmed' },
-  ): Promise<string[]> {
+  async release(pod: string, opts: ReleaseOptions = { stop: 'confirmed' }): Promise<string[]> {
     const released = await this.group.run((tx) => this.releaseIn(tx, pod, opts));
     if (released.length > 0) this.deps.onReleased?.(pod, released.length);
     return released;
@@ -368,11 +365,7 @@ export class Allocator {
     );
   }
 
-  private async releaseIn(
-    tx: Transaction,
-    pod: string,
-    opts: ReleaseOptions,
-  ): Promise<string[]> {
+  private async releaseIn(tx: Transaction, pod: string, opts: ReleaseOptions): Promise<string[]> {
     const before = await tx.getPod(pod);
     if (!before || before.keys.length === 0) return [];
     // A review of an older incarnation of a recreated pod must not release the new one's keys.
