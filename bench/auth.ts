@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { KubeConfig } from '@kubernetes/client-node';
+import { GroupCommitter } from '../src/allocation/group-commit.js';
 import { KubeTokenReviewer } from '../src/kube/token-review.js';
 import { createLogger } from '../src/log.js';
 import { Auth } from '../src/server/auth.js';
@@ -87,6 +88,7 @@ async function run(mode: Mode): Promise<Run> {
     }
     const { app } = composeApp({
       store,
+      group: new GroupCommitter(store),
       log: createLogger('silent'),
       config: { reuseDelayMs: 20 * 60_000, maxKeysPerPod: 64, maxTotalKeys: undefined },
       ...(auth ? { auth } : {}),

@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Browser, chromium } from 'playwright-core';
+import { GroupCommitter } from '../src/allocation/group-commit.js';
 import { createLogger } from '../src/log.js';
 import { composeApp } from '../src/server/compose.js';
 import { Store } from '../src/store/store.js';
@@ -40,6 +41,7 @@ export async function benchPageInBrowser(): Promise<void> {
   await fillAllocatedPods(store, 10_000, 4);
   const { app } = composeApp({
     store,
+    group: new GroupCommitter(store),
     log: createLogger('silent'),
     config: { reuseDelayMs: 20 * 60_000, maxKeysPerPod: 64, maxTotalKeys: undefined },
   });

@@ -1,11 +1,12 @@
 // `pkm db …`: maintenance of a stopped server's store (the commands take its lock).
 import type { Command } from 'commander';
 import { GroupCommitter } from './allocation/group-commit.js';
+import { fenceRestored } from './allocation/restore.js';
 import { parseInteger, type RawFlags } from './config.js';
 import { ExitCode, PkmError } from './errors.js';
 import { createStderrLogger } from './log.js';
 import { flag } from './server-flags.js';
-import { backupStore, restoreStore } from './store/backup.js';
+import { backupStore, RESTORE_CAVEATS, restoreStore } from './store/backup.js';
 import { checkStore } from './store/check.js';
 import { kekLoader, loadKek } from './store/encryption.js';
 import { rotateKek } from './store/kek-rotation.js';
@@ -49,9 +50,16 @@ export function addDbCommands(program: Command): void {
     .action(async (opts: RawFlags) => {
       if (opts.from === undefined)
         throw new PkmError('INVALID_CONFIG', '--from is required, e.g. --from pkm-backup.jsonl');
-      const result = await restoreStore(String(opts.dataDir), String(opts.from));
+      const result = await restoreStore(String(opts.dataDir), String(opts.from), (store) =>
+        fenceRestored(store, Date.now()),
+      );
       process.stderr.write(
-        "pkm: restored. Pods may hold keys this backup shows as free or cooling: start the server with --resync-window at least twice the agents' --interval. Until the agents re-assert or the window passes, keys that pods ever held stay held; the same KEK as at backup time opens the store.\n",
+        [
+          `pkm: restored. ${result.fenced} free or cooling keys are fenced, and the next start holds every move and every derivation for a full --reuse-delay while pods re-assert what they run. The same KEK as at backup time opens the store.`,
+          'pkm: what this backup cannot know:',
+          ...RESTORE_CAVEATS.map((c) => `pkm:   - ${c}`),
+          '',
+        ].join('\n'),
       );
       process.stdout.write(`${JSON.stringify({ ...result, dataDir: opts.dataDir })}\n`);
     });

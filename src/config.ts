@@ -40,6 +40,8 @@ export interface ServerConfig {
   readonly kekFile: string | undefined;
   /** After a start, how long keys held before stay with their pods (heartbeats re-assert). */
   readonly resyncWindowMs: number;
+  /** Indexes past the next one searched for a key a pod reports and the store lost. */
+  readonly derivationLookahead: number;
   /** A beacon node to ask before a cooled key moves to another pod (liveness gate). */
   readonly beaconUrl: string | undefined;
   /** Serve HTTPS with these PEM files (Kubernetes calls webhooks over TLS only). */
@@ -240,6 +242,13 @@ export function parseServerConfig(raw: RawFlags): ServerConfig {
     beaconUrl: text(raw, 'beaconUrl'),
     kekFile: text(raw, 'kekFile'),
     resyncWindowMs: parseDuration(text(raw, 'resyncWindow') ?? '60s', 'resync-window'),
+    derivationLookahead: parseInteger(
+      text(raw, 'derivationLookahead') ?? '10000',
+      'derivation-lookahead',
+      0,
+      1_000_000,
+      '10000',
+    ),
     kube:
       raw.kube === true || raw.kube === 'true'
         ? {

@@ -46,6 +46,7 @@ const TABLE = {
   COUNT_OUT_OF_RANGE: { status: 400, exit: ExitCode.usage },
   POOL_EXHAUSTED: { status: 503, exit: ExitCode.unavailable },
   BEACON_UNAVAILABLE: { status: 503, exit: ExitCode.unavailable },
+  RESYNCING: { status: 503, exit: ExitCode.unavailable },
   // deposits (send mode)
   DEPOSIT_RPC_UNAVAILABLE: { status: 503, exit: ExitCode.unavailable },
   DEPOSIT_TIMEOUT: { status: 503, exit: ExitCode.unavailable },

@@ -28,6 +28,11 @@ export function serverOptions(): Option[] {
       '60s',
     ),
     flag(
+      '--derivation-lookahead <n>',
+      'with a mnemonic: indexes past the next one searched for a key a pod reports that the store lost',
+      '10000',
+    ),
+    flag(
       '--beacon-url <url>',
       'beacon node: a cooled key seen live is not moved (needs --network)',
     ),

@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach } from 'vitest';
+import { GroupCommitter } from '../src/allocation/group-commit.js';
 import type { LivenessGate } from '../src/beacon/liveness.js';
 import { createLogger } from '../src/log.js';
 import type { Auth } from '../src/server/auth.js';
@@ -82,7 +83,9 @@ export async function startTestServer(
   const clock = new FakeClock();
   const { app, allocator } = composeApp({
     store,
+    group: new GroupCommitter(store),
     clock: clock.now,
+    monotonic: clock.monotonic,
     log: createLogger('silent'),
     ...(opts.beacon ? { beacon: opts.beacon } : {}),
     ...(opts.liveness ? { liveness: opts.liveness } : {}),

@@ -1,26 +1,30 @@
 // Allocate(pod, n) and UnallocateAllKeys(pod): the domain rules, over the store, with no HTTP.
 // Every state change runs through the group committer (group-commit.ts): one at a time, and
-// nothing else writes between reading the state and committing its batch.
+// nothing else writes between reading the state and committing its batch. Each change of a
+// record is one of the transitions in transitions.ts.
 
 import type { LivenessGate } from '../beacon/liveness.js';
 import type { DepositRecord } from '../deposit/deposit-data.js';
 import { PkmError } from '../errors.js';
 import type { KeySource, NewKey } from '../keys/source.js';
 import { MetaKey } from '../store/buckets.js';
-import type { KeyRecord, PodRecord, Protection } from '../store/records.js';
-import { withEvent } from '../store/records.js';
+import type { KeyRecord, Protection } from '../store/records.js';
 import type { KeyChange, Store } from '../store/store.js';
-import type { Clock } from './clock.js';
+import type { Clock, Monotonic } from './clock.js';
+import { Cooling } from './cooling.js';
 import { totalKeys } from './counts.js';
-import { GroupCommitter } from './group-commit.js';
-import { type HeartbeatResult, heartbeatIn } from './heartbeat.js';
+import type { GroupCommitter } from './group-commit.js';
+import { type HeartbeatResult, heartbeatIn, placeReportedIn } from './heartbeat.js';
 import { parseInterchange } from './interchange.js';
+import { DerivationLookahead } from './lookahead.js';
 import { newKeyRecords } from './new-keys.js';
 import { pickOldest } from './pick.js';
 import { handOut, uploadProtectionIn } from './protection.js';
+import { type ReleaseResult, releaseIn } from './release.js';
 import { retireIn } from './retire.js';
 import { allocationEvents, previousHolderChanges } from './reuse.js';
 import type { Transaction } from './transaction.js';
+import { editPod, handedTo, podChange } from './transitions.js';
 
 /** A key seen live waits two epochs before it is checked again. */
 const LIVE_HOLD_MS = 2 * 32 * 12 * 1000;
@@ -83,49 +87,91 @@ export interface AllocationOutcome {
 export interface AllocatorDeps {
   readonly store: Store;
   readonly clock: Clock;
+  /** Elapsed time for cooling, fences and windows (clock.ts). */
+  readonly monotonic: Monotonic;
   readonly keySource: KeySource;
   readonly config: AllocatorConfig;
   readonly beacon?: BeaconChain;
-  /** Shared with whatever else writes (the depositor); made here when absent. */
-  readonly group?: GroupCommitter;
+  /** The one writer: shared with everything else that changes the store (the depositor). */
+  readonly group: GroupCommitter;
   /**
    * Send mode: new keys are deposited before any pod gets them. An allocation that needs new
    * keys asks for them here, outside the group, then takes them from the pool.
    */
   readonly depositor?: { provide(count: number): Promise<void> };
   /**
-   * Until then (ms), no key that was held before goes to a pod other than its own: after a
-   * start, holders first re-assert what they run (heartbeats). New keys may still be made.
+   * For this long after the start, no key that was held before goes to a pod other than its
+   * own, and no key is derived from the mnemonic: holders first re-assert what they run
+   * (heartbeats), and a key a holder reports moves the next index past it. Random new keys may
+   * still be made: nobody can hold one the store never made.
    */
-  readonly resyncUntil?: number;
+  readonly resyncWindowMs?: number;
+  /**
+   * The store was restored from a backup (backup.ts): nothing moves to another pod and nothing
+   * is derived before a full reuse delay has passed, whatever the resync window.
+   */
+  readonly restored?: boolean;
+  /** Indexes past the next one searched for a reported key (lookahead.ts). */
+  readonly lookahead?: number;
   /** Called with keys a heartbeat found held by two pods (logged loudly, counted). */
   readonly onConflict?: (pod: string, pubkeys: readonly string[]) => void;
   /** --beacon-url: cooled keys are checked not live before they move to another pod. */
   readonly liveness?: LivenessGate;
   /** Called with keys held back because the beacon node saw them live (an alert). */
   readonly onHeldBack?: (pubkeys: readonly string[]) => void;
+  /** Called when the liveness gate could not answer: the keys stayed where they were. */
+  readonly onGateFailure?: (err: unknown) => void;
+  /** Called with keys fenced by a release (a forced deletion, a pod lost with its node). */
+  readonly onFenced?: (pod: string, pubkeys: readonly string[]) => void;
+  /** Called with keys pods reported that the store had no record of (flagged). */
+  readonly onReported?: (pod: string, pubkeys: readonly string[]) => void;
   /** Deposit data for each new key, kept in the batch that records the key. */
   readonly makeDeposit?: (key: NewKey) => DepositRecord;
   readonly onAllocated?: (outcome: AllocationOutcome) => void;
   readonly onReleased?: (pod: string, released: number) => void;
 }
 
+/** What one pass of an allocation found under the lock. */
+interface AllocateStep {
+  readonly records: KeyRecord[];
+  readonly outcome?: AllocationOutcome;
+  /** Send mode: this many new keys must be deposited first. */
+  readonly needsNew?: number;
+  /** Cooled keys to ask the beacon node about first. */
+  readonly needsCheck?: string[];
+  /** A search for reported keys is running: derive nothing until it is done. */
+  readonly needsSearch?: true;
+}
+
 export class Allocator {
   private readonly group: GroupCommitter;
-  /** Keys the beacon node saw live, kept from other pods until then (ms). */
+  readonly cooling: Cooling;
+  private readonly lookahead: DerivationLookahead;
+  /** Keys the beacon node saw live, kept from other pods until then (monotonic ms). */
   private readonly heldBack = new Map<string, number>();
+  /** Searches for reported keys in flight; nothing is derived meanwhile. */
+  private readonly searches = new Set<Promise<unknown>>();
 
-  private heldBackAt(now: number): string[] {
+  constructor(private readonly deps: AllocatorDeps) {
+    this.group = deps.group;
+    this.cooling = new Cooling({
+      clock: deps.clock,
+      monotonic: deps.monotonic,
+      reuseDelayMs: deps.config.reuseDelayMs,
+      resyncWindowMs: deps.resyncWindowMs ?? 0,
+      restoreHoldMs: deps.restored ? deps.config.reuseDelayMs : 0,
+    });
+    this.lookahead = new DerivationLookahead(deps.keySource, deps.lookahead);
+  }
+
+  private heldBackNow(): string[] {
+    const now = this.cooling.now();
     for (const [pk, until] of this.heldBack) if (until <= now) this.heldBack.delete(pk);
     return [...this.heldBack.keys()];
   }
 
-  constructor(private readonly deps: AllocatorDeps) {
-    this.group = deps.group ?? new GroupCommitter(deps.store);
-  }
-
   /** Gives `pod` exactly `count` keys, all or nothing; see DESIGN.md "HTTP API". */
-  async allocate(pod: string, count: number): Promise<Allocation> {
+  async allocate(pod: string, count: number, uid?: string): Promise<Allocation> {
     const { maxKeysPerPod } = this.deps.config;
     if (!Number.isSafeInteger(count) || count < 1 || count > maxKeysPerPod) {
       throw new PkmError(
@@ -135,46 +181,87 @@ export class Allocator {
     }
     // With deposits sent, new keys are made and mined first, then taken like any free key; other
     // pods may take them meanwhile, so ask a few times.
-    // Cooled keys of other pods checked not live by the beacon node, for this request.
+    // Cooled keys checked not live by the beacon node, for this request.
     const verified = new Set<string>();
-    for (let attempt = 0; attempt < 4; attempt++) {
-      const { records, outcome, needsNew, needsCheck } = await this.group.run((tx) =>
-        this.allocateIn(tx, pod, count, verified),
-      );
-      if (needsCheck !== undefined) {
-        await this.checkLiveness(needsCheck, verified);
+    for (let attempt = 0; attempt < 6; attempt++) {
+      const step = await this.group.run((tx) => this.allocateIn(tx, pod, count, uid, verified));
+      if (step.needsSearch) {
+        await Promise.allSettled([...this.searches]);
         continue;
       }
-      if (needsNew === undefined || !this.deps.depositor) {
-        if (outcome) this.deps.onAllocated?.(outcome);
-        return this.handOut(pod, records, await this.genesisValidatorsRoot());
+      if (step.needsCheck !== undefined) {
+        await this.checkLiveness(step.needsCheck, verified);
+        continue;
       }
-      await this.deps.depositor.provide(needsNew);
+      if (step.needsNew === undefined || !this.deps.depositor) {
+        this.cooling.left(step.records.map((r) => r.pubkey));
+        if (step.outcome) this.deps.onAllocated?.(step.outcome);
+        return this.handOut(pod, step.records, await this.genesisValidatorsRoot());
+      }
+      await this.deps.depositor.provide(step.needsNew);
     }
-    throw new PkmError(
-      'POOL_EXHAUSTED',
-      'new deposited keys were taken by other pods first; ask again',
-      { retryAfter: 5 },
-    );
+    throw new PkmError('POOL_EXHAUSTED', 'the keys this pod could get kept moving; ask again', {
+      retryAfter: 5,
+    });
   }
 
-  /** UnallocateAllKeys: the pod's keys start cooling; idempotent. */
+  /**
+   * UnallocateAllKeys: the pod's keys start cooling; idempotent. How the stop is known decides
+   * who may have them back, and when (release.ts).
+   */
   async release(pod: string, opts: ReleaseOptions = { stop: 'confirmed' }): Promise<string[]> {
-    const released = await this.group.run((tx) => this.releaseIn(tx, pod, opts));
-    if (released.length > 0) this.deps.onReleased?.(pod, released.length);
-    return released;
+    const result: ReleaseResult = await this.group.run((tx) =>
+      releaseIn(tx, this.deps.clock(), pod, opts),
+    );
+    this.cooling.released(result.released);
+    if (result.released.length > 0) this.deps.onReleased?.(pod, result.released.length);
+    if (result.fenced.length > 0) this.deps.onFenced?.(pod, result.fenced);
+    return result.released;
   }
 
   /** Retires a key: it is never handed out again (see retire.ts). */
-  retire(pubkey: string, reason: string): Promise<KeyRecord> {
-    return this.group.run((tx) => retireIn(tx, this.deps.clock(), pubkey, reason));
+  async retire(pubkey: string, reason: string): Promise<KeyRecord> {
+    const record = await this.group.run((tx) => retireIn(tx, this.deps.clock(), pubkey, reason));
+    this.cooling.left([pubkey]);
+    return record;
   }
 
-  /** Reconciles the keys a pod reports it runs (see heartbeat.ts); conflicts are reported. */
+  /**
+   * Reconciles the keys a pod reports it runs (see heartbeat.ts). A key the store has no
+   * record of is searched for among the indexes ahead; meanwhile nothing is derived.
+   */
   async heartbeat(pod: string, pubkeys: readonly string[]): Promise<HeartbeatResult> {
-    const result = await this.group.run((tx) => heartbeatIn(tx, this.deps.clock(), pod, pubkeys));
-    if (result.conflicts.length > 0) this.deps.onConflict?.(pod, result.conflicts);
-    return result;
+    const search = this.lookahead.enabled;
+    let done: () => void = () => undefined;
+    const searching = new Promise<void>((resolve) => {
+      done = resolve;
+    });
+    try {
+      const first = await this.group.run(async (tx) => {
+        const result = await heartbeatIn(tx, this.deps.clock(), pod, pubkeys, {
+          cooled: (r) => this.cooling.done(r),
+          placeNow: !search,
+        });
+        // Registered under the lock: no allocation after this one derives before the search.
+        if (search && result.unknown.length > 0) this.searches.add(searching);
+        return result;
+      });
+      let result = first;
+      if (search && first.unknown.length > 0) {
+        const found = await this.lookahead.find(first.unknown, this.deps.store.nextKeyIndex());
+        const placed = await this.group.run((tx) =>
+          placeReportedIn(tx, this.deps, this.deps.clock(), pod, first.unknown, found),
+        );
+        result = { ...first, reported: [...first.reported, ...placed] };
+      }
+      if (result.conflicts.length > 0) this.deps.onConflict?.(pod, result.conflicts);
+      if (result.reported.length > 0) this.deps.onReported?.(pod, result.reported);
+      this.cooling.left(result.reclaimed);
+      return result;
+    } finally {
+      this.searches.delete(searching);
+      done();
+    }
   }
 
   /** Records the UID of the pod that holds `pod`'s keys (the watcher sees it). */
@@ -182,7 +269,10 @@ export class Allocator {
     return this.group.run(async (tx) => {
       const before = await tx.getPod(pod);
       if (!before || before.keys.length === 0 || before.uid === uid) return;
-      tx.stage({ keys: [], pods: [{ name: pod, before, after: { ...before, uid } }] });
+      tx.stage({
+        keys: [],
+        pods: [podChange(pod, before, editPod(before, { uid }, before.since))],
+      });
     });
   }
 
@@ -197,15 +287,27 @@ export class Allocator {
 
   /**
    * Asks the beacon node, outside the lock, whether these cooled keys were live lately. Live
-   * ones are held back (another copy may still run); the rest may move.
+   * ones are held back (another copy may still run); the rest may move. The gate fails closed:
+   * if it cannot answer, the keys stay where they are and the request fails.
    */
   private async checkLiveness(pubkeys: readonly string[], verified: Set<string>): Promise<void> {
     const gate = this.deps.liveness;
     if (!gate) return;
-    const now = this.deps.clock();
-    const live = new Set(await gate.live(pubkeys, now));
+    let live: Set<string>;
+    try {
+      live = new Set(await gate.live(pubkeys, this.deps.clock()));
+    } catch (err) {
+      this.deps.onGateFailure?.(err);
+      throw err instanceof PkmError
+        ? err
+        : new PkmError('BEACON_UNAVAILABLE', 'the liveness gate could not ask the beacon node', {
+            cause: err,
+            retryAfter: 15,
+          });
+    }
+    const until = this.cooling.now() + LIVE_HOLD_MS;
     for (const pk of pubkeys) {
-      if (live.has(pk)) this.heldBack.set(pk, now + LIVE_HOLD_MS);
+      if (live.has(pk)) this.heldBack.set(pk, until);
       else verified.add(pk);
     }
     if (live.size > 0) this.deps.onHeldBack?.([...live]);
@@ -215,15 +317,10 @@ export class Allocator {
     tx: Transaction,
     pod: string,
     count: number,
-    verified: ReadonlySet<string> = new Set(),
-  ): Promise<{
-    records: KeyRecord[];
-    outcome?: AllocationOutcome;
-    needsNew?: number;
-    needsCheck?: string[];
-  }> {
-    const { clock } = this.deps;
-    const now = clock();
+    uid: string | undefined,
+    verified: ReadonlySet<string>,
+  ): Promise<AllocateStep> {
+    const now = this.deps.clock();
     const podBefore = await tx.getPod(pod);
     const held = podBefore?.keys ?? [];
     if (held.length > count) {
@@ -233,27 +330,12 @@ export class Allocator {
       );
     }
     const need = count - held.length;
-    // A StatefulSet runs at most one pod per name, so the same name may take back its own
-    // cooling keys at once (DESIGN.md "Safety rules").
-    const ownCooling = podBefore?.cooling ?? [];
-    const reclaim = ownCooling.slice(0, need);
-    const excluded = new Set([...ownCooling, ...this.heldBackAt(now)]);
-    const fromPool = await this.poolEntries(tx, need - reclaim.length, now, excluded);
-    // One read for every record involved.
-    const records = await tx.getKeys([...held, ...reclaim, ...fromPool]);
-    const heldRecords = records.slice(0, held.length);
+    const heldRecords = await tx.getKeys(held);
     if (need === 0) return { records: heldRecords };
-    const reclaimed = records.slice(held.length, held.length + reclaim.length);
-    // In the resync window, keys held before stay put (their holders re-assert first); keys no
-    // pod ever held, and new keys, may still go out.
-    const resyncing = now < (this.deps.resyncUntil ?? 0);
-    const pooled = records
-      .slice(held.length + reclaim.length)
-      .filter(
-        (r) =>
-          !resyncing || !r.history.some((e) => e.event === 'allocated' || e.event === 'released'),
-      );
-    for (const r of reclaimed) {
+    // The same name takes back at once only the cooling keys whose old holder is known to have
+    // stopped (DESIGN.md "Safety rules"); unconfirmed and fenced ones wait like any other.
+    const ownCooling = await tx.getKeys(podBefore?.cooling ?? []);
+    for (const r of ownCooling) {
       if (r.state !== 'cooling' || r.pod !== pod) {
         throw new PkmError(
           'STORE_CORRUPT',
@@ -261,6 +343,16 @@ export class Allocator {
         );
       }
     }
+    const reclaimed = ownCooling.filter((r) => r.stop === 'confirmed').slice(0, need);
+    const excluded = new Set([...reclaimed.map((r) => r.pubkey), ...this.heldBackNow()]);
+    const fromPool = await this.poolEntries(tx, need - reclaimed.length, excluded);
+    // In the resync window, keys held before stay put (their holders re-assert first); keys no
+    // pod ever held may still go out.
+    const resyncing = this.cooling.resyncing();
+    const pooled = (await tx.getKeys(fromPool)).filter(
+      (r) =>
+        !resyncing || !r.history.some((e) => e.event === 'allocated' || e.event === 'released'),
+    );
     for (const r of pooled) {
       if (r.state !== 'free' && r.state !== 'cooling') {
         throw new PkmError(
@@ -269,50 +361,52 @@ export class Allocator {
         );
       }
     }
-    // A cooled key that moves to another pod is first checked with the beacon node (if any).
-    const unchecked = pooled.filter(
-      (r) => r.state === 'cooling' && r.pod !== pod && !verified.has(r.pubkey),
-    );
+    // A cooled key that moves is first checked with the beacon node (if any), whoever asks.
+    const unchecked = pooled.filter((r) => r.state === 'cooling' && !verified.has(r.pubkey));
     if (this.deps.liveness && unchecked.length > 0)
       return { records: [], needsCheck: unchecked.map((r) => r.pubkey) };
     const createCount = need - reclaimed.length - pooled.length;
-    await this.checkCanCreate(tx, createCount, now);
+    await this.checkCanCreate(tx, createCount);
+    if (createCount > 0 && this.deps.keySource.indexed) {
+      // Derived keys wait while holders may still report what they run: an index they hold that
+      // the store lost must move past before anyone is handed it.
+      if (this.searches.size > 0) return { records: [], needsSearch: true };
+      this.refuseWhileResyncing();
+    }
     // Keys are only handed out once deposited: nothing is staged, the caller deposits first.
     if (createCount > 0 && this.deps.depositor) return { records: [], needsNew: createCount };
 
     const keyChanges: KeyChange[] = [];
     const handed: KeyRecord[] = [...heldRecords];
-    const give = (
-      before: KeyRecord | undefined,
-      base: KeyRecord,
-      event: 'allocated' | 'reclaimed',
-    ) => {
-      const after: KeyRecord = {
-        ...base,
-        state: 'allocated',
-        pod,
-        since: now,
-        history: withEvent(base.history, { at: now, event, pod }),
-      };
-      keyChanges.push(before ? { before, after } : { after });
+    for (const r of reclaimed) {
+      const after = handedTo(r, pod, now, 'reclaimed');
+      keyChanges.push({ before: r, after });
       handed.push(after);
-    };
-    for (const r of reclaimed) give(r, r, 'reclaimed');
-    for (const r of pooled) give(r, r, 'allocated');
+    }
+    for (const r of pooled) {
+      const after = handedTo(r, pod, now, 'allocated');
+      keyChanges.push({ before: r, after });
+      handed.push(after);
+    }
     const created = await newKeyRecords(tx, this.deps, createCount, 'allocated', now);
-    for (const base of created.records) give(undefined, base, 'allocated');
-
+    for (const base of created.records) {
+      const after = handedTo(base, pod, now, 'allocated');
+      keyChanges.push({ after });
+      handed.push(after);
+    }
     const podChanges = await previousHolderChanges(tx, pooled, now);
-    const takenBack = new Set(reclaimed.map((r) => r.pubkey));
-    podChanges.push({
-      name: pod,
-      ...(podBefore ? { before: podBefore } : {}),
-      after: {
-        keys: handed.map((r) => r.pubkey),
-        cooling: ownCooling.filter((pk) => !takenBack.has(pk)),
-        since: now,
+    const given = handed.slice(held.length).map((r) => r.pubkey);
+    // A pod that held nothing is a new incarnation: its UID (from its token) replaces the old.
+    const incarnation = held.length === 0;
+    const after = editPod(
+      podBefore,
+      {
+        hold: given,
+        ...(uid === undefined ? { forgetUid: incarnation } : { uid }),
       },
-    });
+      now,
+    );
+    podChanges.push(podChange(pod, podBefore, after));
     // The indexes used are recorded in the same batch as their keys: never derived twice.
     const { nextKeyIndex } = created;
     tx.stage({
@@ -320,6 +414,7 @@ export class Allocator {
       pods: podChanges,
       ...(nextKeyIndex === undefined ? {} : { nextKeyIndex }),
       events: allocationEvents(pod, now, handed.slice(held.length), pooled),
+      ...this.restoreHoldEnds(),
     });
     return {
       records: handed,
@@ -333,62 +428,54 @@ export class Allocator {
     };
   }
 
+  /** Once a restore's hold is over, the store's mark of it goes (in the next batch). */
+  private restoreHoldEnds(): { meta?: Array<readonly [string, undefined]> } {
+    return this.deps.restored && this.cooling.restoreHoldOver()
+      ? { meta: [[MetaKey.restoredAt, undefined] as const] }
+      : {};
+  }
+
+  private refuseWhileResyncing(): void {
+    const left = this.cooling.resyncLeftMs();
+    if (left <= 0) return;
+    throw new PkmError(
+      'RESYNCING',
+      this.deps.restored
+        ? 'the store was restored: no key is derived before a full reuse delay has passed, so that no index a running pod holds is handed out again'
+        : 'the server just started: pods re-assert the keys they run before new keys are derived',
+      { retryAfter: Math.max(1, Math.ceil(left / 1000)) },
+    );
+  }
+
   /** Up to `n` keys other pods may have: free keys and keys whose reuse delay has passed. */
   private async poolEntries(
     tx: Transaction,
     n: number,
-    now: number,
     exclude: ReadonlySet<string>,
   ): Promise<string[]> {
     if (n <= 0) return [];
     // Over-read by the excluded count: this pod's own cooling keys sit in the same index.
     const [cooled, free] = await Promise.all([
-      tx.oldest('cooling', n + exclude.size, now - this.deps.config.reuseDelayMs),
+      tx.oldest('cooling', n + exclude.size, this.cooling.wallCutoff()),
       tx.oldest('unallocated', n),
     ]);
-    const eligible = cooled.filter((e) => !exclude.has(e.pubkey));
+    const eligible = cooled.filter((e) => !exclude.has(e.pubkey) && this.cooling.done(e));
     return pickOldest(eligible, free, n).map((e) => e.pubkey);
   }
 
-  private async checkCanCreate(tx: Transaction, n: number, now: number): Promise<void> {
+  private async checkCanCreate(tx: Transaction, n: number): Promise<void> {
     const max = this.deps.config.maxTotalKeys;
     if (n <= 0 || max === undefined) return;
     const c = tx.counts();
     const total = totalKeys(c);
     if (total + n <= max) return;
     const [oldest] = await tx.oldest('cooling', 1);
-    const waitMs = oldest ? oldest.since + this.deps.config.reuseDelayMs - now : undefined;
+    const waitMs = oldest ? this.cooling.waitMs(oldest.since) : undefined;
     throw new PkmError(
       'POOL_EXHAUSTED',
       `no free keys and --max-total-keys ${max} reached (${total} keys exist, ${n} more needed)`,
       waitMs === undefined ? {} : { retryAfter: Math.max(1, Math.ceil(waitMs / 1000)) },
     );
-  }
-
-  private async releaseIn(tx: Transaction, pod: string, opts: ReleaseOptions): Promise<string[]> {
-    const before = await tx.getPod(pod);
-    if (!before || before.keys.length === 0) return [];
-    // A review of an older incarnation of a recreated pod must not release the new one's keys.
-    if (opts.uid !== undefined && before.uid !== undefined && before.uid !== opts.uid) return [];
-    const now = this.deps.clock();
-    const records = await tx.getKeys(before.keys);
-    const keyChanges: KeyChange[] = records.map((r) => ({
-      before: r,
-      after: {
-        ...r,
-        state: 'cooling',
-        pod,
-        since: now,
-        history: withEvent(r.history, { at: now, event: 'released', pod }),
-      },
-    }));
-    const after: PodRecord = { keys: [], cooling: [...before.cooling, ...before.keys], since: now };
-    tx.stage({
-      keys: keyChanges,
-      pods: [{ name: pod, before, after }],
-      events: [{ at: now, type: 'release', pod, pubkeys: before.keys }],
-    });
-    return before.keys;
   }
 
   /** Stores an EIP-3076 interchange for a pod's keys (see protection.ts). */

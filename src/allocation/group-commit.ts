@@ -23,8 +23,8 @@ export class GroupCommitter {
 
   /**
    * Runs `op` inside the next group. It resolves once the group's batch is written: if the
-   * batch fails, every request of the group fails and nothing of it is written. `op` must
-   * stage its changes only after its last check, so a refused request stages nothing.
+   * batch fails, every request of the group fails and nothing of it is written. If `op`
+   * throws, nothing it staged is written.
    */
   run<T>(op: (tx: Transaction) => Promise<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
@@ -46,9 +46,13 @@ export class GroupCommitter {
     const tx = new Transaction(this.store);
     const done: Array<{ pending: Pending; value: unknown }> = [];
     for (const pending of group) {
+      tx.begin();
       try {
         done.push({ pending, value: await pending.run(tx) });
+        tx.keep();
       } catch (err) {
+        // Whatever it staged before it threw goes too: the rest of the group stays as it was.
+        tx.rollback();
         pending.reject(err);
       }
     }

@@ -1,23 +1,72 @@
 // A heartbeat reports the keys a pod actually runs. The store may have lost that view (restored
-// from an older copy, say), so each reported key is reconciled:
+// from an older copy, say), so each reported key is reconciled (DESIGN.md "Safety rules"):
 //   - held by this pod: nothing to do;
-//   - free or cooling: it goes back to this pod, whoever released it (never to a third pod);
-//   - held by another pod: a conflict. Two pods run it. The key leaves both pods' lists and is
-//     never handed out again until an operator resolves it (retires it).
+//   - cooling under this pod's name: it goes back to this pod (it runs it);
+//   - cooling under another pod's name within the reuse delay, or held by another pod: a
+//     conflict. Two pods run it. It leaves both pods' lists and is never handed out again until
+//     an operator resolves it (retires it);
+//   - free, or cooled past the delay: it goes back to this pod (never to a third pod);
+//   - not in the store at all: recorded as `reported`, held by this pod and never handed out.
+//     A key derived from the mnemonic is first searched for among the indexes ahead, and the
+//     next index moves past it at once, so that no other pod is ever handed that index.
 
 import type { NewAuditEvent } from '../store/audit.js';
 import type { KeyRecord, PodRecord } from '../store/records.js';
-import { withEvent } from '../store/records.js';
-import type { KeyChange, PodChange } from '../store/store.js';
+import type { KeyChange } from '../store/store.js';
+import type { NewKeyParts } from './new-keys.js';
 import type { Transaction } from './transaction.js';
+import {
+  editPod,
+  handedTo,
+  inConflict,
+  type PodEdit,
+  podChange,
+  reportedBy,
+} from './transitions.js';
 
 export interface HeartbeatResult {
   /** Keys the store thought free or cooling, now this pod's again. */
   readonly reclaimed: string[];
   /** Keys another pod holds as well: now in state conflict. */
   readonly conflicts: string[];
-  /** Keys this store does not know, or will not give (retired, in a deposit). */
+  /** Keys this store will not give (retired, in a deposit), or is still searching for. */
   readonly unknown: string[];
+  /** Keys the store had no record of: now recorded as this pod's, never handed out. */
+  readonly reported: string[];
+}
+
+export interface HeartbeatRules {
+  /** Whether a cooling key's reuse delay has passed (cooling.ts). */
+  readonly cooled: (r: KeyRecord) => boolean;
+  /** Record keys the store does not know at once (no mnemonic to search first). */
+  readonly placeNow: boolean;
+}
+
+/** Pod records edited by one heartbeat, each from its state before. */
+class PodEdits {
+  private readonly edits = new Map<
+    string,
+    { before: PodRecord | undefined; after: PodRecord | undefined }
+  >();
+
+  constructor(
+    private readonly tx: Transaction,
+    private readonly now: number,
+  ) {}
+
+  async edit(name: string, edit: PodEdit): Promise<void> {
+    let entry = this.edits.get(name);
+    if (!entry) {
+      const before = await this.tx.getPod(name);
+      entry = { before, after: before };
+      this.edits.set(name, entry);
+    }
+    entry.after = editPod(entry.after, edit, this.now);
+  }
+
+  changes() {
+    return [...this.edits].map(([name, { before, after }]) => podChange(name, before, after));
+  }
 }
 
 export async function heartbeatIn(
@@ -25,78 +74,60 @@ export async function heartbeatIn(
   now: number,
   pod: string,
   pubkeys: readonly string[],
+  rules: HeartbeatRules,
 ): Promise<HeartbeatResult> {
-  const result: HeartbeatResult = { reclaimed: [], conflicts: [], unknown: [] };
-  const pods = new Map<string, { before: PodRecord | undefined; after: PodRecord }>();
-  const podRecord = async (name: string) => {
-    let entry = pods.get(name);
-    if (!entry) {
-      const before = await tx.getPod(name);
-      entry = { before, after: before ?? { keys: [], cooling: [], since: now } };
-      pods.set(name, entry);
-    }
-    return entry;
-  };
+  const result: HeartbeatResult = { reclaimed: [], conflicts: [], unknown: [], reported: [] };
+  const pods = new PodEdits(tx, now);
   const keyChanges: KeyChange[] = [];
   const events: NewAuditEvent[] = [];
+  const conflict = async (r: KeyRecord, other: string) => {
+    if (r.state === 'allocated') await pods.edit(other, { drop: [r.pubkey] });
+    if (r.state === 'cooling') await pods.edit(other, { uncool: [r.pubkey] });
+    keyChanges.push({ before: r, after: inConflict(r, [other, pod], now) });
+    events.push({
+      at: now,
+      type: 'conflict',
+      pod,
+      pubkeys: [r.pubkey],
+      detail: `${other} holds it too`,
+    });
+    result.conflicts.push(r.pubkey);
+  };
 
   for (const pubkey of new Set(pubkeys)) {
     const r = await tx.getKey(pubkey);
     if (!r) {
-      result.unknown.push(pubkey);
+      if (rules.placeNow) {
+        keyChanges.push({ after: reportedBy(pubkey, pod, now) });
+        result.reported.push(pubkey);
+      } else result.unknown.push(pubkey);
       continue;
     }
-    if (r.state === 'allocated' && r.pod === pod) continue;
+    if ((r.state === 'allocated' || r.state === 'reported') && r.pod === pod) continue;
+    if (r.state === 'cooling' && r.pod !== undefined && r.pod !== pod && !rules.cooled(r)) {
+      await conflict(r, r.pod);
+      continue;
+    }
     if (r.state === 'free' || r.state === 'cooling') {
-      if (r.state === 'cooling' && r.pod !== undefined) {
-        const holder = await podRecord(r.pod);
-        holder.after = {
-          ...holder.after,
-          cooling: holder.after.cooling.filter((k) => k !== pubkey),
-          since: now,
-        };
-      }
-      const mine = await podRecord(pod);
-      mine.after = { ...mine.after, keys: [...mine.after.keys, pubkey], since: now };
-      keyChanges.push(
-        change(r, {
-          ...r,
-          state: 'allocated',
-          pod,
-          since: now,
-          history: withEvent(r.history, { at: now, event: 'reclaimed', pod }),
-        }),
-      );
+      if (r.state === 'cooling' && r.pod !== undefined && r.pod !== pod)
+        await pods.edit(r.pod, { uncool: [pubkey] });
+      await pods.edit(pod, { hold: [pubkey] });
+      keyChanges.push({ before: r, after: handedTo(r, pod, now, 'reclaimed') });
       result.reclaimed.push(pubkey);
       continue;
     }
-    if (r.state === 'allocated' && r.pod !== undefined) {
-      const other = await podRecord(r.pod);
-      other.after = {
-        ...other.after,
-        keys: other.after.keys.filter((k) => k !== pubkey),
-        since: now,
-      };
-      const { pod: _pod, ...rest } = r;
-      keyChanges.push(
-        change(r, { ...rest, state: 'conflict', since: now, conflictPods: [r.pod, pod] }),
-      );
-      events.push({
-        at: now,
-        type: 'conflict',
-        pod,
-        pubkeys: [pubkey],
-        detail: `${r.pod} holds it too`,
-      });
-      result.conflicts.push(pubkey);
+    if ((r.state === 'allocated' || r.state === 'reported') && r.pod !== undefined) {
+      await conflict(r, r.pod);
       continue;
     }
-    if (r.state === 'conflict' && !(r.conflictPods ?? []).includes(pod)) {
-      keyChanges.push(change(r, { ...r, conflictPods: [...(r.conflictPods ?? []), pod] }));
-      result.conflicts.push(pubkey);
+    if (r.state === 'conflict') {
+      if (!(r.conflictPods ?? []).includes(pod)) {
+        keyChanges.push({ before: r, after: inConflict(r, [pod], now) });
+        result.conflicts.push(pubkey);
+      }
       continue;
     }
-    if (r.state !== 'conflict') result.unknown.push(pubkey);
+    result.unknown.push(pubkey);
   }
   if (result.reclaimed.length > 0) {
     events.push({
@@ -107,14 +138,66 @@ export async function heartbeatIn(
       detail: 'reported by a heartbeat',
     });
   }
-  const podChanges: PodChange[] = [...pods].map(([name, { before, after }]) => {
-    const empty = after.keys.length === 0 && after.cooling.length === 0;
-    return { name, ...(before ? { before } : {}), ...(empty ? {} : { after }) };
-  });
-  if (keyChanges.length > 0) tx.stage({ keys: keyChanges, pods: podChanges, events });
+  if (result.reported.length > 0) events.push(reportEvent(now, pod, result.reported));
+  if (keyChanges.length > 0) tx.stage({ keys: keyChanges, pods: pods.changes(), events });
   return result;
 }
 
-function change(before: KeyRecord, after: KeyRecord): KeyChange {
-  return { before, after };
+function reportEvent(now: number, pod: string, pubkeys: string[]): NewAuditEvent {
+  return {
+    at: now,
+    type: 'report',
+    pod,
+    pubkeys,
+    detail: 'running, but unknown to the store: recorded as reported, never handed out',
+  };
+}
+
+/**
+ * Records keys a heartbeat reported that the store had no record of. `found` holds the
+ * derivation index of those the mnemonic derives: their secret is kept, and the next index
+ * moves past them in the same batch.
+ */
+export async function placeReportedIn(
+  tx: Transaction,
+  parts: NewKeyParts,
+  now: number,
+  pod: string,
+  pubkeys: readonly string[],
+  found: ReadonlyMap<string, number>,
+): Promise<string[]> {
+  const keys: KeyChange[] = [];
+  let next = tx.nextKeyIndex();
+  const skipped: string[] = [];
+  for (const pubkey of pubkeys) {
+    if (await tx.getKey(pubkey)) continue; // placed meanwhile: the next heartbeat reconciles it
+    const index = found.get(pubkey);
+    const [derived] = index === undefined ? [] : await parts.keySource.make(1, index);
+    if (index !== undefined && derived?.pubkey === pubkey && derived.path !== undefined) {
+      const secret = parts.store.secrets.seal(derived.secretKey, pubkey);
+      keys.push({ after: reportedBy(pubkey, pod, now, { secret, path: derived.path }) });
+      if (index >= next) {
+        skipped.push(`${next}..${index}`);
+        next = index + 1;
+      }
+    } else keys.push({ after: reportedBy(pubkey, pod, now) });
+  }
+  if (keys.length === 0) return [];
+  const placed = keys.map((k) => k.after.pubkey);
+  const events = [reportEvent(now, pod, placed)];
+  if (skipped.length > 0)
+    events.push({
+      at: now,
+      type: 'skip',
+      pod,
+      pubkeys: placed.filter((pk) => found.has(pk)),
+      detail: `derivation indexes ${skipped.join(', ')} are held by a running pod: the next index is now ${next}`,
+    });
+  tx.stage({
+    keys,
+    pods: [],
+    events,
+    ...(next > tx.nextKeyIndex() ? { nextKeyIndex: next } : {}),
+  });
+  return placed;
 }

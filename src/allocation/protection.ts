@@ -80,6 +80,8 @@ export function handOut(
       const recycled = r.history.some((e) => e.event === 'released');
       const fence = recycled && genesis !== undefined ? fenceAt(now, genesis) : undefined;
       const protection = r.protection || fence ? merge(r.protection ?? {}, fence ?? {}) : undefined;
+      if (r.secret === undefined)
+        throw new PkmError('STORE_CORRUPT', `key ${r.pubkey} has no secret to hand out`);
       return {
         pubkey: r.pubkey,
         secretKey: secrets.open(r.secret, r.pubkey),

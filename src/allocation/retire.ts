@@ -2,9 +2,9 @@
 // A held or cooling key leaves its pod's lists in the same batch. Idempotent.
 import { PkmError } from '../errors.js';
 import type { KeyRecord } from '../store/records.js';
-import { withEvent } from '../store/records.js';
 import type { PodChange } from '../store/store.js';
 import type { Transaction } from './transaction.js';
+import { editPod, podChange, retired } from './transitions.js';
 
 export async function retireIn(
   tx: Transaction,
@@ -26,26 +26,12 @@ export async function retireIn(
   const holder = before.pod;
   if (holder !== undefined) {
     const pod = await tx.getPod(holder);
-    if (pod) {
-      const after = {
-        keys: pod.keys.filter((k) => k !== pubkey),
-        cooling: pod.cooling.filter((k) => k !== pubkey),
-        since: now,
-      };
+    if (pod)
       podChanges.push(
-        after.keys.length + after.cooling.length === 0
-          ? { name: holder, before: pod }
-          : { name: holder, before: pod, after },
+        podChange(holder, pod, editPod(pod, { drop: [pubkey], uncool: [pubkey] }, now)),
       );
-    }
   }
-  const { pod: _pod, ...rest } = before;
-  const after: KeyRecord = {
-    ...rest,
-    state: 'retired',
-    since: now,
-    history: withEvent(before.history, { at: now, event: 'retired' }),
-  };
+  const after = retired(before, now);
   tx.stage({
     keys: [{ before, after }],
     pods: podChanges,

@@ -2,9 +2,10 @@
 // audit log says where it came from.
 import { PkmError } from '../errors.js';
 import type { NewAuditEvent } from '../store/audit.js';
-import type { KeyRecord, PodRecord } from '../store/records.js';
+import type { KeyRecord } from '../store/records.js';
 import type { PodChange } from '../store/store.js';
 import type { Transaction } from './transaction.js';
+import { editPod, podChange } from './transitions.js';
 
 /** Reused cooling keys leave their previous holder's cooling list, in the same batch. */
 export async function previousHolderChanges(
@@ -24,13 +25,7 @@ export async function previousHolderChanges(
     const before = await tx.getPod(name);
     if (!before)
       throw new PkmError('STORE_CORRUPT', `cooling keys name pod ${name}, which has no record`);
-    const after: PodRecord = {
-      ...before,
-      cooling: before.cooling.filter((pk) => !gone.has(pk)),
-      since: now,
-    };
-    const empty = after.keys.length === 0 && after.cooling.length === 0;
-    changes.push(empty ? { name, before } : { name, before, after });
+    changes.push(podChange(name, before, editPod(before, { uncool: [...gone] }, now)));
   }
   return changes;
 }

@@ -1,7 +1,10 @@
 // A transaction over the store: reads see the committed state plus what earlier requests of
-// the same group staged; the group's changes are then written as one atomic batch.
+// the same group staged; the group's changes are then written as one atomic batch. Each request
+// runs in an operation of its own (begin, then keep or undo): one that throws after staging
+// leaves nothing of its own in the batch.
+import { PkmError } from '../errors.js';
 import type { NewAuditEvent } from '../store/audit.js';
-import type { Counts, KeyRecord, PodRecord } from '../store/records.js';
+import { type Counts, countRecord, type KeyRecord, type PodRecord } from '../store/records.js';
 import type { Change, IndexEntry, KeyChange, PodChange, PoolIndex, Store } from '../store/store.js';
 
 function older(x: IndexEntry, y: IndexEntry): number {
@@ -15,8 +18,52 @@ export class Transaction {
   private stagedNextIndex: number | undefined;
   private readonly events: NewAuditEvent[] = [];
   private readonly meta = new Map<string, string | undefined>();
+  /** The state before the current operation staged anything, to undo it. */
+  private undo:
+    | {
+        keys: Map<string, KeyChange | undefined>;
+        pods: Map<string, PodChange | undefined>;
+        meta: Map<string, { had: boolean; value: string | undefined }>;
+        nextIndex: number | undefined;
+        events: number;
+      }
+    | undefined;
 
   constructor(private readonly store: Store) {}
+
+  /** Starts an operation: what it stages can be undone as a whole. */
+  begin(): void {
+    this.undo = {
+      keys: new Map(),
+      pods: new Map(),
+      meta: new Map(),
+      nextIndex: this.stagedNextIndex,
+      events: this.events.length,
+    };
+  }
+
+  /** Keeps what the current operation staged. */
+  keep(): void {
+    this.undo = undefined;
+  }
+
+  /** Takes back everything the current operation staged. */
+  rollback(): void {
+    const undo = this.undo;
+    if (!undo) return;
+    for (const [pk, prior] of undo.keys)
+      if (prior) this.keys.set(pk, prior);
+      else this.keys.delete(pk);
+    for (const [name, prior] of undo.pods)
+      if (prior) this.pods.set(name, prior);
+      else this.pods.delete(name);
+    for (const [key, { had, value }] of undo.meta)
+      if (had) this.meta.set(key, value);
+      else this.meta.delete(key);
+    this.stagedNextIndex = undo.nextIndex;
+    this.events.length = undo.events;
+    this.undo = undefined;
+  }
 
   get isEmpty(): boolean {
     return (
@@ -76,8 +123,8 @@ export class Transaction {
   counts(): Counts {
     const c = this.store.storedCounts();
     for (const { before, after } of this.keys.values()) {
-      if (before) c[before.state]--;
-      c[after.state]++;
+      if (before) countRecord(c, before, -1);
+      countRecord(c, after, 1);
     }
     for (const { before, after } of this.pods.values()) {
       c.pods += Number((after?.keys.length ?? 0) > 0) - Number((before?.keys.length ?? 0) > 0);
@@ -87,15 +134,27 @@ export class Transaction {
 
   /** Adds one request's changes; a key or pod changed twice keeps its committed `before`. */
   stage(change: Change): void {
-    if (change.nextKeyIndex !== undefined) this.stagedNextIndex = change.nextKeyIndex;
+    const undo = this.undo;
+    if (change.nextKeyIndex !== undefined) {
+      if (change.nextKeyIndex < this.nextKeyIndex())
+        throw new PkmError('INTERNAL', 'the next key index may only grow');
+      this.stagedNextIndex = change.nextKeyIndex;
+    }
     this.events.push(...(change.events ?? []));
-    for (const [key, value] of change.meta ?? []) this.meta.set(key, value);
+    for (const [key, value] of change.meta ?? []) {
+      if (undo && !undo.meta.has(key))
+        undo.meta.set(key, { had: this.meta.has(key), value: this.meta.get(key) });
+      this.meta.set(key, value);
+    }
     for (const c of change.keys) {
+      if (undo && !undo.keys.has(c.after.pubkey))
+        undo.keys.set(c.after.pubkey, this.keys.get(c.after.pubkey));
       const prior = this.keys.get(c.after.pubkey);
       const before = prior ? prior.before : c.before;
       this.keys.set(c.after.pubkey, before ? { before, after: c.after } : { after: c.after });
     }
     for (const c of change.pods) {
+      if (undo && !undo.pods.has(c.name)) undo.pods.set(c.name, this.pods.get(c.name));
       const prior = this.pods.get(c.name);
       const before = prior ? prior.before : c.before;
       this.pods.set(c.name, {

@@ -42,6 +42,12 @@ export class MnemonicKeys {
     seed.fill(0);
   }
 
+  /** The public key of validator `index`'s signing key (m/12381/3600/index/0/0) alone. */
+  signingPubkey(index: number): string {
+    const withdrawal = deriveChildSk(deriveChildSk(this.coinNode, index), 0);
+    return publicKeyOf(secretKeyBytes(deriveChildSk(withdrawal, 0)));
+  }
+
   /**
    * The signing key of validator `index`, at m/12381/3600/index/0/0, with the public key of
    * its withdrawal key at m/12381/3600/index/0 (for 0x00 withdrawal credentials).

@@ -17,6 +17,8 @@ export interface KeySource {
   readonly fingerprint: string | undefined;
   /** Makes `count` keys; an indexed source derives them at firstIndex, firstIndex + 1, ... */
   make(count: number, firstIndex: number): Promise<NewKey[]>;
+  /** An indexed source: the public key derived at `index` (cheaper than make). */
+  pubkeyAt?(index: number): string;
 }
 
 /** Key making is CPU work (a mnemonic key takes ~20 ms): let other requests in between keys. */
@@ -40,5 +42,6 @@ export function mnemonicKeySource(keys: MnemonicKeys): KeySource {
     indexed: true,
     fingerprint: keys.fingerprint,
     make: (count, firstIndex) => each(count, (i) => keys.signingKey(firstIndex + i)),
+    pubkeyAt: (index) => keys.signingPubkey(index),
   };
 }

@@ -2,9 +2,9 @@
 // for tests (a temp store, an injected clock, port 0).
 import { randomBytes } from 'node:crypto';
 import { Allocator, type BeaconChain } from '../allocation/allocator.js';
-import { type Clock, systemClock } from '../allocation/clock.js';
+import { type Clock, type Monotonic, systemClock, systemMonotonic } from '../allocation/clock.js';
 import { stateCounts } from '../allocation/counts.js';
-import { GroupCommitter } from '../allocation/group-commit.js';
+import type { GroupCommitter } from '../allocation/group-commit.js';
 import type { LivenessGate } from '../beacon/liveness.js';
 import type { ServerConfig } from '../config.js';
 import { type DepositConfig, type DepositRecord, makeDeposit } from '../deposit/deposit-data.js';
@@ -24,9 +24,12 @@ function depositMaker(config: DepositConfig) {
 export interface ServiceDeps {
   readonly store: Store;
   readonly config: Pick<ServerConfig, 'reuseDelayMs' | 'maxKeysPerPod' | 'maxTotalKeys'> &
-    Partial<Pick<ServerConfig, 'namespaces' | 'resyncWindowMs'>>;
+    Partial<Pick<ServerConfig, 'namespaces' | 'resyncWindowMs' | 'derivationLookahead'>>;
   readonly log: Logger;
   readonly clock?: Clock;
+  readonly monotonic?: Monotonic;
+  /** The store was restored from a backup and its hold has not passed (backup.ts). */
+  readonly restored?: boolean;
   readonly keySource?: KeySource;
   readonly deposits?: DepositConfig;
   /** The beacon chain's genesis, for slashing-protection fences (default: --network's). */
@@ -35,7 +38,8 @@ export interface ServiceDeps {
   readonly liveness?: LivenessGate;
   /** Send mode: shares `group` with the allocator. */
   readonly depositor?: Depositor;
-  readonly group?: GroupCommitter;
+  /** The one writer of the store, shared by everything that changes it. */
+  readonly group: GroupCommitter;
   readonly isDraining?: () => boolean;
   readonly auth?: Auth;
   /** Allocation requests per minute per caller (--rate-limit). */
@@ -55,10 +59,15 @@ export function composeApp(deps: ServiceDeps) {
     funderBalanceWei: () => depositor?.balance,
   });
   depositor?.onOutcome((outcome) => metrics.onDeposit(outcome));
-  const group = deps.group ?? new GroupCommitter(deps.store);
+  const { group } = deps;
   const allocator = new Allocator({
     store: deps.store,
     group,
+    monotonic: deps.monotonic ?? systemMonotonic,
+    ...(deps.restored ? { restored: true } : {}),
+    ...(deps.config.derivationLookahead === undefined
+      ? {}
+      : { lookahead: deps.config.derivationLookahead }),
     ...beaconOf(deps),
     ...(depositor ? { depositor } : {}),
     clock,
@@ -67,7 +76,7 @@ export function composeApp(deps: ServiceDeps) {
     config: deps.config,
     onAllocated: (o) => metrics.onAllocated(o),
     onReleased: (pod, n) => metrics.onReleased(pod, n),
-    resyncUntil: clock() + (deps.config.resyncWindowMs ?? 0),
+    resyncWindowMs: deps.config.resyncWindowMs ?? 0,
     onConflict: (pod, keys) => {
       metrics.onConflict(keys.length);
       deps.log.error(
@@ -79,6 +88,27 @@ export function composeApp(deps: ServiceDeps) {
     onHeldBack: (keys) => {
       metrics.onHeldBack(keys.length);
       deps.log.error({ pubkeys: keys }, 'cooled keys are live on chain: kept from other pods');
+    },
+    onGateFailure: (err) => {
+      metrics.onGateFailure();
+      deps.log.error(
+        { err },
+        'the liveness gate could not answer: cooled keys stay where they are',
+      );
+    },
+    onFenced: (pod, keys) => {
+      metrics.onFenced(keys.length);
+      deps.log.warn(
+        { pod, pubkeys: keys },
+        'fenced: the pod went without a confirmed stop; nobody gets these keys before the reuse delay (and the liveness gate)',
+      );
+    },
+    onReported: (pod, keys) => {
+      metrics.onReported(keys.length);
+      deps.log.error(
+        { pod, pubkeys: keys },
+        'REPORTED: a pod runs keys this store had no record of; they are never handed out until an operator acts',
+      );
     },
   });
   const heartbeats = new Map<string, number>();

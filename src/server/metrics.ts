@@ -16,6 +16,9 @@ export interface Metrics {
   onWatcherResync(): void;
   onHeldBack(keys: number): void;
   onConflict(keys: number): void;
+  onFenced(keys: number): void;
+  onReported(keys: number): void;
+  onGateFailure(): void;
 }
 
 export interface MetricsSource {
@@ -66,6 +69,8 @@ export function createMetrics(source: MetricsSource): Metrics {
       const c = await source.counts();
       if (!c) return;
       for (const state of StoredState.options) this.set({ state }, c[state]);
+      // Fenced keys are cooling keys whose holder's stop is not known (counted in cooling too).
+      this.set({ state: 'fenced' }, c.fenced);
     },
   });
   new Gauge({
@@ -101,6 +106,21 @@ export function createMetrics(source: MetricsSource): Metrics {
     help: 'Cooled keys the beacon node saw live, kept from other pods (alert on any)',
     registers: [registry],
   });
+  const fenced = new Counter({
+    name: 'pkm_fenced_keys_total',
+    help: 'Keys fenced: released without a confirmed stop (a forced deletion, a pod gone while running)',
+    registers: [registry],
+  });
+  const reported = new Counter({
+    name: 'pkm_reported_keys_total',
+    help: 'Keys pods reported running that the store had no record of (alert on any)',
+    registers: [registry],
+  });
+  const gateFailures = new Counter({
+    name: 'pkm_liveness_gate_failures_total',
+    help: 'Liveness checks the beacon node could not answer: the keys stayed where they were',
+    registers: [registry],
+  });
   const resyncs = new Counter({
     name: 'pkm_watcher_resyncs_total',
     help: 'Pod watcher re-lists after a watch error',
@@ -120,6 +140,15 @@ export function createMetrics(source: MetricsSource): Metrics {
     },
     onHeldBack(keys) {
       heldBack.inc(keys);
+    },
+    onFenced(keys) {
+      fenced.inc(keys);
+    },
+    onReported(keys) {
+      reported.inc(keys);
+    },
+    onGateFailure() {
+      gateFailures.inc();
     },
     onWatcherResync() {
       resyncs.inc();

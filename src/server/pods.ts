@@ -69,7 +69,10 @@ export function podRoutes(
             `expected {"count": n}: ${body.error.issues.map((i) => i.message).join('; ')}`,
           );
         }
-        const allocation = await deps.allocator.allocate(id, body.data.count);
+        // A pod's token names its UID (TokenReview): recorded as the holder's incarnation.
+        const caller = callerOf(res);
+        const uid = caller.kind === 'pod' ? caller.uid : undefined;
+        const allocation = await deps.allocator.allocate(id, body.data.count, uid);
         // The body carries secret keys: no cache may keep it.
         res.setHeader('cache-control', 'no-store');
         res.json({
@@ -95,7 +98,8 @@ export function podRoutes(
       })
       .delete(async (req, res) => {
         const { id, shown } = target(req, res);
-        res.json({ ...shown, released: await deps.allocator.release(id) });
+        // The pod's own release (pkm release, on its way out) confirms its stop.
+        res.json({ ...shown, released: await deps.allocator.release(id, { stop: 'confirmed' }) });
       })
       .all(methodNotAllowed('GET', 'POST', 'DELETE'));
   }

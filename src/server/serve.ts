@@ -13,6 +13,7 @@ import { MnemonicKeys } from '../keys/bip39.js';
 import { type KeySource, mnemonicKeySource, randomKeySource } from '../keys/source.js';
 import { loadKubeConfig, PodWatcher } from '../kube/watcher.js';
 import type { Logger } from '../log.js';
+import { MetaKey } from '../store/buckets.js';
 import { kekLoader } from '../store/encryption.js';
 import { resealPlaintext } from '../store/encryption-setup.js';
 import { finishRotation } from '../store/kek-rotation.js';
@@ -75,6 +76,7 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
     ),
   });
   let draining = false;
+  let restoredAt: string | undefined;
   const group = new GroupCommitter(store);
   try {
     await store.bindKeySource(keySource.fingerprint);
@@ -84,6 +86,12 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
     // Started with the new KEK of a rotation a crash cut short: finish it before serving.
     const finished = await finishRotation(store, (op) => group.run(op));
     if (finished) log.warn(finished, 'finished an interrupted KEK rotation');
+    restoredAt = await store.getMeta(MetaKey.restoredAt);
+    if (restoredAt !== undefined)
+      log.warn(
+        { restoredAt: new Date(Number(restoredAt)).toISOString(), holdMs: config.reuseDelayMs },
+        'this store was restored from a backup: no key moves to another pod and none is derived before a full --reuse-delay has passed; holders re-assert meanwhile',
+      );
   } catch (err) {
     await store.close();
     throw err;
@@ -113,6 +121,7 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
     log,
     keySource,
     group,
+    ...(restoredAt === undefined ? {} : { restored: true }),
     isDraining: () => draining,
     ...(deposits ? { deposits } : {}),
     ...(depositor ? { depositor } : {}),

@@ -30,9 +30,11 @@ export function statusRoutes(
       const notReady = deps.readiness();
       const counts = await stateCounts(deps.store, deps.clock(), deps.reuseDelayMs);
       const canCreate = deps.maxTotalKeys === undefined || counts.total < deps.maxTotalKeys;
-      const [conflicts, deposits] = await Promise.all([
+      const [conflicts, deposits, fences, reported] = await Promise.all([
         deps.store.lastEvents(new Set(['conflict']), RECENT),
         deps.store.lastEvents(new Set(['deposit']), RECENT),
+        deps.store.lastEvents(new Set(['fence']), RECENT),
+        deps.store.lastEvents(new Set(['report']), RECENT),
       ]);
       res.json({
         ready: notReady === undefined,
@@ -46,6 +48,9 @@ export function statusRoutes(
           healthy: counts.free > 0 || canCreate,
         },
         conflicts: conflicts.map(brief),
+        // Keys whose holder's stop was not confirmed, and keys pods run that the store lost.
+        fences: fences.map(brief),
+        reported: reported.map(brief),
         lastDeposits: deposits.map(brief),
       });
     })

@@ -1,11 +1,21 @@
 // POST /v1/webhooks/pod-deletion: a Kubernetes ValidatingWebhook for DELETE on pods
 // (admission.k8s.io/v1 AdmissionReview). A deleted pod's keys start cooling. It never blocks a
 // deletion: the answer is always allowed, even when the store fails (that is logged and counted).
+// A deletion does not prove that the pod stopped (DESIGN.md "Safety rules"); the review tells
+// how much it proves:
+//   - the kubelet's own final DELETE (user system:node:<the pod's node>, gracePeriodSeconds 0),
+//     or an old object whose status shows every container stopped: confirmed;
+//   - gracePeriodSeconds 0 from anyone else: forced (kubectl delete --force, the pod garbage
+//     collector after a node is gone): the containers may still run on a cut-off node
+//     (kubernetes#73470), so the keys are fenced;
+//   - any other DELETE: graceful, unconfirmed until the kubelet's DELETE follows.
 import { TLSSocket } from 'node:tls';
 import express, { type Request, type Response, Router } from 'express';
 import { z } from 'zod';
+import type { StopProof } from '../allocation/allocator.js';
 import { parseNamespace, parsePodName, podIdentity } from '../allocation/pod-name.js';
 import { PkmError } from '../errors.js';
+import { PodStatusView, podStopped } from '../kube/stopped.js';
 import type { AppDeps } from './app.js';
 import { callerOf } from './auth.js';
 import { methodNotAllowed } from './http-errors.js';
@@ -20,6 +30,18 @@ const Meta = z
     uid: z.string().optional(),
   })
   .passthrough();
+/** meta.k8s.io/v1 DeleteOptions, as the review's `options` carries them for a DELETE. */
+const DeleteOptions = z
+  .object({ gracePeriodSeconds: z.number().int().min(0).nullable().optional() })
+  .passthrough();
+/** authentication.k8s.io/v1 UserInfo: who asked for the deletion. */
+const UserInfo = z
+  .object({
+    username: z.string().min(1),
+    uid: z.string().optional(),
+    groups: z.array(z.string()).optional(),
+  })
+  .passthrough();
 const Review = z
   .object({
     apiVersion: z.literal('admission.k8s.io/v1'),
@@ -32,7 +54,17 @@ const Review = z
         name: z.string().optional(),
         namespace: z.string().optional(),
         dryRun: z.boolean().optional(),
-        oldObject: z.object({ metadata: Meta.optional() }).passthrough().nullable().optional(),
+        userInfo: UserInfo,
+        options: DeleteOptions.nullable().optional(),
+        oldObject: z
+          .object({
+            metadata: Meta.optional(),
+            spec: z.object({ nodeName: z.string().optional() }).passthrough().optional(),
+            status: PodStatusView.nullable().optional(),
+          })
+          .passthrough()
+          .nullable()
+          .optional(),
       })
       .passthrough(),
   })
@@ -96,14 +128,18 @@ async function review(
   if (served.length > 0 && !served.includes(namespace)) return 'ignored';
   if (request.dryRun) return 'dry-run';
   const identity = podIdentity(namespace, name);
+  const stop = stopOf(request);
   try {
-    // A review of an older incarnation of a recreated pod must not release the new one's keys.
-    const recorded = await deps.allocator.holderUid(identity);
-    if (recorded !== undefined && meta?.uid !== undefined && meta.uid !== recorded)
-      return 'ignored';
-    const released = await deps.allocator.release(identity);
+    // The allocator ignores a review of an older incarnation of a recreated pod (its uid).
+    const released = await deps.allocator.release(identity, { stop, uid: meta?.uid });
     deps.log.info(
-      { pod: identity, released: released.length, uid: request.uid },
+      {
+        pod: identity,
+        released: released.length,
+        stop,
+        by: request.userInfo.username,
+        uid: request.uid,
+      },
       'pod deleted: its keys cool',
     );
     return 'released';
@@ -112,6 +148,19 @@ async function review(
     deps.log.error({ err, pod: identity, uid: request.uid }, 'pod deletion not recorded');
     return 'error';
   }
+}
+
+/** What a DELETE review proves about the pod's containers (see the top of this file). */
+function stopOf(request: z.infer<typeof Review>['request']): StopProof {
+  const old = request.oldObject;
+  if (podStopped(old?.status)) return 'confirmed';
+  if (request.options?.gracePeriodSeconds !== 0) return 'unconfirmed';
+  const node = old?.spec?.nodeName;
+  const kubelet =
+    node !== undefined &&
+    request.userInfo.username === `system:node:${node}` &&
+    (request.userInfo.groups ?? []).includes('system:nodes');
+  return kubelet ? 'confirmed' : 'forced';
 }
 
 /**

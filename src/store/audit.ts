@@ -18,6 +18,14 @@ export const AuditEvent = z
       'protection',
       'reassert',
       'kek-rotation',
+      /** Keys whose holder's stop is not known: they wait the reuse delay and the gate. */
+      'fence',
+      /** Cooling keys whose holder's stop was confirmed. */
+      'confirm',
+      /** Keys a pod reported that the store had no record of (flagged). */
+      'report',
+      /** Derivation indexes skipped: their keys are validators already, or a pod holds them. */
+      'skip',
     ]),
     pod: z.string().optional(),
     pubkeys: z.array(z.string()),

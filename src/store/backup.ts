@@ -32,6 +32,19 @@ export interface BackupResult {
   readonly sha256: string;
 }
 
+export interface RestoreResult extends BackupResult {
+  /** Free and cooling keys now fenced: what happened to them after the backup is unknown. */
+  readonly fenced: number;
+}
+
+/** What a backup cannot know, said by `pkm db restore` (DESIGN.md "Safety rules"). */
+export const RESTORE_CAVEATS = [
+  'keys handed to pods after the backup (free or missing here): their holders must re-assert (heartbeats)',
+  'keys derived after the backup: the next derivation index may be behind; reported keys move it on',
+  'keys retired after the backup (slashed, exited, by hand): fenced here, but only the liveness gate (--beacon-url) tells a slashed or exited one',
+  'slashing protection uploaded after the backup: fenced keys get a fence at the current slot (with --network)',
+] as const;
+
 /** Writes a consistent copy of the store (Store.open takes its lock: the server must be stopped). */
 export async function backupStore(dataDir: string, out: string): Promise<BackupResult> {
   const store = await Store.open(dataDir);
@@ -103,7 +116,12 @@ async function isEmptyDir(dir: string): Promise<boolean> {
  * beside it, are checked (every invariant), and the folder is renamed into place: a crash
  * leaves either no store or the whole one.
  */
-export async function restoreStore(dataDir: string, from: string): Promise<BackupResult> {
+export async function restoreStore(
+  dataDir: string,
+  from: string,
+  /** Runs on the restored store before it is checked and put in place; returns keys fenced. */
+  prepare: (store: Store) => Promise<number>,
+): Promise<RestoreResult> {
   let text: string;
   try {
     text = await readFile(from, 'utf8');
@@ -133,7 +151,9 @@ export async function restoreStore(dataDir: string, from: string): Promise<Backu
   }
   const store = await Store.open(staging);
   let problems: string[];
+  let fencedCount: number;
   try {
+    fencedCount = await prepare(store);
     problems = (await checkStore(store)).problems;
   } finally {
     await store.close();
@@ -151,5 +171,6 @@ export async function restoreStore(dataDir: string, from: string): Promise<Backu
     entries: entries.length,
     schemaVersion: header.schemaVersion,
     sha256: header.sha256,
+    fenced: fencedCount,
   };
 }

@@ -2,7 +2,7 @@
 // Bucket names are never reused for another meaning; bump SCHEMA_VERSION and add a
 // migration in schema.ts when a shape changes.
 
-export const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 4;
 
 /** Sublevel names. */
 export const Bucket = {
@@ -37,6 +37,11 @@ export const MetaKey = {
   nextDataKey: 'next-data-key',
   /** genesis_validators_root of the interchanges uploaded (EIP-3076), when no network names it. */
   genesisValidatorsRoot: 'genesis-validators-root',
+  /**
+   * Set by `pkm db restore` (wall ms): the next start holds every move and every derivation
+   * for a full reuse delay; removed once that hold has passed.
+   */
+  restoredAt: 'restored-at',
 } as const;
 
 const TIME_DIGITS = 16;

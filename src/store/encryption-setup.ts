@@ -105,7 +105,7 @@ export async function resealPlaintext(store: Store): Promise<number> {
   for (;;) {
     const batch: KeyChange[] = [];
     for await (const r of store.keyRecords()) {
-      if (r.secret.alg !== 'hex') continue;
+      if (r.secret?.alg !== 'hex') continue;
       const secret = store.secrets.open(r.secret, r.pubkey);
       batch.push({ before: r, after: { ...r, secret: store.secrets.seal(secret, r.pubkey) } });
       if (batch.length === 500) break;

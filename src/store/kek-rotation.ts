@@ -101,8 +101,10 @@ export async function finishRotation(
   return { from: state.current, target: state.target, migrated };
 }
 
+/** A record whose secret is not sealed under the target KEK (a pubkey-only record has none). */
 function stale(record: KeyRecord, target: string): boolean {
-  return record.secret.alg !== 'aes-256-gcm' || record.secret.kek !== target;
+  const { secret } = record;
+  return secret !== undefined && (secret.alg !== 'aes-256-gcm' || secret.kek !== target);
 }
 
 async function stalePubkeys(store: Store, target: string): Promise<string[]> {
@@ -113,12 +115,11 @@ async function stalePubkeys(store: Store, target: string): Promise<string[]> {
 
 function reseal(store: Store, records: readonly KeyRecord[], target: string): KeyChange[] {
   const ring = store.keyRing();
-  return records
-    .filter((r) => stale(r, target))
-    .map((r) => ({
-      before: r,
-      after: { ...r, secret: ring.seal(ring.open(r.secret, r.pubkey), r.pubkey) },
-    }));
+  return records.flatMap((r) =>
+    r.secret !== undefined && stale(r, target)
+      ? [{ before: r, after: { ...r, secret: ring.seal(ring.open(r.secret, r.pubkey), r.pubkey) } }]
+      : [],
+  );
 }
 
 async function migrate(

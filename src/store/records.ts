@@ -15,7 +15,23 @@ export const StoredState = z.enum([
   'deposit-failed',
   /** Two pods run it (a heartbeat said so): never handed out until an operator resolves it. */
   'conflict',
+  /**
+   * A pod reported running it, and the store had no record of it (lost with an older copy of
+   * the store, say): held by that pod, never handed out, flagged for an operator. A key derived
+   * from the mnemonic keeps its secret; any other is known by its pubkey only.
+   */
+  'reported',
 ]);
+
+/**
+ * How a cooling key's last holder stopped (DESIGN.md "Safety rules"):
+ *   - confirmed: its containers are known stopped; the same pod name gets it back at once;
+ *   - unconfirmed: deleted gracefully, no confirmation yet; the same name waits like any pod;
+ *   - fenced: the stop cannot be known (a forced deletion, a pod lost with its node, a
+ *     restored store): nobody gets it before the reuse delay and the liveness gate.
+ */
+export const CoolingStop = z.enum(['confirmed', 'unconfirmed', 'fenced']);
+export type CoolingStop = z.infer<typeof CoolingStop>;
 export type StoredState = z.infer<typeof StoredState>;
 
 export const PUBKEY_RE = /^0x[0-9a-f]{96}$/;
@@ -65,6 +81,9 @@ const KeyEvent = z
       'deposited',
       'deposit-failed',
       'retired',
+      'fenced',
+      'confirmed',
+      'reported',
     ]),
     pod: z.string().optional(),
   })
@@ -77,10 +96,15 @@ export const HISTORY_LIMIT = 16;
 const KeyRecord = z
   .object({
     pubkey: Pubkey,
-    secret: SealedSecret,
+    /** Absent only for a `reported` key the store cannot derive: it never had its secret. */
+    secret: SealedSecret.optional(),
     state: StoredState,
-    /** allocated: the holder; cooling: the pod that released it. */
+    /** allocated: the holder; cooling: the pod that released it; reported: the reporter. */
     pod: z.string().min(1).optional(),
+    /** cooling: how its last holder stopped; absent (older stores): unconfirmed. */
+    stop: CoolingStop.optional(),
+    /** cooling: the UID of the pod that released it, when known. */
+    uid: z.string().min(1).optional(),
     /** When the key entered its state (ms since epoch). */
     since: z.number().int().nonnegative(),
     createdAt: z.number().int().nonnegative(),
@@ -99,8 +123,17 @@ const KeyRecord = z
     history: z.array(KeyEvent).max(HISTORY_LIMIT),
   })
   .strict()
-  .refine((r) => (r.state === 'allocated' || r.state === 'cooling') === (r.pod !== undefined), {
-    message: 'pod is set exactly for allocated and cooling keys',
+  .refine(
+    (r) =>
+      (r.state === 'allocated' || r.state === 'cooling' || r.state === 'reported') ===
+      (r.pod !== undefined),
+    { message: 'pod is set exactly for allocated, cooling and reported keys' },
+  )
+  .refine((r) => r.state === 'cooling' || (r.stop === undefined && r.uid === undefined), {
+    message: 'stop and uid are kept for cooling keys only',
+  })
+  .refine((r) => r.state === 'reported' || r.secret !== undefined, {
+    message: 'only a reported key may lack its secret',
   });
 export type KeyRecord = z.infer<typeof KeyRecord>;
 
@@ -131,6 +164,9 @@ const Counts = z
     depositing: Count,
     'deposit-failed': Count,
     conflict: Count,
+    reported: Count,
+    /** Cooling keys that are fenced (counted in `cooling` too). */
+    fenced: Count,
     pods: Count,
   })
   .strict();
@@ -144,6 +180,8 @@ export const ZERO_COUNTS: Counts = Object.freeze({
   depositing: 0,
   'deposit-failed': 0,
   conflict: 0,
+  reported: 0,
+  fenced: 0,
   pods: 0,
 });
 
@@ -181,6 +219,12 @@ function codec<T>(name: string, schema: z.ZodType<T>) {
 export const keyRecordCodec = codec('key record', KeyRecord);
 export const podRecordCodec = codec('pod record', PodRecord);
 export const countsCodec = codec('counts record', Counts);
+
+/** Counts `record` into `counts` (sign 1) or out of them (sign -1): its state, and a fence. */
+export function countRecord(counts: Counts, record: KeyRecord, sign: 1 | -1): void {
+  counts[record.state] += sign;
+  if (record.state === 'cooling' && record.stop === 'fenced') counts.fenced += sign;
+}
 
 /** Appends an event, keeping the newest HISTORY_LIMIT. */
 export function withEvent(history: readonly KeyEvent[], event: KeyEvent): KeyEvent[] {

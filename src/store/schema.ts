@@ -28,6 +28,16 @@ const MIGRATIONS: Record<number, (db: Level<string, string>) => Promise<void>> =
       { type: 'put', key: MetaKey.schemaVersion, value: '3' },
     ]);
   },
+  // 4: fences and reported keys (issue 11). The counters gain `reported` and `fenced`; cooling
+  // keys of older stores carry no `stop`, which reads as unconfirmed (never reclaimed at once).
+  3: async (db) => {
+    const meta = db.sublevel<string, string>(Bucket.meta, { valueEncoding: 'utf8' });
+    const old = JSON.parse((await meta.get(MetaKey.counts)) ?? '{}') as Record<string, number>;
+    await meta.batch([
+      { type: 'put', key: MetaKey.counts, value: countsCodec.encode({ ...ZERO_COUNTS, ...old }) },
+      { type: 'put', key: MetaKey.schemaVersion, value: '4' },
+    ]);
+  },
 };
 
 /** Checks (or writes, for a new store) the schema version; returns the stored counters. */

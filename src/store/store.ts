@@ -17,6 +17,7 @@ import { lockedCodec, openSecrets } from './encryption-setup.js';
 import { IndexWindow } from './index-window.js';
 import {
   type Counts,
+  countRecord,
   countsCodec,
   type KeyRecord,
   keyRecordCodec,
@@ -335,8 +336,8 @@ export class Store {
         ops.push({ type: 'put', sublevel: now.sublevel, key: now.key, value: after.pubkey });
         indexed.push({ ...now, op: 'put' });
       }
-      if (before) counts[before.state]--;
-      counts[after.state]++;
+      if (before) countRecord(counts, before, -1);
+      countRecord(counts, after, 1);
     }
     for (const { name, before, after } of change.pods) {
       if (after === undefined) ops.push({ type: 'del', sublevel: this.podsB, key: name });

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { Allocator, type AllocatorConfig } from '../../src/allocation/allocator.js';
+import { GroupCommitter } from '../../src/allocation/group-commit.js';
 import { publicKeyOf } from '../../src/keys/bls.js';
 import { randomKeySource } from '../../src/keys/source.js';
 import { checkStore } from '../../src/store/check.js';
-
 import { Store } from '../../src/store/store.js';
 import { FakeClock, MINUTE, openTempStore, tempDir, testKek } from '../helpers.js';
 
@@ -12,7 +12,9 @@ async function setup(config: Partial<AllocatorConfig> = {}, store?: Store) {
   const clock = new FakeClock();
   const allocator = new Allocator({
     store: s,
+    group: new GroupCommitter(s),
     clock: clock.now,
+    monotonic: clock.monotonic,
     keySource: randomKeySource,
     config: { reuseDelayMs: 20 * MINUTE, maxKeysPerPod: 64, maxTotalKeys: undefined, ...config },
   });

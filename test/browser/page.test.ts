@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fillAllocatedPods } from '../../bench/fill.js';
+import { GroupCommitter } from '../../src/allocation/group-commit.js';
 import { createLogger } from '../../src/log.js';
 import { composeApp } from '../../src/server/compose.js';
 import type { KeyRecord } from '../../src/store/records.js';
@@ -52,6 +53,7 @@ beforeAll(async () => {
   });
   const { app } = composeApp({
     store,
+    group: new GroupCommitter(store),
     log: createLogger('silent'),
     config: { reuseDelayMs: 20 * MINUTE, maxKeysPerPod: 64, maxTotalKeys: undefined },
   });

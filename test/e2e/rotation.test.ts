@@ -71,7 +71,7 @@ describe('pkm db rotate-kek', () => {
       const store = await Store.open(data, { kek: kekLoader(data, old), extraKeks: [NEW] });
       expect(await secretsOf(store)).toEqual(secrets);
       let unmoved = 0;
-      for await (const r of store.keyRecords()) if (r.secret.kek !== kekId(NEW)) unmoved++;
+      for await (const r of store.keyRecords()) if (r.secret?.kek !== kekId(NEW)) unmoved++;
       remaining.push(unmoved);
       expect(await store.getMeta(MetaKey.migratedKekId)).toBeUndefined();
       await store.close();
@@ -86,7 +86,7 @@ describe('pkm db rotate-kek', () => {
     expect(await store.getMeta(MetaKey.migratedKekId)).toBe(kekId(NEW));
     expect(await store.getMeta(MetaKey.targetKekId)).toBe(kekId(NEW));
     expect(await secretsOf(store)).toEqual(secrets);
-    for await (const r of store.keyRecords()) expect(r.secret.kek).toBe(kekId(NEW));
+    for await (const r of store.keyRecords()) expect(r.secret?.kek).toBe(kekId(NEW));
     expect((await checkStore(store)).problems).toEqual([]);
     await store.close();
     // The kills landed at different steps: the rotation moved on between them.

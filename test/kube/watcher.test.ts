@@ -2,6 +2,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Allocator } from '../../src/allocation/allocator.js';
+import { GroupCommitter } from '../../src/allocation/group-commit.js';
 import { randomKeySource } from '../../src/keys/source.js';
 import { loadKubeConfig, PodWatcher } from '../../src/kube/watcher.js';
 import { createLogger } from '../../src/log.js';
@@ -19,7 +20,9 @@ async function setup(opts: { labelSelector?: string; pods?: FakePod[]; held?: st
   const clock = new FakeClock();
   const allocator = new Allocator({
     store,
+    group: new GroupCommitter(store),
     clock: clock.now,
+    monotonic: clock.monotonic,
     keySource: randomKeySource,
     config: { reuseDelayMs: 20 * MINUTE, maxKeysPerPod: 64, maxTotalKeys: undefined },
   });

@@ -13,6 +13,7 @@ interface Beat {
   reclaimed: string[];
   conflicts: string[];
   unknown: string[];
+  reported: string[];
 }
 
 const allocate = async (url: string, pod: string, count: number) =>
@@ -37,6 +38,7 @@ describe('heartbeats', () => {
       reclaimed: [],
       conflicts: [],
       unknown: [],
+      reported: [],
     });
     expect(await store.rawEntries()).toEqual(before);
     expect(await (await fetch(`${url}/assignments`)).text()).toMatch(
@@ -61,8 +63,13 @@ describe('heartbeats', () => {
     const [key] = await allocate(url, 'a', 1);
     if (!key) throw new Error('setup');
     const res = await beat(url, 'b', [key, `0x${'ee'.repeat(48)}`]);
-    expect(res.body).toMatchObject({ conflicts: [key], unknown: [`0x${'ee'.repeat(48)}`] });
-    expect(await counts(url)).toMatchObject({ conflict: 1, allocated: 0 });
+    // A key the store never had is recorded as b's (reported), never handed out.
+    expect(res.body).toMatchObject({
+      conflicts: [key],
+      unknown: [],
+      reported: [`0x${'ee'.repeat(48)}`],
+    });
+    expect(await counts(url)).toMatchObject({ conflict: 1, allocated: 0, reported: 1 });
     expect(await (await fetch(`${url}/assignments`)).text()).toMatch(/data-state="conflict">1</);
     expect((await http<string>(url, 'GET', '/metrics')).body).toMatch(/^pkm_conflicts_total 1$/m);
     expect((await http<string>(url, 'GET', '/metrics')).body).toMatch(

@@ -1,6 +1,7 @@
 import SwaggerParser from '@apidevtools/swagger-parser';
 import type { Express } from 'express';
 import { describe, expect, it } from 'vitest';
+import { GroupCommitter } from '../../src/allocation/group-commit.js';
 import { ERROR_CODES } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
 import { composeApp } from '../../src/server/compose.js';
@@ -57,8 +58,10 @@ describe('/openapi.json', () => {
   });
 
   it('describes every route express serves, and nothing more', async () => {
+    const store = await openTempStore();
     const { app } = composeApp({
-      store: await openTempStore(),
+      store,
+      group: new GroupCommitter(store),
       log: createLogger('silent'),
       config: { reuseDelayMs: 1000, maxKeysPerPod: 64, maxTotalKeys: undefined },
     });

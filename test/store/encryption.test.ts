@@ -49,8 +49,10 @@ describe('secret sealing', () => {
     await store.commit({ keys: [{ after: legacy }], pods: [] });
     expect(await resealPlaintext(store)).toBe(1);
     const record = await store.getKey(A);
-    expect(record?.secret.alg).toBe('aes-256-gcm');
-    expect(store.secrets.open(record?.secret ?? legacy.secret, A)).toEqual(Uint8Array.from(secret));
+    expect(record?.secret?.alg).toBe('aes-256-gcm');
+    expect(store.secrets.open(record?.secret ?? { alg: 'missing', data: '' }, A)).toEqual(
+      Uint8Array.from(secret),
+    );
     expect(await resealPlaintext(store)).toBe(0);
   });
 });

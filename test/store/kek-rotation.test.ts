@@ -49,7 +49,7 @@ describe('KEK rotation', () => {
     await expect(open(dir, OLD)).rejects.toMatchObject({ code: 'WRONG_KEK' });
     const reopened = await open(dir, NEW);
     expect(await secretsOf(reopened)).toEqual(secrets);
-    for await (const r of reopened.keyRecords()) expect(r.secret.kek).toBe(kekId(NEW));
+    for await (const r of reopened.keyRecords()) expect(r.secret?.kek).toBe(kekId(NEW));
     expect((await checkStore(reopened)).problems).toEqual([]);
     // Rotating to the KEK already in use does nothing.
     expect((await rotateKek(reopened, serialOf(reopened), NEW)).migrated).toBe(0);
@@ -101,7 +101,7 @@ describe('KEK rotation', () => {
     const reopened = await open(dir, NEW);
     const all = await secretsOf(reopened);
     expect(all).toEqual(new Map([...secrets, ...added]));
-    for await (const r of reopened.keyRecords()) expect(r.secret.kek).toBe(kekId(NEW));
+    for await (const r of reopened.keyRecords()) expect(r.secret?.kek).toBe(kekId(NEW));
     await reopened.close();
   });
 });

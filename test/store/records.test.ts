@@ -38,6 +38,8 @@ describe('store codecs', () => {
       depositing: 5,
       'deposit-failed': 6,
       conflict: 8,
+      reported: 9,
+      fenced: 2,
       pods: 7,
     };
     expect(countsCodec.decode(countsCodec.encode(counts))).toEqual(counts);

@@ -133,6 +133,8 @@ describe('schema migration', () => {
       depositing: 0,
       'deposit-failed': 0,
       conflict: 0,
+      reported: 0,
+      fenced: 0,
       pods: 0,
     });
     const raw = Object.fromEntries(await store.rawEntries());

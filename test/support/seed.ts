@@ -41,6 +41,7 @@ export async function seedKeys(
 export async function secretsOf(store: Store): Promise<Map<string, string>> {
   const found = new Map<string, string>();
   for await (const r of store.keyRecords())
-    found.set(r.pubkey, Buffer.from(store.secrets.open(r.secret, r.pubkey)).toString('hex'));
+    if (r.secret)
+      found.set(r.pubkey, Buffer.from(store.secrets.open(r.secret, r.pubkey)).toString('hex'));
   return found;
 }

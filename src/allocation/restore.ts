@@ -1,0 +1,42 @@
+// A restored store cannot vouch for its free and cooling keys (DESIGN.md "Safety rules"): after
+// the backup they may have gone to pods, been retired, or gained slashing protection.
+import { MetaKey } from '../store/buckets.js';
+import type { Store } from '../store/store.js';
+import { GroupCommitter } from './group-commit.js';
+import { fenced } from './transitions.js';
+
+/**
+ * A restored store cannot vouch for its free and cooling keys: after the backup they may have
+ * gone to pods, been retired, or gained slashing protection. Each is fenced from now (nobody
+ * gets it before the reuse delay and the liveness gate), and the store is marked restored, so
+ * the next start holds every move and every derivation for a full reuse delay.
+ */
+export async function fenceRestored(store: Store, now: number): Promise<number> {
+  const group = new GroupCommitter(store);
+  let pubkeys: string[] = [];
+  let count = 0;
+  const flush = async (last: boolean) => {
+    const batch = pubkeys;
+    pubkeys = [];
+    await group.run(async (tx) => {
+      const records = await tx.getKeys(batch);
+      tx.stage({
+        keys: records.map((r) => ({ before: r, after: fenced(r, now) })),
+        pods: [],
+        events:
+          batch.length > 0
+            ? [{ at: now, type: 'fence', pubkeys: batch, detail: 'restored from a backup' }]
+            : [],
+        ...(last ? { meta: [[MetaKey.restoredAt, String(now)] as const] } : {}),
+      });
+    });
+    count += batch.length;
+  };
+  for await (const r of store.keyRecords()) {
+    if (r.state !== 'free' && r.state !== 'cooling') continue;
+    pubkeys.push(r.pubkey);
+    if (pubkeys.length === 1000) await flush(false);
+  }
+  await flush(true);
+  return count;
+}

@@ -1,0 +1,178 @@
+// Every change of a key's state, and of a pod's record, in one place (DESIGN.md "Key
+// lifecycle"). Each function takes a record as it is and returns it as it becomes. A field
+// a transition does not own is kept: a pod's uid, a key's deposit data, transaction and
+// slashing protection. Fields that belong to one state only (a cooling key's stop, a
+// conflict's pods) leave with that state.
+import {
+  type CoolingStop,
+  type KeyEvent,
+  type KeyRecord,
+  type PodRecord,
+  type SealedSecret,
+  withEvent,
+} from '../store/records.js';
+import type { PodChange } from '../store/store.js';
+
+/** The fields only some states carry; a transition to another state drops them. */
+function bare(r: KeyRecord): KeyRecord {
+  const { pod: _pod, stop: _stop, uid: _uid, conflictPods: _pods, depositError: _e, ...rest } = r;
+  return rest;
+}
+
+function event(r: KeyRecord, e: KeyEvent): KeyEvent[] {
+  return withEvent(r.history, e);
+}
+
+/** free, cooling or reported -> allocated(pod). */
+export function handedTo(
+  r: KeyRecord,
+  pod: string,
+  now: number,
+  why: 'allocated' | 'reclaimed',
+): KeyRecord {
+  return {
+    ...bare(r),
+    state: 'allocated',
+    pod,
+    since: now,
+    history: event(r, { at: now, event: why, pod }),
+  };
+}
+
+/**
+ * allocated(pod) -> cooling(pod, since). `stop` tells how the holder's stop is known: a
+ * forced deletion fences the key (see records.ts CoolingStop).
+ */
+export function released(
+  r: KeyRecord,
+  pod: string,
+  now: number,
+  stop: CoolingStop,
+  uid: string | undefined,
+): KeyRecord {
+  return {
+    ...bare(r),
+    state: 'cooling',
+    pod,
+    stop,
+    ...(uid === undefined ? {} : { uid }),
+    since: now,
+    history: event(r, { at: now, event: stop === 'fenced' ? 'fenced' : 'released', pod }),
+  };
+}
+
+/** cooling, unconfirmed -> cooling, confirmed: the holder's stop is now known. */
+export function stopConfirmed(r: KeyRecord, now: number): KeyRecord {
+  if (r.state !== 'cooling' || r.stop === 'confirmed' || r.stop === 'fenced') return r;
+  return {
+    ...r,
+    stop: 'confirmed',
+    history: event(r, { at: now, event: 'confirmed', pod: r.pod }),
+  };
+}
+
+/**
+ * free or cooling -> cooling, fenced: whatever ran it before may still run it (a forced
+ * deletion; a restored store cannot know). The cooling counts from `since` (now, unless a
+ * fence follows a release); the last holder stays named.
+ */
+export function fenced(r: KeyRecord, now: number, since = now): KeyRecord {
+  const holder = r.state === 'cooling' ? r.pod : undefined;
+  return {
+    ...bare(r),
+    state: 'cooling',
+    ...(holder === undefined ? {} : { pod: holder }),
+    ...(r.state === 'cooling' && r.uid !== undefined ? { uid: r.uid } : {}),
+    stop: 'fenced',
+    since,
+    history: event(r, {
+      at: now,
+      event: 'fenced',
+      ...(holder === undefined ? {} : { pod: holder }),
+    }),
+  };
+}
+
+/** any -> retired: never handed out again. */
+export function retired(r: KeyRecord, now: number): KeyRecord {
+  return {
+    ...bare(r),
+    state: 'retired',
+    since: now,
+    history: event(r, { at: now, event: 'retired' }),
+  };
+}
+
+/** allocated, cooling or reported -> conflict(pods): two pods run it. */
+export function inConflict(r: KeyRecord, pods: readonly string[], now: number): KeyRecord {
+  return {
+    ...bare(r),
+    state: 'conflict',
+    conflictPods: [...new Set([...(r.conflictPods ?? []), ...pods])],
+    since: r.state === 'conflict' ? r.since : now,
+  };
+}
+
+/**
+ * A key a pod reports running that the store had no record of: held by the reporter, never
+ * handed out. A derived key keeps its secret and path; any other is known by pubkey only.
+ */
+export function reportedBy(
+  pubkey: string,
+  pod: string,
+  now: number,
+  derived?: { readonly secret: SealedSecret; readonly path: string },
+): KeyRecord {
+  return {
+    pubkey,
+    state: 'reported',
+    pod,
+    since: now,
+    createdAt: now,
+    ...(derived ?? {}),
+    history: [{ at: now, event: 'reported', pod }],
+  };
+}
+
+export interface PodEdit {
+  /** Keys the pod now holds, appended in order. */
+  readonly hold?: readonly string[];
+  /** Keys the pod no longer holds (released, retired, in conflict). */
+  readonly drop?: readonly string[];
+  /** Keys the pod released: they cool under its name. */
+  readonly cool?: readonly string[];
+  /** Keys that leave its cooling list (taken back, moved, retired). */
+  readonly uncool?: readonly string[];
+  /** The UID of the pod now holding the keys; undefined keeps the recorded one. */
+  readonly uid?: string;
+  /** A new incarnation of unknown UID: the old UID no longer names the holder. */
+  readonly forgetUid?: boolean;
+}
+
+/**
+ * A pod record after an edit; undefined when it then holds nothing and cools nothing (the
+ * record is deleted). Every other field, the uid among them, is kept.
+ */
+export function editPod(
+  before: PodRecord | undefined,
+  edit: PodEdit,
+  now: number,
+): PodRecord | undefined {
+  const drop = new Set([...(edit.drop ?? []), ...(edit.hold ?? [])]);
+  const uncool = new Set([...(edit.uncool ?? []), ...(edit.hold ?? []), ...(edit.cool ?? [])]);
+  const keys = [...(before?.keys ?? []).filter((k) => !drop.has(k)), ...(edit.hold ?? [])];
+  const cooling = [...(before?.cooling ?? []).filter((k) => !uncool.has(k)), ...(edit.cool ?? [])];
+  if (keys.length === 0 && cooling.length === 0) return undefined;
+  const { uid: oldUid, ...rest } = before ?? { keys, cooling, since: now };
+  const uid = edit.uid ?? (edit.forgetUid ? undefined : oldUid);
+  return { ...rest, keys, cooling, since: now, ...(uid === undefined ? {} : { uid }) };
+}
+
+/** The change that takes a pod record from `before` to `after` (deleted when undefined). */
+export function podChange(
+  name: string,
+  before: PodRecord | undefined,
+  after: PodRecord | undefined,
+): PodChange {
+  return { name, ...(before ? { before } : {}), ...(after ? { after } : {}) };
+}
