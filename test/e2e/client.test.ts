@@ -168,7 +168,15 @@ describe('pkm server --mnemonic-file', () => {
     await writeFile(mnemonicFile, `${TEST_MNEMONIC}\n`, { mode: 0o600 });
     rememberSecret(TEST_MNEMONIC);
     const data = join(dir, 'data');
-    const server = await startServerProcess(['--data-dir', data, '--mnemonic-file', mnemonicFile]);
+    // A new store: no pod can be reporting yet, so no resync window before deriving.
+    const server = await startServerProcess([
+      '--data-dir',
+      data,
+      '--mnemonic-file',
+      mnemonicFile,
+      '--resync-window',
+      '0s',
+    ]);
     const res = await http<{ keys: Array<{ pubkey: string; path: string }> }>(
       server.url,
       'POST',

@@ -80,12 +80,17 @@ describe('pkm db backup and restore', () => {
     const restored = join(dir, 'restored');
     const restore = runPkm(['db', 'restore', '--data-dir', restored, '--from', file]);
     expect(await restore.exited).toBe(ExitCode.ok);
-    expect(restore.stderr.join('\n')).toMatch(
-      /--resync-window at least twice the agents' --interval/,
-    );
+    // It says what it fenced, that the next start holds moves, and what the backup cannot know.
+    const said = restore.stderr.join('\n');
+    expect(said).toMatch(/0 free or cooling keys are fenced/);
+    expect(said).toMatch(/holds every move and every derivation for a full --reuse-delay/);
+    expect(said).toMatch(/what this backup cannot know:[\s\S]*retired after the backup/);
     // The KEK file lives outside the store: a restore needs the same KEK.
     await writeFile(join(restored, 'kek'), await readFile(join(data, 'kek')), { mode: 0o600 });
-    expect(await rawEntries(restored)).toEqual(original);
+    // The same entries, and the mark that makes the next start hold (backup.ts).
+    const marked = await rawEntries(restored);
+    expect(marked.filter(([k]) => k !== '!meta!restored-at')).toEqual(original);
+    expect(marked.some(([k]) => k === '!meta!restored-at')).toBe(true);
 
     const again = await startServerProcess(['--data-dir', restored]);
     const after = await http<{ pubkeys: string[] }>(again.url, 'GET', '/v1/pods/validator-0/keys');

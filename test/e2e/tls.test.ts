@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { ExitCode } from '../../src/errors.js';
 import { tempDir, until } from '../helpers.js';
 import { makeCert, makeClientCert } from '../support/certs.js';
+import { review as reviewOf } from '../support/review.js';
 import { runPkm, startServerProcess } from './spawn.js';
 
 const run = promisify(execFile);
@@ -188,17 +189,8 @@ describe('pkm server over TLS', () => {
       apiServer.ca,
     ]);
     const ca = await readFile(tls.cert);
-    const review = {
-      apiVersion: 'admission.k8s.io/v1',
-      kind: 'AdmissionReview',
-      request: {
-        uid: 'u-1',
-        kind: { group: '', version: 'v1', kind: 'Pod' },
-        operation: 'DELETE',
-        name: 'validator-0',
-        namespace: 'default',
-      },
-    };
+    const base = reviewOf({ namespace: 'default' });
+    const review = { ...base, request: { ...base.request, uid: 'u-1' } };
     const url = `${server.url}/v1/webhooks/pod-deletion`;
     const files = async (c: { cert: string; key: string }) => ({
       cert: await readFile(c.cert),

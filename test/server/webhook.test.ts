@@ -1,54 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { type AllocationBody, type AssignmentsBody, http, startTestServer } from '../helpers.js';
-
-/** An admission.k8s.io/v1 AdmissionReview as the API server sends it for a pod. */
-function review(
-  over: {
-    operation?: string;
-    name?: string;
-    namespace?: string;
-    dryRun?: boolean;
-    kind?: string;
-    oldName?: string;
-  } = {},
-) {
-  const name = over.name ?? 'validator-0';
-  const namespace = over.namespace ?? 'validators';
-  return {
-    apiVersion: 'admission.k8s.io/v1',
-    kind: 'AdmissionReview',
-    request: {
-      uid: '705ab4f5-6393-11e8-b7cc-42010a800002',
-      kind: { group: '', version: 'v1', kind: over.kind ?? 'Pod' },
-      resource: { group: '', version: 'v1', resource: 'pods' },
-      requestKind: { group: '', version: 'v1', kind: over.kind ?? 'Pod' },
-      requestResource: { group: '', version: 'v1', resource: 'pods' },
-      name,
-      namespace,
-      operation: over.operation ?? 'DELETE',
-      userInfo: {
-        username: 'system:serviceaccount:kube-system:statefulset-controller',
-        uid: 'x',
-        groups: ['system:serviceaccounts'],
-      },
-      object: null,
-      oldObject: {
-        apiVersion: 'v1',
-        kind: 'Pod',
-        metadata: {
-          name: over.oldName ?? name,
-          namespace,
-          uid: '1b4e28ba-2fa1-11d2-883f-0016d3cca427',
-          labels: { app: 'validator' },
-        },
-        spec: { containers: [{ name: 'vc', image: 'sigp/lighthouse' }] },
-        status: { phase: 'Running' },
-      },
-      dryRun: over.dryRun ?? false,
-      options: { apiVersion: 'meta.k8s.io/v1', kind: 'DeleteOptions', gracePeriodSeconds: 30 },
-    },
-  };
-}
+import { review } from '../support/review.js';
 
 interface ReviewAnswer {
   apiVersion: string;
