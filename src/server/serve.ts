@@ -22,17 +22,39 @@ import { openAuth } from './auth-setup.js';
 import { composeApp } from './compose.js';
 import { checkTlsFiles, createTlsServer, type ReloadingTlsServer } from './tls.js';
 
-/** --beacon-url needs the network's genesis time to know the current epoch. */
-function livenessGate(config: ServerConfig): BeaconLivenessGate | undefined {
+/**
+ * --beacon-url: the liveness gate, its node checked before anything else starts.
+ * - A node of another network than --network refuses the start (INVALID_CONFIG, exit 2): the
+ *   flag is wrong, and the gate could never open.
+ * - A node that does not answer, is syncing, optimistic or without its execution client, or
+ *   lacks the liveness route, does not: the server starts with the gate closed, and the gate
+ *   checks again at each use (503 BEACON_UNAVAILABLE until then). Only a move of a cooled key
+ *   to another pod needs the gate; pods taking back their own keys and new keys do not, and a
+ *   beacon node restarted with the cluster often takes minutes to sync. Refusing would turn
+ *   that into a crash loop that also keeps every pod from its own keys. The warning says why
+ *   the gate is closed.
+ */
+async function livenessGate(
+  config: ServerConfig,
+  log: Logger,
+): Promise<BeaconLivenessGate | undefined> {
   if (config.beaconUrl === undefined) return undefined;
-  const genesis = config.deposits?.network.genesisTime;
-  if (genesis === undefined) {
+  const network = config.deposits?.network;
+  if (network === undefined) {
     throw new PkmError(
       'INVALID_CONFIG',
-      '--beacon-url needs --network (its genesis time gives the current epoch), e.g. --network hoodi',
+      '--beacon-url needs --network (the node is checked to follow it), e.g. --network hoodi',
     );
   }
-  return new BeaconLivenessGate(config.beaconUrl, genesis);
+  const gate = new BeaconLivenessGate(config.beaconUrl, network);
+  const started = await gate.start(systemClock());
+  if (started.ready) log.info({ beaconUrl: gate.url, network: network.name }, 'beacon node ready');
+  else
+    log.warn(
+      { beaconUrl: gate.url, reason: started.reason },
+      'liveness gate closed until the beacon node is ready: cooled keys do not move to other pods meanwhile',
+    );
+  return gate;
 }
 
 export interface RunningServer {
@@ -63,7 +85,7 @@ async function keySourceFor(config: ServerConfig): Promise<KeySource> {
 export async function startServer(config: ServerConfig, log: Logger): Promise<RunningServer> {
   // Every flag and file is checked before the store is opened (or made): bad input changes nothing.
   const keySource = await keySourceFor(config);
-  const liveness = livenessGate(config);
+  const liveness = await livenessGate(config, log);
   const auth = await openAuth(config, log);
   const tlsFiles = config.tls && { ...config.tls, clientCaFile: config.auth.webhookClientCa };
   if (tlsFiles) await checkTlsFiles(tlsFiles);
