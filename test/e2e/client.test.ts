@@ -217,7 +217,17 @@ describe('pkm server --mnemonic-file', () => {
       data,
       '--mnemonic-file',
       mnemonicFile,
+      '--resync-window',
+      '1s',
     ]);
+    // A restarted store derives nothing while pods may still report the keys they run.
+    const early = await http(restarted.url, 'POST', '/v1/pods/v-1/keys', { count: 1 });
+    expect([early.status, early.body.error.code, early.headers.get('retry-after')]).toEqual([
+      503,
+      'RESYNCING',
+      '1',
+    ]);
+    await new Promise((r) => setTimeout(r, 1_100));
     const next = await http<{ keys: Array<{ path: string }> }>(
       restarted.url,
       'POST',

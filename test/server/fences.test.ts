@@ -2,6 +2,7 @@
 // rules"): a confirmed stop, a graceful deletion, or a forced one (kubernetes#73470).
 import { describe, expect, it } from 'vitest';
 import { BeaconLivenessGate } from '../../src/beacon/liveness.js';
+import { NETWORKS } from '../../src/deposit/networks.js';
 import { checkStore } from '../../src/store/check.js';
 import {
   type AllocationBody,
@@ -106,23 +107,22 @@ describe('a deleted pod’s keys, by what the deletion proves', () => {
 
   it('fenced keys wait for the liveness gate too: an unreachable beacon node keeps them where they are', async () => {
     // A real gate, on a port nothing listens on: it cannot answer, so it must not say "not live".
-    const gate = new BeaconLivenessGate('http://127.0.0.1:9', 1_606_824_023, 500);
-    const { url, clock } = await startTestServer({
+    const gate = new BeaconLivenessGate('http://127.0.0.1:9', NETWORKS.mainnet, { timeoutMs: 500 });
+    const { url, clock, store } = await startTestServer({
       reuseDelayMs: MINUTE,
       liveness: gate,
       maxTotalKeys: 2,
     });
-    const old = await keysOf(url, POD);
+    await keysOf(url, POD);
     await http(url, 'POST', HOOK, review({ userInfo: OPERATOR, grace: 0 }));
     clock.advance(MINUTE);
     const res = await http(url, 'POST', POD, { count: 2 });
     expect(res.status).toBe(503);
     expect(res.body.error.code).toBe('BEACON_UNAVAILABLE');
-    expect(await counts(url)).toMatchObject({ cooling: 2, fenced: 2, allocated: 0 });
+    expect(store.storedCounts()).toMatchObject({ cooling: 2, fenced: 2, allocated: 0 });
     expect((await http<string>(url, 'GET', '/metrics')).body).toMatch(
       /^pkm_liveness_gate_failures_total [1-9]/m,
     );
-    void old;
   });
 
   it('a stale review of an older incarnation changes nothing, and a top-up keeps the holder’s uid', async () => {
