@@ -2,7 +2,7 @@
 // (stop taking requests, finish those in flight, stop the depositor, close the store).
 import { createServer as createHttpServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { systemClock } from '../allocation/clock.js';
+import { systemClock, systemMonotonic } from '../allocation/clock.js';
 import { GroupCommitter } from '../allocation/group-commit.js';
 import { BeaconLivenessGate } from '../beacon/liveness.js';
 import { readSecretFile, type ServerConfig } from '../config.js';
@@ -173,7 +173,13 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
       watcher = new PodWatcher(
         loadKubeConfig(config.kube.kubeconfig),
         { ...config.kube, namespaces: config.namespaces },
-        { store, allocator, clock: systemClock, log, onResync: () => metrics.onWatcherResync() },
+        {
+          store,
+          allocator,
+          monotonic: systemMonotonic,
+          log,
+          onResync: () => metrics.onWatcherResync(),
+        },
       );
       await watcher.start();
     } catch (err) {

@@ -1,7 +1,11 @@
 // A small Kubernetes API server on 127.0.0.1 for the watcher tests. It speaks the real wire
 // format for what the watcher uses: GET /api/v1/namespaces/{ns}/pods (a PodList with
 // metadata.resourceVersion, filtered by labelSelector), the same with watch=true streaming
-// newline-delimited watch events, and an ERROR event with a 410 Status that ends the stream.
+// newline-delimited watch events from a resourceVersion, an ERROR event with a Status (410
+// Gone, or another code) that ends the stream, and GET /api/v1/namespaces/{ns}/pods/{name}.
+// As the real API server's watch cache does, a filtered watch reports a pod whose labels stop
+// matching as DELETED, carrying the pod's previous (matching) content, and one that starts
+// matching as ADDED.
 // It also reviews tokens: POST /apis/authentication.k8s.io/v1/tokenreviews, answering as the
 // API server does for a projected ServiceAccount token bound to a pod.
 import { randomBytes } from 'node:crypto';
@@ -9,12 +13,33 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 
+/** A container of a fake pod, in its spec and with its status. */
+export interface FakeContainer {
+  name: string;
+  /** Where the spec lists it; default: regular. */
+  kind?: 'init' | 'regular' | 'ephemeral';
+  state: 'running' | 'waiting' | 'terminated';
+  /** Waiting after it ran once (CrashLoopBackOff): its last state is terminated. */
+  restarted?: boolean;
+}
+
 export interface FakePod {
   name: string;
   namespace: string;
   uid: string;
   phase: 'Pending' | 'Running' | 'Succeeded' | 'Failed' | 'Unknown';
   labels?: Record<string, string>;
+  /** Default: one container, `validator`, with no status reported. */
+  containers?: FakeContainer[];
+}
+
+/** One change, kept so that a watch from an older resourceVersion replays it. */
+interface Change {
+  rv: number;
+  /** The pod after the change; undefined when it was deleted. */
+  pod: FakePod | undefined;
+  /** The pod before it; undefined when it was created. */
+  prev: FakePod | undefined;
 }
 
 interface Watcher {
@@ -66,14 +91,29 @@ export class FakeKubeApi {
   /** The API server's clock (ms), for token expiry. */
   now: () => number = Date.now;
   private readonly tokens = new Map<string, IssuedToken>();
-  readonly lists: Array<{ namespace: string; labelSelector: string | undefined }> = [];
+  /** Every LIST asked for; `resourceVersion` is the one answered, absent when it failed. */
+  readonly lists: Array<{
+    namespace: string;
+    labelSelector: string | undefined;
+    resourceVersion?: string;
+  }> = [];
+  /** Every WATCH asked for, with the resourceVersion it asked to start from. */
+  readonly watches: Array<{
+    namespace: string;
+    labelSelector: string | undefined;
+    resourceVersion: string | undefined;
+  }> = [];
+  /** Every GET of one pod, as namespace/name. */
+  readonly reads: string[] = [];
   private readonly pods = new Map<string, FakePod>();
   private readonly watchers = new Set<Watcher>();
-  /** Every event, by resource version: a watch from version v first gets all after v. */
-  private readonly history: Array<{ rv: number; type: string; pod: FakePod }> = [];
+  /** Every change, by resource version: a watch from version v first gets all after v. */
+  private readonly history: Change[] = [];
   private rv = 1;
   /** Lists to answer with a 500 (an API server having trouble). */
   failLists = 0;
+  /** Watch requests to answer with a 500 instead of a stream. */
+  failWatches = 0;
   private server: Server | undefined;
   private caPem: Buffer | undefined;
   url = '';
@@ -119,38 +159,95 @@ export class FakeKubeApi {
     this.tokens.delete(token);
   }
 
+  /** Creates or changes a pod (a new UID under the same name is a change here). */
   upsert(pod: FakePod): void {
     const key = `${pod.namespace}/${pod.name}`;
-    const type = this.pods.has(key) ? 'MODIFIED' : 'ADDED';
+    const prev = this.pods.get(key);
     this.pods.set(key, pod);
-    this.emit(type, pod);
+    this.record({ rv: ++this.rv, pod: { ...pod }, prev });
   }
 
-  remove(namespace: string, name: string): void {
+  /**
+   * Deletes a pod. The DELETED event carries the pod's last state; `last` changes it first, in
+   * the same step, as a status no watcher saw in a MODIFIED event.
+   */
+  remove(namespace: string, name: string, last: Partial<FakePod> = {}): void {
     const pod = this.pods.get(`${namespace}/${name}`);
     if (!pod) return;
     this.pods.delete(`${namespace}/${name}`);
-    this.emit('DELETED', pod);
+    this.record({ rv: ++this.rv, pod: undefined, prev: { ...pod, ...last } });
+  }
+
+  /**
+   * An event about a pod as it was earlier (another incarnation under the same name, say), sent
+   * late to the open watches: the state and the history stay as they are.
+   */
+  staleEvent(type: 'MODIFIED' | 'DELETED', pod: FakePod): void {
+    for (const w of this.watchers) {
+      if (w.namespace === pod.namespace && matches(pod, w.selector))
+        w.res.write(`${JSON.stringify({ type, object: this.toObject(pod, this.rv) })}\n`);
+    }
   }
 
   /** The watch's resource version is too old: every open watch gets a 410 and ends. */
   expire(): void {
-    for (const w of this.watchers) {
-      const status = {
-        kind: 'Status',
-        apiVersion: 'v1',
-        metadata: {},
-        status: 'Failure',
-        message: 'too old resource version',
-        reason: 'Expired',
-        code: 410,
-      };
+    this.endWatches(410, 'Expired', 'too old resource version');
+  }
+
+  /** Every open watch gets an ERROR event with a Status of this code, and ends. */
+  endWatches(
+    code: number,
+    reason = 'InternalError',
+    message = 'etcdserver: request timed out',
+  ): void {
+    const status = {
+      kind: 'Status',
+      apiVersion: 'v1',
+      metadata: {},
+      status: 'Failure',
+      message,
+      reason,
+      code,
+    };
+    for (const w of this.watchers)
       w.res.end(`${JSON.stringify({ type: 'ERROR', object: status })}\n`);
-    }
+    this.watchers.clear();
+  }
+
+  /** The connections of every open watch drop (a proxy or a load balancer cut them). */
+  dropWatches(): void {
+    for (const w of this.watchers) w.res.socket?.destroy();
     this.watchers.clear();
   }
 
   private toObject(pod: FakePod, rv: number) {
+    const containers = pod.containers ?? [{ name: 'validator', state: 'running' }];
+    const spec = (kind: FakeContainer['kind']) =>
+      containers
+        .filter((c) => (c.kind ?? 'regular') === kind)
+        .map((c) => ({ name: c.name, image: 'sigp/lighthouse' }));
+    const at = '2026-11-23T12:00:00Z';
+    const statuses = (kind: FakeContainer['kind']) =>
+      containers
+        .filter((c) => (c.kind ?? 'regular') === kind)
+        .map((c) => ({
+          name: c.name,
+          image: 'sigp/lighthouse',
+          imageID: '',
+          ready: c.state === 'running',
+          restartCount: c.restarted ? 1 : 0,
+          state:
+            c.state === 'running'
+              ? { running: { startedAt: at } }
+              : c.state === 'waiting'
+                ? { waiting: { reason: c.restarted ? 'CrashLoopBackOff' : 'ContainerCreating' } }
+                : {
+                    terminated: { exitCode: 0, reason: 'Completed', startedAt: at, finishedAt: at },
+                  },
+          ...(c.restarted
+            ? { lastState: { terminated: { exitCode: 1, reason: 'Error', finishedAt: at } } }
+            : {}),
+        }));
     return {
       apiVersion: 'v1',
       kind: 'Pod',
@@ -161,18 +258,44 @@ export class FakeKubeApi {
         resourceVersion: String(rv),
         labels: pod.labels ?? {},
       },
-      spec: { containers: [{ name: 'validator', image: 'sigp/lighthouse' }] },
-      status: { phase: pod.phase },
+      spec: {
+        containers: spec('regular'),
+        ...(spec('init').length > 0 ? { initContainers: spec('init') } : {}),
+        ...(spec('ephemeral').length > 0 ? { ephemeralContainers: spec('ephemeral') } : {}),
+      },
+      status: {
+        phase: pod.phase,
+        ...(pod.containers
+          ? {
+              containerStatuses: statuses('regular'),
+              initContainerStatuses: statuses('init'),
+              ephemeralContainerStatuses: statuses('ephemeral'),
+            }
+          : {}),
+      },
     };
   }
 
-  private emit(type: string, pod: FakePod): void {
-    this.rv++;
-    this.history.push({ rv: this.rv, type, pod: { ...pod } });
+  /**
+   * The event a watch in `namespace` with `selector` gets for a change, as the API server's
+   * watch cache makes it: a pod that stops matching is DELETED with its previous content.
+   */
+  private eventFor(c: Change, namespace: string, selector: string | undefined) {
+    const pod = c.pod ?? c.prev;
+    if (pod?.namespace !== namespace) return undefined;
+    const now = c.pod !== undefined && matches(c.pod, selector);
+    const before = c.prev !== undefined && matches(c.prev, selector);
+    if (now && c.pod)
+      return { type: before ? 'MODIFIED' : 'ADDED', object: this.toObject(c.pod, c.rv) };
+    if (before && c.prev) return { type: 'DELETED', object: this.toObject(c.prev, c.rv) };
+    return undefined;
+  }
+
+  private record(c: Change): void {
+    this.history.push(c);
     for (const w of this.watchers) {
-      if (w.namespace === pod.namespace && matches(pod, w.selector)) {
-        w.res.write(`${JSON.stringify({ type, object: this.toObject(pod, this.rv) })}\n`);
-      }
+      const event = this.eventFor(c, w.namespace, w.selector);
+      if (event) w.res.write(`${JSON.stringify(event)}\n`);
     }
   }
 
@@ -240,6 +363,16 @@ export class FakeKubeApi {
       this.review(req, res);
       return;
     }
+    const one = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)$/.exec(url.pathname);
+    if (
+      req.method === 'GET' &&
+      one?.[1] &&
+      one[2] &&
+      req.headers.authorization === 'Bearer test-token'
+    ) {
+      this.readPod(decodeURIComponent(one[1]), decodeURIComponent(one[2]), res);
+      return;
+    }
     const m = /^\/api\/v1\/namespaces\/([^/]+)\/pods$/.exec(url.pathname);
     if (req.method !== 'GET' || !m?.[1] || req.headers.authorization !== 'Bearer test-token') {
       res
@@ -251,33 +384,32 @@ export class FakeKubeApi {
     const selector = url.searchParams.get('labelSelector') ?? undefined;
     const watch = url.searchParams.get('watch');
     if (watch === 'true' || watch === '1') {
+      const from = url.searchParams.get('resourceVersion') ?? undefined;
+      this.watches.push({ namespace, labelSelector: selector, resourceVersion: from });
+      if (this.failWatches > 0) {
+        this.failWatches--;
+        this.answer500(res);
+        return;
+      }
       res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
       res.flushHeaders();
       const w: Watcher = { res, namespace, selector };
-      const since = Number(url.searchParams.get('resourceVersion') ?? '0');
-      for (const e of this.history) {
-        if (e.rv > since && e.pod.namespace === namespace && matches(e.pod, selector)) {
-          res.write(`${JSON.stringify({ type: e.type, object: this.toObject(e.pod, e.rv) })}\n`);
-        }
+      const since = Number(from ?? '0');
+      for (const c of this.history) {
+        const event = c.rv > since ? this.eventFor(c, namespace, selector) : undefined;
+        if (event) res.write(`${JSON.stringify(event)}\n`);
       }
       this.watchers.add(w);
       req.on('close', () => this.watchers.delete(w));
       return;
     }
-    this.lists.push({ namespace, labelSelector: selector });
     if (this.failLists > 0) {
       this.failLists--;
-      res.writeHead(500, { 'content-type': 'application/json' }).end(
-        JSON.stringify({
-          kind: 'Status',
-          apiVersion: 'v1',
-          status: 'Failure',
-          message: 'etcdserver: request timed out',
-          code: 500,
-        }),
-      );
+      this.lists.push({ namespace, labelSelector: selector });
+      this.answer500(res);
       return;
     }
+    this.lists.push({ namespace, labelSelector: selector, resourceVersion: String(this.rv) });
     const items = [...this.pods.values()].filter(
       (p) => p.namespace === namespace && matches(p, selector),
     );
@@ -287,6 +419,41 @@ export class FakeKubeApi {
         apiVersion: 'v1',
         metadata: { resourceVersion: String(this.rv) },
         items: items.map((p) => this.toObject(p, this.rv)),
+      }),
+    );
+  }
+
+  private readPod(namespace: string, name: string, res: ServerResponse): void {
+    this.reads.push(`${namespace}/${name}`);
+    const pod = this.pods.get(`${namespace}/${name}`);
+    if (pod) {
+      res
+        .writeHead(200, { 'content-type': 'application/json' })
+        .end(JSON.stringify(this.toObject(pod, this.rv)));
+      return;
+    }
+    res.writeHead(404, { 'content-type': 'application/json' }).end(
+      JSON.stringify({
+        kind: 'Status',
+        apiVersion: 'v1',
+        metadata: {},
+        status: 'Failure',
+        message: `pods "${name}" not found`,
+        reason: 'NotFound',
+        details: { name, kind: 'pods' },
+        code: 404,
+      }),
+    );
+  }
+
+  private answer500(res: ServerResponse): void {
+    res.writeHead(500, { 'content-type': 'application/json' }).end(
+      JSON.stringify({
+        kind: 'Status',
+        apiVersion: 'v1',
+        status: 'Failure',
+        message: 'etcdserver: request timed out',
+        code: 500,
       }),
     );
   }
