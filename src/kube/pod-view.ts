@@ -2,14 +2,84 @@
 // releases a pod's keys as `confirmed` only on a view that shows the containers stopped; any
 // other view of a pod that went away is `forced` (its keys are fenced), since a deletion does
 // not prove a stop: kubernetes#73470.
-import type { V1ContainerStatus, V1Pod } from '@kubernetes/client-node';
+import { z } from 'zod';
 import type { StopProof } from '../allocation/allocator.js';
+
+const NamedSchema = z.object({ name: z.string() });
+const ContainerStatus = z.object({
+  name: z.string(),
+  state: z
+    .object({ running: z.unknown(), waiting: z.unknown(), terminated: z.unknown() })
+    .partial()
+
+    .optional(),
+});
+
+/**
+ * The part of a v1 Pod this judges by, as the API server sends it (a watch event, or an
+ * AdmissionReview's oldObject); client-node's V1Pod fits it too.
+ */
+export const PodViewSchema = z.object({
+  spec: z
+    .object({
+      nodeName: z.string().optional(),
+      initContainers: z.array(NamedSchema).optional(),
+      containers: z.array(NamedSchema).optional(),
+      ephemeralContainers: z.array(NamedSchema).optional(),
+    })
+
+    .optional(),
+  status: z
+    .object({
+      phase: z.string().optional(),
+      conditions: z
+        .array(z.object({ type: z.string(), status: z.string(), reason: z.string().optional() }))
+        .optional(),
+      initContainerStatuses: z.array(ContainerStatus).optional(),
+      containerStatuses: z.array(ContainerStatus).optional(),
+      ephemeralContainerStatuses: z.array(ContainerStatus).optional(),
+    })
+
+    .optional(),
+});
+interface ContainerStatusView {
+  readonly name: string;
+  readonly state?:
+    | { readonly running?: unknown; readonly waiting?: unknown; readonly terminated?: unknown }
+    | undefined;
+}
+type Named = { readonly name: string };
+/** What the judgement reads; both the schema's output and client-node's V1Pod fit it. */
+export interface PodView {
+  readonly spec?:
+    | {
+        readonly initContainers?: readonly Named[] | undefined;
+        readonly containers?: readonly Named[] | undefined;
+        readonly ephemeralContainers?: readonly Named[] | undefined;
+      }
+    | undefined;
+  readonly status?:
+    | {
+        readonly phase?: string | undefined;
+        readonly conditions?:
+          | ReadonlyArray<{
+              readonly type: string;
+              readonly status: string;
+              readonly reason?: string | undefined;
+            }>
+          | undefined;
+        readonly initContainerStatuses?: readonly ContainerStatusView[] | undefined;
+        readonly containerStatuses?: readonly ContainerStatusView[] | undefined;
+        readonly ephemeralContainerStatuses?: readonly ContainerStatusView[] | undefined;
+      }
+    | undefined;
+}
 
 /**
  * True when this view shows every container of the pod stopped for good: phase Succeeded or
  * Failed, or every container it names (init, regular and ephemeral) reported terminated.
  */
-export function knownStopped(pod: V1Pod): boolean {
+export function knownStopped(pod: PodView): boolean {
   const phase = pod.status?.phase;
   // Unknown: the node stopped reporting; its containers may still run (and sign).
   if (phase === 'Unknown') return false;
@@ -19,7 +89,7 @@ export function knownStopped(pod: V1Pod): boolean {
 }
 
 /** The stop a release for this last view of a pod claims. */
-export function stopProof(lastView: V1Pod): Extract<StopProof, 'confirmed' | 'forced'> {
+export function stopProof(lastView: PodView): Extract<StopProof, 'confirmed' | 'forced'> {
   return knownStopped(lastView) ? 'confirmed' : 'forced';
 }
 
@@ -29,14 +99,14 @@ export function stopProof(lastView: V1Pod): Extract<StopProof, 'confirmed' | 'fo
  * not the kubelet's: the node may only be cut off, its containers still running. See
  * https://kubernetes.io/docs/concepts/workloads/pods/disruptions/#pod-disruption-conditions
  */
-function lostWithNode(pod: V1Pod): boolean {
+function lostWithNode(pod: PodView): boolean {
   return (pod.status?.conditions ?? []).some(
     (c) => c.type === 'DisruptionTarget' && c.status === 'True' && c.reason === 'DeletionByPodGC',
   );
 }
 
-function everyContainerTerminated(pod: V1Pod): boolean {
-  const statuses: V1ContainerStatus[] = [
+function everyContainerTerminated(pod: PodView): boolean {
+  const statuses: ContainerStatusView[] = [
     ...(pod.status?.initContainerStatuses ?? []),
     ...(pod.status?.containerStatuses ?? []),
     ...(pod.status?.ephemeralContainerStatuses ?? []),
@@ -56,7 +126,7 @@ function everyContainerTerminated(pod: V1Pod): boolean {
   });
 }
 
-function terminated(s: V1ContainerStatus): boolean {
+function terminated(s: ContainerStatusView): boolean {
   const state = s.state;
   return state?.terminated !== undefined && !state.running && !state.waiting;
 }

@@ -15,7 +15,7 @@ import { z } from 'zod';
 import type { StopProof } from '../allocation/allocator.js';
 import { parseNamespace, parsePodName, podIdentity } from '../allocation/pod-name.js';
 import { PkmError } from '../errors.js';
-import { PodStatusView, podStopped } from '../kube/stopped.js';
+import { knownStopped, PodViewSchema } from '../kube/pod-view.js';
 import type { AppDeps } from './app.js';
 import { callerOf } from './auth.js';
 import { methodNotAllowed } from './http-errors.js';
@@ -56,15 +56,7 @@ const Review = z
         dryRun: z.boolean().optional(),
         userInfo: UserInfo,
         options: DeleteOptions.nullable().optional(),
-        oldObject: z
-          .object({
-            metadata: Meta.optional(),
-            spec: z.object({ nodeName: z.string().optional() }).passthrough().optional(),
-            status: PodStatusView.nullable().optional(),
-          })
-          .passthrough()
-          .nullable()
-          .optional(),
+        oldObject: PodViewSchema.extend({ metadata: Meta.optional() }).nullable().optional(),
       })
       .passthrough(),
   })
@@ -153,7 +145,7 @@ async function review(
 /** What a DELETE review proves about the pod's containers (see the top of this file). */
 function stopOf(request: z.infer<typeof Review>['request']): StopProof {
   const old = request.oldObject;
-  if (podStopped(old?.status)) return 'confirmed';
+  if (old && knownStopped(old)) return 'confirmed';
   if (request.options?.gracePeriodSeconds !== 0) return 'unconfirmed';
   const node = old?.spec?.nodeName;
   const kubelet =
