@@ -261,6 +261,15 @@ describe('deploy/', () => {
     );
   });
 
+  it('the example validator keeps its own doppelganger protection on, as a second line', async () => {
+    const spec = podSpec(one(await kustomize('example-validator'), 'StatefulSet', 'validator'));
+    const validator = spec.containers.find((c) => c.name === 'lighthouse');
+    expect(validator?.command).toEqual(['lighthouse']);
+    expect(validator?.args?.[0]).toBe('vc');
+    // Lighthouse's flag takes no value: the bare flag, on the `vc` command itself.
+    expect(validator?.args).toContain('--enable-doppelganger-protection');
+  });
+
   it('alerts cover pool low, conflicts, deposit failures and webhook errors, on metrics the server exports', async () => {
     const rule = one(await kustomize('monitoring'), 'PrometheusRule');
     const rules = (
