@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach } from 'vitest';
 import { GroupCommitter } from '../src/allocation/group-commit.js';
-import type { LivenessGate } from '../src/beacon/liveness.js';
+import type { BeaconGate } from '../src/beacon/liveness.js';
+import type { KeySource } from '../src/keys/source.js';
 import { createLogger } from '../src/log.js';
 import type { Auth } from '../src/server/auth.js';
 import { composeApp } from '../src/server/compose.js';
@@ -73,10 +74,11 @@ export async function startTestServer(
     store?: Store;
     namespaces?: string[];
     beacon?: { genesisTime: number; genesisValidatorsRoot: string };
-    liveness?: LivenessGate;
+    liveness?: BeaconGate;
     resyncWindowMs?: number;
     auth?: Auth;
     rateLimitPerMinute?: number;
+    keySource?: KeySource;
   } = {},
 ): Promise<TestServer> {
   const store = opts.store ?? (await openTempStore());
@@ -89,6 +91,7 @@ export async function startTestServer(
     log: createLogger('silent'),
     ...(opts.beacon ? { beacon: opts.beacon } : {}),
     ...(opts.liveness ? { liveness: opts.liveness } : {}),
+    ...(opts.keySource ? { keySource: opts.keySource } : {}),
     ...(opts.auth ? { auth: opts.auth } : {}),
     ...(opts.rateLimitPerMinute ? { rateLimitPerMinute: opts.rateLimitPerMinute } : {}),
     config: {

@@ -3,7 +3,7 @@
 // nothing else writes between reading the state and committing its batch. Each change of a
 // record is one of the transitions in transitions.ts.
 
-import type { LivenessGate } from '../beacon/liveness.js';
+import type { BeaconGate } from '../beacon/liveness.js';
 import type { DepositRecord } from '../deposit/deposit-data.js';
 import { PkmError } from '../errors.js';
 import type { KeySource, NewKey } from '../keys/source.js';
@@ -115,8 +115,12 @@ export interface AllocatorDeps {
   readonly lookahead?: number;
   /** Called with keys a heartbeat found held by two pods (logged loudly, counted). */
   readonly onConflict?: (pod: string, pubkeys: readonly string[]) => void;
-  /** --beacon-url: cooled keys are checked not live before they move to another pod. */
-  readonly liveness?: LivenessGate;
+  /**
+   * --beacon-url: cooled keys are checked not live before they move to another pod (and
+   * retired if their validator is slashed, exited or withdrawn); a newly derived key is
+   * checked not to be a validator already.
+   */
+  readonly liveness?: BeaconGate;
   /** Called with keys held back because the beacon node saw them live (an alert). */
   readonly onHeldBack?: (pubkeys: readonly string[]) => void;
   /** Called when the liveness gate could not answer: the keys stayed where they were. */
@@ -141,6 +145,8 @@ interface AllocateStep {
   readonly needsCheck?: string[];
   /** A search for reported keys is running: derive nothing until it is done. */
   readonly needsSearch?: true;
+  /** Derivation indexes to ask the beacon node about before deriving at them. */
+  readonly needsIndexCheck?: number[];
 }
 
 export class Allocator {
@@ -151,6 +157,9 @@ export class Allocator {
   private readonly heldBack = new Map<string, number>();
   /** Searches for reported keys in flight; nothing is derived meanwhile. */
   private readonly searches = new Set<Promise<unknown>>();
+  /** Derivation indexes the beacon node had no validator for, and those it had (--beacon-url). */
+  private readonly clearIndexes = new Set<number>();
+  private readonly validatorIndexes = new Set<number>();
 
   constructor(private readonly deps: AllocatorDeps) {
     this.group = deps.group;
@@ -191,6 +200,10 @@ export class Allocator {
       }
       if (step.needsCheck !== undefined) {
         await this.checkLiveness(step.needsCheck, verified);
+        continue;
+      }
+      if (step.needsIndexCheck !== undefined) {
+        await this.checkIndexes(step.needsIndexCheck);
         continue;
       }
       if (step.needsNew === undefined || !this.deps.depositor) {
@@ -286,31 +299,76 @@ export class Allocator {
   }
 
   /**
-   * Asks the beacon node, outside the lock, whether these cooled keys were live lately. Live
-   * ones are held back (another copy may still run); the rest may move. The gate fails closed:
-   * if it cannot answer, the keys stay where they are and the request fails.
+   * Asks the beacon node, outside the lock, about these cooled keys. Live ones are held back
+   * (another copy may still run); slashed, exited or withdrawn ones are retired (never handed
+   * out again); the rest may move. The gate fails closed: if it cannot answer, the keys stay
+   * where they are and the request fails.
    */
   private async checkLiveness(pubkeys: readonly string[], verified: Set<string>): Promise<void> {
+    const views = await this.askGate((gate) => gate.statuses(pubkeys, this.deps.clock()));
+    if (!views) return;
+    const until = this.cooling.now() + LIVE_HOLD_MS;
+    const live: string[] = [];
+    for (const pk of pubkeys) {
+      const view = views.get(pk);
+      if (view === undefined) throw gateError(new Error(`no answer for ${pk}`));
+      if (view.kind === 'live') {
+        this.heldBack.set(pk, until);
+        live.push(pk);
+      } else if (view.kind === 'ended') {
+        await this.retire(pk, `the beacon node reports validator ${view.index} ${view.status}`);
+      } else verified.add(pk);
+    }
+    if (live.length > 0) this.deps.onHeldBack?.(live);
+  }
+
+  /**
+   * Asks the beacon node whether the keys at these derivation indexes are validators already
+   * (the same mnemonic used elsewhere, a store that lost its writes). Those indexes are skipped.
+   */
+  private async checkIndexes(indexes: readonly number[]): Promise<void> {
+    const pubkeyAt = this.deps.keySource.pubkeyAt;
+    if (!pubkeyAt) return;
+    const byPubkey = new Map(indexes.map((i) => [pubkeyAt(i), i]));
+    const views = await this.askGate((gate) =>
+      gate.statuses([...byPubkey.keys()], this.deps.clock()),
+    );
+    if (!views) return;
+    for (const [pk, i] of byPubkey) {
+      const view = views.get(pk);
+      if (view === undefined) throw gateError(new Error(`no answer for index ${i}`));
+      (view.kind === 'absent' ? this.clearIndexes : this.validatorIndexes).add(i);
+    }
+  }
+
+  private async askGate<T>(ask: (gate: BeaconGate) => Promise<T>): Promise<T | undefined> {
     const gate = this.deps.liveness;
-    if (!gate) return;
-    let live: Set<string>;
+    if (!gate) return undefined;
     try {
-      live = new Set(await gate.live(pubkeys, this.deps.clock()));
+      return await ask(gate);
     } catch (err) {
       this.deps.onGateFailure?.(err);
-      throw err instanceof PkmError
-        ? err
-        : new PkmError('BEACON_UNAVAILABLE', 'the liveness gate could not ask the beacon node', {
-            cause: err,
-            retryAfter: 15,
-          });
+      throw gateError(err);
     }
-    const until = this.cooling.now() + LIVE_HOLD_MS;
-    for (const pk of pubkeys) {
-      if (live.has(pk)) this.heldBack.set(pk, until);
-      else verified.add(pk);
+  }
+
+  /**
+   * With --beacon-url, the indexes to derive `count` keys at: from the next index on, past any
+   * whose key is a validator already. Undefined with the indexes still to ask about.
+   */
+  private derivationPlan(
+    tx: Transaction,
+    count: number,
+  ): { indexes: number[]; skipped: number[] } | { unchecked: number[] } {
+    const indexes: number[] = [];
+    const skipped: number[] = [];
+    const unchecked: number[] = [];
+    for (let i = tx.nextKeyIndex(); indexes.length + unchecked.length < count; i++) {
+      if (this.validatorIndexes.has(i)) skipped.push(i);
+      else if (this.clearIndexes.has(i)) indexes.push(i);
+      else unchecked.push(i);
     }
-    if (live.size > 0) this.deps.onHeldBack?.([...live]);
+    return unchecked.length > 0 ? { unchecked } : { indexes, skipped };
   }
 
   private async allocateIn(
@@ -375,6 +433,12 @@ export class Allocator {
     }
     // Keys are only handed out once deposited: nothing is staged, the caller deposits first.
     if (createCount > 0 && this.deps.depositor) return { records: [], needsNew: createCount };
+    let plan: { indexes: number[]; skipped: number[] } | undefined;
+    if (createCount > 0 && this.deps.keySource.indexed && this.deps.liveness) {
+      const planned = this.derivationPlan(tx, createCount);
+      if ('unchecked' in planned) return { records: [], needsIndexCheck: planned.unchecked };
+      plan = planned;
+    }
 
     const keyChanges: KeyChange[] = [];
     const handed: KeyRecord[] = [...heldRecords];
@@ -388,7 +452,14 @@ export class Allocator {
       keyChanges.push({ before: r, after });
       handed.push(after);
     }
-    const created = await newKeyRecords(tx, this.deps, createCount, 'allocated', now);
+    const created = await newKeyRecords(
+      tx,
+      this.deps,
+      createCount,
+      'allocated',
+      now,
+      plan?.indexes,
+    );
     for (const base of created.records) {
       const after = handedTo(base, pod, now, 'allocated');
       keyChanges.push({ after });
@@ -413,7 +484,20 @@ export class Allocator {
       keys: keyChanges,
       pods: podChanges,
       ...(nextKeyIndex === undefined ? {} : { nextKeyIndex }),
-      events: allocationEvents(pod, now, handed.slice(held.length), pooled),
+      events: [
+        ...allocationEvents(pod, now, handed.slice(held.length), pooled),
+        ...(plan && plan.skipped.length > 0
+          ? [
+              {
+                at: now,
+                type: 'skip' as const,
+                pod,
+                pubkeys: [],
+                detail: `derivation indexes ${plan.skipped.join(', ')} are validators already (beacon node): skipped`,
+              },
+            ]
+          : []),
+      ],
       ...this.restoreHoldEnds(),
     });
     return {
@@ -510,4 +594,13 @@ export class Allocator {
   ): Allocation {
     return handOut(this.deps, pod, records, genesisValidatorsRoot);
   }
+}
+
+function gateError(err: unknown): PkmError {
+  return err instanceof PkmError
+    ? err
+    : new PkmError('BEACON_UNAVAILABLE', 'the liveness gate could not ask the beacon node', {
+        cause: err,
+        retryAfter: 15,
+      });
 }

@@ -1,6 +1,7 @@
 // New key records, made from the key source at the transaction's next derivation index: the
 // one way the allocator and the depositor create keys.
 import type { DepositRecord } from '../deposit/deposit-data.js';
+import { PkmError } from '../errors.js';
 import type { KeySource, NewKey } from '../keys/source.js';
 import type { KeyRecord } from '../store/records.js';
 import type { Store } from '../store/store.js';
@@ -22,9 +23,17 @@ export async function newKeyRecords(
   count: number,
   state: 'allocated' | 'depositing',
   now: number,
+  /** Indexed sources: derive at these (ascending, from the next index on) instead of the next ones. */
+  at?: readonly number[],
 ): Promise<{ records: KeyRecord[]; nextKeyIndex?: number }> {
   const first = tx.nextKeyIndex();
-  const fresh = await parts.keySource.make(count, first);
+  if (at !== undefined && (at.length !== count || at.some((i) => i < first)))
+    throw new PkmError('INTERNAL', 'derivation indexes must be new, one per key');
+  const fresh =
+    at === undefined
+      ? await parts.keySource.make(count, first)
+      : (await Promise.all(at.map((i) => parts.keySource.make(1, i)))).flat();
+  const last = at === undefined ? first + count - 1 : Math.max(first - 1, ...at);
   const records = fresh.map(
     (k): KeyRecord => ({
       pubkey: k.pubkey,
@@ -37,7 +46,5 @@ export async function newKeyRecords(
       ...(parts.makeDeposit ? { deposit: parts.makeDeposit(k) } : {}),
     }),
   );
-  return parts.keySource.indexed && count > 0
-    ? { records, nextKeyIndex: first + count }
-    : { records };
+  return parts.keySource.indexed && count > 0 ? { records, nextKeyIndex: last + 1 } : { records };
 }

@@ -5,7 +5,7 @@ import { Allocator, type BeaconChain } from '../allocation/allocator.js';
 import { type Clock, type Monotonic, systemClock, systemMonotonic } from '../allocation/clock.js';
 import { stateCounts } from '../allocation/counts.js';
 import type { GroupCommitter } from '../allocation/group-commit.js';
-import type { LivenessGate } from '../beacon/liveness.js';
+import type { BeaconGate } from '../beacon/liveness.js';
 import type { ServerConfig } from '../config.js';
 import { type DepositConfig, type DepositRecord, makeDeposit } from '../deposit/deposit-data.js';
 import type { Depositor } from '../deposit/depositor.js';
@@ -35,7 +35,7 @@ export interface ServiceDeps {
   /** The beacon chain's genesis, for slashing-protection fences (default: --network's). */
   readonly beacon?: BeaconChain;
   /** The liveness gate (--beacon-url). */
-  readonly liveness?: LivenessGate;
+  readonly liveness?: BeaconGate;
   /** Send mode: shares `group` with the allocator. */
   readonly depositor?: Depositor;
   /** The one writer of the store, shared by everything that changes it. */

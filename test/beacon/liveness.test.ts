@@ -7,6 +7,8 @@ import {
 } from '../../src/beacon/liveness.js';
 import { NETWORKS } from '../../src/deposit/networks.js';
 import { PkmError } from '../../src/errors.js';
+import { MnemonicKeys } from '../../src/keys/bip39.js';
+import { mnemonicKeySource } from '../../src/keys/source.js';
 import { type AllocationBody, FakeClock, http, MINUTE, startTestServer } from '../helpers.js';
 import { closedPort, type FakeBeacon, fakeBeacon, fakePubkey } from './fake-beacon.js';
 
@@ -491,5 +493,51 @@ describe('the liveness gate in the allocator (--beacon-url)', () => {
     await http(url, 'DELETE', '/v1/pods/a/keys');
     expect((await http(url, 'POST', '/v1/pods/a/keys', { count: 1 })).status).toBe(200);
     expect(beacon.calls).toEqual([]);
+  });
+
+  it('retires a cooled key whose validator is slashed or exited, instead of handing it out', async () => {
+    const beacon = await fakeBeacon();
+    const { url, clock, store } = await startTestServer({
+      reuseDelayMs: MINUTE,
+      liveness: gateOn(beacon),
+    });
+    beacon.state.now = clock.now;
+    const old = (
+      await http<AllocationBody>(url, 'POST', '/v1/pods/old/keys', { count: 2 })
+    ).body.keys.map((k) => k.pubkey);
+    const [slashed, exited] = old;
+    if (!slashed || !exited) throw new Error('setup');
+    beacon.state.validators.set(slashed, { index: '3', status: 'active_slashed', slashed: true });
+    beacon.state.validators.set(exited, { index: '4', status: 'exited_unslashed', slashed: false });
+    await http(url, 'DELETE', '/v1/pods/old/keys');
+    clock.advance(MINUTE);
+    const next = (
+      await http<AllocationBody>(url, 'POST', '/v1/pods/new/keys', { count: 2 })
+    ).body.keys.map((k) => k.pubkey);
+    expect(next.filter((k) => old.includes(k))).toEqual([]);
+    expect(await store.getKey(slashed)).toMatchObject({ state: 'retired' });
+    expect(await store.getKey(exited)).toMatchObject({ state: 'retired' });
+  });
+
+  it('skips a derivation index whose key is a validator already, and records the index as used', async () => {
+    const beacon = await fakeBeacon();
+    const source = mnemonicKeySource(
+      new MnemonicKeys(
+        'abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about',
+      ),
+    );
+    const { url, clock, store } = await startTestServer({
+      liveness: gateOn(beacon),
+      keySource: source,
+    });
+    beacon.state.now = clock.now;
+    const taken = source.pubkeyAt?.(0);
+    if (taken === undefined) throw new Error('a mnemonic source derives public keys');
+    beacon.state.validators.set(taken, { index: '11', status: 'active_ongoing', slashed: false });
+    const res = await http<AllocationBody>(url, 'POST', '/v1/pods/a/keys', { count: 2 });
+    expect(res.body.keys.map((k) => k.path)).toEqual(['m/12381/3600/1/0/0', 'm/12381/3600/2/0/0']);
+    expect(store.nextKeyIndex()).toBe(3);
+    const events = await store.events(0, 100);
+    expect(events.find((e) => e.type === 'skip')?.detail).toMatch(/indexes 0 are validators/);
   });
 });
