@@ -78,6 +78,11 @@ export const SCHEMAS: Record<string, Schema> = {
       reclaimed: strings,
       conflicts: strings,
       unknown: strings,
+      reported: {
+        ...strings,
+        description:
+          'keys the store had no record of: recorded as this pod’s (state reported), never handed out',
+      },
     },
   },
   Interchange: {
@@ -159,6 +164,12 @@ export const SCHEMAS: Record<string, Schema> = {
         },
       },
       conflicts: { type: 'array', items: ref('RecentEvent') },
+      fences: {
+        type: 'array',
+        items: ref('RecentEvent'),
+        description: 'keys fenced lately: their holder’s stop was not confirmed',
+      },
+      reported: { type: 'array', items: ref('RecentEvent') },
       lastDeposits: { type: 'array', items: ref('RecentEvent') },
     },
   },
