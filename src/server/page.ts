@@ -71,7 +71,7 @@ export function pageHead(h: PageHead): string {
 <title>pkm · key assignments</title><style nonce="${h.nonce}">${STYLE}</style></head><body>
 <h1>Key assignments</h1>
 <p class="sub">Which pod holds which validator public keys, as of <time datetime="${new Date(h.now).toISOString()}">${new Date(h.now).toISOString()}</time>. Also as <a href="/v1/assignments">JSON</a>; every change is in the <a href="/v1/events">audit log</a>.</p>
-<ul class="totals">${tile('free', c.free, 'free')}${tile('allocated', c.allocated, 'allocated')}${tile('cooling', c.cooling, 'cooling')}${tile('retired', c.retired, 'retired')}${tile('depositing', c.depositing, 'depositing')}${tile('deposit-failed', c['deposit-failed'], 'deposit failed')}${tile('conflict', c.conflict, 'in conflict')}${tile('pods', c.pods, 'pods')}${tile('total', c.total, 'keys in all')}</ul>
+<ul class="totals">${tile('free', c.free, 'free')}${tile('allocated', c.allocated, 'allocated')}${tile('cooling', c.cooling, 'cooling')}${tile('fenced', c.fenced, 'fenced (cooling, stop not confirmed)')}${tile('retired', c.retired, 'retired')}${tile('depositing', c.depositing, 'depositing')}${tile('deposit-failed', c['deposit-failed'], 'deposit failed')}${tile('conflict', c.conflict, 'in conflict')}${tile('reported', c.reported, 'reported, unknown to the store')}${tile('pods', c.pods, 'pods')}${tile('total', c.total, 'keys in all')}</ul>
 <form method="get" action="/assignments" role="search">
 <label for="q">Filter</label><input id="q" name="q" value="${escapeHtml(h.query)}" placeholder="pod name, or pubkey prefix 0x…" autocomplete="off" spellcheck="false">
 <button type="submit">Search all pods</button></form>

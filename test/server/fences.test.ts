@@ -33,6 +33,9 @@ describe('a deleted pod’s keys, by what the deletion proves', () => {
     const res = await http(url, 'POST', HOOK, review({ userInfo: OPERATOR, grace: 0 }));
     expect(res.status).toBe(200);
     expect(await counts(url)).toMatchObject({ cooling: 2, fenced: 2 });
+    expect(await (await fetch(`${url}/assignments`)).text()).toMatch(/data-state="fenced">2</);
+    const status = await http<{ fences: Array<{ pubkeys: string[] }> }>(url, 'GET', '/v1/status');
+    expect(status.body.fences[0]?.pubkeys.sort()).toEqual(old);
     // The new v-0 (maybe beside the old one on a cut-off node) gets other keys.
     const fresh = await keysOf(url, POD);
     expect(fresh.some((k) => old.includes(k))).toBe(false);
