@@ -28,10 +28,12 @@ const TRACED = [
 const READS = new Set(['read', 'readv', 'recvfrom', 'recvmsg']);
 const WRITES = new Set(['write', 'writev', 'sendto', 'sendmsg']);
 /**
- * Calls that make a file durable. LevelDB on Linux syncs its log with fdatasync, and new
- * MANIFEST files and the folder with fsync (env_posix.cc). sync_file_range is traced but does
- * not count: it flushes no metadata and no disk cache (its man page: no durability guarantee);
- * msync names no file.
+ * Calls that make a file durable. A batch is durable once LevelDB's write-ahead log (NNNNNN.log
+ * in the data dir) is synced: on Linux with fdatasync (env_posix.cc; fsync is for new MANIFEST
+ * files and the folder, and counts too when it is the log). Syncs of other files (tables, the
+ * MANIFEST) do not make a batch durable. sync_file_range is traced but does not count: it
+ * flushes no metadata and no disk cache (its man page: no durability guarantee); msync names no
+ * file.
  */
 const FILE_SYNCS = new Set(['fsync', 'fdatasync']);
 const WHOLE_SYNCS = new Set(['sync', 'syncfs']);
@@ -212,7 +214,7 @@ function fdOf(args: string): string | undefined {
 
 /**
  * Every HTTP answer the server wrote on 127.0.0.1:`port`, in order, with its request and
- * whether a sync of a file under `dataDir` (or of everything) completed between the request's
+ * whether a sync of the store's log in `dataDir` (or of everything) completed between the request's
  * arrival and the start of the answer's first write. Requests go one at a time, so that window
  * also lies after the previous answer.
  */
@@ -227,8 +229,8 @@ export function answersInTrace(trace: string, port: number, dataDir: string): Tr
     if (FILE_SYNCS.has(call.name) || WHOLE_SYNCS.has(call.name)) {
       // A sync counts once it has returned 0: that is when the data is durable.
       if (at === 'entry' || call.ret !== 0) continue;
-      const ofStore = fd !== undefined && (fd === dataDir || fd.startsWith(`${dataDir}/`));
-      if (WHOLE_SYNCS.has(call.name) || ofStore) for (const req of open.values()) req.synced = true;
+      const ofLog = fd?.startsWith(`${dataDir}/`) === true && /\/\d+\.log$/.test(fd);
+      if (WHOLE_SYNCS.has(call.name) || ofLog) for (const req of open.values()) req.synced = true;
       continue;
     }
     if (fd === undefined || !fd.startsWith(local)) continue;

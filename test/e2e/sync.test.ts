@@ -78,14 +78,21 @@ describe('the trace check', () => {
   const check = (...lines: string[]) =>
     answersInTrace(lines.join('\n'), 8000, data).map((a) => a.synced);
 
-  it('counts a sync of the store that returned between the request and its answer', () => {
+  it("counts a sync of the store's log that returned between the request and its answer", () => {
     expect(check(request, `12  fdatasync(${log}) = 0`, answer)).toEqual([true]);
-    expect(check(request, `12  fsync(20<${data}>) = 0`, answer)).toEqual([true]);
+    expect(check(request, `12  fsync(${log}) = 0`, answer)).toEqual([true]);
+    expect(check(request, '12  sync() = 0', answer)).toEqual([true]);
   });
 
   it('does not count a sync before the request, of another file, failed, or unfinished', () => {
     expect(check(`12  fdatasync(${log}) = 0`, request, answer)).toEqual([false]);
-    expect(check(request, '12  fdatasync(5</tmp/other.log>) = 0', answer)).toEqual([false]);
+    expect(check(request, '12  fdatasync(5</tmp/other/000003.log>) = 0', answer)).toEqual([false]);
+    // The folder, a table, the MANIFEST: none of them holds the batch.
+    expect(check(request, `12  fsync(21<${data}>) = 0`, answer)).toEqual([false]);
+    expect(check(request, `12  fdatasync(22<${data}/000005.ldb>) = 0`, answer)).toEqual([false]);
+    expect(check(request, `12  fdatasync(23<${data}/MANIFEST-000002>) = 0`, answer)).toEqual([
+      false,
+    ]);
     expect(check(request, `12  fdatasync(${log}) = -1 EIO (Input/output error)`, answer)).toEqual([
       false,
     ]);
