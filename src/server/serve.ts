@@ -82,7 +82,20 @@ async function keySourceFor(config: ServerConfig): Promise<KeySource> {
   return mnemonicKeySource(new MnemonicKeys(mnemonic, passphrase));
 }
 
-export async function startServer(config: ServerConfig, log: Logger): Promise<RunningServer> {
+/** For benchmarks only (bench/unsynced-server.ts): `pkm server` never passes these. */
+export interface BenchmarkOnlyOptions {
+  /**
+   * Commits without syncing (StoreOptions.sync false), to measure what syncing costs. A power
+   * loss may then undo acknowledged changes, against DESIGN.md ("Key lifecycle").
+   */
+  readonly unsyncedStore?: boolean;
+}
+
+export async function startServer(
+  config: ServerConfig,
+  log: Logger,
+  benchmarkOnly: BenchmarkOnlyOptions = {},
+): Promise<RunningServer> {
   // Every flag and file is checked before the store is opened (or made): bad input changes nothing.
   const keySource = await keySourceFor(config);
   const liveness = await livenessGate(config, log);
@@ -96,7 +109,12 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
         'made a new KEK next to the data: keep a copy elsewhere, or pass --kek-file',
       ),
     ),
+    ...(benchmarkOnly.unsyncedStore ? { sync: false } : {}),
   });
+  if (benchmarkOnly.unsyncedStore)
+    log.warn(
+      'store commits are not synced (a benchmark): a power loss may undo acknowledged changes',
+    );
   let draining = false;
   let restoredAt: string | undefined;
   const group = new GroupCommitter(store);

@@ -6,7 +6,7 @@
 // "sha256"}, then one [key, value] per line. The hash covers those lines, so a truncated or
 // altered file is refused before anything is written.
 import { createHash } from 'node:crypto';
-import { readdir, readFile, rename, rm } from 'node:fs/promises';
+import { open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { Level } from 'level';
 import { PkmError } from '../errors.js';
@@ -14,6 +14,7 @@ import { writePrivateFile } from '../files.js';
 import { MetaKey } from './buckets.js';
 import { checkStore } from './check.js';
 import { Store } from './store.js';
+import { SYNCED } from './sync.js';
 
 const FORMAT = 'pkm-backup';
 const VERSION = 1;
@@ -145,6 +146,7 @@ export async function restoreStore(
     for (let i = 0; i < entries.length; i += 5_000)
       await db.batch(
         entries.slice(i, i + 5_000).map(([key, value]) => ({ type: 'put' as const, key, value })),
+        SYNCED,
       );
   } finally {
     await db.close();
@@ -167,6 +169,13 @@ export async function restoreStore(
   }
   await rm(dataDir, { recursive: true, force: true }); // empty, or not there
   await rename(staging, dataDir);
+  // The rename is durable once the parent folder is synced: only then is "restored" true.
+  const parent = await open(dirname(dataDir), 'r');
+  try {
+    await parent.sync();
+  } finally {
+    await parent.close();
+  }
   return {
     entries: entries.length,
     schemaVersion: header.schemaVersion,

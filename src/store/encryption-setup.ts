@@ -1,8 +1,9 @@
 // Opening a store's secrets: unwrap (or, for a store without one, make) the data key. During an
 // unfinished KEK rotation (kek-rotation.ts) the new KEK opens both data keys; the old one alone
 // cannot open the records already moved, so the store is refused until the rotation finishes.
+import type { Level } from 'level';
 import { PkmError } from '../errors.js';
-import { MetaKey } from './buckets.js';
+import { Bucket, MetaKey } from './buckets.js';
 import {
   KeyRing,
   kekId,
@@ -13,13 +14,9 @@ import {
   wrapDataKey,
 } from './encryption.js';
 import type { KeyChange, Store } from './store.js';
+import { SYNCED } from './sync.js';
 
 export { lockedCodec };
-
-interface MetaBucket {
-  get(key: string): Promise<string | undefined>;
-  put(key: string, value: string): Promise<void>;
-}
 
 /** The new data key, and the old one, both wrapped by the new KEK. */
 export interface NextDataKey {
@@ -65,15 +62,18 @@ export async function readRotation(
  * `extraKeks` are more KEKs that may be tried (the new one, when resuming a rotation).
  */
 export async function openSecrets(
-  meta: MetaBucket,
+  db: Level<string, string>,
   loadKek: (hasDataKey: boolean) => Promise<Buffer>,
   extraKeks: readonly Buffer[] = [],
 ): Promise<KeyRing> {
+  const meta = db.sublevel<string, string>(Bucket.meta, { valueEncoding: 'utf8' });
   const stored = await meta.get(MetaKey.dataKey);
   const kek = await loadKek(stored !== undefined);
   if (stored === undefined) {
     const dek = newDataKey();
-    await meta.put(MetaKey.dataKey, JSON.stringify(wrapDataKey(dek, kek)));
+    // Synced: records sealed with this data key are durable only if the key itself is.
+    const value = JSON.stringify(wrapDataKey(dek, kek));
+    await db.batch([{ type: 'put', sublevel: meta, key: MetaKey.dataKey, value }], SYNCED);
     return new KeyRing(kekId(kek), dek);
   }
   const wrapped = parseJson<WrappedKey>(stored, 'data key');

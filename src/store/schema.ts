@@ -3,10 +3,11 @@ import type { Level } from 'level';
 import { PkmError } from '../errors.js';
 import { Bucket, MetaKey, SCHEMA_VERSION } from './buckets.js';
 import { type Counts, countsCodec, ZERO_COUNTS } from './records.js';
+import { SYNCED } from './sync.js';
 
 /**
  * Migrations from version v to v+1, by v. Each writes its changes and the new version in one
- * batch, so a crash leaves the store at either version, never between.
+ * synced batch, so a crash (or a power loss) leaves the store at either version, never between.
  */
 const MIGRATIONS: Record<number, (db: Level<string, string>) => Promise<void>> = {
   // 2: deposits. Key records may carry deposit data and two new states; the counters gain them.
@@ -14,19 +15,26 @@ const MIGRATIONS: Record<number, (db: Level<string, string>) => Promise<void>> =
     const meta = db.sublevel<string, string>(Bucket.meta, { valueEncoding: 'utf8' });
     const old = JSON.parse((await meta.get(MetaKey.counts)) ?? '{}') as Record<string, number>;
     const counts = countsCodec.encode({ ...ZERO_COUNTS, ...old });
-    await meta.batch([
-      { type: 'put', key: MetaKey.counts, value: counts },
-      { type: 'put', key: MetaKey.schemaVersion, value: '2' },
-    ]);
+    await db.batch(
+      [
+        { type: 'put', sublevel: meta, key: MetaKey.counts, value: counts },
+        { type: 'put', sublevel: meta, key: MetaKey.schemaVersion, value: '2' },
+      ],
+      SYNCED,
+    );
   },
   // 3: the conflict state (heartbeats); the counters gain it.
   2: async (db) => {
     const meta = db.sublevel<string, string>(Bucket.meta, { valueEncoding: 'utf8' });
     const old = JSON.parse((await meta.get(MetaKey.counts)) ?? '{}') as Record<string, number>;
-    await meta.batch([
-      { type: 'put', key: MetaKey.counts, value: countsCodec.encode({ ...ZERO_COUNTS, ...old }) },
-      { type: 'put', key: MetaKey.schemaVersion, value: '3' },
-    ]);
+    const counts = countsCodec.encode({ ...ZERO_COUNTS, ...old });
+    await db.batch(
+      [
+        { type: 'put', sublevel: meta, key: MetaKey.counts, value: counts },
+        { type: 'put', sublevel: meta, key: MetaKey.schemaVersion, value: '3' },
+      ],
+      SYNCED,
+    );
   },
   // 4: fences and reported keys (issue 11). The counters gain `reported` and `fenced`; cooling
   // keys of older stores carry no `stop`, which reads as unconfirmed (never reclaimed at once).
@@ -52,10 +60,14 @@ export async function openSchema(db: Level<string, string>): Promise<Counts> {
         'the data dir holds data but no schema version: is it a pkm store?',
       );
     }
-    await meta.batch([
-      { type: 'put', key: MetaKey.schemaVersion, value: String(SCHEMA_VERSION) },
-      { type: 'put', key: MetaKey.counts, value: countsCodec.encode(ZERO_COUNTS) },
-    ]);
+    const counts = countsCodec.encode(ZERO_COUNTS);
+    await db.batch(
+      [
+        { type: 'put', sublevel: meta, key: MetaKey.schemaVersion, value: String(SCHEMA_VERSION) },
+        { type: 'put', sublevel: meta, key: MetaKey.counts, value: counts },
+      ],
+      SYNCED,
+    );
     text = String(SCHEMA_VERSION);
   }
   let version = Number(text);

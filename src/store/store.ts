@@ -27,6 +27,7 @@ import {
 } from './records.js';
 import { openSchema } from './schema.js';
 import type { SecretCodec } from './secret-codec.js';
+import { SYNCED } from './sync.js';
 
 export interface KeyChange {
   readonly before?: KeyRecord;
@@ -78,6 +79,13 @@ export interface StoreOptions {
   readonly kek?: (hasDataKey: boolean) => Promise<Buffer>;
   /** More KEKs to try: the new one, to resume an unfinished rotation (kek-rotation.ts). */
   readonly extraKeks?: readonly Buffer[];
+  /**
+   * For benchmarks only (bench/allocate.ts measures the unsynced baseline with it). Default
+   * true: commit() writes each batch with `sync: true`, so a change is durable before it is
+   * acknowledged (DESIGN.md, "Store" and "Key lifecycle"). false lets a power loss undo
+   * acknowledged changes: `pkm server` and every other command never pass it.
+   */
+  readonly sync?: boolean;
 }
 
 export class Store {
@@ -101,6 +109,8 @@ export class Store {
   private readonly podNames: Set<string>;
   /** Bumped by every commit, so a read that raced a commit is not cached. */
   private commits = 0;
+  /** commit()'s batch options: synced unless a benchmark said otherwise (StoreOptions.sync). */
+  private readonly commitOptions: { readonly sync: boolean };
 
   private constructor(
     private readonly db: Level<string, string>,
@@ -108,7 +118,9 @@ export class Store {
     secrets: SecretCodec,
     podNames: Set<string>,
     nextIndex: number,
+    sync: boolean,
   ) {
+    this.commitOptions = { sync };
     const sub = (name: string): Sub => openBucket(db, name);
     this.keysB = sub(Bucket.keys);
     this.podsB = sub(Bucket.pods);
@@ -151,10 +163,8 @@ export class Store {
       const next = Number((await openBucket(db, Bucket.meta).get(MetaKey.nextKeyIndex)) ?? '0');
       if (!Number.isSafeInteger(next) || next < 0)
         throw new PkmError('STORE_CORRUPT', 'the next key index is not a number');
-      const secrets = opts.kek
-        ? await openSecrets(openBucket(db, Bucket.meta), opts.kek, opts.extraKeks)
-        : lockedCodec;
-      const store = new Store(db, counts, secrets, podNames, next);
+      const secrets = opts.kek ? await openSecrets(db, opts.kek, opts.extraKeks) : lockedCodec;
+      const store = new Store(db, counts, secrets, podNames, next, opts.sync ?? true);
       const [last] = await store.eventsB.keys({ reverse: true, limit: 1 }).all();
       store.nextSeq = last === undefined ? 0 : Number(last) + 1;
       return store;
@@ -196,7 +206,18 @@ export class Store {
         'this store was created with a different mnemonic (or passphrase): pass the one it was created with',
       );
     }
-    if (fingerprint !== undefined) await this.metaB.put(MetaKey.mnemonicFingerprint, fingerprint);
+    if (fingerprint !== undefined)
+      await this.db.batch(
+        [
+          {
+            type: 'put',
+            sublevel: this.metaB,
+            key: MetaKey.mnemonicFingerprint,
+            value: fingerprint,
+          },
+        ],
+        SYNCED,
+      );
   }
 
   /** Counters by stored state (a `cooling` key stays counted as cooling until it moves). */
@@ -388,7 +409,8 @@ export class Store {
     // Bumped on both sides of the write: a read overlapping any part of it is not cached.
     this.commits++;
     try {
-      await this.db.batch(ops);
+      // Synced: the callers acknowledge the change once this resolves (DESIGN.md, "Store").
+      await this.db.batch(ops, this.commitOptions);
     } finally {
       this.commits++;
     }
