@@ -11,42 +11,27 @@ import { SYNCED } from './sync.js';
  */
 const MIGRATIONS: Record<number, (db: Level<string, string>) => Promise<void>> = {
   // 2: deposits. Key records may carry deposit data and two new states; the counters gain them.
-  1: async (db) => {
-    const meta = db.sublevel<string, string>(Bucket.meta, { valueEncoding: 'utf8' });
-    const old = JSON.parse((await meta.get(MetaKey.counts)) ?? '{}') as Record<string, number>;
-    const counts = countsCodec.encode({ ...ZERO_COUNTS, ...old });
-    await db.batch(
-      [
-        { type: 'put', sublevel: meta, key: MetaKey.counts, value: counts },
-        { type: 'put', sublevel: meta, key: MetaKey.schemaVersion, value: '2' },
-      ],
-      SYNCED,
-    );
-  },
+  1: (db) => newCounters(db, 2),
   // 3: the conflict state (heartbeats); the counters gain it.
-  2: async (db) => {
-    const meta = db.sublevel<string, string>(Bucket.meta, { valueEncoding: 'utf8' });
-    const old = JSON.parse((await meta.get(MetaKey.counts)) ?? '{}') as Record<string, number>;
-    const counts = countsCodec.encode({ ...ZERO_COUNTS, ...old });
-    await db.batch(
-      [
-        { type: 'put', sublevel: meta, key: MetaKey.counts, value: counts },
-        { type: 'put', sublevel: meta, key: MetaKey.schemaVersion, value: '3' },
-      ],
-      SYNCED,
-    );
-  },
-  // 4: fences and reported keys (issue 11). The counters gain `reported` and `fenced`; cooling
-  // keys of older stores carry no `stop`, which reads as unconfirmed (never reclaimed at once).
-  3: async (db) => {
-    const meta = db.sublevel<string, string>(Bucket.meta, { valueEncoding: 'utf8' });
-    const old = JSON.parse((await meta.get(MetaKey.counts)) ?? '{}') as Record<string, number>;
-    await meta.batch([
-      { type: 'put', key: MetaKey.counts, value: countsCodec.encode({ ...ZERO_COUNTS, ...old }) },
-      { type: 'put', key: MetaKey.schemaVersion, value: '4' },
-    ]);
-  },
+  2: (db) => newCounters(db, 3),
+  // 4: fences and reported keys. The counters gain `reported` and `fenced`; cooling keys of
+  // older stores carry no `stop`, which reads as unconfirmed (never reclaimed at once).
+  3: (db) => newCounters(db, 4),
 };
+
+/** The counters gain the states a version added (at zero), with the new version, in one batch. */
+async function newCounters(db: Level<string, string>, version: number): Promise<void> {
+  const meta = db.sublevel<string, string>(Bucket.meta, { valueEncoding: 'utf8' });
+  const old = JSON.parse((await meta.get(MetaKey.counts)) ?? '{}') as Record<string, number>;
+  const counts = countsCodec.encode({ ...ZERO_COUNTS, ...old });
+  await db.batch(
+    [
+      { type: 'put', sublevel: meta, key: MetaKey.counts, value: counts },
+      { type: 'put', sublevel: meta, key: MetaKey.schemaVersion, value: String(version) },
+    ],
+    SYNCED,
+  );
+}
 
 /** Checks (or writes, for a new store) the schema version; returns the stored counters. */
 export async function openSchema(db: Level<string, string>): Promise<Counts> {
