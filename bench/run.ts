@@ -1,6 +1,7 @@
 // `npm run bench`: every benchmark, one JSON figure per line on stdout.
 // Names on the command line pick benchmarks: `npm run bench -- allocate`.
 import { benchAllocate, benchAssignmentsPage } from './allocate.js';
+import { benchAllocator } from './allocator.js';
 import { benchAuthOverhead } from './auth.js';
 import { benchKeystores } from './keystores.js';
 import { benchNewKeys } from './new-keys.js';
@@ -8,6 +9,7 @@ import { benchPageInBrowser } from './page-browser.js';
 
 const BENCHES: Record<string, () => Promise<void>> = {
   allocate: benchAllocate,
+  allocator: benchAllocator,
   auth: benchAuthOverhead,
   assignments: benchAssignmentsPage,
   keystores: benchKeystores,
