@@ -5,6 +5,7 @@
 // conflict's pods) leave with that state.
 import {
   type CoolingStop,
+  type DepositTx,
   type KeyEvent,
   type KeyRecord,
   type PodRecord,
@@ -131,6 +132,32 @@ export function reportedBy(
     createdAt: now,
     ...(derived ?? {}),
     history: [{ at: now, event: 'reported', pod }],
+  };
+}
+
+/** depositing: the signed deposit transaction is stored before it is broadcast. */
+export function depositSigned(r: KeyRecord, tx: DepositTx, now: number): KeyRecord {
+  return { ...r, tx, history: event(r, { at: now, event: 'deposit-sent' }) };
+}
+
+/** depositing -> free: the deposit was mined; its transaction stays on the record. */
+export function deposited(r: KeyRecord, now: number): KeyRecord {
+  return {
+    ...bare(r),
+    state: 'free',
+    since: now,
+    history: event(r, { at: now, event: 'deposited' }),
+  };
+}
+
+/** depositing -> deposit-failed: kept, for an operator to retry or retire. */
+export function depositFailed(r: KeyRecord, reason: string, now: number): KeyRecord {
+  return {
+    ...bare(r),
+    state: 'deposit-failed',
+    since: now,
+    depositError: reason,
+    history: event(r, { at: now, event: 'deposit-failed' }),
   };
 }
 

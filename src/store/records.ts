@@ -58,7 +58,7 @@ export const Protection = z
 export type Protection = z.infer<typeof Protection>;
 
 /** A signed deposit transaction: its hash is known before it is sent (and it can be sent again). */
-const DepositTx = z
+export const DepositTx = z
   .object({
     hash: z.string().regex(/^0x[0-9a-f]{64}$/),
     nonce: z.number().int().nonnegative(),
