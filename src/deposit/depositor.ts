@@ -96,12 +96,18 @@ export class Depositor {
     // Past every stored transaction, sent or not: a stored one is broadcast again, never
     // replaced, so its nonce is never handed out a second time.
     this.nextNonce = Math.max(await this.deps.chain.pendingNonce(), highest + 1);
-    await this.reconcile();
-    this.timer = setInterval(() => {
+    this.balance = await this.deps.chain.balance().catch(() => undefined);
+    // What a previous run left open is finished in the background, not before the server
+    // listens: after a crash mid-burst behind a slow RPC that could take minutes. Requests
+    // meanwhile are safe: they send only keys they made, and every signature goes through
+    // `signIn`.
+    const tick = () => {
       this.reconcile().catch((err: unknown) =>
         this.deps.log.warn({ err }, 'deposit reconcile failed'),
       );
-    }, reconcileMs);
+    };
+    tick();
+    this.timer = setInterval(tick, reconcileMs);
     this.timer.unref();
   }
 
