@@ -2,11 +2,22 @@
 //   1. the keys are stored in state `depositing` (with their deposit data) before any send;
 //   2. each deposit transaction is signed locally and stored (hash, nonce, raw) before it is
 //      broadcast, so a restart checks its receipt or broadcasts the very same transaction again:
-//      never a second deposit for one key;
+//      never a second deposit for one key. The signing happens in one place only, `signIn`,
+//      which runs inside the group committer (nothing else writes meanwhile), re-reads the key
+//      there and signs only a key that is still `depositing` and holds no transaction; the
+//      transaction is staged in the same step. So a key is signed at most once, however the
+//      sender, the reconciler, a waiting request and a restart interleave; afterwards only its
+//      one stored raw transaction is ever broadcast again;
 //   3. a mined deposit makes its key free (into the pool); a reverted one leaves it
 //      `deposit-failed`, kept for an operator.
 // No step holds the allocation lock while it waits for the chain: steps 1 to 3 each commit
 // through the group committer, and the waiting happens between them.
+// Nonces: one sender at a time (`sending`) takes the next nonce inside `signIn`, and the counter
+// moves on only once the signed transaction is stored. A transaction whose batch failed is
+// dropped unsent and its nonce is used again; one the node refused leaves its key
+// `deposit-failed` and its nonce to the next deposit; one stored but not (or not surely) sent
+// keeps its nonce, and the reconciler broadcasts stored transactions again in nonce order, so
+// the gap closes as soon as the RPC answers.
 import pLimit from 'p-limit';
 import type { Clock } from '../allocation/clock.js';
 import type { GroupCommitter } from '../allocation/group-commit.js';
@@ -15,7 +26,7 @@ import type { Transaction } from '../allocation/transaction.js';
 import { PkmError } from '../errors.js';
 import type { KeySource, NewKey } from '../keys/source.js';
 import type { Logger } from '../log.js';
-import type { KeyEvent, KeyRecord } from '../store/records.js';
+import type { DepositTx, KeyEvent, KeyRecord } from '../store/records.js';
 import { withEvent } from '../store/records.js';
 import type { Store } from '../store/store.js';
 import { classifyError, type DepositChain, type Fees } from './chain.js';
@@ -49,6 +60,13 @@ export class Depositor {
   private readonly pending = new Set<string>();
   /** One sender at a time, so that nonces are handed out in order without gaps. */
   private readonly sending = pLimit(1);
+  /**
+   * Keys one worker (a `provide`, or the reconciler on one key) owns: nobody else sends,
+   * broadcasts again or checks them meanwhile, so two senders never work on one key at once.
+   */
+  private readonly claimed = new Set<string>();
+  /** The reconcile running now: a timer tick during a slow one joins it instead of racing it. */
+  private reconciling: Promise<void> | undefined;
   private nextNonce = 0;
   private readonly recent: number[] = [];
   private timer: NodeJS.Timeout | undefined;
@@ -75,13 +93,21 @@ export class Depositor {
       this.pending.add(r.pubkey);
       if (r.tx) highest = Math.max(highest, r.tx.nonce);
     }
+    // Past every stored transaction, sent or not: a stored one is broadcast again, never
+    // replaced, so its nonce is never handed out a second time.
     this.nextNonce = Math.max(await this.deps.chain.pendingNonce(), highest + 1);
-    await this.reconcile();
-    this.timer = setInterval(() => {
+    this.balance = await this.deps.chain.balance().catch(() => undefined);
+    // What a previous run left open is finished in the background, not before the server
+    // listens: after a crash mid-burst behind a slow RPC that could take minutes. Requests
+    // meanwhile are safe: they send only keys they made, and every signature goes through
+    // `signIn`.
+    const tick = () => {
       this.reconcile().catch((err: unknown) =>
         this.deps.log.warn({ err }, 'deposit reconcile failed'),
       );
-    }, reconcileMs);
+    };
+    tick();
+    this.timer = setInterval(tick, reconcileMs);
     this.timer.unref();
   }
 
@@ -94,13 +120,18 @@ export class Depositor {
   async provide(count: number): Promise<void> {
     this.checkRate(count);
     const created = await this.deps.group.run((tx) => this.createIn(tx, count));
-    for (const r of created) this.pending.add(r.pubkey);
-    // Send in order (nonces), then wait for every receipt outside the sender.
-    const sent = await this.sending(async () => {
-      const out: KeyRecord[] = [];
-      for (const r of created) out.push(await this.send(r));
-      return out;
-    });
+    const mine = created.map((r) => r.pubkey);
+    // Claimed before the reconciler can see them: it leaves them to this request until sent.
+    for (const pk of mine) this.claimed.add(pk);
+    for (const pk of mine) this.pending.add(pk);
+    let sent: KeyRecord[];
+    try {
+      // Send in order (nonces), then wait for every receipt outside the sender.
+      sent = [];
+      for (const pk of mine) sent.push(await this.sending(() => this.send(pk)));
+    } finally {
+      for (const pk of mine) this.claimed.delete(pk);
+    }
     const results = await Promise.allSettled(
       sent.map((r) => this.settle(r, this.deps.config.receiptTimeoutMs)),
     );
@@ -109,30 +140,65 @@ export class Depositor {
   }
 
   /** Checks open deposits: receipts, sends that never happened, the funder's balance. */
-  async reconcile(): Promise<void> {
+  reconcile(): Promise<void> {
+    this.reconciling ??= this.reconcileOnce().finally(() => {
+      this.reconciling = undefined;
+    });
+    return this.reconciling;
+  }
+
+  private async reconcileOnce(): Promise<void> {
     this.balance = await this.deps.chain.balance().catch(() => this.balance);
     const records = await this.deps.store.getKeys([...this.pending]);
     const open = records
       .filter((r) => r.state === 'depositing')
       .sort((a, b) => (a.tx?.nonce ?? Infinity) - (b.tx?.nonce ?? Infinity));
-    for (const r of open) {
-      if (!r.tx) {
-        await this.sending(() => this.send(r)).catch((err: unknown) =>
-          this.deps.log.warn({ err, pubkey: r.pubkey }, 'deposit not sent'),
-        );
-        continue;
+    for (const { pubkey } of open) {
+      if (this.claimed.has(pubkey)) continue; // a sender works on it now
+      this.claimed.add(pubkey);
+      try {
+        await this.reconcileKey(pubkey);
+      } catch (err) {
+        this.deps.log.warn({ err, pubkey }, 'deposit not reconciled; tried again later');
+      } finally {
+        this.claimed.delete(pubkey);
       }
-      const status = await this.deps.chain.settled(r.tx.hash);
-      if (status !== undefined) {
-        await this.finish(r, status);
-      } else if (!(await this.deps.chain.known(r.tx.hash))) {
-        // The node never saw it (the RPC was down, or the server died before the send): the
-        // same signed transaction again, so at most one deposit exists for this key.
-        await this.deps.chain.broadcast(r.tx.raw).catch((err: unknown) => {
-          if (!['known', 'nonce'].includes(classifyError(err))) throw err;
-        });
-        this.deps.log.info({ pubkey: r.pubkey, tx: r.tx.hash }, 'deposit broadcast again');
+    }
+  }
+
+  /** One open deposit, read afresh (the list above may be old by now). */
+  private async reconcileKey(pubkey: string): Promise<void> {
+    const r = await this.deps.store.getKey(pubkey);
+    if (r?.state !== 'depositing') {
+      this.pending.delete(pubkey);
+      return;
+    }
+    if (!r.tx) {
+      await this.sending(() => this.send(pubkey));
+      return;
+    }
+    const status = await this.deps.chain.settled(r.tx.hash);
+    if (status !== undefined) {
+      await this.finish(r, status);
+      return;
+    }
+    if (await this.deps.chain.known(r.tx.hash)) return; // pending: mined later
+    // The node never saw it (the RPC was down, or the server died before the send): the same
+    // signed transaction again, so at most one deposit exists for this key.
+    try {
+      await this.deps.chain.broadcast(r.tx.raw);
+      this.deps.log.info({ pubkey, tx: r.tx.hash }, 'deposit broadcast again');
+    } catch (err) {
+      const kind = classifyError(err);
+      if (kind === 'known') return;
+      if (kind === 'nonce' && !(await this.deps.chain.known(r.tx.hash))) {
+        // Its nonce went to another transaction of the funder (not this one: the node does
+        // not know it), so it can never be mined. Kept for an operator, never signed again.
+        await this.fail(r, `nonce ${r.tx.nonce} was taken by another transaction of the funder`);
+        this.emit('failed');
+        return;
       }
+      throw err;
     }
   }
 
@@ -179,9 +245,17 @@ export class Depositor {
     return records;
   }
 
-  /** Signs, stores the signed transaction, then broadcasts it. Runs inside `sending`. */
-  private async send(r: KeyRecord): Promise<KeyRecord> {
+  /**
+   * Deposits one key unless it has a transaction already: checks the call, signs and stores the
+   * transaction (`signIn`), then broadcasts it. Runs inside `sending`, with the key claimed.
+   */
+  private async send(pubkey: string): Promise<KeyRecord> {
     const { chain } = this.deps;
+    const r = await this.deps.store.getKey(pubkey);
+    if (!r) throw new PkmError('STORE_CORRUPT', `key ${pubkey} has no record`);
+    // Deposited, failed, or signed already: nothing to sign (a stored transaction is only ever
+    // broadcast again, by the reconciler).
+    if (r.state !== 'depositing' || r.tx) return r;
     const deposit = r.deposit;
     if (!deposit)
       throw new PkmError('STORE_CORRUPT', `key ${r.pubkey} is depositing without deposit data`);
@@ -200,32 +274,77 @@ export class Depositor {
         retryAfter: 60,
       });
     }
-    const nonce = this.nextNonce;
-    let signed: { hash: string; raw: string };
+    // If the batch fails, this throws: the transaction was not stored, so it is never sent, its
+    // nonce is still free and the key still unsigned (the reconciler tries again).
+    const signed = await this.deps.group.run((tx) => this.signIn(tx, pubkey, fees));
+    if (signed.signError !== undefined) throw await this.sendError(r, signed.signError);
+    const sent = signed.tx;
+    if (!sent) return signed.record;
+    this.nextNonce = sent.nonce + 1;
     try {
-      signed = await chain.sign(deposit, nonce, fees);
-    } catch (err) {
-      throw await this.sendError(r, err);
-    }
-    this.nextNonce = nonce + 1;
-    const now = this.deps.clock();
-    const withTx = await this.update(r.pubkey, (cur) => ({
-      ...cur,
-      tx: { hash: signed.hash, nonce, raw: signed.raw, sentAt: now },
-      history: withEvent(cur.history, { at: now, event: 'deposit-sent' }),
-    }));
-    try {
-      await chain.broadcast(signed.raw);
+      await chain.broadcast(sent.raw);
     } catch (err) {
       const kind = classifyError(err);
-      if (kind !== 'known') {
-        if (kind !== 'unreachable') this.nextNonce = nonce; // not taken: the next deposit reuses it
-        throw await this.sendError(withTx, err);
+      if (kind === 'known') {
+        // the node has it already: sent
+      } else if (kind === 'unreachable') {
+        // Maybe sent, maybe not: it keeps its nonce and the reconciler broadcasts it again.
+        throw await this.sendError(signed.record, err);
+      } else if (kind === 'nonce') {
+        // Another transaction of the funder took this nonce: this one can never be mined.
+        // Count on from the node's view instead of failing every later deposit the same way.
+        this.nextNonce = Math.max(
+          this.nextNonce,
+          await chain.pendingNonce().catch(() => this.nextNonce),
+        );
+        throw await this.sendError(signed.record, err);
+      } else {
+        // Refused by the node, so not in its pool: the next deposit takes the nonce (no gap).
+        this.nextNonce = sent.nonce;
+        throw await this.sendError(signed.record, err);
       }
     }
     this.emit('sent');
-    this.deps.log.info({ pubkey: r.pubkey, tx: signed.hash, nonce }, 'deposit sent');
-    return withTx;
+    this.deps.log.info({ pubkey, tx: sent.hash, nonce: sent.nonce }, 'deposit sent');
+    return signed.record;
+  }
+
+  /**
+   * The one place a deposit transaction is signed, inside the group committer: the key is read
+   * again there, and signed only while it is `depositing` with no transaction stored; the
+   * signed transaction is staged in the same step, so it is durable before anyone may send it.
+   * Anything else returns the record as it is, unsigned.
+   */
+  private async signIn(
+    tx: Transaction,
+    pubkey: string,
+    fees: Fees,
+  ): Promise<{ record: KeyRecord; tx?: DepositTx; signError?: unknown }> {
+    const [cur] = await tx.getKeys([pubkey]);
+    if (!cur) throw new PkmError('STORE_CORRUPT', `key ${pubkey} has no record`);
+    if (cur.state !== 'depositing' || cur.tx || !cur.deposit) return { record: cur };
+    const nonce = this.nextNonce;
+    let hash: string;
+    let raw: string;
+    try {
+      ({ hash, raw } = await this.deps.chain.sign(cur.deposit, nonce, fees));
+    } catch (err) {
+      // Staged nothing: the caller fails the key outside the group.
+      return { record: cur, signError: err };
+    }
+    const now = this.deps.clock();
+    const stored: DepositTx = { hash, nonce, raw, sentAt: now };
+    const after: KeyRecord = {
+      ...cur,
+      tx: stored,
+      history: withEvent(cur.history, { at: now, event: 'deposit-sent' }),
+    };
+    tx.stage({
+      keys: [{ before: cur, after }],
+      pods: [],
+      events: [{ at: now, type: 'deposit', pubkeys: [pubkey], detail: `deposit sent: ${hash}` }],
+    });
+    return { record: after, tx: stored };
   }
 
   /** A send that failed: unreachable RPCs are retried later; anything else fails the key. */
@@ -299,7 +418,7 @@ export class Depositor {
       return;
     }
     const now = this.deps.clock();
-    await this.update(r.pubkey, (cur) => {
+    const moved = await this.update(r, (cur) => {
       const { depositError: _e, ...rest } = cur;
       return {
         ...rest,
@@ -308,7 +427,8 @@ export class Depositor {
         history: withEvent(cur.history, { at: now, event: 'deposited' }),
       };
     });
-    this.pending.delete(r.pubkey);
+    // A receipt seen twice (a waiting request and the reconciler) counts once.
+    if (!moved) return;
     this.emit('deposited');
     this.deps.log.info({ pubkey: r.pubkey, tx: r.tx?.hash }, 'deposit mined: key is free');
   }
@@ -316,14 +436,14 @@ export class Depositor {
   private async fail(r: KeyRecord, reason: string): Promise<void> {
     const now = this.deps.clock();
     const event: KeyEvent = { at: now, event: 'deposit-failed' };
-    await this.update(r.pubkey, (cur) => ({
+    const moved = await this.update(r, (cur) => ({
       ...cur,
       state: 'deposit-failed',
       since: now,
       depositError: reason,
       history: withEvent(cur.history, event),
     }));
-    this.pending.delete(r.pubkey);
+    if (!moved) return;
     this.deps.log.error(
       { pubkey: r.pubkey, reason },
       'deposit failed: the key is kept as deposit-failed',
@@ -331,27 +451,35 @@ export class Depositor {
   }
 
   /**
-   * Changes one key through the group committer, from its current record, and only while it is
-   * still `depositing`: a receipt seen twice (a waiting request and the reconciler) moves it once.
+   * Moves a key out of `depositing` (mined, or failed) through the group committer, from its
+   * current record, and only if that record still holds the transaction `seen` held (none, for
+   * a failure before signing): a decision is applied only to the deposit it was made about, and
+   * a receipt seen twice moves the key once. The change may not touch the stored transaction:
+   * only `signIn` writes one, where there was none. Undefined when nothing changed.
    */
-  private update(pubkey: string, change: (cur: KeyRecord) => KeyRecord): Promise<KeyRecord> {
-    return this.deps.group.run(async (tx) => {
+  private async update(
+    seen: KeyRecord,
+    change: (cur: KeyRecord) => KeyRecord,
+  ): Promise<KeyRecord | undefined> {
+    const { pubkey } = seen;
+    const result = await this.deps.group.run(async (tx) => {
       const [cur] = await tx.getKeys([pubkey]);
       if (!cur) throw new PkmError('STORE_CORRUPT', `key ${pubkey} has no record`);
-      if (cur.state !== 'depositing') return cur;
+      if (cur.state !== 'depositing' || cur.tx?.hash !== seen.tx?.hash)
+        return { cur, after: undefined };
       const after = change(cur);
+      if (after.tx !== cur.tx)
+        throw new PkmError('INTERNAL', `a stored deposit transaction is never replaced: ${pubkey}`);
       const detail =
-        after.state === 'free'
-          ? 'deposit mined'
-          : after.state === 'deposit-failed'
-            ? `deposit failed: ${after.depositError ?? ''}`
-            : `deposit sent: ${after.tx?.hash ?? ''}`;
+        after.state === 'free' ? 'deposit mined' : `deposit failed: ${after.depositError ?? ''}`;
       tx.stage({
         keys: [{ before: cur, after }],
         pods: [],
         events: [{ at: this.deps.clock(), type: 'deposit', pubkeys: [pubkey], detail }],
       });
-      return after;
+      return { cur, after };
     });
+    if ((result.after ?? result.cur).state !== 'depositing') this.pending.delete(pubkey);
+    return result.after;
   }
 }

@@ -1,12 +1,19 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Interface, parseEther, Wallet } from 'ethers';
+import { Interface, keccak256, parseEther, Transaction, Wallet } from 'ethers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEPOSIT_ABI } from '../../src/deposit/chain.js';
 import { ExitCode } from '../../src/errors.js';
 import { type Chain, deploy, FUNDER_KEY, rpc, startChain } from '../chain/node.js';
 import { type RpcProxy, startProxy } from '../chain/proxy.js';
-import { type AllocationBody, type AssignmentsBody, http, tempDir, until } from '../helpers.js';
+import {
+  type AllocationBody,
+  type AssignmentsBody,
+  http,
+  onCleanup,
+  tempDir,
+  until,
+} from '../helpers.js';
 import { runPkm, startServerProcess } from './spawn.js';
 
 const ADDRESS = '0xf93ee4cf8c6c40b329b0c0626f28333c132cf241';
@@ -72,10 +79,10 @@ async function sendServer(
 }
 
 /** DepositEvents the contract logged, by pubkey. */
-async function depositEvents(): Promise<
-  Map<string, { withdrawal_credentials: string; signature: string }[]>
-> {
-  const logs = await chain.provider.getLogs({ address: contract, fromBlock: 0 });
+async function depositEvents(
+  at = contract,
+): Promise<Map<string, { withdrawal_credentials: string; signature: string }[]>> {
+  const logs = await chain.provider.getLogs({ address: at, fromBlock: 0 });
   const byKey = new Map<string, { withdrawal_credentials: string; signature: string }[]>();
   for (const log of logs) {
     const e = events.parseLog({ topics: [...log.topics], data: log.data });
@@ -298,6 +305,56 @@ describe('deposits sent to a real local EVM', () => {
     );
   }, 60_000);
 
+  it('the broadcast is lost: the one stored transaction is broadcast again, never a new one, with no nonce skipped', async () => {
+    const { server } = await sendServer();
+    const funder = new Wallet(FUNDER_KEY).address;
+    const nonceBefore = await chain.provider.getTransactionCount(funder, 'pending');
+    const seen = proxy.dropped.length;
+    /** The signed deposits the proxy dropped, by pubkey. */
+    const dropped = () => {
+      const byKey = new Map<string, Set<string>>();
+      for (const request of proxy.dropped.slice(seen)) {
+        for (const [, raw] of request.matchAll(
+          /"method":"eth_sendRawTransaction","params":\["(0x[0-9a-f]+)"\]/g,
+        )) {
+          const call = events.parseTransaction({ data: Transaction.from(raw ?? '').data });
+          const pk = call?.args[0] as string;
+          byKey.set(pk, (byKey.get(pk) ?? new Set()).add(raw ?? ''));
+        }
+      }
+      return byKey;
+    };
+    proxy.drop('eth_sendRawTransaction');
+    try {
+      const res = await http(server.url, 'POST', '/v1/pods/lost-broadcast/keys', { count: 2 });
+      expect(res.status).toBe(503);
+      expect(res.body.error.code).toBe('DEPOSIT_RPC_UNAVAILABLE');
+      // The reconciler (every 500 ms) tries again while the broadcasts are still lost.
+      await until(() => [...dropped().values()].length === 2 && proxy.dropped.length - seen >= 5);
+    } finally {
+      proxy.drop(undefined);
+    }
+    await until(async () => (await counts(server.url)).free === 2);
+    const ok = await http<AllocationBody>(server.url, 'POST', '/v1/pods/lost-broadcast/keys', {
+      count: 2,
+    });
+    expect(ok.status).toBe(200);
+    const signed = dropped();
+    const logs = await chain.provider.getLogs({ address: contract, fromBlock: 0 });
+    for (const { pubkey } of ok.body.keys) {
+      // One signature per key, however often it was broadcast; and that one is what was mined.
+      const raws = [...(signed.get(pubkey) ?? [])];
+      expect(raws).toHaveLength(1);
+      const mined = logs.filter(
+        (log) =>
+          events.parseLog({ topics: [...log.topics], data: log.data })?.args.pubkey === pubkey,
+      );
+      expect(mined.map((log) => log.transactionHash)).toEqual([keccak256(raws[0] ?? '0x')]);
+    }
+    // Two deposits, two nonces, none skipped: the deposits after these are not held up.
+    expect(await chain.provider.getTransactionCount(funder, 'pending')).toBe(nonceBefore + 2);
+  }, 60_000);
+
   it('kill -9 between send and receipt: after a restart the receipt is checked, nothing is sent twice', async () => {
     const first = await sendServer();
     await rpc(chain, 'evm_setAutomine', [false]);
@@ -332,5 +389,121 @@ describe('deposits sent to a real local EVM', () => {
       depositing: 0,
       'deposit-failed': 0,
     });
+  }, 60_000);
+});
+
+/** The pubkeys /v1/deposits lists in one state. */
+async function keysIn(url: string, state: string): Promise<string[]> {
+  const entries = (await http<Array<{ pubkey: string }>>(url, 'GET', `/v1/deposits?state=${state}`))
+    .body;
+  return entries.map((e) => `0x${e.pubkey}`);
+}
+
+/**
+ * Waits (up to 15 s) until the funder has sent nothing new for `ms`, so that a second deposit
+ * still queued in the server lands before the test counts; false if it kept sending.
+ */
+async function funderQuiet(ms: number): Promise<boolean> {
+  const funder = new Wallet(FUNDER_KEY).address;
+  let last = -1;
+  let since = Date.now();
+  return until(async () => {
+    const n = await chain.provider.getTransactionCount(funder, 'pending');
+    if (n !== last) {
+      last = n;
+      since = Date.now();
+    }
+    return Date.now() - since >= ms;
+  }, 15_000).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** A fresh deposit contract (its logs are this test's alone) behind an RPC that answers late. */
+async function slowChain(delayMs: number): Promise<{ contract: string; rpc: string }> {
+  const fresh = await deploy(chain, 'TestDepositContract');
+  const slow = await startProxy(chain.url);
+  onCleanup(() => slow.close());
+  slow.delay(delayMs);
+  return { contract: fresh, rpc: slow.url };
+}
+
+// Issue 11: sending one pod's keys took longer than the reconcile interval, and the reconciler
+// sent a second deposit for keys whose transaction was not stored yet. Here every RPC call takes
+// 300 ms, so each deposit takes over a second to send and every burst outlasts the 1 s interval.
+describe('each key is deposited exactly once, with sends slower than the reconcile interval', () => {
+  const SLOW = ['--deposit-reconcile-interval', '1s', '--receipt-timeout', '60s'];
+  const ask = (url: string, wave: number, pods: number, count: number) =>
+    Array.from({ length: pods }, (_, i) => `burst-${wave}-${i}`).map((p) =>
+      http<AllocationBody>(url, 'POST', `/v1/pods/${p}/keys`, { count }).catch(() => undefined),
+    );
+
+  it('a burst of 12 new keys over 4 pods: one DepositEvent per key, every handed-out key deposited', async () => {
+    const slow = await slowChain(300);
+    const { server } = await sendServer({ ...slow, extra: SLOW });
+    const answers = await Promise.all(ask(server.url, 0, 4, 3));
+    expect(answers.map((a) => a?.status)).toEqual([200, 200, 200, 200]);
+    await until(async () => (await counts(server.url)).depositing === 0, 20_000);
+    const quiet = await funderQuiet(3_000);
+
+    const logged = await depositEvents(slow.contract);
+    const stored = await keysIn(server.url, 'allocated');
+    expect(stored).toHaveLength(12);
+    const handedOut = answers.flatMap((a) => a?.body.keys.map((k) => k.pubkey) ?? []);
+    expect(new Set(handedOut)).toEqual(new Set(stored));
+    const times = new Map([...logged].map(([pk, list]) => [pk, list.length]));
+    // Every key exactly once, and nothing deposited for a key the store does not hold.
+    expect(times).toEqual(new Map(stored.map((pk) => [pk, 1])));
+    expect(await counts(server.url)).toMatchObject({ depositing: 0, 'deposit-failed': 0 });
+    expect(quiet).toBe(true); // and nothing more on its way
+  }, 45_000);
+
+  it('kill -9 in the middle of a burst, a restart on the same data dir and a second burst: no key deposited twice', async () => {
+    const slow = await slowChain(300);
+    const first = await sendServer({ ...slow, extra: SLOW });
+    const firstWave = ask(first.server.url, 0, 4, 3);
+    // Killed once some deposits are mined and others are still to be signed or sent.
+    await until(async () => (await depositEvents(slow.contract)).size >= 4, 20_000);
+    first.server.proc.kill('SIGKILL');
+    await first.server.exited;
+    const beforeKill = (await Promise.all(firstWave)).filter((a) => a?.status === 200);
+
+    // The restart finishes what the first run left open while new pods ask for more keys than
+    // it left, so that new keys are made and sent while the reconciler runs.
+    const restarted = Date.now();
+    const again = await startServerProcess(first.args);
+    // It serves while it finishes the open deposits (up to 8: some 10 s of RPC calls), not
+    // only after them.
+    expect(Date.now() - restarted).toBeLessThan(7_000);
+    const answers = await Promise.all(ask(again.url, 1, 2, 4));
+    expect(answers.map((a) => a?.status)).toEqual([200, 200]);
+    await until(async () => (await counts(again.url)).depositing === 0, 20_000);
+    const quiet = await funderQuiet(3_000);
+
+    const logged = await depositEvents(slow.contract);
+    const usable = [
+      ...(await keysIn(again.url, 'free')),
+      ...(await keysIn(again.url, 'allocated')),
+    ];
+    const all = [
+      ...usable,
+      ...(await keysIn(again.url, 'deposit-failed')),
+      ...(await keysIn(again.url, 'depositing')),
+    ];
+    expect(all.length).toBeGreaterThanOrEqual(12);
+    // At most once each, and only for keys the store holds.
+    for (const [pk, list] of logged) {
+      expect(all).toContain(pk);
+      expect({ pk, times: list.length }).toEqual({ pk, times: 1 });
+    }
+    // Exactly once for every key a pod may get, and for every key a pod got, before the kill
+    // or after it.
+    for (const pk of usable)
+      expect({ pk, times: logged.get(pk)?.length }).toEqual({ pk, times: 1 });
+    for (const a of [...beforeKill, ...answers])
+      for (const k of a?.body.keys ?? []) expect(logged.get(k.pubkey)).toHaveLength(1);
+    expect(await counts(again.url)).toMatchObject({ depositing: 0, 'deposit-failed': 0 });
+    expect(quiet).toBe(true);
   }, 60_000);
 });
