@@ -23,11 +23,11 @@ import type { Clock } from '../allocation/clock.js';
 import type { GroupCommitter } from '../allocation/group-commit.js';
 import { newKeyRecords } from '../allocation/new-keys.js';
 import type { Transaction } from '../allocation/transaction.js';
+import { deposited, depositFailed, depositSigned } from '../allocation/transitions.js';
 import { PkmError } from '../errors.js';
 import type { KeySource, NewKey } from '../keys/source.js';
 import type { Logger } from '../log.js';
-import type { DepositTx, KeyEvent, KeyRecord } from '../store/records.js';
-import { withEvent } from '../store/records.js';
+import type { DepositTx, KeyRecord } from '../store/records.js';
 import type { Store } from '../store/store.js';
 import { classifyError, type DepositChain, type Fees } from './chain.js';
 import type { SendConfig } from './config.js';
@@ -334,11 +334,7 @@ export class Depositor {
     }
     const now = this.deps.clock();
     const stored: DepositTx = { hash, nonce, raw, sentAt: now };
-    const after: KeyRecord = {
-      ...cur,
-      tx: stored,
-      history: withEvent(cur.history, { at: now, event: 'deposit-sent' }),
-    };
+    const after = depositSigned(cur, stored, now);
     tx.stage({
       keys: [{ before: cur, after }],
       pods: [],
@@ -418,15 +414,7 @@ export class Depositor {
       return;
     }
     const now = this.deps.clock();
-    const moved = await this.update(r, (cur) => {
-      const { depositError: _e, ...rest } = cur;
-      return {
-        ...rest,
-        state: 'free',
-        since: now,
-        history: withEvent(cur.history, { at: now, event: 'deposited' }),
-      };
-    });
+    const moved = await this.update(r, (cur) => deposited(cur, now));
     // A receipt seen twice (a waiting request and the reconciler) counts once.
     if (!moved) return;
     this.emit('deposited');
@@ -435,14 +423,7 @@ export class Depositor {
 
   private async fail(r: KeyRecord, reason: string): Promise<void> {
     const now = this.deps.clock();
-    const event: KeyEvent = { at: now, event: 'deposit-failed' };
-    const moved = await this.update(r, (cur) => ({
-      ...cur,
-      state: 'deposit-failed',
-      since: now,
-      depositError: reason,
-      history: withEvent(cur.history, event),
-    }));
+    const moved = await this.update(r, (cur) => depositFailed(cur, reason, now));
     if (!moved) return;
     this.deps.log.error(
       { pubkey: r.pubkey, reason },
