@@ -98,7 +98,7 @@ export interface AllocatorDeps {
    * Send mode: new keys are deposited before any pod gets them. An allocation that needs new
    * keys asks for them here, outside the group, then takes them from the pool.
    */
-  readonly depositor?: { provide(count: number): Promise<void> };
+  readonly depositor?: { provide(count: number, at?: readonly number[]): Promise<void> };
   /**
    * For this long after the start, no key that was held before goes to a pod other than its
    * own, and no key is derived from the mnemonic: holders first re-assert what they run
@@ -211,7 +211,13 @@ export class Allocator {
         if (step.outcome) this.deps.onAllocated?.(step.outcome);
         return this.handOut(pod, step.records, await this.genesisValidatorsRoot());
       }
-      await this.deps.depositor.provide(step.needsNew);
+      // With --beacon-url, derived keys whose index is a validator already are skipped first.
+      const plan =
+        this.deps.liveness && this.deps.keySource.indexed
+          ? this.derivationPlan(this.deps.store.nextKeyIndex(), step.needsNew)
+          : undefined;
+      if (plan && 'unchecked' in plan) await this.checkIndexes(plan.unchecked);
+      else await this.deps.depositor.provide(step.needsNew, plan?.indexes);
     }
     throw new PkmError('POOL_EXHAUSTED', 'the keys this pod could get kept moving; ask again', {
       retryAfter: 5,
@@ -357,13 +363,13 @@ export class Allocator {
    * whose key is a validator already. Undefined with the indexes still to ask about.
    */
   private derivationPlan(
-    tx: Transaction,
+    from: number,
     count: number,
   ): { indexes: number[]; skipped: number[] } | { unchecked: number[] } {
     const indexes: number[] = [];
     const skipped: number[] = [];
     const unchecked: number[] = [];
-    for (let i = tx.nextKeyIndex(); indexes.length + unchecked.length < count; i++) {
+    for (let i = from; indexes.length + unchecked.length < count; i++) {
       if (this.validatorIndexes.has(i)) skipped.push(i);
       else if (this.clearIndexes.has(i)) indexes.push(i);
       else unchecked.push(i);
@@ -435,7 +441,7 @@ export class Allocator {
     if (createCount > 0 && this.deps.depositor) return { records: [], needsNew: createCount };
     let plan: { indexes: number[]; skipped: number[] } | undefined;
     if (createCount > 0 && this.deps.keySource.indexed && this.deps.liveness) {
-      const planned = this.derivationPlan(tx, createCount);
+      const planned = this.derivationPlan(tx.nextKeyIndex(), createCount);
       if ('unchecked' in planned) return { records: [], needsIndexCheck: planned.unchecked };
       plan = planned;
     }

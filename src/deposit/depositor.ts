@@ -117,9 +117,9 @@ export class Depositor {
   }
 
   /** Makes `count` new keys and deposits them; they are free in the pool when this returns. */
-  async provide(count: number): Promise<void> {
+  async provide(count: number, at?: readonly number[]): Promise<void> {
     this.checkRate(count);
-    const created = await this.deps.group.run((tx) => this.createIn(tx, count));
+    const created = await this.deps.group.run((tx) => this.createIn(tx, count, at));
     const mine = created.map((r) => r.pubkey);
     // Claimed before the reconciler can see them: it leaves them to this request until sent.
     for (const pk of mine) this.claimed.add(pk);
@@ -221,13 +221,23 @@ export class Depositor {
     for (let i = 0; i < count; i++) this.recent.push(now);
   }
 
-  private async createIn(tx: Transaction, count: number): Promise<KeyRecord[]> {
+  /**
+   * `at`: the derivation indexes to use (the allocator skips those whose key is a validator
+   * already). If the next index moved past them meanwhile, nothing is made: the caller asks again.
+   */
+  private async createIn(
+    tx: Transaction,
+    count: number,
+    at: readonly number[] | undefined,
+  ): Promise<KeyRecord[]> {
+    if (at !== undefined && at.some((i) => i < tx.nextKeyIndex())) return [];
     const { records, nextKeyIndex } = await newKeyRecords(
       tx,
       this.deps,
       count,
       'depositing',
       this.deps.clock(),
+      at,
     );
     tx.stage({
       keys: records.map((after) => ({ after })),
