@@ -34,6 +34,8 @@ export const CoolingStop = z.enum(['confirmed', 'unconfirmed', 'fenced']);
 export type CoolingStop = z.infer<typeof CoolingStop>;
 export type StoredState = z.infer<typeof StoredState>;
 
+const NEVER_HANDED_OUT: ReadonlySet<string> = new Set(['reported', 'conflict', 'retired']);
+
 export const PUBKEY_RE = /^0x[0-9a-f]{96}$/;
 const Pubkey = z.string().regex(PUBKEY_RE);
 
@@ -96,7 +98,7 @@ export const HISTORY_LIMIT = 16;
 const KeyRecord = z
   .object({
     pubkey: Pubkey,
-    /** Absent only for a `reported` key the store cannot derive: it never had its secret. */
+    /** Absent only for a key a pod reported that the store cannot derive: it never had it. */
     secret: SealedSecret.optional(),
     state: StoredState,
     /** allocated: the holder; cooling: the pod that released it; reported: the reporter. */
@@ -132,8 +134,10 @@ const KeyRecord = z
   .refine((r) => r.state === 'cooling' || (r.stop === undefined && r.uid === undefined), {
     message: 'stop and uid are kept for cooling keys only',
   })
-  .refine((r) => r.state === 'reported' || r.secret !== undefined, {
-    message: 'only a reported key may lack its secret',
+  // A key known by its pubkey alone (reported) can only ever be reported, in conflict or
+  // retired: none of these is handed out.
+  .refine((r) => r.secret !== undefined || NEVER_HANDED_OUT.has(r.state), {
+    message: 'only a reported, conflict or retired key may lack its secret',
   });
 export type KeyRecord = z.infer<typeof KeyRecord>;
 

@@ -80,6 +80,14 @@ describe('heartbeats', () => {
       (await http(url, 'POST', `/v1/keys/${key}/retire`, { reason: 'ran in a and b' })).status,
     ).toBe(200);
     expect(await counts(url)).toMatchObject({ conflict: 0, retired: 1 });
+    // The reported key, known by its pubkey alone, is retired too, and a second pod that reports
+    // it makes it a conflict first.
+    expect((await beat(url, 'c', [`0x${'ee'.repeat(48)}`])).body.conflicts).toEqual([
+      `0x${'ee'.repeat(48)}`,
+    ]);
+    const retired = await http(url, 'POST', `/v1/keys/0x${'ee'.repeat(48)}/retire`, {});
+    expect(retired.status).toBe(200);
+    expect(await counts(url)).toMatchObject({ conflict: 0, retired: 2, reported: 0 });
     expect((await checkStore(store)).problems).toEqual([]);
   });
 
