@@ -26,6 +26,8 @@ const HeartbeatAnswer = z.object({
   reclaimed: z.array(z.string()),
   conflicts: z.array(z.string()),
   unknown: z.array(z.string()),
+  /** Servers before reported keys answer without it. */
+  reported: z.array(z.string()).default([]),
 });
 type HeartbeatAnswer = z.infer<typeof HeartbeatAnswer>;
 
@@ -84,6 +86,11 @@ export class Agent {
     const answer = parsed.data;
     if (answer.reclaimed.length > 0)
       this.log.info({ reclaimed: answer.reclaimed }, 'the server gave these keys back to this pod');
+    if (answer.reported.length > 0)
+      this.log.error(
+        { reported: answer.reported },
+        'the server had no record of these keys (an older copy of its store?): recorded as this pod’s, never handed out; an operator must act',
+      );
     if (answer.conflicts.length > 0) {
       this.log.error(
         { conflicts: answer.conflicts },
