@@ -230,7 +230,7 @@ export class Depositor {
     count: number,
     at: readonly number[] | undefined,
   ): Promise<KeyRecord[]> {
-    if (at !== undefined && at.some((i) => i < tx.nextKeyIndex())) return [];
+    if (at?.some((i) => i < tx.nextKeyIndex())) return [];
     const { records, nextKeyIndex } = await newKeyRecords(
       tx,
       this.deps,
