@@ -77,7 +77,8 @@ export function handOut(
     pod,
     ...(genesisValidatorsRoot === undefined ? {} : { genesisValidatorsRoot }),
     keys: records.map((r) => {
-      const recycled = r.history.some((e) => e.event === 'released');
+      // Released or fenced (a forced release, a restore): some pod may have signed with it.
+      const recycled = r.history.some((e) => e.event === 'released' || e.event === 'fenced');
       const fence = recycled && genesis !== undefined ? fenceAt(now, genesis) : undefined;
       const protection = r.protection || fence ? merge(r.protection ?? {}, fence ?? {}) : undefined;
       if (r.secret === undefined)
