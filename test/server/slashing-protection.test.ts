@@ -143,28 +143,35 @@ describe('slashing protection hand-off (EIP-3076)', () => {
     expect(other.body.error.code).toBe('INTERCHANGE_MISMATCH');
   });
 
-  it('fences a recycled key with no upload to the current slot and epoch', async () => {
-    const { url, clock } = await startTestServer({
-      reuseDelayMs: MINUTE,
-      beacon: { genesisTime: GENESIS, genesisValidatorsRoot: GVR },
-    });
-    const fresh = await keysOf(url, 'a', 1);
-    expect(fresh[0]?.slashingProtection).toBeUndefined(); // a new key has no past
-    await http(url, 'DELETE', '/v1/pods/a/keys');
-    clock.advance(MINUTE);
-    const [k] = await keysOf(url, 'b', 1);
-    const slot = Math.floor((clock.ms / 1000 - GENESIS) / 12);
-    expect(k?.slashingProtection?.data).toEqual([
-      {
-        pubkey: fresh[0]?.pubkey,
-        signed_blocks: [{ slot: String(slot) }],
-        signed_attestations: [
-          {
-            source_epoch: String(Math.floor(slot / 32)),
-            target_epoch: String(Math.floor(slot / 32)),
-          },
-        ],
-      },
-    ]);
-  });
+  it.each([
+    ['released by the pod', 'release'],
+    ['released by a forced deletion (fenced)', 'force'],
+  ])(
+    'fences a recycled key with no upload to the current slot and epoch: %s',
+    async (_what, how) => {
+      const { url, clock, allocator } = await startTestServer({
+        reuseDelayMs: MINUTE,
+        beacon: { genesisTime: GENESIS, genesisValidatorsRoot: GVR },
+      });
+      const fresh = await keysOf(url, 'a', 1);
+      expect(fresh[0]?.slashingProtection).toBeUndefined(); // a new key has no past
+      if (how === 'release') await http(url, 'DELETE', '/v1/pods/a/keys');
+      else await allocator.release('a', { stop: 'forced' });
+      clock.advance(MINUTE);
+      const [k] = await keysOf(url, 'b', 1);
+      const slot = Math.floor((clock.ms / 1000 - GENESIS) / 12);
+      expect(k?.slashingProtection?.data).toEqual([
+        {
+          pubkey: fresh[0]?.pubkey,
+          signed_blocks: [{ slot: String(slot) }],
+          signed_attestations: [
+            {
+              source_epoch: String(Math.floor(slot / 32)),
+              target_epoch: String(Math.floor(slot / 32)),
+            },
+          ],
+        },
+      ]);
+    },
+  );
 });
