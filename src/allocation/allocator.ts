@@ -157,6 +157,11 @@ export class Allocator {
   private readonly heldBack = new Map<string, number>();
   /** Searches for reported keys in flight; nothing is derived meanwhile. */
   private readonly searches = new Set<Promise<unknown>>();
+  /**
+   * A restored store: keys their holders re-asserted since the start. Until the restore's hold
+   * is over, no other held key is handed out again, not even to its holder.
+   */
+  private readonly reasserted = new Set<string>();
   /** Derivation indexes the beacon node had no validator for, and those it had (--beacon-url). */
   private readonly clearIndexes = new Set<number>();
   private readonly validatorIndexes = new Set<number>();
@@ -193,7 +198,11 @@ export class Allocator {
     // Cooled keys checked not live by the beacon node, for this request.
     const verified = new Set<string>();
     for (let attempt = 0; attempt < 6; attempt++) {
-      const step = await this.group.run((tx) => this.allocateIn(tx, pod, count, uid, verified));
+      const note: { fenced?: ReleaseResult } = {};
+      const step = await this.group.run((tx) =>
+        this.allocateIn(tx, pod, count, uid, verified, note),
+      );
+      if (note.fenced) this.afterRelease(pod, note.fenced);
       if (step.needsSearch) {
         await Promise.allSettled([...this.searches]);
         continue;
@@ -232,9 +241,7 @@ export class Allocator {
     const result: ReleaseResult = await this.group.run((tx) =>
       releaseIn(tx, this.deps.clock(), pod, opts),
     );
-    this.cooling.released(result.released);
-    if (result.released.length > 0) this.deps.onReleased?.(pod, result.released.length);
-    if (result.fenced.length > 0) this.deps.onFenced?.(pod, result.fenced);
+    this.afterRelease(pod, result);
     return result.released;
   }
 
@@ -249,7 +256,7 @@ export class Allocator {
    * Reconciles the keys a pod reports it runs (see heartbeat.ts). A key the store has no
    * record of is searched for among the indexes ahead; meanwhile nothing is derived.
    */
-  async heartbeat(pod: string, pubkeys: readonly string[]): Promise<HeartbeatResult> {
+  async heartbeat(pod: string, pubkeys: readonly string[], uid?: string): Promise<HeartbeatResult> {
     const search = this.lookahead.enabled;
     let done: () => void = () => undefined;
     const searching = new Promise<void>((resolve) => {
@@ -260,6 +267,8 @@ export class Allocator {
         const result = await heartbeatIn(tx, this.deps.clock(), pod, pubkeys, {
           cooled: (r) => this.cooling.done(r),
           placeNow: !search,
+          uid,
+          reasserted: (pk) => this.reasserted.add(pk),
         });
         // Registered under the lock: no allocation after this one derives before the search.
         if (search && result.unknown.length > 0) this.searches.add(searching);
@@ -276,6 +285,7 @@ export class Allocator {
       if (result.conflicts.length > 0) this.deps.onConflict?.(pod, result.conflicts);
       if (result.reported.length > 0) this.deps.onReported?.(pod, result.reported);
       this.cooling.left(result.reclaimed);
+      this.cooling.released(result.stillCooling); // their reuse delay counts again from now
       return result;
     } finally {
       this.searches.delete(searching);
@@ -283,16 +293,30 @@ export class Allocator {
     }
   }
 
-  /** Records the UID of the pod that holds `pod`'s keys (the watcher sees it). */
-  recordUid(pod: string, uid: string): Promise<void> {
-    return this.group.run(async (tx) => {
+  /**
+   * Records the UID of the pod that holds `pod`'s keys (the watcher sees it). A pod of another
+   * UID than the recorded holder's is a new incarnation: the old one went without a word, so
+   * the keys it held are fenced (release.ts), never the new one's.
+   */
+  async recordUid(pod: string, uid: string): Promise<void> {
+    const result = await this.group.run(async (tx) => {
       const before = await tx.getPod(pod);
-      if (!before || before.keys.length === 0 || before.uid === uid) return;
+      if (!before || before.keys.length === 0 || before.uid === uid) return undefined;
+      if (before.uid !== undefined)
+        return releaseIn(tx, this.deps.clock(), pod, { stop: 'forced', uid: before.uid });
       tx.stage({
         keys: [],
         pods: [podChange(pod, before, editPod(before, { uid }, before.since))],
       });
+      return undefined;
     });
+    if (result) this.afterRelease(pod, result);
+  }
+
+  private afterRelease(pod: string, result: ReleaseResult): void {
+    this.cooling.released(result.released);
+    if (result.released.length > 0) this.deps.onReleased?.(pod, result.released.length);
+    if (result.fenced.length > 0) this.deps.onFenced?.(pod, result.fenced);
   }
 
   /** The UID recorded for the pod holding `pod`'s keys, if any. */
@@ -343,7 +367,9 @@ export class Allocator {
     for (const [pk, i] of byPubkey) {
       const view = views.get(pk);
       if (view === undefined) throw gateError(new Error(`no answer for index ${i}`));
-      (view.kind === 'absent' ? this.clearIndexes : this.validatorIndexes).add(i);
+      // A key the store knows already (a pod reported it) is passed over like a validator.
+      const taken = view.kind !== 'absent' || (await this.deps.store.getKey(pk)) !== undefined;
+      (taken ? this.validatorIndexes : this.clearIndexes).add(i);
     }
   }
 
@@ -383,9 +409,23 @@ export class Allocator {
     count: number,
     uid: string | undefined,
     verified: ReadonlySet<string>,
+    /** What this step fenced, for the caller to report once it is committed. */
+    note: { fenced?: ReleaseResult },
   ): Promise<AllocateStep> {
     const now = this.deps.clock();
-    const podBefore = await tx.getPod(pod);
+    let podBefore = await tx.getPod(pod);
+    // A pod of another UID than the holder's is a new incarnation whose predecessor went
+    // without a deletion the server saw (a missed webhook): its keys are fenced, never handed
+    // to the newcomer.
+    if (
+      uid !== undefined &&
+      podBefore?.uid !== undefined &&
+      podBefore.uid !== uid &&
+      podBefore.keys.length > 0
+    ) {
+      note.fenced = await releaseIn(tx, now, pod, { stop: 'forced', uid: podBefore.uid });
+      podBefore = await tx.getPod(pod);
+    }
     const held = podBefore?.keys ?? [];
     if (held.length > count) {
       throw new PkmError(
@@ -395,6 +435,7 @@ export class Allocator {
     }
     const need = count - held.length;
     const heldRecords = await tx.getKeys(held);
+    this.refuseUnvouched(pod, held);
     if (need === 0) return { records: heldRecords };
     // The same name takes back at once only the cooling keys whose old holder is known to have
     // stopped (DESIGN.md "Safety rules"); unconfirmed and fenced ones wait like any other.
@@ -408,6 +449,10 @@ export class Allocator {
       }
     }
     const reclaimed = ownCooling.filter((r) => r.stop === 'confirmed').slice(0, need);
+    this.refuseUnvouched(
+      pod,
+      reclaimed.map((r) => r.pubkey),
+    );
     const excluded = new Set([...reclaimed.map((r) => r.pubkey), ...this.heldBackNow()]);
     const fromPool = await this.poolEntries(tx, need - reclaimed.length, excluded);
     // In the resync window, keys held before stay put (their holders re-assert first); keys no
@@ -523,6 +568,20 @@ export class Allocator {
     return this.deps.restored && this.cooling.restoreHoldOver()
       ? { meta: [[MetaKey.restoredAt, undefined] as const] }
       : {};
+  }
+
+  /**
+   * A restored store may show a key as this pod's that went to another pod after the backup:
+   * in the restore's hold, a held key is handed out again only once its holder re-asserted it.
+   */
+  private refuseUnvouched(pod: string, pubkeys: readonly string[]): void {
+    if (!this.deps.restored || this.cooling.restoreHoldOver()) return;
+    if (pubkeys.every((pk) => this.reasserted.has(pk))) return;
+    throw new PkmError(
+      'RESYNCING',
+      `the store was restored: pod ${pod}'s keys are handed out again once its agent re-asserts them (a heartbeat), or after a full reuse delay`,
+      { retryAfter: Math.max(1, Math.ceil(this.cooling.resyncLeftMs() / 1000)) },
+    );
   }
 
   private refuseWhileResyncing(): void {

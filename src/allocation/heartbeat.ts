@@ -1,14 +1,20 @@
 // A heartbeat reports the keys a pod actually runs. The store may have lost that view (restored
-// from an older copy, say), so each reported key is reconciled (DESIGN.md "Safety rules"):
+// from an older copy, say), so each reported key is reconciled (DESIGN.md "Safety rules"). A
+// heartbeat claims a key for its reporter only where the store records the reporter as its
+// holder; there is no proof of possession yet, so nothing else becomes the reporter's:
 //   - held by this pod: nothing to do;
-//   - cooling under this pod's name: it goes back to this pod (it runs it);
+//   - cooling under this pod's name: it goes back to this pod if its stop was confirmed (a new
+//     incarnation that kept its keystores), or if the pod's token names the very incarnation
+//     that released it. Otherwise (a forced or unconfirmed release: the old container may be
+//     the one beating) it stays cooling, and the reuse delay counts again from now: nobody, the
+//     pod's new incarnation included, gets it while it is reported running;
 //   - cooling under another pod's name within the reuse delay, or held by another pod: a
 //     conflict. Two pods run it. It leaves both pods' lists and is never handed out again until
 //     an operator resolves it (retires it);
-//   - free, or cooled past the delay: it goes back to this pod (never to a third pod);
-//   - not in the store at all: recorded as `reported`, held by this pod and never handed out.
-//     A key derived from the mnemonic is first searched for among the indexes ahead, and the
-//     next index moves past it at once, so that no other pod is ever handed that index.
+//   - free, or cooled past the delay: recorded as `reported` by this pod, never handed out;
+//   - not in the store at all: recorded as `reported` too. A key derived from the mnemonic is
+//     first searched for among the indexes ahead, and the next index moves past it at once, so
+//     that no other pod is ever handed that index.
 
 import type { NewAuditEvent } from '../store/audit.js';
 import type { KeyRecord, PodRecord } from '../store/records.js';
@@ -22,6 +28,8 @@ import {
   type PodEdit,
   podChange,
   reportedBy,
+  reportedRunning,
+  stillRunning,
 } from './transitions.js';
 
 export interface HeartbeatResult {
@@ -31,8 +39,10 @@ export interface HeartbeatResult {
   readonly conflicts: string[];
   /** Keys this store will not give (retired, in a deposit), or is still searching for. */
   readonly unknown: string[];
-  /** Keys the store had no record of: now recorded as this pod's, never handed out. */
+  /** Keys the store had not as this pod's: now recorded as reported by it, never handed out. */
   readonly reported: string[];
+  /** Keys cooling under this pod's name, stop not confirmed: they stay out of everyone's reach. */
+  readonly stillCooling: string[];
 }
 
 export interface HeartbeatRules {
@@ -40,6 +50,10 @@ export interface HeartbeatRules {
   readonly cooled: (r: KeyRecord) => boolean;
   /** Record keys the store does not know at once (no mnemonic to search first). */
   readonly placeNow: boolean;
+  /** The reporter's pod UID, from its token, when known. */
+  readonly uid?: string | undefined;
+  /** Told each key the store records as the reporter's: the reporter re-asserted it. */
+  readonly reasserted?: (pubkey: string) => void;
 }
 
 /** Pod records edited by one heartbeat, each from its state before. */
@@ -76,7 +90,14 @@ export async function heartbeatIn(
   pubkeys: readonly string[],
   rules: HeartbeatRules,
 ): Promise<HeartbeatResult> {
-  const result: HeartbeatResult = { reclaimed: [], conflicts: [], unknown: [], reported: [] };
+  const result: HeartbeatResult = {
+    reclaimed: [],
+    conflicts: [],
+    unknown: [],
+    reported: [],
+    stillCooling: [],
+  };
+  const holder = await tx.getPod(pod);
   const pods = new PodEdits(tx, now);
   const keyChanges: KeyChange[] = [];
   const events: NewAuditEvent[] = [];
@@ -103,17 +124,35 @@ export async function heartbeatIn(
       } else result.unknown.push(pubkey);
       continue;
     }
-    if ((r.state === 'allocated' || r.state === 'reported') && r.pod === pod) continue;
-    if (r.state === 'cooling' && r.pod !== undefined && r.pod !== pod && !rules.cooled(r)) {
+    if ((r.state === 'allocated' || r.state === 'reported') && r.pod === pod) {
+      if (r.state === 'allocated') rules.reasserted?.(pubkey);
+      continue;
+    }
+    if (r.state === 'cooling' && r.pod === pod) {
+      const sameIncarnation =
+        rules.uid !== undefined &&
+        r.uid === rules.uid &&
+        (holder?.uid === undefined || holder.uid === rules.uid);
+      if (r.stop === 'confirmed' || sameIncarnation) {
+        rules.reasserted?.(pubkey);
+        await pods.edit(pod, { hold: [pubkey] });
+        keyChanges.push({ before: r, after: handedTo(r, pod, now, 'reclaimed') });
+        result.reclaimed.push(pubkey);
+      } else {
+        keyChanges.push({ before: r, after: stillRunning(r, now) });
+        result.stillCooling.push(pubkey);
+      }
+      continue;
+    }
+    if (r.state === 'cooling' && r.pod !== undefined && !rules.cooled(r)) {
       await conflict(r, r.pod);
       continue;
     }
     if (r.state === 'free' || r.state === 'cooling') {
-      if (r.state === 'cooling' && r.pod !== undefined && r.pod !== pod)
+      if (r.state === 'cooling' && r.pod !== undefined)
         await pods.edit(r.pod, { uncool: [pubkey] });
-      await pods.edit(pod, { hold: [pubkey] });
-      keyChanges.push({ before: r, after: handedTo(r, pod, now, 'reclaimed') });
-      result.reclaimed.push(pubkey);
+      keyChanges.push({ before: r, after: reportedRunning(r, pod, now) });
+      result.reported.push(pubkey);
       continue;
     }
     if ((r.state === 'allocated' || r.state === 'reported') && r.pod !== undefined) {

@@ -29,11 +29,25 @@ export async function newKeyRecords(
   const first = tx.nextKeyIndex();
   if (at !== undefined && (at.length !== count || at.some((i) => i < first)))
     throw new PkmError('INTERNAL', 'derivation indexes must be new, one per key');
-  const fresh =
-    at === undefined
-      ? await parts.keySource.make(count, first)
-      : (await Promise.all(at.map((i) => parts.keySource.make(1, i)))).flat();
-  const last = at === undefined ? first + count - 1 : Math.max(first - 1, ...at);
+  const { keySource } = parts;
+  // The indexes to try, in order: the planned ones, then (or else) every next one.
+  const planned = [...(at ?? [])];
+  let after = at === undefined ? first : Math.max(first, ...at.map((i) => i + 1));
+  const nextIndex = () => planned.shift() ?? after++;
+  const fresh: NewKey[] = [];
+  let last = first - 1;
+  while (fresh.length < count) {
+    if (!keySource.indexed) {
+      fresh.push(...(await keySource.make(count - fresh.length, 0)));
+      continue;
+    }
+    const index = nextIndex();
+    const [key] = await keySource.make(1, index);
+    last = Math.max(last, index);
+    // A derived key the store already knows (a pod reported it, beyond the lookahead) is
+    // never derived again: its index is passed over, and used up with the others.
+    if (key && !(await tx.getKey(key.pubkey))) fresh.push(key);
+  }
   const records = fresh.map(
     (k): KeyRecord => ({
       pubkey: k.pubkey,
@@ -46,5 +60,5 @@ export async function newKeyRecords(
       ...(parts.makeDeposit ? { deposit: parts.makeDeposit(k) } : {}),
     }),
   );
-  return parts.keySource.indexed && count > 0 ? { records, nextKeyIndex: last + 1 } : { records };
+  return keySource.indexed && count > 0 ? { records, nextKeyIndex: last + 1 } : { records };
 }

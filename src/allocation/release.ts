@@ -34,8 +34,10 @@ export async function releaseIn(
 ): Promise<ReleaseResult> {
   const before = await tx.getPod(pod);
   if (!before) return NOTHING;
-  // A review of an older incarnation of a recreated pod must not touch the new one's keys.
+  // A review of an older incarnation of a recreated pod must not touch the new one's keys: its
+  // UID is not the holder's, or is one the name had before.
   if (opts.uid !== undefined && before.uid !== undefined && before.uid !== opts.uid) return NOTHING;
+  if (opts.uid !== undefined && (before.pastUids ?? []).includes(opts.uid)) return NOTHING;
   const stop = opts.stop === 'forced' ? 'fenced' : opts.stop;
   const uid = opts.uid ?? before.uid;
   const held = await tx.getKeys(before.keys);

@@ -1,15 +1,16 @@
-// A restored store cannot vouch for its free and cooling keys (DESIGN.md "Safety rules"): after
-// the backup they may have gone to pods, been retired, or gained slashing protection.
+// A restored store cannot vouch for its keys (DESIGN.md "Safety rules"): after the backup they
+// may have gone to other pods, been retired, or gained slashing protection.
 import { MetaKey } from '../store/buckets.js';
 import type { Store } from '../store/store.js';
 import { GroupCommitter } from './group-commit.js';
 import { fenced } from './transitions.js';
 
 /**
- * A restored store cannot vouch for its free and cooling keys: after the backup they may have
- * gone to pods, been retired, or gained slashing protection. Each is fenced from now (nobody
- * gets it before the reuse delay and the liveness gate), and the store is marked restored, so
- * the next start holds every move and every derivation for a full reuse delay.
+ * Every free or cooling key is fenced from now: nobody gets it before the reuse delay and the
+ * liveness gate. Held keys stay with the pods the backup names (a running pod without an agent
+ * must not lose them), but the store is marked restored: its next start hands no key out again,
+ * not even to its holder, before the holder re-asserts it (a heartbeat) or a full reuse delay
+ * has passed, and it moves and derives nothing meanwhile (allocator.ts). Returns the keys fenced.
  */
 export async function fenceRestored(store: Store, now: number): Promise<number> {
   const group = new GroupCommitter(store);

@@ -115,6 +115,29 @@ export function inConflict(r: KeyRecord, pods: readonly string[], now: number): 
 }
 
 /**
+ * cooling -> cooling, from now: its last holder reports it still runs it (a heartbeat), while
+ * its stop is not confirmed. The reuse delay counts from this last sign of life.
+ */
+export function stillRunning(r: KeyRecord, now: number): KeyRecord {
+  return { ...r, since: now };
+}
+
+/**
+ * free or cooling -> reported(pod): a pod reports running a key the store does not record as
+ * that pod's. Without a proof of possession it does not become the pod's; it is never handed
+ * out again until an operator acts.
+ */
+export function reportedRunning(r: KeyRecord, pod: string, now: number): KeyRecord {
+  return {
+    ...bare(r),
+    state: 'reported',
+    pod,
+    since: now,
+    history: event(r, { at: now, event: 'reported', pod }),
+  };
+}
+
+/**
  * A key a pod reports running that the store had no record of: held by the reporter, never
  * handed out. A derived key keeps its secret and path; any other is known by pubkey only.
  */
@@ -176,6 +199,9 @@ export interface PodEdit {
   readonly forgetUid?: boolean;
 }
 
+/** UIDs of a pod name's earlier incarnations kept, so a late word about one is known stale. */
+const PAST_UIDS = 8;
+
 /**
  * A pod record after an edit; undefined when it then holds nothing and cools nothing (the
  * record is deleted). Every other field, the uid among them, is kept.
@@ -190,9 +216,20 @@ export function editPod(
   const keys = [...(before?.keys ?? []).filter((k) => !drop.has(k)), ...(edit.hold ?? [])];
   const cooling = [...(before?.cooling ?? []).filter((k) => !uncool.has(k)), ...(edit.cool ?? [])];
   if (keys.length === 0 && cooling.length === 0) return undefined;
-  const { uid: oldUid, ...rest } = before ?? { keys, cooling, since: now };
+  const { uid: oldUid, pastUids: oldPast, ...rest } = before ?? { keys, cooling, since: now };
   const uid = edit.uid ?? (edit.forgetUid ? undefined : oldUid);
-  return { ...rest, keys, cooling, since: now, ...(uid === undefined ? {} : { uid }) };
+  const past =
+    oldUid !== undefined && oldUid !== uid
+      ? [...(oldPast ?? []).filter((u) => u !== oldUid), oldUid].slice(-PAST_UIDS)
+      : oldPast;
+  return {
+    ...rest,
+    keys,
+    cooling,
+    since: now,
+    ...(uid === undefined ? {} : { uid }),
+    ...(past === undefined || past.length === 0 ? {} : { pastUids: past }),
+  };
 }
 
 /** The change that takes a pod record from `before` to `after` (deleted when undefined). */

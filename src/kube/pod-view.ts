@@ -9,9 +9,11 @@ const NamedSchema = z.object({ name: z.string() });
 const ContainerStatus = z.object({
   name: z.string(),
   state: z
-    .object({ running: z.unknown(), waiting: z.unknown(), terminated: z.unknown() })
-    .partial()
-
+    .object({
+      running: z.object({}).optional(),
+      waiting: z.object({}).optional(),
+      terminated: z.object({ exitCode: z.number().int().optional() }).optional(),
+    })
     .optional(),
 });
 
@@ -20,14 +22,15 @@ const ContainerStatus = z.object({
  * AdmissionReview's oldObject); client-node's V1Pod fits it too.
  */
 export const PodViewSchema = z.object({
+  metadata: z.object({ deletionTimestamp: z.string().nullable().optional() }).optional(),
   spec: z
     .object({
       nodeName: z.string().optional(),
+      restartPolicy: z.string().optional(),
       initContainers: z.array(NamedSchema).optional(),
       containers: z.array(NamedSchema).optional(),
       ephemeralContainers: z.array(NamedSchema).optional(),
     })
-
     .optional(),
   status: z
     .object({
@@ -39,20 +42,26 @@ export const PodViewSchema = z.object({
       containerStatuses: z.array(ContainerStatus).optional(),
       ephemeralContainerStatuses: z.array(ContainerStatus).optional(),
     })
-
     .optional(),
 });
 interface ContainerStatusView {
   readonly name: string;
   readonly state?:
-    | { readonly running?: unknown; readonly waiting?: unknown; readonly terminated?: unknown }
+    | {
+        readonly running?: unknown;
+        readonly waiting?: unknown;
+        readonly terminated?: { readonly exitCode?: number | undefined } | null | undefined;
+      }
     | undefined;
 }
 type Named = { readonly name: string };
 /** What the judgement reads; both the schema's output and client-node's V1Pod fit it. */
 export interface PodView {
+  /** Set once the pod is being deleted: from then on the kubelet restarts no container. */
+  readonly metadata?: { readonly deletionTimestamp?: unknown } | undefined;
   readonly spec?:
     | {
+        readonly restartPolicy?: string | undefined;
         readonly initContainers?: readonly Named[] | undefined;
         readonly containers?: readonly Named[] | undefined;
         readonly ephemeralContainers?: readonly Named[] | undefined;
@@ -119,14 +128,22 @@ function everyContainerTerminated(pod: PodView): boolean {
   ].map((c) => c.name);
   if (named.length === 0 || statuses.length === 0) return false; // nothing reported: unknown
   const byName = new Map(statuses.map((s) => [s.name, s]));
+  // The kubelet restarts a terminated container unless the pod is being deleted, or its
+  // restartPolicy says not to (Always is the default): Never, or OnFailure after a clean exit.
+  const policy = pod.spec?.restartPolicy ?? 'Always';
+  const deleting = pod.metadata?.deletionTimestamp != null;
   // A container without a status yet may still start; a waiting one may (re)start any moment.
   return named.every((name) => {
     const s = byName.get(name);
-    return s !== undefined && terminated(s);
+    const exit = s === undefined ? undefined : terminatedWith(s);
+    if (exit === undefined) return false;
+    return deleting || policy === 'Never' || (policy === 'OnFailure' && exit === 0);
   });
 }
 
-function terminated(s: ContainerStatusView): boolean {
+/** The exit code of a terminated container (NaN when it gives none); undefined otherwise. */
+function terminatedWith(s: ContainerStatusView): number | undefined {
   const state = s.state;
-  return state?.terminated !== undefined && !state.running && !state.waiting;
+  if (state?.terminated == null || state.running != null || state.waiting != null) return undefined;
+  return state.terminated.exitCode ?? Number.NaN;
 }

@@ -15,6 +15,12 @@ import type { AppDeps } from './app.js';
 import { type Auth, type Caller, callerOf, describeCaller, requirePod } from './auth.js';
 import { methodNotAllowed } from './http-errors.js';
 
+/** The caller's pod UID, when its token named one (TokenReview). */
+function podUid(res: Response): string | undefined {
+  const caller = callerOf(res);
+  return caller.kind === 'pod' ? caller.uid : undefined;
+}
+
 /** Rate limits count per authenticated caller; without auth, per pod asked for. */
 function rateIdentity(caller: Caller, pod: string): string {
   return caller.kind === 'anonymous' ? `pod:${pod}` : describeCaller(caller);
@@ -70,9 +76,7 @@ export function podRoutes(
           );
         }
         // A pod's token names its UID (TokenReview): recorded as the holder's incarnation.
-        const caller = callerOf(res);
-        const uid = caller.kind === 'pod' ? caller.uid : undefined;
-        const allocation = await deps.allocator.allocate(id, body.data.count, uid);
+        const allocation = await deps.allocator.allocate(id, body.data.count, podUid(res));
         // The body carries secret keys: no cache may keep it.
         res.setHeader('cache-control', 'no-store');
         res.json({
@@ -98,8 +102,13 @@ export function podRoutes(
       })
       .delete(async (req, res) => {
         const { id, shown } = target(req, res);
-        // The pod's own release (pkm release, on its way out) confirms its stop.
-        res.json({ ...shown, released: await deps.allocator.release(id, { stop: 'confirmed' }) });
+        // The pod's own release (pkm release, on its way out) confirms its stop; its token's UID
+        // keeps a late release of an older incarnation from releasing the new one's keys.
+        const uid = podUid(res);
+        res.json({
+          ...shown,
+          released: await deps.allocator.release(id, { stop: 'confirmed', uid }),
+        });
       })
       .all(methodNotAllowed('GET', 'POST', 'DELETE'));
   }
@@ -115,6 +124,7 @@ export function podRoutes(
         const result = await deps.allocator.heartbeat(
           id,
           body.data.pubkeys.map((pk) => pk.toLowerCase()),
+          podUid(res),
         );
         deps.heartbeats?.set(id, deps.clock?.() ?? Date.now());
         res.json({ ...shown, bootToken: deps.bootToken, ...result });

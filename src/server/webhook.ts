@@ -56,7 +56,11 @@ const Review = z
         dryRun: z.boolean().optional(),
         userInfo: UserInfo,
         options: DeleteOptions.nullable().optional(),
-        oldObject: PodViewSchema.extend({ metadata: Meta.optional() }).nullable().optional(),
+        oldObject: PodViewSchema.extend({
+          metadata: Meta.extend({ deletionTimestamp: z.string().nullable().optional() }).optional(),
+        })
+          .nullable()
+          .optional(),
       })
       .passthrough(),
   })

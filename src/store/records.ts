@@ -154,6 +154,8 @@ const PodRecord = z
      * recreated under the same name is the same identity, with a new UID.
      */
     uid: z.string().optional(),
+    /** UIDs of earlier incarnations under this name: a late review of one changes nothing. */
+    pastUids: z.array(z.string()).max(8).optional(),
   })
   .strict();
 export type PodRecord = z.infer<typeof PodRecord>;

@@ -53,7 +53,7 @@ describe('a mnemonic store restored from an older copy', () => {
     const restored = await restoreStore(`${dir}/restored`, `${dir}/backup.jsonl`, (s) =>
       fenceRestored(s, clock.now()),
     );
-    expect(restored.fenced).toBe(0); // the backup held no free or cooling key
+    expect(restored.fenced).toBe(0); // the backup held no free or cooling key; a keeps its keys
     store = await Store.open(`${dir}/restored`, { kek: testKek });
     expect(await store.getMeta('restored-at')).toBeDefined();
     const after = allocatorOver(store, clock, mnemonic, { restored: true });

@@ -31,6 +31,10 @@ export interface FakePod {
   labels?: Record<string, string>;
   /** Default: one container, `validator`, with no status reported. */
   containers?: FakeContainer[];
+  /** Being deleted (metadata.deletionTimestamp set): the kubelet restarts no container. */
+  deleting?: boolean;
+  /** spec.restartPolicy; the API server's default is Always. */
+  restartPolicy?: 'Always' | 'OnFailure' | 'Never';
 }
 
 /** One change, kept so that a watch from an older resourceVersion replays it. */
@@ -257,8 +261,10 @@ export class FakeKubeApi {
         uid: pod.uid,
         resourceVersion: String(rv),
         labels: pod.labels ?? {},
+        ...(pod.deleting ? { deletionTimestamp: '2026-11-23T12:00:30Z' } : {}),
       },
       spec: {
+        restartPolicy: pod.restartPolicy ?? 'Always',
         containers: spec('regular'),
         ...(spec('init').length > 0 ? { initContainers: spec('init') } : {}),
         ...(spec('ephemeral').length > 0 ? { ephemeralContainers: spec('ephemeral') } : {}),

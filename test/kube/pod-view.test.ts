@@ -47,8 +47,19 @@ describe('what one view of a pod proves', () => {
     expect(stopProof(pod('Failed', 'terminated', 'terminated'))).toBe('confirmed');
   });
 
-  it('every container terminated, init and regular, in phase Running: stopped', () => {
-    expect(knownStopped(pod('Running', 'terminated', 'terminated'))).toBe(true);
+  it('every container terminated, init and regular, in phase Running: stopped once the pod is being deleted, or if it never restarts them', () => {
+    const ended = pod('Running', 'terminated', 'terminated');
+    // restartPolicy Always (the default): the kubelet starts them again.
+    expect(knownStopped(ended)).toBe(false);
+    expect(
+      knownStopped({
+        ...ended,
+        spec: { ...ended.spec, containers: [{ name: 'validator' }], restartPolicy: 'Never' },
+      }),
+    ).toBe(true);
+    expect(
+      knownStopped({ ...ended, metadata: { ...ended.metadata, deletionTimestamp: new Date() } }),
+    ).toBe(true);
   });
 
   it('any container running, waiting after a start, or without a status yet: not stopped', () => {
@@ -65,7 +76,11 @@ describe('what one view of a pod proves', () => {
     const debugged = pod('Running', 'terminated', 'terminated', {
       ephemeralContainerStatuses: [status('debugger', 'running')],
     });
-    debugged.spec = { ...debugged.spec, containers: [{ name: 'validator' }] };
+    debugged.spec = {
+      ...debugged.spec,
+      containers: [{ name: 'validator' }],
+      restartPolicy: 'Never',
+    };
     debugged.spec.ephemeralContainers = [{ name: 'debugger' }];
     expect(knownStopped(debugged)).toBe(false);
     debugged.status = {

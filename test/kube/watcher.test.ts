@@ -118,7 +118,7 @@ describe('pod watcher (against a fake API server)', () => {
     expect(releases('validators/v-1')).toEqual([{ stop: 'confirmed', uid: 'v-1-uid-1' }]);
   });
 
-  it('releases as confirmed a pod whose every container terminated; not one with a container waiting after a start', async () => {
+  it('releases as confirmed a pod being deleted whose every container terminated; not one with a container waiting after a start', async () => {
     const { api, allocator, releases } = await setup({
       pods: [pod('v-0', 'Running', undefined, running), pod('v-1', 'Running', undefined, running)],
       held: ['validators/v-0', 'validators/v-1'],
@@ -127,8 +127,9 @@ describe('pod watcher (against a fake API server)', () => {
       { name: 'fetch-keys', kind: 'init', state: 'terminated' },
       { name: 'validator', state: 'waiting', restarted: true },
     ];
-    api.upsert(pod('v-1', 'Running', undefined, crashLooping));
-    api.upsert(pod('v-0', 'Running', undefined, terminated)); // phase not yet updated
+    api.upsert({ ...pod('v-1', 'Running', undefined, crashLooping), deleting: true });
+    // Terminating: the kubelet stopped its containers and restarts none (phase not yet updated).
+    api.upsert({ ...pod('v-0', 'Running', undefined, terminated), deleting: true });
     // Events are handled in order: once v-0 is released, v-1's change was judged too.
     await until(async () => !(await holds(allocator, 'validators/v-0')));
     expect(releases('validators/v-0')).toEqual([{ stop: 'confirmed', uid: 'v-0-uid-1' }]);
@@ -173,7 +174,7 @@ describe('pod watcher (against a fake API server)', () => {
       pods: [pod('v-0', 'Running', undefined, running)],
       held: ['validators/v-0'],
     });
-    api.remove('validators', 'v-0', { containers: terminated });
+    api.remove('validators', 'v-0', { containers: terminated, deleting: true });
     await until(async () => !(await holds(allocator, 'validators/v-0')));
     expect(releases('validators/v-0')).toEqual([{ stop: 'confirmed', uid: 'v-0-uid-1' }]);
   });
@@ -282,18 +283,22 @@ describe('pod watcher (against a fake API server)', () => {
     expect(releases('elsewhere/x-0')).toEqual([]);
   });
 
-  it('keeps the keys of a pod that is missing from one list and back in the next', async () => {
-    const { api, allocator, watcher, clock, releases } = await setup({
+  it('a pod recreated under its name with another UID is a new incarnation: the keys the old one held are fenced, never handed to it', async () => {
+    const { api, allocator, store } = await setup({
       held: ['validators/v-0'],
       uids: { 'validators/v-0': 'v-0-uid-1' },
     });
-    api.upsert(pod('v-0', 'Pending', 'v-0-uid-2')); // recreated under its name: the same identity
-    clock.advance(2 * GRACE);
-    expect(await watcher.check()).toBe(true);
-    clock.advance(2 * GRACE);
-    expect(await watcher.check()).toBe(true);
-    expect(await holds(allocator, 'validators/v-0')).toBe(true);
-    expect(releases('validators/v-0')).toEqual([]);
+    const [old] = await allocator.podKeys('validators/v-0');
+    // The old incarnation went without a deletion the server saw (a missed webhook).
+    api.upsert(pod('v-0', 'Pending', 'v-0-uid-2'));
+    await until(async () => !(await holds(allocator, 'validators/v-0')));
+    expect(await store.getKey(old ?? '')).toMatchObject({
+      state: 'cooling',
+      stop: 'fenced',
+      uid: 'v-0-uid-1',
+    });
+    const fresh = await allocator.allocate('validators/v-0', 1, 'v-0-uid-2');
+    expect(fresh.keys.map((k) => k.pubkey)).not.toContain(old);
   });
 
   it('with a label selector, never releases a running pod the selector does not match', async () => {

@@ -95,7 +95,20 @@ describe('a deleted pod’s keys, by what the deletion proves', () => {
     expect(await counts(url)).toMatchObject({ fenced: 2 });
   });
 
-  it('an old object whose containers all stopped confirms, whoever deletes it', async () => {
+  it('an old object already being deleted whose containers all stopped confirms, whoever deletes it', async () => {
+    const { url } = await startTestServer();
+    const old = await keysOf(url, POD);
+    await http(
+      url,
+      'POST',
+      HOOK,
+      review({ userInfo: OPERATOR, grace: 0, status: podStatus('terminated'), deleting: true }),
+    );
+    expect(await counts(url)).toMatchObject({ fenced: 0 });
+    expect(await keysOf(url, POD)).toEqual(old);
+  });
+
+  it('a terminated container of a pod not being deleted proves nothing (restartPolicy Always restarts it): forced', async () => {
     const { url } = await startTestServer();
     const old = await keysOf(url, POD);
     await http(
@@ -104,8 +117,8 @@ describe('a deleted pod’s keys, by what the deletion proves', () => {
       HOOK,
       review({ userInfo: OPERATOR, grace: 0, status: podStatus('terminated') }),
     );
-    expect(await counts(url)).toMatchObject({ fenced: 0 });
-    expect(await keysOf(url, POD)).toEqual(old);
+    expect(await counts(url)).toMatchObject({ fenced: 2 });
+    expect((await keysOf(url, POD)).some((k) => old.includes(k))).toBe(false);
   });
 
   it('fenced keys wait for the liveness gate too: an unreachable beacon node keeps them where they are', async () => {

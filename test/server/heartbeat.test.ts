@@ -14,6 +14,7 @@ interface Beat {
   conflicts: string[];
   unknown: string[];
   reported: string[];
+  stillCooling: string[];
 }
 
 const allocate = async (url: string, pod: string, count: number) =>
@@ -39,6 +40,7 @@ describe('heartbeats', () => {
       conflicts: [],
       unknown: [],
       reported: [],
+      stillCooling: [],
     });
     expect(await store.rawEntries()).toEqual(before);
     expect(await (await fetch(`${url}/assignments`)).text()).toMatch(
@@ -46,16 +48,32 @@ describe('heartbeats', () => {
     );
   });
 
-  it('give a reported free or cooling key back to the pod that runs it, not to another', async () => {
+  it('claim nothing for a pod the store does not record as the holder: a free key it reports is recorded as reported, never handed out', async () => {
     const { url, store, clock } = await startTestServer({ reuseDelayMs: MINUTE });
     const keys = await allocate(url, 'a', 2);
     await http(url, 'DELETE', '/v1/pods/a/keys'); // the store thinks they cool...
     clock.advance(MINUTE); // ...and are free by now
     const res = await beat(url, 'b', keys); // but pod b runs them (a restored, older view)
-    expect(res.body.reclaimed.sort()).toEqual([...keys].sort());
-    expect((await http(url, 'GET', '/v1/pods/b/keys')).body).toMatchObject({ pubkeys: keys });
+    expect(res.body.reclaimed).toEqual([]);
+    expect(res.body.reported.sort()).toEqual([...keys].sort());
+    expect((await http(url, 'GET', '/v1/pods/b/keys')).body).toMatchObject({ pubkeys: [] });
     expect(await allocate(url, 'c', 2)).not.toContain(keys[0]);
+    expect(await allocate(url, 'b', 2)).not.toContain(keys[0]); // not even b gets its secret
     expect((await checkStore(store)).problems).toEqual([]);
+  });
+
+  it('a pod reporting its own cooling key whose stop is not confirmed keeps it from everyone while it reports it', async () => {
+    const { url, allocator, clock } = await startTestServer({ reuseDelayMs: MINUTE });
+    const keys = await allocate(url, 'a', 1);
+    await allocator.release('a', { stop: 'forced' }); // kubectl delete --force
+    // The old container still runs and beats; the new pod of that name asks for a key.
+    clock.advance(MINUTE - 1);
+    expect((await beat(url, 'a', keys)).body.stillCooling).toEqual(keys);
+    expect(await allocate(url, 'a', 1)).not.toEqual(keys);
+    clock.advance(MINUTE - 1); // a full delay since the release, but not since the last beat
+    expect(await allocate(url, 'c', 1)).not.toEqual(keys);
+    clock.advance(1);
+    expect(await allocate(url, 'd', 1)).toEqual(keys);
   });
 
   it('flag a key two pods run as a conflict: off both pods, never handed out, counted; retiring resolves it', async () => {

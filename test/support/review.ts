@@ -44,6 +44,8 @@ export function review(
     grace?: number | null;
     options?: unknown;
     status?: unknown;
+    /** The old pod is being deleted already (a graceful deletion came first). */
+    deleting?: boolean;
   } = {},
 ) {
   const name = over.name ?? 'validator-0';
@@ -71,6 +73,7 @@ export function review(
           namespace,
           uid: over.uid ?? '1b4e28ba-2fa1-11d2-883f-0016d3cca427',
           labels: { app: 'validator' },
+          ...(over.deleting ? { deletionTimestamp: '2026-11-23T12:00:30Z' } : {}),
         },
         spec: { nodeName: 'node-a', containers: [{ name: 'vc', image: 'sigp/lighthouse' }] },
         status: over.status ?? podStatus('running'),

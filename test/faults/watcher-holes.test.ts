@@ -1,5 +1,5 @@
-// Adversarial reproductions against the pod watcher (reviewer of issue 11). Each `it` asserts
-// the SAFE behaviour; a failure is a finding.
+// Faults an adversarial review found in the pod watcher (issue 11), kept as regression tests:
+// each asserts the safe behaviour.
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
@@ -43,7 +43,12 @@ async function setup(pods: FakePod[], held: Record<string, string>) {
   return { api, store, clock, allocator, watcher, release };
 }
 
-const pod = (name: string, uid: string, containers: FakeContainer[], phase: FakePod['phase'] = 'Running'): FakePod => ({
+const pod = (
+  name: string,
+  uid: string,
+  containers: FakeContainer[],
+  phase: FakePod['phase'] = 'Running',
+): FakePod => ({
   name,
   namespace: 'validators',
   uid,
@@ -62,41 +67,34 @@ const crashed: FakeContainer[] = [
 
 describe('break: pod watcher', () => {
   it('W1 a StatefulSet pod (restartPolicy Always) whose only container exits once is not released: the kubelet restarts it with the same keystores', async () => {
-    const { api, clock, allocator, release } = await setup(
-      [pod('v-0', 'uid-1', running)],
-      { 'validators/v-0': 'uid-1' },
-    );
+    const { api, clock, allocator, release } = await setup([pod('v-0', 'uid-1', running)], {
+      'validators/v-0': 'uid-1',
+    });
     const keys = await allocator.podKeys('validators/v-0');
     // the VC crashes: state terminated for a moment, phase still Running, then restarted
     api.upsert(pod('v-0', 'uid-1', crashed));
     await until(async () => release.mock.calls.length > 0, 3000).catch(() => undefined);
     api.upsert(pod('v-0', 'uid-1', running));
     await new Promise((r) => setTimeout(r, 300));
-    console.log('W1 releases:', JSON.stringify(release.mock.calls.map(([p, o]) => [p, o])));
-    console.log('W1 v-0 still holds its key in the store:', (await allocator.podKeys('validators/v-0')).length);
     clock.advance(DELAY);
     const other = await allocator.allocate('validators/other', 1);
-    console.log('W1 another pod got v-0\'s running key:', other.keys[0]?.pubkey === keys[0]);
     expect(other.keys[0]?.pubkey).not.toBe(keys[0]);
   });
 
   it('W2 a forced deletion the watcher missed (watch error), then the pod recreated: the old incarnation is fenced, not its keys relabelled to the new uid', async () => {
-    const { api, allocator, release } = await setup(
-      [pod('v-0', 'uid-1', running)],
-      { 'validators/v-0': 'uid-1' },
-    );
+    const { api, allocator, store } = await setup([pod('v-0', 'uid-1', running)], {
+      'validators/v-0': 'uid-1',
+    });
     const keys = await allocator.podKeys('validators/v-0');
     await until(() => api.watches.length === 1);
     // the watch breaks; meanwhile v-0 is force-deleted (its node cut off) and recreated
     api.endWatches(500);
     api.remove('validators', 'v-0');
     api.upsert(pod('v-0', 'uid-2', running));
-    await until(async () => (await allocator.holderUid('validators/v-0')) === 'uid-2', 5000).catch(() => undefined);
-    console.log('W2 releases:', JSON.stringify(release.mock.calls.map(([p, o]) => [p, o])));
-    console.log('W2 holder uid now:', await allocator.holderUid('validators/v-0'));
+    // The relist shows another UID under the name: the old incarnation's keys are fenced.
+    await until(async () => (await store.getKey(keys[0] ?? ''))?.stop === 'fenced');
     // the new incarnation asks: it gets the keys the old one may still run
     const got = await allocator.allocate('validators/v-0', 1, 'uid-2');
-    console.log('W2 uid-2 got uid-1\'s key:', got.keys[0]?.pubkey === keys[0]);
     expect(got.keys[0]?.pubkey).not.toBe(keys[0]);
   });
 });
