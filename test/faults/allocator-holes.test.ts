@@ -165,7 +165,7 @@ describe('break: derivation', () => {
     await store.close();
   });
 
-  it('B8 restore: a key the backup shows as a's, which moved to c after it, is not handed back to a in the hold; c's heartbeat makes it a conflict', async () => {
+  it('B8 restore: a key the backup shows as a’s, which moved to c after it, is not handed back to a in the hold; c’s heartbeat makes it a conflict', async () => {
     const dir = await tempDir();
     const clock = new FakeClock();
     let store = await Store.open(`${dir}/data`, { kek: testKek });
