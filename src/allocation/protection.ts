@@ -8,6 +8,7 @@ import type { Allocation, BeaconChain } from './allocator.js';
 import type { Clock } from './clock.js';
 import { fenceAt, type Interchange, merge, summarise } from './interchange.js';
 import type { Transaction } from './transaction.js';
+import { withProtection } from './transitions.js';
 
 export interface ProtectionDeps {
   readonly store: Store;
@@ -47,10 +48,10 @@ export async function uploadProtectionIn(
   tx.stage({
     keys: records.map((before) => ({
       before,
-      after: {
-        ...before,
-        protection: merge(before.protection ?? {}, summary.get(before.pubkey) ?? {}),
-      },
+      after: withProtection(
+        before,
+        merge(before.protection ?? {}, summary.get(before.pubkey) ?? {}),
+      ),
     })),
     pods: [],
     events: [{ at: now, type: 'protection', pod, pubkeys: records.map((r) => r.pubkey) }],

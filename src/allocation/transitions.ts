@@ -9,6 +9,7 @@ import {
   type KeyEvent,
   type KeyRecord,
   type PodRecord,
+  type Protection,
   type SealedSecret,
   withEvent,
 } from '../store/records.js';
@@ -156,6 +157,11 @@ export function reportedBy(
     ...(derived ?? {}),
     history: [{ at: now, event: 'reported', pod }],
   };
+}
+
+/** Any state: uploaded slashing protection, already merged with what the key carried. */
+export function withProtection(r: KeyRecord, protection: Protection): KeyRecord {
+  return { ...r, protection };
 }
 
 /** depositing: the signed deposit transaction is stored before it is broadcast. */
