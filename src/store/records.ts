@@ -125,10 +125,12 @@ const KeyRecord = z
     history: z.array(KeyEvent).max(HISTORY_LIMIT),
   })
   .strict()
+  // A fenced cooling key may name no pod: a free key a restore fenced had no holder.
   .refine(
     (r) =>
-      (r.state === 'allocated' || r.state === 'cooling' || r.state === 'reported') ===
-      (r.pod !== undefined),
+      r.state === 'cooling'
+        ? r.pod !== undefined || r.stop === 'fenced'
+        : (r.state === 'allocated' || r.state === 'reported') === (r.pod !== undefined),
     { message: 'pod is set exactly for allocated, cooling and reported keys' },
   )
   .refine((r) => r.state === 'cooling' || (r.stop === undefined && r.uid === undefined), {

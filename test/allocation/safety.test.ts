@@ -10,6 +10,7 @@ import { backupStore, restoreStore } from '../../src/store/backup.js';
 import { checkStore } from '../../src/store/check.js';
 import { Store } from '../../src/store/store.js';
 import { FakeClock, MINUTE, openTempStore, tempDir, testKek } from '../helpers.js';
+import { seedKeys } from '../support/seed.js';
 
 // BIP-39's own test mnemonic: public, holds nothing.
 const MNEMONIC =
@@ -81,19 +82,22 @@ describe('a mnemonic store restored from an older copy', () => {
     const held = pubkeys(await before.allocate('a', 2));
     await before.release('a');
     clock.advance(DELAY); // cooled: free for anyone, in the backup's view
+    // And a key no pod ever held (a deposited one, say): free, with no holder to name.
+    const [never] = [...(await seedKeys(store, 1)).keys()];
     await store.close();
     await backupStore(`${dir}/data`, `${dir}/backup.jsonl`);
     const restored = await restoreStore(`${dir}/restored`, `${dir}/backup.jsonl`, (s) =>
       fenceRestored(s, clock.now()),
     );
-    expect(restored.fenced).toBe(2);
+    expect(restored.fenced).toBe(3);
     store = await Store.open(`${dir}/restored`, { kek: testKek });
-    expect(store.storedCounts()).toMatchObject({ cooling: 2, fenced: 2 });
+    expect(store.storedCounts()).toMatchObject({ cooling: 3, fenced: 3, free: 0 });
+    expect(await store.getKey(never ?? '')).toMatchObject({ state: 'cooling', stop: 'fenced' });
     const after = allocatorOver(store, clock, randomKeySource, { restored: true });
     // Random keys may still be made; the fenced ones stay put, even for their own pod.
     expect(pubkeys(await after.allocate('a', 2)).some((k) => held.includes(k))).toBe(false);
     clock.advance(DELAY);
-    expect(pubkeys(await after.allocate('z', 2)).sort()).toEqual([...held].sort());
+    expect(pubkeys(await after.allocate('z', 3)).sort()).toEqual([...held, never].sort());
     expect((await checkStore(store)).problems).toEqual([]);
     await store.close();
   });
