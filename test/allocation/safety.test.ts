@@ -1,41 +1,18 @@
 // The safety rules under the faults real clusters have: a restored mnemonic store, a wall clock
 // that steps, a restart, a request that throws after staging (DESIGN.md "Safety rules").
 import { describe, expect, it } from 'vitest';
-import { Allocator, type AllocatorDeps } from '../../src/allocation/allocator.js';
+import { Allocator } from '../../src/allocation/allocator.js';
 import { GroupCommitter } from '../../src/allocation/group-commit.js';
 import { fenceRestored } from '../../src/allocation/restore.js';
-import { MnemonicKeys } from '../../src/keys/bip39.js';
-import { type KeySource, mnemonicKeySource, randomKeySource } from '../../src/keys/source.js';
+import { randomKeySource } from '../../src/keys/source.js';
 import { backupStore, restoreStore } from '../../src/store/backup.js';
 import { checkStore } from '../../src/store/check.js';
 import { Store } from '../../src/store/store.js';
 import { FakeClock, MINUTE, openTempStore, tempDir, testKek } from '../helpers.js';
+import { allocatorOver, DELAY, mnemonic, pubkeys } from '../support/allocator.js';
 import { seedKeys } from '../support/seed.js';
 
 // BIP-39's own test mnemonic: public, holds nothing.
-const MNEMONIC =
-  'abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about';
-const mnemonic = mnemonicKeySource(new MnemonicKeys(MNEMONIC));
-const DELAY = 20 * MINUTE;
-
-function allocatorOver(
-  store: Store,
-  clock: FakeClock,
-  keySource: KeySource,
-  extra: Partial<AllocatorDeps> = {},
-): Allocator {
-  return new Allocator({
-    store,
-    group: new GroupCommitter(store),
-    clock: clock.now,
-    monotonic: clock.monotonic,
-    keySource,
-    config: { reuseDelayMs: DELAY, maxKeysPerPod: 64, maxTotalKeys: undefined },
-    lookahead: 64,
-    ...extra,
-  });
-}
-const pubkeys = (a: { keys: Array<{ pubkey: string }> }) => a.keys.map((k) => k.pubkey);
 
 describe('a mnemonic store restored from an older copy', () => {
   it('never hands out again the indexes a pod got after the backup: its heartbeat moves the next index past them', async () => {

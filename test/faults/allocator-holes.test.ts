@@ -1,48 +1,22 @@
 // Faults an adversarial review of the safety rules found (issue 11), kept as regression tests:
 // each asserts the safe behaviour.
 import { describe, expect, it } from 'vitest';
-import { Allocator, type AllocatorDeps } from '../../src/allocation/allocator.js';
-import { GroupCommitter } from '../../src/allocation/group-commit.js';
 import { fenceRestored } from '../../src/allocation/restore.js';
 import { BeaconLivenessGate } from '../../src/beacon/liveness.js';
 import { NETWORKS } from '../../src/deposit/networks.js';
-import { MnemonicKeys } from '../../src/keys/bip39.js';
-import { type KeySource, mnemonicKeySource, randomKeySource } from '../../src/keys/source.js';
+import { randomKeySource } from '../../src/keys/source.js';
 import { backupStore, restoreStore } from '../../src/store/backup.js';
 import { checkStore } from '../../src/store/check.js';
 import { Store } from '../../src/store/store.js';
 import { fakeBeacon } from '../beacon/fake-beacon.js';
-import { FakeClock, MINUTE, onCleanup, openTempStore, tempDir, testKek } from '../helpers.js';
-
-const MNEMONIC =
-  'abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about';
-const mnemonic = mnemonicKeySource(new MnemonicKeys(MNEMONIC));
-const DELAY = 20 * MINUTE;
-
-function allocatorOver(
-  store: Store,
-  clock: FakeClock,
-  keySource: KeySource,
-  extra: Partial<AllocatorDeps> = {},
-): Allocator {
-  return new Allocator({
-    store,
-    group: new GroupCommitter(store),
-    clock: clock.now,
-    monotonic: clock.monotonic,
-    keySource,
-    config: { reuseDelayMs: DELAY, maxKeysPerPod: 64, maxTotalKeys: undefined },
-    lookahead: 4,
-    ...extra,
-  });
-}
-const pubkeys = (a: { keys: Array<{ pubkey: string }> }) => a.keys.map((k) => k.pubkey);
+import { FakeClock, onCleanup, openTempStore, tempDir, testKek } from '../helpers.js';
+import { allocatorOver, DELAY, mnemonic, pubkeys } from '../support/allocator.js';
 
 describe('break: heartbeats', () => {
   it('B1 a forced-deleted pod whose old container still heartbeats does not hand its fenced keys to the new incarnation', async () => {
     const store = await openTempStore();
     const clock = new FakeClock();
-    const al = allocatorOver(store, clock, randomKeySource);
+    const al = allocatorOver(store, clock, randomKeySource, { lookahead: 4 });
     const k = pubkeys(await al.allocate('v-0', 2, 'uid-A'));
     // kubectl delete --force: fenced
     await al.release('v-0', { stop: 'forced', uid: 'uid-A' });
@@ -56,7 +30,7 @@ describe('break: heartbeats', () => {
   it('B2 a heartbeat claims no free key for a pod that was never handed it (no proof of possession): its secret never goes there', async () => {
     const store = await openTempStore();
     const clock = new FakeClock();
-    const al = allocatorOver(store, clock, randomKeySource);
+    const al = allocatorOver(store, clock, randomKeySource, { lookahead: 4 });
     const [k] = pubkeys(await al.allocate('a', 1));
     await al.release('a', { stop: 'confirmed' });
     clock.advance(DELAY);
@@ -91,7 +65,7 @@ describe('break: a recreated pod whose deletion the webhook missed', () => {
   it('B4 a new incarnation (another token uid) is never handed the keys the old one holds: they are fenced', async () => {
     const store = await openTempStore();
     const clock = new FakeClock();
-    const al = allocatorOver(store, clock, randomKeySource);
+    const al = allocatorOver(store, clock, randomKeySource, { lookahead: 4 });
     const k = pubkeys(await al.allocate('v-0', 1, 'uid-A'));
     // the DELETE review never arrived (server down; webhook failurePolicy Ignore); v-0 is
     // recreated with uid-B while uid-A may still run on a cut-off node
@@ -102,7 +76,7 @@ describe('break: a recreated pod whose deletion the webhook missed', () => {
   it('B5 a stale kubelet DELETE (an earlier uid) never releases the keys of a new incarnation whose uid is unknown', async () => {
     const store = await openTempStore();
     const clock = new FakeClock();
-    const al = allocatorOver(store, clock, randomKeySource);
+    const al = allocatorOver(store, clock, randomKeySource, { lookahead: 4 });
     await al.allocate('v-0', 1, 'uid-A');
     await al.release('v-0', { stop: 'unconfirmed', uid: 'uid-A' }); // graceful
     clock.advance(DELAY); // A's key cools past the delay; (or: new pod gets new keys anyway)
@@ -138,12 +112,12 @@ describe('break: derivation', () => {
     onCleanup(() => beacon.close());
     beacon.state.now = clock.now;
     let store = await Store.open(`${dir}/data`, { kek: testKek });
-    let al = allocatorOver(store, clock, randomKeySource);
+    let al = allocatorOver(store, clock, randomKeySource, { lookahead: 4 });
     const [k] = pubkeys(await al.allocate('a', 1));
     await store.close();
     await backupStore(`${dir}/data`, `${dir}/backup.jsonl`);
     store = await Store.open(`${dir}/data`, { kek: testKek });
-    al = allocatorOver(store, clock, randomKeySource);
+    al = allocatorOver(store, clock, randomKeySource, { lookahead: 4 });
     await al.retire(k ?? '', 'slashed');
     beacon.state.validators.set(k ?? '', { index: '4', status: 'active_slashed', slashed: true });
     await store.close();
@@ -169,12 +143,12 @@ describe('break: derivation', () => {
     const dir = await tempDir();
     const clock = new FakeClock();
     let store = await Store.open(`${dir}/data`, { kek: testKek });
-    let al = allocatorOver(store, clock, randomKeySource);
+    let al = allocatorOver(store, clock, randomKeySource, { lookahead: 4 });
     const [k] = pubkeys(await al.allocate('a', 1));
     await store.close();
     await backupStore(`${dir}/data`, `${dir}/backup.jsonl`);
     store = await Store.open(`${dir}/data`, { kek: testKek });
-    al = allocatorOver(store, clock, randomKeySource);
+    al = allocatorOver(store, clock, randomKeySource, { lookahead: 4 });
     await al.release('a', { stop: 'confirmed' });
     clock.advance(DELAY);
     const c = pubkeys(await al.allocate('c', 1));

@@ -1,0 +1,33 @@
+// The real Allocator over a store, with the test's clocks: what the allocation tests drive.
+import { Allocator, type AllocatorDeps } from '../../src/allocation/allocator.js';
+import { GroupCommitter } from '../../src/allocation/group-commit.js';
+import { MnemonicKeys } from '../../src/keys/bip39.js';
+import { type KeySource, mnemonicKeySource } from '../../src/keys/source.js';
+import type { Store } from '../../src/store/store.js';
+import { type FakeClock, MINUTE } from '../helpers.js';
+
+/** BIP-39's own test mnemonic: public, holds nothing. */
+export const TEST_MNEMONIC =
+  'abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about';
+export const mnemonic = mnemonicKeySource(new MnemonicKeys(TEST_MNEMONIC));
+export const DELAY = 20 * MINUTE;
+
+export function allocatorOver(
+  store: Store,
+  clock: FakeClock,
+  keySource: KeySource,
+  extra: Partial<AllocatorDeps> = {},
+): Allocator {
+  return new Allocator({
+    store,
+    group: new GroupCommitter(store),
+    clock: clock.now,
+    monotonic: clock.monotonic,
+    keySource,
+    config: { reuseDelayMs: DELAY, maxKeysPerPod: 64, maxTotalKeys: undefined },
+    lookahead: 64,
+    ...extra,
+  });
+}
+
+export const pubkeys = (a: { keys: Array<{ pubkey: string }> }) => a.keys.map((k) => k.pubkey);
