@@ -10,10 +10,10 @@ import { Store } from '../src/store/store.js';
 import { fillAllocatedPods, fillFreeKeys } from './fill.js';
 import { type ChildServer, type LoadResult, load, report, spawnServer, timeGet } from './lib.js';
 
-const PODS = 1000;
+const PODS = 2000;
 const KEYS_PER_POD = 4;
 const CONCURRENCY = 50;
-const WARMUP = 200;
+const WARMUP = 1000;
 const CLI = new URL('../dist/cli.js', import.meta.url).pathname;
 const FLOOR = new URL('./floor-server.ts', import.meta.url).pathname;
 const UNSYNCED = new URL('./unsynced-server.ts', import.meta.url).pathname;

@@ -63,6 +63,9 @@ export function createApp(appDeps: AppDeps): express.Express {
   // Answers carry secrets or change with every allocation: no ETag to compute or cache by.
   app.set('etag', false);
   app.set('query parser', 'simple');
+  // The request line holds only the scalars below, none of them a secret field, so it skips the
+  // redaction walk: at 40 us a line, that walk was the largest single cost of an allocation.
+  const requestLog = deps.log.child({}, { redact: { paths: [] } });
 
   app.use((req: Request, res: Response, next: NextFunction) => {
     const header = req.get('x-request-id');
@@ -76,7 +79,7 @@ export function createApp(appDeps: AppDeps): express.Express {
         { method: req.method, route, status: String(res.statusCode) },
         seconds,
       );
-      deps.log.info(
+      requestLog.info(
         {
           reqId: id,
           method: req.method,

@@ -410,7 +410,7 @@ export class Store {
     this.commits++;
     try {
       // Synced: the callers acknowledge the change once this resolves (DESIGN.md, "Store").
-      await this.db.batch(ops, this.commitOptions);
+      await this.write(ops);
     } finally {
       this.commits++;
     }
@@ -430,6 +430,25 @@ export class Store {
       if (after) this.podNames.add(name);
       else this.podNames.delete(name);
     }
+  }
+
+  /**
+   * One atomic batch, built as a chained batch: classic-level's array form reads each
+   * operation's properties through N-API, about 7 us per operation on the event loop against
+   * 1 us here (bench/allocate), and a commit carries ten operations per allocation.
+   */
+  private async write(ops: readonly BatchOp[]): Promise<void> {
+    const batch = this.db.batch();
+    try {
+      for (const op of ops) {
+        if (op.type === 'put') batch.put(op.key, op.value, { sublevel: op.sublevel });
+        else batch.del(op.key, { sublevel: op.sublevel });
+      }
+    } catch (err) {
+      await batch.close();
+      throw err;
+    }
+    await batch.write(this.commitOptions);
   }
 
   /** The ring of data keys; only a store opened with its KEK has one. */
