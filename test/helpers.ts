@@ -83,7 +83,7 @@ export async function startTestServer(
 ): Promise<TestServer> {
   const store = opts.store ?? (await openTempStore());
   const clock = new FakeClock();
-  const { app, allocator } = composeApp({
+  const { app, allocator, proofs } = composeApp({
     store,
     group: new GroupCommitter(store),
     clock: clock.now,
@@ -106,6 +106,7 @@ export async function startTestServer(
     const s = app.listen(0, '127.0.0.1', () => resolve(s));
   });
   onCleanup(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  onCleanup(() => proofs.close());
   const { port } = server.address() as AddressInfo;
   return { url: `http://127.0.0.1:${port}`, store, clock, allocator };
 }

@@ -40,6 +40,13 @@ const LIVE_HOLD_MS = 2 * 32 * 12 * 1000;
  */
 export type StopProof = 'confirmed' | 'unconfirmed' | 'forced';
 
+export interface HeartbeatOptions {
+  /** The reporter's pod UID, from its token. */
+  readonly uid?: string | undefined;
+  /** Keys whose proof of possession by the reporter was verified (keys/proof.ts). */
+  readonly proven?: ReadonlySet<string>;
+}
+
 export interface ReleaseOptions {
   readonly stop: StopProof;
   /** The UID of the pod that stopped: a release for another incarnation changes nothing. */
@@ -127,6 +134,8 @@ export interface AllocatorDeps {
   readonly onGateFailure?: (err: unknown) => void;
   /** Called with keys fenced by a release (a forced deletion, a pod lost with its node). */
   readonly onFenced?: (pod: string, pubkeys: readonly string[]) => void;
+  /** Called with heartbeat claims refused for want of a valid proof of possession. */
+  readonly onRefused?: (pod: string, pubkeys: readonly string[]) => void;
   /** Called with keys pods reported that the store had no record of (flagged). */
   readonly onReported?: (pod: string, pubkeys: readonly string[]) => void;
   /** Deposit data for each new key, kept in the batch that records the key. */
@@ -165,6 +174,11 @@ export class Allocator {
   /** Derivation indexes the beacon node had no validator for, and those it had (--beacon-url). */
   private readonly clearIndexes = new Set<number>();
   private readonly validatorIndexes = new Set<number>();
+
+  /** --max-keys-per-pod: no pod holds more, by allocation or by heartbeat. */
+  get maxKeysPerPod(): number {
+    return this.deps.config.maxKeysPerPod;
+  }
 
   constructor(private readonly deps: AllocatorDeps) {
     this.group = deps.group;
@@ -254,36 +268,63 @@ export class Allocator {
 
   /**
    * Reconciles the keys a pod reports it runs (see heartbeat.ts). A key the store has no
-   * record of is searched for among the indexes ahead; meanwhile nothing is derived.
+   * record of is searched for among the indexes ahead; meanwhile nothing is derived. Keys in
+   * `proven` carry a verified proof of possession by the reporter; any other claim is refused.
    */
-  async heartbeat(pod: string, pubkeys: readonly string[], uid?: string): Promise<HeartbeatResult> {
+  async heartbeat(
+    pod: string,
+    pubkeys: readonly string[],
+    opts: HeartbeatOptions = {},
+  ): Promise<HeartbeatResult> {
     const search = this.lookahead.enabled;
+    const proven = opts.proven ?? new Set<string>();
+    const { maxKeysPerPod } = this.deps.config;
     let done: () => void = () => undefined;
     const searching = new Promise<void>((resolve) => {
       done = resolve;
     });
     try {
       const first = await this.group.run(async (tx) => {
-        const result = await heartbeatIn(tx, this.deps.clock(), pod, pubkeys, {
+        const step = await heartbeatIn(tx, this.deps.clock(), pod, pubkeys, {
           cooled: (r) => this.cooling.done(r),
           placeNow: !search,
-          uid,
+          uid: opts.uid,
           reasserted: (pk) => this.reasserted.add(pk),
+          proven,
+          maxKeysPerPod,
         });
         // Registered under the lock: no allocation after this one derives before the search.
-        if (search && result.unknown.length > 0) this.searches.add(searching);
-        return result;
+        if (search && step.result.unknown.length > 0) this.searches.add(searching);
+        return step;
       });
-      let result = first;
-      if (search && first.unknown.length > 0) {
-        const found = await this.lookahead.find(first.unknown, this.deps.store.nextKeyIndex());
+      let result = first.result;
+      if (search && result.unknown.length > 0) {
+        const asked = result.unknown;
+        const found = await this.lookahead.find(asked, this.deps.store.nextKeyIndex());
         const placed = await this.group.run((tx) =>
-          placeReportedIn(tx, this.deps, this.deps.clock(), pod, first.unknown, found),
+          placeReportedIn(
+            tx,
+            this.deps,
+            this.deps.clock(),
+            pod,
+            asked,
+            { found, proven },
+            first.room,
+            maxKeysPerPod,
+          ),
         );
-        result = { ...first, reported: [...first.reported, ...placed] };
+        const settled = new Set([...placed.reported, ...placed.conflicts, ...placed.refused]);
+        result = {
+          ...result,
+          unknown: asked.filter((pk) => !settled.has(pk)),
+          reported: [...result.reported, ...placed.reported],
+          conflicts: [...result.conflicts, ...placed.conflicts],
+          refused: [...result.refused, ...placed.refused],
+        };
       }
       if (result.conflicts.length > 0) this.deps.onConflict?.(pod, result.conflicts);
       if (result.reported.length > 0) this.deps.onReported?.(pod, result.reported);
+      if (result.refused.length > 0) this.deps.onRefused?.(pod, result.refused);
       this.cooling.left(result.reclaimed);
       this.cooling.released(result.stillCooling); // their reuse delay counts again from now
       return result;

@@ -1,20 +1,26 @@
 // A heartbeat reports the keys a pod actually runs. The store may have lost that view (restored
 // from an older copy, say), so each reported key is reconciled (DESIGN.md "Safety rules"). A
-// heartbeat claims a key for its reporter only where the store records the reporter as its
-// holder; there is no proof of possession yet, so nothing else becomes the reporter's:
+// heartbeat claims a key for its reporter without proof only where the store records the
+// reporter as its holder, or as its last holder:
 //   - held by this pod: nothing to do;
 //   - cooling under this pod's name: it goes back to this pod if its stop was confirmed (a new
 //     incarnation that kept its keystores), or if the pod's token names the very incarnation
 //     that released it. Otherwise (a forced or unconfirmed release: the old container may be
 //     the one beating) it stays cooling, and the reuse delay counts again from now: nobody, the
-//     pod's new incarnation included, gets it while it is reported running;
+//     pod's new incarnation included, gets it while it is reported running.
+// Every other key is a claim, and a claim needs a proof of possession (keys/proof.ts): without
+// one it is refused and changes nothing, for pubkeys are public and a pod's token is no
+// evidence that it runs someone else's key. With a valid proof:
 //   - cooling under another pod's name within the reuse delay, or held by another pod: a
 //     conflict. Two pods run it. It leaves both pods' lists and is never handed out again until
 //     an operator resolves it (retires it);
 //   - free, or cooled past the delay: recorded as `reported` by this pod, never handed out;
 //   - not in the store at all: recorded as `reported` too. A key derived from the mnemonic is
-//     first searched for among the indexes ahead, and the next index moves past it at once, so
-//     that no other pod is ever handed that index.
+//     first searched for among the indexes ahead, and the next index moves past it at once,
+//     with or without a proof, so that no other pod is ever handed that index.
+// A heartbeat never takes a pod past --max-keys-per-pod: a proven claim beyond it becomes a
+// conflict (out of everyone's reach, for the reporter does run it), a reclaim beyond it stays
+// cooling.
 
 import type { NewAuditEvent } from '../store/audit.js';
 import type { KeyRecord, PodRecord } from '../store/records.js';
@@ -43,6 +49,8 @@ export interface HeartbeatResult {
   readonly reported: string[];
   /** Keys cooling under this pod's name, stop not confirmed: they stay out of everyone's reach. */
   readonly stillCooling: string[];
+  /** Claims without a valid proof of possession: nothing changed for them. */
+  readonly refused: string[];
 }
 
 export interface HeartbeatRules {
@@ -54,6 +62,10 @@ export interface HeartbeatRules {
   readonly uid?: string | undefined;
   /** Told each key the store records as the reporter's: the reporter re-asserted it. */
   readonly reasserted?: (pubkey: string) => void;
+  /** Keys whose proof of possession by the reporter was verified (keys/proof.ts). */
+  readonly proven: ReadonlySet<string>;
+  /** --max-keys-per-pod. */
+  readonly maxKeysPerPod: number;
 }
 
 /** Pod records edited by one heartbeat, each from its state before. */
@@ -83,57 +95,83 @@ class PodEdits {
   }
 }
 
+/** What a heartbeat did, and how many more keys its pod may take (--max-keys-per-pod). */
+export interface HeartbeatStep {
+  readonly result: HeartbeatResult;
+  readonly room: number;
+}
+
 export async function heartbeatIn(
   tx: Transaction,
   now: number,
   pod: string,
   pubkeys: readonly string[],
   rules: HeartbeatRules,
-): Promise<HeartbeatResult> {
+): Promise<HeartbeatStep> {
   const result: HeartbeatResult = {
     reclaimed: [],
     conflicts: [],
     unknown: [],
     reported: [],
     stillCooling: [],
+    refused: [],
   };
   const holder = await tx.getPod(pod);
+  const reported = new Set(pubkeys);
+  const records = new Map<string, KeyRecord | undefined>();
+  for (const pubkey of reported) records.set(pubkey, await tx.getKey(pubkey));
+  // The pod's own keys, and the reported keys the store records as its: what it holds now.
+  let room =
+    rules.maxKeysPerPod -
+    (holder?.keys.length ?? 0) -
+    [...records.values()].filter((r) => r?.state === 'reported' && r.pod === pod).length;
   const pods = new PodEdits(tx, now);
   const keyChanges: KeyChange[] = [];
   const events: NewAuditEvent[] = [];
-  const conflict = async (r: KeyRecord, other: string) => {
-    if (r.state === 'allocated') await pods.edit(other, { drop: [r.pubkey] });
-    if (r.state === 'cooling') await pods.edit(other, { uncool: [r.pubkey] });
-    keyChanges.push({ before: r, after: inConflict(r, [other, pod], now) });
-    events.push({
-      at: now,
-      type: 'conflict',
-      pod,
-      pubkeys: [r.pubkey],
-      detail: `${other} holds it too`,
-    });
+  const conflict = async (r: KeyRecord, others: readonly string[], detail: string) => {
+    for (const other of others) {
+      if (r.state === 'allocated') await pods.edit(other, { drop: [r.pubkey] });
+      if (r.state === 'cooling') await pods.edit(other, { uncool: [r.pubkey] });
+    }
+    keyChanges.push({ before: r, after: inConflict(r, [...others, pod], now) });
+    events.push({ at: now, type: 'conflict', pod, pubkeys: [r.pubkey], detail });
     result.conflicts.push(r.pubkey);
   };
-
-  for (const pubkey of new Set(pubkeys)) {
-    const r = await tx.getKey(pubkey);
-    if (!r) {
-      if (rules.placeNow) {
-        keyChanges.push({ after: reportedBy(pubkey, pod, now) });
-        result.reported.push(pubkey);
-      } else result.unknown.push(pubkey);
-      continue;
+  /** A proven claim the pod may take, or (past its limit) a conflict nobody gets. */
+  const takeReported = async (r: KeyRecord | undefined, pubkey: string) => {
+    if (room <= 0) {
+      const detail = overLimit(rules.maxKeysPerPod);
+      if (r) await conflict(r, r.state === 'cooling' && r.pod !== undefined ? [r.pod] : [], detail);
+      else {
+        keyChanges.push({ after: inConflict(reportedBy(pubkey, pod, now), [pod], now) });
+        events.push({ at: now, type: 'conflict', pod, pubkeys: [pubkey], detail });
+        result.conflicts.push(pubkey);
+      }
+      return;
     }
-    if ((r.state === 'allocated' || r.state === 'reported') && r.pod === pod) {
+    room--;
+    if (r?.state === 'cooling' && r.pod !== undefined) await pods.edit(r.pod, { uncool: [pubkey] });
+    keyChanges.push(
+      r
+        ? { before: r, after: reportedRunning(r, pod, now) }
+        : { after: reportedBy(pubkey, pod, now) },
+    );
+    result.reported.push(pubkey);
+  };
+
+  for (const pubkey of reported) {
+    const r = records.get(pubkey);
+    if (r && (r.state === 'allocated' || r.state === 'reported') && r.pod === pod) {
       if (r.state === 'allocated') rules.reasserted?.(pubkey);
       continue;
     }
-    if (r.state === 'cooling' && r.pod === pod) {
+    if (r?.state === 'cooling' && r.pod === pod) {
       const sameIncarnation =
         rules.uid !== undefined &&
         r.uid === rules.uid &&
         (holder?.uid === undefined || holder.uid === rules.uid);
-      if (r.stop === 'confirmed' || sameIncarnation) {
+      if ((r.stop === 'confirmed' || sameIncarnation) && room > 0) {
+        room--;
         rules.reasserted?.(pubkey);
         await pods.edit(pod, { hold: [pubkey] });
         keyChanges.push({ before: r, after: handedTo(r, pod, now, 'reclaimed') });
@@ -144,29 +182,34 @@ export async function heartbeatIn(
       }
       continue;
     }
-    if (r.state === 'cooling' && r.pod !== undefined && !rules.cooled(r)) {
-      await conflict(r, r.pod);
+    // Not the reporter's: a claim. A key the store has no record of may still be one the
+    // mnemonic derives; the lookahead moves the next index past it, proof or not.
+    if (!r && !rules.placeNow) {
+      result.unknown.push(pubkey);
       continue;
     }
-    if (r.state === 'free' || r.state === 'cooling') {
-      if (r.state === 'cooling' && r.pod !== undefined)
-        await pods.edit(r.pod, { uncool: [pubkey] });
-      keyChanges.push({ before: r, after: reportedRunning(r, pod, now) });
-      result.reported.push(pubkey);
+    const claimable =
+      !r ||
+      r.state === 'free' ||
+      r.state === 'cooling' ||
+      ((r.state === 'allocated' || r.state === 'reported') && r.pod !== undefined) ||
+      (r.state === 'conflict' && !(r.conflictPods ?? []).includes(pod));
+    if (!claimable) {
+      if (r.state !== 'conflict') result.unknown.push(pubkey); // retired, in a deposit
       continue;
     }
-    if ((r.state === 'allocated' || r.state === 'reported') && r.pod !== undefined) {
-      await conflict(r, r.pod);
+    if (!rules.proven.has(pubkey)) {
+      result.refused.push(pubkey);
       continue;
     }
-    if (r.state === 'conflict') {
-      if (!(r.conflictPods ?? []).includes(pod)) {
-        keyChanges.push({ before: r, after: inConflict(r, [pod], now) });
-        result.conflicts.push(pubkey);
-      }
-      continue;
-    }
-    result.unknown.push(pubkey);
+    if (!r) await takeReported(undefined, pubkey);
+    else if (r.state === 'conflict') {
+      keyChanges.push({ before: r, after: inConflict(r, [pod], now) });
+      result.conflicts.push(pubkey);
+    } else if (r.state === 'cooling' && r.pod !== undefined && !rules.cooled(r))
+      await conflict(r, [r.pod], `${r.pod} held it within the reuse delay`);
+    else if (r.state === 'free' || r.state === 'cooling') await takeReported(r, pubkey);
+    else if (r.pod !== undefined) await conflict(r, [r.pod], `${r.pod} holds it too`);
   }
   if (result.reclaimed.length > 0) {
     events.push({
@@ -179,7 +222,7 @@ export async function heartbeatIn(
   }
   if (result.reported.length > 0) events.push(reportEvent(now, pod, result.reported));
   if (keyChanges.length > 0) tx.stage({ keys: keyChanges, pods: pods.changes(), events });
-  return result;
+  return { result, room };
 }
 
 function reportEvent(now: number, pod: string, pubkeys: string[]): NewAuditEvent {
@@ -192,10 +235,22 @@ function reportEvent(now: number, pod: string, pubkeys: string[]): NewAuditEvent
   };
 }
 
+const overLimit = (max: number) =>
+  `runs it past --max-keys-per-pod (${max}): out of everyone's reach until an operator acts`;
+
+/** What the second step of a heartbeat did with the keys the store had no record of. */
+export interface PlacedReports {
+  readonly reported: string[];
+  readonly conflicts: string[];
+  readonly refused: string[];
+}
+
 /**
  * Records keys a heartbeat reported that the store had no record of. `found` holds the
- * derivation index of those the mnemonic derives: their secret is kept, and the next index
- * moves past them in the same batch.
+ * derivation index of those the mnemonic derives: the next index moves past them in the same
+ * batch, proof or not (nobody may ever be handed that index again). A key is recorded as the
+ * reporter's only with a proof (`proven`), and then a derived one keeps its secret; past the
+ * pod's `room` it is a conflict instead. Without a proof nothing else changes.
  */
 export async function placeReportedIn(
   tx: Transaction,
@@ -203,40 +258,71 @@ export async function placeReportedIn(
   now: number,
   pod: string,
   pubkeys: readonly string[],
-  found: ReadonlyMap<string, number>,
-): Promise<string[]> {
+  claims: { readonly found: ReadonlyMap<string, number>; readonly proven: ReadonlySet<string> },
+  room: number,
+  maxKeysPerPod: number,
+): Promise<PlacedReports> {
+  const { found, proven } = claims;
   const keys: KeyChange[] = [];
+  const out: PlacedReports = { reported: [], conflicts: [], refused: [] };
   let next = tx.nextKeyIndex();
   const skipped: string[] = [];
+  const skippedKeys: string[] = [];
   for (const pubkey of pubkeys) {
     if (await tx.getKey(pubkey)) continue; // placed meanwhile: the next heartbeat reconciles it
     const index = found.get(pubkey);
     const [derived] = index === undefined ? [] : await parts.keySource.make(1, index);
-    if (index !== undefined && derived?.pubkey === pubkey && derived.path !== undefined) {
-      const secret = parts.store.secrets.seal(derived.secretKey, pubkey);
-      keys.push({ after: reportedBy(pubkey, pod, now, { secret, path: derived.path }) });
-      if (index >= next) {
-        skipped.push(`${next}..${index}`);
-        next = index + 1;
-      }
-    } else keys.push({ after: reportedBy(pubkey, pod, now) });
+    const isDerived =
+      index !== undefined && derived?.pubkey === pubkey && derived.path !== undefined;
+    if (isDerived && index >= next) {
+      skipped.push(`${next}..${index}`);
+      skippedKeys.push(pubkey);
+      next = index + 1;
+    }
+    if (!proven.has(pubkey)) {
+      out.refused.push(pubkey);
+      continue;
+    }
+    const record =
+      isDerived && derived.path !== undefined
+        ? reportedBy(pubkey, pod, now, {
+            secret: parts.store.secrets.seal(derived.secretKey, pubkey),
+            path: derived.path,
+          })
+        : reportedBy(pubkey, pod, now);
+    if (room <= 0) {
+      keys.push({ after: inConflict(record, [pod], now) });
+      out.conflicts.push(pubkey);
+    } else {
+      room--;
+      keys.push({ after: record });
+      out.reported.push(pubkey);
+    }
   }
-  if (keys.length === 0) return [];
-  const placed = keys.map((k) => k.after.pubkey);
-  const events = [reportEvent(now, pod, placed)];
+  const events: NewAuditEvent[] = [];
+  if (out.reported.length > 0) events.push(reportEvent(now, pod, out.reported));
+  if (out.conflicts.length > 0)
+    events.push({
+      at: now,
+      type: 'conflict',
+      pod,
+      pubkeys: out.conflicts,
+      detail: overLimit(maxKeysPerPod),
+    });
   if (skipped.length > 0)
     events.push({
       at: now,
       type: 'skip',
       pod,
-      pubkeys: placed.filter((pk) => found.has(pk)),
+      pubkeys: skippedKeys,
       detail: `derivation indexes ${skipped.join(', ')} are held by a running pod: the next index is now ${next}`,
     });
-  tx.stage({
-    keys,
-    pods: [],
-    events,
-    ...(next > tx.nextKeyIndex() ? { nextKeyIndex: next } : {}),
-  });
-  return placed;
+  if (keys.length > 0 || next > tx.nextKeyIndex())
+    tx.stage({
+      keys,
+      pods: [],
+      events,
+      ...(next > tx.nextKeyIndex() ? { nextKeyIndex: next } : {}),
+    });
+  return out;
 }

@@ -1,7 +1,9 @@
 // `pkm agent`, a sidecar: every --interval it tells the server which keys this pod runs (the
 // keystores in --out). The server answers with its boot token; a new token means the server
 // restarted, maybe from an older copy of its data, so the agent re-asserts its keys at once,
-// within the server's resync window, before any of them could go to another pod.
+// within the server's resync window, before any of them could go to another pod. Keys the
+// server refuses (it does not record them as this pod's) are sent again at once with a proof
+// of possession each (possession.ts), which is what lets the server record them at all.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { podKeysPath } from '../allocation/pod-name.js';
@@ -11,6 +13,7 @@ import type { Logger } from '../log.js';
 import { callServer } from './api.js';
 import { connection, existingKeys } from './client.js';
 import { LAYOUT_SPECS } from './layouts.js';
+import { signPossession } from './possession.js';
 
 /** The client's connection and folder flags, and the time between heartbeats. */
 export interface AgentOptions
@@ -28,6 +31,8 @@ const HeartbeatAnswer = z.object({
   unknown: z.array(z.string()),
   /** Servers before reported keys answer without it. */
   reported: z.array(z.string()).default([]),
+  /** Claims the server refused for want of a proof of possession. */
+  refused: z.array(z.string()).default([]),
 });
 type HeartbeatAnswer = z.infer<typeof HeartbeatAnswer>;
 
@@ -41,18 +46,41 @@ export class Agent {
     private readonly log: Logger,
   ) {}
 
-  /** One heartbeat; re-asserts at once when the server's boot token changed. */
+  /**
+   * One heartbeat; re-asserts at once when the server's boot token changed, and proves
+   * possession of the keys the server refused.
+   */
   async beat(): Promise<HeartbeatAnswer> {
-    const answer = await this.send();
+    let answer = await this.send();
     if (this.bootToken !== undefined && answer.bootToken !== this.bootToken) {
       this.log.warn(
         { pod: this.opts.pod },
         'the server restarted: re-asserting the keys this pod runs',
       );
       this.bootToken = answer.bootToken;
-      return this.send();
+      answer = await this.send();
     }
     this.bootToken = answer.bootToken;
+    if (answer.refused.length === 0) return answer;
+    const proofs = await signPossession(
+      {
+        out: this.opts.out,
+        spec: LAYOUT_SPECS[this.opts.layout],
+        bootToken: answer.bootToken,
+        identity: `${this.opts.namespace}/${this.opts.pod}`,
+      },
+      answer.refused,
+    );
+    this.log.info(
+      { pubkeys: Object.keys(proofs) },
+      'the server does not record these keys as this pod’s: proving possession',
+    );
+    answer = await this.send(proofs);
+    if (answer.refused.length > 0)
+      this.log.error(
+        { refused: answer.refused },
+        'the server refused this pod’s proofs for these keys (it restarted meanwhile, or they are not this pod’s)',
+      );
     return answer;
   }
 
@@ -76,11 +104,16 @@ export class Agent {
     this.abort.abort();
   }
 
-  private async send(): Promise<HeartbeatAnswer> {
+  private async send(proofs?: Record<string, string>): Promise<HeartbeatAnswer> {
     const pubkeys = await existingKeys(this.opts.out, LAYOUT_SPECS[this.opts.layout]);
     const path = podKeysPath(this.opts.namespace, this.opts.pod).replace(/\/keys$/, '/heartbeat');
+    // Only proofs for keys still in --out: the server refuses a proof for a key not reported.
+    const proven = Object.fromEntries(
+      Object.entries(proofs ?? {}).filter(([pk]) => pubkeys.includes(pk)),
+    );
+    const body = Object.keys(proven).length > 0 ? { pubkeys, proofs: proven } : { pubkeys };
     const parsed = HeartbeatAnswer.safeParse(
-      await callServer(connection(this.opts), 'POST', path, { pubkeys }),
+      await callServer(connection(this.opts), 'POST', path, body),
     );
     if (!parsed.success) throw new PkmError('SERVER_FAILED', 'the heartbeat answer is not one');
     const answer = parsed.data;

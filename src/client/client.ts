@@ -96,7 +96,7 @@ async function requestKeys(opts: ClientOptions, log: Logger): Promise<HandedKey[
   }));
 }
 
-async function readKeystore(path: string) {
+export async function readKeystore(path: string) {
   let json: unknown;
   try {
     json = JSON.parse(await readFile(path, 'utf8'));

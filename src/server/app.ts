@@ -5,6 +5,7 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import type { Allocator } from '../allocation/allocator.js';
 import type { Clock } from '../allocation/clock.js';
 import { PkmError } from '../errors.js';
+import { ProofVerifier } from '../keys/proof-verifier.js';
 import type { Logger } from '../log.js';
 import type { Serial } from '../store/kek-rotation.js';
 import type { Store } from '../store/store.js';
@@ -13,6 +14,7 @@ import { adminRoutes } from './admin.js';
 import { assignmentsRoutes } from './assignments.js';
 import { Auth, authenticate, callerOf, describeCaller } from './auth.js';
 import { depositRoutes } from './deposits.js';
+import { heartbeatRoutes } from './heartbeat.js';
 import { errorHandler, methodNotAllowed, notFound } from './http-errors.js';
 import { keyRoutes } from './keys.js';
 import type { Metrics } from './metrics.js';
@@ -47,6 +49,8 @@ export interface AppDeps {
   readonly rateLimiter?: RateLimiter;
   /** Runs a store change with nothing else writing (the group committer): KEK rotation. */
   readonly serial?: Serial;
+  /** Checks heartbeats' proofs of possession; absent: one made here (its worker is unref'd). */
+  readonly proofs?: ProofVerifier;
   /** --webhook-client-ca: the webhook answers only callers with a verified client certificate. */
   readonly webhookClientCert?: boolean;
 }
@@ -54,7 +58,11 @@ export interface AppDeps {
 const REQUEST_ID = /^[\w.-]{1,64}$/;
 
 export function createApp(appDeps: AppDeps): express.Express {
-  const deps = { ...appDeps, auth: appDeps.auth ?? new Auth({ adminTokens: [] }) };
+  const deps = {
+    ...appDeps,
+    auth: appDeps.auth ?? new Auth({ adminTokens: [] }),
+    proofs: appDeps.proofs ?? new ProofVerifier(),
+  };
   const app = express();
   /** Why the server cannot serve allocations now, if it cannot. */
   const readiness = (): string | undefined =>
@@ -147,6 +155,7 @@ export function createApp(appDeps: AppDeps): express.Express {
     .all(methodNotAllowed('GET'));
 
   app.use(podRoutes(deps));
+  app.use(heartbeatRoutes(deps));
   app.use(assignmentsRoutes(deps));
   app.use(depositRoutes(deps));
   app.use(webhookRoutes(deps));

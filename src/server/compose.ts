@@ -9,6 +9,7 @@ import type { BeaconGate } from '../beacon/liveness.js';
 import type { ServerConfig } from '../config.js';
 import { type DepositConfig, type DepositRecord, makeDeposit } from '../deposit/deposit-data.js';
 import type { Depositor } from '../deposit/depositor.js';
+import { ProofVerifier } from '../keys/proof-verifier.js';
 import { type KeySource, type NewKey, randomKeySource } from '../keys/source.js';
 import type { Logger } from '../log.js';
 import type { Store } from '../store/store.js';
@@ -103,6 +104,13 @@ export function composeApp(deps: ServiceDeps) {
         'fenced: the pod went without a confirmed stop; nobody gets these keys before the reuse delay (and the liveness gate)',
       );
     },
+    onRefused: (pod, keys) => {
+      metrics.onHeartbeatRefused(keys.length);
+      deps.log.warn(
+        { pod, pubkeys: keys },
+        'heartbeat claims refused: the pod reported keys the store does not record as its own, without a valid proof of possession; nothing changed',
+      );
+    },
     onReported: (pod, keys) => {
       metrics.onReported(keys.length);
       deps.log.error(
@@ -112,7 +120,9 @@ export function composeApp(deps: ServiceDeps) {
     },
   });
   const heartbeats = new Map<string, number>();
+  const proofs = new ProofVerifier();
   const app = createApp({
+    proofs,
     bootToken: randomBytes(16).toString('hex'),
     heartbeats,
     store: deps.store,
@@ -134,7 +144,7 @@ export function composeApp(deps: ServiceDeps) {
       ? { funds: fundsCheck(depositor, deps.deposits.amountGwei) }
       : {}),
   });
-  return { app, allocator, metrics, heartbeats };
+  return { app, allocator, metrics, heartbeats, proofs };
 }
 
 /** /readyz fails while the funder cannot pay for one more deposit. */

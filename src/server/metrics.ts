@@ -18,6 +18,7 @@ export interface Metrics {
   onConflict(keys: number): void;
   onFenced(keys: number): void;
   onReported(keys: number): void;
+  onHeartbeatRefused(keys: number): void;
   onGateFailure(): void;
 }
 
@@ -116,6 +117,11 @@ export function createMetrics(source: MetricsSource): Metrics {
     help: 'Keys pods reported running that the store had no record of (alert on any)',
     registers: [registry],
   });
+  const refused = new Counter({
+    name: 'pkm_heartbeat_refused_total',
+    help: 'Heartbeat claims refused for want of a valid proof of possession (a pod reporting keys that are not its own)',
+    registers: [registry],
+  });
   const gateFailures = new Counter({
     name: 'pkm_liveness_gate_failures_total',
     help: 'Liveness checks the beacon node could not answer: the keys stayed where they were',
@@ -146,6 +152,9 @@ export function createMetrics(source: MetricsSource): Metrics {
     },
     onReported(keys) {
       reported.inc(keys);
+    },
+    onHeartbeatRefused(keys) {
+      refused.inc(keys);
     },
     onGateFailure() {
       gateFailures.inc();

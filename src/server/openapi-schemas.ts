@@ -68,7 +68,16 @@ export const SCHEMAS: Record<string, Schema> = {
     type: 'object',
     required: ['pubkeys'],
     additionalProperties: false,
-    properties: { pubkeys: { type: 'array', items: PUBKEY, maxItems: 4096 } },
+    properties: {
+      pubkeys: { type: 'array', items: PUBKEY, maxItems: 4096 },
+      proofs: {
+        type: 'object',
+        description:
+          'Proofs of possession, for keys the store does not record as this pod’s: pubkey -> BLS signature (0x, 96 bytes) by that key over the UTF-8 text "pkm heartbeat proof of possession v1\\n<bootToken>\\n<namespace>/<pod>\\n<pubkey>", under the DST PKM_HEARTBEAT_POSSESSION_BLS12381G2_XMD:SHA-256_SSWU_RO_ (never Ethereum’s). At most --max-keys-per-pod, each for a key in pubkeys.',
+        propertyNames: PUBKEY,
+        additionalProperties: { type: 'string', pattern: '^0x[0-9a-fA-F]{192}$' },
+      },
+    },
   },
   Heartbeat: {
     type: 'object',
@@ -81,7 +90,16 @@ export const SCHEMAS: Record<string, Schema> = {
       reported: {
         ...strings,
         description:
-          'keys the store had no record of: recorded as this pod’s (state reported), never handed out',
+          'keys the store had not as this pod’s, proven: recorded as reported by this pod, never handed out',
+      },
+      stillCooling: {
+        ...strings,
+        description: 'keys released by this pod without a confirmed stop: they stay cooling',
+      },
+      refused: {
+        ...strings,
+        description:
+          'claims without a valid proof of possession: nothing changed; send them again with proofs over this bootToken',
       },
     },
   },

@@ -97,10 +97,14 @@ function podPaths(prefix: string, namespaced: boolean): Record<string, Json> {
     [`${prefix}/heartbeat`]: {
       parameters: params,
       post: {
-        summary: 'Report the keys the pod runs (pkm agent); keys the server lost are re-asserted',
+        summary:
+          'Report the keys the pod runs (pkm agent); a claim on a key the store does not record as the pod’s needs a proof of possession',
         security: podToken,
         requestBody: { required: true, content: json(ref('HeartbeatRequest')) },
-        responses: { ...ok('Reconciled', ref('Heartbeat')), ...errors([...POD, ...BODY]) },
+        responses: {
+          ...ok('Reconciled', ref('Heartbeat')),
+          ...errors([...POD, ...BODY, 'RATE_LIMITED']),
+        },
       },
     },
     [`${prefix}/slashing-protection`]: {

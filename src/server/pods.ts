@@ -16,24 +16,46 @@ import { type Auth, type Caller, callerOf, describeCaller, requirePod } from './
 import { methodNotAllowed } from './http-errors.js';
 
 /** The caller's pod UID, when its token named one (TokenReview). */
-function podUid(res: Response): string | undefined {
+export function podUid(res: Response): string | undefined {
   const caller = callerOf(res);
   return caller.kind === 'pod' ? caller.uid : undefined;
 }
 
 /** Rate limits count per authenticated caller; without auth, per pod asked for. */
-function rateIdentity(caller: Caller, pod: string): string {
+export function rateIdentity(caller: Caller, pod: string): string {
   return caller.kind === 'anonymous' ? `pod:${pod}` : describeCaller(caller);
 }
 
 const AllocateBody = z.object({ count: z.number() }).strict();
-const HeartbeatBody = z
-  .object({ pubkeys: z.array(z.string().regex(/^0x[0-9a-fA-F]{96}$/)).max(4096) })
-  .strict();
 /** Bodies here are tiny ({"count":n}); anything larger is refused before it is parsed. */
 export const BODY_LIMIT = '16kb';
 /** A full-history EIP-3076 file for a pod's keys. */
 const INTERCHANGE_LIMIT = '10mb';
+
+/**
+ * The pod named by the path, checked against the served namespaces and the caller's token,
+ * with its identity in the store and its fields for the answer.
+ */
+export function podTarget(
+  deps: Pick<AppDeps, 'namespaces'> & { readonly auth: Auth },
+  req: Request,
+  res: Response,
+) {
+  const namespace =
+    req.params.namespace === undefined ? DEFAULT_NAMESPACE : parseNamespace(req.params.namespace);
+  const name = parsePodName(req.params.pod);
+  const served = deps.namespaces ?? [];
+  if (served.length > 0 && !served.includes(namespace)) {
+    throw new PkmError(
+      'NAMESPACE_NOT_SERVED',
+      `this server serves namespaces ${served.join(', ')}, not ${namespace} (--namespace)`,
+    );
+  }
+  const shown = namespace === DEFAULT_NAMESPACE ? { pod: name } : { namespace, pod: name };
+  const id = podIdentity(namespace, name);
+  requirePod(deps.auth, res, id);
+  return { id, shown, namespace, name };
+}
 
 export function podRoutes(
   deps: Pick<
@@ -44,23 +66,7 @@ export function podRoutes(
   const router = Router();
   const json = express.json({ limit: BODY_LIMIT, strict: true, type: 'application/json' });
 
-  /** The pod named by the path, checked, with its identity in the store. */
-  const target = (req: Request, res: Response) => {
-    const namespace =
-      req.params.namespace === undefined ? DEFAULT_NAMESPACE : parseNamespace(req.params.namespace);
-    const name = parsePodName(req.params.pod);
-    const served = deps.namespaces ?? [];
-    if (served.length > 0 && !served.includes(namespace)) {
-      throw new PkmError(
-        'NAMESPACE_NOT_SERVED',
-        `this server serves namespaces ${served.join(', ')}, not ${namespace} (--namespace)`,
-      );
-    }
-    const shown = namespace === DEFAULT_NAMESPACE ? { pod: name } : { namespace, pod: name };
-    const id = podIdentity(namespace, name);
-    requirePod(deps.auth, res, id);
-    return { id, shown };
-  };
+  const target = (req: Request, res: Response) => podTarget(deps, req, res);
 
   for (const path of ['/v1/pods/:pod/keys', '/v1/namespaces/:namespace/pods/:pod/keys']) {
     router
@@ -112,26 +118,6 @@ export function podRoutes(
       })
       .all(methodNotAllowed('GET', 'POST', 'DELETE'));
   }
-  const heartbeatJson = express.json({ limit: '256kb', strict: true, type: 'application/json' });
-  for (const path of ['/v1/pods/:pod/heartbeat', '/v1/namespaces/:namespace/pods/:pod/heartbeat']) {
-    router
-      .route(path)
-      .post(heartbeatJson, async (req, res) => {
-        const { id, shown } = target(req, res);
-        const body = HeartbeatBody.safeParse(req.body);
-        if (!body.success)
-          throw new PkmError('INVALID_BODY', 'expected {"pubkeys": ["0x…", …]} (at most 4096)');
-        const result = await deps.allocator.heartbeat(
-          id,
-          body.data.pubkeys.map((pk) => pk.toLowerCase()),
-          podUid(res),
-        );
-        deps.heartbeats?.set(id, deps.clock?.() ?? Date.now());
-        res.json({ ...shown, bootToken: deps.bootToken, ...result });
-      })
-      .all(methodNotAllowed('POST'));
-  }
-
   const interchangeJson = express.json({
     limit: INTERCHANGE_LIMIT,
     strict: true,

@@ -151,7 +151,7 @@ export async function startServer(
       throw err;
     }
   }
-  const { app, allocator, metrics } = composeApp({
+  const { app, allocator, metrics, proofs } = composeApp({
     auth,
     rateLimitPerMinute: config.rateLimitPerMinute,
     webhookClientCert: config.auth.webhookClientCa !== undefined,
@@ -227,6 +227,7 @@ export async function startServer(
       await closed;
       clearTimeout(force);
       depositor?.stop();
+      await proofs.close();
       await store.close();
       log.info('stopped');
       log.flush();

@@ -9,7 +9,7 @@ import { backupStore, restoreStore } from '../../src/store/backup.js';
 import { checkStore } from '../../src/store/check.js';
 import { Store } from '../../src/store/store.js';
 import { FakeClock, MINUTE, openTempStore, tempDir, testKek } from '../helpers.js';
-import { allocatorOver, DELAY, mnemonic, pubkeys } from '../support/allocator.js';
+import { allocatorOver, DELAY, mnemonic, proving, pubkeys } from '../support/allocator.js';
 import { seedKeys } from '../support/seed.js';
 
 // BIP-39's own test mnemonic: public, holds nothing.
@@ -37,7 +37,7 @@ describe('a mnemonic store restored from an older copy', () => {
     const after = allocatorOver(store, clock, mnemonic, { restored: true });
     // Until a full reuse delay has passed, nothing is derived: b may still be reporting.
     await expect(after.allocate('c', 1)).rejects.toMatchObject({ code: 'RESYNCING' });
-    const beat = await after.heartbeat('b', b);
+    const beat = await after.heartbeat('b', b, proving(b));
     expect(beat.reported.sort()).toEqual([...b].sort());
     expect(store.nextKeyIndex()).toBe(5);
     clock.advance(DELAY);
@@ -135,7 +135,7 @@ describe('derivation after a start', () => {
     const allocator = allocatorOver(store, clock, mnemonic);
     const lost = mnemonic.pubkeyAt?.(7);
     if (lost === undefined) throw new Error('a mnemonic source derives public keys');
-    const beat = await allocator.heartbeat('b', [lost]);
+    const beat = await allocator.heartbeat('b', [lost], proving([lost]));
     expect(beat.reported).toEqual([lost]);
     expect(store.nextKeyIndex()).toBe(8);
     const given = await allocator.allocate('c', 1);

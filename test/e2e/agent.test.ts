@@ -66,13 +66,16 @@ describe('pkm agent', () => {
     await cp(old, data, { recursive: true });
     const restored = await startServerProcess([...serverArgs, '--resync-window', '5s']);
 
-    // The store does not record p as their holder, and nothing proves p holds them: they become
+    // The store does not record p as their holder, so the server refuses the agent's claim until
+    // it proves possession of each key (signed from the keystores in --out); then they become
     // `reported` by p (never handed out), not p's.
     const reported = async () =>
       (await http<{ counts: Record<string, number> }>(url, 'GET', '/v1/assignments')).body.counts
         .reported;
     await until(async () => (await reported()) === 2);
     expect(agent.stderr.some((l) => l.includes('re-asserting'))).toBe(true);
+    expect(agent.stderr.some((l) => l.includes('proving possession'))).toBe(true);
+    expect(restored.stdout.some((l) => l.includes('heartbeat claims refused'))).toBe(true);
     const q = (
       await http<AllocationBody>(url, 'POST', '/v1/pods/q/keys', { count: 2 })
     ).body.keys.map((k) => k.pubkey);

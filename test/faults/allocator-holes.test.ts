@@ -10,7 +10,7 @@ import { checkStore } from '../../src/store/check.js';
 import { Store } from '../../src/store/store.js';
 import { fakeBeacon } from '../beacon/fake-beacon.js';
 import { FakeClock, onCleanup, openTempStore, tempDir, testKek } from '../helpers.js';
-import { allocatorOver, DELAY, mnemonic, pubkeys } from '../support/allocator.js';
+import { allocatorOver, DELAY, mnemonic, proving, pubkeys } from '../support/allocator.js';
 
 describe('break: heartbeats', () => {
   it('B1 a forced-deleted pod whose old container still heartbeats does not hand its fenced keys to the new incarnation', async () => {
@@ -95,7 +95,7 @@ describe('break: derivation', () => {
     const clock = new FakeClock();
     const al = allocatorOver(store, clock, mnemonic, { lookahead: 4 });
     const far = mnemonic.pubkeyAt?.(6) ?? '';
-    expect((await al.heartbeat('x', [far])).reported).toEqual([far]);
+    expect((await al.heartbeat('x', [far], proving([far]))).reported).toEqual([far]);
     expect(await store.getKey(far)).toMatchObject({ state: 'reported', pod: 'x' });
     const got = pubkeys(await al.allocate('y', 8));
     expect(got).not.toContain(far);
@@ -163,7 +163,7 @@ describe('break: derivation', () => {
     await al.release('a', { stop: 'confirmed' });
     await expect(al.allocate('a', 1)).rejects.toMatchObject({ code: 'RESYNCING' });
     // c's heartbeat tells where k runs: two pods in the store's view, so a conflict.
-    expect((await al.heartbeat('c', c)).conflicts).toEqual(c);
+    expect((await al.heartbeat('c', c, proving(c))).conflicts).toEqual(c);
     expect(pubkeys(await al.allocate('new-a', 1))).not.toContain(k);
     await store.close();
   });

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { randomKey } from '../../src/keys/bls.js';
 import { checkStore } from '../../src/store/check.js';
 import {
   type AllocationBody,
@@ -7,22 +8,8 @@ import {
   MINUTE,
   startTestServer,
 } from '../helpers.js';
+import { allocate, allocateKeys, beat, provenBeat } from '../support/heartbeats.js';
 
-interface Beat {
-  bootToken: string;
-  reclaimed: string[];
-  conflicts: string[];
-  unknown: string[];
-  reported: string[];
-  stillCooling: string[];
-}
-
-const allocate = async (url: string, pod: string, count: number) =>
-  (await http<AllocationBody>(url, 'POST', `/v1/pods/${pod}/keys`, { count })).body.keys.map(
-    (k) => k.pubkey,
-  );
-const beat = (url: string, pod: string, pubkeys: string[]) =>
-  http<Beat>(url, 'POST', `/v1/pods/${pod}/heartbeat`, { pubkeys });
 const counts = async (url: string) =>
   (await http<AssignmentsBody & { counts: Record<string, number> }>(url, 'GET', '/v1/assignments'))
     .body.counts;
@@ -41,6 +28,7 @@ describe('heartbeats', () => {
       unknown: [],
       reported: [],
       stillCooling: [],
+      refused: [],
     });
     expect(await store.rawEntries()).toEqual(before);
     expect(await (await fetch(`${url}/assignments`)).text()).toMatch(
@@ -50,10 +38,11 @@ describe('heartbeats', () => {
 
   it('claim nothing for a pod the store does not record as the holder: a free key it reports is recorded as reported, never handed out', async () => {
     const { url, store, clock } = await startTestServer({ reuseDelayMs: MINUTE });
-    const keys = await allocate(url, 'a', 2);
+    const held = await allocateKeys(url, 'a', 2);
+    const keys = held.map((k) => k.pubkey);
     await http(url, 'DELETE', '/v1/pods/a/keys'); // the store thinks they cool...
     clock.advance(MINUTE); // ...and are free by now
-    const res = await beat(url, 'b', keys); // but pod b runs them (a restored, older view)
+    const res = await provenBeat(url, 'b', held); // but pod b runs them (a restored, older view)
     expect(res.body.reclaimed).toEqual([]);
     expect(res.body.reported.sort()).toEqual([...keys].sort());
     expect((await http(url, 'GET', '/v1/pods/b/keys')).body).toMatchObject({ pubkeys: [] });
@@ -78,14 +67,17 @@ describe('heartbeats', () => {
 
   it('flag a key two pods run as a conflict: off both pods, never handed out, counted; retiring resolves it', async () => {
     const { url, store } = await startTestServer();
-    const [key] = await allocate(url, 'a', 1);
-    if (!key) throw new Error('setup');
-    const res = await beat(url, 'b', [key, `0x${'ee'.repeat(48)}`]);
+    const [held] = await allocateKeys(url, 'a', 1);
+    if (!held) throw new Error('setup');
+    const key = held.pubkey;
+    const lost = randomKey(); // a key the store never had
+    const res = await provenBeat(url, 'b', [held, lost]);
     // A key the store never had is recorded as b's (reported), never handed out.
     expect(res.body).toMatchObject({
       conflicts: [key],
       unknown: [],
-      reported: [`0x${'ee'.repeat(48)}`],
+      reported: [lost.pubkey],
+      refused: [],
     });
     expect(await counts(url)).toMatchObject({ conflict: 1, allocated: 0, reported: 1 });
     expect(await (await fetch(`${url}/assignments`)).text()).toMatch(/data-state="conflict">1</);
@@ -100,10 +92,8 @@ describe('heartbeats', () => {
     expect(await counts(url)).toMatchObject({ conflict: 0, retired: 1 });
     // The reported key, known by its pubkey alone, is retired too, and a second pod that reports
     // it makes it a conflict first.
-    expect((await beat(url, 'c', [`0x${'ee'.repeat(48)}`])).body.conflicts).toEqual([
-      `0x${'ee'.repeat(48)}`,
-    ]);
-    const retired = await http(url, 'POST', `/v1/keys/0x${'ee'.repeat(48)}/retire`, {});
+    expect((await provenBeat(url, 'c', [lost])).body.conflicts).toEqual([lost.pubkey]);
+    const retired = await http(url, 'POST', `/v1/keys/${lost.pubkey}/retire`, {});
     expect(retired.status).toBe(200);
     expect(await counts(url)).toMatchObject({ conflict: 0, retired: 2, reported: 0 });
     expect((await checkStore(store)).problems).toEqual([]);

@@ -36,6 +36,7 @@ import { checkStore } from '../../src/store/check.js';
 import type { KeyRecord, Protection } from '../../src/store/records.js';
 import { Store } from '../../src/store/store.js';
 import { FakeClock, MINUTE, testKek } from '../helpers.js';
+import { proving } from './allocator.js';
 
 export const REUSE_DELAY_MS = 20 * MINUTE;
 const MAX_KEYS_PER_POD = 8;
@@ -552,7 +553,11 @@ export class ModelRun {
         break;
       case 'heartbeat': {
         const hb = this.heartbeatFor(cmd);
-        if (hb) this.heartbeatDone(hb, await this.allocator.heartbeat(hb.inc.pod, hb.pubkeys));
+        if (hb)
+          this.heartbeatDone(
+            hb,
+            await this.allocator.heartbeat(hb.inc.pod, hb.pubkeys, proving(hb.pubkeys)),
+          );
         break;
       }
       case 'retire':
@@ -591,7 +596,10 @@ export class ModelRun {
       for (const inc of [...due.incs]) {
         if (inc.released) continue; // a released pod no longer heartbeats (first assumption)
         const hb = { inc, pubkeys: [...inc.keys] };
-        this.heartbeatDone(hb, await this.allocator.heartbeat(inc.pod, hb.pubkeys));
+        this.heartbeatDone(
+          hb,
+          await this.allocator.heartbeat(inc.pod, hb.pubkeys, proving(hb.pubkeys)),
+        );
       }
       this.reassertion = undefined;
       ms -= first;
@@ -604,7 +612,10 @@ export class ModelRun {
     for (const inc of this.incs) {
       if (inc.released || inc.keys.size === 0 || this.reassertion?.incs.has(inc)) continue;
       const hb = { inc, pubkeys: [...inc.keys] };
-      this.heartbeatDone(hb, await this.allocator.heartbeat(inc.pod, hb.pubkeys));
+      this.heartbeatDone(
+        hb,
+        await this.allocator.heartbeat(inc.pod, hb.pubkeys, proving(hb.pubkeys)),
+      );
     }
   }
 
@@ -927,7 +938,9 @@ export class ModelRun {
     // the next group commit (the first request of an idle committer has a group of its own).
     const lead = this.allocator.heartbeat(asks[0]?.pod ?? 'pod-a', []);
     const [h, ...answers] = await Promise.allSettled([
-      hb ? this.allocator.heartbeat(hb.inc.pod, hb.pubkeys) : Promise.resolve(undefined),
+      hb
+        ? this.allocator.heartbeat(hb.inc.pod, hb.pubkeys, proving(hb.pubkeys))
+        : Promise.resolve(undefined),
       ...asks.map((a) => this.allocator.allocate(a.pod, a.count, a.inc.uid)),
     ]);
     await lead;

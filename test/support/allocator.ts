@@ -31,3 +31,9 @@ export function allocatorOver(
 }
 
 export const pubkeys = (a: { keys: Array<{ pubkey: string }> }) => a.keys.map((k) => k.pubkey);
+
+/**
+ * Heartbeat options of a pod that really runs these keys, so it can prove possession of each
+ * (keys/proof.ts; the HTTP tests sign real proofs, these allocator-level tests take them as read).
+ */
+export const proving = (keys: readonly string[]) => ({ proven: new Set(keys) });

@@ -1,0 +1,39 @@
+// The agent's proofs of possession (keys/proof.ts): when the server refuses a heartbeat claim
+// (a key it does not record as this pod's: its store was restored from an older copy, say),
+// the agent opens that key's keystore in --out with the password beside it and signs the
+// server's challenge. The secret lives only for the signature and is wiped after it.
+import { join } from 'node:path';
+import { readSecretFile } from '../config.js';
+import { decryptKeystore } from '../keys/keystore.js';
+import { proofMessage, signProof } from '../keys/proof.js';
+import { readKeystore } from './client.js';
+import type { LayoutSpec } from './layouts.js';
+
+export interface PossessionRequest {
+  readonly out: string;
+  readonly spec: LayoutSpec;
+  readonly bootToken: string;
+  /** `namespace/pod`, as the server binds the challenge. */
+  readonly identity: string;
+}
+
+/** pubkey -> proof, for each of `pubkeys` whose keystore and password are in --out. */
+export async function signPossession(
+  req: PossessionRequest,
+  pubkeys: readonly string[],
+): Promise<Record<string, string>> {
+  const proofs: Record<string, string> = {};
+  for (const pubkey of pubkeys) {
+    const passwordPath = req.spec.passwordPath(pubkey) ?? req.spec.sharedPasswordPath;
+    if (passwordPath === undefined) continue;
+    const keystore = await readKeystore(join(req.out, req.spec.keystorePath(pubkey)));
+    const password = await readSecretFile(join(req.out, passwordPath), 'password-file');
+    const secretKey = await decryptKeystore(keystore, password);
+    try {
+      proofs[pubkey] = signProof(secretKey, proofMessage(req.bootToken, req.identity, pubkey));
+    } finally {
+      secretKey.fill(0);
+    }
+  }
+  return proofs;
+}
