@@ -32,7 +32,7 @@ const MAX_STEPS = 30;
 
 const mnemonic = new MnemonicKeys(TEST_MNEMONIC);
 /** Every heartbeat but 'terminating' (a released pod reporting: the first known gap). */
-const ANY: ModelOptions = { heartbeats: ['own', 'other', 'unknown'], pods: 3 };
+const ANY: ModelOptions = { heartbeats: ['own', 'other', 'unknown', 'forged'], pods: 3 };
 /** Around a restore, two pod names: their keys cross more often. */
 const AROUND_RESTORE: ModelOptions = { ...ANY, pods: 2 };
 

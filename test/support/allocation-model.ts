@@ -56,7 +56,9 @@ export type HeartbeatKind =
   /** the running pod reports a key another pod was handed: it runs a copy */
   | 'other'
   /** the running pod reports a key the store never made (mnemonic: derived ahead of the next index) */
-  | 'unknown';
+  | 'unknown'
+  /** a pod names a key the store holds for someone else, which it does not run: no proof */
+  | 'forged';
 export type HeartbeatCmd = {
   readonly t: 'heartbeat';
   readonly pod: number;
@@ -552,6 +554,10 @@ export class ModelRun {
         await this.staleRelease(cmd.pod, cmd.stop);
         break;
       case 'heartbeat': {
+        if (cmd.kind === 'forged') {
+          await this.forgedHeartbeat(cmd);
+          break;
+        }
         const hb = this.heartbeatFor(cmd);
         if (hb)
           this.heartbeatDone(
@@ -772,6 +778,31 @@ export class ModelRun {
       throw new ModelViolation(
         `a release naming ${old.uid} released ${released.map(short)} of ${record.uid}`,
       );
+  }
+
+  /**
+   * A pod names keys it does not run, so it cannot prove possession: whatever the store holds
+   * them as, nothing may change, and each is refused unless the store records it as the pod's.
+   */
+  private async forgedHeartbeat(cmd: HeartbeatCmd): Promise<void> {
+    const pod = POD_NAMES[cmd.pod] ?? 'pod-a';
+    const theirs: string[] = [];
+    for (const pk of [...this.knows.storeKeys].sort()) {
+      const r = await this.store.getKey(pk);
+      if (r && r.pod !== pod && !(r.conflictPods ?? []).includes(pod)) theirs.push(pk);
+    }
+    const pubkeys = theirs.filter((_, i) => (i + cmd.pick) % 3 === 0);
+    if (pubkeys.length === 0) return;
+    const before = await this.store.rawEntries();
+    const result = await this.allocator.heartbeat(pod, pubkeys);
+    this.trace.push(
+      `  forged heartbeat as ${pod} of ${pubkeys.map(short)}: refused ${result.refused.map(short)}`,
+    );
+    const claimable = pubkeys.filter((pk) => !result.unknown.includes(pk));
+    if (JSON.stringify(await this.store.rawEntries()) !== JSON.stringify(before))
+      throw new ModelViolation(`a heartbeat without proof from ${pod} changed the store`);
+    if ([...result.refused].sort().join() !== [...claimable].sort().join())
+      throw new ModelViolation(`a heartbeat without proof from ${pod} was not refused whole`);
   }
 
   /** Who reports what: what a heartbeat command means in this state (undefined: nobody). */
