@@ -141,7 +141,7 @@ describe('an attacker with the wrong credential', () => {
     expect(answered.length).toBeGreaterThan(100);
   });
 
-  it('with its own token, on its own routes, gets nothing of the victim: its claims are refused, its allocation holds none of the victim's keys', async () => {
+  it('with its own token, on its own routes, gets nothing of the victim: its claims are refused, its allocation holds none of the victim’s keys', async () => {
     const { secrets, pubkeys } = await victims();
     const token = bearer(api.issueToken('default', 'attacker-7'));
     const before = await server.store.rawEntries();
