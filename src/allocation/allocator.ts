@@ -19,7 +19,7 @@ import { parseInterchange } from './interchange.js';
 import { DerivationLookahead } from './lookahead.js';
 import { newKeyRecords } from './new-keys.js';
 import { pickOldest } from './pick.js';
-import { handOut, uploadProtectionIn } from './protection.js';
+import { handOut, type UploadResult, uploadProtectionIn } from './protection.js';
 import { type ReleaseResult, releaseIn } from './release.js';
 import { retireIn } from './retire.js';
 import { allocationEvents, previousHolderChanges } from './reuse.js';
@@ -668,14 +668,14 @@ export class Allocator {
     );
   }
 
-  /** Stores an EIP-3076 interchange for a pod's keys (see protection.ts). */
-  async uploadProtection(pod: string, json: unknown): Promise<string[]> {
+  /** Stores an EIP-3076 interchange for a pod's keys, key by key (see protection.ts). */
+  async uploadProtection(pod: string, json: unknown): Promise<UploadResult> {
     const interchange = parseInterchange(json);
-    const pubkeys = await this.group.run((tx) =>
+    const result = await this.group.run((tx) =>
       uploadProtectionIn(tx, this.deps, pod, interchange),
     );
     this.storedRoot = undefined; // the first upload may just have set it
-    return pubkeys;
+    return result;
   }
 
   /** The stored genesis root, read once: it only changes with an upload (above). */

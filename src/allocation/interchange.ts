@@ -35,6 +35,28 @@ const Interchange = z
   .passthrough();
 export type Interchange = z.infer<typeof Interchange>;
 
+/**
+ * Why an upload left a listed key's history out (POST …/slashing-protection, `ignored`):
+ *   - not-held: the key is in the store, and neither held nor cooling by the uploading pod;
+ *   - conflict: two pods ran it; it is never handed out until an operator acts;
+ *   - retired: it is never handed out again;
+ *   - unknown: the store has no record of it.
+ */
+export const IgnoredReason = z.enum(['not-held', 'conflict', 'retired', 'unknown']);
+export type IgnoredReason = z.infer<typeof IgnoredReason>;
+export const IgnoredKey = z.object({ pubkey: z.string(), reason: IgnoredReason });
+export type IgnoredKey = z.infer<typeof IgnoredKey>;
+
+/**
+ * The answer to an upload, as a client reads it. `pubkeys` lists the keys whose history was
+ * stored; `ignored` is absent from servers older than per-key uploads (read as none ignored).
+ */
+export const UploadAnswer = z.object({
+  pubkeys: z.array(z.string()),
+  ignored: z.array(IgnoredKey).default([]),
+});
+export type UploadAnswer = z.infer<typeof UploadAnswer>;
+
 function uint(text: string): number {
   const n = Number(text);
   if (!Number.isSafeInteger(n))

@@ -6,7 +6,14 @@ import type { KeyRecord } from '../store/records.js';
 import type { Store } from '../store/store.js';
 import type { Allocation, BeaconChain } from './allocator.js';
 import type { Clock } from './clock.js';
-import { fenceAt, type Interchange, merge, summarise } from './interchange.js';
+import {
+  fenceAt,
+  type IgnoredKey,
+  type IgnoredReason,
+  type Interchange,
+  merge,
+  summarise,
+} from './interchange.js';
 import type { Transaction } from './transaction.js';
 import { withProtection } from './transitions.js';
 
@@ -16,17 +23,35 @@ export interface ProtectionDeps {
   readonly beacon?: BeaconChain;
 }
 
+export interface UploadResult {
+  /** Keys whose history was stored: the pod holds them, or released them and they still cool. */
+  readonly stored: string[];
+  /** Keys the interchange lists whose history was left out, and why. */
+  readonly ignored: IgnoredKey[];
+}
+
+/** Why a listed key is not the pod's to upload for; undefined when it is. */
+function ignoredReason(record: KeyRecord | undefined, held: boolean): IgnoredReason | undefined {
+  if (record === undefined) return 'unknown';
+  if (record.state === 'conflict') return 'conflict';
+  if (record.state === 'retired') return 'retired';
+  return held ? undefined : 'not-held';
+}
+
 /**
- * Stores an interchange for a pod's keys, merged with what each key carries. Every pubkey must
- * be one the pod holds (or released and still cooling), and the genesis_validators_root must
- * be the network's (or that of the uploads before).
+ * Stores an interchange for a pod's keys, key by key, each merged with what the key carries.
+ * The genesis_validators_root must be the network's (or that of the uploads before). Then the
+ * history of each key the pod holds (or released and is still cooling) is stored, and every
+ * other key is reported back in `ignored`: a VC's export lists every key it ever ran, and one
+ * key that moved on must not cost the others their history (EIP-3076 interchanges are per
+ * pubkey).
  */
 export async function uploadProtectionIn(
   tx: Transaction,
   deps: ProtectionDeps,
   pod: string,
   interchange: Interchange,
-): Promise<string[]> {
+): Promise<UploadResult> {
   const summary = summarise(interchange);
   const gvr = interchange.metadata.genesis_validators_root.toLowerCase();
   const expected =
@@ -39,14 +64,19 @@ export async function uploadProtectionIn(
   }
   const podRecord = await tx.getPod(pod);
   const held = new Set([...(podRecord?.keys ?? []), ...(podRecord?.cooling ?? [])]);
-  const foreign = [...summary.keys()].filter((pk) => !held.has(pk));
-  if (foreign.length > 0) {
-    throw new PkmError('INTERCHANGE_MISMATCH', `pod ${pod} does not hold ${foreign.join(', ')}`);
-  }
-  const records = await tx.getKeys([...summary.keys()]);
+  const listed = [...summary.keys()];
+  const records = await Promise.all(listed.map((pk) => tx.getKey(pk)));
+  const own: KeyRecord[] = [];
+  const ignored: IgnoredKey[] = [];
+  listed.forEach((pubkey, i) => {
+    const record = records[i];
+    const reason = ignoredReason(record, held.has(pubkey));
+    if (reason !== undefined) ignored.push({ pubkey, reason });
+    else if (record !== undefined) own.push(record);
+  });
   const now = deps.clock();
   tx.stage({
-    keys: records.map((before) => ({
+    keys: own.map((before) => ({
       before,
       after: withProtection(
         before,
@@ -54,10 +84,20 @@ export async function uploadProtectionIn(
       ),
     })),
     pods: [],
-    events: [{ at: now, type: 'protection', pod, pubkeys: records.map((r) => r.pubkey) }],
+    events: [
+      {
+        at: now,
+        type: 'protection',
+        pod,
+        pubkeys: own.map((r) => r.pubkey),
+        ...(ignored.length > 0
+          ? { detail: `${ignored.length} listed keys not the pod's were ignored` }
+          : {}),
+      },
+    ],
     ...(expected === undefined ? { meta: [[MetaKey.genesisValidatorsRoot, gvr] as const] } : {}),
   });
-  return records.map((r) => r.pubkey);
+  return { stored: own.map((r) => r.pubkey), ignored };
 }
 
 /**

@@ -1,4 +1,5 @@
 // The schemas of the OpenAPI document (openapi.ts): bodies, answers and the error shape.
+import { IgnoredReason } from '../allocation/interchange.js';
 import { ERROR_CODES } from '../errors.js';
 import { StoredState } from '../store/records.js';
 
@@ -58,6 +59,32 @@ export const SCHEMAS: Record<string, Schema> = {
     type: 'object',
     required: ['pod', 'pubkeys'],
     properties: { namespace: { type: 'string' }, pod: { type: 'string' }, pubkeys: strings },
+  },
+  ProtectionStored: {
+    type: 'object',
+    required: ['pod', 'pubkeys', 'ignored'],
+    properties: {
+      namespace: { type: 'string' },
+      pod: { type: 'string' },
+      pubkeys: { ...strings, description: 'keys whose history was stored (merged)' },
+      ignored: {
+        type: 'array',
+        description: 'keys the interchange lists whose history was not stored',
+        items: {
+          type: 'object',
+          required: ['pubkey', 'reason'],
+          properties: {
+            pubkey: { type: 'string' },
+            reason: {
+              type: 'string',
+              enum: [...IgnoredReason.options],
+              description:
+                'not-held: another pod’s, or free; conflict: two pods ran it; retired; unknown: no such key',
+            },
+          },
+        },
+      },
+    },
   },
   Released: {
     type: 'object',

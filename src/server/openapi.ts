@@ -113,8 +113,13 @@ function podPaths(prefix: string, namespaced: boolean): Record<string, Json> {
         summary: "Upload the pod's EIP-3076 slashing-protection history for its keys",
         security: podToken,
         requestBody: { required: true, content: json(ref('Interchange')) },
+        description:
+          "Per key: the history of each key the pod holds (or released and is still cooling) is merged into it; every other key listed is named in `ignored`, with why. The whole upload is refused when its genesis_validators_root is not the server's (INTERCHANGE_MISMATCH). A refusal changes nothing.",
         responses: {
-          ...ok('The pubkeys whose history was stored', ref('PodKeys')),
+          ...ok(
+            'The pubkeys whose history was stored, and those left out',
+            ref('ProtectionStored'),
+          ),
           ...errors([...POD, ...BODY, 'INVALID_INTERCHANGE', 'INTERCHANGE_MISMATCH']),
         },
       },

@@ -2,7 +2,7 @@
 //   /v1/namespaces/{namespace}/pods/{pod}/keys, and /v1/pods/{pod}/keys for the default namespace.
 import express, { type Request, type Response, Router } from 'express';
 import { z } from 'zod';
-import { toInterchange } from '../allocation/interchange.js';
+import { type IgnoredKey, toInterchange } from '../allocation/interchange.js';
 import {
   DEFAULT_NAMESPACE,
   parseNamespace,
@@ -19,6 +19,12 @@ import { methodNotAllowed } from './http-errors.js';
 export function podUid(res: Response): string | undefined {
   const caller = callerOf(res);
   return caller.kind === 'pod' ? caller.uid : undefined;
+}
+
+function countReasons(ignored: readonly IgnoredKey[]): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const { reason } of ignored) counts[reason] = (counts[reason] ?? 0) + 1;
+  return counts;
 }
 
 /** Rate limits count per authenticated caller; without auth, per pod asked for. */
@@ -60,7 +66,7 @@ export function podTarget(
 export function podRoutes(
   deps: Pick<
     AppDeps,
-    'allocator' | 'namespaces' | 'bootToken' | 'heartbeats' | 'clock' | 'rateLimiter'
+    'allocator' | 'namespaces' | 'bootToken' | 'heartbeats' | 'clock' | 'rateLimiter' | 'log'
   > & { readonly auth: Auth },
 ): Router {
   const router = Router();
@@ -131,7 +137,14 @@ export function podRoutes(
       .route(path)
       .post(interchangeJson, async (req, res) => {
         const { id, shown } = target(req, res);
-        res.json({ ...shown, pubkeys: await deps.allocator.uploadProtection(id, req.body) });
+        const result = await deps.allocator.uploadProtection(id, req.body);
+        if (result.ignored.length > 0)
+          deps.log.warn(
+            { pod: id, ignored: countReasons(result.ignored) },
+            'slashing protection for keys the pod does not hold was not stored',
+          );
+        // `pubkeys` as before (what was stored); `ignored` names the rest, never dropped silently.
+        res.json({ ...shown, pubkeys: result.stored, ignored: result.ignored });
       })
       .all(methodNotAllowed('POST'));
   }

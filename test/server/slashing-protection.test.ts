@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { http, MINUTE, startTestServer } from '../helpers.js';
+import { allocateKeys, provenBeat } from '../support/heartbeats.js';
 
 const GVR = `0x${'21'.repeat(32)}`;
 const GENESIS = 1_700_000_000; // unix seconds
@@ -50,7 +51,7 @@ describe('slashing protection hand-off (EIP-3076)', () => {
       '/v1/pods/old/slashing-protection',
       interchange(GVR, [{ pubkey: a, slot: 100, source: 3, target: 4 }]),
     );
-    expect(first.body).toEqual({ pod: 'old', pubkeys: [a] });
+    expect(first.body).toEqual({ pod: 'old', pubkeys: [a], ignored: [] });
     // A later, partly older upload never lowers what is kept.
     await http(
       url,
@@ -97,10 +98,15 @@ describe('slashing protection hand-off (EIP-3076)', () => {
       'INVALID_INTERCHANGE',
     ],
     [
-      'a key the pod does not hold',
-      () => interchange(GVR, [{ pubkey: `0x${'cd'.repeat(48)}`, slot: 1, source: 1, target: 1 }]),
-      409,
-      'INTERCHANGE_MISMATCH',
+      'a slot past 2^53',
+      (pk: string) => ({
+        metadata: { interchange_format_version: '5', genesis_validators_root: GVR },
+        data: [
+          { pubkey: pk, signed_blocks: [{ slot: '9007199254740993' }], signed_attestations: [] },
+        ],
+      }),
+      400,
+      'INVALID_INTERCHANGE',
     ],
     [
       "another genesis root than the network's",
@@ -118,6 +124,82 @@ describe('slashing protection hand-off (EIP-3076)', () => {
     const res = await http(url, 'POST', '/v1/pods/p/slashing-protection', body(k?.pubkey ?? ''));
     expect([res.status, res.body.error.code]).toEqual([status, code]);
     expect(await store.rawEntries()).toEqual(before);
+  });
+
+  it("stores the pod's own keys' history and names every other key listed, with why", async () => {
+    const { url, store } = await startTestServer({
+      reuseDelayMs: MINUTE,
+      beacon: { genesisTime: GENESIS, genesisValidatorsRoot: GVR },
+    });
+    const aKeys = await allocateKeys(url, 'a', 3);
+    const bKeys = await allocateKeys(url, 'b', 1);
+    const [own, moved, retired] = aKeys.map((k) => k.pubkey);
+    const [othersKey] = bKeys.map((k) => k.pubkey);
+    if (!own || !moved || !retired || !othersKey || !aKeys[1]) throw new Error('setup');
+    // Pod b proves it runs one of a's keys: now in conflict, it leaves both pods' lists.
+    const beat = await provenBeat(url, 'b', [...bKeys, aKeys[1]]);
+    expect(beat.body.conflicts).toEqual([moved]);
+    await http(url, 'POST', `/v1/keys/${retired}/retire`, { reason: 'test' });
+    const unknown = `0x${'cd'.repeat(48)}`;
+    const beforeOthers = await store.getKeys([moved, retired, othersKey]);
+
+    const res = await http<{ pod: string; pubkeys: string[]; ignored: unknown[] }>(
+      url,
+      'POST',
+      '/v1/pods/a/slashing-protection',
+      interchange(
+        GVR,
+        [own, moved, retired, othersKey, unknown].map((pubkey) => ({
+          pubkey,
+          slot: 500,
+          source: 9,
+          target: 10,
+        })),
+      ),
+    );
+    expect(res.status).toBe(200);
+    expect(res.body).toEqual({
+      pod: 'a',
+      pubkeys: [own],
+      ignored: [
+        { pubkey: moved, reason: 'conflict' },
+        { pubkey: retired, reason: 'retired' },
+        { pubkey: othersKey, reason: 'not-held' },
+        { pubkey: unknown, reason: 'unknown' },
+      ],
+    });
+    expect((await store.getKey(own))?.protection).toEqual({
+      lastBlockSlot: 500,
+      lastSourceEpoch: 9,
+      lastTargetEpoch: 10,
+    });
+    // The others are exactly as they were, and the unknown key was not made up.
+    expect(await store.getKeys([moved, retired, othersKey])).toEqual(beforeOthers);
+    expect(await store.getKey(unknown)).toBeUndefined();
+  });
+
+  it('takes the history of keys the pod released that still cool, not of those since moved on', async () => {
+    const { url, clock } = await startTestServer({
+      reuseDelayMs: MINUTE,
+      beacon: { genesisTime: GENESIS, genesisValidatorsRoot: GVR },
+    });
+    const [k] = (await keysOf(url, 'a', 1)).map((x) => x.pubkey);
+    if (!k) throw new Error('setup');
+    await http(url, 'DELETE', '/v1/pods/a/keys');
+    const upload = () =>
+      http<{ pubkeys: string[]; ignored: unknown[] }>(
+        url,
+        'POST',
+        '/v1/pods/a/slashing-protection',
+        interchange(GVR, [{ pubkey: k, slot: 7, source: 1, target: 2 }]),
+      );
+    expect((await upload()).body).toMatchObject({ pubkeys: [k], ignored: [] });
+    clock.advance(MINUTE);
+    expect((await keysOf(url, 'b', 1)).map((x) => x.pubkey)).toEqual([k]);
+    expect((await upload()).body).toMatchObject({
+      pubkeys: [],
+      ignored: [{ pubkey: k, reason: 'not-held' }],
+    });
   });
 
   it('keeps the genesis root of the first upload when no network names one', async () => {
