@@ -26,6 +26,8 @@ const TABLE = {
   INVALID_REVIEW: { status: 400, exit: ExitCode.usage },
   INVALID_INTERCHANGE: { status: 400, exit: ExitCode.usage },
   INTERCHANGE_MISMATCH: { status: 409, exit: ExitCode.refused },
+  /** No genesis root is configured or stored, and the caller may not set it (a pod). */
+  GENESIS_ROOT_UNKNOWN: { status: 409, exit: ExitCode.refused },
   INVALID_BODY: { status: 400, exit: ExitCode.usage },
   INVALID_QUERY: { status: 400, exit: ExitCode.usage },
   MALFORMED_JSON: { status: 400, exit: ExitCode.usage },

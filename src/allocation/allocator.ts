@@ -19,7 +19,12 @@ import { parseInterchange } from './interchange.js';
 import { DerivationLookahead } from './lookahead.js';
 import { newKeyRecords } from './new-keys.js';
 import { pickOldest } from './pick.js';
-import { handOut, type UploadResult, uploadProtectionIn } from './protection.js';
+import {
+  handOut,
+  type RootAuthority,
+  type UploadResult,
+  uploadProtectionIn,
+} from './protection.js';
 import { type ReleaseResult, releaseIn } from './release.js';
 import { retireIn } from './retire.js';
 import { allocationEvents, previousHolderChanges } from './reuse.js';
@@ -668,11 +673,19 @@ export class Allocator {
     );
   }
 
-  /** Stores an EIP-3076 interchange for a pod's keys, key by key (see protection.ts). */
-  async uploadProtection(pod: string, json: unknown): Promise<UploadResult> {
+  /**
+   * Stores an EIP-3076 interchange for a pod's keys, key by key (see protection.ts). Without a
+   * known genesis root, only `authority` decides whether this upload may fix it: a caller that
+   * cannot tell is a pod, which never may.
+   */
+  async uploadProtection(
+    pod: string,
+    json: unknown,
+    authority: RootAuthority = 'pod',
+  ): Promise<UploadResult> {
     const interchange = parseInterchange(json);
     const result = await this.group.run((tx) =>
-      uploadProtectionIn(tx, this.deps, pod, interchange),
+      uploadProtectionIn(tx, this.deps, pod, interchange, authority),
     );
     this.storedRoot = undefined; // the first upload may just have set it
     return result;

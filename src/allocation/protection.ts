@@ -1,5 +1,6 @@
 // Slashing protection with the keys (EIP-3076): uploads merged into each key, and what a pod
 // gets with its keys, with a fence for keys that were held before.
+import { NETWORKS } from '../deposit/networks.js';
 import { PkmError } from '../errors.js';
 import { MetaKey } from '../store/buckets.js';
 import type { KeyRecord } from '../store/records.js';
@@ -23,12 +24,26 @@ export interface ProtectionDeps {
   readonly beacon?: BeaconChain;
 }
 
+/**
+ * Who may fix the store's genesis_validators_root while none is known (DESIGN.md "Safety
+ * rules": a pod's upload never fixes it; it comes from --network or an admin):
+ *   - admin: an admin token. Fixes it even with nothing stored: the operator's way to set it.
+ *   - open: no authentication at all (loopback, or --insecure). Anyone could be any pod or the
+ *     operator, so the first upload that stores a key's history fixes it, as it always did.
+ *   - pod: a pod's own token. Never fixes it: the upload is refused until it is known.
+ */
+export type RootAuthority = 'admin' | 'open' | 'pod';
+
 export interface UploadResult {
   /** Keys whose history was stored: the pod holds them, or released them and they still cool. */
   readonly stored: string[];
   /** Keys the interchange lists whose history was left out, and why. */
   readonly ignored: IgnoredKey[];
+  /** Set when this upload fixed the store's genesis root. */
+  readonly fixedRoot?: string;
 }
+
+const ROOT_HOWTO = `start the server with --network ${Object.keys(NETWORKS).join('|')}, or --genesis-validators-root 0x<64 hex> for another chain, or upload once with an admin token`;
 
 /** Why a listed key is not the pod's to upload for; undefined when it is. */
 function ignoredReason(record: KeyRecord | undefined, held: boolean): IgnoredReason | undefined {
@@ -40,28 +55,38 @@ function ignoredReason(record: KeyRecord | undefined, held: boolean): IgnoredRea
 
 /**
  * Stores an interchange for a pod's keys, key by key, each merged with what the key carries.
- * The genesis_validators_root must be the network's (or that of the uploads before). Then the
- * history of each key the pod holds (or released and is still cooling) is stored, and every
- * other key is reported back in `ignored`: a VC's export lists every key it ever ran, and one
- * key that moved on must not cost the others their history (EIP-3076 interchanges are per
- * pubkey).
+ * The genesis_validators_root must be the configured one, else the stored one (409 naming
+ * both); with neither, only `authority` may fix it (see RootAuthority). Then the history of
+ * each key the pod holds (or released and is still cooling) is stored, and every other key is
+ * reported back in `ignored`: a VC's export lists every key it ever ran, and one key that moved
+ * on must not cost the others their history (EIP-3076 interchanges are per pubkey).
  */
 export async function uploadProtectionIn(
   tx: Transaction,
   deps: ProtectionDeps,
   pod: string,
   interchange: Interchange,
+  authority: RootAuthority,
 ): Promise<UploadResult> {
   const summary = summarise(interchange);
   const gvr = interchange.metadata.genesis_validators_root.toLowerCase();
-  const expected =
-    deps.beacon?.genesisValidatorsRoot ?? (await tx.getMeta(MetaKey.genesisValidatorsRoot));
-  if (expected !== undefined && expected.toLowerCase() !== gvr) {
+  const configured = deps.beacon?.genesisValidatorsRoot?.toLowerCase();
+  const stored = (await tx.getMeta(MetaKey.genesisValidatorsRoot))?.toLowerCase();
+  const expected = configured ?? stored;
+  if (expected !== undefined && expected !== gvr) {
+    const source = configured === undefined ? 'the root of earlier uploads' : 'the configured root';
     throw new PkmError(
       'INTERCHANGE_MISMATCH',
-      `genesis_validators_root ${gvr} is not this network's (${expected})`,
+      `the interchange's genesis_validators_root ${gvr} is not this server's ${expected} (${source}): it is another chain's history`,
     );
   }
+  if (expected === undefined && authority === 'pod') {
+    throw new PkmError(
+      'GENESIS_ROOT_UNKNOWN',
+      `this server does not know the chain's genesis_validators_root yet, and a pod's upload may not set it (this one says ${gvr}); nothing was stored: ${ROOT_HOWTO}`,
+    );
+  }
+
   const podRecord = await tx.getPod(pod);
   const held = new Set([...(podRecord?.keys ?? []), ...(podRecord?.cooling ?? [])]);
   const listed = [...summary.keys()];
@@ -74,7 +99,17 @@ export async function uploadProtectionIn(
     if (reason !== undefined) ignored.push({ pubkey, reason });
     else if (record !== undefined) own.push(record);
   });
+
+  // The root is fixed with the first history stored under it, whichever source named it: the
+  // store's history then belongs to that chain. An admin fixes it even with nothing stored; an
+  // open server only once some history is (data: [] fixes nothing).
+  const fixes = stored === undefined && (own.length > 0 || authority === 'admin');
+  if (own.length === 0 && !fixes) return { stored: [], ignored };
   const now = deps.clock();
+  const detail = [
+    ...(fixes ? [`genesis_validators_root ${gvr}`] : []),
+    ...(ignored.length > 0 ? [`${ignored.length} listed keys not the pod's were ignored`] : []),
+  ];
   tx.stage({
     keys: own.map((before) => ({
       before,
@@ -90,14 +125,16 @@ export async function uploadProtectionIn(
         type: 'protection',
         pod,
         pubkeys: own.map((r) => r.pubkey),
-        ...(ignored.length > 0
-          ? { detail: `${ignored.length} listed keys not the pod's were ignored` }
-          : {}),
+        ...(detail.length > 0 ? { detail: detail.join('; ') } : {}),
       },
     ],
-    ...(expected === undefined ? { meta: [[MetaKey.genesisValidatorsRoot, gvr] as const] } : {}),
+    ...(fixes ? { meta: [[MetaKey.genesisValidatorsRoot, gvr] as const] } : {}),
   });
-  return { stored: own.map((r) => r.pubkey), ignored };
+  return {
+    stored: own.map((r) => r.pubkey),
+    ignored,
+    ...(fixes && configured === undefined ? { fixedRoot: gvr } : {}),
+  };
 }
 
 /**

@@ -114,13 +114,19 @@ function podPaths(prefix: string, namespaced: boolean): Record<string, Json> {
         security: podToken,
         requestBody: { required: true, content: json(ref('Interchange')) },
         description:
-          "Per key: the history of each key the pod holds (or released and is still cooling) is merged into it; every other key listed is named in `ignored`, with why. The whole upload is refused when its genesis_validators_root is not the server's (INTERCHANGE_MISMATCH). A refusal changes nothing.",
+          "Per key: the history of each key the pod holds (or released and is still cooling) is merged into it; every other key listed is named in `ignored`, with why. The whole upload is refused when its genesis_validators_root is not the server's (INTERCHANGE_MISMATCH names both), and when the server knows no root yet and the caller is a pod (GENESIS_ROOT_UNKNOWN): only --network, --genesis-validators-root or an admin token set it. A refusal changes nothing.",
         responses: {
           ...ok(
             'The pubkeys whose history was stored, and those left out',
             ref('ProtectionStored'),
           ),
-          ...errors([...POD, ...BODY, 'INVALID_INTERCHANGE', 'INTERCHANGE_MISMATCH']),
+          ...errors([
+            ...POD,
+            ...BODY,
+            'INVALID_INTERCHANGE',
+            'INTERCHANGE_MISMATCH',
+            'GENESIS_ROOT_UNKNOWN',
+          ]),
         },
       },
     },

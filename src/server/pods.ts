@@ -9,6 +9,7 @@ import {
   parsePodName,
   podIdentity,
 } from '../allocation/pod-name.js';
+import type { RootAuthority } from '../allocation/protection.js';
 import { PkmError } from '../errors.js';
 import { toHex } from '../keys/bls.js';
 import type { AppDeps } from './app.js';
@@ -19,6 +20,15 @@ import { methodNotAllowed } from './http-errors.js';
 export function podUid(res: Response): string | undefined {
   const caller = callerOf(res);
   return caller.kind === 'pod' ? caller.uid : undefined;
+}
+
+/**
+ * Who this caller is for the store's genesis root (protection.ts RootAuthority): a pod never
+ * fixes it once tokens are on; with no authentication at all, nobody can be told apart.
+ */
+function rootAuthority(auth: Auth, caller: Caller): RootAuthority {
+  if (!auth.enabled) return 'open';
+  return caller.kind === 'admin' ? 'admin' : 'pod';
 }
 
 function countReasons(ignored: readonly IgnoredKey[]): Record<string, number> {
@@ -137,7 +147,17 @@ export function podRoutes(
       .route(path)
       .post(interchangeJson, async (req, res) => {
         const { id, shown } = target(req, res);
-        const result = await deps.allocator.uploadProtection(id, req.body);
+        const caller = callerOf(res);
+        const result = await deps.allocator.uploadProtection(
+          id,
+          req.body,
+          rootAuthority(deps.auth, caller),
+        );
+        if (result.fixedRoot !== undefined)
+          deps.log.warn(
+            { pod: id, caller: describeCaller(caller), genesisValidatorsRoot: result.fixedRoot },
+            "this upload fixed the store's genesis_validators_root: every later upload must match it",
+          );
         if (result.ignored.length > 0)
           deps.log.warn(
             { pod: id, ignored: countReasons(result.ignored) },
