@@ -5,7 +5,8 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { DEFAULT_NAMESPACE, parseNamespace, parsePodName } from './allocation/pod-name.js';
 import { LAYOUTS, type Layout } from './client/layouts.js';
-import { type DepositSettings, parseDepositSettings } from './deposit/config.js';
+import { type DepositSettings, parseDepositSettings, parseNetwork } from './deposit/config.js';
+import type { Network } from './deposit/networks.js';
 import { PkmError } from './errors.js';
 import type { KdfName } from './keys/keystore.js';
 
@@ -24,7 +25,14 @@ export interface ServerConfig {
   readonly maxKeysPerPod: number;
   readonly maxTotalKeys: number | undefined;
   readonly logLevel: LogLevel;
-  /** Deposit data and sending; undefined without --network (keys carry no deposit data). */
+  /** The chain (--network), with its genesis root; undefined without --network. */
+  readonly network: Network | undefined;
+  /**
+   * genesis_validators_root of the chain (EIP-3076): --network's, or --genesis-validators-root.
+   * Every slashing-protection upload is checked against it; undefined: not configured.
+   */
+  readonly genesisValidatorsRoot: string | undefined;
+  /** Deposit data and sending; undefined without --network and credentials (see deposit/config). */
   readonly deposits: DepositSettings | undefined;
   /** Namespaces that count (--namespace, repeatable); empty: all. */
   readonly namespaces: readonly string[];
@@ -206,8 +214,26 @@ function parseAuth(raw: RawFlags, listen: ListenAddress, tls: boolean): AuthConf
   return auth;
 }
 
+/** The chain, and its genesis root from --network or --genesis-validators-root. */
+function parseChain(raw: RawFlags): Pick<ServerConfig, 'network' | 'genesisValidatorsRoot'> {
+  const flags = {
+    network: text(raw, 'network'),
+    forkVersion: text(raw, 'forkVersion'),
+    chainId: text(raw, 'chainId'),
+    depositContract: text(raw, 'depositContract'),
+    genesisValidatorsRoot: text(raw, 'genesisValidatorsRoot'),
+  };
+  const network = parseNetwork(flags);
+  return {
+    network,
+    genesisValidatorsRoot:
+      network?.genesisValidatorsRoot ?? flags.genesisValidatorsRoot?.toLowerCase(),
+  };
+}
+
 export function parseServerConfig(raw: RawFlags): ServerConfig {
   const maxTotal = text(raw, 'maxTotalKeys');
+  const chain = parseChain(raw);
   const listen = parseListen(text(raw, 'listen') ?? '127.0.0.1:8000');
   const tls = parseTls(text(raw, 'tlsCert'), text(raw, 'tlsKey'));
   const config: ServerConfig = {
@@ -257,6 +283,7 @@ export function parseServerConfig(raw: RawFlags): ServerConfig {
             graceMs: parseDuration(text(raw, 'kubeGrace') ?? '60s', 'kube-grace'),
           }
         : undefined,
+    ...chain,
     deposits: parseDepositSettings(
       {
         network: text(raw, 'network'),
@@ -275,6 +302,7 @@ export function parseServerConfig(raw: RawFlags): ServerConfig {
         reconcileMs: optionalDuration(raw, 'depositReconcileInterval'),
       },
       text(raw, 'mnemonicFile') !== undefined,
+      chain.network,
     ),
   };
   return Object.freeze(config);

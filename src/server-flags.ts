@@ -83,7 +83,11 @@ export function serverOptions(): Option[] {
     ),
     flag(
       '--network <name>',
-      'make deposit data for mainnet|hoodi|sepolia|holesky|custom (default: none)',
+      'the chain, mainnet|hoodi|sepolia|holesky|custom: the genesis root every slashing-protection upload must match, fences, and deposit data with withdrawal credentials (default: none)',
+    ),
+    flag(
+      '--genesis-validators-root <hex>',
+      "the chain's genesis_validators_root (0x and 64 hex digits), for --network custom or no --network; a known network's own root may be repeated, never contradicted",
     ),
     flag('--fork-version <hex>', 'genesis fork version, with --network custom'),
     flag('--chain-id <n>', 'chain id, with --network custom'),
@@ -96,8 +100,7 @@ export function serverOptions(): Option[] {
     flag('--deposit-amount-gwei <gwei>', 'deposit amount', '32000000000'),
     flag(
       '--deposit-mode <mode>',
-      'record (deposit data only) or send (deposit transactions)',
-      'record',
+      'record (deposit data only) or send (deposit transactions); with --network and withdrawal credentials, default: record',
     ),
     flag('--eth-rpc <url>', 'execution-layer JSON-RPC, with --deposit-mode send'),
     flag(

@@ -45,6 +45,23 @@ export interface UploadResult {
 
 const ROOT_HOWTO = `start the server with --network ${Object.keys(NETWORKS).join('|')}, or --genesis-validators-root 0x<64 hex> for another chain, or upload once with an admin token`;
 
+/**
+ * A configured root (--network, --genesis-validators-root) against the one a store's uploads
+ * were checked against: the history in the store belongs to that chain, so another is refused.
+ */
+export function checkConfiguredRoot(
+  configured: string | undefined,
+  stored: string | undefined,
+  flag: string,
+): void {
+  if (configured === undefined || stored === undefined) return;
+  if (configured.toLowerCase() === stored.toLowerCase()) return;
+  throw new PkmError(
+    'INVALID_CONFIG',
+    `${flag} has genesis_validators_root ${configured.toLowerCase()}, but the slashing protection in this store was uploaded for ${stored.toLowerCase()}: a wrong --network or --genesis-validators-root, or another chain's --data-dir`,
+  );
+}
+
 /** Why a listed key is not the pod's to upload for; undefined when it is. */
 function ignoredReason(record: KeyRecord | undefined, held: boolean): IgnoredReason | undefined {
   if (record === undefined) return 'unknown';
@@ -100,9 +117,9 @@ export async function uploadProtectionIn(
     else if (record !== undefined) own.push(record);
   });
 
-  // The root is fixed with the first history stored under it, whichever source named it: the
-  // store's history then belongs to that chain. An admin fixes it even with nothing stored; an
-  // open server only once some history is (data: [] fixes nothing).
+  // The root is fixed with the first history stored under it, whichever source named it, so a
+  // later start with another --network is refused (checkConfiguredRoot). An admin fixes it even
+  // with nothing stored; an open server only once some history is (data: [] fixes nothing).
   const fixes = stored === undefined && (own.length > 0 || authority === 'admin');
   if (own.length === 0 && !fixes) return { stored: [], ignored };
   const now = deps.clock();

@@ -42,7 +42,42 @@ export interface DepositFlags {
 
 const bad = (message: string) => new PkmError('INVALID_CONFIG', message);
 
-function network(flags: DepositFlags): Network {
+/** The flags that name the chain. */
+export type NetworkFlags = Pick<
+  DepositFlags,
+  'network' | 'forkVersion' | 'chainId' | 'depositContract'
+> & {
+  /** --genesis-validators-root: the chain's root for EIP-3076, where --network has none. */
+  readonly genesisValidatorsRoot?: string | undefined;
+};
+
+const ROOT_RE = /^0x[0-9a-fA-F]{64}$/;
+
+/**
+ * The chain named by --network (undefined without it), with --genesis-validators-root: a known
+ * network brings its own root, which the flag may repeat but never contradict (the root is what
+ * every slashing-protection upload is checked against, EIP-3076); a custom network takes it.
+ */
+export function parseNetwork(flags: NetworkFlags): Network | undefined {
+  const root = flags.genesisValidatorsRoot;
+  if (root !== undefined && !ROOT_RE.test(root)) {
+    throw bad(
+      `--genesis-validators-root takes 32 bytes as 0x and 64 hex digits, not "${root}", e.g. --genesis-validators-root 0x212f13fc4df078b6cb7db228f1c8307566dcecf900867401a92023d7ba99cb5f`,
+    );
+  }
+  if (flags.network === undefined) return undefined;
+  const chain = network(flags);
+  if (root === undefined) return chain;
+  const own = chain.genesisValidatorsRoot?.toLowerCase();
+  if (own !== undefined && own !== root.toLowerCase()) {
+    throw bad(
+      `--genesis-validators-root ${root.toLowerCase()} contradicts --network ${chain.name}, whose root is ${own}: drop one of them`,
+    );
+  }
+  return { ...chain, genesisValidatorsRoot: root.toLowerCase() };
+}
+
+function network(flags: NetworkFlags): Network {
   const name = flags.network ?? '';
   if (name !== 'custom') {
     const known = new Map<string, Network>(Object.entries(NETWORKS)).get(name);
@@ -103,21 +138,34 @@ function amount(flags: DepositFlags, compounding: boolean): number {
   return gwei;
 }
 
-/** Deposits are on when a --network is given; without one, keys carry no deposit data. */
+/**
+ * Deposits are made for the chain --network names, once withdrawal credentials can be made
+ * (--withdrawal-address, or --mnemonic-file for 0x00) or --deposit-mode asks for them. A
+ * --network with neither names the chain only (the genesis root of slashing protection, the
+ * fences' slot clock, the liveness gate): keys then carry no deposit data. Without --network,
+ * there are no deposits.
+ */
 export function parseDepositSettings(
   flags: DepositFlags,
   hasMnemonic: boolean,
+  chain: Network | undefined = parseNetwork(flags),
 ): DepositSettings | undefined {
   const mode = flags.depositMode ?? 'record';
   if (mode !== 'record' && mode !== 'send')
     throw bad(`--deposit-mode is record or send, not "${mode}"`);
-  if (flags.network === undefined) {
+  if (chain === undefined) {
     if (mode === 'send') throw bad('--deposit-mode send needs --network, e.g. --network hoodi');
     return undefined;
   }
+  const asked =
+    flags.withdrawalAddress !== undefined ||
+    hasMnemonic ||
+    flags.depositMode !== undefined ||
+    flags.compounding === true;
+  if (!asked) return undefined;
   const creds = credentials(flags, hasMnemonic);
   const base = {
-    network: network(flags),
+    network: chain,
     credentials: creds,
     amountGwei: amount(flags, creds.type === 'execution' && creds.compounding),
   };

@@ -4,6 +4,7 @@ import { createServer as createHttpServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { systemClock, systemMonotonic } from '../allocation/clock.js';
 import { GroupCommitter } from '../allocation/group-commit.js';
+import { checkConfiguredRoot } from '../allocation/protection.js';
 import { BeaconLivenessGate } from '../beacon/liveness.js';
 import { readSecretFile, type ServerConfig } from '../config.js';
 import type { Depositor } from '../deposit/depositor.js';
@@ -18,6 +19,7 @@ import { kekLoader } from '../store/encryption.js';
 import { resealPlaintext } from '../store/encryption-setup.js';
 import { finishRotation } from '../store/kek-rotation.js';
 import { Store } from '../store/store.js';
+import type { Auth } from './auth.js';
 import { openAuth } from './auth-setup.js';
 import { composeApp } from './compose.js';
 import { checkTlsFiles, createTlsServer, type ReloadingTlsServer } from './tls.js';
@@ -39,7 +41,7 @@ async function livenessGate(
   log: Logger,
 ): Promise<BeaconLivenessGate | undefined> {
   if (config.beaconUrl === undefined) return undefined;
-  const network = config.deposits?.network;
+  const { network } = config;
   if (network === undefined) {
     throw new PkmError(
       'INVALID_CONFIG',
@@ -55,6 +57,26 @@ async function livenessGate(
       'liveness gate closed until the beacon node is ready: cooled keys do not move to other pods meanwhile',
     );
   return gate;
+}
+
+/** What an operator must know at every start about the chain the server was told of. */
+function warnAboutChain(
+  config: ServerConfig,
+  auth: Auth,
+  storedRoot: string | undefined,
+  log: Logger,
+): void {
+  if (config.network !== undefined && config.deposits === undefined)
+    log.warn(
+      { network: config.network.name },
+      '--network without withdrawal credentials: new keys carry no deposit data (pass --withdrawal-address, or --mnemonic-file for 0x00)',
+    );
+  // Without authentication the first upload fixes the root (README "Slashing protection").
+  if (!auth.enabled || config.genesisValidatorsRoot !== undefined || storedRoot !== undefined)
+    return;
+  log.warn(
+    'the genesis_validators_root is unknown: pods cannot upload slashing protection (GENESIS_ROOT_UNKNOWN), so pkm release --interchange releases nothing; set --network, or --genesis-validators-root, or upload once with an admin token',
+  );
 }
 
 export interface RunningServer {
@@ -117,8 +139,19 @@ export async function startServer(
     );
   let draining = false;
   let restoredAt: string | undefined;
+  let storedRoot: string | undefined;
   const group = new GroupCommitter(store);
   try {
+    // The history in the store was checked against one chain's root: another is refused,
+    // before anything is written.
+    storedRoot = await store.getMeta(MetaKey.genesisValidatorsRoot);
+    checkConfiguredRoot(
+      config.genesisValidatorsRoot,
+      storedRoot,
+      config.network === undefined
+        ? '--genesis-validators-root'
+        : `--network ${config.network.name}`,
+    );
     await store.bindKeySource(keySource.fingerprint);
     const resealed = await resealPlaintext(store);
     if (resealed > 0)
@@ -151,6 +184,7 @@ export async function startServer(
       throw err;
     }
   }
+  warnAboutChain(config, auth, storedRoot, log);
   const { app, allocator, metrics, proofs } = composeApp({
     auth,
     rateLimitPerMinute: config.rateLimitPerMinute,
@@ -165,6 +199,10 @@ export async function startServer(
     isDraining: () => draining,
     ...(deposits ? { deposits } : {}),
     ...(depositor ? { depositor } : {}),
+    beacon: {
+      genesisTime: config.network?.genesisTime,
+      genesisValidatorsRoot: config.genesisValidatorsRoot,
+    },
   });
   let server: Server;
   let tlsServer: ReloadingTlsServer | undefined;

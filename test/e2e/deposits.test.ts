@@ -80,8 +80,20 @@ describe('deposit data in record mode (pure-JS BLS: blst switched off)', () => {
       '127.0.0.1:0',
       '--network',
       'hoodi',
+      '--deposit-mode',
+      'record',
     ]);
     expect(await child.exited).toBe(2);
     expect(child.stderr.join('')).toMatch(/deposits need withdrawal credentials/);
+  });
+
+  it('with --network alone, names the chain, warns that keys carry no deposit data, and makes none', async () => {
+    const server = await startServerProcess(['--data-dir', await tempDir(), '--network', 'hoodi']);
+    expect(server.stdout.join('\n')).toMatch(/--network without withdrawal credentials/);
+    const res = await http<{ keys: unknown[] }>(server.url, 'POST', '/v1/pods/p/keys', {
+      count: 1,
+    });
+    expect(res.body.keys).toHaveLength(1);
+    expect((await http<Entry[]>(server.url, 'GET', '/v1/deposits')).body).toEqual([]);
   });
 });
