@@ -1,17 +1,12 @@
 #!/usr/bin/env node
 // `pkm`: every command, thin. Each parses its flags (and PKM_* env), then hands over to a module.
-import { readFile } from 'node:fs/promises';
 import { Command, CommanderError } from 'commander';
-import {
-  DEFAULT_NAMESPACE,
-  parseNamespace,
-  parsePodName,
-  podKeysPath,
-} from './allocation/pod-name.js';
+import { DEFAULT_NAMESPACE, parseNamespace, parsePodName } from './allocation/pod-name.js';
 import { addDbCommands } from './cli-db.js';
 import { Agent } from './client/agent.js';
 import { type ApiOptions, callServer, DEFAULT_TOKEN_FILE } from './client/api.js';
 import { runClient } from './client/client.js';
+import { ignoredLines, releasePod } from './client/release.js';
 import { statusText } from './client/status-text.js';
 import {
   parseClientConfig,
@@ -162,33 +157,18 @@ connectionOptions(program.command('release'))
     ),
   )
   .action(async (opts: RawFlags) => {
-    const connection = connectionOf(opts);
-    const pod = parsePodName(opts.pod ?? process.env.POD_NAME);
-    const namespace = parseNamespace(
-      opts.namespace ?? (process.env.POD_NAMESPACE || DEFAULT_NAMESPACE),
-    );
-    const keysPath = podKeysPath(namespace, pod);
-    if (opts.interchange !== undefined) {
-      const file = String(opts.interchange);
-      let interchange: unknown;
-      try {
-        interchange = JSON.parse(await readFile(file, 'utf8'));
-      } catch (err) {
-        throw new PkmError(
-          'INVALID_INTERCHANGE',
-          `--interchange ${file} is not a readable JSON file: ${(err as Error).message}`,
-        );
-      }
-      // Made for a preStop hook: the history goes up before the keys start cooling.
-      await callServer(
-        connection,
-        'POST',
-        keysPath.replace(/\/keys$/, '/slashing-protection'),
-        interchange,
-      );
-    }
-    const answer = await callServer(connection, 'DELETE', keysPath);
-    process.stdout.write(`${JSON.stringify(answer)}\n`);
+    const outcome = await releasePod(connectionOf(opts), {
+      pod: parsePodName(opts.pod ?? process.env.POD_NAME),
+      namespace: parseNamespace(opts.namespace ?? (process.env.POD_NAMESPACE || DEFAULT_NAMESPACE)),
+      interchangeFile: opts.interchange === undefined ? undefined : String(opts.interchange),
+    });
+    const ignored = outcome.protection?.ignored ?? [];
+    for (const line of ignoredLines(ignored)) process.stderr.write(`${line}\n`);
+    const printed =
+      outcome.protection === undefined
+        ? outcome.released
+        : { ...outcome.released, protection: outcome.protection };
+    process.stdout.write(`${JSON.stringify(printed)}\n`);
   });
 
 connectionOptions(program.command('assignments'))

@@ -188,7 +188,9 @@ describe('pkm release and pkm assignments', () => {
       namespace: 'vals',
       pod: 'v-0',
       released: [pubkey],
+      protection: { pubkeys: [pubkey], ignored: [] },
     });
+    expect(release.stderr).toEqual([]);
     const again = await http<{ keys: Array<{ slashingProtection?: { data: unknown[] } }> }>(
       server.url,
       'POST',
