@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
+import { parseServerConfig } from '../../src/config.js';
 import { CLI } from '../e2e/spawn.js';
 import { http, startTestServer } from '../helpers.js';
 import { FakeDiscoveryApi } from '../kube/fake-discovery.js';
@@ -176,6 +177,9 @@ describe('deploy/', () => {
     expect(args[0]).toBe('server');
     expect(flagsIn(args).filter((f) => !known.has(f))).toEqual([]);
     expect(args).toEqual(expect.arrayContaining(['--token-review', '--kube', '--data-dir=/data']));
+    // A known --network: the genesis root of slashing protection never comes from a pod.
+    const network = args.find((a) => a.startsWith('--network='))?.slice('--network='.length);
+    expect(parseServerConfig({ network }).genesisValidatorsRoot).toMatch(/^0x[0-9a-f]{64}$/);
 
     const roles = docs.filter((d) => d.kind === 'ClusterRole' || d.kind === 'Role') as Array<
       Doc & { rules: Array<{ resources: string[]; verbs: string[] }> }
