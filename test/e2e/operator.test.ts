@@ -7,6 +7,7 @@ import { ExitCode } from '../../src/errors.js';
 import { kekLoader } from '../../src/store/encryption.js';
 import { Store } from '../../src/store/store.js';
 import { type AllocationBody, http, tempDir } from '../helpers.js';
+import { beat, prove } from '../support/heartbeats.js';
 import { runPkm, startServerProcess } from './spawn.js';
 
 async function rawEntries(dir: string): Promise<Array<[string, string]>> {
@@ -31,9 +32,17 @@ describe('pkm status', () => {
       count: 2,
     });
     await http(server.url, 'POST', '/v1/pods/validator-1/keys', { count: 1 });
-    // validator-1 reports validator-0's key: two pods run it, a conflict.
-    const stolen = a.body.keys[0]?.pubkey ?? '';
-    await http(server.url, 'POST', '/v1/pods/validator-1/heartbeat', { pubkeys: [stolen] });
+    // validator-1 runs a copy of validator-0's key and proves it: two pods run it, a conflict.
+    const [copy] = a.body.keys;
+    if (!copy) throw new Error('setup');
+    const stolen = copy.pubkey;
+    const { bootToken } = (await beat(server.url, 'validator-1', [])).body;
+    const proofs = prove(bootToken, 'validator-1', [
+      { pubkey: stolen, secretKey: Buffer.from(copy.secretKey.slice(2), 'hex') },
+    ]);
+    expect((await beat(server.url, 'validator-1', [stolen], proofs)).body.conflicts).toEqual([
+      stolen,
+    ]);
 
     const text = runPkm(['status', '--server', server.url]);
     expect(await text.exited).toBe(ExitCode.ok);
