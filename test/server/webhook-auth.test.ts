@@ -1,12 +1,16 @@
 // Who may report a pod deleted (DESIGN.md "Safety rules": deletion reviews count only from the
 // API server, by its client certificate, or an admin token once any authentication is on).
 // Over real HTTPS on port 0, with certificates openssl makes for each run.
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseServerConfig } from '../../src/config.js';
 import { PkmError } from '../../src/errors.js';
+import { createLogger } from '../../src/log.js';
 import { Auth, type PodToken, type TokenReviewer } from '../../src/server/auth.js';
+import { openAuth } from '../../src/server/auth-setup.js';
 import {
   type AllocationBody,
   type AssignmentsBody,
@@ -254,5 +258,52 @@ describe('the deletion webhook without --webhook-client-ca (authentication on)',
     const admin = await send(server, { who: 'an admin', tls: await as(), headers: bearer(ADMIN) });
     expect(admin.status).toBe(200);
     expect(await pods(server)).toEqual({});
+  });
+});
+
+describe('at start', () => {
+  /** The warnings openAuth logs for these flags (as `pkm server` gets them). */
+  async function warnings(flags: Record<string, unknown>): Promise<string[]> {
+    const tokens = join(dir, 'admin-tokens');
+    await writeFile(tokens, `${ADMIN}\n`, { mode: 0o600 });
+    const lines: string[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        lines.push(chunk.toString('utf8'));
+        done();
+      },
+    });
+    const config = parseServerConfig({
+      listen: '0.0.0.0:8443',
+      authTokenFile: tokens,
+      tlsCert: certs.server.cert,
+      tlsKey: certs.server.key,
+      ...flags,
+    });
+    await openAuth(config, createLogger('info', sink));
+    return lines
+      .map((l) => JSON.parse(l) as { level: number; msg: string })
+      .filter((l) => l.level === 40)
+      .map((l) => l.msg);
+  }
+
+  it('without --webhook-client-ca, warns that the watcher is the only way deletions arrive', async () => {
+    expect(await warnings({ kube: true })).toEqual([
+      expect.stringMatching(
+        /^no --webhook-client-ca: the deletion webhook answers admin tokens only, so the pod watcher \(--kube\) is the only way pod deletions reach this server, unless the API server sends the webhook an admin token/,
+      ),
+    ]);
+  });
+
+  it('without --kube either, says that only releases and operators remain', async () => {
+    expect(await warnings({})).toEqual([
+      expect.stringMatching(
+        /^no --webhook-client-ca and no --kube: .*only through pods' own releases \(pkm release\) and operators/,
+      ),
+    ]);
+  });
+
+  it('with --webhook-client-ca, warns of nothing', async () => {
+    expect(await warnings({ kube: true, webhookClientCa: certs.apiServer.ca })).toEqual([]);
   });
 });
