@@ -21,7 +21,7 @@ import {
   type TlsClient,
   tlsClient,
 } from '../helpers.js';
-import { makeCert, makeClientCert } from '../support/certs.js';
+import { makeCert, makeClientCert, signCert } from '../support/certs.js';
 import { KUBELET, review } from '../support/review.js';
 
 const HOOK = '/v1/webhooks/pod-deletion';
@@ -53,6 +53,8 @@ interface Certs {
   sameName: { cert: string; key: string };
   /** CN=kube-apiserver, self-signed. */
   selfSigned: { cert: string; key: string };
+  /** The API server's CA signed it, but for servers only (extendedKeyUsage serverAuth). */
+  serverOnly: { cert: string; key: string };
 }
 
 let dir: string;
@@ -62,12 +64,19 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'pkm-webhook-certs-'));
   await mkdir(join(dir, 'same-name'));
   await mkdir(join(dir, 'self'));
+  const apiServer = await makeClientCert(dir, 'kube-apiserver');
   certs = {
     server: await makeCert(dir, 'server'),
-    apiServer: await makeClientCert(dir, 'kube-apiserver'),
+    apiServer,
     otherCa: await makeClientCert(dir, 'stranger'),
     sameName: await makeClientCert(join(dir, 'same-name'), 'kube-apiserver'),
     selfSigned: await makeCert(join(dir, 'self'), 'kube-apiserver'),
+    serverOnly: await signCert(
+      dir,
+      'server-only',
+      { cert: apiServer.ca, key: apiServer.caKey },
+      'serverAuth',
+    ),
   };
 }, 30_000);
 afterAll(async () => {
@@ -131,6 +140,8 @@ async function strangers(): Promise<Attempt[]> {
     { who: "another pod's token", tls: await as(), headers: bearer('token-of-validator-1') },
     { who: 'a certificate another CA signed', tls: await as(certs.otherCa) },
     { who: 'a self-signed certificate', tls: await as(certs.selfSigned) },
+    // OpenSSL checks the purpose of a client's certificate: a server's will not do.
+    { who: 'a certificate for servers only', tls: await as(certs.serverOnly) },
     {
       // The kubelet's final DELETE would confirm the stop: the keys would go straight back to
       // the next pod of that name, while this one may still run.
