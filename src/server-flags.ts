@@ -64,7 +64,7 @@ export function serverOptions(): Option[] {
     flag('--public-assignments', '/assignments and /v1/assignments without a token'),
     flag(
       '--webhook-client-ca <file>',
-      "the deletion webhook answers only client certificates this CA signed (the API server's)",
+      "the deletion webhook answers only client certificates this CA signed (the API server's) and admin tokens",
     ),
     flag('--rate-limit <n>', 'allocation requests per minute per caller (0: no limit)', '60'),
     flag(

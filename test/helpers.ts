@@ -1,5 +1,6 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import type { Server } from 'node:http';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,6 +11,7 @@ import type { KeySource } from '../src/keys/source.js';
 import { createLogger } from '../src/log.js';
 import type { Auth } from '../src/server/auth.js';
 import { composeApp } from '../src/server/compose.js';
+import { createTlsServer } from '../src/server/tls.js';
 import { Store } from '../src/store/store.js';
 import { rememberSecret } from './support/secret-ledger.js';
 
@@ -79,21 +81,26 @@ export async function startTestServer(
     auth?: Auth;
     rateLimitPerMinute?: number;
     keySource?: KeySource;
+    /** HTTPS with these PEM files, as --tls-cert, --tls-key and --webhook-client-ca. */
+    tls?: { cert: string; key: string; clientCa?: string };
   } = {},
 ): Promise<TestServer> {
   const store = opts.store ?? (await openTempStore());
   const clock = new FakeClock();
+  const log = createLogger('silent');
   const { app, allocator, proofs } = composeApp({
     store,
     group: new GroupCommitter(store),
     clock: clock.now,
     monotonic: clock.monotonic,
-    log: createLogger('silent'),
+    log,
     ...(opts.beacon ? { beacon: opts.beacon } : {}),
     ...(opts.liveness ? { liveness: opts.liveness } : {}),
     ...(opts.keySource ? { keySource: opts.keySource } : {}),
     ...(opts.auth ? { auth: opts.auth } : {}),
     ...(opts.rateLimitPerMinute ? { rateLimitPerMinute: opts.rateLimitPerMinute } : {}),
+    // As serve.ts wires it: the webhook checks client certificates only when the CA is set.
+    ...(opts.tls?.clientCa ? { webhookClientCert: true } : {}),
     config: {
       reuseDelayMs: opts.reuseDelayMs ?? 20 * MINUTE,
       maxKeysPerPod: opts.maxKeysPerPod ?? 64,
@@ -102,13 +109,23 @@ export async function startTestServer(
       resyncWindowMs: opts.resyncWindowMs ?? 0,
     },
   });
-  const server = await new Promise<Server>((resolve) => {
-    const s = app.listen(0, '127.0.0.1', () => resolve(s));
+  const tls = opts.tls
+    ? await createTlsServer(
+        { certFile: opts.tls.cert, keyFile: opts.tls.key, clientCaFile: opts.tls.clientCa },
+        app,
+        log,
+      )
+    : undefined;
+  const server: Server = tls?.server ?? createServer(app);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  onCleanup(async () => {
+    tls?.stop();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
   });
-  onCleanup(() => new Promise<void>((resolve) => server.close(() => resolve())));
   onCleanup(() => proofs.close());
   const { port } = server.address() as AddressInfo;
-  return { url: `http://127.0.0.1:${port}`, store, clock, allocator };
+  const scheme = tls ? 'https' : 'http';
+  return { url: `${scheme}://127.0.0.1:${port}`, store, clock, allocator };
 }
 
 export interface JsonAnswer<T> {
@@ -146,17 +163,78 @@ export async function http<T = ErrorBody>(
           headers: { 'content-type': 'application/json', ...headers },
         };
   const res = await fetch(`${base}${path}`, init);
-  const text = await res.text();
+  return { status: res.status, headers: res.headers, body: parseAnswer<T>(await res.text()) };
+}
+
+/** JSON when it is JSON (else the text: the HTML page, /metrics); secrets it carries noted. */
+function parseAnswer<T>(text: string): T {
   let parsed: unknown = text;
   try {
     parsed = JSON.parse(text);
   } catch {
-    // Not JSON (the HTML page, /metrics): the test reads the text.
+    // Not JSON: the test reads the text.
   }
   const keys: unknown = (parsed as { keys?: unknown } | null)?.keys;
   for (const key of Array.isArray(keys) ? keys : [])
     if (typeof key?.secretKey === 'string') rememberSecret(key.secretKey);
-  return { status: res.status, headers: res.headers, body: parsed as T };
+  return parsed as T;
+}
+
+/** What a TLS client trusts (the server's CA) and the client certificate it shows, if any. */
+export interface TlsClient {
+  readonly ca: Buffer;
+  readonly cert?: Buffer;
+  readonly key?: Buffer;
+}
+
+/** Reads a client's PEM files: the CA to trust, and optionally a certificate and its key. */
+export async function tlsClient(ca: string, client?: { cert: string; key: string }) {
+  const trust = await readFile(ca);
+  if (!client) return { ca: trust } satisfies TlsClient;
+  return {
+    ca: trust,
+    cert: await readFile(client.cert),
+    key: await readFile(client.key),
+  } satisfies TlsClient;
+}
+
+/**
+ * http() over HTTPS with a client certificate (fetch takes none). Each request opens its own
+ * connection (no agent), so one request's certificate never carries over to the next.
+ */
+export function https<T = ErrorBody>(
+  base: string,
+  method: string,
+  path: string,
+  tls: TlsClient,
+  body?: unknown,
+  headers: Record<string, string> = {},
+): Promise<JsonAnswer<T>> {
+  const payload = body === undefined ? undefined : JSON.stringify(body);
+  const sent = payload === undefined ? headers : { 'content-type': 'application/json', ...headers };
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(
+      `${base}${path}`,
+      { method, agent: false, headers: sent, ...tls },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const answer = new Headers();
+          for (const [name, value] of Object.entries(res.headers))
+            if (typeof value === 'string') answer.set(name, value);
+          resolve({
+            status: res.statusCode ?? 0,
+            headers: answer,
+            body: parseAnswer<T>(Buffer.concat(chunks).toString('utf8')),
+          });
+        });
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end(payload);
+  });
 }
 
 /** Polls `check` until it holds; fails after `ms`. For conditions another process makes true. */

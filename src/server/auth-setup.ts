@@ -38,11 +38,26 @@ export async function openAuth(config: ServerConfig, log: Logger): Promise<Auth>
       { listen: `${config.listen.host}:${config.listen.port}` },
       '--insecure: no authentication, and not only on loopback: anyone who reaches this server can take validator keys',
     );
-  if (result.enabled && auth.webhookClientCa === undefined)
-    log.warn(
-      'the deletion webhook answers any caller: set --webhook-client-ca so only the API server may release keys',
-    );
+  if (result.enabled && auth.webhookClientCa === undefined) warnNoWebhookCa(config, log);
   if (config.tls === undefined && result.enabled)
     log.warn('tokens travel in plain HTTP: set --tls-cert and --tls-key');
   return result;
+}
+
+/**
+ * Without --webhook-client-ca the webhook cannot tell the API server from anyone else, so with
+ * authentication on it answers admin tokens only (webhook.ts): the API server's reviews get 403,
+ * and failurePolicy Ignore (deploy/base/webhook.yaml) lets the deletions through unreported.
+ */
+function warnNoWebhookCa(config: Pick<ServerConfig, 'kube'>, log: Logger): void {
+  const unless =
+    'unless the API server sends the webhook an admin token (its AdmissionConfiguration kubeconfig)';
+  if (config.kube)
+    log.warn(
+      `no --webhook-client-ca: the deletion webhook answers admin tokens only, so the pod watcher (--kube) is the only way pod deletions reach this server, ${unless}. Set --webhook-client-ca to the CA of the API server's webhook client certificate`,
+    );
+  else
+    log.warn(
+      `no --webhook-client-ca and no --kube: the deletion webhook answers admin tokens only, so pod deletions reach this server only through pods' own releases (pkm release) and operators, ${unless}. Set --webhook-client-ca, or --kube for the pod watcher`,
+    );
 }

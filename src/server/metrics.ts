@@ -134,7 +134,7 @@ export function createMetrics(source: MetricsSource): Metrics {
   });
   const webhook = new Counter({
     name: 'pkm_webhook_reviews_total',
-    help: 'Pod-deletion reviews by outcome (released, ignored, dry-run, error)',
+    help: 'Pod-deletion reviews by outcome (released, ignored, dry-run, error, refused)',
     labelNames: ['outcome'] as const,
     registers: [registry],
   });

@@ -9,15 +9,16 @@
 //     collector after a node is gone): the containers may still run on a cut-off node
 //     (kubernetes#73470), so the keys are fenced;
 //   - any other DELETE: graceful, unconfirmed until the kubelet's DELETE follows.
+// Who may send one is checked before the body is read (apiServerOnly, below).
 import { TLSSocket } from 'node:tls';
-import express, { type Request, type Response, Router } from 'express';
+import express, { type NextFunction, type Request, type Response, Router } from 'express';
 import { z } from 'zod';
 import type { StopProof } from '../allocation/allocator.js';
 import { parseNamespace, parsePodName, podIdentity } from '../allocation/pod-name.js';
 import { PkmError } from '../errors.js';
 import { knownStopped, PodViewSchema } from '../kube/pod-view.js';
 import type { AppDeps } from './app.js';
-import { callerOf } from './auth.js';
+import { type Auth, callerOf, describeCaller } from './auth.js';
 import { methodNotAllowed } from './http-errors.js';
 
 /** Reviews carry the whole old pod; Kubernetes objects stay well under this. */
@@ -66,18 +67,22 @@ const Review = z
   })
   .passthrough();
 
-export type WebhookOutcome = 'released' | 'ignored' | 'dry-run' | 'error';
+/** `refused`: the caller may not report deletions (403, nothing read or changed). */
+export type WebhookOutcome = 'released' | 'ignored' | 'dry-run' | 'error' | 'refused';
 
-export function webhookRoutes(
-  deps: Pick<AppDeps, 'allocator' | 'log' | 'metrics' | 'namespaces' | 'webhookClientCert'>,
-): Router {
+type WebhookDeps = Pick<
+  AppDeps,
+  'allocator' | 'log' | 'metrics' | 'namespaces' | 'webhookClientCert'
+> & { readonly auth: Auth };
+
+export function webhookRoutes(deps: WebhookDeps): Router {
   const router = Router();
   router
     .route('/v1/webhooks/pod-deletion')
     .post(
+      apiServerOnly(deps),
       express.json({ limit: REVIEW_LIMIT, strict: true, type: 'application/json' }),
       async (req, res) => {
-        if (deps.webhookClientCert) requireApiServer(req, res);
         const parsed = Review.safeParse(req.body);
         if (!parsed.success) {
           throw new PkmError(
@@ -160,15 +165,40 @@ function stopOf(request: z.infer<typeof Review>['request']): StopProof {
 }
 
 /**
- * --webhook-client-ca: only a caller whose client certificate that CA signed (the API server,
- * configured with an AdmissionConfiguration kubeconfig) or an admin may report deletions.
+ * DELETE reviews count only from the API server or an admin once any authentication is on
+ * (DESIGN.md "Safety rules"): a review releases a running pod's keys, and one that claims the
+ * kubelet's final DELETE hands them straight back to a new pod of the same name. The API server
+ * proves itself with a client certificate that --webhook-client-ca signed (its
+ * AdmissionConfiguration kubeconfig, deploy/apiserver/). A pod token is refused like no token:
+ * a pod could otherwise report its neighbours deleted. With no authentication configured at all
+ * (loopback only, or --insecure) every route is open, and so is this one, unless the CA is set.
  */
-function requireApiServer(req: Request, res: Response): void {
-  const socket = req.socket;
-  if (socket instanceof TLSSocket && socket.authorized) return;
-  if (callerOf(res).kind === 'admin') return;
-  throw new PkmError(
-    'FORBIDDEN',
-    'the deletion webhook answers only the API server: present a client certificate signed by --webhook-client-ca',
-  );
+function apiServerOnly(deps: WebhookDeps) {
+  return (req: Request, res: Response, next: NextFunction): void => {
+    const caller = callerOf(res);
+    const socket = req.socket instanceof TLSSocket ? req.socket : undefined;
+    // With --webhook-client-ca the TLS server asks for a certificate and verifies it against
+    // that CA alone (tls.ts): `authorized` is false for none, and for one another CA signed.
+    const certified = deps.webhookClientCert === true && socket?.authorized === true;
+    const open = !deps.auth.enabled && !deps.webhookClientCert;
+    if (open || certified || caller.kind === 'admin') {
+      next();
+      return;
+    }
+    deps.metrics.onWebhook('refused');
+    deps.log.warn(
+      {
+        caller: describeCaller(caller),
+        certificate: socket?.authorizationError?.toString() ?? 'none',
+      },
+      'deletion review refused: not from the API server or an admin',
+    );
+    const notPod = caller.kind === 'pod' ? ', not a pod token' : '';
+    throw new PkmError(
+      'FORBIDDEN',
+      deps.webhookClientCert
+        ? `the deletion webhook answers only the API server (a client certificate signed by --webhook-client-ca) or an admin token${notPod}`
+        : `the deletion webhook answers only an admin token${notPod}: this server has no --webhook-client-ca to know the API server by its client certificate`,
+    );
+  };
 }

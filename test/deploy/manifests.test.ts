@@ -28,12 +28,20 @@ async function kustomize(dir: string): Promise<Doc[]> {
   return parseAllDocuments(stdout).map((d) => d.toJS() as Doc);
 }
 
+/** Files for kube-apiserver's own flags, not objects to apply. */
+const APISERVER = join(DEPLOY, 'apiserver');
+
 async function manifests(dir = DEPLOY): Promise<string[]> {
   const entries = await readdir(dir, { recursive: true, withFileTypes: true });
   return entries
     .filter((e) => e.isFile() && e.name.endsWith('.yaml') && e.name !== 'kustomization.yaml')
     .map((e) => join(e.parentPath, e.name))
+    .filter((f) => !f.startsWith(`${APISERVER}/`))
     .sort();
+}
+
+async function yamlDocs(file: string): Promise<Doc[]> {
+  return parseAllDocuments(await readFile(file, 'utf8')).map((d) => d.toJS() as Doc);
 }
 
 /** The long flags a pkm command takes, from its --help. */
@@ -59,6 +67,7 @@ interface Container {
   livenessProbe?: { httpGet: { path: string } };
   resources?: { requests?: Record<string, string> };
   lifecycle?: { preStop?: { exec: { command: string[] } } };
+  volumeMounts?: Array<{ name: string; mountPath: string }>;
 }
 interface PodSpec {
   containers: Container[];
@@ -67,6 +76,7 @@ interface PodSpec {
   volumes?: Array<{
     name: string;
     projected?: { sources: Array<{ serviceAccountToken?: { audience: string } }> };
+    secret?: { secretName: string; items?: Array<{ key: string; path: string }> };
   }>;
 }
 
@@ -223,6 +233,85 @@ describe('deploy/', () => {
     expect(secret).toHaveLength(1);
   });
 
+  it("the webhook answers the API server's client certificate: the server mounts its CA as --webhook-client-ca, and deploy/apiserver/ configures kube-apiserver to present it", async () => {
+    const docs = await kustomize('base');
+    const hook = one(docs, 'ValidatingWebhookConfiguration') as unknown as Doc & {
+      webhooks: Array<{
+        failurePolicy: string;
+        clientConfig: { service: { name: string; namespace: string; port?: number } };
+      }>;
+    };
+    const [w] = hook.webhooks;
+    // A 403 (a review the server refuses) must never block a deletion.
+    expect(w?.failurePolicy).toBe('Ignore');
+
+    // The server: --webhook-client-ca names ca.crt of a mounted Secret, and nothing else of it.
+    const spec = podSpec(one(docs, 'StatefulSet', 'pkm'));
+    const [server] = spec.containers;
+    const flag = server?.args?.find((a) => a.startsWith('--webhook-client-ca='));
+    const caFile = flag?.split('=')[1] ?? '';
+    expect(server?.args).toEqual(expect.arrayContaining([expect.stringMatching(/^--tls-cert=/)]));
+    const mount = server?.volumeMounts?.find((m) => caFile.startsWith(`${m.mountPath}/`));
+    const volume = spec.volumes?.find((v) => v.name === mount?.name);
+    expect(volume?.secret).toEqual({
+      secretName: 'pkm-webhook-client-ca',
+      items: [{ key: 'ca.crt', path: caFile.slice((mount?.mountPath.length ?? 0) + 1) }],
+      defaultMode: expect.any(Number),
+    });
+    const template = (await yamlDocs(join(DEPLOY, 'secret.template.yaml'))).find(
+      (d) => d.kind === 'Secret' && d.metadata.name === 'pkm-webhook-client-ca',
+    ) as (Doc & { stringData: Record<string, string> }) | undefined;
+    expect(Object.keys(template?.stringData ?? {})).toEqual(['ca.crt']);
+
+    // kube-apiserver: the AdmissionConfiguration points the ValidatingAdmissionWebhook plugin
+    // at the kubeconfig next to it.
+    const [admission] = (await yamlDocs(join(APISERVER, 'admission-configuration.yaml'))) as Array<
+      Doc & {
+        apiVersion: string;
+        plugins: Array<{
+          name: string;
+          configuration: { apiVersion: string; kind: string; kubeConfigFile: string };
+        }>;
+      }
+    >;
+    expect(admission).toMatchObject({
+      apiVersion: 'apiserver.config.k8s.io/v1',
+      kind: 'AdmissionConfiguration',
+    });
+    const plugin = admission?.plugins.find((p) => p.name === 'ValidatingAdmissionWebhook');
+    expect(plugin?.configuration).toMatchObject({
+      apiVersion: 'apiserver.config.k8s.io/v1',
+      kind: 'WebhookAdmissionConfiguration',
+      kubeConfigFile: expect.stringMatching(/\/webhook-kubeconfig\.yaml$/),
+    });
+    const folder = (plugin?.configuration.kubeConfigFile ?? '').replace(/\/[^/]+$/, '');
+
+    // The kubeconfig as kubectl's loader (client-go's, as the API server's) reads it: a
+    // misspelt field would be dropped here. The API server picks the users entry named for
+    // the host it dials, <service>.<namespace>.svc with :<port> unless the port is 443.
+    const { stdout } = await run('kubectl', [
+      'config',
+      'view',
+      '--raw',
+      '-o',
+      'json',
+      '--kubeconfig',
+      join(APISERVER, 'webhook-kubeconfig.yaml'),
+    ]);
+    const kubeconfig = JSON.parse(stdout) as {
+      users: Array<{ name: string; user: Record<string, string> }>;
+    };
+    const service = w?.clientConfig.service;
+    const port = service?.port ?? 443;
+    const host = `${service?.name}.${service?.namespace}.svc`;
+    const names = port === 443 ? [host, `${host}:443`] : [`${host}:${port}`];
+    const user = kubeconfig.users.find((u) => names.includes(u.name));
+    expect(user?.user).toEqual({
+      'client-certificate': expect.stringMatching(new RegExp(`^${folder}/[^/]+\\.crt$`)),
+      'client-key': expect.stringMatching(new RegExp(`^${folder}/[^/]+\\.key$`)),
+    });
+  });
+
   it('the example validator: client init, projected token, agent sidecar, release on the way out', async () => {
     const spec = podSpec(one(await kustomize('example-validator'), 'StatefulSet', 'validator'));
     const init = spec.initContainers ?? [];
@@ -274,7 +363,7 @@ describe('deploy/', () => {
     expect(validator?.args).toContain('--enable-doppelganger-protection');
   });
 
-  it('alerts cover pool low, conflicts, deposit failures and webhook errors, on metrics the server exports', async () => {
+  it('alerts cover pool low, conflicts, deposit failures, webhook errors and refusals, on metrics the server exports', async () => {
     const rule = one(await kustomize('monitoring'), 'PrometheusRule');
     const rules = (
       rule.spec.groups as Array<{ rules: Array<{ alert: string; expr: string }> }>
@@ -285,6 +374,7 @@ describe('deploy/', () => {
         'PkmKeyConflict',
         'PkmDepositFailures',
         'PkmWebhookErrors',
+        'PkmWebhookRefused',
       ]),
     );
     const exported = await exportedMetrics();

@@ -20,6 +20,7 @@ function post(
   ca: Buffer,
   body: unknown,
   client?: { cert: Buffer; key: Buffer },
+  headers: Record<string, string> = {},
 ): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
     const req = request(
@@ -28,7 +29,7 @@ function post(
         method: 'POST',
         ca,
         agent: false,
-        headers: { 'content-type': 'application/json' },
+        headers: { 'content-type': 'application/json', ...headers },
         ...client,
       },
       (res) => {
@@ -203,5 +204,39 @@ describe('pkm server over TLS', () => {
     const right = await post(url, ca, review, await files(apiServer));
     expect(right.status).toBe(200);
     expect(JSON.parse(right.text).response).toEqual({ uid: 'u-1', allowed: true });
+  }, 30_000);
+
+  it('without --webhook-client-ca it still starts, says why deletions need the watcher, and the webhook answers an admin token only', async () => {
+    const dir = await tempDir();
+    const tls = await makeCert(dir, 'server');
+    const apiServer = await makeClientCert(dir, 'kube-apiserver');
+    const admin = 'e6'.repeat(32);
+    const tokens = join(dir, 'tokens');
+    await writeFile(tokens, `${admin}\n`, { mode: 0o600 });
+    const server = await startServerProcess([
+      '--data-dir',
+      join(dir, 'data'),
+      '--tls-cert',
+      tls.cert,
+      '--tls-key',
+      tls.key,
+      '--auth-token-file',
+      tokens,
+    ]);
+    const warnings = server.stdout
+      .map((l) => JSON.parse(l) as { level: number; msg: string })
+      .filter((l) => l.level === 40)
+      .map((l) => l.msg);
+    expect(warnings).toEqual(
+      expect.arrayContaining([expect.stringMatching(/^no --webhook-client-ca and no --kube: /)]),
+    );
+    const ca = await readFile(tls.cert);
+    const url = `${server.url}/v1/webhooks/pod-deletion`;
+    const review = reviewOf({ namespace: 'default' });
+    const client = { cert: await readFile(apiServer.cert), key: await readFile(apiServer.key) };
+    for (const refused of [await post(url, ca, review), await post(url, ca, review, client)])
+      expect([refused.status, JSON.parse(refused.text).error.code]).toEqual([403, 'FORBIDDEN']);
+    const byAdmin = await post(url, ca, review, undefined, { authorization: `Bearer ${admin}` });
+    expect(byAdmin.status).toBe(200);
   }, 30_000);
 });

@@ -1,6 +1,7 @@
 // Certificates for tests, made with openssl: self-signed server certificates for 127.0.0.1,
 // and client certificates signed by their own CA.
 import { execFile } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
@@ -32,12 +33,29 @@ export async function makeCert(dir: string, name: string): Promise<{ cert: strin
 export async function makeClientCert(
   dir: string,
   name: string,
-): Promise<{ ca: string; cert: string; key: string }> {
+): Promise<{ ca: string; caKey: string; cert: string; key: string }> {
   const ca = await makeCert(dir, `${name}-ca`);
+  const signed = await signCert(dir, name, ca);
+  return { ca: ca.cert, caKey: ca.key, ...signed };
+}
+
+/**
+ * A certificate for CN=name signed by `ca`; with `extendedKeyUsage` (e.g. serverAuth) it is
+ * good for that purpose only.
+ */
+export async function signCert(
+  dir: string,
+  name: string,
+  ca: { cert: string; key: string },
+  extendedKeyUsage?: string,
+): Promise<{ cert: string; key: string }> {
   const key = join(dir, `${name}.key`);
   const csr = join(dir, `${name}.csr`);
   const cert = join(dir, `${name}.crt`);
   await newKey(name, key, ['-new', '-out', csr]);
+  const ext = join(dir, `${name}.ext`);
+  if (extendedKeyUsage !== undefined)
+    await writeFile(ext, `extendedKeyUsage=${extendedKeyUsage}\n`);
   await run('openssl', [
     'x509',
     '-req',
@@ -50,8 +68,9 @@ export async function makeClientCert(
     '-CAcreateserial',
     '-days',
     '1',
+    ...(extendedKeyUsage === undefined ? [] : ['-extfile', ext]),
     '-out',
     cert,
   ]);
-  return { ca: ca.cert, cert, key };
+  return { cert, key };
 }
