@@ -141,7 +141,7 @@ describe('an attacker with the wrong credential', () => {
     expect(answered.length).toBeGreaterThan(100);
   });
 
-  it('with its own token, on its own routes, gets nothing of the victim: its claims are refused, its allocation holds none of the victim’s keys', async () => {
+  it('with its own token, on its own routes, gets nothing of the victim: its claims and uploads change nothing, its allocation holds none of the victim’s keys', async () => {
     const { secrets, pubkeys } = await victims();
     const token = bearer(api.issueToken('default', 'attacker-7'));
     const before = await server.store.rawEntries();
@@ -154,7 +154,39 @@ describe('an attacker with the wrong credential', () => {
     );
     expect(beat.status).toBe(200);
     expect([...beat.body.refused].sort()).toEqual([...pubkeys].sort());
+    // An upload naming the victims' keys, on its own route: it cannot fix the genesis root (a
+    // pod never does), and it takes nothing for keys it does not hold.
+    const upload = await http<{ error?: { code: string } }>(
+      server.url,
+      'POST',
+      '/v1/pods/attacker-7/slashing-protection',
+      bodyFor('POST', '/slashing-protection', pubkeys),
+      token,
+    );
+    expect([upload.status, upload.body.error?.code]).toEqual([409, 'GENESIS_ROOT_UNKNOWN']);
     expect(await server.store.rawEntries()).toEqual(before);
+    // Once an operator has set the root, the same upload is taken key by key: none is its own.
+    const empty = { ...(bodyFor('POST', '/slashing-protection', []) as object) };
+    const set = await http(
+      server.url,
+      'POST',
+      '/v1/pods/attacker-7/slashing-protection',
+      empty,
+      bearer(ADMIN),
+    );
+    expect(set.status).toBe(200);
+    const rooted = await server.store.rawEntries();
+    const again = await http<{ pubkeys: string[]; ignored: Array<{ pubkey: string }> }>(
+      server.url,
+      'POST',
+      '/v1/pods/attacker-7/slashing-protection',
+      bodyFor('POST', '/slashing-protection', pubkeys),
+      token,
+    );
+    expect(again.status).toBe(200);
+    expect(again.body.pubkeys).toEqual([]);
+    expect(again.body.ignored.map((i) => i.pubkey).sort()).toEqual([...pubkeys].sort());
+    expect(await server.store.rawEntries()).toEqual(rooted);
     const own = await http<AllocationBody>(
       server.url,
       'POST',
