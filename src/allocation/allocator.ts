@@ -33,6 +33,12 @@ import { editPod, handedTo, podChange } from './transitions.js';
 
 /** A key seen live waits two epochs before it is checked again. */
 const LIVE_HOLD_MS = 2 * 32 * 12 * 1000;
+/**
+ * A key a heartbeat claimed without a proof stays out of the pool at least this long (or the
+ * reuse delay, if longer), from the last such claim: the reporter may run it and be proving it
+ * (an EIP-2335 scrypt keystore takes about a second to open; a pod may hold 64).
+ */
+const CLAIM_HOLD_MS = 10 * 60_000;
 
 /**
  * How the server knows that a pod's containers stopped (DESIGN.md "Safety rules"):
@@ -167,7 +173,10 @@ export class Allocator {
   private readonly group: GroupCommitter;
   readonly cooling: Cooling;
   private readonly lookahead: DerivationLookahead;
-  /** Keys the beacon node saw live, kept from other pods until then (monotonic ms). */
+  /**
+   * Keys the beacon node saw live, or a heartbeat claimed without a proof yet: kept from every
+   * pod until then (monotonic ms).
+   */
   private readonly heldBack = new Map<string, number>();
   /** Searches for reported keys in flight; nothing is derived meanwhile. */
   private readonly searches = new Set<Promise<unknown>>();
@@ -195,6 +204,12 @@ export class Allocator {
       restoreHoldMs: deps.restored ? deps.config.reuseDelayMs : 0,
     });
     this.lookahead = new DerivationLookahead(deps.keySource, deps.lookahead);
+  }
+
+  /** Keeps `pubkeys` from every pod for `ms` from now, or longer if held longer already. */
+  private holdBack(pubkeys: readonly string[], ms: number): void {
+    const until = this.cooling.now() + ms;
+    for (const pk of pubkeys) this.heldBack.set(pk, Math.max(until, this.heldBack.get(pk) ?? 0));
   }
 
   private heldBackNow(): string[] {
@@ -300,6 +315,8 @@ export class Allocator {
         });
         // Registered under the lock: no allocation after this one derives before the search.
         if (search && step.result.unknown.length > 0) this.searches.add(searching);
+        // Held under the lock too: no allocation after this one hands them out.
+        this.holdBack(step.holdable, Math.max(CLAIM_HOLD_MS, this.deps.config.reuseDelayMs));
         return step;
       });
       let result = first.result;
@@ -383,13 +400,12 @@ export class Allocator {
   private async checkLiveness(pubkeys: readonly string[], verified: Set<string>): Promise<void> {
     const views = await this.askGate((gate) => gate.statuses(pubkeys, this.deps.clock()));
     if (!views) return;
-    const until = this.cooling.now() + LIVE_HOLD_MS;
     const live: string[] = [];
     for (const pk of pubkeys) {
       const view = views.get(pk);
       if (view === undefined) throw gateError(new Error(`no answer for ${pk}`));
       if (view.kind === 'live') {
-        this.heldBack.set(pk, until);
+        this.holdBack([pk], LIVE_HOLD_MS);
         live.push(pk);
       } else if (view.kind === 'ended') {
         await this.retire(pk, `the beacon node reports validator ${view.index} ${view.status}`);
@@ -652,10 +668,11 @@ export class Allocator {
     // Over-read by the excluded count: this pod's own cooling keys sit in the same index.
     const [cooled, free] = await Promise.all([
       tx.oldest('cooling', n + exclude.size, this.cooling.wallCutoff()),
-      tx.oldest('unallocated', n),
+      tx.oldest('unallocated', n + exclude.size),
     ]);
     const eligible = cooled.filter((e) => !exclude.has(e.pubkey) && this.cooling.done(e));
-    return pickOldest(eligible, free, n).map((e) => e.pubkey);
+    const unheld = free.filter((e) => !exclude.has(e.pubkey));
+    return pickOldest(eligible, unheld, n).map((e) => e.pubkey);
   }
 
   private async checkCanCreate(tx: Transaction, n: number): Promise<void> {

@@ -99,6 +99,11 @@ class PodEdits {
 export interface HeartbeatStep {
   readonly result: HeartbeatResult;
   readonly room: number;
+  /**
+   * Refused claims on keys the pool could hand out (free, or cooling): the reporter may run
+   * them and be proving it, so the allocator holds them back meanwhile (in memory only).
+   */
+  readonly holdable: string[];
 }
 
 export async function heartbeatIn(
@@ -128,6 +133,7 @@ export async function heartbeatIn(
   const pods = new PodEdits(tx, now);
   const keyChanges: KeyChange[] = [];
   const events: NewAuditEvent[] = [];
+  const holdable: string[] = [];
   const conflict = async (r: KeyRecord, others: readonly string[], detail: string) => {
     for (const other of others) {
       if (r.state === 'allocated') await pods.edit(other, { drop: [r.pubkey] });
@@ -200,6 +206,7 @@ export async function heartbeatIn(
     }
     if (!rules.proven.has(pubkey)) {
       result.refused.push(pubkey);
+      if (r && (r.state === 'free' || r.state === 'cooling')) holdable.push(pubkey);
       continue;
     }
     if (!r) await takeReported(undefined, pubkey);
@@ -222,7 +229,7 @@ export async function heartbeatIn(
   }
   if (result.reported.length > 0) events.push(reportEvent(now, pod, result.reported));
   if (keyChanges.length > 0) tx.stage({ keys: keyChanges, pods: pods.changes(), events });
-  return { result, room };
+  return { result, room, holdable };
 }
 
 function reportEvent(now: number, pod: string, pubkeys: string[]): NewAuditEvent {

@@ -62,7 +62,7 @@ export class Agent {
     }
     this.bootToken = answer.bootToken;
     if (answer.refused.length === 0) return answer;
-    const proofs = await signPossession(
+    const { proofs, failed } = await signPossession(
       {
         out: this.opts.out,
         spec: LAYOUT_SPECS[this.opts.layout],
@@ -71,6 +71,11 @@ export class Agent {
       },
       answer.refused,
     );
+    for (const f of failed)
+      this.log.error(
+        { pubkey: f.pubkey, reason: f.reason },
+        'cannot prove possession of this key: its keystore or password in --out cannot be opened',
+      );
     this.log.info(
       { pubkeys: Object.keys(proofs) },
       'the server does not record these keys as this pod’s: proving possession',

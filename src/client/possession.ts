@@ -17,23 +17,39 @@ export interface PossessionRequest {
   readonly identity: string;
 }
 
-/** pubkey -> proof, for each of `pubkeys` whose keystore and password are in --out. */
+export interface Possession {
+  /** pubkey -> proof. */
+  readonly proofs: Record<string, string>;
+  /** Keys that could not be proven, each with why (no secret in the reason). */
+  readonly failed: ReadonlyArray<{ readonly pubkey: string; readonly reason: string }>;
+}
+
+/**
+ * A proof for each of `pubkeys` whose keystore and password are in --out. A key that cannot be
+ * opened (its files gone or changed) is reported in `failed` and the others are proven all the
+ * same: one bad file must not keep the server from learning where the rest run.
+ */
 export async function signPossession(
   req: PossessionRequest,
   pubkeys: readonly string[],
-): Promise<Record<string, string>> {
+): Promise<Possession> {
   const proofs: Record<string, string> = {};
+  const failed: Array<{ pubkey: string; reason: string }> = [];
   for (const pubkey of pubkeys) {
-    const passwordPath = req.spec.passwordPath(pubkey) ?? req.spec.sharedPasswordPath;
-    if (passwordPath === undefined) continue;
-    const keystore = await readKeystore(join(req.out, req.spec.keystorePath(pubkey)));
-    const password = await readSecretFile(join(req.out, passwordPath), 'password-file');
-    const secretKey = await decryptKeystore(keystore, password);
     try {
-      proofs[pubkey] = signProof(secretKey, proofMessage(req.bootToken, req.identity, pubkey));
-    } finally {
-      secretKey.fill(0);
+      const passwordPath = req.spec.passwordPath(pubkey) ?? req.spec.sharedPasswordPath;
+      if (passwordPath === undefined) throw new Error('the layout names no password file');
+      const keystore = await readKeystore(join(req.out, req.spec.keystorePath(pubkey)));
+      const password = await readSecretFile(join(req.out, passwordPath), 'password-file');
+      const secretKey = await decryptKeystore(keystore, password);
+      try {
+        proofs[pubkey] = signProof(secretKey, proofMessage(req.bootToken, req.identity, pubkey));
+      } finally {
+        secretKey.fill(0);
+      }
+    } catch (err) {
+      failed.push({ pubkey, reason: (err as Error).message });
     }
   }
-  return proofs;
+  return { proofs, failed };
 }
