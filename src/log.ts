@@ -25,10 +25,15 @@ export const SECRET_FIELDS = [
 
 const REDACTED_PATHS = SECRET_FIELDS.flatMap((f) => [f, `*.${f}`, `*.*.${f}`]);
 
+/** Buffered lines go out at least this often. */
+const FLUSH_EVERY_MS = 250;
+
 /**
  * Logs go out in 4 KiB writes rather than one write per line: per-request lines are most of a
- * busy server's syscalls. Call flush() where a line must be out at once (the "listening" line,
- * shutdown); a kill -9 may lose the last few lines, never state.
+ * busy server's syscalls. What is buffered goes out within FLUSH_EVERY_MS all the same, so an
+ * alert (a conflict, a refused claim, a fence) never waits for a kill to lose it; a kill -9
+ * may lose the last quarter second of lines, never state. (A flush asked for while a write is
+ * in flight is dropped by sonic-boom, so flushing on each warning would lose lines.)
  */
 export function createLogger(level: LogLevel, destination?: DestinationStream): Logger {
   const options = {
@@ -36,7 +41,10 @@ export function createLogger(level: LogLevel, destination?: DestinationStream): 
     base: { svc: 'pkm' },
     redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
   };
-  return pino(options, destination ?? pino.destination({ dest: 1, sync: false, minLength: 4096 }));
+  if (destination) return pino(options, destination);
+  const buffered = pino.destination({ dest: 1, sync: false, minLength: 4096 });
+  setInterval(() => buffered.flush(), FLUSH_EVERY_MS).unref();
+  return pino(options, buffered);
 }
 
 /** CLI commands keep stdout for their own output, so their logs go to stderr. */

@@ -331,7 +331,6 @@ export class Allocator {
             pod,
             asked,
             { found, proven },
-            first.room,
             maxKeysPerPod,
           ),
         );
@@ -493,6 +492,13 @@ export class Allocator {
       throw new PkmError(
         'COUNT_MISMATCH',
         `pod ${pod} holds ${held.length} keys and asked for ${count}; release it first to hold fewer`,
+      );
+    }
+    const reported = podBefore?.reported?.length ?? 0;
+    if (count > held.length && count + reported > this.deps.config.maxKeysPerPod) {
+      throw new PkmError(
+        'COUNT_OUT_OF_RANGE',
+        `pod ${pod} already runs ${reported} keys the store records as reported by it: with ${count} more it would pass --max-keys-per-pod (${this.deps.config.maxKeysPerPod})`,
       );
     }
     const need = count - held.length;

@@ -95,10 +95,9 @@ class PodEdits {
   }
 }
 
-/** What a heartbeat did, and how many more keys its pod may take (--max-keys-per-pod). */
+/** What a heartbeat did. */
 export interface HeartbeatStep {
   readonly result: HeartbeatResult;
-  readonly room: number;
   /**
    * Refused claims on keys the pool could hand out (free, or cooling): the reporter may run
    * them and be proving it, so the allocator holds them back meanwhile (in memory only).
@@ -125,11 +124,8 @@ export async function heartbeatIn(
   const reported = new Set(pubkeys);
   const records = new Map<string, KeyRecord | undefined>();
   for (const pubkey of reported) records.set(pubkey, await tx.getKey(pubkey));
-  // The pod's own keys, and the reported keys the store records as its: what it holds now.
-  let room =
-    rules.maxKeysPerPod -
-    (holder?.keys.length ?? 0) -
-    [...records.values()].filter((r) => r?.state === 'reported' && r.pod === pod).length;
+  // The pod's own keys, and the keys recorded as reported by it: what it holds now.
+  let room = rules.maxKeysPerPod - podHolds(holder);
   const pods = new PodEdits(tx, now);
   const keyChanges: KeyChange[] = [];
   const events: NewAuditEvent[] = [];
@@ -138,6 +134,7 @@ export async function heartbeatIn(
     for (const other of others) {
       if (r.state === 'allocated') await pods.edit(other, { drop: [r.pubkey] });
       if (r.state === 'cooling') await pods.edit(other, { uncool: [r.pubkey] });
+      if (r.state === 'reported') await pods.edit(other, { unreport: [r.pubkey] });
     }
     keyChanges.push({ before: r, after: inConflict(r, [...others, pod], now) });
     events.push({ at: now, type: 'conflict', pod, pubkeys: [r.pubkey], detail });
@@ -146,17 +143,20 @@ export async function heartbeatIn(
   /** A proven claim the pod may take, or (past its limit) a conflict nobody gets. */
   const takeReported = async (r: KeyRecord | undefined, pubkey: string) => {
     if (room <= 0) {
-      const detail = overLimit(rules.maxKeysPerPod);
-      if (r) await conflict(r, r.state === 'cooling' && r.pod !== undefined ? [r.pod] : [], detail);
-      else {
-        keyChanges.push({ after: inConflict(reportedBy(pubkey, pod, now), [pod], now) });
-        events.push({ at: now, type: 'conflict', pod, pubkeys: [pubkey], detail });
-        result.conflicts.push(pubkey);
-      }
+      // A key the store has no record of it can never hand out: refused, so that a pod cannot
+      // fill the store with keys it made up. One it could hand out is kept from everyone.
+      if (!r) result.refused.push(pubkey);
+      else
+        await conflict(
+          r,
+          r.state === 'cooling' && r.pod !== undefined ? [r.pod] : [],
+          overLimit(rules.maxKeysPerPod),
+        );
       return;
     }
     room--;
     if (r?.state === 'cooling' && r.pod !== undefined) await pods.edit(r.pod, { uncool: [pubkey] });
+    await pods.edit(pod, { report: [pubkey] });
     keyChanges.push(
       r
         ? { before: r, after: reportedRunning(r, pod, now) }
@@ -229,7 +229,7 @@ export async function heartbeatIn(
   }
   if (result.reported.length > 0) events.push(reportEvent(now, pod, result.reported));
   if (keyChanges.length > 0) tx.stage({ keys: keyChanges, pods: pods.changes(), events });
-  return { result, room, holdable };
+  return { result, holdable };
 }
 
 function reportEvent(now: number, pod: string, pubkeys: string[]): NewAuditEvent {
@@ -240,6 +240,11 @@ function reportEvent(now: number, pod: string, pubkeys: string[]): NewAuditEvent
     pubkeys,
     detail: 'running, but unknown to the store: recorded as reported, never handed out',
   };
+}
+
+/** What a pod holds against --max-keys-per-pod: its keys, and those reported by it. */
+export function podHolds(pod: PodRecord | undefined): number {
+  return (pod?.keys.length ?? 0) + (pod?.reported?.length ?? 0);
 }
 
 const overLimit = (max: number) =>
@@ -256,8 +261,10 @@ export interface PlacedReports {
  * Records keys a heartbeat reported that the store had no record of. `found` holds the
  * derivation index of those the mnemonic derives: the next index moves past them in the same
  * batch, proof or not (nobody may ever be handed that index again). A key is recorded as the
- * reporter's only with a proof (`proven`), and then a derived one keeps its secret; past the
- * pod's `room` it is a conflict instead. Without a proof nothing else changes.
+ * reporter's only with a proof (`proven`), and then a derived one keeps its secret. Past the
+ * pod's --max-keys-per-pod it is refused: the store has no record of it, so it can never hand
+ * it out, and a pod cannot fill the store with keys it made up. Without a proof nothing else
+ * changes.
  */
 export async function placeReportedIn(
   tx: Transaction,
@@ -266,10 +273,12 @@ export async function placeReportedIn(
   pod: string,
   pubkeys: readonly string[],
   claims: { readonly found: ReadonlyMap<string, number>; readonly proven: ReadonlySet<string> },
-  room: number,
   maxKeysPerPod: number,
 ): Promise<PlacedReports> {
   const { found, proven } = claims;
+  const holder = await tx.getPod(pod);
+  // Counted under the lock, from the record as it is now: other requests ran since step one.
+  let room = maxKeysPerPod - podHolds(holder);
   const keys: KeyChange[] = [];
   const out: PlacedReports = { reported: [], conflicts: [], refused: [] };
   let next = tx.nextKeyIndex();
@@ -286,10 +295,11 @@ export async function placeReportedIn(
       skippedKeys.push(pubkey);
       next = index + 1;
     }
-    if (!proven.has(pubkey)) {
+    if (!proven.has(pubkey) || room <= 0) {
       out.refused.push(pubkey);
       continue;
     }
+    room--;
     const record =
       isDerived && derived.path !== undefined
         ? reportedBy(pubkey, pod, now, {
@@ -297,25 +307,11 @@ export async function placeReportedIn(
             path: derived.path,
           })
         : reportedBy(pubkey, pod, now);
-    if (room <= 0) {
-      keys.push({ after: inConflict(record, [pod], now) });
-      out.conflicts.push(pubkey);
-    } else {
-      room--;
-      keys.push({ after: record });
-      out.reported.push(pubkey);
-    }
+    keys.push({ after: record });
+    out.reported.push(pubkey);
   }
   const events: NewAuditEvent[] = [];
   if (out.reported.length > 0) events.push(reportEvent(now, pod, out.reported));
-  if (out.conflicts.length > 0)
-    events.push({
-      at: now,
-      type: 'conflict',
-      pod,
-      pubkeys: out.conflicts,
-      detail: overLimit(maxKeysPerPod),
-    });
   if (skipped.length > 0)
     events.push({
       at: now,
@@ -324,10 +320,14 @@ export async function placeReportedIn(
       pubkeys: skippedKeys,
       detail: `derivation indexes ${skipped.join(', ')} are held by a running pod: the next index is now ${next}`,
     });
+  const pods =
+    out.reported.length > 0
+      ? [podChange(pod, holder, editPod(holder, { report: out.reported }, now))]
+      : [];
   if (keys.length > 0 || next > tx.nextKeyIndex())
     tx.stage({
       keys,
-      pods: [],
+      pods,
       events,
       ...(next > tx.nextKeyIndex() ? { nextKeyIndex: next } : {}),
     });

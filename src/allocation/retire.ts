@@ -28,7 +28,11 @@ export async function retireIn(
     const pod = await tx.getPod(holder);
     if (pod)
       podChanges.push(
-        podChange(holder, pod, editPod(pod, { drop: [pubkey], uncool: [pubkey] }, now)),
+        podChange(
+          holder,
+          pod,
+          editPod(pod, { drop: [pubkey], uncool: [pubkey], unreport: [pubkey] }, now),
+        ),
       );
   }
   const after = retired(before, now);

@@ -199,6 +199,10 @@ export interface PodEdit {
   readonly cool?: readonly string[];
   /** Keys that leave its cooling list (taken back, moved, retired). */
   readonly uncool?: readonly string[];
+  /** Keys now recorded as reported by it (a proven heartbeat claim). */
+  readonly report?: readonly string[];
+  /** Keys that leave its reported list (retired, in conflict). */
+  readonly unreport?: readonly string[];
   /** The UID of the pod now holding the keys; undefined keeps the recorded one. */
   readonly uid?: string;
   /** A new incarnation of unknown UID: the old UID no longer names the holder. */
@@ -221,8 +225,18 @@ export function editPod(
   const uncool = new Set([...(edit.uncool ?? []), ...(edit.hold ?? []), ...(edit.cool ?? [])]);
   const keys = [...(before?.keys ?? []).filter((k) => !drop.has(k)), ...(edit.hold ?? [])];
   const cooling = [...(before?.cooling ?? []).filter((k) => !uncool.has(k)), ...(edit.cool ?? [])];
-  if (keys.length === 0 && cooling.length === 0) return undefined;
-  const { uid: oldUid, pastUids: oldPast, ...rest } = before ?? { keys, cooling, since: now };
+  const unreport = new Set([...(edit.unreport ?? []), ...(edit.report ?? [])]);
+  const reported = [
+    ...(before?.reported ?? []).filter((k) => !unreport.has(k)),
+    ...(edit.report ?? []),
+  ];
+  if (keys.length === 0 && cooling.length === 0 && reported.length === 0) return undefined;
+  const {
+    uid: oldUid,
+    pastUids: oldPast,
+    reported: _old,
+    ...rest
+  } = before ?? { keys, cooling, since: now };
   const uid = edit.uid ?? (edit.forgetUid ? undefined : oldUid);
   const past =
     oldUid !== undefined && oldUid !== uid
@@ -232,6 +246,7 @@ export function editPod(
     ...rest,
     keys,
     cooling,
+    ...(reported.length === 0 ? {} : { reported }),
     since: now,
     ...(uid === undefined ? {} : { uid }),
     ...(past === undefined || past.length === 0 ? {} : { pastUids: past }),

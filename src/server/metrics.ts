@@ -6,6 +6,8 @@ import type { DepositOutcome } from '../deposit/depositor.js';
 import { StoredState } from '../store/records.js';
 import type { WebhookOutcome } from './webhook.js';
 
+export type ProofOutcome = 'valid' | 'invalid' | 'unneeded' | 'over-budget';
+
 export interface Metrics {
   readonly registry: Registry;
   readonly requests: Histogram<'method' | 'route' | 'status'>;
@@ -19,6 +21,8 @@ export interface Metrics {
   onFenced(keys: number): void;
   onReported(keys: number): void;
   onHeartbeatRefused(keys: number): void;
+  /** Heartbeat proofs of possession, by outcome. */
+  onProofs(outcome: ProofOutcome, n: number): void;
   onGateFailure(): void;
 }
 
@@ -122,6 +126,12 @@ export function createMetrics(source: MetricsSource): Metrics {
     help: 'Heartbeat claims refused for want of a valid proof of possession (a pod reporting keys that are not its own)',
     registers: [registry],
   });
+  const proofs = new Counter({
+    name: 'pkm_heartbeat_proofs_total',
+    help: 'Heartbeat proofs of possession: valid, invalid, not needed (the key was the pod’s), or over the pod’s budget (not checked)',
+    labelNames: ['outcome'] as const,
+    registers: [registry],
+  });
   const gateFailures = new Counter({
     name: 'pkm_liveness_gate_failures_total',
     help: 'Liveness checks the beacon node could not answer: the keys stayed where they were',
@@ -155,6 +165,9 @@ export function createMetrics(source: MetricsSource): Metrics {
     },
     onHeartbeatRefused(keys) {
       refused.inc(keys);
+    },
+    onProofs(outcome, n) {
+      if (n > 0) proofs.inc({ outcome }, n);
     },
     onGateFailure() {
       gateFailures.inc();

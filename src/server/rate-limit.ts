@@ -3,8 +3,10 @@
 import { PkmError } from '../errors.js';
 
 export interface RateLimit {
-  /** Requests per minute, and the burst allowed at once. */
+  /** Tokens per minute. */
   readonly perMinute: number;
+  /** Tokens allowed at once; perMinute when absent. */
+  readonly burst?: number;
 }
 
 const MAX_TRACKED = 50_000;
@@ -17,12 +19,16 @@ export class RateLimiter {
     private readonly clock: () => number = Date.now,
   ) {}
 
-  /** Takes one request from `who`'s bucket, or RATE_LIMITED with the wait in Retry-After. */
-  take(who: string): void {
+  private get burst(): number {
+    return this.limit.burst ?? this.limit.perMinute;
+  }
+
+  /** `who`'s bucket, refilled up to now. */
+  private bucket(who: string): { tokens: number; at: number } {
     const now = this.clock();
     const rate = this.limit.perMinute / 60_000; // tokens per ms
-    const bucket = this.buckets.get(who) ?? { tokens: this.limit.perMinute, at: now };
-    bucket.tokens = Math.min(this.limit.perMinute, bucket.tokens + (now - bucket.at) * rate);
+    const bucket = this.buckets.get(who) ?? { tokens: this.burst, at: now };
+    bucket.tokens = Math.min(this.burst, bucket.tokens + (now - bucket.at) * rate);
     bucket.at = now;
     // Re-inserted: the map's order is least recently used first.
     this.buckets.delete(who);
@@ -31,7 +37,14 @@ export class RateLimiter {
       if (idle !== undefined) this.buckets.delete(idle);
     }
     this.buckets.set(who, bucket);
+    return bucket;
+  }
+
+  /** Takes one request from `who`'s bucket, or RATE_LIMITED with the wait in Retry-After. */
+  take(who: string): void {
+    const bucket = this.bucket(who);
     if (bucket.tokens < 1) {
+      const rate = this.limit.perMinute / 60_000;
       const wait = Math.ceil((1 - bucket.tokens) / rate / 1000);
       throw new PkmError(
         'RATE_LIMITED',
@@ -40,5 +53,13 @@ export class RateLimiter {
       );
     }
     bucket.tokens -= 1;
+  }
+
+  /** Takes up to `n` whole tokens from `who`'s bucket; returns how many it took. */
+  takeUpTo(who: string, n: number): number {
+    const bucket = this.bucket(who);
+    const taken = Math.max(0, Math.min(n, Math.floor(bucket.tokens)));
+    bucket.tokens -= taken;
+    return taken;
   }
 }

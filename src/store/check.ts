@@ -47,6 +47,7 @@ export async function checkStore(store: Store): Promise<CheckReport> {
     for (const [list, state] of [
       [pod.keys, 'allocated'],
       [pod.cooling, 'cooling'],
+      [pod.reported ?? [], 'reported'],
     ] as const) {
       for (const pk of list) {
         const where = `${name}/${state}`;
@@ -64,8 +65,8 @@ export async function checkStore(store: Store): Promise<CheckReport> {
     }
   }
   for (const r of records.values()) {
-    // A reported key names its reporter, but no pod lists it: it was never handed out.
-    const listed = r.state === 'allocated' || r.state === 'cooling';
+    // A reported key is on its reporter's reported list (never handed out: not in its keys).
+    const listed = r.state === 'allocated' || r.state === 'cooling' || r.state === 'reported';
     const expected = r.pod === undefined || !listed ? undefined : `${r.pod}/${r.state}`;
     if (expected !== undefined && placed.get(r.pubkey) !== expected) {
       problems.push(`${r.state} key ${r.pubkey} of ${r.pod} is missing from that pod's record`);

@@ -149,6 +149,11 @@ const PodRecord = z
     keys: z.array(Pubkey),
     /** Keys the pod released that are still cooling: the same pod gets them back at once. */
     cooling: z.array(Pubkey),
+    /**
+     * Keys recorded as reported by this pod (state reported, since schema 5): it proved it runs
+     * them; never handed out, and counted toward --max-keys-per-pod with `keys`.
+     */
+    reported: z.array(Pubkey).optional(),
     /** Last change (ms since epoch). */
     since: z.number().int().nonnegative(),
     /**

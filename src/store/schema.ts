@@ -17,7 +17,35 @@ const MIGRATIONS: Record<number, (db: Level<string, string>) => Promise<void>> =
   // 4: fences and reported keys. The counters gain `reported` and `fenced`; cooling keys of
   // older stores carry no `stop`, which reads as unconfirmed (never reclaimed at once).
   3: (db) => newCounters(db, 4),
+  // 5: pods list the keys reported by them, which count toward --max-keys-per-pod.
+  4: (db) => reportedLists(db, 5),
 };
+
+/** Each pod record gains the list of keys in state `reported` that name it, in one batch. */
+async function reportedLists(db: Level<string, string>, version: number): Promise<void> {
+  const keys = db.sublevel<string, string>(Bucket.keys, { valueEncoding: 'utf8' });
+  const pods = db.sublevel<string, string>(Bucket.pods, { valueEncoding: 'utf8' });
+  const meta = db.sublevel<string, string>(Bucket.meta, { valueEncoding: 'utf8' });
+  const byPod = new Map<string, string[]>();
+  for await (const text of keys.values()) {
+    const r = JSON.parse(text) as { pubkey: string; state: string; pod?: string };
+    if (r.state !== 'reported' || r.pod === undefined) continue;
+    byPod.set(r.pod, [...(byPod.get(r.pod) ?? []), r.pubkey]);
+  }
+  const ops: Array<{ type: 'put'; sublevel: typeof meta; key: string; value: string }> = [];
+  for (const [name, reported] of byPod) {
+    const text = await pods.get(name);
+    const before = text === undefined ? { keys: [], cooling: [], since: 0 } : JSON.parse(text);
+    ops.push({
+      type: 'put',
+      sublevel: pods,
+      key: name,
+      value: JSON.stringify({ ...before, reported: reported.sort() }),
+    });
+  }
+  ops.push({ type: 'put', sublevel: meta, key: MetaKey.schemaVersion, value: String(version) });
+  await db.batch(ops, SYNCED);
+}
 
 /** The counters gain the states a version added (at zero), with the new version, in one batch. */
 async function newCounters(db: Level<string, string>, version: number): Promise<void> {

@@ -120,17 +120,39 @@ describe('heartbeat claims with proof', () => {
     expect(await allocate(url, 'b', 1)).not.toContain(k.pubkey);
   });
 
-  it('never take a pod past --max-keys-per-pod: a proven key past it is a conflict, out of everyone’s reach', async () => {
-    const { url } = await startTestServer({ maxKeysPerPod: 2, reuseDelayMs: MINUTE });
+  it('never take a pod past --max-keys-per-pod: a proven key past it is a conflict if the store could hand it out, refused if the store never had it', async () => {
+    const { url, store, clock } = await startTestServer({ maxKeysPerPod: 2, reuseDelayMs: MINUTE });
     const own = await allocateKeys(url, 'a', 2);
-    const lost = randomKey(); // a key the store never had, which a really runs
+    const [spare] = await allocateKeys(url, 'x', 1);
+    if (!spare) throw new Error('setup');
+    await http(url, 'DELETE', '/v1/pods/x/keys');
+    clock.advance(MINUTE); // free for anyone: a running copy in a must keep it from everyone
+    const lost = randomKey(); // a key the store never had, which a also runs
     const { bootToken } = (await beat(url, 'a', [])).body;
-    const pks = [...own, lost].map((k) => k.pubkey);
-    const res = await beat(url, 'a', pks, prove(bootToken, 'a', [lost])); // its own need none
-    expect(res.body).toMatchObject({ reported: [], conflicts: [lost.pubkey], refused: [] });
+    const pks = [...own, spare, lost].map((k) => k.pubkey);
+    const res = await beat(url, 'a', pks, prove(bootToken, 'a', [spare, lost])); // its own need none
+    expect(res.body).toMatchObject({
+      reported: [],
+      conflicts: [spare.pubkey],
+      refused: [lost.pubkey],
+    });
+    expect(await store.getKey(lost.pubkey)).toBeUndefined();
     expect((await http(url, 'GET', '/v1/pods/a/keys')).body).toMatchObject({
       pubkeys: own.map((k) => k.pubkey),
     });
+  });
+
+  it('count the keys reported by a pod against --max-keys-per-pod, across heartbeats and allocations', async () => {
+    const { url } = await startTestServer({ maxKeysPerPod: 2 });
+    const first = await provenBeat(url, 'a', [randomKey()]);
+    expect(first.body.reported).toHaveLength(1);
+    const second = await provenBeat(url, 'a', [randomKey(), randomKey()]); // another set
+    expect(second.body.reported).toHaveLength(1);
+    expect(second.body.refused).toHaveLength(1);
+    const more = await http<{ error: { code: string } }>(url, 'POST', '/v1/pods/a/keys', {
+      count: 1,
+    });
+    expect([more.status, more.body.error.code]).toEqual([400, 'COUNT_OUT_OF_RANGE']);
   });
 
   it('with a mnemonic, an unproven report of a derived key moves the next index past it and records nothing else; with a proof it is the reporter’s', async () => {

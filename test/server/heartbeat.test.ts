@@ -1,13 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { randomKey } from '../../src/keys/bls.js';
 import { checkStore } from '../../src/store/check.js';
-import {
-  type AllocationBody,
-  type AssignmentsBody,
-  http,
-  MINUTE,
-  startTestServer,
-} from '../helpers.js';
+import { type AssignmentsBody, http, MINUTE, startTestServer } from '../helpers.js';
 import { allocate, allocateKeys, beat, provenBeat } from '../support/heartbeats.js';
 
 const counts = async (url: string) =>

@@ -1,10 +1,13 @@
 import { Level } from 'level';
 import { describe, expect, it } from 'vitest';
+import { randomKey } from '../../src/keys/bls.js';
+import { randomKeySource } from '../../src/keys/source.js';
 import { Bucket, MetaKey, SCHEMA_VERSION } from '../../src/store/buckets.js';
 import { checkStore } from '../../src/store/check.js';
 import type { KeyRecord } from '../../src/store/records.js';
 import { Store } from '../../src/store/store.js';
-import { openTempStore, tempDir, testKek } from '../helpers.js';
+import { FakeClock, openTempStore, tempDir, testKek } from '../helpers.js';
+import { allocatorOver, proving } from '../support/allocator.js';
 
 function freeKey(store: Store, n: number, since: number): KeyRecord {
   return {
@@ -139,5 +142,27 @@ describe('schema migration', () => {
     });
     const raw = Object.fromEntries(await store.rawEntries());
     expect(raw[`!${Bucket.meta}!${MetaKey.schemaVersion}`]).toBe(String(SCHEMA_VERSION));
+  });
+
+  it('migrates a version 4 store: each pod lists the keys reported by it, and the store checks clean', async () => {
+    const dir = await tempDir();
+    let store = await openTempStore(dir);
+    const clock = new FakeClock();
+    const al = allocatorOver(store, clock, randomKeySource);
+    const lost = [randomKey().pubkey, randomKey().pubkey];
+    expect((await al.heartbeat('b', lost, proving(lost))).reported).toEqual(lost);
+    await store.close();
+    // Back to version 4: pod records had no reported list then.
+    const db = new Level<string, string>(dir);
+    const pods = db.sublevel<string, string>(Bucket.pods, {});
+    const b = JSON.parse((await pods.get('b')) ?? '{}') as { reported?: string[] };
+    expect(b.reported?.sort()).toEqual([...lost].sort());
+    delete b.reported;
+    await pods.del('b'); // a pod with nothing but reported keys had no record at all
+    await db.sublevel<string, string>(Bucket.meta, {}).put(MetaKey.schemaVersion, '4');
+    await db.close();
+    store = await openTempStore(dir);
+    expect([...((await store.getPod('b'))?.reported ?? [])].sort()).toEqual([...lost].sort());
+    expect((await checkStore(store)).problems).toEqual([]);
   });
 });
