@@ -8,6 +8,7 @@ import { ExitCode } from '../../src/errors.js';
 import { type AllocationBody, http, tempDir } from '../helpers.js';
 import { FakeKubeApi } from '../kube/fake-api.js';
 import { prove } from '../support/heartbeats.js';
+import { interchangeFor } from '../support/interchange.js';
 import { rememberSecret } from '../support/secret-ledger.js';
 import { runPkm, startServerProcess } from './spawn.js';
 
@@ -23,16 +24,8 @@ interface Handed {
   }>;
 }
 
-function interchange(root: string, pubkeys: string[]) {
-  return JSON.stringify({
-    metadata: { interchange_format_version: '5', genesis_validators_root: root },
-    data: pubkeys.map((pubkey) => ({
-      pubkey,
-      signed_blocks: [{ slot: String(SLOT) }],
-      signed_attestations: [{ source_epoch: '3', target_epoch: '4' }],
-    })),
-  });
-}
+const interchange = (root: string, pubkeys: string[]) =>
+  JSON.stringify(interchangeFor(root, pubkeys, SLOT));
 
 let api: FakeKubeApi;
 beforeEach(async () => {

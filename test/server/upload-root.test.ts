@@ -15,6 +15,7 @@ import {
   type TestServer,
 } from '../helpers.js';
 import { FakeKubeApi } from '../kube/fake-api.js';
+import { interchangeFor } from '../support/interchange.js';
 
 const ADMIN = 'a1'.repeat(32);
 const HOODI = NETWORKS.hoodi.genesisValidatorsRoot ?? '';
@@ -28,16 +29,7 @@ interface Stored {
   ignored: Array<{ pubkey: string; reason: string }>;
 }
 
-function interchange(root: string, pubkeys: string[], slot = 64) {
-  return {
-    metadata: { interchange_format_version: '5', genesis_validators_root: root },
-    data: pubkeys.map((pubkey) => ({
-      pubkey,
-      signed_blocks: [{ slot: String(slot) }],
-      signed_attestations: [{ source_epoch: '1', target_epoch: '2' }],
-    })),
-  };
-}
+const interchange = interchangeFor;
 
 let api: FakeKubeApi;
 beforeEach(async () => {
