@@ -212,6 +212,11 @@ export class Allocator {
     for (const pk of pubkeys) this.heldBack.set(pk, Math.max(until, this.heldBack.get(pk) ?? 0));
   }
 
+  private isHeldBack(pubkey: string): boolean {
+    const until = this.heldBack.get(pubkey);
+    return until !== undefined && until > this.cooling.now();
+  }
+
   private heldBackNow(): string[] {
     const now = this.cooling.now();
     for (const [pk, until] of this.heldBack) if (until <= now) this.heldBack.delete(pk);
@@ -312,6 +317,7 @@ export class Allocator {
           reasserted: (pk) => this.reasserted.add(pk),
           proven,
           maxKeysPerPod,
+          held: (pk) => this.isHeldBack(pk),
         });
         // Registered under the lock: no allocation after this one derives before the search.
         if (search && step.result.unknown.length > 0) this.searches.add(searching);
@@ -516,20 +522,20 @@ export class Allocator {
         );
       }
     }
-    const reclaimed = ownCooling.filter((r) => r.stop === 'confirmed').slice(0, need);
+    // Not a key another pod claimed to run meanwhile (its proof on the way): held from all.
+    const reclaimed = ownCooling
+      .filter((r) => r.stop === 'confirmed' && !this.isHeldBack(r.pubkey))
+      .slice(0, need);
     this.refuseUnvouched(
       pod,
       reclaimed.map((r) => r.pubkey),
     );
     const excluded = new Set([...reclaimed.map((r) => r.pubkey), ...this.heldBackNow()]);
     const fromPool = await this.poolEntries(tx, need - reclaimed.length, excluded);
-    // In the resync window, keys held before stay put (their holders re-assert first); keys no
-    // pod ever held may still go out.
-    const resyncing = this.cooling.resyncing();
-    const pooled = (await tx.getKeys(fromPool)).filter(
-      (r) =>
-        !resyncing || !r.history.some((e) => e.event === 'allocated' || e.event === 'released'),
-    );
+    // In the resync window no pool key goes to another pod: holders re-assert first. Not even
+    // one the store shows as never handed out: a copy of the store (a raw backup, lost writes)
+    // cannot know who was handed it since, and a refused claim's hold did not survive the start.
+    const pooled = this.cooling.resyncing() ? [] : await tx.getKeys(fromPool);
     for (const r of pooled) {
       if (r.state !== 'free' && r.state !== 'cooling') {
         throw new PkmError(

@@ -14,10 +14,12 @@
 //   - cooling under another pod's name within the reuse delay, or held by another pod: a
 //     conflict. Two pods run it. It leaves both pods' lists and is never handed out again until
 //     an operator resolves it (retires it);
-//   - free, or cooled past the delay: recorded as `reported` by this pod, never handed out;
-//   - not in the store at all: recorded as `reported` too. A key derived from the mnemonic is
-//     first searched for among the indexes ahead, and the next index moves past it at once,
-//     with or without a proof, so that no other pod is ever handed that index.
+//   - free, or cooled past the delay: the reporter's, as if handed to it (it holds the key,
+//     and no other pod may run it);
+//   - not in the store at all: recorded as `reported` by the reporter, never handed out. A key
+//     derived from the mnemonic is first searched for among the indexes ahead, and the next
+//     index moves past it at once, with or without a proof, so that no other pod is ever
+//     handed that index.
 // A heartbeat never takes a pod past --max-keys-per-pod: a proven claim beyond it becomes a
 // conflict (out of everyone's reach, for the reporter does run it), a reclaim beyond it stays
 // cooling.
@@ -34,7 +36,6 @@ import {
   type PodEdit,
   podChange,
   reportedBy,
-  reportedRunning,
   stillRunning,
 } from './transitions.js';
 
@@ -64,6 +65,8 @@ export interface HeartbeatRules {
   readonly reasserted?: (pubkey: string) => void;
   /** Keys whose proof of possession by the reporter was verified (keys/proof.ts). */
   readonly proven: ReadonlySet<string>;
+  /** Keys held back from every pod (another pod claimed them, its proof on the way). */
+  readonly held?: (pubkey: string) => boolean;
   /** --max-keys-per-pod. */
   readonly maxKeysPerPod: number;
 }
@@ -155,14 +158,19 @@ export async function heartbeatIn(
       return;
     }
     room--;
-    if (r?.state === 'cooling' && r.pod !== undefined) await pods.edit(r.pod, { uncool: [pubkey] });
-    await pods.edit(pod, { report: [pubkey] });
-    keyChanges.push(
-      r
-        ? { before: r, after: reportedRunning(r, pod, now) }
-        : { after: reportedBy(pubkey, pod, now) },
-    );
-    result.reported.push(pubkey);
+    if (!r) {
+      // Known by its pubkey alone: recorded as the reporter's, never handed out.
+      await pods.edit(pod, { report: [pubkey] });
+      keyChanges.push({ after: reportedBy(pubkey, pod, now) });
+      result.reported.push(pubkey);
+      return;
+    }
+    // The reporter proved it holds the key, and no other pod may run it: the key is its own.
+    if (r.state === 'cooling' && r.pod !== undefined) await pods.edit(r.pod, { uncool: [pubkey] });
+    await pods.edit(pod, { hold: [pubkey] });
+    keyChanges.push({ before: r, after: handedTo(r, pod, now, 'reclaimed') });
+    rules.reasserted?.(pubkey);
+    result.reclaimed.push(pubkey);
   };
 
   for (const pubkey of reported) {
@@ -176,7 +184,7 @@ export async function heartbeatIn(
         rules.uid !== undefined &&
         r.uid === rules.uid &&
         (holder?.uid === undefined || holder.uid === rules.uid);
-      if ((r.stop === 'confirmed' || sameIncarnation) && room > 0) {
+      if ((r.stop === 'confirmed' || sameIncarnation) && room > 0 && !rules.held?.(pubkey)) {
         room--;
         rules.reasserted?.(pubkey);
         await pods.edit(pod, { hold: [pubkey] });
@@ -300,6 +308,8 @@ export async function placeReportedIn(
       continue;
     }
     room--;
+    // Recorded as the reporter's, never handed out: the store lost this key's story (who else
+    // was handed it since), so it does not hand it to anyone, the reporter included.
     const record =
       isDerived && derived.path !== undefined
         ? reportedBy(pubkey, pod, now, {

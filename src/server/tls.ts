@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import type { RequestListener } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import { dirname } from 'node:path';
-import { createSecureContext } from 'node:tls';
+import { createSecureContext, type TLSSocket } from 'node:tls';
 import { PkmError } from '../errors.js';
 import type { Logger } from '../log.js';
 
@@ -72,6 +72,15 @@ export async function createTlsServer(
   const options = (m: Material) =>
     m.ca === undefined ? m : { ...m, requestCert: true, rejectUnauthorized: false };
   const server = createServer(options(current), app);
+  // A connection's client certificate is verified once, at its handshake: when the client CA
+  // changes (a rotation, maybe because a certificate leaked), connections it let in are closed,
+  // so that each caller is checked again against the new CA.
+  const certified = new Set<TLSSocket>();
+  server.on('secureConnection', (socket: TLSSocket) => {
+    if (!socket.authorized) return;
+    certified.add(socket);
+    socket.once('close', () => certified.delete(socket));
+  });
   const reload = async () => {
     try {
       const next = await readMaterial(files);
@@ -82,7 +91,9 @@ export async function createTlsServer(
       )
         return;
       server.setSecureContext(options(next));
+      const caChanged = !(next.ca ?? Buffer.alloc(0)).equals(current.ca ?? Buffer.alloc(0));
       current = next;
+      if (caChanged) for (const socket of certified) socket.destroy();
       log.info('TLS certificate reloaded');
       log.flush();
     } catch (err) {

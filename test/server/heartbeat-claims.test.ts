@@ -16,8 +16,8 @@ const metric = async (url: string, name: string) =>
   );
 
 describe('heartbeat claims without proof', () => {
-  it('cannot steal a released key: the claim is refused, nothing changes, and the key goes back to its pod', async () => {
-    const { url, store } = await startTestServer({ reuseDelayMs: MINUTE });
+  it('cannot steal a released key: the claim is refused, nothing changes, and the key is held from every pod while a proof could still come', async () => {
+    const { url, store, clock } = await startTestServer({ reuseDelayMs: MINUTE });
     const [k] = await allocate(url, 'validator-0', 1);
     if (!k) throw new Error('setup');
     await http(url, 'DELETE', '/v1/pods/validator-0/keys'); // its own release: a confirmed stop
@@ -28,7 +28,11 @@ describe('heartbeat claims without proof', () => {
     expect(await store.rawEntries()).toEqual(before);
     expect(await metric(url, 'pkm_heartbeat_refused_total')).toBe(1);
     expect(await allocate(url, 'attacker-7', 1)).not.toContain(k);
-    expect(await allocate(url, 'validator-0', 1)).toEqual([k]);
+    // Held from validator-0 too: if attacker-7 did run it, handing it back would make two.
+    expect(await allocate(url, 'validator-0', 1)).not.toContain(k);
+    await http(url, 'DELETE', '/v1/pods/validator-0/keys');
+    clock.advance(20 * MINUTE); // the hold is over (10 minutes, or the reuse delay)
+    expect(await allocate(url, 'validator-1', 2)).toContain(k);
   });
 
   it("cannot push another pod's key into conflict", async () => {

@@ -368,6 +368,8 @@ const short = (pk: string) => pk.slice(0, 12);
 /** One run: the real store and allocator, beside the model, one command at a time. */
 export class ModelRun {
   private readonly clock = new FakeClock();
+  /** Keys a forged heartbeat's refused claim holds back, until (monotonic ms). */
+  private readonly claimHolds = new Map<string, number>();
   private readonly genesisTime = Math.floor(this.clock.ms / 1000) - 10_000_000;
   private readonly keySource: KeySource;
   private readonly made = { n: 0 };
@@ -635,7 +637,7 @@ export class ModelRun {
     const held = takenOver ? [] : (record?.keys ?? []);
     // Keys a confirmed stop left cooling under this name come back to it first, at once.
     const confirmed = (await this.store.getKeys(record?.cooling ?? []))
-      .filter((r) => r.stop === 'confirmed')
+      .filter((r) => r.stop === 'confirmed' && !this.claimHeld(r.pubkey))
       .map((r) => r.pubkey)
       .slice(0, Math.max(0, cmd.count - held.length));
     let keys: HandedKey[];
@@ -794,7 +796,15 @@ export class ModelRun {
     const pubkeys = theirs.filter((_, i) => (i + cmd.pick) % 3 === 0);
     if (pubkeys.length === 0) return;
     const before = await this.store.rawEntries();
+    const poolable = new Set<string>();
+    for (const pk of pubkeys) {
+      const r = await this.store.getKey(pk);
+      if (r?.state === 'free' || r?.state === 'cooling') poolable.add(pk);
+    }
     const result = await this.allocator.heartbeat(pod, pubkeys);
+    // Held from every pod, its own included, while the claim may still be proven (allocator.ts).
+    for (const pk of result.refused)
+      if (poolable.has(pk)) this.claimHolds.set(pk, this.clock.monotonic() + REUSE_DELAY_MS);
     this.trace.push(
       `  forged heartbeat as ${pod} of ${pubkeys.map(short)}: refused ${result.refused.map(short)}`,
     );
@@ -870,6 +880,8 @@ export class ModelRun {
           `heartbeat of ${inc.uid} took ${short(pk)} while ${this.describe(other)} may run it`,
         );
     }
+    // A proven key the store lacked (derived ahead) is recorded as the reporter's.
+    for (const pk of result.reclaimed) this.knows.storeKeys.add(pk);
     for (const pk of result.conflicts) {
       this.knows.conflicts.add(pk);
       this.cfg.stats.conflicts++;
@@ -914,7 +926,13 @@ export class ModelRun {
     for (const pk of pubkeys) this.knows.uploaded.set(pk, maxOf(this.knows.uploaded.get(pk), p));
   }
 
+  /** Whether a forged heartbeat's refused claim still holds the key back (in memory). */
+  private claimHeld(pubkey: string): boolean {
+    return (this.claimHolds.get(pubkey) ?? Number.NEGATIVE_INFINITY) > this.clock.monotonic();
+  }
+
   private async restart(backup: boolean, monoOrigin: number): Promise<void> {
+    this.claimHolds.clear(); // in memory only
     await this.stop();
     if (backup) {
       const file = join(this.cfg.dir, `backup-${this.seq}.jsonl`);
@@ -935,6 +953,7 @@ export class ModelRun {
     const backup = this.backup;
     if (!backup) return;
     await this.stop();
+    this.claimHolds.clear(); // in memory only
     this.dataDir = join(this.cfg.dir, `data-${++this.dirs}`);
     await restoreStore(this.dataDir, backup.file, (s) => fenceRestored(s, this.clock.now()));
     for (const pk of this.knows.storeKeys) if (!backup.knows.storeKeys.has(pk)) this.lost.add(pk);
