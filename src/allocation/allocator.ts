@@ -532,10 +532,13 @@ export class Allocator {
     );
     const excluded = new Set([...reclaimed.map((r) => r.pubkey), ...this.heldBackNow()]);
     const fromPool = await this.poolEntries(tx, need - reclaimed.length, excluded);
-    // In the resync window no pool key goes to another pod: holders re-assert first. Not even
-    // one the store shows as never handed out: a copy of the store (a raw backup, lost writes)
-    // cannot know who was handed it since, and a refused claim's hold did not survive the start.
-    const pooled = this.cooling.resyncing() ? [] : await tx.getKeys(fromPool);
+    // In the resync window, keys held before stay put (their holders re-assert first); keys no
+    // pod ever held may still go out (send mode's deposited keys wait there for new pods).
+    const resyncing = this.cooling.resyncing();
+    const pooled = (await tx.getKeys(fromPool)).filter(
+      (r) =>
+        !resyncing || !r.history.some((e) => e.event === 'allocated' || e.event === 'released'),
+    );
     for (const r of pooled) {
       if (r.state !== 'free' && r.state !== 'cooling') {
         throw new PkmError(

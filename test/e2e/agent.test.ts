@@ -6,7 +6,7 @@ import { type AllocationBody, http, tempDir, until } from '../helpers.js';
 import { runPkm, startServerProcess } from './spawn.js';
 
 describe('pkm agent', () => {
-  it('after the server is restored from an older copy, re-asserts its keys: they are recorded as reported by it, never handed to a new pod', async () => {
+  it('after the server is restored from an older copy, re-asserts its keys with proofs of possession: they are its own again, never handed to a new pod', async () => {
     const dir = await tempDir();
     const data = join(dir, 'data');
     const old = join(dir, 'old-copy');
@@ -71,12 +71,11 @@ describe('pkm agent', () => {
     const restored = await startServerProcess([...serverArgs, '--resync-window', '5s']);
 
     // The store does not record p as their holder, so the server refuses the agent's claim until
-    // it proves possession of each key (signed from the keystores in --out); then they become
-    // `reported` by p (never handed out), not p's.
-    const reported = async () =>
-      (await http<{ counts: Record<string, number> }>(url, 'GET', '/v1/assignments')).body.counts
-        .reported;
-    await until(async () => (await reported()) === 2);
+    // it proves possession of each key (signed from the keystores in --out); then they are p's.
+    const held = async () =>
+      (await http<{ pubkeys: string[] }>(url, 'GET', '/v1/pods/p/keys')).body.pubkeys;
+    await until(async () => (await held()).length === 2);
+    expect((await held()).sort()).toEqual([...xKeys].sort());
     expect(agent.stderr.some((l) => l.includes('re-asserting'))).toBe(true);
     expect(agent.stderr.some((l) => l.includes('proving possession'))).toBe(true);
     const q = (
