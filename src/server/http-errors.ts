@@ -6,8 +6,14 @@ import type { Logger } from '../log.js';
 /** body-parser's error types, as coded errors. */
 const BODY_ERRORS: Record<string, (err: Error) => PkmError> = {
   'entity.parse.failed': () => new PkmError('MALFORMED_JSON', 'the body is not valid JSON'),
-  'entity.too.large': () =>
-    new PkmError('PAYLOAD_TOO_LARGE', 'the body is larger than the limit of 16kb'),
+  // Each route has its own limit (4 KiB to 10 MiB): say the one this request met.
+  'entity.too.large': (e) =>
+    new PkmError(
+      'PAYLOAD_TOO_LARGE',
+      'limit' in e && typeof e.limit === 'number'
+        ? `the body is larger than this route's limit of ${e.limit} bytes`
+        : "the body is larger than this route's limit",
+    ),
   'encoding.unsupported': (e) => new PkmError('UNSUPPORTED_MEDIA_TYPE', e.message),
   'charset.unsupported': (e) => new PkmError('UNSUPPORTED_MEDIA_TYPE', e.message),
   'request.size.invalid': () =>

@@ -10,9 +10,9 @@ export const Bucket = {
   keys: 'keys',
   /** pod -> PodRecord: the keys a pod holds, and its cooling keys for same-pod return. */
   pods: 'pods',
-  /** freeIndexKey(since, pubkey) -> pubkey: free keys, oldest freed first. */
+  /** timeIndexKey(since, pubkey) -> pubkey: free keys, oldest freed first. */
   unallocated: 'unallocated',
-  /** freeIndexKey(since, pubkey) -> pubkey: released keys, by release time. */
+  /** timeIndexKey(since, pubkey) -> pubkey: released keys, by release time. */
   cooling: 'cooling',
   /** MetaKey -> value. */
   meta: 'meta',
