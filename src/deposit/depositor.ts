@@ -148,7 +148,8 @@ export class Depositor {
   }
 
   private async reconcileOnce(): Promise<void> {
-    this.balance = await this.deps.chain.balance().catch(() => this.balance);
+    // Unknown when the node cannot say: an old balance would keep /readyz on a stale answer.
+    this.balance = await this.deps.chain.balance().catch(() => undefined);
     const records = await this.deps.store.getKeys([...this.pending]);
     const open = records
       .filter((r) => r.state === 'depositing')

@@ -23,7 +23,7 @@ async function readNewKek(file: string): Promise<Buffer> {
 }
 
 export function adminRoutes(
-  deps: Pick<AppDeps, 'store' | 'serial' | 'log'> & { readonly auth: Auth },
+  deps: Pick<AppDeps, 'store' | 'serial' | 'log' | 'clock'> & { readonly auth: Auth },
 ): Router {
   const router = Router();
   let rotating = false;
@@ -44,7 +44,7 @@ export function adminRoutes(
         try {
           const caller = describeCaller(callerOf(res));
           deps.log.warn({ caller }, 'KEK rotation started');
-          const result = await rotateKek(deps.store, serial, newKek);
+          const result = await rotateKek(deps.store, serial, newKek, { clock: deps.clock });
           deps.log.warn(
             { ...result, caller, kekFile: body.data.newKekFile },
             'KEK rotation finished: restart with --kek-file set to the new file',

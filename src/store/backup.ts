@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import { open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { Level } from 'level';
+import { z } from 'zod';
 import { PkmError } from '../errors.js';
 import { writePrivateFile } from '../files.js';
 import { MetaKey } from './buckets.js';
@@ -19,13 +20,14 @@ import { SYNCED } from './sync.js';
 const FORMAT = 'pkm-backup';
 const VERSION = 1;
 
-interface Header {
-  readonly format: string;
-  readonly version: number;
-  readonly schemaVersion: number;
-  readonly entries: number;
-  readonly sha256: string;
-}
+const HeaderSchema = z.object({
+  format: z.string(),
+  version: z.number().int(),
+  schemaVersion: z.number().int(),
+  entries: z.number().int().nonnegative(),
+  sha256: z.string(),
+});
+type Header = z.infer<typeof HeaderSchema>;
 
 export interface BackupResult {
   readonly entries: number;
@@ -76,12 +78,15 @@ function parseBackup(
     new PkmError('INVALID_BACKUP', `${source} is not a usable pkm backup: ${why}`);
   const lines = text.split('\n');
   if (lines.at(-1) === '') lines.pop();
-  let header: Header;
+  let json: unknown;
   try {
-    header = JSON.parse(lines[0] ?? '') as Header;
+    json = JSON.parse(lines[0] ?? '');
   } catch {
     throw bad('no header line');
   }
+  const parsedHeader = HeaderSchema.safeParse(json);
+  if (!parsedHeader.success) throw bad('its header line is not a pkm-backup header');
+  const header: Header = parsedHeader.data;
   if (header.format !== FORMAT || header.version !== VERSION)
     throw bad('not format pkm-backup version 1');
   const body = lines.slice(1);

@@ -2,6 +2,7 @@
 // unfinished KEK rotation (kek-rotation.ts) the new KEK opens both data keys; the old one alone
 // cannot open the records already moved, so the store is refused until the rotation finishes.
 import type { Level } from 'level';
+import { z } from 'zod';
 import { PkmError } from '../errors.js';
 import { Bucket, MetaKey } from './buckets.js';
 import {
@@ -33,12 +34,20 @@ export interface RotationState {
   readonly next: NextDataKey | undefined;
 }
 
-function parseJson<T>(text: string, what: string): T {
+const WrappedKeySchema = z.object({ kek: z.string(), data: z.string() });
+const NextDataKeySchema = z.object({ current: WrappedKeySchema, previous: WrappedKeySchema });
+
+/** A stored value checked against its shape: a damaged store is STORE_CORRUPT, never a cast. */
+function parseJson<T>(text: string, what: string, schema: z.ZodType<T>): T {
+  let json: unknown;
   try {
-    return JSON.parse(text) as T;
+    json = JSON.parse(text);
   } catch {
     throw new PkmError('STORE_CORRUPT', `the stored ${what} is not JSON`);
   }
+  const parsed = schema.safeParse(json);
+  if (!parsed.success) throw new PkmError('STORE_CORRUPT', `the stored ${what} is malformed`);
+  return parsed.data;
 }
 
 export async function readRotation(
@@ -50,10 +59,10 @@ export async function readRotation(
   const migrated = await get(MetaKey.migratedKekId);
   const next = await get(MetaKey.nextDataKey);
   return {
-    current: parseJson<WrappedKey>(stored, 'data key').kek,
+    current: parseJson(stored, 'data key', WrappedKeySchema).kek,
     target,
     migrated,
-    next: next === undefined ? undefined : parseJson<NextDataKey>(next, 'next data key'),
+    next: next === undefined ? undefined : parseJson(next, 'next data key', NextDataKeySchema),
   };
 }
 
@@ -76,7 +85,7 @@ export async function openSecrets(
     await db.batch([{ type: 'put', sublevel: meta, key: MetaKey.dataKey, value }], SYNCED);
     return new KeyRing(kekId(kek), dek);
   }
-  const wrapped = parseJson<WrappedKey>(stored, 'data key');
+  const wrapped = parseJson(stored, 'data key', WrappedKeySchema);
   const given = [kek, ...extraKeks];
   const byId = (id: string | undefined) => given.find((k) => kekId(k) === id);
   const state = await readRotation((key) => meta.get(key));

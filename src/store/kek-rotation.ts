@@ -31,7 +31,11 @@ export interface RotationOptions {
   readonly onProgress?: (migrated: number, total: number) => void;
   /** Once the rotation has begun (or is resumed), before the first record moves. */
   readonly onBegin?: (from: string, target: string) => void;
+  /** The wall clock the audit events are stamped with (the server's injected one). */
+  readonly clock?: () => number;
 }
+
+const now = (opts: RotationOptions) => (opts.clock ?? Date.now)();
 
 /** True while a rotation has begun and not finished. */
 export async function rotationUnfinished(store: Store): Promise<boolean> {
@@ -74,7 +78,7 @@ export async function rotateKek(
         [MetaKey.targetKekId, target],
         [MetaKey.nextDataKey, JSON.stringify(next)],
       ],
-      events: [{ at: Date.now(), type: 'kek-rotation', pubkeys: [], detail: `begin ${target}` }],
+      events: [{ at: now(opts), type: 'kek-rotation', pubkeys: [], detail: `begin ${target}` }],
     });
     // Sealing moves to the new key only once the batch is written (the group resolves after).
     return { begun: current, dek };
@@ -155,7 +159,7 @@ async function migrate(
         [MetaKey.migratedKekId, target],
         [MetaKey.nextDataKey, undefined],
       ],
-      events: [{ at: Date.now(), type: 'kek-rotation', pubkeys: [], detail: `done ${target}` }],
+      events: [{ at: now(opts), type: 'kek-rotation', pubkeys: [], detail: `done ${target}` }],
     });
     return changes.length;
   });

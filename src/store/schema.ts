@@ -1,5 +1,6 @@
 // Schema version check and migrations, run once when the store opens.
 import type { Level } from 'level';
+import { z } from 'zod';
 import { PkmError } from '../errors.js';
 import { Bucket, MetaKey, SCHEMA_VERSION } from './buckets.js';
 import { type Counts, countsCodec, ZERO_COUNTS } from './records.js';
@@ -21,6 +22,11 @@ const MIGRATIONS: Record<number, (db: Level<string, string>) => Promise<void>> =
   4: (db) => reportedLists(db, 5),
 };
 
+/** The fields of an older key record a migration reads (the rest is kept as it is). */
+const OldKey = z.object({ pubkey: z.string(), state: z.string(), pod: z.string().optional() });
+const OldCounts = z.record(z.string(), z.number());
+const OldPod = z.object({ keys: z.array(z.string()), cooling: z.array(z.string()) }).passthrough();
+
 /** Each pod record gains the list of keys in state `reported` that name it, in one batch. */
 async function reportedLists(db: Level<string, string>, version: number): Promise<void> {
   const keys = db.sublevel<string, string>(Bucket.keys, { valueEncoding: 'utf8' });
@@ -28,14 +34,15 @@ async function reportedLists(db: Level<string, string>, version: number): Promis
   const meta = db.sublevel<string, string>(Bucket.meta, { valueEncoding: 'utf8' });
   const byPod = new Map<string, string[]>();
   for await (const text of keys.values()) {
-    const r = JSON.parse(text) as { pubkey: string; state: string; pod?: string };
+    const r = OldKey.parse(JSON.parse(text));
     if (r.state !== 'reported' || r.pod === undefined) continue;
     byPod.set(r.pod, [...(byPod.get(r.pod) ?? []), r.pubkey]);
   }
   const ops: Array<{ type: 'put'; sublevel: typeof meta; key: string; value: string }> = [];
   for (const [name, reported] of byPod) {
     const text = await pods.get(name);
-    const before = text === undefined ? { keys: [], cooling: [], since: 0 } : JSON.parse(text);
+    const before =
+      text === undefined ? { keys: [], cooling: [], since: 0 } : OldPod.parse(JSON.parse(text));
     ops.push({
       type: 'put',
       sublevel: pods,
@@ -50,7 +57,7 @@ async function reportedLists(db: Level<string, string>, version: number): Promis
 /** The counters gain the states a version added (at zero), with the new version, in one batch. */
 async function newCounters(db: Level<string, string>, version: number): Promise<void> {
   const meta = db.sublevel<string, string>(Bucket.meta, { valueEncoding: 'utf8' });
-  const old = JSON.parse((await meta.get(MetaKey.counts)) ?? '{}') as Record<string, number>;
+  const old = OldCounts.parse(JSON.parse((await meta.get(MetaKey.counts)) ?? '{}'));
   const counts = countsCodec.encode({ ...ZERO_COUNTS, ...old });
   await db.batch(
     [

@@ -39,8 +39,15 @@ describe('KEK rotation', () => {
     const result = await rotateKek(store, serialOf(store), NEW, {
       batch: 50,
       onProgress: (done) => progress.push(done),
+      clock: () => 1_234_000,
     });
     expect(result).toEqual({ from: kekId(OLD), target: kekId(NEW), migrated: 300 });
+    // Its audit events carry the injected clock's time, not the machine's.
+    const rotation = (await store.events(0, 1000)).filter((e) => e.type === 'kek-rotation');
+    expect(rotation.map((e) => [e.at, e.detail])).toEqual([
+      [1_234_000, `begin ${kekId(NEW)}`],
+      [1_234_000, `done ${kekId(NEW)}`],
+    ]);
     expect(progress).toEqual([50, 100, 150, 200, 250, 300]);
     expect(await store.getMeta(MetaKey.migratedKekId)).toBe(kekId(NEW));
     expect(await store.getMeta(MetaKey.nextDataKey)).toBeUndefined();
