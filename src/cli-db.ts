@@ -5,7 +5,7 @@ import { fenceRestored } from './allocation/restore.js';
 import { parseInteger, type RawFlags } from './config.js';
 import { ExitCode, PkmError } from './errors.js';
 import { createStderrLogger } from './log.js';
-import { flag } from './server-flags.js';
+import { flag } from './server-options.js';
 import { backupStore, RESTORE_CAVEATS, restoreStore } from './store/backup.js';
 import { checkStore } from './store/check.js';
 import { kekLoader, loadKek } from './store/encryption.js';

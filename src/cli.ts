@@ -11,7 +11,6 @@ import { statusText } from './client/status-text.js';
 import {
   parseClientConfig,
   parseDuration,
-  parseLogLevel,
   parseServerConfig,
   parseServerUrl,
   type RawFlags,
@@ -19,9 +18,9 @@ import {
 import { depositEntries } from './deposit/export.js';
 import { ExitCode, PkmError, toPkmError } from './errors.js';
 import { writePrivateFile } from './files.js';
-import { createLogger, createStderrLogger } from './log.js';
+import { createLogger, createStderrLogger, parseLogLevel } from './log.js';
 import { startServer } from './server/serve.js';
-import { flag, serverOptions } from './server-flags.js';
+import { flag, serverOptions } from './server-options.js';
 import { PUBKEY_RE, StoredState } from './store/records.js';
 import { Store } from './store/store.js';
 import { VERSION } from './version.js';

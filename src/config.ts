@@ -1,6 +1,5 @@
 // Typed, validated, frozen config from the parsed flags (commander has already merged PKM_* env).
 // Each error names the flag to set and gives an example.
-import { readFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { DEFAULT_NAMESPACE, parseNamespace, parsePodName } from './allocation/pod-name.js';
@@ -9,6 +8,7 @@ import { type DepositSettings, parseDepositSettings, parseNetwork } from './depo
 import type { Network } from './deposit/networks.js';
 import { PkmError } from './errors.js';
 import type { KdfName } from './keys/keystore.js';
+import { type LogLevel, parseLogLevel } from './log.js';
 
 export interface ListenAddress {
   readonly host: string;
@@ -72,9 +72,6 @@ export interface AuthConfig {
   readonly insecure: boolean;
   readonly webhookClientCa: string | undefined;
 }
-
-export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-export type LogLevel = (typeof LOG_LEVELS)[number];
 
 /** Raw flag values as commander hands them over (strings, or undefined when unset). */
 export type RawFlags = Readonly<Record<string, unknown>>;
@@ -176,13 +173,6 @@ function parseTls(cert: string | undefined, key: string | undefined) {
       '/tls/tls.key',
     );
   return { certFile: cert, keyFile: key };
-}
-
-export function parseLogLevel(value: string | undefined): LogLevel {
-  const level = value ?? 'info';
-  const known = LOG_LEVELS.find((l) => l === level);
-  if (!known) throw bad('log-level', `is one of ${LOG_LEVELS.join(', ')}, not "${level}"`, 'info');
-  return known;
 }
 
 function isLoopback(host: string): boolean {
@@ -306,19 +296,6 @@ export function parseServerConfig(raw: RawFlags): ServerConfig {
     ),
   };
   return Object.freeze(config);
-}
-
-/**
- * Reads a secret (a mnemonic, a password) from a file. The trailing newline an editor leaves is
- * not part of the secret. The message names the flag, never the content.
- */
-export async function readSecretFile(path: string, flag: string): Promise<string> {
-  try {
-    return (await readFile(path, 'utf8')).replace(/\r?\n$/, '');
-  } catch (err) {
-    const reason = (err as NodeJS.ErrnoException).code ?? 'unreadable';
-    throw bad(flag, `names a file that cannot be read (${reason}): ${path}`, '/etc/pkm/secret');
-  }
 }
 
 /** A server URL for the CLI commands that talk to a running server. */

@@ -3,6 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join, relative, sep } from 'node:path';
+import { PkmError } from './errors.js';
 
 /** Creates `dir` and any missing parents as 0700 (whatever the umask); leaves existing ones. */
 export async function mkdirPrivate(dir: string): Promise<void> {
@@ -55,4 +56,20 @@ export async function listFiles(root: string, dir: string): Promise<string[]> {
       .split(sep)
       .join('/'),
   );
+}
+
+/**
+ * Reads a secret (a mnemonic, a password) from a file. The trailing newline an editor leaves is
+ * not part of the secret. The message names the flag, never the content.
+ */
+export async function readSecretFile(path: string, flag: string): Promise<string> {
+  try {
+    return (await readFile(path, 'utf8')).replace(/\r?\n$/, '');
+  } catch (err) {
+    const reason = (err as NodeJS.ErrnoException).code ?? 'unreadable';
+    throw new PkmError(
+      'INVALID_CONFIG',
+      `--${flag} names a file that cannot be read (${reason}): ${path}, e.g. --${flag} /etc/pkm/secret`,
+    );
+  }
 }

@@ -1,9 +1,23 @@
 // One logger for the process. It is never handed a secret: routes log pods, counts and
 // pubkeys only, and the serializers below drop request bodies and auth headers.
 import { type DestinationStream, type Logger, pino } from 'pino';
-import type { LogLevel } from './config.js';
+import { PkmError } from './errors.js';
 
 export type { Logger } from 'pino';
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export function parseLogLevel(value: string | undefined): LogLevel {
+  const level = value ?? 'info';
+  const known = LOG_LEVELS.find((l) => l === level);
+  if (!known)
+    throw new PkmError(
+      'INVALID_CONFIG',
+      `--log-level is one of ${LOG_LEVELS.join(', ')}, not "${level}", e.g. --log-level info`,
+    );
+  return known;
+}
 
 /**
  * A second line of defence: fields with these names are censored wherever they sit (at the

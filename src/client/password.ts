@@ -1,8 +1,7 @@
 // The keystore password: read from --password-file, or made once and kept there.
 import { randomBytes } from 'node:crypto';
-import { readSecretFile } from '../config.js';
 import { PkmError } from '../errors.js';
-import { readIfExists, writePrivateFile } from '../files.js';
+import { readIfExists, readSecretFile, writePrivateFile } from '../files.js';
 
 /** 32 random bytes, base64url: 43 printable characters, no newline or control code. */
 function newPassword(): string {

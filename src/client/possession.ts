@@ -3,7 +3,7 @@
 // the agent opens that key's keystore in --out with the password beside it and signs the
 // server's challenge. The secret lives only for the signature and is wiped after it.
 import { join } from 'node:path';
-import { readSecretFile } from '../config.js';
+import { readSecretFile } from '../files.js';
 import { decryptKeystore } from '../keys/keystore.js';
 import { proofMessage, signProof } from '../keys/proof.js';
 import { readKeystore } from './client.js';

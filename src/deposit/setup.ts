@@ -2,7 +2,7 @@
 // depositor (it first finishes what a previous run left open).
 import type { Clock } from '../allocation/clock.js';
 import type { GroupCommitter } from '../allocation/group-commit.js';
-import { readSecretFile } from '../config.js';
+import { readSecretFile } from '../files.js';
 import type { KeySource } from '../keys/source.js';
 import type { Logger } from '../log.js';
 import type { Store } from '../store/store.js';
