@@ -1,0 +1,79 @@
+// The import direction of src/ (README, "Inside"): the folders below the domain never reach up
+// into it, and kube/ never into server/. Imports that still do are listed here by file, as
+// debts the layout redesign pays off; a new one fails, and so does a listed one that is gone
+// (take it off the list).
+import { readdir, readFile } from 'node:fs/promises';
+import { dirname, join, relative, resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+const SRC = new URL('../src/', import.meta.url).pathname;
+
+/** Folder -> folders it must not import from. */
+const FORBIDDEN: Record<string, readonly string[]> = {
+  store: ['allocation', 'server', 'client', 'kube'],
+  keys: ['allocation', 'server', 'client', 'store', 'deposit', 'kube'],
+  deposit: ['allocation', 'server', 'client', 'kube'],
+  client: ['allocation', 'server', 'store', 'deposit', 'kube'],
+  kube: ['server'],
+  beacon: ['allocation', 'server', 'client', 'store', 'kube'],
+};
+
+/** Today's imports that run back up: file -> imported file, both relative to src/. */
+const KNOWN_DEBTS = new Set([
+  'beacon/liveness.ts -> allocation/clock.ts',
+  'client/agent.ts -> allocation/pod-name.ts',
+  'client/client.ts -> allocation/interchange.ts',
+  'client/client.ts -> allocation/pod-name.ts',
+  'client/release.ts -> allocation/interchange.ts',
+  'client/release.ts -> allocation/pod-name.ts',
+  'deposit/depositor.ts -> allocation/clock.ts',
+  'deposit/depositor.ts -> allocation/group-commit.ts',
+  'deposit/depositor.ts -> allocation/new-keys.ts',
+  'deposit/depositor.ts -> allocation/transaction.ts',
+  'deposit/depositor.ts -> allocation/transitions.ts',
+  'deposit/setup.ts -> allocation/clock.ts',
+  'deposit/setup.ts -> allocation/group-commit.ts',
+  'kube/token-review.ts -> server/auth.ts',
+  'store/kek-rotation.ts -> allocation/transaction.ts',
+]);
+
+async function sources(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) out.push(...(await sources(path)));
+    else if (entry.name.endsWith('.ts')) out.push(path);
+  }
+  return out;
+}
+
+/** Every relative import of a file (static, type-only and dynamic), as src/-relative .ts paths. */
+function importsOf(file: string, text: string): string[] {
+  const specs = [...text.matchAll(/(?:from|import\()\s*'(\.{1,2}\/[^']+)'/g)].map(
+    (m) => m[1] ?? '',
+  );
+  return specs.map((s) => relative(SRC, resolve(dirname(file), s)).replace(/\.js$/, '.ts'));
+}
+
+describe('layering of src/', () => {
+  it('no folder imports from a layer above it, beyond the listed debts', async () => {
+    const edges = new Set<string>();
+    for (const file of await sources(SRC)) {
+      const from = relative(SRC, file);
+      const folder = from.includes('/') ? (from.split('/')[0] ?? '') : '';
+      for (const to of importsOf(file, await readFile(file, 'utf8'))) {
+        const target = to.includes('/') ? (to.split('/')[0] ?? '') : '';
+        if (FORBIDDEN[folder]?.includes(target)) edges.add(`${from} -> ${to}`);
+      }
+    }
+    const found = [...edges].sort();
+    expect(
+      found.filter((e) => !KNOWN_DEBTS.has(e)),
+      'new imports that run back up',
+    ).toEqual([]);
+    expect(
+      [...KNOWN_DEBTS].filter((e) => !edges.has(e)),
+      'debts paid off: take them off KNOWN_DEBTS',
+    ).toEqual([]);
+  });
+});
