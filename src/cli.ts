@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // `pkm`: every command, thin. Each parses its flags (and PKM_* env), then hands over to a module.
 import { Command, CommanderError } from 'commander';
-import { DEFAULT_NAMESPACE, parseNamespace, parsePodName } from './allocation/pod-name.js';
+import { DEFAULT_NAMESPACE, parseNamespace, parsePodName } from './api/names.js';
+import { PUBKEY_ANY_CASE } from './api/pubkey.js';
 import { addDbCommands } from './cli-db.js';
 import { Agent } from './client/agent.js';
 import { type ApiOptions, callServer, DEFAULT_TOKEN_FILE } from './client/api.js';
@@ -21,7 +22,7 @@ import { writePrivateFile } from './files.js';
 import { createLogger, createStderrLogger, parseLogLevel } from './log.js';
 import { startServer } from './server/serve.js';
 import { flag, serverOptions } from './server-options.js';
-import { PUBKEY_RE, StoredState } from './store/records.js';
+import { StoredState } from './store/records.js';
 import { Store } from './store/store.js';
 import { VERSION } from './version.js';
 
@@ -196,7 +197,7 @@ connectionOptions(program.command('keys').description('keys, one at a time').com
   .addOption(flag('--reason <text>', 'why, for the audit log'))
   .action(async (pubkey: string, opts: RawFlags) => {
     const connection = connectionOf(opts);
-    if (!PUBKEY_RE.test(pubkey.toLowerCase())) {
+    if (!PUBKEY_ANY_CASE.test(pubkey)) {
       throw new PkmError('INVALID_PUBKEY', `${pubkey} is not a pubkey: 0x and 96 hex digits`);
     }
     const body = opts.reason === undefined ? {} : { reason: String(opts.reason) };

@@ -2,7 +2,7 @@
 // Each error names the flag to set and gives an example.
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import { DEFAULT_NAMESPACE, parseNamespace, parsePodName } from './allocation/pod-name.js';
+import { DEFAULT_NAMESPACE, parseNamespace, parsePodName } from './api/names.js';
 import { LAYOUTS, type Layout } from './client/layouts.js';
 import { type DepositSettings, parseDepositSettings, parseNetwork } from './deposit/config.js';
 import type { Network } from './deposit/networks.js';

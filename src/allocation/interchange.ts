@@ -3,8 +3,9 @@
 // source and target epochs. Importers refuse anything at or below those, which is all a new
 // holder needs to never sign twice.
 import { z } from 'zod';
+import { PUBKEY } from '../api/pubkey.js';
 import { PkmError } from '../errors.js';
-import { type Protection, PUBKEY_RE } from '../store/records.js';
+import type { Protection } from '../store/records.js';
 
 export type { Protection } from '../store/records.js';
 
@@ -19,7 +20,7 @@ const Interchange = z
     data: z.array(
       z
         .object({
-          pubkey: z.string().regex(PUBKEY_RE, 'a 0x pubkey of 48 bytes, lowercase hex'),
+          pubkey: z.string().regex(PUBKEY, 'a 0x pubkey of 48 bytes, lowercase hex'),
           signed_blocks: z.array(
             z.object({ slot: Uint, signing_root: Root.optional() }).passthrough(),
           ),

@@ -18,6 +18,7 @@
 //   POST /eth/v1/validator/liveness/{epoch}      getLiveness
 import { z } from 'zod';
 import { type Monotonic, systemMonotonic } from '../allocation/clock.js';
+import { PUBKEY_ANY_CASE as PUBKEY } from '../api/pubkey.js';
 import type { Network } from '../deposit/networks.js';
 import { PkmError } from '../errors.js';
 import { BEACON_RETRY_AFTER_S, type BeaconAnswer, BeaconApi, beaconUnavailable } from './api.js';
@@ -128,7 +129,6 @@ const MAX_HEAD_LEAD_SLOTS = 2;
 
 const Uint64 = z.string().regex(/^\d{1,20}$/);
 const Hex = (bytes: number) => z.string().regex(new RegExp(`^0x[0-9a-fA-F]{${bytes * 2}}$`));
-const PUBKEY = /^0x[0-9a-fA-F]{96}$/;
 
 const GenesisAnswer = z.object({
   data: z.object({

@@ -6,7 +6,7 @@
 // of possession each (possession.ts), which is what lets the server record them at all.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
-import { podKeysPath } from '../allocation/pod-name.js';
+import { podKeysPath } from '../api/names.js';
 import type { ClientConfig } from '../config.js';
 import { PkmError } from '../errors.js';
 import type { Logger } from '../log.js';

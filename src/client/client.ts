@@ -6,7 +6,8 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { type Interchange, parseInterchange } from '../allocation/interchange.js';
-import { podKeysPath } from '../allocation/pod-name.js';
+import { podKeysPath } from '../api/names.js';
+import { PUBKEY } from '../api/pubkey.js';
 import type { ClientConfig } from '../config.js';
 import { PkmError } from '../errors.js';
 import { listFiles, readIfExists, writePrivateFile } from '../files.js';
@@ -40,7 +41,7 @@ const Allocation = z.object({
   pod: z.string(),
   keys: z.array(
     z.object({
-      pubkey: z.string().regex(/^0x[0-9a-f]{96}$/),
+      pubkey: z.string().regex(PUBKEY),
       secretKey: z.string().regex(/^0x[0-9a-f]{64}$/),
       path: z.string().optional(),
       slashingProtection: z.unknown().optional(),

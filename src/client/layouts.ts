@@ -1,5 +1,6 @@
 // Where each validator client reads keystores and their passwords (DESIGN.md "Client output
 // layouts"). Paths are relative to --out; pubkeys are 0x-prefixed lowercase hex.
+import { PUBKEY_HEX } from '../api/pubkey.js';
 
 export const LAYOUTS = ['lighthouse', 'teku', 'nimbus', 'lodestar', 'prysm'] as const;
 export type Layout = (typeof LAYOUTS)[number];
@@ -16,7 +17,7 @@ export interface LayoutSpec {
   readonly keystoreDir: string;
 }
 
-const PK = '(0x[0-9a-f]{96})';
+const PK = `(${PUBKEY_HEX})`;
 
 function perKeyDir(dir: string, file: string, secrets: string): LayoutSpec {
   return {

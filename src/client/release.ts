@@ -5,7 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import { type IgnoredKey, UploadAnswer } from '../allocation/interchange.js';
-import { podKeysPath } from '../allocation/pod-name.js';
+import { podKeysPath } from '../api/names.js';
 import { PkmError } from '../errors.js';
 import { type ApiOptions, callServer } from './api.js';
 

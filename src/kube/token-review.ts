@@ -7,7 +7,7 @@ import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest, type RequestOptions } from 'node:https';
 import type { KubeConfig, V1TokenReview } from '@kubernetes/client-node';
 import { z } from 'zod';
-import { parseNamespace, parsePodName, podIdentity } from '../allocation/pod-name.js';
+import { parseNamespace, parsePodName, podIdentity } from '../api/names.js';
 import { PkmError } from '../errors.js';
 import type { PodToken, TokenReviewer } from '../server/auth.js';
 

@@ -1,6 +1,6 @@
 // GET /v1/deposits: deposit_data.json for the store's keys, filtered by ?pod= and ?state=.
 import { Router } from 'express';
-import { parsePodName } from '../allocation/pod-name.js';
+import { parsePodName } from '../api/names.js';
 import { depositEntries } from '../deposit/export.js';
 import { PkmError } from '../errors.js';
 import { StoredState } from '../store/records.js';

@@ -4,6 +4,7 @@
 // `namespace/name`, the pubkey. Proofs are checked on a worker before the store is touched.
 import express, { Router } from 'express';
 import { z } from 'zod';
+import { PUBKEY_ANY_CASE } from '../api/pubkey.js';
 import { PkmError } from '../errors.js';
 import { proofMessage } from '../keys/proof.js';
 import type { ProofVerifier } from '../keys/proof-verifier.js';
@@ -14,7 +15,6 @@ import { methodNotAllowed } from './http-errors.js';
 import { podTarget, podUid, rateIdentity } from './pods.js';
 import { RateLimiter } from './rate-limit.js';
 
-const PUBKEY = /^0x[0-9a-fA-F]{96}$/;
 const SIGNATURE = /^0x[0-9a-fA-F]{192}$/;
 const MAX_REPORTED = 4096;
 /**
@@ -28,9 +28,9 @@ const PROOF_REFILL_MINUTES = 10;
 
 const HeartbeatBody = z
   .object({
-    pubkeys: z.array(z.string().regex(PUBKEY)).max(MAX_REPORTED),
+    pubkeys: z.array(z.string().regex(PUBKEY_ANY_CASE)).max(MAX_REPORTED),
     /** pubkey -> 0x-hex BLS signature over this server's challenge for that key. */
-    proofs: z.record(z.string().regex(PUBKEY), z.string().regex(SIGNATURE)).optional(),
+    proofs: z.record(z.string().regex(PUBKEY_ANY_CASE), z.string().regex(SIGNATURE)).optional(),
   })
   .strict();
 

@@ -2,8 +2,8 @@
 // GET /v1/events?since=&limit=: the audit log, oldest first, with the cursor for the next read.
 import express, { Router } from 'express';
 import { z } from 'zod';
+import { PUBKEY } from '../api/pubkey.js';
 import { PkmError } from '../errors.js';
-import { PUBKEY_RE } from '../store/records.js';
 import type { AppDeps } from './app.js';
 import { type Auth, callerOf, describeCaller, requireAdmin } from './auth.js';
 import { methodNotAllowed } from './http-errors.js';
@@ -31,7 +31,7 @@ export function keyRoutes(
       async (req, res) => {
         requireAdmin(deps.auth, res, 'retiring a key');
         const pubkey = String(req.params.pubkey).toLowerCase();
-        if (!PUBKEY_RE.test(pubkey))
+        if (!PUBKEY.test(pubkey))
           throw new PkmError('INVALID_PUBKEY', 'a pubkey is 0x and 96 hex digits (48 bytes)');
         const body = RetireBody.safeParse(req.body ?? {});
         if (!body.success)

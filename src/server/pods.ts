@@ -3,13 +3,8 @@
 import express, { type Request, type Response, Router } from 'express';
 import { z } from 'zod';
 import { type IgnoredKey, toInterchange } from '../allocation/interchange.js';
-import {
-  DEFAULT_NAMESPACE,
-  parseNamespace,
-  parsePodName,
-  podIdentity,
-} from '../allocation/pod-name.js';
 import type { RootAuthority } from '../allocation/protection.js';
+import { DEFAULT_NAMESPACE, parseNamespace, parsePodName, podIdentity } from '../api/names.js';
 import { PkmError } from '../errors.js';
 import { toHex } from '../keys/bls.js';
 import type { AppDeps } from './app.js';

@@ -14,7 +14,7 @@ import { TLSSocket } from 'node:tls';
 import express, { type NextFunction, type Request, type Response, Router } from 'express';
 import { z } from 'zod';
 import type { StopProof } from '../allocation/allocator.js';
-import { parseNamespace, parsePodName, podIdentity } from '../allocation/pod-name.js';
+import { parseNamespace, parsePodName, podIdentity } from '../api/names.js';
 import { PkmError } from '../errors.js';
 import { knownStopped, PodViewSchema } from '../kube/pod-view.js';
 import type { AppDeps } from './app.js';

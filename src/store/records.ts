@@ -1,5 +1,6 @@
 // The shapes kept in the store, and their one codec each (JSON, checked on the way in and out).
 import { z } from 'zod';
+import { PUBKEY } from '../api/pubkey.js';
 import { DepositRecord } from '../deposit/deposit-data.js';
 import { PkmError } from '../errors.js';
 
@@ -36,8 +37,7 @@ export type StoredState = z.infer<typeof StoredState>;
 
 const NEVER_HANDED_OUT: ReadonlySet<string> = new Set(['reported', 'conflict', 'retired']);
 
-export const PUBKEY_RE = /^0x[0-9a-f]{96}$/;
-const Pubkey = z.string().regex(PUBKEY_RE);
+const Pubkey = z.string().regex(PUBKEY);
 
 /** A secret as sealed by the store's SecretCodec; `alg` names the codec that can open it. */
 export const SealedSecret = z

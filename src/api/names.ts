@@ -1,3 +1,5 @@
+// The Kubernetes name rules of the wire contract: pod names and namespaces (RFC 1123), and the
+// identity a pod has in the store (`name`, or `namespace/name` outside the default namespace).
 import { PkmError } from '../errors.js';
 
 // Kubernetes object names for pods: an RFC 1123 DNS subdomain, at most 253 characters,
