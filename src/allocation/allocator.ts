@@ -3,6 +3,7 @@
 // nothing else writes between reading the state and committing its batch. Each change of a
 // record is one of the transitions in transitions.ts.
 
+import { parseInterchange } from '../api/interchange.js';
 import type { BeaconGate } from '../beacon/liveness.js';
 import type { DepositRecord } from '../deposit/deposit-data.js';
 import { PkmError } from '../errors.js';
@@ -15,7 +16,6 @@ import { Cooling } from './cooling.js';
 import { totalKeys } from './counts.js';
 import type { GroupCommitter } from './group-commit.js';
 import { type HeartbeatResult, heartbeatIn, placeReportedIn } from './heartbeat.js';
-import { parseInterchange } from './interchange.js';
 import { DerivationLookahead } from './lookahead.js';
 import { newKeyRecords } from './new-keys.js';
 import { pickOldest } from './pick.js';

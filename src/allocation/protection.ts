@@ -1,5 +1,7 @@
 // Slashing protection with the keys (EIP-3076): uploads merged into each key, and what a pod
 // gets with its keys, with a fence for keys that were held before.
+
+import type { IgnoredKey, IgnoredReason, Interchange } from '../api/interchange.js';
 import { NETWORKS } from '../deposit/networks.js';
 import { PkmError } from '../errors.js';
 import { MetaKey } from '../store/buckets.js';
@@ -7,14 +9,7 @@ import type { KeyRecord } from '../store/records.js';
 import type { Store } from '../store/store.js';
 import type { Allocation, BeaconChain } from './allocator.js';
 import type { Clock } from './clock.js';
-import {
-  fenceAt,
-  type IgnoredKey,
-  type IgnoredReason,
-  type Interchange,
-  merge,
-  summarise,
-} from './interchange.js';
+import { fenceAt, merge, summarise } from './interchange.js';
 import type { Transaction } from './transaction.js';
 import { withProtection } from './transitions.js';
 

@@ -5,7 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { type Interchange, parseInterchange } from '../allocation/interchange.js';
+import { type Interchange, parseInterchange } from '../api/interchange.js';
 import { podKeysPath } from '../api/names.js';
 import { PUBKEY } from '../api/pubkey.js';
 import type { ClientConfig } from '../config.js';

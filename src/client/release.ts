@@ -4,7 +4,7 @@
 // get that history with them.
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
-import { type IgnoredKey, UploadAnswer } from '../allocation/interchange.js';
+import { type IgnoredKey, UploadAnswer } from '../api/interchange.js';
 import { podKeysPath } from '../api/names.js';
 import { PkmError } from '../errors.js';
 import { type ApiOptions, callServer } from './api.js';

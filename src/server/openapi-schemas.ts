@@ -1,5 +1,5 @@
 // The schemas of the OpenAPI document (openapi.ts): bodies, answers and the error shape.
-import { IgnoredReason } from '../allocation/interchange.js';
+import { IgnoredReason } from '../api/interchange.js';
 import { ERROR_CODES } from '../errors.js';
 import { StoredState } from '../store/records.js';
 

@@ -2,8 +2,8 @@
 //   /v1/namespaces/{namespace}/pods/{pod}/keys, and /v1/pods/{pod}/keys for the default namespace.
 import express, { type Request, type Response, Router } from 'express';
 import { z } from 'zod';
-import { type IgnoredKey, toInterchange } from '../allocation/interchange.js';
 import type { RootAuthority } from '../allocation/protection.js';
+import { type IgnoredKey, toInterchange } from '../api/interchange.js';
 import { DEFAULT_NAMESPACE, parseNamespace, parsePodName, podIdentity } from '../api/names.js';
 import { PkmError } from '../errors.js';
 import { toHex } from '../keys/bls.js';

@@ -1,5 +1,6 @@
 // The shapes kept in the store, and their one codec each (JSON, checked on the way in and out).
 import { z } from 'zod';
+import { Protection } from '../api/interchange.js';
 import { PUBKEY } from '../api/pubkey.js';
 import { DepositRecord } from '../deposit/deposit-data.js';
 import { PkmError } from '../errors.js';
@@ -48,16 +49,6 @@ export const SealedSecret = z
   })
   .strict();
 export type SealedSecret = z.infer<typeof SealedSecret>;
-
-/** Slashing protection a key carries (EIP-3076, minimal form): its highest slot and epochs. */
-export const Protection = z
-  .object({
-    lastBlockSlot: z.number().int().nonnegative().optional(),
-    lastSourceEpoch: z.number().int().nonnegative().optional(),
-    lastTargetEpoch: z.number().int().nonnegative().optional(),
-  })
-  .strict();
-export type Protection = z.infer<typeof Protection>;
 
 /** A signed deposit transaction: its hash is known before it is sent (and it can be sent again). */
 export const DepositTx = z
@@ -243,3 +234,5 @@ export function countRecord(counts: Counts, record: KeyRecord, sign: 1 | -1): vo
 export function withEvent(history: readonly KeyEvent[], event: KeyEvent): KeyEvent[] {
   return [...history, event].slice(-HISTORY_LIMIT);
 }
+
+export { Protection };

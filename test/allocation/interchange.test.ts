@@ -2,13 +2,8 @@
 // protection handed to a key's next holder never goes below anything uploaded for it.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import {
-  fenceAt,
-  merge,
-  parseInterchange,
-  summarise,
-  toInterchange,
-} from '../../src/allocation/interchange.js';
+import { fenceAt, merge, summarise } from '../../src/allocation/interchange.js';
+import { parseInterchange, toInterchange } from '../../src/api/interchange.js';
 import type { Protection } from '../../src/store/records.js';
 
 const PK = `0x${'ab'.repeat(48)}`;

@@ -644,7 +644,7 @@ export class ModelRun {
     try {
       keys = (await this.allocator.allocate(pod, cmd.count, inc.uid)).keys;
     } catch (err) {
-      this.allowedRefusal(err, pod, cmd.count, held.length);
+      await this.allowedRefusal(err, pod, cmd.count, held.length);
       return;
     }
     const back = keys.slice(held.length, held.length + confirmed.length).map((k) => k.pubkey);
@@ -656,9 +656,17 @@ export class ModelRun {
   }
 
   /** A refusal is a violation too, unless it is one of these (`held`: at most this many). */
-  private allowedRefusal(err: unknown, pod: string, count: number, held: number): void {
+  private async allowedRefusal(
+    err: unknown,
+    pod: string,
+    count: number,
+    held: number,
+  ): Promise<void> {
     if (err instanceof ModelViolation || !(err instanceof PkmError)) throw err;
     if (err.code === 'COUNT_MISMATCH' && held > count) return;
+    // The keys reported by a pod count toward --max-keys-per-pod with those it asks for.
+    const reported = (await this.store.getPod(pod))?.reported?.length ?? 0;
+    if (err.code === 'COUNT_OUT_OF_RANGE' && reported + count > MAX_KEYS_PER_POD) return;
     const hold = Math.max(this.cfg.resyncWindowMs, this.startedRestored ? REUSE_DELAY_MS : 0);
     if (
       err.code === 'RESYNCING' &&
@@ -1005,7 +1013,7 @@ export class ModelRun {
           (held[i]?.length ?? 0) +
           (hb?.inc.pod === a.pod ? hb.pubkeys.length : 0) +
           asks.filter((o, j) => j !== i && o.pod === a.pod).reduce((n, o) => n + o.count, 0);
-        this.allowedRefusal(answer?.reason, a.pod, a.count, mostHeld);
+        await this.allowedRefusal(answer?.reason, a.pod, a.count, mostHeld);
       }
     }
     if (hb && h?.status === 'fulfilled' && h.value) this.heartbeatDone(hb, h.value);
