@@ -77,4 +77,25 @@ describe('layering of src/', () => {
       'debts paid off: take them off KNOWN_DEBTS',
     ).toEqual([]);
   });
+
+  it('no file imports itself through others (type imports count too)', async () => {
+    const graph = new Map<string, string[]>();
+    for (const file of await sources(SRC))
+      graph.set(relative(SRC, file), importsOf(file, await readFile(file, 'utf8')));
+    const cycles: string[] = [];
+    const done = new Set<string>();
+    const path: string[] = [];
+    const visit = (node: string) => {
+      path.push(node);
+      for (const next of graph.get(node) ?? []) {
+        const at = path.indexOf(next);
+        if (at >= 0) cycles.push(path.slice(at).join(' -> '));
+        else if (!done.has(next)) visit(next);
+      }
+      path.pop();
+      done.add(node);
+    };
+    for (const node of graph.keys()) if (!done.has(node)) visit(node);
+    expect(cycles).toEqual([]);
+  });
 });

@@ -9,7 +9,7 @@ import type { DepositRecord } from '../deposit/deposit-data.js';
 import { PkmError } from '../errors.js';
 import type { KeySource, NewKey } from '../keys/source.js';
 import { MetaKey } from '../store/buckets.js';
-import type { KeyRecord, Protection } from '../store/records.js';
+import type { KeyRecord } from '../store/records.js';
 import type { KeyChange, Store } from '../store/store.js';
 import type { Clock, Monotonic } from './clock.js';
 import { Cooling } from './cooling.js';
@@ -20,12 +20,14 @@ import { DerivationLookahead } from './lookahead.js';
 import { newKeyRecords } from './new-keys.js';
 import { pickOldest } from './pick.js';
 import {
+  type Allocation,
+  type BeaconChain,
   handOut,
   type RootAuthority,
   type UploadResult,
   uploadProtectionIn,
 } from './protection.js';
-import { type ReleaseResult, releaseIn } from './release.js';
+import { type ReleaseOptions, type ReleaseResult, releaseIn } from './release.js';
 import { retireIn } from './retire.js';
 import { allocationEvents, previousHolderChanges } from './reuse.js';
 import type { Transaction } from './transaction.js';
@@ -40,28 +42,11 @@ const LIVE_HOLD_MS = 2 * 32 * 12 * 1000;
  */
 const CLAIM_HOLD_MS = 10 * 60_000;
 
-/**
- * How the server knows that a pod's containers stopped (DESIGN.md "Safety rules"):
- *   - confirmed: the kubelet's own final DELETE, the watcher's last view of the pod terminal (or
- *     every container terminated), or the pod's own release;
- *   - unconfirmed: a graceful deletion; the keys cool, and the same name gets them back only
- *     once a confirmation follows;
- *   - forced: a DELETE with gracePeriodSeconds 0 from anyone but the kubelet, or a pod that
- *     vanished while its containers ran: the keys are fenced.
- */
-export type StopProof = 'confirmed' | 'unconfirmed' | 'forced';
-
 export interface HeartbeatOptions {
   /** The reporter's pod UID, from its token. */
   readonly uid?: string | undefined;
   /** Keys whose proof of possession by the reporter was verified (keys/proof.ts). */
   readonly proven?: ReadonlySet<string>;
-}
-
-export interface ReleaseOptions {
-  readonly stop: StopProof;
-  /** The UID of the pod that stopped: a release for another incarnation changes nothing. */
-  readonly uid?: string | undefined;
 }
 
 export interface AllocatorConfig {
@@ -72,26 +57,8 @@ export interface AllocatorConfig {
   readonly maxTotalKeys: number | undefined;
 }
 
-export interface HandedKey {
-  readonly pubkey: string;
-  readonly secretKey: Uint8Array;
-  readonly path?: string;
-  /** Slashing protection the new holder must import first (EIP-3076, minimal form). */
-  readonly protection?: Protection;
-}
-
-export interface Allocation {
-  readonly pod: string;
-  readonly keys: HandedKey[];
-  /** genesis_validators_root for the keys' interchange, when known. */
-  readonly genesisValidatorsRoot?: string;
-}
-
-/** The beacon chain the keys validate on, when the server knows it (--network). */
-export interface BeaconChain {
-  readonly genesisTime?: number | undefined;
-  readonly genesisValidatorsRoot?: string | undefined;
-}
+export type { Allocation, BeaconChain, HandedKey } from './protection.js';
+export type { ReleaseOptions, StopProof } from './release.js';
 
 /** What an allocation did, for metrics and logs (never secrets). */
 export interface AllocationOutcome {

@@ -1,17 +1,38 @@
 // Slashing protection with the keys (EIP-3076): uploads merged into each key, and what a pod
 // gets with its keys, with a fence for keys that were held before.
 
-import type { IgnoredKey, IgnoredReason, Interchange } from '../api/interchange.js';
+import type { IgnoredKey, IgnoredReason, Interchange, Protection } from '../api/interchange.js';
 import { NETWORKS } from '../deposit/networks.js';
 import { PkmError } from '../errors.js';
 import { MetaKey } from '../store/buckets.js';
 import type { KeyRecord } from '../store/records.js';
 import type { Store } from '../store/store.js';
-import type { Allocation, BeaconChain } from './allocator.js';
 import type { Clock } from './clock.js';
 import { fenceAt, merge, summarise } from './interchange.js';
 import type { Transaction } from './transaction.js';
 import { withProtection } from './transitions.js';
+
+/** A key as a pod gets it: its secret, and the protection to import first. */
+export interface HandedKey {
+  readonly pubkey: string;
+  readonly secretKey: Uint8Array;
+  readonly path?: string;
+  /** Slashing protection the new holder must import first (EIP-3076, minimal form). */
+  readonly protection?: Protection;
+}
+
+export interface Allocation {
+  readonly pod: string;
+  readonly keys: HandedKey[];
+  /** genesis_validators_root for the keys' interchange, when known. */
+  readonly genesisValidatorsRoot?: string;
+}
+
+/** The beacon chain the keys validate on, when the server knows it (--network). */
+export interface BeaconChain {
+  readonly genesisTime?: number | undefined;
+  readonly genesisValidatorsRoot?: string | undefined;
+}
 
 export interface ProtectionDeps {
   readonly store: Store;

@@ -11,9 +11,25 @@
 import type { NewAuditEvent } from '../store/audit.js';
 import type { KeyRecord } from '../store/records.js';
 import type { KeyChange } from '../store/store.js';
-import type { ReleaseOptions } from './allocator.js';
 import type { Transaction } from './transaction.js';
 import { editPod, fenced, podChange, released, stopConfirmed } from './transitions.js';
+
+/**
+ * How the server knows that a pod's containers stopped (DESIGN.md "Safety rules"):
+ *   - confirmed: the kubelet's own final DELETE, the watcher's last view of the pod terminal (or
+ *     every container terminated), or the pod's own release;
+ *   - unconfirmed: a graceful deletion; the keys cool, and the same name gets them back only
+ *     once a confirmation follows;
+ *   - forced: a DELETE with gracePeriodSeconds 0 from anyone but the kubelet, or a pod that
+ *     vanished while its containers ran: the keys are fenced.
+ */
+export type StopProof = 'confirmed' | 'unconfirmed' | 'forced';
+
+export interface ReleaseOptions {
+  readonly stop: StopProof;
+  /** The UID of the pod that stopped: a release for another incarnation changes nothing. */
+  readonly uid?: string | undefined;
+}
 
 export interface ReleaseResult {
   /** Keys the pod held that now cool. */

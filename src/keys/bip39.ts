@@ -4,10 +4,10 @@ import { createHash } from 'node:crypto';
 import { mnemonicToSeedSync, validateMnemonic } from '@scure/bip39';
 import { wordlist } from '@scure/bip39/wordlists/english.js';
 import { PkmError } from '../errors.js';
+import type { NewKey } from './bls.js';
 import { publicKeyOf } from './bls.js';
 import { deriveChildSk, deriveMasterSk, parsePath, secretKeyBytes } from './eip2333.js';
 import { signingKeyPath } from './eip2334.js';
-import type { NewKey } from './source.js';
 
 /** Words separated by any white space (a file may wrap them or end with a newline). */
 export function normaliseMnemonic(text: string): string {

@@ -12,6 +12,14 @@ export interface BlsKey {
   readonly pubkey: string;
 }
 
+/** A key as a key source makes it: random, or derived (then with its EIP-2334 paths). */
+export interface NewKey extends BlsKey {
+  /** EIP-2334 path, for derived keys. */
+  readonly path?: string;
+  /** The EIP-2334 withdrawal key's pubkey (derived keys only). */
+  readonly withdrawalPubkey?: Uint8Array;
+}
+
 export function toHex(bytes: Uint8Array): string {
   return `0x${Buffer.from(bytes).toString('hex')}`;
 }

@@ -1,14 +1,9 @@
 // Where new keys come from: random keys, or keys derived from a mnemonic at EIP-2334 indexes.
 import { setImmediate as nextTick } from 'node:timers/promises';
 import type { MnemonicKeys } from './bip39.js';
-import { type BlsKey, randomKey } from './bls.js';
+import { type NewKey, randomKey } from './bls.js';
 
-export interface NewKey extends BlsKey {
-  /** EIP-2334 path, for derived keys. */
-  readonly path?: string;
-  /** The EIP-2334 withdrawal key's pubkey (derived keys only). */
-  readonly withdrawalPubkey?: Uint8Array;
-}
+export type { NewKey } from './bls.js';
 
 export interface KeySource {
   /** True when keys are derived at indexes: the store then records the next index. */

@@ -6,8 +6,8 @@ import { z } from 'zod';
 import { PkmError } from '../errors.js';
 import { loadKek } from '../store/encryption.js';
 import { rotateKek } from '../store/kek-rotation.js';
-import type { AppDeps } from './app.js';
 import { type Auth, callerOf, describeCaller, requireAdmin } from './auth.js';
+import type { AppDeps } from './deps.js';
 import { methodNotAllowed } from './http-errors.js';
 
 const RotationBody = z.object({ newKekFile: z.string().min(1).max(4096) }).strict();

@@ -5,8 +5,8 @@ import { once } from 'node:events';
 import { type Response, Router } from 'express';
 import { stateCounts } from '../allocation/counts.js';
 import { PkmError } from '../errors.js';
-import type { AppDeps } from './app.js';
 import { type Auth, requireAdmin } from './auth.js';
+import type { AppDeps } from './deps.js';
 import { methodNotAllowed } from './http-errors.js';
 import { pageFoot, pageHead, podRow } from './page.js';
 

@@ -4,8 +4,8 @@ import { parsePodName } from '../api/names.js';
 import { depositEntries } from '../deposit/export.js';
 import { PkmError } from '../errors.js';
 import { StoredState } from '../store/records.js';
-import type { AppDeps } from './app.js';
 import { type Auth, requireAdmin } from './auth.js';
+import type { AppDeps } from './deps.js';
 import { methodNotAllowed } from './http-errors.js';
 
 export function depositRoutes(deps: Pick<AppDeps, 'store'> & { readonly auth: Auth }): Router {

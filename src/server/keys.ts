@@ -4,8 +4,8 @@ import express, { Router } from 'express';
 import { z } from 'zod';
 import { PUBKEY } from '../api/pubkey.js';
 import { PkmError } from '../errors.js';
-import type { AppDeps } from './app.js';
 import { type Auth, callerOf, describeCaller, requireAdmin } from './auth.js';
+import type { AppDeps } from './deps.js';
 import { methodNotAllowed } from './http-errors.js';
 
 const RetireBody = z.object({ reason: z.string().max(200).optional() }).strict();

@@ -4,7 +4,9 @@ import type { AllocationOutcome } from '../allocation/allocator.js';
 import type { StateCounts } from '../allocation/counts.js';
 import type { DepositOutcome } from '../deposit/depositor.js';
 import { StoredState } from '../store/records.js';
-import type { WebhookOutcome } from './webhook.js';
+
+/** `refused`: the caller may not report deletions (403, nothing read or changed). */
+export type WebhookOutcome = 'released' | 'ignored' | 'dry-run' | 'error' | 'refused';
 
 export type ProofOutcome = 'valid' | 'invalid' | 'unneeded' | 'over-budget';
 

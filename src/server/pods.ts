@@ -7,8 +7,8 @@ import { type IgnoredKey, toInterchange } from '../api/interchange.js';
 import { DEFAULT_NAMESPACE, parseNamespace, parsePodName, podIdentity } from '../api/names.js';
 import { PkmError } from '../errors.js';
 import { toHex } from '../keys/bls.js';
-import type { AppDeps } from './app.js';
 import { type Auth, type Caller, callerOf, describeCaller, requirePod } from './auth.js';
+import type { AppDeps } from './deps.js';
 import { methodNotAllowed } from './http-errors.js';
 
 /** The caller's pod UID, when its token named one (TokenReview). */

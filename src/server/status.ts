@@ -3,8 +3,8 @@
 import { Router } from 'express';
 import { stateCounts } from '../allocation/counts.js';
 import type { AuditEvent } from '../store/audit.js';
-import type { AppDeps } from './app.js';
 import { type Auth, requireAdmin } from './auth.js';
+import type { AppDeps } from './deps.js';
 import { methodNotAllowed } from './http-errors.js';
 
 const RECENT = 10;

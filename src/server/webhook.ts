@@ -17,9 +17,10 @@ import type { StopProof } from '../allocation/allocator.js';
 import { parseNamespace, parsePodName, podIdentity } from '../api/names.js';
 import { PkmError } from '../errors.js';
 import { knownStopped, PodViewSchema } from '../kube/pod-view.js';
-import type { AppDeps } from './app.js';
 import { type Auth, callerOf, describeCaller } from './auth.js';
+import type { AppDeps } from './deps.js';
 import { methodNotAllowed } from './http-errors.js';
+import type { WebhookOutcome } from './metrics.js';
 
 /** Reviews carry the whole old pod; Kubernetes objects stay well under this. */
 const REVIEW_LIMIT = '3mb';
@@ -66,9 +67,6 @@ const Review = z
       .passthrough(),
   })
   .passthrough();
-
-/** `refused`: the caller may not report deletions (403, nothing read or changed). */
-export type WebhookOutcome = 'released' | 'ignored' | 'dry-run' | 'error' | 'refused';
 
 type WebhookDeps = Pick<
   AppDeps,

@@ -14,7 +14,6 @@ import {
   type WrappedKey,
   wrapDataKey,
 } from './encryption.js';
-import type { KeyChange, Store } from './store.js';
 import { SYNCED } from './sync.js';
 
 export { lockedCodec };
@@ -103,24 +102,4 @@ export async function openSecrets(
   const ring = new KeyRing(wrapped.kek, unwrapDataKey(state.next.previous, target));
   ring.add(state.target, unwrapDataKey(state.next.current, target), true);
   return ring;
-}
-
-/**
- * Re-seals secrets an earlier build kept as hex, in atomic batches: a crash in the middle
- * leaves every record either sealed or still readable, and the next start finishes the rest.
- */
-export async function resealPlaintext(store: Store): Promise<number> {
-  let done = 0;
-  for (;;) {
-    const batch: KeyChange[] = [];
-    for await (const r of store.keyRecords()) {
-      if (r.secret?.alg !== 'hex') continue;
-      const secret = store.secrets.open(r.secret, r.pubkey);
-      batch.push({ before: r, after: { ...r, secret: store.secrets.seal(secret, r.pubkey) } });
-      if (batch.length === 500) break;
-    }
-    if (batch.length === 0) return done;
-    await store.commit({ keys: batch, pods: [] });
-    done += batch.length;
-  }
 }

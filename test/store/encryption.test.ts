@@ -6,8 +6,8 @@ import {
   unwrapDataKey,
   wrapDataKey,
 } from '../../src/store/encryption.js';
-import { resealPlaintext } from '../../src/store/encryption-setup.js';
 import type { KeyRecord } from '../../src/store/records.js';
+import { resealPlaintext } from '../../src/store/reseal.js';
 import { openTempStore } from '../helpers.js';
 
 const A = `0x${'aa'.repeat(48)}`;

@@ -1,0 +1,43 @@
+// What the HTTP app is made of: every dependency createApp (app.ts) and its routes take, passed
+// in, so a test can build the app over a temp store with an injected clock. Routes import this
+// type from here, not from app.ts, which imports them.
+import type { Allocator } from '../allocation/allocator.js';
+import type { Clock } from '../allocation/clock.js';
+import type { ProofVerifier } from '../keys/proof-verifier.js';
+import type { Logger } from '../log.js';
+import type { Serial } from '../store/kek-rotation.js';
+import type { Store } from '../store/store.js';
+import type { Auth } from './auth.js';
+import type { Metrics } from './metrics.js';
+import type { RateLimiter } from './rate-limit.js';
+
+export interface AppDeps {
+  readonly store: Store;
+  readonly allocator: Allocator;
+  readonly clock: Clock;
+  readonly log: Logger;
+  readonly metrics: Metrics;
+  readonly reuseDelayMs: number;
+  /** True once shutdown has begun: /readyz turns 503 so traffic moves away. */
+  readonly isDraining?: () => boolean;
+  /** Fresh at each start: a changed token tells agents to re-assert what they run. */
+  readonly bootToken?: string;
+  /** When each pod last sent a heartbeat (ms), since this start. */
+  readonly heartbeats?: Map<string, number>;
+  /** Namespaces this server serves (--namespace); empty or absent: all. */
+  readonly namespaces?: readonly string[];
+  /** Send mode: why the funder cannot pay for a deposit, if it cannot. */
+  readonly funds?: () => string | undefined;
+  /** --max-total-keys: whether the pool may still grow (for /v1/status). */
+  readonly maxTotalKeys?: number | undefined;
+  /** Who may call what (auth.ts); absent: no tokens asked for. */
+  readonly auth?: Auth;
+  /** Per-caller limits on the allocation routes. */
+  readonly rateLimiter?: RateLimiter;
+  /** Runs a store change with nothing else writing (the group committer): KEK rotation. */
+  readonly serial?: Serial;
+  /** Checks heartbeats' proofs of possession; absent: one made here (its worker is unref'd). */
+  readonly proofs?: ProofVerifier;
+  /** --webhook-client-ca: the webhook answers only callers with a verified client certificate. */
+  readonly webhookClientCert?: boolean;
+}
