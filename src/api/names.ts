@@ -48,9 +48,15 @@ export function podIdentity(namespace: string | undefined, name: string): string
   return namespace === undefined || namespace === DEFAULT_NAMESPACE ? name : `${namespace}/${name}`;
 }
 
-/** The API path of a pod's keys: the plain route for the default namespace. */
-export function podKeysPath(namespace: string, name: string): string {
-  const pod = `pods/${encodeURIComponent(name)}/keys`;
+/** The routes under a pod: its keys, its heartbeat, its slashing-protection upload. */
+export type PodRoute = 'keys' | 'heartbeat' | 'slashing-protection';
+
+/**
+ * The API path of one of a pod's routes, relative to the server's URL: the plain route for the
+ * default namespace, the namespaced one otherwise (DESIGN.md "HTTP API").
+ */
+export function podPath(namespace: string, name: string, route: PodRoute = 'keys'): string {
+  const pod = `pods/${encodeURIComponent(name)}/${route}`;
   return namespace === DEFAULT_NAMESPACE
     ? `v1/${pod}`
     : `v1/namespaces/${encodeURIComponent(namespace)}/${pod}`;

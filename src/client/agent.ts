@@ -6,7 +6,7 @@
 // of possession each (possession.ts), which is what lets the server record them at all.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
-import { podKeysPath } from '../api/names.js';
+import { podPath } from '../api/names.js';
 import type { ClientConfig } from '../config.js';
 import { PkmError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -111,7 +111,7 @@ export class Agent {
 
   private async send(proofs?: Record<string, string>): Promise<HeartbeatAnswer> {
     const pubkeys = await existingKeys(this.opts.out, LAYOUT_SPECS[this.opts.layout]);
-    const path = podKeysPath(this.opts.namespace, this.opts.pod).replace(/\/keys$/, '/heartbeat');
+    const path = podPath(this.opts.namespace, this.opts.pod, 'heartbeat');
     // Only proofs for keys still in --out: the server refuses a proof for a key not reported.
     const proven = Object.fromEntries(
       Object.entries(proofs ?? {}).filter(([pk]) => pubkeys.includes(pk)),

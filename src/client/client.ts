@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { type Interchange, parseInterchange } from '../api/interchange.js';
-import { podKeysPath } from '../api/names.js';
+import { podPath } from '../api/names.js';
 import { PUBKEY } from '../api/pubkey.js';
 import type { ClientConfig } from '../config.js';
 import { PkmError } from '../errors.js';
@@ -74,7 +74,7 @@ export function connection(
 }
 
 async function requestKeys(opts: ClientOptions, log: Logger): Promise<HandedKey[]> {
-  const path = podKeysPath(opts.namespace, opts.pod);
+  const path = podPath(opts.namespace, opts.pod);
   const answer = await withRetry(
     'asking the server for keys',
     () => callServer(connection(opts), 'POST', path, { count: opts.count }),

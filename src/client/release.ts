@@ -5,7 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import { type IgnoredKey, UploadAnswer } from '../api/interchange.js';
-import { podKeysPath } from '../api/names.js';
+import { podPath } from '../api/names.js';
 import { PkmError } from '../errors.js';
 import { type ApiOptions, callServer } from './api.js';
 
@@ -48,14 +48,14 @@ export async function releasePod(
   connection: ApiOptions,
   target: ReleaseTarget,
 ): Promise<ReleaseOutcome> {
-  const keysPath = podKeysPath(target.namespace, target.pod);
+  const keysPath = podPath(target.namespace, target.pod);
   let protection: UploadAnswer | undefined;
   if (target.interchangeFile !== undefined) {
     const interchange = await readInterchange(target.interchangeFile);
     const answer = await callServer(
       connection,
       'POST',
-      keysPath.replace(/\/keys$/, '/slashing-protection'),
+      podPath(target.namespace, target.pod, 'slashing-protection'),
       interchange,
     );
     const parsed = UploadAnswer.safeParse(answer);
