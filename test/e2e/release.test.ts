@@ -2,11 +2,11 @@
 // `pkm server --token-review` asks a fake Kubernetes API (on 127.0.0.1) about the pod's token.
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { NETWORKS } from '../../src/deposit/networks.js';
 import { ExitCode } from '../../src/errors.js';
 import { type AllocationBody, http, tempDir } from '../helpers.js';
-import { FakeKubeApi } from '../kube/fake-api.js';
+import { fakeKubeApiEachTest } from '../kube/fake-api.js';
 import { prove } from '../support/heartbeats.js';
 import { interchangeFor } from '../support/interchange.js';
 import { rememberSecret } from '../support/secret-ledger.js';
@@ -27,20 +27,13 @@ interface Handed {
 const interchange = (root: string, pubkeys: string[]) =>
   JSON.stringify(interchangeFor(root, pubkeys, SLOT));
 
-let api: FakeKubeApi;
-beforeEach(async () => {
-  api = new FakeKubeApi();
-  await api.start();
-});
-afterEach(async () => {
-  await api.stop();
-});
+const kube = fakeKubeApiEachTest();
 
 /** A server with pod tokens (TokenReview) and an admin token, and a way to make pod tokens. */
 async function serveWithTokens(extra: string[]) {
   const dir = await tempDir();
   const kubeconfig = join(dir, 'kubeconfig');
-  await writeFile(kubeconfig, api.kubeconfigYaml());
+  await writeFile(kubeconfig, kube.api.kubeconfigYaml());
   const admin = join(dir, 'admin-tokens');
   await writeFile(admin, `${ADMIN}\n`, { mode: 0o600 });
   rememberSecret(ADMIN);
@@ -58,7 +51,7 @@ async function serveWithTokens(extra: string[]) {
   ]);
   const tokenFile = async (pod: string) => {
     const file = join(dir, `${pod}.token`);
-    const value = api.issueToken('default', pod);
+    const value = kube.api.issueToken('default', pod);
     rememberSecret(value);
     await writeFile(file, value, { mode: 0o600 });
     return { file, header: { authorization: `Bearer ${value}` } };

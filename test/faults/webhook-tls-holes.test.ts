@@ -10,10 +10,10 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Auth } from '../../src/server/auth.js';
 import { type AllocationBody, https, startTestServer, tlsClient, until } from '../helpers.js';
-import { makeCert, makeClientCert } from '../support/certs.js';
+import { makeCert, makeClientCert, signCert } from '../support/certs.js';
 import { review } from '../support/review.js';
 
-const run = promisify(execFile);
+const _run = promisify(execFile);
 const HOOK = '/v1/webhooks/pod-deletion';
 const ADMIN = 'd4'.repeat(32);
 const bearer = { authorization: `Bearer ${ADMIN}` };
@@ -158,39 +158,7 @@ describe('break: certificate chains', () => {
     // The API server's own client certificate (no basicConstraints) used as an intermediate.
     const sub = join(dir, 'sub');
     await mkdir(sub, { recursive: true });
-    const key = join(sub, 'evil.key');
-    const csr = join(sub, 'evil.csr');
-    const cert = join(sub, 'evil.crt');
-    await run('openssl', [
-      'req',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-subj',
-      '/CN=kube-apiserver',
-      '-keyout',
-      key,
-      '-new',
-      '-out',
-      csr,
-    ]);
-    await run('openssl', [
-      'x509',
-      '-req',
-      '-in',
-      csr,
-      '-CA',
-      oldApi.cert,
-      '-CAkey',
-      oldApi.key,
-      '-CAcreateserial',
-      '-days',
-      '1',
-      '-out',
-      cert,
-    ]);
+    const { cert, key } = await signCert(sub, 'kube-apiserver', oldApi);
     const chain = join(sub, 'chain.crt');
     await writeFile(
       chain,

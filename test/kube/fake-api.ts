@@ -12,6 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { afterEach, beforeEach } from 'vitest';
 
 /** A container of a fake pod, in its spec and with its status. */
 export interface FakeContainer {
@@ -463,4 +464,22 @@ export class FakeKubeApi {
       }),
     );
   }
+}
+
+/** A fresh fake API for each test of the calling file, started before it and stopped after. */
+export function fakeKubeApiEachTest(): { readonly api: FakeKubeApi } {
+  let current: FakeKubeApi | undefined;
+  beforeEach(async () => {
+    current = new FakeKubeApi();
+    await current.start();
+  });
+  afterEach(async () => {
+    await current?.stop();
+  });
+  return {
+    get api(): FakeKubeApi {
+      if (!current) throw new Error('the fake Kubernetes API runs only inside a test');
+      return current;
+    },
+  };
 }

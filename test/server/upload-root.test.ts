@@ -2,7 +2,7 @@
 // does; it comes from --network or an admin). Over real HTTP, pods authenticated by TokenReview
 // against the fake Kubernetes API, operators by an admin token.
 import { KubeConfig } from '@kubernetes/client-node';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { NETWORKS } from '../../src/deposit/networks.js';
 import { KubeTokenReviewer } from '../../src/kube/token-review.js';
 import { Auth } from '../../src/server/auth.js';
@@ -14,7 +14,7 @@ import {
   startTestServer,
   type TestServer,
 } from '../helpers.js';
-import { FakeKubeApi } from '../kube/fake-api.js';
+import { fakeKubeApiEachTest } from '../kube/fake-api.js';
 import { interchangeFor } from '../support/interchange.js';
 
 const ADMIN = 'a1'.repeat(32);
@@ -31,22 +31,15 @@ interface Stored {
 
 const interchange = interchangeFor;
 
-let api: FakeKubeApi;
-beforeEach(async () => {
-  api = new FakeKubeApi();
-  await api.start();
-});
-afterEach(async () => {
-  await api.stop();
-});
+const kube = fakeKubeApiEachTest();
 
 /** The app with TokenReview pod tokens and an admin token; `root` as --network would set it. */
 async function serveWithAuth(root?: string): Promise<TestServer> {
   const kc = new KubeConfig();
-  kc.loadFromString(api.kubeconfigYaml());
+  kc.loadFromString(kube.api.kubeconfigYaml());
   let server: TestServer | undefined;
   const now = () => server?.clock.now() ?? Date.now();
-  api.now = now;
+  kube.api.now = now;
   const auth = new Auth({
     adminTokens: [ADMIN],
     reviewer: new KubeTokenReviewer(kc, 'pkm'),
@@ -86,7 +79,7 @@ const storedRoot = (server: TestServer) => server.store.getMeta(MetaKey.genesisV
 describe('the genesis root, with pod tokens on', () => {
   it('a pod with no keys sending data: [] before the root is known fixes nothing: a coded refusal', async () => {
     const server = await serveWithAuth();
-    const token = api.issueToken('default', 'idle-0');
+    const token = kube.api.issueToken('default', 'idle-0');
     const before = await server.store.rawEntries();
     const res = await upload(server, 'idle-0', interchange(OTHER, []), bearer(token));
     expect([res.status, res.body]).toEqual([
@@ -104,7 +97,7 @@ describe('the genesis root, with pod tokens on', () => {
 
   it("a pod's upload of its own keys' history fixes nothing either, and stores nothing", async () => {
     const server = await serveWithAuth();
-    const token = api.issueToken('default', 'validator-0');
+    const token = kube.api.issueToken('default', 'validator-0');
     const [k] = await keysFor(server, 'validator-0', token);
     const before = await server.store.rawEntries();
     const res = await upload(server, 'validator-0', interchange(OTHER, [k ?? '']), bearer(token));
@@ -116,7 +109,7 @@ describe('the genesis root, with pod tokens on', () => {
 
   it('an admin upload fixes the root, even with no data; pods then upload under it, and another root is a 409 naming both', async () => {
     const server = await serveWithAuth();
-    const token = api.issueToken('default', 'validator-0');
+    const token = kube.api.issueToken('default', 'validator-0');
     const [k] = await keysFor(server, 'validator-0', token);
     const set = await upload(server, 'any-pod', interchange(HOODI, []), bearer(ADMIN));
     expect([set.status, set.body]).toEqual([200, { pod: 'any-pod', pubkeys: [], ignored: [] }]);
@@ -144,7 +137,7 @@ describe('the genesis root, with pod tokens on', () => {
 
   it("--network names the root: a pod's upload under it is stored (and the root recorded), another is a 409 naming both", async () => {
     const server = await serveWithAuth(HOODI);
-    const token = api.issueToken('default', 'validator-0');
+    const token = kube.api.issueToken('default', 'validator-0');
     const [k] = await keysFor(server, 'validator-0', token);
     const before = await server.store.rawEntries();
     const wrong = await upload(server, 'validator-0', interchange(OTHER, [k ?? '']), bearer(token));
@@ -162,7 +155,7 @@ describe('the genesis root, with pod tokens on', () => {
 
   it("a pod's token still uploads only for its own pod", async () => {
     const server = await serveWithAuth(HOODI);
-    const token = api.issueToken('default', 'validator-0');
+    const token = kube.api.issueToken('default', 'validator-0');
     const before = await server.store.rawEntries();
     const res = await upload(server, 'validator-1', interchange(HOODI, []), bearer(token));
     expect([res.status, res.body.error.code]).toEqual([403, 'FORBIDDEN']);
