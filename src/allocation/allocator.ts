@@ -5,13 +5,13 @@
 
 import { parseInterchange } from '../api/interchange.js';
 import type { BeaconGate } from '../beacon/liveness.js';
+import type { Clock, Monotonic } from '../clock.js';
 import type { DepositRecord } from '../deposit/deposit-data.js';
 import { PkmError } from '../errors.js';
 import type { KeySource, NewKey } from '../keys/source.js';
 import { MetaKey } from '../store/buckets.js';
 import type { KeyRecord } from '../store/records.js';
 import type { KeyChange, Store } from '../store/store.js';
-import type { Clock, Monotonic } from './clock.js';
 import { Cooling } from './cooling.js';
 import { totalKeys } from './counts.js';
 import type { GroupCommitter } from './group-commit.js';

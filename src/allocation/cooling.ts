@@ -3,8 +3,9 @@
 // counts what it saw itself, so a wall clock stepped forward (an NTP correction) releases
 // nothing early, and a restart never shortens a cooling: a key released before this start
 // waits at least a full reuse delay after it.
+
+import type { Clock, Monotonic } from '../clock.js';
 import type { KeyRecord } from '../store/records.js';
-import type { Clock, Monotonic } from './clock.js';
 
 export interface CoolingTimes {
   readonly clock: Clock;

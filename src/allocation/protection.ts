@@ -2,12 +2,12 @@
 // gets with its keys, with a fence for keys that were held before.
 
 import type { IgnoredKey, IgnoredReason, Interchange, Protection } from '../api/interchange.js';
+import type { Clock } from '../clock.js';
 import { NETWORKS } from '../deposit/networks.js';
 import { PkmError } from '../errors.js';
 import { MetaKey } from '../store/buckets.js';
 import type { KeyRecord } from '../store/records.js';
 import type { Store } from '../store/store.js';
-import type { Clock } from './clock.js';
 import { fenceAt, merge, summarise } from './interchange.js';
 import type { Transaction } from './transaction.js';
 import { withProtection } from './transitions.js';

@@ -17,8 +17,8 @@
 //                                                for nodes without it)
 //   POST /eth/v1/validator/liveness/{epoch}      getLiveness
 import { z } from 'zod';
-import { type Monotonic, systemMonotonic } from '../allocation/clock.js';
 import { PUBKEY_ANY_CASE as PUBKEY } from '../api/pubkey.js';
+import { type Monotonic, systemMonotonic } from '../clock.js';
 import type { Network } from '../deposit/networks.js';
 import { PkmError } from '../errors.js';
 import { BEACON_RETRY_AFTER_S, type BeaconAnswer, BeaconApi, beaconUnavailable } from './api.js';

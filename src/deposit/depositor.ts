@@ -19,11 +19,11 @@
 // keeps its nonce, and the reconciler broadcasts stored transactions again in nonce order, so
 // the gap closes as soon as the RPC answers.
 import pLimit from 'p-limit';
-import type { Clock } from '../allocation/clock.js';
 import type { GroupCommitter } from '../allocation/group-commit.js';
 import { newKeyRecords } from '../allocation/new-keys.js';
 import type { Transaction } from '../allocation/transaction.js';
 import { deposited, depositFailed, depositSigned } from '../allocation/transitions.js';
+import type { Clock } from '../clock.js';
 import { PkmError } from '../errors.js';
 import type { KeySource, NewKey } from '../keys/source.js';
 import type { Logger } from '../log.js';

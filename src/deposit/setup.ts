@@ -1,7 +1,8 @@
 // Send mode at start-up: read the funder key, connect (checking the chain id), start the
 // depositor (it first finishes what a previous run left open).
-import type { Clock } from '../allocation/clock.js';
+
 import type { GroupCommitter } from '../allocation/group-commit.js';
+import type { Clock } from '../clock.js';
 import { readSecretFile } from '../files.js';
 import type { KeySource } from '../keys/source.js';
 import type { Logger } from '../log.js';

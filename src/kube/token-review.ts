@@ -9,7 +9,19 @@ import type { KubeConfig, V1TokenReview } from '@kubernetes/client-node';
 import { z } from 'zod';
 import { parseNamespace, parsePodName, podIdentity } from '../api/names.js';
 import { PkmError } from '../errors.js';
-import type { PodToken, TokenReviewer } from '../server/auth.js';
+
+/** A verified pod token: the identity (podIdentity) and when the token stops being valid. */
+export interface PodToken {
+  readonly pod: string;
+  readonly uid: string | undefined;
+  /** ms since the epoch; undefined when the token does not say (then it is never cached). */
+  readonly expiresAt: number | undefined;
+}
+
+export interface TokenReviewer {
+  /** The pod a token belongs to; INVALID_TOKEN when it is not valid. */
+  review(token: string): Promise<PodToken>;
+}
 
 const POD_NAME = 'authentication.kubernetes.io/pod-name';
 const POD_UID = 'authentication.kubernetes.io/pod-uid';

@@ -26,8 +26,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import type { Allocator, ReleaseOptions } from '../allocation/allocator.js';
-import type { Monotonic } from '../allocation/clock.js';
 import { namespaceOf, podIdentity } from '../api/names.js';
+import type { Monotonic } from '../clock.js';
 import type { Logger } from '../log.js';
 import type { Store } from '../store/store.js';
 import { PodApi, type PodEventType } from './pod-api.js';

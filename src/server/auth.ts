@@ -4,24 +4,12 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { NextFunction, Request, Response } from 'express';
 import { PkmError } from '../errors.js';
+import type { PodToken, TokenReviewer } from '../kube/token-review.js';
 
 export type Caller =
   | { readonly kind: 'admin'; readonly id: string }
   | { readonly kind: 'pod'; readonly pod: string; readonly uid: string | undefined }
   | { readonly kind: 'anonymous' };
-
-/** A verified pod token: the identity (podIdentity) and when the token stops being valid. */
-export interface PodToken {
-  readonly pod: string;
-  readonly uid: string | undefined;
-  /** ms since the epoch; undefined when the token does not say (then it is never cached). */
-  readonly expiresAt: number | undefined;
-}
-
-export interface TokenReviewer {
-  /** The pod a token belongs to; INVALID_TOKEN when it is not valid. */
-  review(token: string): Promise<PodToken>;
-}
 
 export interface AuthOptions {
   /** Admin tokens (--auth-token-file). */

@@ -2,10 +2,10 @@
 // for tests (a temp store, an injected clock, port 0).
 import { randomBytes } from 'node:crypto';
 import { Allocator, type BeaconChain } from '../allocation/allocator.js';
-import { type Clock, type Monotonic, systemClock, systemMonotonic } from '../allocation/clock.js';
 import { stateCounts } from '../allocation/counts.js';
 import type { GroupCommitter } from '../allocation/group-commit.js';
 import type { BeaconGate } from '../beacon/liveness.js';
+import { type Clock, type Monotonic, systemClock, systemMonotonic } from '../clock.js';
 import type { ServerConfig } from '../config.js';
 import { type DepositConfig, type DepositRecord, makeDeposit } from '../deposit/deposit-data.js';
 import type { Depositor } from '../deposit/depositor.js';

@@ -2,7 +2,7 @@
 // in, so a test can build the app over a temp store with an injected clock. Routes import this
 // type from here, not from app.ts, which imports them.
 import type { Allocator } from '../allocation/allocator.js';
-import type { Clock } from '../allocation/clock.js';
+import type { Clock } from '../clock.js';
 import type { ProofVerifier } from '../keys/proof-verifier.js';
 import type { Logger } from '../log.js';
 import type { Serial } from '../store/kek-rotation.js';

@@ -2,10 +2,10 @@
 // (stop taking requests, finish those in flight, stop the depositor, close the store).
 import { createServer as createHttpServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { systemClock, systemMonotonic } from '../allocation/clock.js';
 import { GroupCommitter } from '../allocation/group-commit.js';
 import { checkConfiguredRoot } from '../allocation/protection.js';
 import { BeaconLivenessGate } from '../beacon/liveness.js';
+import { systemClock, systemMonotonic } from '../clock.js';
 import type { ServerConfig } from '../config.js';
 import type { Depositor } from '../deposit/depositor.js';
 import { openDepositor } from '../deposit/setup.js';

@@ -8,8 +8,9 @@ import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseServerConfig } from '../../src/config.js';
 import { PkmError } from '../../src/errors.js';
+import type { PodToken, TokenReviewer } from '../../src/kube/token-review.js';
 import { createLogger } from '../../src/log.js';
-import { Auth, type PodToken, type TokenReviewer } from '../../src/server/auth.js';
+import { Auth } from '../../src/server/auth.js';
 import { openAuth } from '../../src/server/auth-setup.js';
 import {
   type AllocationBody,
