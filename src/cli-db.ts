@@ -1,6 +1,7 @@
 // `pkm db …`: maintenance of a stopped server's store (the commands take its lock).
 import type { Command } from 'commander';
 import { GroupCommitter } from './allocation/group-commit.js';
+import { rotateKek } from './allocation/kek-rotation.js';
 import { fenceRestored } from './allocation/restore.js';
 import { parseInteger, type RawFlags } from './config.js';
 import { ExitCode, PkmError } from './errors.js';
@@ -9,7 +10,6 @@ import { flag } from './server-options.js';
 import { backupStore, RESTORE_CAVEATS, restoreStore } from './store/backup.js';
 import { checkStore } from './store/check.js';
 import { kekLoader, loadKek } from './store/encryption.js';
-import { rotateKek } from './store/kek-rotation.js';
 import { Store } from './store/store.js';
 
 export function addDbCommands(program: Command): void {
@@ -87,7 +87,7 @@ export function addDbCommands(program: Command): void {
       const log = createStderrLogger('info');
       try {
         const group = new GroupCommitter(store);
-        const result = await rotateKek(store, (op) => group.run(op), newKek, {
+        const result = await rotateKek(store, group, newKek, {
           batch,
           onBegin: (from, target) => log.info({ from, target }, 'KEK rotation begun'),
           onProgress: (done, total) => log.info({ done, total }, 'migrated'),

@@ -1,7 +1,5 @@
 // The import direction of src/ (README, "Inside"): the folders below the domain never reach up
-// into it, and kube/ never into server/. Imports that still do are listed here by file, as
-// debts the layout redesign pays off; a new one fails, and so does a listed one that is gone
-// (take it off the list).
+// into it, and kube/ never into server/. Any import that does fails here.
 import { readdir, readFile } from 'node:fs/promises';
 import { dirname, join, relative, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -19,14 +17,7 @@ const FORBIDDEN: Record<string, readonly string[]> = {
 };
 
 /** Today's imports that run back up: file -> imported file, both relative to src/. */
-const KNOWN_DEBTS = new Set([
-  'deposit/depositor.ts -> allocation/group-commit.ts',
-  'deposit/depositor.ts -> allocation/new-keys.ts',
-  'deposit/depositor.ts -> allocation/transaction.ts',
-  'deposit/depositor.ts -> allocation/transitions.ts',
-  'deposit/setup.ts -> allocation/group-commit.ts',
-  'store/kek-rotation.ts -> allocation/transaction.ts',
-]);
+const KNOWN_DEBTS = new Set([]);
 
 async function sources(dir: string): Promise<string[]> {
   const out: string[] = [];
@@ -47,7 +38,7 @@ function importsOf(file: string, text: string): string[] {
 }
 
 describe('layering of src/', () => {
-  it('no folder imports from a layer above it, beyond the listed debts', async () => {
+  it('no folder imports from a layer above it', async () => {
     const edges = new Set<string>();
     for (const file of await sources(SRC)) {
       const from = relative(SRC, file);
@@ -63,15 +54,7 @@ describe('layering of src/', () => {
         if (!to.startsWith('api/') && to !== 'errors.ts')
           edges.add(`${relative(SRC, file)} -> ${to}`);
     }
-    const found = [...edges].sort();
-    expect(
-      found.filter((e) => !KNOWN_DEBTS.has(e)),
-      'new imports that run back up',
-    ).toEqual([]);
-    expect(
-      [...KNOWN_DEBTS].filter((e) => !edges.has(e)),
-      'debts paid off: take them off KNOWN_DEBTS',
-    ).toEqual([]);
+    expect([...edges].sort(), 'imports that run back up').toEqual([]);
   });
 
   it('no file imports itself through others (type imports count too)', async () => {

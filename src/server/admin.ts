@@ -3,9 +3,9 @@
 // path, never over HTTP. Restart with --kek-file pointing at the new file.
 import express, { Router } from 'express';
 import { z } from 'zod';
+import { rotateKek } from '../allocation/kek-rotation.js';
 import { PkmError } from '../errors.js';
 import { loadKek } from '../store/encryption.js';
-import { rotateKek } from '../store/kek-rotation.js';
 import { type Auth, callerOf, describeCaller, requireAdmin } from './auth.js';
 import type { AppDeps } from './deps.js';
 import { methodNotAllowed } from './http-errors.js';
@@ -23,7 +23,7 @@ async function readNewKek(file: string): Promise<Buffer> {
 }
 
 export function adminRoutes(
-  deps: Pick<AppDeps, 'store' | 'serial' | 'log' | 'clock'> & { readonly auth: Auth },
+  deps: Pick<AppDeps, 'store' | 'group' | 'log' | 'clock'> & { readonly auth: Auth },
 ): Router {
   const router = Router();
   let rotating = false;
@@ -36,15 +36,13 @@ export function adminRoutes(
         const body = RotationBody.safeParse(req.body);
         if (!body.success)
           throw new PkmError('INVALID_BODY', 'expected {"newKekFile": "/path/to/new/kek"}');
-        const { serial } = deps;
-        if (!serial) throw new PkmError('NOT_READY', 'this server cannot rotate its KEK');
         if (rotating) throw new PkmError('ROTATION_IN_PROGRESS', 'a KEK rotation is running');
         const newKek = await readNewKek(body.data.newKekFile);
         rotating = true;
         try {
           const caller = describeCaller(callerOf(res));
           deps.log.warn({ caller }, 'KEK rotation started');
-          const result = await rotateKek(deps.store, serial, newKek, { clock: deps.clock });
+          const result = await rotateKek(deps.store, deps.group, newKek, { clock: deps.clock });
           deps.log.warn(
             { ...result, caller, kekFile: body.data.newKekFile },
             'KEK rotation finished: restart with --kek-file set to the new file',

@@ -3,12 +3,12 @@
 import { randomBytes } from 'node:crypto';
 import { Allocator, type BeaconChain } from '../allocation/allocator.js';
 import { stateCounts } from '../allocation/counts.js';
+import type { Depositor } from '../allocation/depositor.js';
 import type { GroupCommitter } from '../allocation/group-commit.js';
 import type { BeaconGate } from '../beacon/liveness.js';
 import { type Clock, type Monotonic, systemClock, systemMonotonic } from '../clock.js';
 import type { ServerConfig } from '../config.js';
 import { type DepositConfig, type DepositRecord, makeDeposit } from '../deposit/deposit-data.js';
-import type { Depositor } from '../deposit/depositor.js';
 import { ProofVerifier } from '../keys/proof-verifier.js';
 import { type KeySource, type NewKey, randomKeySource } from '../keys/source.js';
 import type { Logger } from '../log.js';
@@ -133,7 +133,7 @@ export function composeApp(deps: ServiceDeps) {
     reuseDelayMs,
     namespaces: deps.config.namespaces ?? [],
     maxTotalKeys: deps.config.maxTotalKeys,
-    serial: (op) => group.run(op),
+    group,
     ...(deps.auth ? { auth: deps.auth } : {}),
     ...(deps.webhookClientCert ? { webhookClientCert: true } : {}),
     ...(deps.rateLimitPerMinute

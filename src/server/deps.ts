@@ -2,10 +2,10 @@
 // in, so a test can build the app over a temp store with an injected clock. Routes import this
 // type from here, not from app.ts, which imports them.
 import type { Allocator } from '../allocation/allocator.js';
+import type { GroupCommitter } from '../allocation/group-commit.js';
 import type { Clock } from '../clock.js';
 import type { ProofVerifier } from '../keys/proof-verifier.js';
 import type { Logger } from '../log.js';
-import type { Serial } from '../store/kek-rotation.js';
 import type { Store } from '../store/store.js';
 import type { Auth } from './auth.js';
 import type { Metrics } from './metrics.js';
@@ -34,8 +34,8 @@ export interface AppDeps {
   readonly auth?: Auth;
   /** Per-caller limits on the allocation routes. */
   readonly rateLimiter?: RateLimiter;
-  /** Runs a store change with nothing else writing (the group committer): KEK rotation. */
-  readonly serial?: Serial;
+  /** The one writer of the store (the allocator's too): KEK rotation runs through it. */
+  readonly group: GroupCommitter;
   /** Checks heartbeats' proofs of possession; absent: one made here (its worker is unref'd). */
   readonly proofs?: ProofVerifier;
   /** --webhook-client-ca: the webhook answers only callers with a verified client certificate. */

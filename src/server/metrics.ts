@@ -2,7 +2,7 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { AllocationOutcome } from '../allocation/allocator.js';
 import type { StateCounts } from '../allocation/counts.js';
-import type { DepositOutcome } from '../deposit/depositor.js';
+import type { DepositOutcome } from '../allocation/depositor.js';
 import { StoredState } from '../store/records.js';
 
 /** `refused`: the caller may not report deletions (403, nothing read or changed). */

@@ -2,13 +2,13 @@
 // (stop taking requests, finish those in flight, stop the depositor, close the store).
 import { createServer as createHttpServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Depositor } from '../allocation/depositor.js';
 import { GroupCommitter } from '../allocation/group-commit.js';
+import { finishRotation } from '../allocation/kek-rotation.js';
 import { checkConfiguredRoot } from '../allocation/protection.js';
 import { BeaconLivenessGate } from '../beacon/liveness.js';
 import { systemClock, systemMonotonic } from '../clock.js';
 import type { ServerConfig } from '../config.js';
-import type { Depositor } from '../deposit/depositor.js';
-import { openDepositor } from '../deposit/setup.js';
 import { PkmError } from '../errors.js';
 import { readSecretFile } from '../files.js';
 import { MnemonicKeys } from '../keys/bip39.js';
@@ -17,12 +17,12 @@ import { loadKubeConfig, PodWatcher } from '../kube/watcher.js';
 import type { Logger } from '../log.js';
 import { MetaKey } from '../store/buckets.js';
 import { kekLoader } from '../store/encryption.js';
-import { finishRotation } from '../store/kek-rotation.js';
 import { resealPlaintext } from '../store/reseal.js';
 import { Store } from '../store/store.js';
 import type { Auth } from './auth.js';
 import { openAuth } from './auth-setup.js';
 import { composeApp } from './compose.js';
+import { openDepositor } from './depositor-setup.js';
 import { checkTlsFiles, createTlsServer, type ReloadingTlsServer } from './tls.js';
 
 /**
@@ -158,7 +158,7 @@ export async function startServer(
     if (resealed > 0)
       log.info({ keys: resealed }, 'secrets an older build kept in plaintext are now encrypted');
     // Started with the new KEK of a rotation a crash cut short: finish it before serving.
-    const finished = await finishRotation(store, (op) => group.run(op));
+    const finished = await finishRotation(store, group);
     if (finished) log.warn(finished, 'finished an interrupted KEK rotation');
     restoredAt = await store.getMeta(MetaKey.restoredAt);
     if (restoredAt !== undefined)

@@ -1,16 +1,16 @@
 // Send mode at start-up: read the funder key, connect (checking the chain id), start the
 // depositor (it first finishes what a previous run left open).
 
+import { Depositor } from '../allocation/depositor.js';
 import type { GroupCommitter } from '../allocation/group-commit.js';
 import type { Clock } from '../clock.js';
+import { DepositChain } from '../deposit/chain.js';
+import type { DepositSettings, SendConfig } from '../deposit/config.js';
+import { makeDeposit } from '../deposit/deposit-data.js';
 import { readSecretFile } from '../files.js';
 import type { KeySource } from '../keys/source.js';
 import type { Logger } from '../log.js';
 import type { Store } from '../store/store.js';
-import { DepositChain } from './chain.js';
-import type { DepositSettings, SendConfig } from './config.js';
-import { makeDeposit } from './deposit-data.js';
-import { Depositor } from './depositor.js';
 
 export interface DepositorParts {
   readonly store: Store;

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { GroupCommitter } from '../../src/allocation/group-commit.js';
+import { finishRotation, rotateKek } from '../../src/allocation/kek-rotation.js';
 import { MetaKey } from '../../src/store/buckets.js';
 import { checkStore } from '../../src/store/check.js';
 import { kekId } from '../../src/store/encryption.js';
-import { finishRotation, rotateKek, type Serial } from '../../src/store/kek-rotation.js';
 import { Store } from '../../src/store/store.js';
 import { tempDir } from '../helpers.js';
 import { secretsOf, seedKeys } from '../support/seed.js';
@@ -14,19 +14,20 @@ const OTHER = Buffer.alloc(32, 0x43);
 const open = (dir: string, kek: Buffer, extraKeks: Buffer[] = []) =>
   Store.open(dir, { kek: async () => kek, extraKeks });
 
-function serialOf(store: Store): Serial {
-  const group = new GroupCommitter(store);
-  return (op) => group.run(op);
-}
+type Committer = Pick<GroupCommitter, 'run'>;
 
-/** A serial that fails from its n-th call on, as a crash between two batches would. */
-function crashingAfter(store: Store, n: number): Serial {
-  const serial = serialOf(store);
+const committerOf = (store: Store): Committer => new GroupCommitter(store);
+
+/** A committer that fails from its n-th group on, as a crash between two batches would. */
+function crashingAfter(store: Store, n: number): Committer {
+  const group = new GroupCommitter(store);
   let calls = 0;
-  return (op) => {
-    calls++;
-    if (calls > n) return Promise.reject(new Error('crashed'));
-    return serial(op);
+  return {
+    run(op) {
+      calls++;
+      if (calls > n) return Promise.reject(new Error('crashed'));
+      return group.run(op);
+    },
   };
 }
 
@@ -36,7 +37,7 @@ describe('KEK rotation', () => {
     const store = await open(dir, OLD);
     const secrets = await seedKeys(store, 300);
     const progress: number[] = [];
-    const result = await rotateKek(store, serialOf(store), NEW, {
+    const result = await rotateKek(store, committerOf(store), NEW, {
       batch: 50,
       onProgress: (done) => progress.push(done),
       clock: () => 1_234_000,
@@ -59,7 +60,7 @@ describe('KEK rotation', () => {
     for await (const r of reopened.keyRecords()) expect(r.secret?.kek).toBe(kekId(NEW));
     expect((await checkStore(reopened)).problems).toEqual([]);
     // Rotating to the KEK already in use does nothing.
-    expect((await rotateKek(reopened, serialOf(reopened), NEW)).migrated).toBe(0);
+    expect((await rotateKek(reopened, committerOf(reopened), NEW)).migrated).toBe(0);
     await reopened.close();
   });
 
@@ -77,17 +78,17 @@ describe('KEK rotation', () => {
     await expect(open(dir, OTHER)).rejects.toMatchObject({ code: 'WRONG_KEK' });
     const both = await open(dir, OLD, [NEW]);
     expect(await secretsOf(both)).toEqual(secrets); // half old, half new: all open
-    await expect(rotateKek(both, serialOf(both), OTHER)).rejects.toMatchObject({
+    await expect(rotateKek(both, committerOf(both), OTHER)).rejects.toMatchObject({
       code: 'ROTATION_IN_PROGRESS',
     });
     await both.close();
 
     const resumed = await open(dir, NEW);
-    const finished = await finishRotation(resumed, serialOf(resumed));
+    const finished = await finishRotation(resumed, committerOf(resumed));
     expect(finished).toEqual({ from: kekId(OLD), target: kekId(NEW), migrated: 100 });
     expect(await resumed.getMeta(MetaKey.migratedKekId)).toBe(kekId(NEW));
     expect(await secretsOf(resumed)).toEqual(secrets);
-    expect(await finishRotation(resumed, serialOf(resumed))).toBeUndefined();
+    expect(await finishRotation(resumed, committerOf(resumed))).toBeUndefined();
     await resumed.close();
   });
 
@@ -96,7 +97,7 @@ describe('KEK rotation', () => {
     const store = await open(dir, OLD);
     const secrets = await seedKeys(store, 100);
     let adding: Promise<Map<string, string>> | undefined;
-    await rotateKek(store, serialOf(store), NEW, {
+    await rotateKek(store, committerOf(store), NEW, {
       batch: 20,
       onProgress: (done) => {
         if (done === 40) adding = seedKeys(store, 10);

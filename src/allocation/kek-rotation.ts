@@ -7,16 +7,16 @@
 //   2. migrate: records re-sealed in batches; each names its KEK, so progress is the records.
 //   3. finish:  the data key becomes the new one; migrated-kek-id = target; next-data-key goes.
 // Runs through the group committer, so it never races a state change of a live server.
-import type { Transaction } from '../allocation/transaction.js';
 import { PkmError } from '../errors.js';
-import { MetaKey } from './buckets.js';
-import { kekId, newDataKey, wrapDataKey } from './encryption.js';
-import { type NextDataKey, readRotation } from './encryption-setup.js';
-import type { KeyRecord } from './records.js';
-import type { KeyChange, Store } from './store.js';
+import { MetaKey } from '../store/buckets.js';
+import { kekId, newDataKey, wrapDataKey } from '../store/encryption.js';
+import { type NextDataKey, readRotation } from '../store/encryption-setup.js';
+import type { KeyRecord } from '../store/records.js';
+import type { KeyChange, Store } from '../store/store.js';
+import type { GroupCommitter } from './group-commit.js';
 
-/** Runs an operation with nothing else writing in between (GroupCommitter.run). */
-export type Serial = <T>(op: (tx: Transaction) => Promise<T>) => Promise<T>;
+/** What the rotation needs of the group committer: its changes run with nothing else writing. */
+type Committer = Pick<GroupCommitter, 'run'>;
 
 export interface RotationResult {
   readonly from: string;
@@ -46,62 +46,64 @@ export async function rotationUnfinished(store: Store): Promise<boolean> {
 /** Begins (or resumes, for the same KEK) a rotation to `newKek`, and finishes it. */
 export async function rotateKek(
   store: Store,
-  serial: Serial,
+  group: Committer,
   newKek: Buffer,
   opts: RotationOptions = {},
 ): Promise<RotationResult> {
   const ring = store.keyRing();
   const target = kekId(newKek);
-  const from = await serial(async (tx) => {
-    const state = await readRotation((key) => tx.getMeta(key));
-    if (state?.next !== undefined) {
-      if (state.target !== target)
-        throw new PkmError(
-          'ROTATION_IN_PROGRESS',
-          `a rotation to KEK ${state.target} is unfinished: finish it first (with that KEK)`,
-        );
-      return state.current;
-    }
-    const current = ring.sealingKek;
-    if (current === target) return current; // done already: nothing to begin
-    const old = ring.dataKey(current);
-    if (!old) throw new PkmError('INTERNAL', 'the key ring lacks its own data key');
-    const dek = newDataKey();
-    const next: NextDataKey = {
-      current: wrapDataKey(dek, newKek),
-      previous: wrapDataKey(old, newKek),
-    };
-    tx.stage({
-      keys: [],
-      pods: [],
-      meta: [
-        [MetaKey.targetKekId, target],
-        [MetaKey.nextDataKey, JSON.stringify(next)],
-      ],
-      events: [{ at: now(opts), type: 'kek-rotation', pubkeys: [], detail: `begin ${target}` }],
+  const from = await group
+    .run(async (tx) => {
+      const state = await readRotation((key) => tx.getMeta(key));
+      if (state?.next !== undefined) {
+        if (state.target !== target)
+          throw new PkmError(
+            'ROTATION_IN_PROGRESS',
+            `a rotation to KEK ${state.target} is unfinished: finish it first (with that KEK)`,
+          );
+        return state.current;
+      }
+      const current = ring.sealingKek;
+      if (current === target) return current; // done already: nothing to begin
+      const old = ring.dataKey(current);
+      if (!old) throw new PkmError('INTERNAL', 'the key ring lacks its own data key');
+      const dek = newDataKey();
+      const next: NextDataKey = {
+        current: wrapDataKey(dek, newKek),
+        previous: wrapDataKey(old, newKek),
+      };
+      tx.stage({
+        keys: [],
+        pods: [],
+        meta: [
+          [MetaKey.targetKekId, target],
+          [MetaKey.nextDataKey, JSON.stringify(next)],
+        ],
+        events: [{ at: now(opts), type: 'kek-rotation', pubkeys: [], detail: `begin ${target}` }],
+      });
+      // Sealing moves to the new key only once the batch is written (the group resolves after).
+      return { begun: current, dek };
+    })
+    .then((r) => {
+      if (typeof r === 'string') return r;
+      ring.add(target, r.dek, true);
+      return r.begun;
     });
-    // Sealing moves to the new key only once the batch is written (the group resolves after).
-    return { begun: current, dek };
-  }).then((r) => {
-    if (typeof r === 'string') return r;
-    ring.add(target, r.dek, true);
-    return r.begun;
-  });
   if (!(await rotationUnfinished(store))) return { from, target, migrated: 0 };
   opts.onBegin?.(from, target);
-  const migrated = await migrate(store, serial, target, opts);
+  const migrated = await migrate(store, group, target, opts);
   return { from, target, migrated };
 }
 
 /** Finishes an unfinished rotation (the store was opened with the new KEK). */
 export async function finishRotation(
   store: Store,
-  serial: Serial,
+  group: Committer,
   opts: RotationOptions = {},
 ): Promise<RotationResult | undefined> {
   const state = await readRotation((key) => store.getMeta(key));
   if (state?.next === undefined || state.target === undefined) return undefined;
-  const migrated = await migrate(store, serial, state.target, opts);
+  const migrated = await migrate(store, group, state.target, opts);
   return { from: state.current, target: state.target, migrated };
 }
 
@@ -128,7 +130,7 @@ function reseal(store: Store, records: readonly KeyRecord[], target: string): Ke
 
 async function migrate(
   store: Store,
-  serial: Serial,
+  group: Committer,
   target: string,
   opts: RotationOptions,
 ): Promise<number> {
@@ -138,7 +140,7 @@ async function migrate(
   const todo = await stalePubkeys(store, target);
   let done = 0;
   for (let i = 0; i < todo.length; i += size) {
-    done += await serial(async (tx) => {
+    done += await group.run(async (tx) => {
       const changes = reseal(store, await tx.getKeys(todo.slice(i, i + size)), target);
       tx.stage({ keys: changes, pods: [] });
       return changes.length;
@@ -147,7 +149,7 @@ async function migrate(
   }
   // The last step re-checks with nothing else writing: a key sealed under the old data key
   // just before sealing moved over is caught here, in the same batch that ends the rotation.
-  done += await serial(async (tx) => {
+  done += await group.run(async (tx) => {
     const state = await readRotation((key) => tx.getMeta(key));
     if (state?.next === undefined) return 0;
     const changes = reseal(store, await tx.getKeys(await stalePubkeys(store, target)), target);

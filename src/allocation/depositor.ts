@@ -19,19 +19,19 @@
 // keeps its nonce, and the reconciler broadcasts stored transactions again in nonce order, so
 // the gap closes as soon as the RPC answers.
 import pLimit from 'p-limit';
-import type { GroupCommitter } from '../allocation/group-commit.js';
-import { newKeyRecords } from '../allocation/new-keys.js';
-import type { Transaction } from '../allocation/transaction.js';
-import { deposited, depositFailed, depositSigned } from '../allocation/transitions.js';
 import type { Clock } from '../clock.js';
+import { classifyError, type DepositChain, type Fees } from '../deposit/chain.js';
+import type { SendConfig } from '../deposit/config.js';
+import type { DepositRecord } from '../deposit/deposit-data.js';
 import { PkmError } from '../errors.js';
 import type { KeySource, NewKey } from '../keys/source.js';
 import type { Logger } from '../log.js';
 import type { DepositTx, KeyRecord } from '../store/records.js';
 import type { Store } from '../store/store.js';
-import { classifyError, type DepositChain, type Fees } from './chain.js';
-import type { SendConfig } from './config.js';
-import type { DepositRecord } from './deposit-data.js';
+import type { GroupCommitter } from './group-commit.js';
+import { newKeyRecords } from './new-keys.js';
+import type { Transaction } from './transaction.js';
+import { deposited, depositFailed, depositSigned } from './transitions.js';
 
 export type DepositOutcome =
   | 'sent'
