@@ -21,7 +21,7 @@ import { GroupCommitter } from '../src/allocation/group-commit.js';
 import { KubeTokenReviewer } from '../src/kube/token-review.js';
 import { createLogger } from '../src/log.js';
 import { Auth } from '../src/server/auth.js';
-import { composeApp } from '../src/server/compose.js';
+import { composeApp } from '../src/server/root.js';
 import { Store } from '../src/store/store.js';
 import { seedKeys } from '../test/support/seed.js';
 import { type LoadResult, load, report } from './lib.js';

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { type Browser, chromium } from 'playwright-core';
 import { GroupCommitter } from '../src/allocation/group-commit.js';
 import { createLogger } from '../src/log.js';
-import { composeApp } from '../src/server/compose.js';
+import { composeApp } from '../src/server/root.js';
 import { Store } from '../src/store/store.js';
 import { fillAllocatedPods } from './fill.js';
 import { report } from './lib.js';

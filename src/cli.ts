@@ -20,7 +20,7 @@ import { depositEntries } from './deposit/export.js';
 import { ExitCode, PkmError, toPkmError } from './errors.js';
 import { writePrivateFile } from './files.js';
 import { createLogger, createStderrLogger, parseLogLevel } from './log.js';
-import { startServer } from './server/serve.js';
+import { startServer } from './server/root.js';
 import { flag, serverOptions } from './server-options.js';
 import { StoredState } from './store/records.js';
 import { Store } from './store/store.js';

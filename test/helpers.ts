@@ -10,7 +10,7 @@ import type { BeaconGate } from '../src/beacon/liveness.js';
 import type { KeySource } from '../src/keys/source.js';
 import { createLogger } from '../src/log.js';
 import type { Auth } from '../src/server/auth.js';
-import { composeApp } from '../src/server/compose.js';
+import { composeApp } from '../src/server/root.js';
 import { createTlsServer } from '../src/server/tls.js';
 import { Store } from '../src/store/store.js';
 import { rememberSecret } from './support/secret-ledger.js';

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fillAllocatedPods } from '../../bench/fill.js';
 import { GroupCommitter } from '../../src/allocation/group-commit.js';
 import { createLogger } from '../../src/log.js';
-import { composeApp } from '../../src/server/compose.js';
+import { composeApp } from '../../src/server/root.js';
 import type { KeyRecord } from '../../src/store/records.js';
 import { Store } from '../../src/store/store.js';
 import { MINUTE, testKek } from '../helpers.js';

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { GroupCommitter } from '../../src/allocation/group-commit.js';
 import { ERROR_CODES } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
-import { composeApp } from '../../src/server/compose.js';
+import { composeApp } from '../../src/server/root.js';
 import { http, openTempStore, startTestServer } from '../helpers.js';
 
 interface Layer {

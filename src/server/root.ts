@@ -1,0 +1,343 @@
+// The composition root of `pkm server`: the one place that builds the service from its parts
+// and the one teardown that stops them. startServer opens the store, starts the parts, listens,
+// and on close (SIGTERM) stops taking requests, finishes those in flight, stops the depositor
+// and closes the store. composeApp wires store, allocator, metrics and app; tests and benchmarks
+// call it over a temp store, with an injected clock and port 0.
+import { randomBytes } from 'node:crypto';
+import { createServer as createHttpServer, type RequestListener, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Allocator } from '../allocation/allocator.js';
+import { stateCounts } from '../allocation/counts.js';
+import type { Depositor } from '../allocation/depositor.js';
+import { GroupCommitter } from '../allocation/group-commit.js';
+import type { BeaconChain } from '../allocation/protection.js';
+import type { BeaconGate } from '../beacon/liveness.js';
+import { type Clock, type Monotonic, systemClock, systemMonotonic } from '../clock.js';
+import type { ServerConfig } from '../config.js';
+import { type DepositConfig, type DepositRecord, makeDeposit } from '../deposit/deposit-data.js';
+import { PkmError } from '../errors.js';
+import type { NewKey } from '../keys/bls.js';
+import { ProofVerifier } from '../keys/proof-verifier.js';
+import { type KeySource, randomKeySource } from '../keys/source.js';
+import { loadKubeConfig, PodWatcher } from '../kube/watcher.js';
+import type { Logger } from '../log.js';
+import { kekLoader } from '../store/encryption.js';
+import { Store } from '../store/store.js';
+import { createApp } from './app.js';
+import type { Auth } from './auth.js';
+import { openAuth } from './auth-setup.js';
+import { openDepositor } from './depositor-setup.js';
+import { createMetrics } from './metrics.js';
+import { RateLimiter } from './rate-limit.js';
+import { keySourceFor, livenessGate, prepareStore, warnAboutChain } from './startup.js';
+import { Teardown } from './teardown.js';
+import { checkTlsFiles, createTlsServer } from './tls.js';
+
+export interface RunningServer {
+  readonly url: string;
+  /** Stops accepting, waits for requests in flight (up to graceMs), then closes the store. */
+  close(graceMs?: number): Promise<void>;
+}
+
+/** For benchmarks only (bench/unsynced-server.ts): `pkm server` never passes these. */
+export interface BenchmarkOnlyOptions {
+  /**
+   * Commits without syncing (StoreOptions.sync false), to measure what syncing costs. A power
+   * loss may then undo acknowledged changes, against DESIGN.md ("Key lifecycle").
+   */
+  readonly unsyncedStore?: boolean;
+}
+
+const reason = (err: unknown) => (err instanceof Error ? err.message : String(err));
+
+export async function startServer(
+  config: ServerConfig,
+  log: Logger,
+  benchmarkOnly: BenchmarkOnlyOptions = {},
+): Promise<RunningServer> {
+  // Every flag and file is checked before the store is opened (or made): bad input changes nothing.
+  const keySource = await keySourceFor(config);
+  const liveness = await livenessGate(config, log);
+  const auth = await openAuth(config, log);
+  const tlsFiles = config.tls && { ...config.tls, clientCaFile: config.auth.webhookClientCa };
+  if (tlsFiles) await checkTlsFiles(tlsFiles);
+
+  const teardown = new Teardown();
+  let draining = false;
+  let graceMs = 10_000;
+  const started = await teardown.guard(async () => {
+    const store = await Store.open(config.dataDir, {
+      kek: kekLoader(config.dataDir, config.kekFile, () =>
+        log.warn(
+          { kekFile: `${config.dataDir}/kek` },
+          'made a new KEK next to the data: keep a copy elsewhere, or pass --kek-file',
+        ),
+      ),
+      ...(benchmarkOnly.unsyncedStore ? { sync: false } : {}),
+    });
+    teardown.push(() => store.close());
+    if (benchmarkOnly.unsyncedStore)
+      log.warn(
+        'store commits are not synced (a benchmark): a power loss may undo acknowledged changes',
+      );
+    // The one writer of this store: allocator, depositor, rotation and routes all share it.
+    const group = new GroupCommitter(store);
+    const { storedRoot, restoredAt } = await prepareStore(store, group, config, keySource, log);
+
+    const { deposits } = config;
+    let depositor: Depositor | undefined;
+    if (deposits?.send) {
+      const parts = { store, group, keySource, clock: systemClock, log };
+      const sending = { ...deposits, send: deposits.send };
+      const opened = await openDepositor(sending, parts, deposits.send.reconcileMs);
+      teardown.push(() => opened.stop());
+      depositor = opened;
+    }
+    warnAboutChain(config, auth, storedRoot, log);
+    const { app, allocator, metrics, proofs } = composeApp({
+      auth,
+      rateLimitPerMinute: config.rateLimitPerMinute,
+      webhookClientCert: config.auth.webhookClientCa !== undefined,
+      ...(liveness ? { liveness } : {}),
+      store,
+      config,
+      log,
+      keySource,
+      group,
+      ...(restoredAt === undefined ? {} : { restored: true }),
+      isDraining: () => draining,
+      ...(deposits ? { deposits } : {}),
+      ...(depositor ? { depositor } : {}),
+      beacon: {
+        genesisTime: config.network?.genesisTime,
+        genesisValidatorsRoot: config.genesisValidatorsRoot,
+      },
+    });
+    teardown.push(() => proofs.close());
+
+    const server = await listen(config, tlsFiles, app, log, teardown, () => graceMs);
+    if (config.kube) {
+      const watcher = new PodWatcher(
+        loadKubeConfig(config.kube.kubeconfig),
+        { ...config.kube, namespaces: config.namespaces },
+        {
+          store,
+          allocator,
+          monotonic: systemMonotonic,
+          log,
+          onResync: () => metrics.onWatcherResync(),
+        },
+      );
+      teardown.push(() => watcher.stop());
+      await watcher.start().catch((err: unknown) => {
+        throw new PkmError('INVALID_CONFIG', `--kube: cannot list pods: ${reason(err)}`, {
+          cause: err,
+        });
+      });
+    }
+    return { server, store };
+  });
+  const { server, store } = started;
+  const url = urlOf(server, config.tls !== undefined);
+  const keys = keySource.indexed ? 'mnemonic' : 'random';
+  log.info({ url, dataDir: config.dataDir, keys, counts: store.storedCounts() }, 'listening');
+  log.flush();
+  return {
+    url,
+    async close(grace = 10_000) {
+      draining = true;
+      graceMs = grace;
+      await teardown.run();
+      log.info('stopped');
+      log.flush();
+    },
+  };
+}
+
+/**
+ * Listens on --listen (HTTPS with certificates that reload when their files change). Its
+ * teardown step stops taking connections, waits for requests in flight up to the grace period,
+ * then closes what is left.
+ */
+async function listen(
+  config: ServerConfig,
+  tlsFiles: Parameters<typeof createTlsServer>[0] | undefined,
+  app: RequestListener,
+  log: Logger,
+  teardown: Teardown,
+  graceMs: () => number,
+): Promise<Server> {
+  try {
+    const tlsServer = tlsFiles ? await createTlsServer(tlsFiles, app, log) : undefined;
+    if (tlsServer) teardown.push(() => tlsServer.stop());
+    const server = tlsServer?.server ?? createHttpServer(app);
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(config.listen.port, config.listen.host, () => resolve());
+    });
+    teardown.push(async () => {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      const force = setTimeout(() => server.closeAllConnections(), graceMs());
+      await closed;
+      clearTimeout(force);
+    });
+    return server;
+  } catch (err) {
+    throw new PkmError(
+      'INVALID_CONFIG',
+      `cannot listen on --listen ${config.listen.host}:${config.listen.port}: ${reason(err)}`,
+    );
+  }
+}
+
+function urlOf(server: Server, tls: boolean): string {
+  const address = server.address();
+  if (address === null || typeof address === 'string')
+    throw new PkmError('INTERNAL', 'the server listens on no TCP port');
+  const { address: ip, port }: AddressInfo = address;
+  const host = ip.includes(':') ? `[${ip}]` : ip;
+  return `${tls ? 'https' : 'http'}://${host}:${port}`;
+}
+
+function depositMaker(config: DepositConfig) {
+  return (key: NewKey): DepositRecord => makeDeposit(key, config);
+}
+
+export interface ServiceDeps {
+  readonly store: Store;
+  readonly config: Pick<ServerConfig, 'reuseDelayMs' | 'maxKeysPerPod' | 'maxTotalKeys'> &
+    Partial<Pick<ServerConfig, 'namespaces' | 'resyncWindowMs' | 'derivationLookahead'>>;
+  readonly log: Logger;
+  readonly clock?: Clock;
+  readonly monotonic?: Monotonic;
+  /** The store was restored from a backup and its hold has not passed (backup.ts). */
+  readonly restored?: boolean;
+  readonly keySource?: KeySource;
+  readonly deposits?: DepositConfig;
+  /** The beacon chain's genesis, for slashing-protection fences (default: --network's). */
+  readonly beacon?: BeaconChain;
+  /** The liveness gate (--beacon-url). */
+  readonly liveness?: BeaconGate;
+  /** Send mode: shares `group` with the allocator. */
+  readonly depositor?: Depositor;
+  /** The one writer of the store, shared by everything that changes it. */
+  readonly group: GroupCommitter;
+  readonly isDraining?: () => boolean;
+  readonly auth?: Auth;
+  /** Allocation requests per minute per caller (--rate-limit). */
+  readonly rateLimitPerMinute?: number;
+  readonly webhookClientCert?: boolean;
+}
+
+/** Wires store, allocator, metrics and app together; tests call this over a temp store. */
+export function composeApp(deps: ServiceDeps) {
+  const clock = deps.clock ?? systemClock;
+  const { reuseDelayMs } = deps.config;
+  const { depositor } = deps;
+  const metrics = createMetrics({
+    counts: async () =>
+      deps.store.isOpen ? stateCounts(deps.store, clock(), reuseDelayMs) : undefined,
+    pods: () => deps.store.storedCounts().pods,
+    funderBalanceWei: () => depositor?.balance,
+  });
+  depositor?.onOutcome((outcome) => metrics.onDeposit(outcome));
+  const { group } = deps;
+  const allocator = new Allocator({
+    store: deps.store,
+    group,
+    monotonic: deps.monotonic ?? systemMonotonic,
+    ...(deps.restored ? { restored: true } : {}),
+    ...(deps.config.derivationLookahead === undefined
+      ? {}
+      : { lookahead: deps.config.derivationLookahead }),
+    ...beaconOf(deps),
+    ...(depositor ? { depositor } : {}),
+    clock,
+    keySource: deps.keySource ?? randomKeySource,
+    ...(deps.deposits ? { makeDeposit: depositMaker(deps.deposits) } : {}),
+    config: deps.config,
+    onAllocated: (o) => metrics.onAllocated(o),
+    onReleased: (pod, n) => metrics.onReleased(pod, n),
+    resyncWindowMs: deps.config.resyncWindowMs ?? 0,
+    onConflict: (pod, keys) => {
+      metrics.onConflict(keys.length);
+      deps.log.error(
+        { pod, pubkeys: keys },
+        'CONFLICT: these keys run in two pods; they are never handed out until an operator retires them',
+      );
+    },
+    ...(deps.liveness ? { liveness: deps.liveness } : {}),
+    onHeldBack: (keys) => {
+      metrics.onHeldBack(keys.length);
+      deps.log.error({ pubkeys: keys }, 'cooled keys are live on chain: kept from other pods');
+    },
+    onGateFailure: (err) => {
+      metrics.onGateFailure();
+      deps.log.error(
+        { err },
+        'the liveness gate could not answer: cooled keys stay where they are',
+      );
+    },
+    onFenced: (pod, keys) => {
+      metrics.onFenced(keys.length);
+      deps.log.warn(
+        { pod, pubkeys: keys },
+        'fenced: the pod went without a confirmed stop; nobody gets these keys before the reuse delay (and the liveness gate)',
+      );
+    },
+    onRefused: (pod, keys) => {
+      metrics.onHeartbeatRefused(keys.length);
+      deps.log.warn(
+        { pod, pubkeys: keys },
+        'heartbeat claims refused: the pod reported keys the store does not record as its own, without a valid proof of possession; nothing changed',
+      );
+    },
+    onReported: (pod, keys) => {
+      metrics.onReported(keys.length);
+      deps.log.error(
+        { pod, pubkeys: keys },
+        'REPORTED: a pod runs keys this store had no record of; they are never handed out until an operator acts',
+      );
+    },
+  });
+  const heartbeats = new Map<string, number>();
+  const proofs = new ProofVerifier();
+  const app = createApp({
+    proofs,
+    bootToken: randomBytes(16).toString('hex'),
+    heartbeats,
+    store: deps.store,
+    allocator,
+    clock,
+    log: deps.log,
+    metrics,
+    reuseDelayMs,
+    namespaces: deps.config.namespaces ?? [],
+    maxTotalKeys: deps.config.maxTotalKeys,
+    group,
+    ...(deps.auth ? { auth: deps.auth } : {}),
+    ...(deps.webhookClientCert ? { webhookClientCert: true } : {}),
+    ...(deps.rateLimitPerMinute
+      ? { rateLimiter: new RateLimiter({ perMinute: deps.rateLimitPerMinute }, clock) }
+      : {}),
+    ...(deps.isDraining ? { isDraining: deps.isDraining } : {}),
+    ...(depositor && deps.deposits
+      ? { funds: fundsCheck(depositor, deps.deposits.amountGwei) }
+      : {}),
+  });
+  return { app, allocator, metrics, heartbeats, proofs };
+}
+
+/** /readyz fails while the funder cannot pay for one more deposit. */
+function fundsCheck(depositor: Depositor, amountGwei: number): () => string | undefined {
+  return () => {
+    const balance = depositor.balance;
+    if (balance === undefined || balance >= BigInt(amountGwei) * 10n ** 9n) return undefined;
+    return `the funder holds ${balance} wei, less than one deposit`;
+  };
+}
+
+function beaconOf(deps: ServiceDeps): { beacon?: BeaconChain } {
+  const beacon = deps.beacon ?? deps.deposits?.network;
+  return beacon ? { beacon } : {};
+}
