@@ -7,19 +7,15 @@ import { addDbCommands } from './cli-db.js';
 import { Agent } from './client/agent.js';
 import { type ApiOptions, callServer, DEFAULT_TOKEN_FILE } from './client/api.js';
 import { runClient } from './client/client.js';
+import { parseClientConfig } from './client/config.js';
 import { ignoredLines, releasePod } from './client/release.js';
 import { statusText } from './client/status-text.js';
-import {
-  parseClientConfig,
-  parseDuration,
-  parseServerConfig,
-  parseServerUrl,
-  type RawFlags,
-} from './config.js';
+import { parseDuration, parseServerUrl, type RawFlags } from './config.js';
 import { depositEntries } from './deposit/export.js';
 import { ExitCode, PkmError, toPkmError } from './errors.js';
 import { writePrivateFile } from './files.js';
 import { createLogger, createStderrLogger, parseLogLevel } from './log.js';
+import { parseServerConfig } from './server/config.js';
 import { startServer } from './server/serve.js';
 import { flag, serverOptions } from './server-options.js';
 import { StoredState } from './store/records.js';

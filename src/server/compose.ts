@@ -6,7 +6,6 @@ import { stateCounts } from '../allocation/counts.js';
 import type { GroupCommitter } from '../allocation/group-commit.js';
 import type { BeaconGate } from '../beacon/liveness.js';
 import { type Clock, type Monotonic, systemClock, systemMonotonic } from '../clock.js';
-import type { ServerConfig } from '../config.js';
 import { type DepositConfig, type DepositRecord, makeDeposit } from '../deposit/deposit-data.js';
 import type { Depositor } from '../deposit/depositor.js';
 import { ProofVerifier } from '../keys/proof-verifier.js';
@@ -15,6 +14,7 @@ import type { Logger } from '../log.js';
 import type { Store } from '../store/store.js';
 import { createApp } from './app.js';
 import type { Auth } from './auth.js';
+import type { ServerConfig } from './config.js';
 import { createMetrics } from './metrics.js';
 import { RateLimiter } from './rate-limit.js';
 

@@ -6,7 +6,6 @@ import { GroupCommitter } from '../allocation/group-commit.js';
 import { checkConfiguredRoot } from '../allocation/protection.js';
 import { BeaconLivenessGate } from '../beacon/liveness.js';
 import { systemClock, systemMonotonic } from '../clock.js';
-import type { ServerConfig } from '../config.js';
 import type { Depositor } from '../deposit/depositor.js';
 import { openDepositor } from '../deposit/setup.js';
 import { PkmError } from '../errors.js';
@@ -23,6 +22,7 @@ import { Store } from '../store/store.js';
 import type { Auth } from './auth.js';
 import { openAuth } from './auth-setup.js';
 import { composeApp } from './compose.js';
+import type { ServerConfig } from './config.js';
 import { checkTlsFiles, createTlsServer, type ReloadingTlsServer } from './tls.js';
 
 /**
