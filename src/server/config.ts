@@ -20,9 +20,13 @@ import { type LogLevel, parseLogLevel } from '../log.js';
 
 export interface ServerConfig {
   readonly dataDir: string;
-  /** Derive keys from the BIP-39 mnemonic in this file (read at start, never stored). */
-  readonly mnemonicFile: string | undefined;
-  readonly mnemonicPassphraseFile: string | undefined;
+  /**
+   * Derive keys from the BIP-39 mnemonic in this file, with its optional passphrase (both read
+   * at start, never stored); undefined: random keys. A passphrase alone is refused.
+   */
+  readonly mnemonic:
+    | { readonly file: string; readonly passphraseFile: string | undefined }
+    | undefined;
   readonly listen: ListenAddress;
   readonly reuseDelayMs: number;
   readonly maxKeysPerPod: number;
@@ -53,8 +57,11 @@ export interface ServerConfig {
   readonly resyncWindowMs: number;
   /** Indexes past the next one searched for a key a pod reports and the store lost. */
   readonly derivationLookahead: number;
-  /** A beacon node to ask before a cooled key moves to another pod (liveness gate). */
-  readonly beaconUrl: string | undefined;
+  /**
+   * A beacon node to ask before a cooled key moves to another pod (liveness gate), with the
+   * network it must follow: --beacon-url without --network is refused.
+   */
+  readonly liveness: { readonly beaconUrl: string; readonly network: Network } | undefined;
   /** Serve HTTPS with these PEM files (Kubernetes calls webhooks over TLS only). */
   readonly tls: { readonly certFile: string; readonly keyFile: string } | undefined;
   readonly auth: AuthConfig;
@@ -131,6 +138,33 @@ function parseAuth(raw: RawFlags, listen: ListenAddress, tls: boolean): AuthConf
   return auth;
 }
 
+/** --mnemonic-file, and its passphrase, which means nothing without it. */
+function parseMnemonic(raw: RawFlags): ServerConfig['mnemonic'] {
+  const file = text(raw, 'mnemonicFile');
+  const passphraseFile = text(raw, 'mnemonicPassphraseFile');
+  if (file === undefined) {
+    if (passphraseFile !== undefined)
+      throw new PkmError(
+        'INVALID_CONFIG',
+        '--mnemonic-passphrase-file needs --mnemonic-file, e.g. --mnemonic-file /etc/pkm/mnemonic',
+      );
+    return undefined;
+  }
+  return { file, passphraseFile };
+}
+
+/** --beacon-url, and the --network its node is checked to follow (the gate fails closed). */
+function parseLiveness(raw: RawFlags, network: Network | undefined): ServerConfig['liveness'] {
+  const beaconUrl = text(raw, 'beaconUrl');
+  if (beaconUrl === undefined) return undefined;
+  if (network === undefined)
+    throw new PkmError(
+      'INVALID_CONFIG',
+      '--beacon-url needs --network (the node is checked to follow it), e.g. --network hoodi',
+    );
+  return { beaconUrl, network };
+}
+
 /** The chain, and its genesis root from --network or --genesis-validators-root. */
 function parseChain(raw: RawFlags): Pick<ServerConfig, 'network' | 'genesisValidatorsRoot'> {
   const flags = {
@@ -155,8 +189,7 @@ export function parseServerConfig(raw: RawFlags): ServerConfig {
   const tls = parseTls(text(raw, 'tlsCert'), text(raw, 'tlsKey'));
   const config: ServerConfig = {
     dataDir: text(raw, 'dataDir') ?? './data',
-    mnemonicFile: text(raw, 'mnemonicFile'),
-    mnemonicPassphraseFile: text(raw, 'mnemonicPassphraseFile'),
+    mnemonic: parseMnemonic(raw),
     listen,
     reuseDelayMs: parseDuration(text(raw, 'reuseDelay') ?? '20m', 'reuse-delay'),
     maxKeysPerPod: parseInteger(
@@ -182,7 +215,7 @@ export function parseServerConfig(raw: RawFlags): ServerConfig {
       1_000_000,
       '60',
     ),
-    beaconUrl: text(raw, 'beaconUrl'),
+    liveness: parseLiveness(raw, chain.network),
     kekFile: text(raw, 'kekFile'),
     resyncWindowMs: parseDuration(text(raw, 'resyncWindow') ?? '60s', 'resync-window'),
     derivationLookahead: parseInteger(

@@ -41,15 +41,9 @@ async function livenessGate(
   config: ServerConfig,
   log: Logger,
 ): Promise<BeaconLivenessGate | undefined> {
-  if (config.beaconUrl === undefined) return undefined;
-  const { network } = config;
-  if (network === undefined) {
-    throw new PkmError(
-      'INVALID_CONFIG',
-      '--beacon-url needs --network (the node is checked to follow it), e.g. --network hoodi',
-    );
-  }
-  const gate = new BeaconLivenessGate(config.beaconUrl, network);
+  if (config.liveness === undefined) return undefined;
+  const { beaconUrl, network } = config.liveness;
+  const gate = new BeaconLivenessGate(beaconUrl, network);
   const started = await gate.start(systemClock());
   if (started.ready) log.info({ beaconUrl: gate.url, network: network.name }, 'beacon node ready');
   else
@@ -88,20 +82,13 @@ export interface RunningServer {
 
 /** Random keys, or keys derived from --mnemonic-file (and its optional passphrase file). */
 async function keySourceFor(config: ServerConfig): Promise<KeySource> {
-  if (config.mnemonicFile === undefined) {
-    if (config.mnemonicPassphraseFile !== undefined) {
-      throw new PkmError(
-        'INVALID_CONFIG',
-        '--mnemonic-passphrase-file needs --mnemonic-file, e.g. --mnemonic-file /etc/pkm/mnemonic',
-      );
-    }
-    return randomKeySource;
-  }
-  const mnemonic = await readSecretFile(config.mnemonicFile, 'mnemonic-file');
+  if (config.mnemonic === undefined) return randomKeySource;
+  const { file, passphraseFile } = config.mnemonic;
+  const mnemonic = await readSecretFile(file, 'mnemonic-file');
   const passphrase =
-    config.mnemonicPassphraseFile === undefined
+    passphraseFile === undefined
       ? ''
-      : await readSecretFile(config.mnemonicPassphraseFile, 'mnemonic-passphrase-file');
+      : await readSecretFile(passphraseFile, 'mnemonic-passphrase-file');
   return mnemonicKeySource(new MnemonicKeys(mnemonic, passphrase));
 }
 
