@@ -6,12 +6,12 @@
 import { Command } from 'commander';
 import type { RawFlags } from '../src/config.js';
 
-type Config = typeof import('../src/config.js');
+type Config = typeof import('../src/server/config.js');
 type Log = typeof import('../src/log.js');
 type Serve = typeof import('../src/server/root.js');
 type Flags = typeof import('../src/server-options.js');
 const built = (path: string) => import(new URL(`../dist/${path}`, import.meta.url).href);
-const { parseServerConfig } = (await built('config.js')) as Config;
+const { parseServerConfig } = (await built('server/config.js')) as Config;
 const { createLogger } = (await built('log.js')) as Log;
 const { startServer } = (await built('server/root.js')) as Serve;
 const { serverOptions } = (await built('server-options.js')) as Flags;

@@ -7,19 +7,15 @@ import { addDbCommands } from './cli-db.js';
 import { Agent } from './client/agent.js';
 import { type ApiOptions, callServer, DEFAULT_TOKEN_FILE } from './client/api.js';
 import { runClient } from './client/client.js';
+import { parseClientConfig } from './client/config.js';
 import { ignoredLines, releasePod } from './client/release.js';
 import { statusText } from './client/status-text.js';
-import {
-  parseClientConfig,
-  parseDuration,
-  parseServerConfig,
-  parseServerUrl,
-  type RawFlags,
-} from './config.js';
+import { parseDuration, parseServerUrl, type RawFlags } from './config.js';
 import { depositEntries } from './deposit/export.js';
 import { ExitCode, PkmError, toPkmError } from './errors.js';
 import { writePrivateFile } from './files.js';
 import { createLogger, createStderrLogger, parseLogLevel } from './log.js';
+import { parseServerConfig } from './server/config.js';
 import { startServer } from './server/root.js';
 import { flag, serverOptions } from './server-options.js';
 import { StoredState } from './store/records.js';
@@ -37,6 +33,15 @@ function connectionOptions(command: Command): Command {
       ),
     )
     .addOption(flag('--ca-file <file>', "PEM CA bundle for the server's certificate"));
+}
+
+/** --pod and --namespace, which default to what the downward API sets in a pod's env. */
+function podOptions(command: Command): Command {
+  return command
+    .addOption(flag('--pod <name>', 'pod name (default: $POD_NAME)'))
+    .addOption(
+      flag('--namespace <name>', "the pod's namespace (default: $POD_NAMESPACE, else default)"),
+    );
 }
 
 function connectionOf(opts: RawFlags): ApiOptions {
@@ -78,13 +83,9 @@ server.action(async (opts: RawFlags) => {
   await started;
 });
 
-connectionOptions(program.command('client'))
+podOptions(connectionOptions(program.command('client')))
   .description(
     "the validator pod's init container: fetch this pod's keys and write them as EIP-2335 keystores",
-  )
-  .addOption(flag('--pod <name>', 'pod name (default: $POD_NAME)'))
-  .addOption(
-    flag('--namespace <name>', "the pod's namespace (default: $POD_NAMESPACE, else default)"),
   )
   .addOption(flag('--count <n>', 'how many keys this pod runs'))
   .addOption(flag('--out <dir>', 'folder the validator client reads'))
@@ -114,12 +115,8 @@ connectionOptions(program.command('client'))
     process.stdout.write(`${JSON.stringify(summary)}\n`);
   });
 
-connectionOptions(program.command('agent'))
+podOptions(connectionOptions(program.command('agent')))
   .description('sidecar: tell the server every --interval which keys this pod runs')
-  .addOption(flag('--pod <name>', 'pod name (default: $POD_NAME)'))
-  .addOption(
-    flag('--namespace <name>', "the pod's namespace (default: $POD_NAMESPACE, else default)"),
-  )
   .addOption(flag('--out <dir>', 'the folder pkm client wrote'))
   .addOption(flag('--layout <name>', 'lighthouse|teku|nimbus|lodestar|prysm', 'lighthouse'))
   .addOption(flag('--interval <duration>', 'time between heartbeats', '30s'))
@@ -144,12 +141,8 @@ connectionOptions(program.command('agent'))
     await agent.run();
   });
 
-connectionOptions(program.command('release'))
+podOptions(connectionOptions(program.command('release')))
   .description("release a pod's keys (they cool for --reuse-delay before another pod may get them)")
-  .addOption(flag('--pod <name>', 'pod name (default: $POD_NAME)'))
-  .addOption(
-    flag('--namespace <name>', "the pod's namespace (default: $POD_NAMESPACE, else default)"),
-  )
   .addOption(
     flag(
       '--interchange <file>',

@@ -7,11 +7,11 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { podPath } from '../api/names.js';
-import type { ClientConfig } from '../config.js';
 import { PkmError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { callServer } from './api.js';
 import { connection, existingKeys } from './client.js';
+import type { ClientConfig } from './config.js';
 import { LAYOUT_SPECS } from './layouts.js';
 import { signPossession } from './possession.js';
 

@@ -1,12 +1,12 @@
 // The server's Auth from its flags: admin tokens from --auth-token-file, pod tokens through
 // TokenReview (--token-review), and the warnings an operator must see at every start.
-import type { ServerConfig } from '../config.js';
 import { PkmError } from '../errors.js';
 import { readSecretFile } from '../files.js';
 import { KubeTokenReviewer } from '../kube/token-review.js';
 import { loadKubeConfig } from '../kube/watcher.js';
 import type { Logger } from '../log.js';
 import { Auth, parseAdminTokens } from './auth.js';
+import type { ServerConfig } from './config.js';
 
 async function adminTokens(file: string | undefined): Promise<string[]> {
   if (file === undefined) return [];

@@ -7,7 +7,6 @@ import { finishRotation } from '../allocation/kek-rotation.js';
 import { checkConfiguredRoot } from '../allocation/protection.js';
 import { BeaconLivenessGate } from '../beacon/liveness.js';
 import { systemClock } from '../clock.js';
-import type { ServerConfig } from '../config.js';
 import { PkmError } from '../errors.js';
 import { readSecretFile } from '../files.js';
 import { MnemonicKeys } from '../keys/bip39.js';
@@ -17,6 +16,7 @@ import { MetaKey } from '../store/buckets.js';
 import { resealPlaintext } from '../store/reseal.js';
 import type { Store } from '../store/store.js';
 import type { Auth } from './auth.js';
+import type { ServerConfig } from './config.js';
 
 /**
  * --beacon-url: the liveness gate, its node checked before anything else starts.
@@ -34,15 +34,9 @@ export async function livenessGate(
   config: ServerConfig,
   log: Logger,
 ): Promise<BeaconLivenessGate | undefined> {
-  if (config.beaconUrl === undefined) return undefined;
-  const { network } = config;
-  if (network === undefined) {
-    throw new PkmError(
-      'INVALID_CONFIG',
-      '--beacon-url needs --network (the node is checked to follow it), e.g. --network hoodi',
-    );
-  }
-  const gate = new BeaconLivenessGate(config.beaconUrl, network);
+  if (config.liveness === undefined) return undefined;
+  const { beaconUrl, network } = config.liveness;
+  const gate = new BeaconLivenessGate(beaconUrl, network);
   const started = await gate.start(systemClock());
   if (started.ready) log.info({ beaconUrl: gate.url, network: network.name }, 'beacon node ready');
   else
@@ -55,20 +49,13 @@ export async function livenessGate(
 
 /** Random keys, or keys derived from --mnemonic-file (and its optional passphrase file). */
 export async function keySourceFor(config: ServerConfig): Promise<KeySource> {
-  if (config.mnemonicFile === undefined) {
-    if (config.mnemonicPassphraseFile !== undefined) {
-      throw new PkmError(
-        'INVALID_CONFIG',
-        '--mnemonic-passphrase-file needs --mnemonic-file, e.g. --mnemonic-file /etc/pkm/mnemonic',
-      );
-    }
-    return randomKeySource;
-  }
-  const mnemonic = await readSecretFile(config.mnemonicFile, 'mnemonic-file');
+  if (config.mnemonic === undefined) return randomKeySource;
+  const { file, passphraseFile } = config.mnemonic;
+  const mnemonic = await readSecretFile(file, 'mnemonic-file');
   const passphrase =
-    config.mnemonicPassphraseFile === undefined
+    passphraseFile === undefined
       ? ''
-      : await readSecretFile(config.mnemonicPassphraseFile, 'mnemonic-passphrase-file');
+      : await readSecretFile(passphraseFile, 'mnemonic-passphrase-file');
   return mnemonicKeySource(new MnemonicKeys(mnemonic, passphrase));
 }
 

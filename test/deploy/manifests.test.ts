@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
-import { parseServerConfig } from '../../src/config.js';
+import { parseServerConfig } from '../../src/server/config.js';
 import { CLI } from '../e2e/spawn.js';
 import { http, startTestServer } from '../helpers.js';
 import { FakeDiscoveryApi } from '../kube/fake-discovery.js';

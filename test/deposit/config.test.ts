@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { parseServerConfig } from '../../src/config.js';
 import { parseDepositSettings } from '../../src/deposit/config.js';
 import { NETWORKS } from '../../src/deposit/networks.js';
+import { parseServerConfig } from '../../src/server/config.js';
 
 const ADDRESS = '0xf93ee4cf8c6c40b329b0c0626f28333c132cf241';
 

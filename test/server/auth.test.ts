@@ -2,9 +2,9 @@
 // Kubernetes API on 127.0.0.1 speaking authentication.k8s.io/v1), operators by admin token.
 import { KubeConfig } from '@kubernetes/client-node';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { parseServerConfig } from '../../src/config.js';
 import { KubeTokenReviewer } from '../../src/kube/token-review.js';
 import { Auth, parseAdminTokens } from '../../src/server/auth.js';
+import { parseServerConfig } from '../../src/server/config.js';
 import { type AllocationBody, http, MINUTE, startTestServer, type TestServer } from '../helpers.js';
 import { FakeKubeApi } from '../kube/fake-api.js';
 

@@ -6,12 +6,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseServerConfig } from '../../src/config.js';
 import { PkmError } from '../../src/errors.js';
 import type { PodToken, TokenReviewer } from '../../src/kube/token-review.js';
 import { createLogger } from '../../src/log.js';
 import { Auth } from '../../src/server/auth.js';
 import { openAuth } from '../../src/server/auth-setup.js';
+import { parseServerConfig } from '../../src/server/config.js';
 import {
   type AllocationBody,
   type AssignmentsBody,
