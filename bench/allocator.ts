@@ -29,7 +29,7 @@ async function run(sync: boolean): Promise<number> {
     await fillFreeKeys(store, PODS * KEYS_PER_POD);
     const allocator = new Allocator({
       store,
-      group: new GroupCommitter(store),
+      group: GroupCommitter.of(store),
       clock: systemClock,
       monotonic: systemMonotonic,
       keySource: randomKeySource,

@@ -88,7 +88,7 @@ async function run(mode: Mode): Promise<Run> {
     }
     const { app } = composeApp({
       store,
-      group: new GroupCommitter(store),
+      group: GroupCommitter.of(store),
       log: createLogger('silent'),
       config: { reuseDelayMs: 20 * 60_000, maxKeysPerPod: 64, maxTotalKeys: undefined },
       ...(auth ? { auth } : {}),

@@ -41,7 +41,7 @@ export async function benchPageInBrowser(): Promise<void> {
   await fillAllocatedPods(store, 10_000, 4);
   const { app } = composeApp({
     store,
-    group: new GroupCommitter(store),
+    group: GroupCommitter.of(store),
     log: createLogger('silent'),
     config: { reuseDelayMs: 20 * 60_000, maxKeysPerPod: 64, maxTotalKeys: undefined },
   });

@@ -86,7 +86,7 @@ export function addDbCommands(program: Command): void {
       });
       const log = createStderrLogger('info');
       try {
-        const group = new GroupCommitter(store);
+        const group = GroupCommitter.of(store);
         const result = await rotateKek(store, group, newKek, {
           batch,
           onBegin: (from, target) => log.info({ from, target }, 'KEK rotation begun'),

@@ -90,7 +90,7 @@ export async function startTestServer(
   const log = createLogger('silent');
   const { app, allocator, proofs } = composeApp({
     store,
-    group: new GroupCommitter(store),
+    group: GroupCommitter.of(store),
     clock: clock.now,
     monotonic: clock.monotonic,
     log,

@@ -15,11 +15,28 @@ interface Pending {
   reject(err: unknown): void;
 }
 
+/** The one committer of each open store. */
+const committers = new WeakMap<Store, GroupCommitter>();
+
 export class GroupCommitter {
   private readonly queue: Pending[] = [];
   private draining = false;
 
-  constructor(private readonly store: Store) {}
+  private constructor(private readonly store: Store) {}
+
+  /**
+   * The store's one committer, made on first use. Two committers over one store would each
+   * drain their own queue and write between the other's read and write: the store's one writer
+   * is what keeps a key out of two pods, so there is no other way to make one.
+   */
+  static of(store: Store): GroupCommitter {
+    let group = committers.get(store);
+    if (!group) {
+      group = new GroupCommitter(store);
+      committers.set(store, group);
+    }
+    return group;
+  }
 
   /**
    * Runs `op` inside the next group. It resolves once the group's batch is written: if the

@@ -13,7 +13,7 @@ import { fenced } from './transitions.js';
  * has passed, and it moves and derives nothing meanwhile (allocator.ts). Returns the keys fenced.
  */
 export async function fenceRestored(store: Store, now: number): Promise<number> {
-  const group = new GroupCommitter(store);
+  const group = GroupCommitter.of(store);
   let pubkeys: string[] = [];
   let count = 0;
   const flush = async (last: boolean) => {

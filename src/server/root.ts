@@ -81,7 +81,7 @@ export async function startServer(
         'store commits are not synced (a benchmark): a power loss may undo acknowledged changes',
       );
     // The one writer of this store: allocator, depositor, rotation and routes all share it.
-    const group = new GroupCommitter(store);
+    const group = GroupCommitter.of(store);
     const { storedRoot, restoredAt } = await prepareStore(store, group, config, keySource, log);
 
     const { deposits } = config;

@@ -7,7 +7,6 @@ import { finishRotation } from '../allocation/kek-rotation.js';
 import { checkConfiguredRoot } from '../allocation/protection.js';
 import { BeaconLivenessGate } from '../beacon/liveness.js';
 import { systemClock } from '../clock.js';
-import { PkmError } from '../errors.js';
 import { readSecretFile } from '../files.js';
 import { MnemonicKeys } from '../keys/bip39.js';
 import { type KeySource, mnemonicKeySource, randomKeySource } from '../keys/source.js';

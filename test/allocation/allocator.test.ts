@@ -12,7 +12,7 @@ async function setup(config: Partial<AllocatorConfig> = {}, store?: Store) {
   const clock = new FakeClock();
   const allocator = new Allocator({
     store: s,
-    group: new GroupCommitter(s),
+    group: GroupCommitter.of(s),
     clock: clock.now,
     monotonic: clock.monotonic,
     keySource: randomKeySource,

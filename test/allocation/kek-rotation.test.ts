@@ -16,11 +16,11 @@ const open = (dir: string, kek: Buffer, extraKeks: Buffer[] = []) =>
 
 type Committer = Pick<GroupCommitter, 'run'>;
 
-const committerOf = (store: Store): Committer => new GroupCommitter(store);
+const committerOf = (store: Store): Committer => GroupCommitter.of(store);
 
 /** A committer that fails from its n-th group on, as a crash between two batches would. */
 function crashingAfter(store: Store, n: number): Committer {
-  const group = new GroupCommitter(store);
+  const group = GroupCommitter.of(store);
   let calls = 0;
   return {
     run(op) {

@@ -151,7 +151,7 @@ describe('derivation after a start', () => {
 describe('the group committer', () => {
   it('keeps nothing of a request that throws after staging; the rest of its group commits', async () => {
     const store = await openTempStore();
-    const group = new GroupCommitter(store);
+    const group = GroupCommitter.of(store);
     const clock = new FakeClock();
     const allocator = new Allocator({
       store,

@@ -53,7 +53,7 @@ beforeAll(async () => {
   });
   const { app } = composeApp({
     store,
-    group: new GroupCommitter(store),
+    group: GroupCommitter.of(store),
     log: createLogger('silent'),
     config: { reuseDelayMs: 20 * MINUTE, maxKeysPerPod: 64, maxTotalKeys: undefined },
   });

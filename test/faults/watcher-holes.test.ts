@@ -23,7 +23,7 @@ async function setup(pods: FakePod[], held: Record<string, string>) {
   const clock = new FakeClock();
   const allocator = new Allocator({
     store,
-    group: new GroupCommitter(store),
+    group: GroupCommitter.of(store),
     clock: clock.now,
     monotonic: clock.monotonic,
     keySource: randomKeySource,

@@ -28,7 +28,7 @@ async function setup(
   const clock = new FakeClock();
   const allocator = new Allocator({
     store,
-    group: new GroupCommitter(store),
+    group: GroupCommitter.of(store),
     clock: clock.now,
     monotonic: clock.monotonic,
     keySource: randomKeySource,

@@ -61,7 +61,7 @@ describe('/openapi.json', () => {
     const store = await openTempStore();
     const { app } = composeApp({
       store,
-      group: new GroupCommitter(store),
+      group: GroupCommitter.of(store),
       log: createLogger('silent'),
       config: { reuseDelayMs: 1000, maxKeysPerPod: 64, maxTotalKeys: undefined },
     });

@@ -456,7 +456,7 @@ export class ModelRun {
     this.startedAt = this.elapsed;
     const allocator = new Allocator({
       store,
-      group: new GroupCommitter(store),
+      group: GroupCommitter.of(store),
       clock: this.clock.now,
       monotonic: this.clock.monotonic,
       keySource: this.keySource,

@@ -20,7 +20,7 @@ export function allocatorOver(
 ): Allocator {
   return new Allocator({
     store,
-    group: new GroupCommitter(store),
+    group: GroupCommitter.of(store),
     clock: clock.now,
     monotonic: clock.monotonic,
     keySource,
