@@ -2,6 +2,7 @@
 // `pkm`: every command, thin. Each parses its flags (and PKM_* env), then hands over to a module.
 import { Command, CommanderError } from 'commander';
 import { DEFAULT_NAMESPACE, parseNamespace, parsePodName } from './api/names.js';
+import { pathTo, ROUTES } from './api/paths.js';
 import { PUBKEY_ANY_CASE } from './api/pubkey.js';
 import { addDbCommands } from './cli-db.js';
 import { Agent } from './client/agent.js';
@@ -175,7 +176,7 @@ connectionOptions(program.command('assignments'))
   .description('show which pod holds which public keys')
   .addOption(flag('--json', 'print the JSON the server returns'))
   .action(async (opts: RawFlags) => {
-    const answer = await callServer(connectionOf(opts), 'GET', 'v1/assignments');
+    const answer = await callServer(connectionOf(opts), 'GET', pathTo(ROUTES.assignments, {}));
     if (opts.json) {
       process.stdout.write(`${JSON.stringify(answer, null, 2)}\n`);
       return;
@@ -204,7 +205,7 @@ connectionOptions(program.command('keys').description('keys, one at a time').com
     const answer = await callServer(
       connection,
       'POST',
-      `v1/keys/${pubkey.toLowerCase()}/retire`,
+      pathTo(ROUTES.retireKey, { pubkey: pubkey.toLowerCase() }),
       body,
     );
     process.stdout.write(`${JSON.stringify(answer)}\n`);
@@ -214,7 +215,7 @@ connectionOptions(program.command('status'))
   .description('counts, pool health, conflicts and the last deposits of a running server')
   .addOption(flag('--json', 'print the JSON the server returns'))
   .action(async (opts: RawFlags) => {
-    const answer = await callServer(connectionOf(opts), 'GET', 'v1/status');
+    const answer = await callServer(connectionOf(opts), 'GET', pathTo(ROUTES.status, {}));
     process.stdout.write(opts.json ? `${JSON.stringify(answer, null, 2)}\n` : statusText(answer));
   });
 

@@ -3,6 +3,7 @@
 // path, never over HTTP. Restart with --kek-file pointing at the new file.
 import express, { Router } from 'express';
 import { z } from 'zod';
+import { ROUTES } from '../api/paths.js';
 import { PkmError } from '../errors.js';
 import { loadKek } from '../store/encryption.js';
 import { rotateKek } from '../store/kek-rotation.js';
@@ -28,7 +29,7 @@ export function adminRoutes(
   const router = Router();
   let rotating = false;
   router
-    .route('/v1/admin/kek-rotation')
+    .route(ROUTES.kekRotation)
     .post(
       express.json({ limit: '4kb', strict: true, type: 'application/json' }),
       async (req, res) => {

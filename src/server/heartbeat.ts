@@ -4,6 +4,7 @@
 // `namespace/name`, the pubkey. Proofs are checked on a worker before the store is touched.
 import express, { Router } from 'express';
 import { z } from 'zod';
+import { podTemplates } from '../api/paths.js';
 import { PUBKEY_ANY_CASE } from '../api/pubkey.js';
 import { PkmError } from '../errors.js';
 import { proofMessage } from '../keys/proof.js';
@@ -56,7 +57,7 @@ export function heartbeatRoutes(
   );
   const json = express.json({ limit: '1mb', strict: true, type: 'application/json' });
   const bootToken = deps.bootToken;
-  for (const path of ['/v1/pods/:pod/heartbeat', '/v1/namespaces/:namespace/pods/:pod/heartbeat']) {
+  for (const path of podTemplates('heartbeat')) {
     router
       .route(path)
       .post(json, async (req, res) => {

@@ -2,6 +2,7 @@
 // GET /v1/events?since=&limit=: the audit log, oldest first, with the cursor for the next read.
 import express, { Router } from 'express';
 import { z } from 'zod';
+import { ROUTES } from '../api/paths.js';
 import { PUBKEY } from '../api/pubkey.js';
 import { PkmError } from '../errors.js';
 import { type Auth, callerOf, describeCaller, requireAdmin } from './auth.js';
@@ -25,7 +26,7 @@ export function keyRoutes(
 ): Router {
   const router = Router();
   router
-    .route('/v1/keys/:pubkey/retire')
+    .route(ROUTES.retireKey)
     .post(
       express.json({ limit: '4kb', strict: true, type: 'application/json' }),
       async (req, res) => {
@@ -48,7 +49,7 @@ export function keyRoutes(
     .all(methodNotAllowed('POST'));
 
   router
-    .route('/v1/events')
+    .route(ROUTES.events)
     .get(async (req, res) => {
       requireAdmin(deps.auth, res, 'the events log');
       const since = whole(req.query.since, 'since', 0, Number.MAX_SAFE_INTEGER);

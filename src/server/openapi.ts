@@ -2,6 +2,7 @@
 // from the code table in errors.ts, so a code's status here is the status the server sends.
 // test/server/openapi.test.ts checks that every express route is here and every route here
 // answers.
+import { openApiPath, type PodRoute, podTemplates, ROUTES } from '../api/paths.js';
 import { type ErrorCode, statusOf } from '../errors.js';
 import { PUBKEY, ref, SCHEMAS, type Schema } from './openapi-schemas.js';
 
@@ -48,8 +49,9 @@ const BODY: ErrorCode[] = [
 const podToken = [{ podToken: [] }, { adminToken: [] }];
 const adminToken = [{ adminToken: [] }];
 
-/** The operations on one pod's keys, for /v1/pods/{pod}/… and /v1/namespaces/{namespace}/pods/{pod}/…. */
-function podPaths(prefix: string, namespaced: boolean): Record<string, Json> {
+/** The operations on one pod's keys, for /v1/pods/{pod}/… (plain) and /v1/namespaces/{namespace}/pods/{pod}/…. */
+function podPaths(namespaced: boolean): Record<string, Json> {
+  const path = (route: PodRoute) => openApiPath(podTemplates(route)[namespaced ? 1 : 0]);
   const params: Json[] = [
     ...(namespaced
       ? [{ name: 'namespace', in: 'path', required: true, schema: { type: 'string' } }]
@@ -58,7 +60,7 @@ function podPaths(prefix: string, namespaced: boolean): Record<string, Json> {
   ];
   const where = namespaced ? 'in {namespace}' : 'in the default namespace';
   return {
-    [`${prefix}/keys`]: {
+    [path('keys')]: {
       parameters: params,
       post: {
         summary: `Allocate keys to a pod ${where} (its own keys again, then free ones, then new ones)`,
@@ -94,7 +96,7 @@ function podPaths(prefix: string, namespaced: boolean): Record<string, Json> {
         responses: { ...ok('The released pubkeys', ref('Released')), ...errors(POD) },
       },
     },
-    [`${prefix}/heartbeat`]: {
+    [path('heartbeat')]: {
       parameters: params,
       post: {
         summary:
@@ -107,7 +109,7 @@ function podPaths(prefix: string, namespaced: boolean): Record<string, Json> {
         },
       },
     },
-    [`${prefix}/slashing-protection`]: {
+    [path('slashing-protection')]: {
       parameters: params,
       post: {
         summary: "Upload the pod's EIP-3076 slashing-protection history for its keys",
@@ -155,11 +157,11 @@ export function openApiDocument(version: string): Schema {
     },
     servers: [{ url: '/' }],
     paths: {
-      '/healthz': probe('Liveness: the process answers'),
-      '/readyz': probe('Readiness: the store is open, not draining, the funder can pay', [
+      [ROUTES.health]: probe('Liveness: the process answers'),
+      [ROUTES.ready]: probe('Readiness: the store is open, not draining, the funder can pay', [
         'NOT_READY',
       ]),
-      '/metrics': {
+      [ROUTES.metrics]: {
         get: {
           summary: 'Prometheus metrics',
           security: [],
@@ -169,23 +171,23 @@ export function openApiDocument(version: string): Schema {
           },
         },
       },
-      '/openapi.json': {
+      [ROUTES.openApi]: {
         get: {
           summary: 'This document',
           security: [],
           responses: { ...ok('OpenAPI 3.1', { type: 'object' }), ...errors([]) },
         },
       },
-      ...podPaths('/v1/pods/{pod}', false),
-      ...podPaths('/v1/namespaces/{namespace}/pods/{pod}', true),
-      '/v1/assignments': {
+      ...podPaths(false),
+      ...podPaths(true),
+      [ROUTES.assignments]: {
         get: {
           summary: 'Counts per state, and which pod holds which pubkeys',
           security: [...adminToken, {}],
           responses: { ...ok('Assignments', ref('Assignments')), ...errors(AUTH) },
         },
       },
-      '/assignments': {
+      [ROUTES.assignmentsPage]: {
         get: {
           summary: 'The assignments page (HTML): totals, filter, paginated table',
           security: [...adminToken, { adminBasic: [] }, {}],
@@ -200,14 +202,14 @@ export function openApiDocument(version: string): Schema {
           },
         },
       },
-      '/v1/status': {
+      [ROUTES.status]: {
         get: {
           summary: 'For operators (pkm status): counts, pool health, recent conflicts and deposits',
           security: adminToken,
           responses: { ...ok('Status', ref('Status')), ...errors(AUTH) },
         },
       },
-      '/v1/deposits': {
+      [ROUTES.deposits]: {
         get: {
           summary: 'Deposit data (launchpad deposit_data.json format)',
           security: adminToken,
@@ -221,7 +223,7 @@ export function openApiDocument(version: string): Schema {
           },
         },
       },
-      '/v1/events': {
+      [ROUTES.events]: {
         get: {
           summary: 'The audit log, oldest first',
           security: adminToken,
@@ -235,7 +237,7 @@ export function openApiDocument(version: string): Schema {
           },
         },
       },
-      '/v1/keys/{pubkey}/retire': {
+      [openApiPath(ROUTES.retireKey)]: {
         parameters: [{ name: 'pubkey', in: 'path', required: true, schema: PUBKEY }],
         post: {
           summary: 'Retire a key: it is never handed out again',
@@ -250,7 +252,7 @@ export function openApiDocument(version: string): Schema {
           },
         },
       },
-      '/v1/admin/kek-rotation': {
+      [ROUTES.kekRotation]: {
         post: {
           summary: 'Re-encrypt every secret under the KEK in a file on the server',
           security: adminToken,
@@ -261,7 +263,7 @@ export function openApiDocument(version: string): Schema {
           },
         },
       },
-      '/v1/webhooks/pod-deletion': {
+      [ROUTES.podDeletionWebhook]: {
         post: {
           summary:
             "Validating admission webhook for DELETE of pods (always allowed; releases the pod's keys)",

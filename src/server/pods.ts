@@ -5,6 +5,7 @@ import { z } from 'zod';
 import type { RootAuthority } from '../allocation/protection.js';
 import { type IgnoredKey, toInterchange } from '../api/interchange.js';
 import { DEFAULT_NAMESPACE, parseNamespace, parsePodName, podIdentity } from '../api/names.js';
+import { podTemplates } from '../api/paths.js';
 import { PkmError } from '../errors.js';
 import { toHex } from '../keys/bls.js';
 import { type Auth, type Caller, callerOf, describeCaller, requirePod } from './auth.js';
@@ -79,7 +80,7 @@ export function podRoutes(
 
   const target = (req: Request, res: Response) => podTarget(deps, req, res);
 
-  for (const path of ['/v1/pods/:pod/keys', '/v1/namespaces/:namespace/pods/:pod/keys']) {
+  for (const path of podTemplates('keys')) {
     router
       .route(path)
       .post(json, async (req, res) => {
@@ -134,10 +135,7 @@ export function podRoutes(
     strict: true,
     type: 'application/json',
   });
-  for (const path of [
-    '/v1/pods/:pod/slashing-protection',
-    '/v1/namespaces/:namespace/pods/:pod/slashing-protection',
-  ]) {
+  for (const path of podTemplates('slashing-protection')) {
     router
       .route(path)
       .post(interchangeJson, async (req, res) => {

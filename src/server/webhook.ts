@@ -15,6 +15,7 @@ import express, { type NextFunction, type Request, type Response, Router } from 
 import { z } from 'zod';
 import type { StopProof } from '../allocation/allocator.js';
 import { parseNamespace, parsePodName, podIdentity } from '../api/names.js';
+import { ROUTES } from '../api/paths.js';
 import { PkmError } from '../errors.js';
 import { knownStopped, PodViewSchema } from '../kube/pod-view.js';
 import { type Auth, callerOf, describeCaller } from './auth.js';
@@ -76,7 +77,7 @@ type WebhookDeps = Pick<
 export function webhookRoutes(deps: WebhookDeps): Router {
   const router = Router();
   router
-    .route('/v1/webhooks/pod-deletion')
+    .route(ROUTES.podDeletionWebhook)
     .post(
       apiServerOnly(deps),
       express.json({ limit: REVIEW_LIMIT, strict: true, type: 'application/json' }),
