@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 // `pkm`: every command, thin. Each parses its flags (and PKM_* env), then hands over to a module.
 import { Command, CommanderError } from 'commander';
+import { StoredState } from './api/key-state.js';
 import { DEFAULT_NAMESPACE, parseNamespace, parsePodName } from './api/names.js';
 import { pathTo, ROUTES } from './api/paths.js';
 import { PUBKEY_ANY_CASE } from './api/pubkey.js';
+import { AssignmentsAnswer } from './api/status.js';
 import { addDbCommands } from './cli-db.js';
 import { Agent } from './client/agent.js';
 import { type ApiOptions, callServer, DEFAULT_TOKEN_FILE } from './client/api.js';
@@ -23,7 +25,6 @@ import { writePrivateFile } from './files.js';
 import { createLogger, createStderrLogger, parseLogLevel } from './log.js';
 import { startServer } from './server/serve.js';
 import { flag, serverOptions } from './server-options.js';
-import { StoredState } from './store/records.js';
 import { Store } from './store/store.js';
 import { VERSION } from './version.js';
 
@@ -181,10 +182,9 @@ connectionOptions(program.command('assignments'))
       process.stdout.write(`${JSON.stringify(answer, null, 2)}\n`);
       return;
     }
-    const { counts, pods } = answer as {
-      counts: Record<string, number>;
-      pods: Record<string, string[]>;
-    };
+    const parsed = AssignmentsAnswer.safeParse(answer);
+    if (!parsed.success) throw new PkmError('SERVER_FAILED', 'the server answered no assignments');
+    const { counts, pods } = parsed.data;
     const lines = Object.entries(counts).map(([state, n]) => `${state.padEnd(10)} ${n}`);
     lines.push('');
     for (const [pod, keys] of Object.entries(pods))

@@ -2,7 +2,7 @@
 // the KEK in that file (kek-rotation.ts) while the server runs. The KEK travels as a file
 // path, never over HTTP. Restart with --kek-file pointing at the new file.
 import express, { Router } from 'express';
-import { z } from 'zod';
+import { KekRotationBody } from '../api/admin.js';
 import { ROUTES } from '../api/paths.js';
 import { PkmError } from '../errors.js';
 import { loadKek } from '../store/encryption.js';
@@ -10,8 +10,6 @@ import { rotateKek } from '../store/kek-rotation.js';
 import { type Auth, callerOf, describeCaller, requireAdmin } from './auth.js';
 import type { AppDeps } from './deps.js';
 import { methodNotAllowed } from './http-errors.js';
-
-const RotationBody = z.object({ newKekFile: z.string().min(1).max(4096) }).strict();
 
 /** The new KEK, or INVALID_BODY naming the file: the caller's input, not the server's config. */
 async function readNewKek(file: string): Promise<Buffer> {
@@ -34,7 +32,7 @@ export function adminRoutes(
       express.json({ limit: '4kb', strict: true, type: 'application/json' }),
       async (req, res) => {
         requireAdmin(deps.auth, res, 'KEK rotation');
-        const body = RotationBody.safeParse(req.body);
+        const body = KekRotationBody.safeParse(req.body);
         if (!body.success)
           throw new PkmError('INVALID_BODY', 'expected {"newKekFile": "/path/to/new/kek"}');
         const { serial } = deps;

@@ -1,10 +1,10 @@
 // GET /v1/deposits: deposit_data.json for the store's keys, filtered by ?pod= and ?state=.
 import { Router } from 'express';
+import { StoredState } from '../api/key-state.js';
 import { parsePodName } from '../api/names.js';
 import { ROUTES } from '../api/paths.js';
 import { depositEntries } from '../deposit/export.js';
 import { PkmError } from '../errors.js';
-import { StoredState } from '../store/records.js';
 import { type Auth, requireAdmin } from './auth.js';
 import type { AppDeps } from './deps.js';
 import { methodNotAllowed } from './http-errors.js';

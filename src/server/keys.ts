@@ -1,7 +1,7 @@
 // POST /v1/keys/{pubkey}/retire: a key is never handed out again.
 // GET /v1/events?since=&limit=: the audit log, oldest first, with the cursor for the next read.
 import express, { Router } from 'express';
-import { z } from 'zod';
+import { RetireBody } from '../api/admin.js';
 import { ROUTES } from '../api/paths.js';
 import { PUBKEY } from '../api/pubkey.js';
 import { PkmError } from '../errors.js';
@@ -9,7 +9,6 @@ import { type Auth, callerOf, describeCaller, requireAdmin } from './auth.js';
 import type { AppDeps } from './deps.js';
 import { methodNotAllowed } from './http-errors.js';
 
-const RetireBody = z.object({ reason: z.string().max(200).optional() }).strict();
 const EVENTS_PAGE = 100;
 const MAX_EVENTS_PAGE = 1000;
 

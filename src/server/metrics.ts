@@ -2,8 +2,8 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { AllocationOutcome } from '../allocation/allocator.js';
 import type { StateCounts } from '../allocation/counts.js';
+import { StoredState } from '../api/key-state.js';
 import type { DepositOutcome } from '../deposit/depositor.js';
-import { StoredState } from '../store/records.js';
 
 /** `refused`: the caller may not report deletions (403, nothing read or changed). */
 export type WebhookOutcome = 'released' | 'ignored' | 'dry-run' | 'error' | 'refused';

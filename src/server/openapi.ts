@@ -6,7 +6,8 @@ import { openApiPath, type PodRoute, podTemplates, ROUTES } from '../api/paths.j
 import { type ErrorCode, statusOf } from '../errors.js';
 import { PUBKEY, ref, SCHEMAS, type Schema } from './openapi-schemas.js';
 
-type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+/** The document's JSON; a generated schema is any JSON object. */
+type Json = null | boolean | number | string | Json[] | { [key: string]: Json } | Schema;
 const json = (schema: Schema) => ({ 'application/json': { schema } });
 
 /** The error responses of a route, grouped by the status each code has in errors.ts. */
@@ -244,10 +245,7 @@ export function openApiDocument(version: string): Schema {
           security: adminToken,
           requestBody: { required: false, content: json(ref('RetireRequest')) },
           responses: {
-            ...ok("The key's new state", {
-              type: 'object',
-              properties: { pubkey: PUBKEY, state: ref('KeyState') },
-            }),
+            ...ok("The key's new state", ref('RetiredKey')),
             ...errors([...AUTH, ...BODY, 'INVALID_PUBKEY', 'KEY_NOT_FOUND', 'KEY_BUSY']),
           },
         },
@@ -270,7 +268,7 @@ export function openApiDocument(version: string): Schema {
           security: [{ apiServerCertificate: [] }, ...adminToken, {}],
           requestBody: { required: true, content: json(ref('AdmissionReview')) },
           responses: {
-            ...ok('allowed: true, with the request uid', ref('AdmissionReview')),
+            ...ok('allowed: true, with the request uid', ref('AdmissionReviewAnswer')),
             ...errors(['INVALID_REVIEW', 'FORBIDDEN', 'INVALID_TOKEN', ...BODY]),
           },
         },
