@@ -2,6 +2,7 @@
 // from the code table in errors.ts, so a code's status here is the status the server sends.
 // test/server/openapi.test.ts checks that every express route is here and every route here
 // answers.
+import { MAX_POD_NAME } from '../api/names.js';
 import { openApiPath, type PodRoute, podTemplates, ROUTES } from '../api/paths.js';
 import { type ErrorCode, statusOf } from '../errors.js';
 import { PUBKEY, ref, SCHEMAS, type Schema } from './openapi-schemas.js';
@@ -57,7 +58,12 @@ function podPaths(namespaced: boolean): Record<string, Json> {
     ...(namespaced
       ? [{ name: 'namespace', in: 'path', required: true, schema: { type: 'string' } }]
       : []),
-    { name: 'pod', in: 'path', required: true, schema: { type: 'string', maxLength: 253 } },
+    {
+      name: 'pod',
+      in: 'path',
+      required: true,
+      schema: { type: 'string', maxLength: MAX_POD_NAME },
+    },
   ];
   const where = namespaced ? 'in {namespace}' : 'in the default namespace';
   return {
@@ -194,7 +200,7 @@ export function openApiDocument(version: string): Schema {
           security: [...adminToken, { adminBasic: [] }, {}],
           parameters: [
             { name: 'q', in: 'query', schema: { type: 'string', maxLength: 200 } },
-            { name: 'after', in: 'query', schema: { type: 'string', maxLength: 253 } },
+            { name: 'after', in: 'query', schema: { type: 'string', maxLength: MAX_POD_NAME } },
             { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 10000 } },
           ],
           responses: {
