@@ -1,8 +1,11 @@
 #!/usr/bin/env node
 // `pkm`: every command, thin. Each parses its flags (and PKM_* env), then hands over to a module.
 import { Command, CommanderError } from 'commander';
+import { StoredState } from './api/key-state.js';
 import { DEFAULT_NAMESPACE, parseNamespace, parsePodName } from './api/names.js';
+import { pathTo, ROUTES } from './api/paths.js';
 import { PUBKEY_ANY_CASE } from './api/pubkey.js';
+import { AssignmentsAnswer } from './api/status.js';
 import { addDbCommands } from './cli-db.js';
 import { Agent } from './client/agent.js';
 import { type ApiOptions, callServer, DEFAULT_TOKEN_FILE } from './client/api.js';
@@ -18,7 +21,6 @@ import { createLogger, createStderrLogger, parseLogLevel } from './log.js';
 import { parseServerConfig } from './server/config.js';
 import { startServer } from './server/root.js';
 import { flag, serverOptions } from './server-options.js';
-import { StoredState } from './store/records.js';
 import { Store } from './store/store.js';
 import { VERSION } from './version.js';
 
@@ -168,15 +170,14 @@ connectionOptions(program.command('assignments'))
   .description('show which pod holds which public keys')
   .addOption(flag('--json', 'print the JSON the server returns'))
   .action(async (opts: RawFlags) => {
-    const answer = await callServer(connectionOf(opts), 'GET', 'v1/assignments');
+    const answer = await callServer(connectionOf(opts), 'GET', pathTo(ROUTES.assignments, {}));
     if (opts.json) {
       process.stdout.write(`${JSON.stringify(answer, null, 2)}\n`);
       return;
     }
-    const { counts, pods } = answer as {
-      counts: Record<string, number>;
-      pods: Record<string, string[]>;
-    };
+    const parsed = AssignmentsAnswer.safeParse(answer);
+    if (!parsed.success) throw new PkmError('SERVER_FAILED', 'the server answered no assignments');
+    const { counts, pods } = parsed.data;
     const lines = Object.entries(counts).map(([state, n]) => `${state.padEnd(10)} ${n}`);
     lines.push('');
     for (const [pod, keys] of Object.entries(pods))
@@ -197,7 +198,7 @@ connectionOptions(program.command('keys').description('keys, one at a time').com
     const answer = await callServer(
       connection,
       'POST',
-      `v1/keys/${pubkey.toLowerCase()}/retire`,
+      pathTo(ROUTES.retireKey, { pubkey: pubkey.toLowerCase() }),
       body,
     );
     process.stdout.write(`${JSON.stringify(answer)}\n`);
@@ -207,7 +208,7 @@ connectionOptions(program.command('status'))
   .description('counts, pool health, conflicts and the last deposits of a running server')
   .addOption(flag('--json', 'print the JSON the server returns'))
   .action(async (opts: RawFlags) => {
-    const answer = await callServer(connectionOf(opts), 'GET', 'v1/status');
+    const answer = await callServer(connectionOf(opts), 'GET', pathTo(ROUTES.status, {}));
     process.stdout.write(opts.json ? `${JSON.stringify(answer, null, 2)}\n` : statusText(answer));
   });
 

@@ -1,5 +1,6 @@
 // Every flag of `pkm server`, each also read from PKM_<FLAG> (see `flag`).
 import { Option } from 'commander';
+import { ROUTES } from './api/paths.js';
 
 /** `--max-keys-per-pod` is also read from PKM_MAX_KEYS_PER_POD. */
 export function flag(flags: string, description: string, defaultValue?: string): Option {
@@ -61,7 +62,10 @@ export function serverOptions(): Option[] {
       "check pods' projected ServiceAccount tokens with the Kubernetes TokenReview API",
     ),
     flag('--token-audience <audience>', 'the audience pod tokens must be for', 'pkm'),
-    flag('--public-assignments', '/assignments and /v1/assignments without a token'),
+    flag(
+      '--public-assignments',
+      `${ROUTES.assignmentsPage} and ${ROUTES.assignments} without a token`,
+    ),
     flag(
       '--webhook-client-ca <file>',
       "the deletion webhook answers only client certificates this CA signed (the API server's) and admin tokens",

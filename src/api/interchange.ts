@@ -5,6 +5,7 @@
 // twice.
 import { z } from 'zod';
 import { PkmError } from '../errors.js';
+import { podFields } from './pod-fields.js';
 import { PUBKEY } from './pubkey.js';
 
 /** Slashing protection a key carries (EIP-3076, minimal form): its highest slot and epochs. */
@@ -20,7 +21,7 @@ export type Protection = z.infer<typeof Protection>;
 const Uint = z.string().regex(/^\d+$/, 'a decimal string');
 const Root = z.string().regex(/^0x[0-9a-fA-F]{64}$/, '0x and 64 hex digits');
 
-const Interchange = z
+export const Interchange = z
   .object({
     metadata: z
       .object({ interchange_format_version: z.literal('5'), genesis_validators_root: Root })
@@ -41,7 +42,8 @@ const Interchange = z
         .passthrough(),
     ),
   })
-  .passthrough();
+  .passthrough()
+  .describe('EIP-3076 slashing-protection interchange, version 5');
 export type Interchange = z.infer<typeof Interchange>;
 
 /**
@@ -51,20 +53,30 @@ export type Interchange = z.infer<typeof Interchange>;
  *   - retired: it is never handed out again;
  *   - unknown: the store has no record of it.
  */
-export const IgnoredReason = z.enum(['not-held', 'conflict', 'retired', 'unknown']);
+export const IgnoredReason = z
+  .enum(['not-held', 'conflict', 'retired', 'unknown'])
+  .describe(
+    'not-held: another pod’s, or free; conflict: two pods ran it; retired; unknown: no such key',
+  );
 export type IgnoredReason = z.infer<typeof IgnoredReason>;
 export const IgnoredKey = z.object({ pubkey: z.string(), reason: IgnoredReason });
 export type IgnoredKey = z.infer<typeof IgnoredKey>;
 
 /**
- * The answer to an upload, as a client reads it. `pubkeys` lists the keys whose history was
- * stored; `ignored` is absent from servers older than per-key uploads (read as none ignored).
+ * The answer to an upload. `pubkeys` lists the keys whose history was stored; `ignored` is
+ * absent from servers older than per-key uploads (read as none ignored).
  */
-export const UploadAnswer = z.object({
-  pubkeys: z.array(z.string()),
-  ignored: z.array(IgnoredKey).default([]),
+export const ProtectionStored = z.object({
+  ...podFields,
+  pubkeys: z.array(z.string()).describe('keys whose history was stored (merged)'),
+  ignored: z
+    .array(IgnoredKey)
+    .default([])
+    .describe('keys the interchange lists whose history was not stored'),
 });
-export type UploadAnswer = z.infer<typeof UploadAnswer>;
+
+/** What `pkm release` keeps of that answer (and prints). */
+export type UploadAnswer = Pick<z.infer<typeof ProtectionStored>, 'pubkeys' | 'ignored'>;
 
 export function parseInterchange(json: unknown): Interchange {
   const parsed = Interchange.safeParse(json);

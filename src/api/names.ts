@@ -1,6 +1,7 @@
 // The Kubernetes name rules of the wire contract: pod names and namespaces (RFC 1123), and the
 // identity a pod has in the store (`name`, or `namespace/name` outside the default namespace).
 import { PkmError } from '../errors.js';
+import { type PodRoute, pathTo, podTemplates } from './paths.js';
 
 // Kubernetes object names for pods: an RFC 1123 DNS subdomain, at most 253 characters,
 // lowercase alphanumerics, '-' and '.', each label starting and ending alphanumeric (as apimachinery's IsDNS1123Subdomain).
@@ -48,18 +49,15 @@ export function podIdentity(namespace: string | undefined, name: string): string
   return namespace === undefined || namespace === DEFAULT_NAMESPACE ? name : `${namespace}/${name}`;
 }
 
-/** The routes under a pod: its keys, its heartbeat, its slashing-protection upload. */
-export type PodRoute = 'keys' | 'heartbeat' | 'slashing-protection';
-
 /**
  * The API path of one of a pod's routes, relative to the server's URL: the plain route for the
  * default namespace, the namespaced one otherwise (DESIGN.md "HTTP API").
  */
 export function podPath(namespace: string, name: string, route: PodRoute = 'keys'): string {
-  const pod = `pods/${encodeURIComponent(name)}/${route}`;
+  const [plain, namespaced] = podTemplates(route);
   return namespace === DEFAULT_NAMESPACE
-    ? `v1/${pod}`
-    : `v1/namespaces/${encodeURIComponent(namespace)}/${pod}`;
+    ? pathTo(plain, { pod: name })
+    : pathTo(namespaced, { namespace, pod: name });
 }
 
 /** The namespace an identity belongs to. */

@@ -6,5 +6,8 @@
 export const PUBKEY_HEX = '0x[0-9a-f]{96}';
 /** A pubkey as pkm writes it: lowercase. */
 export const PUBKEY = new RegExp(`^${PUBKEY_HEX}$`);
-/** A pubkey as a caller may send it: either case. */
-export const PUBKEY_ANY_CASE = new RegExp(`^${PUBKEY_HEX}$`, 'i');
+/**
+ * A pubkey as a caller may send it: either case. Spelled out rather than with the `i` flag, which
+ * a JSON Schema pattern (the OpenAPI document's) cannot carry.
+ */
+export const PUBKEY_ANY_CASE = /^0[xX][0-9a-fA-F]{96}$/;

@@ -5,7 +5,7 @@
 // server refuses (it does not record them as this pod's) are sent again at once with a proof
 // of possession each (possession.ts), which is what lets the server record them at all.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { z } from 'zod';
+import { HeartbeatAnswer } from '../api/heartbeat.js';
 import { podPath } from '../api/names.js';
 import { PkmError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -23,18 +23,6 @@ export interface AgentOptions
   > {
   readonly intervalMs: number;
 }
-
-const HeartbeatAnswer = z.object({
-  bootToken: z.string().min(1),
-  reclaimed: z.array(z.string()),
-  conflicts: z.array(z.string()),
-  unknown: z.array(z.string()),
-  /** Servers before reported keys answer without it. */
-  reported: z.array(z.string()).default([]),
-  /** Claims the server refused for want of a proof of possession. */
-  refused: z.array(z.string()).default([]),
-});
-type HeartbeatAnswer = z.infer<typeof HeartbeatAnswer>;
 
 export class Agent {
   private bootToken: string | undefined;

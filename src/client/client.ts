@@ -4,10 +4,9 @@
 // with a key that may be live elsewhere.
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { z } from 'zod';
-import { type Interchange, parseInterchange } from '../api/interchange.js';
+import type { Interchange } from '../api/interchange.js';
 import { podPath } from '../api/names.js';
-import { PUBKEY } from '../api/pubkey.js';
+import { AllocationAnswer } from '../api/pod-keys.js';
 import { PkmError } from '../errors.js';
 import { listFiles, readIfExists, writePrivateFile } from '../files.js';
 import type { KdfCosts } from '../keys/keystore.js';
@@ -36,18 +35,6 @@ export interface ClientSummary {
   /** Every file of the layout, relative to --out. */
   readonly files: string[];
 }
-
-const Allocation = z.object({
-  pod: z.string(),
-  keys: z.array(
-    z.object({
-      pubkey: z.string().regex(PUBKEY),
-      secretKey: z.string().regex(/^0x[0-9a-f]{64}$/),
-      path: z.string().optional(),
-      slashingProtection: z.unknown().optional(),
-    }),
-  ),
-});
 
 /** The keys as the server hands them: the secret, and any slashing protection to import first. */
 type HandedKey = PlainKey & { readonly protection?: Interchange };
@@ -80,7 +67,7 @@ async function requestKeys(opts: ClientOptions, log: Logger): Promise<HandedKey[
     () => callServer(connection(opts), 'POST', path, { count: opts.count }),
     { timeoutMs: opts.timeoutMs, log },
   );
-  const parsed = Allocation.safeParse(answer);
+  const parsed = AllocationAnswer.safeParse(answer);
   if (!parsed.success || parsed.data.pod !== opts.pod || parsed.data.keys.length !== opts.count) {
     throw new PkmError(
       'SERVER_FAILED',
@@ -91,9 +78,7 @@ async function requestKeys(opts: ClientOptions, log: Logger): Promise<HandedKey[
     pubkey: k.pubkey,
     secretKey: Uint8Array.from(Buffer.from(k.secretKey.slice(2), 'hex')),
     path: k.path ?? '',
-    ...(k.slashingProtection === undefined
-      ? {}
-      : { protection: parseInterchange(k.slashingProtection) }),
+    ...(k.slashingProtection === undefined ? {} : { protection: k.slashingProtection }),
   }));
 }
 

@@ -3,9 +3,9 @@
 // the history of the pod's own keys: released keys cool, then go to another pod, which must
 // get that history with them.
 import { readFile } from 'node:fs/promises';
-import { z } from 'zod';
-import { type IgnoredKey, UploadAnswer } from '../api/interchange.js';
+import { type IgnoredKey, ProtectionStored, type UploadAnswer } from '../api/interchange.js';
 import { podPath } from '../api/names.js';
+import { ReleasedAnswer } from '../api/pod-keys.js';
 import { PkmError } from '../errors.js';
 import { type ApiOptions, callServer } from './api.js';
 
@@ -16,12 +16,8 @@ export interface ReleaseTarget {
   readonly interchangeFile?: string | undefined;
 }
 
-/** The server's answer to a release: {namespace?, pod, released}. */
-const Released = z.object({ pod: z.string(), released: z.array(z.string()) }).passthrough();
-type Released = z.infer<typeof Released>;
-
 export interface ReleaseOutcome {
-  readonly released: Released;
+  readonly released: ReleasedAnswer;
   /** With an interchange: the keys whose history was stored, and those the server left out. */
   readonly protection?: UploadAnswer;
 }
@@ -58,15 +54,15 @@ export async function releasePod(
       podPath(target.namespace, target.pod, 'slashing-protection'),
       interchange,
     );
-    const parsed = UploadAnswer.safeParse(answer);
+    const parsed = ProtectionStored.safeParse(answer);
     if (!parsed.success)
       throw new PkmError(
         'SERVER_FAILED',
         'the server answered the upload without the pubkeys it stored: nothing released',
       );
-    protection = parsed.data;
+    protection = { pubkeys: parsed.data.pubkeys, ignored: parsed.data.ignored };
   }
-  const answer = Released.safeParse(await callServer(connection, 'DELETE', keysPath));
+  const answer = ReleasedAnswer.safeParse(await callServer(connection, 'DELETE', keysPath));
   if (!answer.success)
     throw new PkmError('SERVER_FAILED', 'the server answered the release without its keys');
   return { released: answer.data, ...(protection ? { protection } : {}) };

@@ -1,36 +1,16 @@
 // `pkm status`, for a terminal: the server's /v1/status in a few lines.
-import { z } from 'zod';
+import { type RecentEvent, StatusAnswer } from '../api/status.js';
 import { PkmError } from '../errors.js';
-
-const Recent = z.object({
-  at: z.string(),
-  pod: z.string().optional(),
-  pubkeys: z.array(z.string()),
-  detail: z.string().optional(),
-});
-const Status = z.object({
-  ready: z.boolean(),
-  notReady: z.string().optional(),
-  counts: z.record(z.string(), z.number()),
-  pool: z.object({
-    free: z.number(),
-    cooling: z.number(),
-    canCreate: z.boolean(),
-    healthy: z.boolean(),
-  }),
-  conflicts: z.array(Recent),
-  lastDeposits: z.array(Recent),
-});
 
 const short = (pubkey: string) => `${pubkey.slice(0, 10)}…${pubkey.slice(-6)}`;
 
-function recent(e: z.infer<typeof Recent>): string {
+function recent(e: RecentEvent): string {
   const who = e.pod === undefined ? '' : ` ${e.pod}`;
   return `${e.at}${who} ${e.pubkeys.map(short).join(' ')}${e.detail ? ` (${e.detail})` : ''}`;
 }
 
 export function statusText(answer: unknown): string {
-  const parsed = Status.safeParse(answer);
+  const parsed = StatusAnswer.safeParse(answer);
   if (!parsed.success) throw new PkmError('SERVER_FAILED', 'the server answered no status');
   const s = parsed.data;
   const { pods, total, ...states } = s.counts;

@@ -1,5 +1,6 @@
 // deposit_data.json: the deposit data of the store's keys, in the launchpad's format.
-import type { KeyRecord, StoredState } from '../store/records.js';
+import type { StoredState } from '../api/key-state.js';
+import type { KeyRecord } from '../store/records.js';
 import type { Store } from '../store/store.js';
 import { launchpadEntry } from './deposit-data.js';
 

@@ -2,15 +2,14 @@
 // the KEK in that file (kek-rotation.ts) while the server runs. The KEK travels as a file
 // path, never over HTTP. Restart with --kek-file pointing at the new file.
 import express, { Router } from 'express';
-import { z } from 'zod';
 import { rotateKek } from '../allocation/kek-rotation.js';
+import { KekRotationBody } from '../api/admin.js';
+import { ROUTES } from '../api/paths.js';
 import { PkmError } from '../errors.js';
 import { loadKek } from '../store/encryption.js';
 import { type Auth, callerOf, describeCaller, requireAdmin } from './auth.js';
 import type { AppDeps } from './deps.js';
 import { methodNotAllowed } from './http-errors.js';
-
-const RotationBody = z.object({ newKekFile: z.string().min(1).max(4096) }).strict();
 
 /** The new KEK, or INVALID_BODY naming the file: the caller's input, not the server's config. */
 async function readNewKek(file: string): Promise<Buffer> {
@@ -28,12 +27,12 @@ export function adminRoutes(
   const router = Router();
   let rotating = false;
   router
-    .route('/v1/admin/kek-rotation')
+    .route(ROUTES.kekRotation)
     .post(
       express.json({ limit: '4kb', strict: true, type: 'application/json' }),
       async (req, res) => {
         requireAdmin(deps.auth, res, 'KEK rotation');
-        const body = RotationBody.safeParse(req.body);
+        const body = KekRotationBody.safeParse(req.body);
         if (!body.success)
           throw new PkmError('INVALID_BODY', 'expected {"newKekFile": "/path/to/new/kek"}');
         if (rotating) throw new PkmError('ROTATION_IN_PROGRESS', 'a KEK rotation is running');

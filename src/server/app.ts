@@ -2,6 +2,7 @@
 // port 0 over a temp store with an injected clock.
 import { randomUUID } from 'node:crypto';
 import express, { type NextFunction, type Request, type Response } from 'express';
+import { ROUTES } from '../api/paths.js';
 import { PkmError } from '../errors.js';
 import { ProofVerifier } from '../keys/proof-verifier.js';
 import { VERSION } from '../version.js';
@@ -90,13 +91,13 @@ export function createApp(appDeps: AppDeps): express.Express {
   });
 
   app
-    .route('/healthz')
+    .route(ROUTES.health)
     .get((_req, res) => {
       res.json({ status: 'ok' });
     })
     .all(methodNotAllowed('GET'));
   app
-    .route('/readyz')
+    .route(ROUTES.ready)
     .get((_req, res) => {
       const notReady = readiness();
       if (notReady !== undefined) throw new PkmError('NOT_READY', notReady);
@@ -104,7 +105,7 @@ export function createApp(appDeps: AppDeps): express.Express {
     })
     .all(methodNotAllowed('GET'));
   app
-    .route('/metrics')
+    .route(ROUTES.metrics)
     .get(async (_req, res) => {
       res.setHeader('content-type', deps.metrics.registry.contentType);
       res.send(await deps.metrics.registry.metrics());
@@ -113,7 +114,7 @@ export function createApp(appDeps: AppDeps): express.Express {
 
   const api = JSON.stringify(openApiDocument(VERSION));
   app
-    .route('/openapi.json')
+    .route(ROUTES.openApi)
     .get((_req, res) => {
       res.type('application/json').send(api);
     })

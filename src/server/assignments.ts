@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { type Response, Router } from 'express';
 import { stateCounts } from '../allocation/counts.js';
+import { ROUTES } from '../api/paths.js';
 import { PkmError } from '../errors.js';
 import { type Auth, requireAdmin } from './auth.js';
 import type { AppDeps } from './deps.js';
@@ -66,9 +67,9 @@ export function assignmentsRoutes(
   });
 
   router
-    .route('/v1/assignments')
+    .route(ROUTES.assignments)
     .get(async (_req, res) => {
-      if (!deps.auth.publicAssignments) requireAdmin(deps.auth, res, '/v1/assignments');
+      if (!deps.auth.publicAssignments) requireAdmin(deps.auth, res, ROUTES.assignments);
       const out = new ChunkWriter(res.type('application/json'));
       await out.write(`{"counts":${JSON.stringify(await counts())},"pods":{`);
       let first = true;
@@ -82,12 +83,12 @@ export function assignmentsRoutes(
     .all(methodNotAllowed('GET'));
 
   router
-    .route('/assignments')
+    .route(ROUTES.assignmentsPage)
     .get(async (req, res) => {
       if (!deps.auth.publicAssignments) {
         // A browser asks for the admin token as a password (any user name).
         res.setHeader('www-authenticate', 'Basic realm="pkm", charset="UTF-8"');
-        requireAdmin(deps.auth, res, '/assignments');
+        requireAdmin(deps.auth, res, ROUTES.assignmentsPage);
         res.removeHeader('www-authenticate');
       }
       const query = queryText(req.query.q, 'q', 200);

@@ -1,9 +1,10 @@
 // GET /v1/deposits: deposit_data.json for the store's keys, filtered by ?pod= and ?state=.
 import { Router } from 'express';
+import { StoredState } from '../api/key-state.js';
 import { parsePodName } from '../api/names.js';
+import { ROUTES } from '../api/paths.js';
 import { depositEntries } from '../deposit/export.js';
 import { PkmError } from '../errors.js';
-import { StoredState } from '../store/records.js';
 import { type Auth, requireAdmin } from './auth.js';
 import type { AppDeps } from './deps.js';
 import { methodNotAllowed } from './http-errors.js';
@@ -11,7 +12,7 @@ import { methodNotAllowed } from './http-errors.js';
 export function depositRoutes(deps: Pick<AppDeps, 'store'> & { readonly auth: Auth }): Router {
   const router = Router();
   router
-    .route('/v1/deposits')
+    .route(ROUTES.deposits)
     .get(async (req, res) => {
       requireAdmin(deps.auth, res, 'deposit data');
       const { pod, state, ...rest } = req.query;

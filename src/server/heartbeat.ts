@@ -3,8 +3,8 @@
 // (keys/proof.ts), over the challenge this server answers with: its boot token, the pod's
 // `namespace/name`, the pubkey. Proofs are checked on a worker before the store is touched.
 import express, { Router } from 'express';
-import { z } from 'zod';
-import { PUBKEY_ANY_CASE } from '../api/pubkey.js';
+import { HeartbeatBody, MAX_REPORTED } from '../api/heartbeat.js';
+import { podTemplates } from '../api/paths.js';
 import { PkmError } from '../errors.js';
 import { proofMessage } from '../keys/proof.js';
 import type { ProofVerifier } from '../keys/proof-verifier.js';
@@ -15,8 +15,6 @@ import { methodNotAllowed } from './http-errors.js';
 import { podTarget, podUid, rateIdentity } from './pods.js';
 import { RateLimiter } from './rate-limit.js';
 
-const SIGNATURE = /^0x[0-9a-fA-F]{192}$/;
-const MAX_REPORTED = 4096;
 /**
  * A pod holds at most --max-keys-per-pod keys; a heartbeat may list four times that, room for
  * keys handed out under a higher limit before it was lowered. Each listed key is read under
@@ -25,14 +23,6 @@ const MAX_REPORTED = 4096;
 const REPORTED_PER_KEY_LIMIT = 4;
 /** Proofs one pod may have checked: --max-keys-per-pod at once, as many again per 10 minutes. */
 const PROOF_REFILL_MINUTES = 10;
-
-const HeartbeatBody = z
-  .object({
-    pubkeys: z.array(z.string().regex(PUBKEY_ANY_CASE)).max(MAX_REPORTED),
-    /** pubkey -> 0x-hex BLS signature over this server's challenge for that key. */
-    proofs: z.record(z.string().regex(PUBKEY_ANY_CASE), z.string().regex(SIGNATURE)).optional(),
-  })
-  .strict();
 
 export function heartbeatRoutes(
   deps: Pick<
@@ -56,7 +46,7 @@ export function heartbeatRoutes(
   );
   const json = express.json({ limit: '1mb', strict: true, type: 'application/json' });
   const bootToken = deps.bootToken;
-  for (const path of ['/v1/pods/:pod/heartbeat', '/v1/namespaces/:namespace/pods/:pod/heartbeat']) {
+  for (const path of podTemplates('heartbeat')) {
     router
       .route(path)
       .post(json, async (req, res) => {

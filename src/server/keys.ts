@@ -1,14 +1,14 @@
 // POST /v1/keys/{pubkey}/retire: a key is never handed out again.
 // GET /v1/events?since=&limit=: the audit log, oldest first, with the cursor for the next read.
 import express, { Router } from 'express';
-import { z } from 'zod';
+import { RetireBody } from '../api/admin.js';
+import { ROUTES } from '../api/paths.js';
 import { PUBKEY } from '../api/pubkey.js';
 import { PkmError } from '../errors.js';
 import { type Auth, callerOf, describeCaller, requireAdmin } from './auth.js';
 import type { AppDeps } from './deps.js';
 import { methodNotAllowed } from './http-errors.js';
 
-const RetireBody = z.object({ reason: z.string().max(200).optional() }).strict();
 const EVENTS_PAGE = 100;
 const MAX_EVENTS_PAGE = 1000;
 
@@ -25,7 +25,7 @@ export function keyRoutes(
 ): Router {
   const router = Router();
   router
-    .route('/v1/keys/:pubkey/retire')
+    .route(ROUTES.retireKey)
     .post(
       express.json({ limit: '4kb', strict: true, type: 'application/json' }),
       async (req, res) => {
@@ -48,7 +48,7 @@ export function keyRoutes(
     .all(methodNotAllowed('POST'));
 
   router
-    .route('/v1/events')
+    .route(ROUTES.events)
     .get(async (req, res) => {
       requireAdmin(deps.auth, res, 'the events log');
       const since = whole(req.query.since, 'since', 0, Number.MAX_SAFE_INTEGER);

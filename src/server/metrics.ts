@@ -3,7 +3,7 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
 import type { AllocationOutcome } from '../allocation/allocator.js';
 import type { StateCounts } from '../allocation/counts.js';
 import type { DepositOutcome } from '../allocation/depositor.js';
-import { StoredState } from '../store/records.js';
+import { StoredState } from '../api/key-state.js';
 
 /** `refused`: the caller may not report deletions (403, nothing read or changed). */
 export type WebhookOutcome = 'released' | 'ignored' | 'dry-run' | 'error' | 'refused';

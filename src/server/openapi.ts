@@ -2,10 +2,13 @@
 // from the code table in errors.ts, so a code's status here is the status the server sends.
 // test/server/openapi.test.ts checks that every express route is here and every route here
 // answers.
+import { MAX_POD_NAME } from '../api/names.js';
+import { openApiPath, type PodRoute, podTemplates, ROUTES } from '../api/paths.js';
 import { type ErrorCode, statusOf } from '../errors.js';
 import { PUBKEY, ref, SCHEMAS, type Schema } from './openapi-schemas.js';
 
-type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+/** The document's JSON; a generated schema is any JSON object. */
+type Json = null | boolean | number | string | Json[] | { [key: string]: Json } | Schema;
 const json = (schema: Schema) => ({ 'application/json': { schema } });
 
 /** The error responses of a route, grouped by the status each code has in errors.ts. */
@@ -48,17 +51,23 @@ const BODY: ErrorCode[] = [
 const podToken = [{ podToken: [] }, { adminToken: [] }];
 const adminToken = [{ adminToken: [] }];
 
-/** The operations on one pod's keys, for /v1/pods/{pod}/… and /v1/namespaces/{namespace}/pods/{pod}/…. */
-function podPaths(prefix: string, namespaced: boolean): Record<string, Json> {
+/** The operations on one pod's keys, for /v1/pods/{pod}/… (plain) and /v1/namespaces/{namespace}/pods/{pod}/…. */
+function podPaths(namespaced: boolean): Record<string, Json> {
+  const path = (route: PodRoute) => openApiPath(podTemplates(route)[namespaced ? 1 : 0]);
   const params: Json[] = [
     ...(namespaced
       ? [{ name: 'namespace', in: 'path', required: true, schema: { type: 'string' } }]
       : []),
-    { name: 'pod', in: 'path', required: true, schema: { type: 'string', maxLength: 253 } },
+    {
+      name: 'pod',
+      in: 'path',
+      required: true,
+      schema: { type: 'string', maxLength: MAX_POD_NAME },
+    },
   ];
   const where = namespaced ? 'in {namespace}' : 'in the default namespace';
   return {
-    [`${prefix}/keys`]: {
+    [path('keys')]: {
       parameters: params,
       post: {
         summary: `Allocate keys to a pod ${where} (its own keys again, then free ones, then new ones)`,
@@ -94,7 +103,7 @@ function podPaths(prefix: string, namespaced: boolean): Record<string, Json> {
         responses: { ...ok('The released pubkeys', ref('Released')), ...errors(POD) },
       },
     },
-    [`${prefix}/heartbeat`]: {
+    [path('heartbeat')]: {
       parameters: params,
       post: {
         summary:
@@ -107,7 +116,7 @@ function podPaths(prefix: string, namespaced: boolean): Record<string, Json> {
         },
       },
     },
-    [`${prefix}/slashing-protection`]: {
+    [path('slashing-protection')]: {
       parameters: params,
       post: {
         summary: "Upload the pod's EIP-3076 slashing-protection history for its keys",
@@ -155,11 +164,11 @@ export function openApiDocument(version: string): Schema {
     },
     servers: [{ url: '/' }],
     paths: {
-      '/healthz': probe('Liveness: the process answers'),
-      '/readyz': probe('Readiness: the store is open, not draining, the funder can pay', [
+      [ROUTES.health]: probe('Liveness: the process answers'),
+      [ROUTES.ready]: probe('Readiness: the store is open, not draining, the funder can pay', [
         'NOT_READY',
       ]),
-      '/metrics': {
+      [ROUTES.metrics]: {
         get: {
           summary: 'Prometheus metrics',
           security: [],
@@ -169,29 +178,29 @@ export function openApiDocument(version: string): Schema {
           },
         },
       },
-      '/openapi.json': {
+      [ROUTES.openApi]: {
         get: {
           summary: 'This document',
           security: [],
           responses: { ...ok('OpenAPI 3.1', { type: 'object' }), ...errors([]) },
         },
       },
-      ...podPaths('/v1/pods/{pod}', false),
-      ...podPaths('/v1/namespaces/{namespace}/pods/{pod}', true),
-      '/v1/assignments': {
+      ...podPaths(false),
+      ...podPaths(true),
+      [ROUTES.assignments]: {
         get: {
           summary: 'Counts per state, and which pod holds which pubkeys',
           security: [...adminToken, {}],
           responses: { ...ok('Assignments', ref('Assignments')), ...errors(AUTH) },
         },
       },
-      '/assignments': {
+      [ROUTES.assignmentsPage]: {
         get: {
           summary: 'The assignments page (HTML): totals, filter, paginated table',
           security: [...adminToken, { adminBasic: [] }, {}],
           parameters: [
             { name: 'q', in: 'query', schema: { type: 'string', maxLength: 200 } },
-            { name: 'after', in: 'query', schema: { type: 'string', maxLength: 253 } },
+            { name: 'after', in: 'query', schema: { type: 'string', maxLength: MAX_POD_NAME } },
             { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 10000 } },
           ],
           responses: {
@@ -200,14 +209,14 @@ export function openApiDocument(version: string): Schema {
           },
         },
       },
-      '/v1/status': {
+      [ROUTES.status]: {
         get: {
           summary: 'For operators (pkm status): counts, pool health, recent conflicts and deposits',
           security: adminToken,
           responses: { ...ok('Status', ref('Status')), ...errors(AUTH) },
         },
       },
-      '/v1/deposits': {
+      [ROUTES.deposits]: {
         get: {
           summary: 'Deposit data (launchpad deposit_data.json format)',
           security: adminToken,
@@ -221,7 +230,7 @@ export function openApiDocument(version: string): Schema {
           },
         },
       },
-      '/v1/events': {
+      [ROUTES.events]: {
         get: {
           summary: 'The audit log, oldest first',
           security: adminToken,
@@ -235,22 +244,19 @@ export function openApiDocument(version: string): Schema {
           },
         },
       },
-      '/v1/keys/{pubkey}/retire': {
+      [openApiPath(ROUTES.retireKey)]: {
         parameters: [{ name: 'pubkey', in: 'path', required: true, schema: PUBKEY }],
         post: {
           summary: 'Retire a key: it is never handed out again',
           security: adminToken,
           requestBody: { required: false, content: json(ref('RetireRequest')) },
           responses: {
-            ...ok("The key's new state", {
-              type: 'object',
-              properties: { pubkey: PUBKEY, state: ref('KeyState') },
-            }),
+            ...ok("The key's new state", ref('RetiredKey')),
             ...errors([...AUTH, ...BODY, 'INVALID_PUBKEY', 'KEY_NOT_FOUND', 'KEY_BUSY']),
           },
         },
       },
-      '/v1/admin/kek-rotation': {
+      [ROUTES.kekRotation]: {
         post: {
           summary: 'Re-encrypt every secret under the KEK in a file on the server',
           security: adminToken,
@@ -261,14 +267,14 @@ export function openApiDocument(version: string): Schema {
           },
         },
       },
-      '/v1/webhooks/pod-deletion': {
+      [ROUTES.podDeletionWebhook]: {
         post: {
           summary:
             "Validating admission webhook for DELETE of pods (always allowed; releases the pod's keys)",
           security: [{ apiServerCertificate: [] }, ...adminToken, {}],
           requestBody: { required: true, content: json(ref('AdmissionReview')) },
           responses: {
-            ...ok('allowed: true, with the request uid', ref('AdmissionReview')),
+            ...ok('allowed: true, with the request uid', ref('AdmissionReviewAnswer')),
             ...errors(['INVALID_REVIEW', 'FORBIDDEN', 'INVALID_TOKEN', ...BODY]),
           },
         },

@@ -1,6 +1,7 @@
 // The /assignments page: HTML written in chunks as the pods are read, a page of pods at a
 // time. It only ever sees public keys; secrets never reach this module.
 import type { StateCounts } from '../allocation/counts.js';
+import { ROUTES } from '../api/paths.js';
 
 const ESCAPES: Record<string, string> = {
   '&': '&amp;',
@@ -70,9 +71,9 @@ export function pageHead(h: PageHead): string {
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>pkm · key assignments</title><style nonce="${h.nonce}">${STYLE}</style></head><body>
 <h1>Key assignments</h1>
-<p class="sub">Which pod holds which validator public keys, as of <time datetime="${new Date(h.now).toISOString()}">${new Date(h.now).toISOString()}</time>. Also as <a href="/v1/assignments">JSON</a>; every change is in the <a href="/v1/events">audit log</a>.</p>
+<p class="sub">Which pod holds which validator public keys, as of <time datetime="${new Date(h.now).toISOString()}">${new Date(h.now).toISOString()}</time>. Also as <a href="${ROUTES.assignments}">JSON</a>; every change is in the <a href="${ROUTES.events}">audit log</a>.</p>
 <ul class="totals">${tile('free', c.free, 'free')}${tile('allocated', c.allocated, 'allocated')}${tile('cooling', c.cooling, 'cooling')}${tile('fenced', c.fenced, 'fenced (cooling, stop not confirmed)')}${tile('retired', c.retired, 'retired')}${tile('depositing', c.depositing, 'depositing')}${tile('deposit-failed', c['deposit-failed'], 'deposit failed')}${tile('conflict', c.conflict, 'in conflict')}${tile('reported', c.reported, 'reported, unknown to the store')}${tile('pods', c.pods, 'pods')}${tile('total', c.total, 'keys in all')}</ul>
-<form method="get" action="/assignments" role="search">
+<form method="get" action="${ROUTES.assignmentsPage}" role="search">
 <label for="q">Filter</label><input id="q" name="q" value="${escapeHtml(h.query)}" placeholder="pod name, or pubkey prefix 0x…" autocomplete="off" spellcheck="false">
 <button type="submit">Search all pods</button></form>
 <table id="pods"><colgroup><col class="pod"><col class="count"><col class="beat"><col></colgroup><thead><tr><th scope="col">Pod</th><th scope="col">Keys</th><th scope="col">Last heartbeat (UTC)</th><th scope="col">Public keys</th></tr></thead><tbody>
@@ -104,7 +105,7 @@ export function pageFoot(f: PageFoot): string {
   const next =
     f.nextAfter === undefined
       ? ''
-      : ` · <a id="next" href="/assignments?${escapeHtml(params(f.nextAfter).toString())}">next ${f.limit} pods →</a>`;
+      : ` · <a id="next" href="${ROUTES.assignmentsPage}?${escapeHtml(params(f.nextAfter).toString())}">next ${f.limit} pods →</a>`;
   return `</tbody></table>
 <p id="none"${f.shown > 0 ? ' hidden' : ''}>No pod matches.</p>
 <nav>Showing <span id="shown">${f.shown}</span> pods${next}</nav>

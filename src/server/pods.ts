@@ -1,10 +1,11 @@
 // Allocate, read and release one pod's keys:
 //   /v1/namespaces/{namespace}/pods/{pod}/keys, and /v1/pods/{pod}/keys for the default namespace.
 import express, { type Request, type Response, Router } from 'express';
-import { z } from 'zod';
 import type { RootAuthority } from '../allocation/protection.js';
 import { type IgnoredKey, toInterchange } from '../api/interchange.js';
 import { DEFAULT_NAMESPACE, parseNamespace, parsePodName, podIdentity } from '../api/names.js';
+import { podTemplates } from '../api/paths.js';
+import { AllocateBody } from '../api/pod-keys.js';
 import { PkmError } from '../errors.js';
 import { toHex } from '../keys/bls.js';
 import { type Auth, type Caller, callerOf, describeCaller, requirePod } from './auth.js';
@@ -37,7 +38,6 @@ export function rateIdentity(caller: Caller, pod: string): string {
   return caller.kind === 'anonymous' ? `pod:${pod}` : describeCaller(caller);
 }
 
-const AllocateBody = z.object({ count: z.number() }).strict();
 /** Bodies here are tiny ({"count":n}); anything larger is refused before it is parsed. */
 export const BODY_LIMIT = '16kb';
 /** A full-history EIP-3076 file for a pod's keys. */
@@ -79,7 +79,7 @@ export function podRoutes(
 
   const target = (req: Request, res: Response) => podTarget(deps, req, res);
 
-  for (const path of ['/v1/pods/:pod/keys', '/v1/namespaces/:namespace/pods/:pod/keys']) {
+  for (const path of podTemplates('keys')) {
     router
       .route(path)
       .post(json, async (req, res) => {
@@ -134,10 +134,7 @@ export function podRoutes(
     strict: true,
     type: 'application/json',
   });
-  for (const path of [
-    '/v1/pods/:pod/slashing-protection',
-    '/v1/namespaces/:namespace/pods/:pod/slashing-protection',
-  ]) {
+  for (const path of podTemplates('slashing-protection')) {
     router
       .route(path)
       .post(interchangeJson, async (req, res) => {

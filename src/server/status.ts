@@ -2,6 +2,7 @@
 // serve the next pod, recent conflicts and deposits (from the audit log), and readiness.
 import { Router } from 'express';
 import { stateCounts } from '../allocation/counts.js';
+import { ROUTES } from '../api/paths.js';
 import type { AuditEvent } from '../store/audit.js';
 import { type Auth, requireAdmin } from './auth.js';
 import type { AppDeps } from './deps.js';
@@ -24,7 +25,7 @@ export function statusRoutes(
 ): Router {
   const router = Router();
   router
-    .route('/v1/status')
+    .route(ROUTES.status)
     .get(async (_req, res) => {
       requireAdmin(deps.auth, res, 'the status');
       const notReady = deps.readiness();

@@ -12,11 +12,12 @@
 // Who may send one is checked before the body is read (apiServerOnly, below).
 import { TLSSocket } from 'node:tls';
 import express, { type NextFunction, type Request, type Response, Router } from 'express';
-import { z } from 'zod';
 import type { StopProof } from '../allocation/allocator.js';
+import { type AdmissionAnswer, type AdmissionRequest, AdmissionReview } from '../api/admission.js';
 import { parseNamespace, parsePodName, podIdentity } from '../api/names.js';
+import { ROUTES } from '../api/paths.js';
 import { PkmError } from '../errors.js';
-import { knownStopped, PodViewSchema } from '../kube/pod-view.js';
+import { knownStopped } from '../kube/pod-view.js';
 import { type Auth, callerOf, describeCaller } from './auth.js';
 import type { AppDeps } from './deps.js';
 import { methodNotAllowed } from './http-errors.js';
@@ -24,49 +25,6 @@ import type { WebhookOutcome } from './metrics.js';
 
 /** Reviews carry the whole old pod; Kubernetes objects stay well under this. */
 const REVIEW_LIMIT = '3mb';
-
-const Meta = z
-  .object({
-    name: z.string().optional(),
-    namespace: z.string().optional(),
-    uid: z.string().optional(),
-  })
-  .passthrough();
-/** meta.k8s.io/v1 DeleteOptions, as the review's `options` carries them for a DELETE. */
-const DeleteOptions = z
-  .object({ gracePeriodSeconds: z.number().int().min(0).nullable().optional() })
-  .passthrough();
-/** authentication.k8s.io/v1 UserInfo: who asked for the deletion. */
-const UserInfo = z
-  .object({
-    username: z.string().min(1),
-    uid: z.string().optional(),
-    groups: z.array(z.string()).optional(),
-  })
-  .passthrough();
-const Review = z
-  .object({
-    apiVersion: z.literal('admission.k8s.io/v1'),
-    kind: z.literal('AdmissionReview'),
-    request: z
-      .object({
-        uid: z.string().min(1),
-        kind: z.object({ group: z.string(), version: z.string(), kind: z.string() }).passthrough(),
-        operation: z.string(),
-        name: z.string().optional(),
-        namespace: z.string().optional(),
-        dryRun: z.boolean().optional(),
-        userInfo: UserInfo,
-        options: DeleteOptions.nullable().optional(),
-        oldObject: PodViewSchema.extend({
-          metadata: Meta.extend({ deletionTimestamp: z.string().nullable().optional() }).optional(),
-        })
-          .nullable()
-          .optional(),
-      })
-      .passthrough(),
-  })
-  .passthrough();
 
 type WebhookDeps = Pick<
   AppDeps,
@@ -76,12 +34,12 @@ type WebhookDeps = Pick<
 export function webhookRoutes(deps: WebhookDeps): Router {
   const router = Router();
   router
-    .route('/v1/webhooks/pod-deletion')
+    .route(ROUTES.podDeletionWebhook)
     .post(
       apiServerOnly(deps),
       express.json({ limit: REVIEW_LIMIT, strict: true, type: 'application/json' }),
       async (req, res) => {
-        const parsed = Review.safeParse(req.body);
+        const parsed = AdmissionReview.safeParse(req.body);
         if (!parsed.success) {
           throw new PkmError(
             'INVALID_REVIEW',
@@ -89,7 +47,7 @@ export function webhookRoutes(deps: WebhookDeps): Router {
           );
         }
         const { request } = parsed.data;
-        const answer = {
+        const answer: AdmissionAnswer = {
           apiVersion: 'admission.k8s.io/v1',
           kind: 'AdmissionReview',
           response: { uid: request.uid, allowed: true },
@@ -104,7 +62,7 @@ export function webhookRoutes(deps: WebhookDeps): Router {
 }
 
 async function review(
-  request: z.infer<typeof Review>['request'],
+  request: AdmissionRequest,
   deps: Pick<AppDeps, 'allocator' | 'log' | 'namespaces'>,
 ): Promise<WebhookOutcome> {
   if (request.operation !== 'DELETE' || request.kind.kind !== 'Pod' || request.kind.group !== '')
@@ -150,7 +108,7 @@ async function review(
 }
 
 /** What a DELETE review proves about the pod's containers (see the top of this file). */
-function stopOf(request: z.infer<typeof Review>['request']): StopProof {
+function stopOf(request: AdmissionRequest): StopProof {
   const old = request.oldObject;
   if (old && knownStopped(old)) return 'confirmed';
   if (request.options?.gracePeriodSeconds !== 0) return 'unconfirmed';

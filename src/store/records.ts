@@ -1,29 +1,10 @@
 // The shapes kept in the store, and their one codec each (JSON, checked on the way in and out).
 import { z } from 'zod';
 import { Protection } from '../api/interchange.js';
+import { StoredState } from '../api/key-state.js';
 import { PUBKEY } from '../api/pubkey.js';
 import { DepositRecord } from '../deposit/deposit-data.js';
 import { PkmError } from '../errors.js';
-
-/** A key's state as stored. A `cooling` key whose reuse delay has passed counts as free. */
-export const StoredState = z.enum([
-  'free',
-  'allocated',
-  'cooling',
-  'retired',
-  /** A deposit transaction was signed and recorded; its receipt is awaited. */
-  'depositing',
-  /** The deposit reverted or could not be sent: kept, for an operator to retry or retire. */
-  'deposit-failed',
-  /** Two pods run it (a heartbeat said so): never handed out until an operator resolves it. */
-  'conflict',
-  /**
-   * A pod reported running it, and the store had no record of it (lost with an older copy of
-   * the store, say): held by that pod, never handed out, flagged for an operator. A key derived
-   * from the mnemonic keeps its secret; any other is known by its pubkey only.
-   */
-  'reported',
-]);
 
 /**
  * How a cooling key's last holder stopped (DESIGN.md "Safety rules"):
@@ -34,7 +15,6 @@ export const StoredState = z.enum([
  */
 export const CoolingStop = z.enum(['confirmed', 'unconfirmed', 'fenced']);
 export type CoolingStop = z.infer<typeof CoolingStop>;
-export type StoredState = z.infer<typeof StoredState>;
 
 const NEVER_HANDED_OUT: ReadonlySet<string> = new Set(['reported', 'conflict', 'retired']);
 

@@ -1,7 +1,9 @@
 // The LevelDB store: reads by key or by short index ranges, and every change as one atomic
 // batch across buckets (keys, indexes, pod records and counters move together or not at all).
+
 import { mkdir } from 'node:fs/promises';
 import { Level } from 'level';
+import type { StoredState } from '../api/key-state.js';
 import { PkmError } from '../errors.js';
 import {
   type AuditEvent,
@@ -23,7 +25,6 @@ import {
   keyRecordCodec,
   type PodRecord,
   podRecordCodec,
-  type StoredState,
 } from './records.js';
 import { openSchema } from './schema.js';
 import type { SecretCodec } from './secret-codec.js';
