@@ -118,7 +118,7 @@ export class PkmError extends Error {
 }
 
 /** Every code, in the table's order (the OpenAPI document lists them all). */
-export const ERROR_CODES = Object.keys(TABLE) as ErrorCode[];
+export const ERROR_CODES: readonly ErrorCode[] = Object.keys(TABLE).filter(isErrorCode);
 
 export function isErrorCode(value: unknown): value is ErrorCode {
   return typeof value === 'string' && Object.hasOwn(TABLE, value);
@@ -132,4 +132,16 @@ export function statusOf(code: ErrorCode): number {
 export function toPkmError(err: unknown): PkmError {
   if (err instanceof PkmError) return err;
   return new PkmError('INTERNAL', 'internal error', { cause: err });
+}
+
+/** The message of anything thrown, for the text of a coded error or a log line. */
+export function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** The errno code of a failed system call (ENOENT, EACCES, ECONNREFUSED...), if it has one. */
+export function errnoOf(err: unknown): string | undefined {
+  return typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string'
+    ? err.code
+    : undefined;
 }

@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join, relative, sep } from 'node:path';
-import { PkmError } from './errors.js';
+import { errnoOf, PkmError } from './errors.js';
 
 /** Creates `dir` and any missing parents as 0700 (whatever the umask); leaves existing ones. */
 export async function mkdirPrivate(dir: string): Promise<void> {
@@ -37,7 +37,7 @@ export async function readIfExists(path: string): Promise<string | undefined> {
   try {
     return await readFile(path, 'utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    if (errnoOf(err) === 'ENOENT') return undefined;
     throw err;
   }
 }
@@ -48,7 +48,7 @@ export async function listFiles(root: string, dir: string): Promise<string[]> {
   try {
     entries = await readdir(join(root, dir), { recursive: true });
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    if (errnoOf(err) === 'ENOENT') return [];
     throw err;
   }
   return entries.map((e) =>
@@ -66,7 +66,7 @@ export async function readSecretFile(path: string, flag: string): Promise<string
   try {
     return (await readFile(path, 'utf8')).replace(/\r?\n$/, '');
   } catch (err) {
-    const reason = (err as NodeJS.ErrnoException).code ?? 'unreadable';
+    const reason = errnoOf(err) ?? 'unreadable';
     throw new PkmError(
       'INVALID_CONFIG',
       `--${flag} names a file that cannot be read (${reason}): ${path}, e.g. --${flag} /etc/pkm/secret`,

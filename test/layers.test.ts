@@ -16,9 +16,6 @@ const FORBIDDEN: Record<string, readonly string[]> = {
   beacon: ['allocation', 'server', 'client', 'store', 'kube'],
 };
 
-/** Today's imports that run back up: file -> imported file, both relative to src/. */
-const KNOWN_DEBTS = new Set([]);
-
 async function sources(dir: string): Promise<string[]> {
   const out: string[] = [];
   for (const entry of await readdir(dir, { withFileTypes: true })) {

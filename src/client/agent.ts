@@ -7,7 +7,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { HeartbeatAnswer } from '../api/heartbeat.js';
 import { podPath } from '../api/names.js';
-import { PkmError } from '../errors.js';
+import { messageOf, PkmError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { callServer } from './api.js';
 import { connection, existingKeys } from './client.js';
@@ -83,7 +83,7 @@ export class Agent {
       try {
         await this.beat();
       } catch (err) {
-        this.log.warn({ err: (err as Error).message }, 'heartbeat failed');
+        this.log.warn({ err: messageOf(err) }, 'heartbeat failed');
       }
       // stop() aborts the wait: that rejection is the signal to end, not an error.
       await sleep(this.opts.intervalMs, undefined, { signal: this.abort.signal }).catch(

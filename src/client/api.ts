@@ -2,7 +2,7 @@
 import { readFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { ExitCode, isErrorCode, PkmError } from '../errors.js';
+import { ExitCode, errnoOf, isErrorCode, PkmError } from '../errors.js';
 
 export interface ApiOptions {
   readonly server: URL;
@@ -26,7 +26,7 @@ async function readOptional(
     return fallback === undefined ? undefined : await readFile(fallback);
   } catch (err) {
     if (path === undefined) return undefined; // the default path: no token mounted
-    const code = (err as NodeJS.ErrnoException).code ?? 'unreadable';
+    const code = errnoOf(err) ?? 'unreadable';
     throw new PkmError('INVALID_CONFIG', `--${flag} ${path} cannot be read (${code})`);
   }
 }
@@ -96,7 +96,7 @@ export async function callServer(
     res = await send(url, method, payload, opts, headers, ca);
   } catch (cause) {
     const reason = cause instanceof Error ? cause.message : String(cause);
-    const code = (cause as NodeJS.ErrnoException).code ?? '';
+    const code = errnoOf(cause) ?? '';
     if (UNTRUSTED.test(code))
       throw new PkmError(
         'SERVER_UNTRUSTED',

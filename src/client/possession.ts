@@ -3,6 +3,7 @@
 // the agent opens that key's keystore in --out with the password beside it and signs the
 // server's challenge. The secret lives only for the signature and is wiped after it.
 import { join } from 'node:path';
+import { messageOf } from '../errors.js';
 import { readSecretFile } from '../files.js';
 import { decryptKeystore } from '../keys/keystore.js';
 import { proofMessage, signProof } from '../keys/proof.js';
@@ -48,7 +49,7 @@ export async function signPossession(
         secretKey.fill(0);
       }
     } catch (err) {
-      failed.push({ pubkey, reason: (err as Error).message });
+      failed.push({ pubkey, reason: messageOf(err) });
     }
   }
   return { proofs, failed };

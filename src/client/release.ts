@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { type IgnoredKey, ProtectionStored, type UploadAnswer } from '../api/interchange.js';
 import { podPath } from '../api/names.js';
 import { ReleasedAnswer } from '../api/pod-keys.js';
-import { PkmError } from '../errors.js';
+import { messageOf, PkmError } from '../errors.js';
 import { type ApiOptions, callServer } from './api.js';
 
 export interface ReleaseTarget {
@@ -28,7 +28,7 @@ async function readInterchange(file: string): Promise<unknown> {
   } catch (err) {
     throw new PkmError(
       'INVALID_INTERCHANGE',
-      `--interchange ${file} is not a readable JSON file: ${(err as Error).message}`,
+      `--interchange ${file} is not a readable JSON file: ${messageOf(err)}`,
     );
   }
 }

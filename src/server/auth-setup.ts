@@ -1,6 +1,6 @@
 // The server's Auth from its flags: admin tokens from --auth-token-file, pod tokens through
 // TokenReview (--token-review), and the warnings an operator must see at every start.
-import { PkmError } from '../errors.js';
+import { messageOf, PkmError } from '../errors.js';
 import { readSecretFile } from '../files.js';
 import { KubeTokenReviewer } from '../kube/token-review.js';
 import { loadKubeConfig } from '../kube/watcher.js';
@@ -25,7 +25,7 @@ export async function openAuth(config: ServerConfig, log: Logger): Promise<Auth>
     } catch (err) {
       throw new PkmError(
         'INVALID_CONFIG',
-        `--token-review needs the in-cluster service account or --kubeconfig: ${(err as Error).message}`,
+        `--token-review needs the in-cluster service account or --kubeconfig: ${messageOf(err)}`,
       );
     }
   }

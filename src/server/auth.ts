@@ -102,21 +102,22 @@ function basicPassword(encoded: string): string | undefined {
   return colon < 0 ? undefined : text.slice(colon + 1);
 }
 
-/** Puts the caller in res.locals.caller; a token that is presented must be valid (401). */
+/** Who made each request in flight, as `authenticate` found (typed, unlike res.locals). */
+const callers = new WeakMap<Response, Caller>();
+
+/** Notes the request's caller; a token that is presented must be valid (401). */
 export function authenticate(auth: Auth) {
   return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
-    res.locals.caller = auth.enabled
-      ? await auth.identify(req.get('authorization'))
-      : ({ kind: 'anonymous' } satisfies Caller);
+    callers.set(
+      res,
+      auth.enabled ? await auth.identify(req.get('authorization')) : { kind: 'anonymous' },
+    );
     next();
   };
 }
 
 export function callerOf(res: Response): Caller {
-  const caller: unknown = res.locals.caller;
-  return typeof caller === 'object' && caller !== null && 'kind' in caller
-    ? (caller as Caller)
-    : { kind: 'anonymous' };
+  return callers.get(res) ?? { kind: 'anonymous' };
 }
 
 /** How a caller is named in logs: never the token itself. */

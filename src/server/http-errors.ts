@@ -44,7 +44,7 @@ export function methodNotAllowed(...allowed: string[]) {
 
 export function errorHandler(log: Logger) {
   return (raw: unknown, req: Request, res: Response, _next: NextFunction): void => {
-    const type = (raw as { type?: unknown } | null)?.type;
+    const type = typeof raw === 'object' && raw !== null && 'type' in raw ? raw.type : undefined;
     const mapper = typeof type === 'string' ? BODY_ERRORS[type] : undefined;
     const err = mapper && raw instanceof Error ? mapper(raw) : toPkmError(raw);
     if (err.code === 'INTERNAL')

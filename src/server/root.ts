@@ -14,7 +14,7 @@ import type { BeaconChain } from '../allocation/protection.js';
 import type { BeaconGate } from '../beacon/liveness.js';
 import { type Clock, type Monotonic, systemClock, systemMonotonic } from '../clock.js';
 import { type DepositConfig, type DepositRecord, makeDeposit } from '../deposit/deposit-data.js';
-import { PkmError } from '../errors.js';
+import { messageOf, PkmError } from '../errors.js';
 import type { NewKey } from '../keys/bls.js';
 import { ProofVerifier } from '../keys/proof-verifier.js';
 import { type KeySource, randomKeySource } from '../keys/source.js';
@@ -47,8 +47,6 @@ export interface BenchmarkOnlyOptions {
    */
   readonly unsyncedStore?: boolean;
 }
-
-const reason = (err: unknown) => (err instanceof Error ? err.message : String(err));
 
 export async function startServer(
   config: ServerConfig,
@@ -130,7 +128,7 @@ export async function startServer(
       );
       teardown.push(() => watcher.stop());
       await watcher.start().catch((err: unknown) => {
-        throw new PkmError('INVALID_CONFIG', `--kube: cannot list pods: ${reason(err)}`, {
+        throw new PkmError('INVALID_CONFIG', `--kube: cannot list pods: ${messageOf(err)}`, {
           cause: err,
         });
       });
@@ -185,7 +183,7 @@ async function listen(
   } catch (err) {
     throw new PkmError(
       'INVALID_CONFIG',
-      `cannot listen on --listen ${config.listen.host}:${config.listen.port}: ${reason(err)}`,
+      `cannot listen on --listen ${config.listen.host}:${config.listen.port}: ${messageOf(err)}`,
     );
   }
 }

@@ -8,7 +8,7 @@ import type { RequestListener } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import { dirname } from 'node:path';
 import { createSecureContext, type TLSSocket } from 'node:tls';
-import { PkmError } from '../errors.js';
+import { messageOf, PkmError } from '../errors.js';
 import type { Logger } from '../log.js';
 
 export interface TlsFiles {
@@ -33,7 +33,7 @@ async function readMaterial(files: TlsFiles): Promise<Material> {
   } catch (err) {
     throw new PkmError(
       'INVALID_CONFIG',
-      `cannot read --tls-cert, --tls-key or --webhook-client-ca: ${(err as Error).message}`,
+      `cannot read --tls-cert, --tls-key or --webhook-client-ca: ${messageOf(err)}`,
     );
   }
 }
@@ -49,7 +49,7 @@ export async function checkTlsFiles(files: TlsFiles): Promise<void> {
   } catch (err) {
     throw new PkmError(
       'INVALID_CONFIG',
-      `--tls-cert, --tls-key or --webhook-client-ca do not make a TLS context: ${(err as Error).message}`,
+      `--tls-cert, --tls-key or --webhook-client-ca do not make a TLS context: ${messageOf(err)}`,
     );
   }
 }

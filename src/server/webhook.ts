@@ -16,7 +16,7 @@ import type { StopProof } from '../allocation/allocator.js';
 import { type AdmissionAnswer, type AdmissionRequest, AdmissionReview } from '../api/admission.js';
 import { parseNamespace, parsePodName, podIdentity } from '../api/names.js';
 import { ROUTES } from '../api/paths.js';
-import { PkmError } from '../errors.js';
+import { messageOf, PkmError } from '../errors.js';
 import { knownStopped } from '../kube/pod-view.js';
 import { type Auth, callerOf, describeCaller } from './auth.js';
 import type { AppDeps } from './deps.js';
@@ -76,10 +76,7 @@ async function review(
     name = parsePodName(rawName);
     namespace = parseNamespace(rawNamespace);
   } catch (err) {
-    throw new PkmError(
-      'INVALID_REVIEW',
-      `the review names no valid pod: ${(err as Error).message}`,
-    );
+    throw new PkmError('INVALID_REVIEW', `the review names no valid pod: ${messageOf(err)}`);
   }
   const served = deps.namespaces ?? [];
   if (served.length > 0 && !served.includes(namespace)) return 'ignored';

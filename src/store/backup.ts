@@ -10,7 +10,7 @@ import { open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { Level } from 'level';
 import { z } from 'zod';
-import { PkmError } from '../errors.js';
+import { errnoOf, PkmError } from '../errors.js';
 import { writePrivateFile } from '../files.js';
 import { MetaKey } from './buckets.js';
 import { checkStore } from './check.js';
@@ -112,7 +112,7 @@ async function isEmptyDir(dir: string): Promise<boolean> {
   try {
     return (await readdir(dir)).length === 0;
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return true;
+    if (errnoOf(err) === 'ENOENT') return true;
     throw err;
   }
 }
@@ -134,7 +134,7 @@ export async function restoreStore(
   } catch (err) {
     throw new PkmError(
       'INVALID_CONFIG',
-      `--from ${from} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
+      `--from ${from} cannot be read (${errnoOf(err) ?? 'error'})`,
     );
   }
   const { header, entries } = parseBackup(text, from);

@@ -5,7 +5,7 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PkmError } from '../errors.js';
+import { errnoOf, PkmError } from '../errors.js';
 import { readIfExists, writePrivateFile } from '../files.js';
 import type { SealedSecret } from './records.js';
 import type { SecretCodec } from './secret-codec.js';
@@ -56,7 +56,7 @@ export async function loadKek(
     } catch (err) {
       throw new PkmError(
         'INVALID_CONFIG',
-        `--kek-file ${kekFile} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
+        `--kek-file ${kekFile} cannot be read (${errnoOf(err) ?? 'error'})`,
       );
     }
     return { kek: parseKek(text, `--kek-file ${kekFile}`), generated: false };
