@@ -10,7 +10,12 @@
 import { PkmError } from '../errors.js';
 import { MetaKey } from '../store/buckets.js';
 import { kekId, newDataKey, wrapDataKey } from '../store/encryption.js';
-import { type NextDataKey, readRotation } from '../store/encryption-setup.js';
+import {
+  dataKeyCodec,
+  type NextDataKey,
+  nextDataKeyCodec,
+  readRotation,
+} from '../store/encryption-setup.js';
 import type { KeyRecord } from '../store/records.js';
 import type { KeyChange, Store } from '../store/store.js';
 import type { GroupCommitter } from './group-commit.js';
@@ -77,7 +82,7 @@ export async function rotateKek(
         pods: [],
         meta: [
           [MetaKey.targetKekId, target],
-          [MetaKey.nextDataKey, JSON.stringify(next)],
+          [MetaKey.nextDataKey, nextDataKeyCodec.encode(next)],
         ],
         events: [{ at: now(opts), type: 'kek-rotation', pubkeys: [], detail: `begin ${target}` }],
       });
@@ -157,7 +162,7 @@ async function migrate(
       keys: changes,
       pods: [],
       meta: [
-        [MetaKey.dataKey, JSON.stringify(state.next.current)],
+        [MetaKey.dataKey, dataKeyCodec.encode(state.next.current)],
         [MetaKey.migratedKekId, target],
         [MetaKey.nextDataKey, undefined],
       ],

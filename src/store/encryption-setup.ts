@@ -36,18 +36,31 @@ export interface RotationState {
 const WrappedKeySchema = z.object({ kek: z.string(), data: z.string() });
 const NextDataKeySchema = z.object({ current: WrappedKeySchema, previous: WrappedKeySchema });
 
-/** A stored value checked against its shape: a damaged store is STORE_CORRUPT, never a cast. */
-function parseJson<T>(text: string, what: string, schema: z.ZodType<T>): T {
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    throw new PkmError('STORE_CORRUPT', `the stored ${what} is not JSON`);
-  }
-  const parsed = schema.safeParse(json);
-  if (!parsed.success) throw new PkmError('STORE_CORRUPT', `the stored ${what} is malformed`);
-  return parsed.data;
+/**
+ * A meta value's codec: JSON of the schema's shape, both ways. A damaged stored value is
+ * STORE_CORRUPT, never a cast.
+ */
+function jsonCodec<T>(what: string, schema: z.ZodType<T>) {
+  return {
+    encode: (value: T): string => JSON.stringify(schema.parse(value)),
+    decode(text: string): T {
+      let json: unknown;
+      try {
+        json = JSON.parse(text);
+      } catch {
+        throw new PkmError('STORE_CORRUPT', `the stored ${what} is not JSON`);
+      }
+      const parsed = schema.safeParse(json);
+      if (!parsed.success) throw new PkmError('STORE_CORRUPT', `the stored ${what} is malformed`);
+      return parsed.data;
+    },
+  };
 }
+
+/** meta `data-key`: the data key, wrapped by the KEK it names. */
+export const dataKeyCodec = jsonCodec('data key', WrappedKeySchema);
+/** meta `next-data-key`: both data keys of an unfinished rotation, wrapped by the new KEK. */
+export const nextDataKeyCodec = jsonCodec('next data key', NextDataKeySchema);
 
 export async function readRotation(
   get: (key: string) => Promise<string | undefined>,
@@ -58,10 +71,10 @@ export async function readRotation(
   const migrated = await get(MetaKey.migratedKekId);
   const next = await get(MetaKey.nextDataKey);
   return {
-    current: parseJson(stored, 'data key', WrappedKeySchema).kek,
+    current: dataKeyCodec.decode(stored).kek,
     target,
     migrated,
-    next: next === undefined ? undefined : parseJson(next, 'next data key', NextDataKeySchema),
+    next: next === undefined ? undefined : nextDataKeyCodec.decode(next),
   };
 }
 
@@ -80,11 +93,11 @@ export async function openSecrets(
   if (stored === undefined) {
     const dek = newDataKey();
     // Synced: records sealed with this data key are durable only if the key itself is.
-    const value = JSON.stringify(wrapDataKey(dek, kek));
+    const value = dataKeyCodec.encode(wrapDataKey(dek, kek));
     await db.batch([{ type: 'put', sublevel: meta, key: MetaKey.dataKey, value }], SYNCED);
     return new KeyRing(kekId(kek), dek);
   }
-  const wrapped = parseJson(stored, 'data key', WrappedKeySchema);
+  const wrapped = dataKeyCodec.decode(stored);
   const given = [kek, ...extraKeks];
   const byId = (id: string | undefined) => given.find((k) => kekId(k) === id);
   const state = await readRotation((key) => meta.get(key));

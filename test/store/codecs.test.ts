@@ -1,0 +1,220 @@
+// Every codec of the store, round-tripped over generated values (fast-check): what is written
+// reads back equal, whatever the state, the optional fields or the numbers, and the encoded
+// form of what the codec refuses to write never reaches the store.
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { type AuditEvent, decodeEvent, encodeEvent } from '../../src/store/audit.js';
+import { parseTimeIndexKey, timeIndexKey } from '../../src/store/buckets.js';
+import { gcmCodec, kekId } from '../../src/store/encryption.js';
+import { dataKeyCodec, nextDataKeyCodec } from '../../src/store/encryption-setup.js';
+import {
+  type Counts,
+  countsCodec,
+  HISTORY_LIMIT,
+  type KeyRecord,
+  keyRecordCodec,
+  type PodRecord,
+  podRecordCodec,
+} from '../../src/store/records.js';
+
+const RUNS = { numRuns: 200 };
+
+const hex = (bytes: number) =>
+  fc.uint8Array({ minLength: bytes, maxLength: bytes }).map((b) => Buffer.from(b).toString('hex'));
+const pubkey = hex(48).map((h) => `0x${h}`);
+const ms = fc.nat({ max: 2 ** 45 });
+const name = fc.stringMatching(/^[a-z0-9]([-a-z0-9.]{0,20}[a-z0-9])?$/);
+
+/** What every record may carry, whatever its state. */
+const common = fc.record(
+  {
+    pubkey,
+    since: ms,
+    createdAt: ms,
+    secret: fc.record(
+      { alg: fc.constant('aes-256-gcm'), data: hex(60), kek: hex(8) },
+      { requiredKeys: ['alg', 'data'] },
+    ),
+    path: fc.nat({ max: 10_000 }).map((i) => `m/12381/3600/${i}/0/0`),
+    deposit: fc.record({
+      pubkey: hex(48).map((h) => `0x${h}`),
+      withdrawalCredentials: hex(32).map((h) => `0x${h}`),
+      amount: fc.integer({ min: 1, max: 2048 * 10 ** 9 }),
+      signature: hex(96).map((h) => `0x${h}`),
+      depositMessageRoot: hex(32).map((h) => `0x${h}`),
+      depositDataRoot: hex(32).map((h) => `0x${h}`),
+      forkVersion: hex(4).map((h) => `0x${h}`),
+      networkName: fc.constantFrom('mainnet', 'hoodi', 'sepolia'),
+    }),
+    protection: fc.record(
+      { lastBlockSlot: ms, lastSourceEpoch: ms, lastTargetEpoch: ms },
+      { requiredKeys: [] },
+    ),
+    history: fc.array(
+      fc.record(
+        {
+          at: ms,
+          event: fc.constantFrom('created', 'allocated', 'released', 'fenced', 'reported'),
+          pod: name,
+        },
+        { requiredKeys: ['at', 'event'] },
+      ),
+      { maxLength: HISTORY_LIMIT },
+    ),
+  },
+  { requiredKeys: ['pubkey', 'since', 'createdAt', 'secret', 'history'] },
+);
+
+/** The fields one state asks for, and no others (records.ts's refinements). */
+const byState: fc.Arbitrary<Partial<KeyRecord> & Pick<KeyRecord, 'state'>> = fc.oneof(
+  fc.constantFrom('free', 'retired', 'conflict').map((state) => ({ state })),
+  name.map((pod) => ({ state: 'allocated' as const, pod })),
+  name.map((pod) => ({ state: 'reported' as const, pod })),
+  fc.record(
+    {
+      state: fc.constant('cooling' as const),
+      pod: name,
+      stop: fc.constantFrom('confirmed', 'unconfirmed', 'fenced'),
+      uid: fc.uuid(),
+    },
+    { requiredKeys: ['state', 'pod'] },
+  ),
+  fc.constant({ state: 'cooling' as const, stop: 'fenced' as const }),
+  fc.record({
+    state: fc.constant('depositing' as const),
+    tx: fc.record({
+      hash: hex(32).map((h) => `0x${h}`),
+      nonce: fc.nat(),
+      raw: hex(120).map((h) => `0x${h}`),
+      sentAt: ms,
+    }),
+  }),
+  fc.record({ state: fc.constant('deposit-failed' as const), depositError: fc.string() }),
+);
+
+const keyRecord: fc.Arbitrary<KeyRecord> = fc
+  .tuple(common, byState)
+  .map(([base, state]) => ({ ...base, ...state }));
+
+const podRecord: fc.Arbitrary<PodRecord> = fc.record(
+  {
+    keys: fc.array(pubkey, { maxLength: 4 }),
+    cooling: fc.array(pubkey, { maxLength: 4 }),
+    reported: fc.array(pubkey, { maxLength: 4 }),
+    since: ms,
+    uid: fc.uuid(),
+    pastUids: fc.array(fc.uuid(), { maxLength: 8 }),
+  },
+  { requiredKeys: ['keys', 'cooling', 'since'] },
+);
+
+const count = fc.nat({ max: 1_000_000 });
+const counts: fc.Arbitrary<Counts> = fc.record({
+  free: count,
+  allocated: count,
+  cooling: count,
+  retired: count,
+  depositing: count,
+  'deposit-failed': count,
+  conflict: count,
+  reported: count,
+  fenced: count,
+  pods: count,
+});
+
+const auditEvent: fc.Arbitrary<AuditEvent> = fc.record(
+  {
+    seq: fc.nat(),
+    at: ms,
+    type: fc.constantFrom('allocate', 'release', 'fence', 'kek-rotation', 'skip'),
+    pod: name,
+    pubkeys: fc.array(pubkey, { maxLength: 3 }),
+    detail: fc.string(),
+  },
+  { requiredKeys: ['seq', 'at', 'type', 'pubkeys'] },
+);
+
+const wrappedKey = fc.record({ kek: hex(8), data: hex(60) });
+
+describe('store codecs round-trip', () => {
+  it('key records, in every state, with every optional field present or not', () => {
+    fc.assert(
+      fc.property(keyRecord, (r) => {
+        expect(keyRecordCodec.decode(keyRecordCodec.encode(r))).toEqual(r);
+      }),
+      RUNS,
+    );
+  });
+
+  it('pod records', () => {
+    fc.assert(
+      fc.property(podRecord, (p) => {
+        expect(podRecordCodec.decode(podRecordCodec.encode(p))).toEqual(p);
+      }),
+      RUNS,
+    );
+  });
+
+  it('the counters', () => {
+    fc.assert(
+      fc.property(counts, (c) => {
+        expect(countsCodec.decode(countsCodec.encode(c))).toEqual(c);
+      }),
+      RUNS,
+    );
+  });
+
+  it('audit events', () => {
+    fc.assert(
+      fc.property(auditEvent, (e) => {
+        expect(decodeEvent(encodeEvent(e))).toEqual(e);
+      }),
+      RUNS,
+    );
+  });
+
+  it('time index keys, in the order of time then pubkey', () => {
+    fc.assert(
+      fc.property(ms, pubkey, ms, pubkey, (t1, pk1, t2, pk2) => {
+        const a = timeIndexKey(t1, pk1);
+        const b = timeIndexKey(t2, pk2);
+        expect(parseTimeIndexKey(a)).toEqual({ since: t1, pubkey: pk1 });
+        const order = t1 - t2 || (pk1 < pk2 ? -1 : pk1 > pk2 ? 1 : 0);
+        expect(Math.sign(a < b ? -1 : a > b ? 1 : 0)).toBe(Math.sign(order));
+      }),
+      RUNS,
+    );
+  });
+
+  it('the wrapped data keys in meta', () => {
+    fc.assert(
+      fc.property(wrappedKey, wrappedKey, (current, previous) => {
+        expect(dataKeyCodec.decode(dataKeyCodec.encode(current))).toEqual(current);
+        const next = { current, previous };
+        expect(nextDataKeyCodec.decode(nextDataKeyCodec.encode(next))).toEqual(next);
+      }),
+      RUNS,
+    );
+    expect(() => dataKeyCodec.decode('{"kek":1}')).toThrow(
+      expect.objectContaining({ code: 'STORE_CORRUPT' }),
+    );
+  });
+
+  it('sealed secrets: they open under their own pubkey only', () => {
+    const dek = Buffer.alloc(32, 9);
+    const codec = gcmCodec(dek, kekId(Buffer.alloc(32, 3)));
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ minLength: 32, maxLength: 32 }),
+        pubkey,
+        pubkey,
+        (s, pk, other) => {
+          const sealed = codec.seal(s, pk);
+          expect(codec.open(sealed, pk)).toEqual(s);
+          if (other !== pk) expect(() => codec.open(sealed, other)).toThrow();
+        },
+      ),
+      { numRuns: 50 },
+    );
+  });
+});
