@@ -149,7 +149,7 @@ const probe = (summary: string, extra: ErrorCode[] = []) => ({
     summary,
     security: [],
     responses: {
-      ...ok('OK', { type: 'object', properties: { status: { type: 'string' } } }),
+      ...ok('OK', ref('Probe')),
       ...errors(extra),
     },
   },
