@@ -10,10 +10,12 @@ import {
 } from './admin.js';
 import { AdmissionAnswer, AdmissionReview } from './admission.js';
 import { DepositEntry } from './deposits.js';
+import { ErrorAnswer, ErrorCodeSchema } from './error.js';
 import { HeartbeatAnswer, HeartbeatBody } from './heartbeat.js';
 import { Interchange, ProtectionStored } from './interchange.js';
 import { StoredState } from './key-state.js';
 import { AllocateBody, AllocationAnswer, PodKeysAnswer, ReleasedAnswer } from './pod-keys.js';
+import { ProbeAnswer } from './probe.js';
 import { AssignmentsAnswer, RecentEvent, StatusAnswer } from './status.js';
 
 /** What callers send, by component name: documented as the server reads it (io: input). */
@@ -46,8 +48,12 @@ export const ANSWERS = {
   KekRotation: KekRotationAnswer,
   AdmissionReviewAnswer: AdmissionAnswer,
   KeyState: StoredState,
+  Probe: ProbeAnswer,
   // An answer carries an interchange (with a key that moves): referred to, not repeated.
   Interchange,
+  // Every error, whatever the route: the responses narrow the code for each status.
+  Error: ErrorAnswer,
+  ErrorCode: ErrorCodeSchema,
 };
 
 export type JsonSchema = Record<string, unknown>;

@@ -1,5 +1,6 @@
 // The Kubernetes name rules of the wire contract: pod names and namespaces (RFC 1123), and the
 // identity a pod has in the store (`name`, or `namespace/name` outside the default namespace).
+import { z } from 'zod';
 import { PkmError } from '../errors.js';
 import { type PodRoute, pathTo, podTemplates } from './paths.js';
 
@@ -9,19 +10,24 @@ const LABEL = '[a-z0-9](?:[-a-z0-9]*[a-z0-9])?';
 const SUBDOMAIN = new RegExp(`^${LABEL}(?:\\.${LABEL})*$`);
 export const MAX_POD_NAME = 253;
 
+/** Whether raw is a Kubernetes pod name. */
+export function isPodName(raw: unknown): raw is string {
+  return (
+    typeof raw === 'string' && raw.length > 0 && raw.length <= MAX_POD_NAME && SUBDOMAIN.test(raw)
+  );
+}
+
+/** Why raw is refused as a pod name (INVALID_POD_NAME), showing at most 64 characters of it. */
+export function podNameRefusal(raw: unknown): string {
+  const shown = typeof raw === 'string' ? JSON.stringify(raw.slice(0, 64)) : 'none';
+  return `pod name ${shown} is not a Kubernetes pod name (RFC 1123 subdomain: lowercase a-z, 0-9, '-' and '.', at most ${MAX_POD_NAME} characters)`;
+}
+
+/** A pod name as the OpenAPI document states it: the same rule as isPodName. */
+export const PodName = z.string().min(1).max(MAX_POD_NAME).regex(SUBDOMAIN);
+
 export function parsePodName(raw: unknown): string {
-  if (
-    typeof raw !== 'string' ||
-    raw.length === 0 ||
-    raw.length > MAX_POD_NAME ||
-    !SUBDOMAIN.test(raw)
-  ) {
-    const shown = typeof raw === 'string' ? JSON.stringify(raw.slice(0, 64)) : 'none';
-    throw new PkmError(
-      'INVALID_POD_NAME',
-      `pod name ${shown} is not a Kubernetes pod name (RFC 1123 subdomain: lowercase a-z, 0-9, '-' and '.', at most ${MAX_POD_NAME} characters)`,
-    );
-  }
+  if (!isPodName(raw)) throw new PkmError('INVALID_POD_NAME', podNameRefusal(raw));
   return raw;
 }
 

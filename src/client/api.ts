@@ -2,7 +2,8 @@
 import { readFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { ExitCode, errnoOf, isErrorCode, PkmError } from '../errors.js';
+import { ErrorReading } from '../api/error.js';
+import { ExitCode, errnoOf, PkmError } from '../errors.js';
 
 export interface ApiOptions {
   readonly server: URL;
@@ -113,12 +114,11 @@ export async function callServer(
     json = undefined; // not JSON: told apart below by its status alone
   }
   if (res.status >= 200 && res.status < 300 && json !== undefined) return json;
-  const err = (json as { error?: { code?: unknown; message?: unknown } } | undefined)?.error;
-  const message =
-    typeof err?.message === 'string' ? err.message : `HTTP ${res.status} from ${url.origin}`;
+  const err = ErrorReading.safeParse(json).data?.error;
+  const message = err?.message ?? `HTTP ${res.status} from ${url.origin}`;
   const retry = Number(res.retryAfter);
   const refused = res.status >= 400 && res.status < 500;
-  const code = isErrorCode(err?.code) ? err.code : refused ? 'SERVER_REFUSED' : 'SERVER_FAILED';
+  const code = err?.code ?? (refused ? 'SERVER_REFUSED' : 'SERVER_FAILED');
   throw new PkmError(code, `server: ${message}`, {
     ...(Number.isFinite(retry) && retry > 0 ? { retryAfter: retry } : {}),
     // Whatever its code, a 4xx is the server's refusal (exit 3); the same check failing

@@ -3,6 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { ROUTES } from '../api/paths.js';
+import type { ProbeAnswer } from '../api/probe.js';
 import { PkmError } from '../errors.js';
 import { ProofVerifier } from '../keys/proof-verifier.js';
 import { VERSION } from '../version.js';
@@ -93,7 +94,8 @@ export function createApp(appDeps: AppDeps): express.Express {
   app
     .route(ROUTES.health)
     .get((_req, res) => {
-      res.json({ status: 'ok' });
+      const alive: ProbeAnswer = { status: 'ok' };
+      res.json(alive);
     })
     .all(methodNotAllowed('GET'));
   app
@@ -101,7 +103,8 @@ export function createApp(appDeps: AppDeps): express.Express {
     .get((_req, res) => {
       const notReady = readiness();
       if (notReady !== undefined) throw new PkmError('NOT_READY', notReady);
-      res.json({ status: 'ready' });
+      const ready: ProbeAnswer = { status: 'ready' };
+      res.json(ready);
     })
     .all(methodNotAllowed('GET'));
   app

@@ -5,15 +5,13 @@ import { once } from 'node:events';
 import { type Response, Router } from 'express';
 import { stateCounts } from '../allocation/counts.js';
 import { ROUTES } from '../api/paths.js';
-import { PkmError } from '../errors.js';
+import { PageQuery, parseQuery } from '../api/queries.js';
 import { type Auth, requireAdmin } from './auth.js';
 import type { AppDeps } from './deps.js';
 import { methodNotAllowed } from './http-errors.js';
 import { pageFoot, pageHead, podRow } from './page.js';
 
 const CHUNK = 64 * 1024;
-export const PAGE_SIZE = 500;
-export const MAX_PAGE_SIZE = 10_000;
 
 /** Buffers small writes into chunks and waits for the socket when it is full. */
 class ChunkWriter {
@@ -42,17 +40,6 @@ export function podMatcher(query: string): (name: string, pubkeys: readonly stri
   const hex = /^(0x)?[0-9a-f]+$/.test(q) ? (q.startsWith('0x') ? q : `0x${q}`) : undefined;
   return (name, pubkeys) =>
     name.includes(q) || (hex !== undefined && pubkeys.some((k) => k.startsWith(hex)));
-}
-
-function queryText(value: unknown, name: string, maxLength: number): string {
-  if (value === undefined) return '';
-  if (typeof value !== 'string' || value.length > maxLength) {
-    throw new PkmError(
-      'INVALID_QUERY',
-      `query parameter ${name} must be one string of at most ${maxLength} characters`,
-    );
-  }
-  return value;
 }
 
 export function assignmentsRoutes(
@@ -91,16 +78,7 @@ export function assignmentsRoutes(
         requireAdmin(deps.auth, res, ROUTES.assignmentsPage);
         res.removeHeader('www-authenticate');
       }
-      const query = queryText(req.query.q, 'q', 200);
-      const after = queryText(req.query.after, 'after', 253);
-      const limitText = queryText(req.query.limit, 'limit', 6);
-      const limit = limitText === '' ? PAGE_SIZE : Number(limitText);
-      if (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_PAGE_SIZE) {
-        throw new PkmError(
-          'INVALID_QUERY',
-          `query parameter limit must be from 1 to ${MAX_PAGE_SIZE}`,
-        );
-      }
+      const { q: query, after, limit } = parseQuery(PageQuery, req.query);
       const nonce = randomBytes(16).toString('base64');
       res.setHeader(
         'content-security-policy',

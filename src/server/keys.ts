@@ -4,21 +4,11 @@ import express, { Router } from 'express';
 import { RetireBody } from '../api/admin.js';
 import { ROUTES } from '../api/paths.js';
 import { PUBKEY } from '../api/pubkey.js';
+import { EventsQuery, parseQuery } from '../api/queries.js';
 import { PkmError } from '../errors.js';
 import { type Auth, callerOf, describeCaller, requireAdmin } from './auth.js';
 import type { AppDeps } from './deps.js';
 import { methodNotAllowed } from './http-errors.js';
-
-const EVENTS_PAGE = 100;
-const MAX_EVENTS_PAGE = 1000;
-
-function whole(value: unknown, name: string, fallback: number, max: number): number {
-  if (value === undefined) return fallback;
-  const n = typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : Number.NaN;
-  if (!Number.isSafeInteger(n) || n > max)
-    throw new PkmError('INVALID_QUERY', `${name} must be a whole number up to ${max}`);
-  return n;
-}
 
 export function keyRoutes(
   deps: Pick<AppDeps, 'allocator' | 'store' | 'log'> & { readonly auth: Auth },
@@ -51,9 +41,9 @@ export function keyRoutes(
     .route(ROUTES.events)
     .get(async (req, res) => {
       requireAdmin(deps.auth, res, 'the events log');
-      const since = whole(req.query.since, 'since', 0, Number.MAX_SAFE_INTEGER);
-      const limit = Math.max(1, whole(req.query.limit, 'limit', EVENTS_PAGE, MAX_EVENTS_PAGE));
-      const events = await deps.store.events(since, limit);
+      const { since, limit } = parseQuery(EventsQuery, req.query);
+      // As before, 0 reads as 1 rather than being refused (the document says so).
+      const events = await deps.store.events(since, Math.max(1, limit));
       const last = events.at(-1);
       res.json({ events, next: last === undefined ? since : last.seq + 1 });
     })

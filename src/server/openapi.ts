@@ -3,7 +3,9 @@
 // test/server/openapi.test.ts checks that every express route is here and every route here
 // answers.
 import { MAX_POD_NAME } from '../api/names.js';
+import { queryParameters } from '../api/parameters.js';
 import { openApiPath, type PodRoute, podTemplates, ROUTES } from '../api/paths.js';
+import { QUERIES } from '../api/queries.js';
 import { type ErrorCode, statusOf } from '../errors.js';
 import { PUBKEY, ref, SCHEMAS, type Schema } from './openapi-schemas.js';
 
@@ -147,7 +149,7 @@ const probe = (summary: string, extra: ErrorCode[] = []) => ({
     summary,
     security: [],
     responses: {
-      ...ok('OK', { type: 'object', properties: { status: { type: 'string' } } }),
+      ...ok('OK', ref('Probe')),
       ...errors(extra),
     },
   },
@@ -198,11 +200,7 @@ export function openApiDocument(version: string): Schema {
         get: {
           summary: 'The assignments page (HTML): totals, filter, paginated table',
           security: [...adminToken, { adminBasic: [] }, {}],
-          parameters: [
-            { name: 'q', in: 'query', schema: { type: 'string', maxLength: 200 } },
-            { name: 'after', in: 'query', schema: { type: 'string', maxLength: MAX_POD_NAME } },
-            { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 10000 } },
-          ],
+          parameters: queryParameters(QUERIES[ROUTES.assignmentsPage]),
           responses: {
             ...ok('HTML page', { type: 'string' }, 'text/html'),
             ...errors([...AUTH, 'INVALID_QUERY']),
@@ -220,10 +218,7 @@ export function openApiDocument(version: string): Schema {
         get: {
           summary: 'Deposit data (launchpad deposit_data.json format)',
           security: adminToken,
-          parameters: [
-            { name: 'pod', in: 'query', schema: { type: 'string' } },
-            { name: 'state', in: 'query', schema: ref('KeyState') },
-          ],
+          parameters: queryParameters(QUERIES[ROUTES.deposits]),
           responses: {
             ...ok('Deposit entries', { type: 'array', items: ref('DepositEntry') }),
             ...errors([...AUTH, 'INVALID_QUERY', 'INVALID_POD_NAME']),
@@ -234,10 +229,7 @@ export function openApiDocument(version: string): Schema {
         get: {
           summary: 'The audit log, oldest first',
           security: adminToken,
-          parameters: [
-            { name: 'since', in: 'query', schema: { type: 'integer', minimum: 0 } },
-            { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 1000 } },
-          ],
+          parameters: queryParameters(QUERIES[ROUTES.events]),
           responses: {
             ...ok('Events, and the cursor for the next read', ref('Events')),
             ...errors([...AUTH, 'INVALID_QUERY']),

@@ -4,10 +4,13 @@ import { describe, expect, it } from 'vitest';
 import { KekRotationBody, RetireBody } from '../../src/api/admin.js';
 import { AdmissionReview } from '../../src/api/admission.js';
 import { ANSWERS, BODIES, componentSchemas } from '../../src/api/components.js';
+import { ErrorAnswer, ErrorReading } from '../../src/api/error.js';
 import { HeartbeatAnswer, HeartbeatBody } from '../../src/api/heartbeat.js';
 import { ProtectionStored } from '../../src/api/interchange.js';
 import { AllocateBody, AllocationAnswer, ReleasedAnswer } from '../../src/api/pod-keys.js';
+import { ProbeAnswer } from '../../src/api/probe.js';
 import { StatusAnswer } from '../../src/api/status.js';
+import { ERROR_CODES, PkmError } from '../../src/errors.js';
 import { openApiDocument } from '../../src/server/openapi.js';
 
 const pubkey = `0x${'ab'.repeat(48)}`;
@@ -45,6 +48,8 @@ const SAMPLES: Array<[string, { parse(v: unknown): unknown }, unknown]> = [
     },
   ],
   ['release', ReleasedAnswer, { pod: 'v-0', released: [pubkey] }],
+  ['error', ErrorAnswer, new PkmError('NOT_READY', 'draining').toJSON()],
+  ['probe answer', ProbeAnswer, { status: 'ready' }],
   [
     'upload answer',
     ProtectionStored,
@@ -107,6 +112,24 @@ describe('api/ schemas', () => {
     expect(KekRotationBody.safeParse({ newKekFile: 'f', extra: 1 }).success).toBe(false);
   });
 
+  it('an error answer reads field by field: an unknown code keeps its message', () => {
+    const read = (v: unknown) => ErrorReading.safeParse(v).data?.error;
+    expect(read({ error: { code: 'NOT_READY', message: 'm' } })).toEqual({
+      code: 'NOT_READY',
+      message: 'm',
+    });
+    expect(read({ error: { code: 'FROM_THE_FUTURE', message: 'm' } })).toEqual({ message: 'm' });
+    expect(read({ error: { code: 'NOT_READY', message: 7 } })).toEqual({ code: 'NOT_READY' });
+    expect([read(undefined), read('busy'), read({ error: 'x' })]).toEqual([
+      undefined,
+      undefined,
+      undefined,
+    ]);
+    expect(
+      ErrorAnswer.safeParse({ error: { code: 'FROM_THE_FUTURE', message: 'm' } }).success,
+    ).toBe(false);
+  });
+
   it("answers from older servers read with today's defaults", () => {
     const old = HeartbeatAnswer.parse({
       bootToken: 't',
@@ -124,12 +147,34 @@ describe('the OpenAPI components', () => {
   const schemas = (openApiDocument('test') as { components: { schemas: Record<string, unknown> } })
     .components.schemas;
 
-  it('are exactly the generated ones, beside the error shape from errors.ts', () => {
-    const { ErrorCode: _code, Error: _error, ...rest } = schemas;
-    expect(rest).toEqual(componentSchemas());
-    expect(Object.keys(rest).sort()).toEqual(
+  it('are exactly the generated ones, the error shape among them', () => {
+    expect(schemas).toEqual(componentSchemas());
+    expect(Object.keys(schemas).sort()).toEqual(
       [...new Set([...Object.keys(BODIES), ...Object.keys(ANSWERS)])].sort(),
     );
+  });
+
+  it('state the error envelope with every code of errors.ts, by reference', () => {
+    expect(schemas.ErrorCode).toEqual({
+      type: 'string',
+      enum: ERROR_CODES,
+      description: 'Every code; CLI-only codes never come from the server',
+    });
+    expect(schemas.Error).toMatchObject({
+      type: 'object',
+      required: ['error'],
+      properties: {
+        error: {
+          type: 'object',
+          required: ['code', 'message'],
+          properties: {
+            code: { $ref: '#/components/schemas/ErrorCode' },
+            message: { type: 'string' },
+          },
+        },
+      },
+    });
+    expect(schemas.Probe).toMatchObject({ properties: { status: { enum: ['ok', 'ready'] } } });
   });
 
   it('keep what the zod schemas say beyond types: limits, patterns, enums, descriptions', () => {
