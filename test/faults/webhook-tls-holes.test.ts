@@ -87,8 +87,13 @@ async function rotatedServer() {
   const rotate = async () => {
     await writeFile(caFile, await readFile(newApi.ca));
     process.emit('SIGHUP');
-    // Until the server answers a fresh connection with the old certificate no more.
-    await until(async () => (await post(s.url, false, oldApi, review())).status === 403);
+    // Until the server answers a fresh connection with the old certificate no more. The probe
+    // is an UPDATE review, which releases nothing: a deletion review sent while the reload is
+    // still on its way (a loaded machine) would release the very keys the tests then count.
+    await until(
+      async () =>
+        (await post(s.url, false, oldApi, review({ operation: 'UPDATE' }))).status === 403,
+    );
   };
   const heldKeys = async () =>
     (
