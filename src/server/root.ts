@@ -22,6 +22,7 @@ import { loadKubeConfig, PodWatcher } from '../kube/watcher.js';
 import type { Logger } from '../log.js';
 import { kekLoader } from '../store/encryption.js';
 import { Store } from '../store/store.js';
+import { allocatorAlerts } from './alerts.js';
 import { createApp } from './app.js';
 import type { Auth } from './auth.js';
 import { openAuth } from './auth-setup.js';
@@ -254,49 +255,9 @@ export function composeApp(deps: ServiceDeps) {
     keySource: deps.keySource ?? randomKeySource,
     ...(deps.deposits ? { makeDeposit: depositMaker(deps.deposits) } : {}),
     config: deps.config,
-    onAllocated: (o) => metrics.onAllocated(o),
-    onReleased: (pod, n) => metrics.onReleased(pod, n),
+    ...allocatorAlerts(metrics, deps.log),
     resyncWindowMs: deps.config.resyncWindowMs ?? 0,
-    onConflict: (pod, keys) => {
-      metrics.onConflict(keys.length);
-      deps.log.error(
-        { pod, pubkeys: keys },
-        'CONFLICT: these keys run in two pods; they are never handed out until an operator retires them',
-      );
-    },
     ...(deps.liveness ? { liveness: deps.liveness } : {}),
-    onHeldBack: (keys) => {
-      metrics.onHeldBack(keys.length);
-      deps.log.error({ pubkeys: keys }, 'cooled keys are live on chain: kept from other pods');
-    },
-    onGateFailure: (err) => {
-      metrics.onGateFailure();
-      deps.log.error(
-        { err },
-        'the liveness gate could not answer: cooled keys stay where they are',
-      );
-    },
-    onFenced: (pod, keys) => {
-      metrics.onFenced(keys.length);
-      deps.log.warn(
-        { pod, pubkeys: keys },
-        'fenced: the pod went without a confirmed stop; nobody gets these keys before the reuse delay (and the liveness gate)',
-      );
-    },
-    onRefused: (pod, keys) => {
-      metrics.onHeartbeatRefused(keys.length);
-      deps.log.warn(
-        { pod, pubkeys: keys },
-        'heartbeat claims refused: the pod reported keys the store does not record as its own, without a valid proof of possession; nothing changed',
-      );
-    },
-    onReported: (pod, keys) => {
-      metrics.onReported(keys.length);
-      deps.log.error(
-        { pod, pubkeys: keys },
-        'REPORTED: a pod runs keys this store had no record of; they are never handed out until an operator acts',
-      );
-    },
   });
   const heartbeats = new Map<string, number>();
   const proofs = new ProofVerifier();
