@@ -26,7 +26,11 @@ function whole(name: string, max: number) {
     .regex(/^\d+$/, { error: message })
     .transform(Number)
     .pipe(
-      z.number().int({ error: message }).min(0, { error: message }).max(max, { error: message }),
+      z
+        .number({ error: message })
+        .int({ error: message })
+        .min(0, { error: message })
+        .max(max, { error: message }),
     );
 }
 

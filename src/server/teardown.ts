@@ -6,6 +6,8 @@ type Step = () => Promise<void> | void;
 
 export class Teardown {
   private readonly steps: Step[] = [];
+  /** The run under way: a second stop (SIGTERM, then SIGINT) waits for it, never overtakes it. */
+  private running: Promise<void> | undefined;
 
   /** How to stop a part that has just started. */
   push(step: Step): void {
@@ -15,9 +17,16 @@ export class Teardown {
   /**
    * Runs every step, the last pushed first. A step that fails does not keep the rest from
    * running (the store still closes when a watcher fails to stop); the first failure is thrown
-   * once all have run. Running it again does nothing: each step runs once.
+   * once all have run. Each step runs once: a call while a run is under way waits for that run
+   * (it must not pop the steps still waiting, such as closing the store under a request the
+   * server is draining), and a call after it is done does nothing.
    */
-  async run(): Promise<void> {
+  run(): Promise<void> {
+    this.running ??= this.runSteps();
+    return this.running;
+  }
+
+  private async runSteps(): Promise<void> {
     const failures: unknown[] = [];
     for (let step = this.steps.pop(); step !== undefined; step = this.steps.pop()) {
       try {

@@ -50,4 +50,20 @@ describe('Teardown', () => {
     await teardown.run();
     expect(stopped).toEqual(['store']);
   });
+
+  it('a second run while one is under way waits for it and runs nothing of its own', async () => {
+    const stopped: string[] = [];
+    const teardown = new Teardown();
+    let drained: () => void = () => undefined;
+    teardown.push(() => void stopped.push('store'));
+    teardown.push(() => new Promise<void>((resolve) => (drained = resolve)));
+    const first = teardown.run();
+    const second = teardown.run();
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    // The server still drains: the store must not close under it.
+    expect(stopped).toEqual([]);
+    drained();
+    await Promise.all([first, second]);
+    expect(stopped).toEqual(['store']);
+  });
 });
