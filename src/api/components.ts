@@ -10,6 +10,7 @@ import {
 } from './admin.js';
 import { AdmissionAnswer, AdmissionReview } from './admission.js';
 import { DepositEntry } from './deposits.js';
+import { KeymanagerError, SignedVoluntaryExit, SignVoluntaryExitAnswer } from './exits.js';
 import { HeartbeatAnswer, HeartbeatBody } from './heartbeat.js';
 import { Interchange, ProtectionStored } from './interchange.js';
 import { StoredState } from './key-state.js';
@@ -46,6 +47,9 @@ export const ANSWERS = {
   KekRotation: KekRotationAnswer,
   AdmissionReviewAnswer: AdmissionAnswer,
   KeyState: StoredState,
+  SignedVoluntaryExit,
+  SignVoluntaryExitResponse: SignVoluntaryExitAnswer,
+  KeymanagerError,
   // An answer carries an interchange (with a key that moves): referred to, not repeated.
   Interchange,
 };
