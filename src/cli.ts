@@ -11,6 +11,7 @@ import { Agent } from './client/agent.js';
 import { type ApiOptions, callServer, DEFAULT_TOKEN_FILE } from './client/api.js';
 import { runClient } from './client/client.js';
 import { parseClientConfig } from './client/config.js';
+import { exportExits, parseIndices } from './client/exits.js';
 import { ignoredLines, releasePod } from './client/release.js';
 import { statusText } from './client/status-text.js';
 import { parseDuration, parseServerUrl, type RawFlags } from './config.js';
@@ -239,6 +240,66 @@ deposits
     } finally {
       await store.close();
     }
+  });
+
+const exits = program.command('exits').description('signed voluntary exits (EIP-7044)');
+connectionOptions(exits.command('export'))
+  .description(
+    "write a signed voluntary exit per key (all keys, or --pod's) as <out>/<0xpubkey>.json, the beacon API's SignedVoluntaryExit; valid for good (EIP-7044): keep them as safe as keys",
+  )
+  .addOption(flag('--out <dir>', 'folder to write the exits to (made 0700)'))
+  .addOption(flag('--pod <name>', "only this pod's keys"))
+  .addOption(flag('--namespace <name>', "the pod's namespace (default: default)"))
+  .addOption(
+    flag(
+      '--epoch <n>',
+      'earliest epoch the exits may be processed at; 0 is valid at any epoch (process_voluntary_exit asserts current_epoch >= epoch)',
+      '0',
+    ),
+  )
+  .addOption(
+    flag(
+      '--index <pubkey=index>',
+      "a key's validator index, where the server has no --beacon-url to look it up (repeatable)",
+    ).argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), value]),
+  )
+  .action(async (opts: RawFlags) => {
+    if (opts.out === undefined)
+      throw new PkmError('INVALID_CONFIG', '--out is required, e.g. --out ./exits');
+    const epoch = String(opts.epoch ?? '0');
+    if (!/^(0|[1-9][0-9]{0,19})$/.test(epoch) || BigInt(epoch) >= 2n ** 64n)
+      throw new PkmError(
+        'INVALID_CONFIG',
+        `--epoch takes a uint64 in decimal, not "${epoch}", e.g. --epoch 0`,
+      );
+    const indices = Array.isArray(opts.index) ? opts.index.map(String) : [];
+    const outcome = await exportExits(connectionOf(opts), {
+      out: String(opts.out),
+      ...(opts.pod === undefined
+        ? {}
+        : {
+            pod: {
+              name: parsePodName(opts.pod),
+              ...(opts.namespace === undefined
+                ? {}
+                : { namespace: parseNamespace(opts.namespace) }),
+            },
+          }),
+      epoch,
+      indices: parseIndices(indices),
+    });
+    for (const pk of outcome.skipped)
+      process.stderr.write(`pkm: ${pk}: retired or without its secret on the server: no exit\n`);
+    for (const pk of outcome.noIndex)
+      process.stderr.write(`pkm: ${pk}: no validator index known: pass --index ${pk}=N\n`);
+    process.stdout.write(
+      `${JSON.stringify({ out: outcome.out, written: outcome.written.length, noIndex: outcome.noIndex, skipped: outcome.skipped })}\n`,
+    );
+    if (outcome.noIndex.length > 0)
+      throw new PkmError(
+        'VALIDATOR_INDEX_UNKNOWN',
+        `${outcome.noIndex.length} key(s) without a known validator index; the other ${outcome.written.length} exit(s) were written`,
+      );
   });
 
 addDbCommands(program);

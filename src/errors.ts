@@ -45,6 +45,10 @@ const TABLE = {
   INVALID_PUBKEY: { status: 400, exit: ExitCode.usage },
   KEY_NOT_FOUND: { status: 404, exit: ExitCode.refused },
   KEY_BUSY: { status: 409, exit: ExitCode.refused },
+  /** No validator index is known for the key: not on chain, or no --beacon-url to ask. */
+  VALIDATOR_INDEX_UNKNOWN: { status: 404, exit: ExitCode.refused },
+  /** The server knows no Capella fork version and genesis root to sign exits over (--network). */
+  EXIT_CHAIN_UNKNOWN: { status: 409, exit: ExitCode.refused },
   COUNT_OUT_OF_RANGE: { status: 400, exit: ExitCode.usage },
   POOL_EXHAUSTED: { status: 503, exit: ExitCode.unavailable },
   BEACON_UNAVAILABLE: { status: 503, exit: ExitCode.unavailable },

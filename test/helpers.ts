@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { afterEach } from 'vitest';
 import { GroupCommitter } from '../src/allocation/group-commit.js';
 import type { BeaconGate } from '../src/beacon/liveness.js';
+import type { ExitChain } from '../src/deposit/exit.js';
 import type { KeySource } from '../src/keys/source.js';
 import { createLogger } from '../src/log.js';
 import type { Auth } from '../src/server/auth.js';
@@ -77,6 +78,8 @@ export async function startTestServer(
     namespaces?: string[];
     beacon?: { genesisTime: number; genesisValidatorsRoot: string };
     liveness?: BeaconGate;
+    /** What voluntary exits are signed over (as --network gives it). */
+    exitChain?: ExitChain;
     resyncWindowMs?: number;
     auth?: Auth;
     rateLimitPerMinute?: number;
@@ -96,6 +99,7 @@ export async function startTestServer(
     log,
     ...(opts.beacon ? { beacon: opts.beacon } : {}),
     ...(opts.liveness ? { liveness: opts.liveness } : {}),
+    ...(opts.exitChain ? { exitChain: opts.exitChain } : {}),
     ...(opts.keySource ? { keySource: opts.keySource } : {}),
     ...(opts.auth ? { auth: opts.auth } : {}),
     ...(opts.rateLimitPerMinute ? { rateLimitPerMinute: opts.rateLimitPerMinute } : {}),

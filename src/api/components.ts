@@ -11,6 +11,7 @@ import {
 import { AdmissionAnswer, AdmissionReview } from './admission.js';
 import { DepositEntry } from './deposits.js';
 import { ErrorAnswer, ErrorCodeSchema } from './error.js';
+import { KeymanagerError, SignedVoluntaryExit, SignVoluntaryExitAnswer } from './exits.js';
 import { HeartbeatAnswer, HeartbeatBody } from './heartbeat.js';
 import { Interchange, ProtectionStored } from './interchange.js';
 import { StoredState } from './key-state.js';
@@ -49,6 +50,9 @@ export const ANSWERS = {
   AdmissionReviewAnswer: AdmissionAnswer,
   KeyState: StoredState,
   Probe: ProbeAnswer,
+  SignedVoluntaryExit,
+  SignVoluntaryExitResponse: SignVoluntaryExitAnswer,
+  KeymanagerError,
   // An answer carries an interchange (with a key that moves): referred to, not repeated.
   Interchange,
   // Every error, whatever the route: the responses narrow the code for each status.

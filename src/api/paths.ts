@@ -15,6 +15,8 @@ export const ROUTES = {
   retireKey: '/v1/keys/:pubkey/retire',
   kekRotation: '/v1/admin/kek-rotation',
   podDeletionWebhook: '/v1/webhooks/pod-deletion',
+  /** The Keymanager API's signVoluntaryExit (specs/keymanager-APIs/apis/voluntary_exit.yaml). */
+  voluntaryExit: '/eth/v1/validator/:pubkey/voluntary_exit',
 } as const;
 
 /** The routes under a pod: its keys, its heartbeat, its slashing-protection upload. */

@@ -86,6 +86,11 @@ export interface BeaconGate extends LivenessGate {
    * INVALID_PUBKEY for a string that is not a pubkey.
    */
   statuses(pubkeys: readonly string[], nowMs: number): Promise<Map<string, ValidatorView>>;
+  /**
+   * The validator index of each pubkey (lowercase) that is a validator in the head state; a
+   * pubkey left out is none. Fails closed like `statuses`, without asking about liveness.
+   */
+  indices(pubkeys: readonly string[], nowMs: number): Promise<Map<string, string>>;
 }
 
 /** What the server knows of its network (--network): see src/deposit/networks.ts. */
@@ -243,6 +248,16 @@ export class BeaconLivenessGate implements BeaconGate {
       out.set(pk, { kind, index: v.index, status: v.status, slashed: v.slashed, live: isLive });
     }
     return out;
+  }
+
+  async indices(pubkeys: readonly string[], nowMs: number): Promise<Map<string, string>> {
+    for (const pk of pubkeys)
+      if (!PUBKEY.test(pk))
+        throw new PkmError('INVALID_PUBKEY', `not a pubkey (0x and 96 hex digits): ${pk}`);
+    if (pubkeys.length === 0) return new Map();
+    await this.ready(nowMs);
+    const onChain = await this.validators([...new Set(pubkeys.map((pk) => pk.toLowerCase()))]);
+    return new Map([...onChain].map(([pk, v]) => [pk, v.index]));
   }
 
   /** The chain clock, from a check at most checkTtlMs old; one check at a time. */

@@ -1,5 +1,6 @@
-// The consensus-specs containers a deposit needs, as @chainsafe/ssz types (phase0).
-import { ByteVectorType, ContainerType, UintNumberType } from '@chainsafe/ssz';
+// The consensus-specs containers a deposit and a voluntary exit need, as @chainsafe/ssz types
+// (phase0).
+import { ByteVectorType, ContainerType, UintBigintType, UintNumberType } from '@chainsafe/ssz';
 
 const Bytes4 = new ByteVectorType(4);
 const Bytes32 = new ByteVectorType(32);
@@ -21,6 +22,15 @@ export const DepositData = new ContainerType({
   signature: Bytes96,
 });
 
+/** Epoch and ValidatorIndex are uint64: bigint, so that every value the wire allows is exact. */
+const Uint64 = new UintBigintType(8);
+
+/** VoluntaryExit (consensus-specs phase0): the message a SignedVoluntaryExit signs. */
+export const VoluntaryExit = new ContainerType({
+  epoch: Uint64,
+  validatorIndex: Uint64,
+});
+
 export const ForkData = new ContainerType({
   currentVersion: Bytes4,
   genesisValidatorsRoot: Bytes32,
@@ -33,6 +43,9 @@ export const SigningData = new ContainerType({
 
 /** DOMAIN_DEPOSIT (consensus-specs phase0). */
 export const DOMAIN_DEPOSIT = Uint8Array.of(0x03, 0x00, 0x00, 0x00);
+
+/** DOMAIN_VOLUNTARY_EXIT (consensus-specs phase0). */
+export const DOMAIN_VOLUNTARY_EXIT = Uint8Array.of(0x04, 0x00, 0x00, 0x00);
 
 /**
  * compute_domain(domain_type, fork_version, genesis_validators_root): the domain type, then

@@ -12,6 +12,7 @@ import { assignmentsRoutes } from './assignments.js';
 import { Auth, authenticate, callerOf, describeCaller } from './auth.js';
 import { depositRoutes } from './deposits.js';
 import type { AppDeps } from './deps.js';
+import { exitRoutes } from './exits.js';
 import { heartbeatRoutes } from './heartbeat.js';
 import { errorHandler, methodNotAllowed, notFound } from './http-errors.js';
 import { keyRoutes } from './keys.js';
@@ -130,6 +131,7 @@ export function createApp(appDeps: AppDeps): express.Express {
   app.use(webhookRoutes(deps));
   app.use(keyRoutes(deps));
   app.use(adminRoutes(deps));
+  app.use(exitRoutes(deps));
   app.use(statusRoutes({ ...deps, readiness }));
   app.use(notFound);
   app.use(errorHandler(deps.log));

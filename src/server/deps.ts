@@ -3,7 +3,9 @@
 // type from here, not from app.ts, which imports them.
 import type { Allocator } from '../allocation/allocator.js';
 import type { GroupCommitter } from '../allocation/group-commit.js';
+import type { BeaconGate } from '../beacon/liveness.js';
 import type { Clock } from '../clock.js';
+import type { ExitChain } from '../deposit/exit.js';
 import type { ProofVerifier } from '../keys/proof-verifier.js';
 import type { Logger } from '../log.js';
 import type { Store } from '../store/store.js';
@@ -40,4 +42,8 @@ export interface AppDeps {
   readonly proofs?: ProofVerifier;
   /** --webhook-client-ca: the webhook answers only callers with a verified client certificate. */
   readonly webhookClientCert?: boolean;
+  /** What voluntary exits are signed over (--network); absent: the exit route refuses. */
+  readonly exitChain?: ExitChain;
+  /** --beacon-url: the exit route looks validator indices up there. */
+  readonly liveness?: BeaconGate;
 }

@@ -20,9 +20,17 @@ const BODY_ERRORS: Record<string, (err: Error) => PkmError> = {
     new PkmError('INVALID_BODY', 'the body length does not match Content-Length'),
 };
 
+/** The Keymanager API's routes (specs/keymanager-APIs), whose errors are its ErrorResponse. */
+const KEYMANAGER = '/eth/';
+
 export function sendError(res: Response, err: PkmError): void {
   if (err.retryAfter !== undefined) res.setHeader('retry-after', String(err.retryAfter));
-  res.status(err.status).json(err.toJSON());
+  // The Keymanager spec's ErrorResponse requires a top-level "message": its routes send it
+  // beside pkm's own {"error":{"code","message"}}, so both kinds of client read the answer.
+  const body = err.toJSON();
+  res
+    .status(err.status)
+    .json(res.req.path.startsWith(KEYMANAGER) ? { message: err.message, ...body } : body);
 }
 
 export function notFound(req: Request, _res: Response, next: NextFunction): void {

@@ -2,6 +2,7 @@
 // from the code table in errors.ts, so a code's status here is the status the server sends.
 // test/server/openapi.test.ts checks that every express route is here and every route here
 // answers.
+import { componentRef } from '../api/components.js';
 import { MAX_POD_NAME } from '../api/names.js';
 import { queryParameters } from '../api/parameters.js';
 import { openApiPath, type PodRoute, podTemplates, ROUTES } from '../api/paths.js';
@@ -13,8 +14,11 @@ import { PUBKEY, ref, SCHEMAS, type Schema } from './openapi-schemas.js';
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json } | Schema;
 const json = (schema: Schema) => ({ 'application/json': { schema } });
 
-/** The error responses of a route, grouped by the status each code has in errors.ts. */
-function errors(codes: readonly ErrorCode[]): Record<string, Json> {
+/**
+ * The error responses of a route, grouped by the status each code has in errors.ts. A Keymanager
+ * API route's errors also carry the spec's ErrorResponse (a top-level `message`).
+ */
+function errors(codes: readonly ErrorCode[], keymanager = false): Record<string, Json> {
   const byStatus = new Map<number, ErrorCode[]>();
   for (const code of [...codes, 'METHOD_NOT_ALLOWED', 'INTERNAL'] as const)
     byStatus.set(statusOf(code), [...(byStatus.get(statusOf(code)) ?? []), code]);
@@ -25,6 +29,7 @@ function errors(codes: readonly ErrorCode[]): Record<string, Json> {
       content: json({
         allOf: [
           ref('Error'),
+          ...(keymanager ? [ref('KeymanagerError')] : []),
           { properties: { error: { properties: { code: { enum: [...new Set(list)] } } } } },
         ],
       }),
@@ -50,6 +55,8 @@ const BODY: ErrorCode[] = [
   'PAYLOAD_TOO_LARGE',
   'UNSUPPORTED_MEDIA_TYPE',
 ];
+/** The spec's Uint64, as the signed exit's message holds it. */
+const uint64 = `${componentRef('SignedVoluntaryExit')}/properties/message/properties/epoch`;
 const podToken = [{ podToken: [] }, { adminToken: [] }];
 const adminToken = [{ adminToken: [] }];
 
@@ -256,6 +263,38 @@ export function openApiDocument(version: string): Schema {
           responses: {
             ...ok('Done', ref('KekRotation')),
             ...errors([...AUTH, ...BODY, 'ROTATION_IN_PROGRESS', 'INVALID_CONFIG', 'NOT_READY']),
+          },
+        },
+      },
+      [openApiPath(ROUTES.voluntaryExit)]: {
+        parameters: [{ name: 'pubkey', in: 'path', required: true, schema: PUBKEY }],
+        post: {
+          summary:
+            'Keymanager API signVoluntaryExit: a SignedVoluntaryExit for a key of the pool, over the EIP-7044 domain (Capella fork version), valid for good',
+          description:
+            "Only for a key whose secret the pool holds (not retired). The validator index is `validator_index` (pkm's addition to the spec) or looked up on --beacon-url. `epoch` defaults to the current epoch; 0 is valid at any epoch.",
+          tags: ['Voluntary Exit'],
+          security: adminToken,
+          parameters: [
+            { name: 'epoch', in: 'query', required: false, schema: { $ref: uint64 } },
+            { name: 'validator_index', in: 'query', required: false, schema: { $ref: uint64 } },
+          ],
+          responses: {
+            ...ok('The signed exit', ref('SignVoluntaryExitResponse')),
+            ...errors(
+              [
+                ...AUTH,
+                'INVALID_PUBKEY',
+                'INVALID_QUERY',
+                ...BODY,
+                'KEY_NOT_FOUND',
+                'VALIDATOR_INDEX_UNKNOWN',
+                'EXIT_CHAIN_UNKNOWN',
+                'BEACON_UNAVAILABLE',
+                'WRONG_KEK',
+              ],
+              true,
+            ),
           },
         },
       },

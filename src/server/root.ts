@@ -14,6 +14,7 @@ import type { BeaconChain } from '../allocation/protection.js';
 import type { BeaconGate } from '../beacon/liveness.js';
 import { type Clock, type Monotonic, systemClock, systemMonotonic } from '../clock.js';
 import { type DepositConfig, type DepositRecord, makeDeposit } from '../deposit/deposit-data.js';
+import { type ExitChain, exitChainOf } from '../deposit/exit.js';
 import { messageOf, PkmError } from '../errors.js';
 import type { NewKey } from '../keys/bls.js';
 import { ProofVerifier } from '../keys/proof-verifier.js';
@@ -93,6 +94,7 @@ export async function startServer(
       depositor = opened;
     }
     warnAboutChain(config, auth, storedRoot, log);
+    const exitChain = exitChainOf(config.network);
     const { app, allocator, metrics, proofs } = composeApp({
       auth,
       rateLimitPerMinute: config.rateLimitPerMinute,
@@ -107,6 +109,7 @@ export async function startServer(
       isDraining: () => draining,
       ...(deposits ? { deposits } : {}),
       ...(depositor ? { depositor } : {}),
+      ...(exitChain ? { exitChain } : {}),
       beacon: {
         genesisTime: config.network?.genesisTime,
         genesisValidatorsRoot: config.genesisValidatorsRoot,
@@ -226,6 +229,8 @@ export interface ServiceDeps {
   /** Allocation requests per minute per caller (--rate-limit). */
   readonly rateLimitPerMinute?: number;
   readonly webhookClientCert?: boolean;
+  /** What voluntary exits are signed over (--network's Capella fork version and root). */
+  readonly exitChain?: ExitChain;
 }
 
 /** Wires store, allocator, metrics and app together; tests call this over a temp store. */
@@ -276,6 +281,8 @@ export function composeApp(deps: ServiceDeps) {
     group,
     ...(deps.auth ? { auth: deps.auth } : {}),
     ...(deps.webhookClientCert ? { webhookClientCert: true } : {}),
+    ...(deps.exitChain ? { exitChain: deps.exitChain } : {}),
+    ...(deps.liveness ? { liveness: deps.liveness } : {}),
     ...(deps.rateLimitPerMinute
       ? { rateLimiter: new RateLimiter({ perMinute: deps.rateLimitPerMinute }, clock) }
       : {}),
