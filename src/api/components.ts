@@ -11,6 +11,7 @@ import {
 import { AdmissionAnswer, AdmissionReview } from './admission.js';
 import { DepositEntry } from './deposits.js';
 import { HeartbeatAnswer, HeartbeatBody } from './heartbeat.js';
+import { KeysImportAnswer, KeysImportBody } from './import.js';
 import { Interchange, ProtectionStored } from './interchange.js';
 import { StoredState } from './key-state.js';
 import { AllocateBody, AllocationAnswer, PodKeysAnswer, ReleasedAnswer } from './pod-keys.js';
@@ -23,6 +24,7 @@ export const BODIES = {
   Interchange,
   RetireRequest: RetireBody,
   KekRotationRequest: KekRotationBody,
+  KeysImportRequest: KeysImportBody,
   AdmissionReview,
 };
 
@@ -44,6 +46,7 @@ export const ANSWERS = {
   DepositEntry,
   RetiredKey: RetiredAnswer,
   KekRotation: KekRotationAnswer,
+  KeysImport: KeysImportAnswer,
   AdmissionReviewAnswer: AdmissionAnswer,
   KeyState: StoredState,
   // An answer carries an interchange (with a key that moves): referred to, not repeated.

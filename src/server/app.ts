@@ -13,6 +13,7 @@ import { depositRoutes } from './deposits.js';
 import type { AppDeps } from './deps.js';
 import { heartbeatRoutes } from './heartbeat.js';
 import { errorHandler, methodNotAllowed, notFound } from './http-errors.js';
+import { importRoutes } from './import.js';
 import { keyRoutes } from './keys.js';
 import { openApiDocument } from './openapi.js';
 import { podRoutes } from './pods.js';
@@ -127,6 +128,7 @@ export function createApp(appDeps: AppDeps): express.Express {
   app.use(webhookRoutes(deps));
   app.use(keyRoutes(deps));
   app.use(adminRoutes(deps));
+  app.use(importRoutes(deps));
   app.use(statusRoutes({ ...deps, readiness }));
   app.use(notFound);
   app.use(errorHandler(deps.log));
