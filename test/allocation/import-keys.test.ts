@@ -87,12 +87,16 @@ describe('keys import', () => {
     const { store, allocator } = await setup();
     const { keys, sources } = await keystores(3);
     const good = sources.slice(0, 3);
-    const wrong = { ...(await keystores(1)).sources[0], name: 'wrong.json', password: 'nope' };
-    const v3 = {
-      name: 'v3.json',
-      keystore: { ...(good[0]?.keystore as object), version: 3 },
-      password: 'pw',
-    };
+    const spare = randomKey();
+    const spareKeystore = await encryptKeystore(
+      spare.secretKey,
+      'pw',
+      { pubkey: spare.pubkey, path: '' },
+      'pbkdf2',
+      CHEAP,
+    );
+    const wrong = { name: 'wrong.json', keystore: spareKeystore, password: 'nope' };
+    const v3 = { name: 'v3.json', keystore: { ...spareKeystore, version: 3 }, password: 'pw' };
     const corrupt = { name: 'corrupt.json', keystore: { hello: 'world' }, password: 'pw' };
     const other = randomKey();
     const lying = {
@@ -138,7 +142,7 @@ describe('keys import', () => {
     };
     const result = await allocator.importKeys(
       pool(),
-      [...good, wrong, v3, corrupt, lying, conflicting].filter((s) => s !== undefined),
+      [...good, wrong, v3, corrupt, lying, conflicting],
       { neverValidated: false, chunkSize: 2 },
     );
     const byName = Object.fromEntries(result.failed.map((f) => [f.source, f.code]));
@@ -151,12 +155,13 @@ describe('keys import', () => {
     });
     expect([...result.imported].sort()).toEqual(keys.map((k) => k.pubkey).sort());
     expect(await store.getKey(other.pubkey)).toBeUndefined();
+    expect(await store.getKey(spare.pubkey)).toBeUndefined();
     const record = await store.getKey(clash.pubkey);
     if (record?.secret === undefined) throw new Error('no record');
     expect(toHex(store.secrets.open(record.secret, clash.pubkey))).toBe(toHex(other.secretKey));
     expect((await checkStore(store)).problems).toEqual([]);
     const text = JSON.stringify(result);
-    for (const k of [...keys, other, clash])
+    for (const k of [...keys, other, clash, spare])
       expect(text).not.toContain(toHex(k.secretKey).slice(2));
   });
 
