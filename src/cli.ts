@@ -7,6 +7,7 @@ import { pathTo, ROUTES } from './api/paths.js';
 import { PUBKEY_ANY_CASE } from './api/pubkey.js';
 import { AssignmentsAnswer } from './api/status.js';
 import { addDbCommands } from './cli-db.js';
+import { addKeysImportCommand } from './cli-import.js';
 import { Agent } from './client/agent.js';
 import { type ApiOptions, callServer, DEFAULT_TOKEN_FILE } from './client/api.js';
 import { runClient } from './client/client.js';
@@ -186,7 +187,9 @@ connectionOptions(program.command('assignments'))
     process.stdout.write(`${lines.join('\n')}\n`);
   });
 
-connectionOptions(program.command('keys').description('keys, one at a time').command('retire'))
+const keys = program.command('keys').description('keys: retire one, import keystores');
+addKeysImportCommand(keys);
+connectionOptions(keys.command('retire'))
   .description('retire a key: it is never handed out again (exited, slashed, or by choice)')
   .argument('<pubkey>', '0x and 96 hex digits')
   .addOption(flag('--reason <text>', 'why, for the audit log'))

@@ -75,6 +75,10 @@ const TABLE = {
   // keys and keystores
   KEYSTORE_PASSWORD: { status: 400, exit: ExitCode.usage },
   KEYSTORE_INVALID: { status: 400, exit: ExitCode.usage },
+  /** A keystore's pubkey field is not the pubkey of the secret it decrypts to. */
+  KEYSTORE_PUBKEY_MISMATCH: { status: 400, exit: ExitCode.usage },
+  /** An imported key's pubkey is stored already, with another secret. */
+  KEYSTORE_CONFLICT: { status: 409, exit: ExitCode.conflict },
   MNEMONIC_MISMATCH: { status: 500, exit: ExitCode.store },
   OUT_DIR_CONFLICT: { status: 409, exit: ExitCode.conflict },
   // a CLI talking to a server

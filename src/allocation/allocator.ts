@@ -8,6 +8,7 @@ import type { BeaconGate } from '../beacon/liveness.js';
 import type { Clock, Monotonic } from '../clock.js';
 import type { DepositRecord } from '../deposit/deposit-data.js';
 import { PkmError } from '../errors.js';
+import type { KdfPool } from '../keys/kdf-pool.js';
 import type { KeySource, NewKey } from '../keys/source.js';
 import { MetaKey } from '../store/buckets.js';
 import type { KeyRecord } from '../store/records.js';
@@ -16,6 +17,12 @@ import { Cooling } from './cooling.js';
 import { totalKeys } from './counts.js';
 import type { GroupCommitter } from './group-commit.js';
 import { type HeartbeatResult, heartbeatIn, placeReportedIn } from './heartbeat.js';
+import {
+  type ImportOptions,
+  type ImportResult,
+  type ImportSource,
+  importKeys,
+} from './import-keys.js';
 import { DerivationLookahead } from './lookahead.js';
 import { newKeyRecords } from './new-keys.js';
 import { pickOldest } from './pick.js';
@@ -688,6 +695,34 @@ export class Allocator {
     );
     this.storedRoot = undefined; // the first upload may just have set it
     return result;
+  }
+
+  /**
+   * Imports keystores (import-keys.ts) through the one committer. Fenced keys are noted on this
+   * run's monotonic clock inside their batch, so a wall clock stepped forward cannot free them
+   * before a full reuse delay.
+   */
+  async importKeys(
+    pool: KdfPool,
+    sources: readonly ImportSource[],
+    opts: ImportOptions,
+  ): Promise<ImportResult> {
+    try {
+      return await importKeys(
+        {
+          store: this.deps.store,
+          group: this.group,
+          clock: this.deps.clock,
+          genesisValidatorsRoot: this.deps.beacon?.genesisValidatorsRoot,
+          onFenced: (pubkeys) => this.cooling.released(pubkeys),
+        },
+        pool,
+        sources,
+        opts,
+      );
+    } finally {
+      this.storedRoot = undefined; // an import with history may have fixed it
+    }
   }
 
   /** The stored genesis root, read once: it only changes with an upload (above). */

@@ -13,6 +13,7 @@ import { DepositEntry } from './deposits.js';
 import { ErrorAnswer, ErrorCodeSchema } from './error.js';
 import { KeymanagerError, SignedVoluntaryExit, SignVoluntaryExitAnswer } from './exits.js';
 import { HeartbeatAnswer, HeartbeatBody } from './heartbeat.js';
+import { KeysImportAnswer, KeysImportBody } from './import.js';
 import { Interchange, ProtectionStored } from './interchange.js';
 import { StoredState } from './key-state.js';
 import { AllocateBody, AllocationAnswer, PodKeysAnswer, ReleasedAnswer } from './pod-keys.js';
@@ -26,6 +27,7 @@ export const BODIES = {
   Interchange,
   RetireRequest: RetireBody,
   KekRotationRequest: KekRotationBody,
+  KeysImportRequest: KeysImportBody,
   AdmissionReview,
 };
 
@@ -47,6 +49,7 @@ export const ANSWERS = {
   DepositEntry,
   RetiredKey: RetiredAnswer,
   KekRotation: KekRotationAnswer,
+  KeysImport: KeysImportAnswer,
   AdmissionReviewAnswer: AdmissionAnswer,
   KeyState: StoredState,
   Probe: ProbeAnswer,

@@ -14,6 +14,7 @@ export const ROUTES = {
   events: '/v1/events',
   retireKey: '/v1/keys/:pubkey/retire',
   kekRotation: '/v1/admin/kek-rotation',
+  keysImport: '/v1/admin/keys/import',
   podDeletionWebhook: '/v1/webhooks/pod-deletion',
   /** The Keymanager API's signVoluntaryExit (specs/keymanager-APIs/apis/voluntary_exit.yaml). */
   voluntaryExit: '/eth/v1/validator/:pubkey/voluntary_exit',

@@ -182,23 +182,43 @@ export function parseKeystore(json: unknown): Keystore {
   return parsed.data;
 }
 
+/** Bytes one run of this KDF needs (scrypt: 128 * n * r * p; pbkdf2: next to nothing). */
+export function kdfMemoryBytes(kdf: KdfModule): number {
+  return kdf.function === 'scrypt' ? 128 * kdf.params.n * kdf.params.r * kdf.params.p : 0;
+}
+
+/**
+ * The secret of a parsed keystore, given the key its KDF derived (possibly on another thread):
+ * the checksum first, so a wrong password is KEYSTORE_PASSWORD, never garbage (EIP-2335).
+ */
+export function decryptWithKey(ks: Keystore, dk: Uint8Array): Uint8Array {
+  const key = Buffer.from(dk);
+  try {
+    const ciphertext = Buffer.from(ks.crypto.cipher.message, 'hex');
+    const expected = Buffer.from(ks.crypto.checksum.message, 'hex');
+    const actual = checksum(key, ciphertext);
+    if (expected.length !== actual.length || !timingSafeEqual(expected, actual)) {
+      throw new PkmError(
+        'KEYSTORE_PASSWORD',
+        'wrong password for this keystore (EIP-2335 checksum mismatch)',
+      );
+    }
+    const decipher = createDecipheriv(
+      'aes-128-ctr',
+      key.subarray(0, 16),
+      Buffer.from(ks.crypto.cipher.params.iv, 'hex'),
+    );
+    const plain = Buffer.concat([decipher.update(ciphertext), decipher.final()]);
+    const secret = Uint8Array.from(plain);
+    plain.fill(0);
+    return secret;
+  } finally {
+    key.fill(0);
+  }
+}
+
 /** Decrypts a keystore; a wrong password is KEYSTORE_PASSWORD (the checksum says so), never garbage. */
 export async function decryptKeystore(json: unknown, password: string): Promise<Uint8Array> {
   const ks = parseKeystore(json);
-  const dk = await deriveKey(ks.crypto.kdf, password);
-  const ciphertext = Buffer.from(ks.crypto.cipher.message, 'hex');
-  const expected = Buffer.from(ks.crypto.checksum.message, 'hex');
-  const actual = checksum(dk, ciphertext);
-  if (expected.length !== actual.length || !timingSafeEqual(expected, actual)) {
-    throw new PkmError(
-      'KEYSTORE_PASSWORD',
-      'wrong password for this keystore (EIP-2335 checksum mismatch)',
-    );
-  }
-  const decipher = createDecipheriv(
-    'aes-128-ctr',
-    dk.subarray(0, 16),
-    Buffer.from(ks.crypto.cipher.params.iv, 'hex'),
-  );
-  return Uint8Array.from(Buffer.concat([decipher.update(ciphertext), decipher.final()]));
+  return decryptWithKey(ks, await deriveKey(ks.crypto.kdf, password));
 }

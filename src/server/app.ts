@@ -15,6 +15,7 @@ import type { AppDeps } from './deps.js';
 import { exitRoutes } from './exits.js';
 import { heartbeatRoutes } from './heartbeat.js';
 import { errorHandler, methodNotAllowed, notFound } from './http-errors.js';
+import { importRoutes } from './import.js';
 import { keyRoutes } from './keys.js';
 import { openApiDocument } from './openapi.js';
 import { podRoutes } from './pods.js';
@@ -132,6 +133,7 @@ export function createApp(appDeps: AppDeps): express.Express {
   app.use(keyRoutes(deps));
   app.use(adminRoutes(deps));
   app.use(exitRoutes(deps));
+  app.use(importRoutes(deps));
   app.use(statusRoutes({ ...deps, readiness }));
   app.use(notFound);
   app.use(errorHandler(deps.log));

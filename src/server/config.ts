@@ -166,7 +166,7 @@ function parseLiveness(raw: RawFlags, network: Network | undefined): ServerConfi
 }
 
 /** The chain, and its genesis root from --network or --genesis-validators-root. */
-function parseChain(raw: RawFlags): Pick<ServerConfig, 'network' | 'genesisValidatorsRoot'> {
+export function parseChain(raw: RawFlags): Pick<ServerConfig, 'network' | 'genesisValidatorsRoot'> {
   const flags = {
     network: text(raw, 'network'),
     forkVersion: text(raw, 'forkVersion'),

@@ -298,6 +298,26 @@ export function openApiDocument(version: string): Schema {
           },
         },
       },
+      [ROUTES.keysImport]: {
+        post: {
+          summary:
+            'Import EIP-2335 keystores (and their EIP-3076 history): fenced until the reuse delay, or free if never validated',
+          security: adminToken,
+          requestBody: { required: true, content: json(ref('KeysImportRequest')) },
+          responses: {
+            ...ok('What was imported, skipped and refused (by index)', ref('KeysImport')),
+            ...errors([
+              ...AUTH,
+              ...BODY,
+              'INVALID_INTERCHANGE',
+              'INTERCHANGE_MISMATCH',
+              'GENESIS_ROOT_UNKNOWN',
+              'INVALID_CONFIG',
+              'NOT_READY',
+            ]),
+          },
+        },
+      },
       [ROUTES.podDeletionWebhook]: {
         post: {
           summary:

@@ -26,6 +26,8 @@ export const AuditEvent = z
       'report',
       /** Derivation indexes skipped: their keys are validators already, or a pod holds them. */
       'skip',
+      /** Keys imported from keystores (pkm keys import, POST /v1/admin/keys/import). */
+      'import',
     ]),
     pod: z.string().optional(),
     pubkeys: z.array(z.string()),
