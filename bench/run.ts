@@ -3,6 +3,7 @@
 import { benchAllocate, benchAssignmentsPage } from './allocate.js';
 import { benchAllocator } from './allocator.js';
 import { benchAuthOverhead } from './auth.js';
+import { benchImport } from './import.js';
 import { benchKeystores } from './keystores.js';
 import { benchNewKeys } from './new-keys.js';
 import { benchPageInBrowser } from './page-browser.js';
@@ -12,6 +13,7 @@ const BENCHES: Record<string, () => Promise<void>> = {
   allocator: benchAllocator,
   auth: benchAuthOverhead,
   assignments: benchAssignmentsPage,
+  import: benchImport,
   keystores: benchKeystores,
   'new-keys': benchNewKeys,
   'page-browser': benchPageInBrowser,
