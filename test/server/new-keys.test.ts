@@ -109,6 +109,23 @@ describe('--new-keys never', () => {
     expect(store.storedCounts()).toMatchObject({ allocated: 2, free: 0, cooling: 0 });
   });
 
+  it('pods racing for the last free keys: each gets all it asked for or nothing, no key twice', async () => {
+    const store = await openTempStore();
+    await seedKeys(store, 5);
+    const { url } = await startTestServer({ store, newKeys: 'never' });
+    const answers = await Promise.all(
+      Array.from({ length: 12 }, (_, i) =>
+        http<AllocationBody>(url, 'POST', keysOf(`p-${i}`), { count: 2 }),
+      ),
+    );
+    const served = answers.filter((a) => a.status === 200);
+    expect(served).toHaveLength(2);
+    expect(answers.filter((a) => a.status === 503)).toHaveLength(10);
+    const handed = served.flatMap((a) => a.body.keys.map((k) => k.pubkey));
+    expect(new Set(handed).size).toBe(4);
+    expect(store.storedCounts()).toMatchObject({ free: 1, allocated: 4, pods: 2 });
+  });
+
   it('shows the policy on /v1/status, so an operator sees why allocations fail', async () => {
     const never = await startTestServer({ newKeys: 'never' });
     const empty = await http<PoolStatus>(never.url, 'GET', '/v1/status');
