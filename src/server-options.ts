@@ -81,6 +81,10 @@ export function serverOptions(): Option[] {
     ),
     flag('--mnemonic-passphrase-file <file>', "the mnemonic's optional BIP-39 passphrase"),
     flag(
+      '--mnemonic-start-index <n>',
+      "with --mnemonic-file: derive new keys from this index on, never below (indexes under it were used elsewhere); the store's next index only ever grows",
+    ),
+    flag(
       '--reuse-delay <duration>',
       'how long released keys cool before another pod may get them',
       '20m',
@@ -117,6 +121,11 @@ export function serverOptions(): Option[] {
     flag('--deposit-reconcile-interval <duration>', 'how often open deposits are checked', '10s'),
     flag('--max-keys-per-pod <n>', 'most keys one pod may hold', '64'),
     flag('--max-total-keys <n>', 'most keys the server may ever create (default: unlimited)'),
+    flag(
+      '--new-keys <policy>',
+      'always: make new keys when free ones run out; never: generate nothing, an allocation the pool cannot fill is 503 POOL_EXHAUSTED (add keys with pkm keys import or POST /eth/v1/keystores)',
+      'always',
+    ),
     flag('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent', 'info'),
   ];
 }

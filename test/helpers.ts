@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach } from 'vitest';
 import { GroupCommitter } from '../src/allocation/group-commit.js';
+import type { NewKeysPolicy } from '../src/allocation/new-keys.js';
 import type { BeaconGate } from '../src/beacon/liveness.js';
 import type { ExitChain } from '../src/deposit/exit.js';
 import type { KeySource } from '../src/keys/source.js';
@@ -84,6 +85,8 @@ export async function startTestServer(
     auth?: Auth;
     rateLimitPerMinute?: number;
     keySource?: KeySource;
+    /** --new-keys (default always). */
+    newKeys?: NewKeysPolicy;
     /** HTTPS with these PEM files, as --tls-cert, --tls-key and --webhook-client-ca. */
     tls?: { cert: string; key: string; clientCa?: string };
   } = {},
@@ -111,6 +114,7 @@ export async function startTestServer(
       maxTotalKeys: opts.maxTotalKeys,
       namespaces: opts.namespaces ?? [],
       resyncWindowMs: opts.resyncWindowMs ?? 0,
+      ...(opts.newKeys ? { newKeys: opts.newKeys } : {}),
     },
   });
   const tls = opts.tls

@@ -15,6 +15,7 @@ import type { KeyRecord } from '../store/records.js';
 import type { KeyChange, Store } from '../store/store.js';
 import { Cooling } from './cooling.js';
 import { totalKeys } from './counts.js';
+import { newKeysNever } from './exhausted.js';
 import type { GroupCommitter } from './group-commit.js';
 import { type HeartbeatResult, heartbeatIn, placeReportedIn } from './heartbeat.js';
 import {
@@ -24,7 +25,7 @@ import {
   importKeys,
 } from './import-keys.js';
 import { DerivationLookahead } from './lookahead.js';
-import { newKeyRecords } from './new-keys.js';
+import { type NewKeysPolicy, newKeyRecords } from './new-keys.js';
 import { pickOldest } from './pick.js';
 import {
   type Allocation,
@@ -62,6 +63,8 @@ export interface AllocatorConfig {
   readonly maxKeysPerPod: number;
   /** Upper bound on keys ever created; undefined means unlimited. */
   readonly maxTotalKeys: number | undefined;
+  /** --new-keys (new-keys.ts); default `always`. */
+  readonly newKeys?: NewKeysPolicy;
 }
 
 export type { Allocation, BeaconChain, HandedKey } from './protection.js';
@@ -521,11 +524,15 @@ export class Allocator {
         );
       }
     }
+    const createCount = need - reclaimed.length - pooled.length;
+    // --new-keys never: refused before anything is staged, derived or deposited (and before the
+    // beacon node is asked about cooled keys this request could not use in full anyway).
+    if (createCount > 0 && this.deps.config.newKeys === 'never')
+      await this.refuseNewKeys(tx, pod, count, held.length, need - createCount);
     // A cooled key that moves is first checked with the beacon node (if any), whoever asks.
     const unchecked = pooled.filter((r) => r.state === 'cooling' && !verified.has(r.pubkey));
     if (this.deps.liveness && unchecked.length > 0)
       return { records: [], needsCheck: unchecked.map((r) => r.pubkey) };
-    const createCount = need - reclaimed.length - pooled.length;
     await this.checkCanCreate(tx, createCount);
     if (createCount > 0 && this.deps.keySource.indexed) {
       // Derived keys wait while holders may still report what they run: an index they hold that
@@ -662,6 +669,27 @@ export class Allocator {
     const eligible = cooled.filter((e) => !exclude.has(e.pubkey) && this.cooling.done(e));
     const unheld = free.filter((e) => !exclude.has(e.pubkey));
     return pickOldest(eligible, unheld, n).map((e) => e.pubkey);
+  }
+
+  /** --new-keys never and the pool cannot fill the request: POOL_EXHAUSTED (exhausted.ts). */
+  private async refuseNewKeys(
+    tx: Transaction,
+    pod: string,
+    count: number,
+    held: number,
+    available: number,
+  ): Promise<never> {
+    const c = tx.counts();
+    const [oldest] = await tx.oldest('cooling', 1);
+    throw newKeysNever({
+      pod,
+      count,
+      held,
+      available,
+      free: c.free,
+      cooling: c.cooling,
+      coolingWaitMs: oldest ? this.cooling.waitMs(oldest.since) : undefined,
+    });
   }
 
   private async checkCanCreate(tx: Transaction, n: number): Promise<void> {

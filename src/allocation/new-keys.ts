@@ -7,6 +7,15 @@ import type { KeyRecord } from '../store/records.js';
 import type { Store } from '../store/store.js';
 import type { Transaction } from './transaction.js';
 
+/**
+ * --new-keys: whether an allocation the pool cannot fill makes new keys for it (`always`), or
+ * fails with POOL_EXHAUSTED and changes nothing (`never`: keys come only from imports). It
+ * governs keys made to be handed out; deriving an index only to recognise a key a pod reports
+ * (heartbeat.ts) makes no key for anyone and is not affected.
+ */
+export const NEW_KEYS_POLICIES = ['always', 'never'] as const;
+export type NewKeysPolicy = (typeof NEW_KEYS_POLICIES)[number];
+
 export interface NewKeyParts {
   readonly store: Store;
   readonly keySource: KeySource;

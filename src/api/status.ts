@@ -21,6 +21,8 @@ export const StatusAnswer = z.object({
     free: z.number().int(),
     cooling: z.number().int(),
     canCreate: z.boolean(),
+    /** --new-keys; servers before it answer without it (and always made new keys). */
+    newKeys: z.enum(['always', 'never']).default('always'),
     healthy: z.boolean(),
   }),
   conflicts: z.array(RecentEvent),

@@ -15,8 +15,10 @@ export function statusText(answer: unknown): string {
   const s = parsed.data;
   const { pods, total, ...states } = s.counts;
   const pool = s.pool.healthy
-    ? `ok: ${s.pool.free} free${s.pool.canCreate ? ', new keys allowed' : ''}`
-    : `EXHAUSTED: no free key and --max-total-keys reached (${s.pool.cooling} cooling)`;
+    ? `ok: ${s.pool.free} free${s.pool.canCreate ? ', new keys allowed' : s.pool.newKeys === 'never' ? ', --new-keys never' : ''}`
+    : s.pool.newKeys === 'never'
+      ? `EXHAUSTED: no free key and --new-keys never (${s.pool.cooling} cooling): import keystores with pkm keys import or POST /eth/v1/keystores`
+      : `EXHAUSTED: no free key and --max-total-keys reached (${s.pool.cooling} cooling)`;
   const lines = [
     `ready      ${s.ready ? 'yes' : `NO: ${s.notReady ?? 'unknown'}`}`,
     `keys       ${Object.entries(states)

@@ -1,5 +1,7 @@
 // `pkm server`'s config: every flag checked, alone and against the others, before anything
 // starts (bad input changes nothing). Each error names the flag to set and gives an example.
+
+import { NEW_KEYS_POLICIES, type NewKeysPolicy } from '../allocation/new-keys.js';
 import { parseNamespace } from '../api/names.js';
 import {
   bad,
@@ -25,8 +27,21 @@ export interface ServerConfig {
    * at start, never stored); undefined: random keys. A passphrase alone is refused.
    */
   readonly mnemonic:
-    | { readonly file: string; readonly passphraseFile: string | undefined }
+    | {
+        readonly file: string;
+        readonly passphraseFile: string | undefined;
+        /**
+         * --mnemonic-start-index: the store's next derivation index is at least this (the
+         * operator used the indexes below it elsewhere); undefined: not given.
+         */
+        readonly startIndex: number | undefined;
+      }
     | undefined;
+  /**
+   * --new-keys: `always` makes a new key when the pool cannot fill an allocation; `never`
+   * answers POOL_EXHAUSTED instead (keys then come only from imports).
+   */
+  readonly newKeys: NewKeysPolicy;
   readonly listen: ListenAddress;
   readonly reuseDelayMs: number;
   readonly maxKeysPerPod: number;
@@ -138,19 +153,44 @@ function parseAuth(raw: RawFlags, listen: ListenAddress, tls: boolean): AuthConf
   return auth;
 }
 
-/** --mnemonic-file, and its passphrase, which means nothing without it. */
+/** EIP-2333 child indexes are 32-bit. */
+const MAX_DERIVATION_INDEX = 2 ** 32 - 1;
+
+/**
+ * --mnemonic-file, and its passphrase and start index, which mean nothing without it: a start
+ * index on random keys would be silently ignored, so it is refused.
+ */
 function parseMnemonic(raw: RawFlags): ServerConfig['mnemonic'] {
   const file = text(raw, 'mnemonicFile');
   const passphraseFile = text(raw, 'mnemonicPassphraseFile');
+  const start = text(raw, 'mnemonicStartIndex');
   if (file === undefined) {
-    if (passphraseFile !== undefined)
+    const alone =
+      passphraseFile !== undefined
+        ? 'mnemonic-passphrase-file'
+        : start !== undefined
+          ? 'mnemonic-start-index'
+          : undefined;
+    if (alone !== undefined)
       throw new PkmError(
         'INVALID_CONFIG',
-        '--mnemonic-passphrase-file needs --mnemonic-file, e.g. --mnemonic-file /etc/pkm/mnemonic',
+        `--${alone} needs --mnemonic-file, e.g. --mnemonic-file /etc/pkm/mnemonic`,
       );
     return undefined;
   }
-  return { file, passphraseFile };
+  const startIndex =
+    start === undefined
+      ? undefined
+      : parseInteger(start, 'mnemonic-start-index', 0, MAX_DERIVATION_INDEX, '1000');
+  return { file, passphraseFile, startIndex };
+}
+
+/** --new-keys always|never. */
+function parseNewKeys(value: string | undefined): NewKeysPolicy {
+  if (value === undefined) return 'always';
+  const policy = NEW_KEYS_POLICIES.find((p) => p === value);
+  if (policy === undefined) throw bad('new-keys', `is always or never, not "${value}"`, 'never');
+  return policy;
 }
 
 /** --beacon-url, and the --network its node is checked to follow (the gate fails closed). */
@@ -190,6 +230,7 @@ export function parseServerConfig(raw: RawFlags): ServerConfig {
   const config: ServerConfig = {
     dataDir: text(raw, 'dataDir') ?? './data',
     mnemonic: parseMnemonic(raw),
+    newKeys: parseNewKeys(text(raw, 'newKeys')),
     listen,
     reuseDelayMs: parseDuration(text(raw, 'reuseDelay') ?? '20m', 'reuse-delay'),
     maxKeysPerPod: parseInteger(

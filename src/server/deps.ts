@@ -3,6 +3,7 @@
 // type from here, not from app.ts, which imports them.
 import type { Allocator } from '../allocation/allocator.js';
 import type { GroupCommitter } from '../allocation/group-commit.js';
+import type { NewKeysPolicy } from '../allocation/new-keys.js';
 import type { BeaconGate } from '../beacon/liveness.js';
 import type { Clock } from '../clock.js';
 import type { ExitChain } from '../deposit/exit.js';
@@ -32,6 +33,8 @@ export interface AppDeps {
   readonly funds?: () => string | undefined;
   /** --max-total-keys: whether the pool may still grow (for /v1/status). */
   readonly maxTotalKeys?: number | undefined;
+  /** --new-keys: `never` means the pool grows only by imports (for /v1/status). */
+  readonly newKeys?: NewKeysPolicy;
   /** Who may call what (auth.ts); absent: no tokens asked for. */
   readonly auth?: Auth;
   /** Per-caller limits on the allocation routes. */

@@ -208,7 +208,9 @@ function depositMaker(config: DepositConfig) {
 export interface ServiceDeps {
   readonly store: Store;
   readonly config: Pick<ServerConfig, 'reuseDelayMs' | 'maxKeysPerPod' | 'maxTotalKeys'> &
-    Partial<Pick<ServerConfig, 'namespaces' | 'resyncWindowMs' | 'derivationLookahead'>>;
+    Partial<
+      Pick<ServerConfig, 'namespaces' | 'resyncWindowMs' | 'derivationLookahead' | 'newKeys'>
+    >;
   readonly log: Logger;
   readonly clock?: Clock;
   readonly monotonic?: Monotonic;
@@ -278,6 +280,7 @@ export function composeApp(deps: ServiceDeps) {
     reuseDelayMs,
     namespaces: deps.config.namespaces ?? [],
     maxTotalKeys: deps.config.maxTotalKeys,
+    newKeys: deps.config.newKeys ?? 'always',
     group,
     ...(deps.auth ? { auth: deps.auth } : {}),
     ...(deps.webhookClientCert ? { webhookClientCert: true } : {}),

@@ -5,6 +5,7 @@
 import type { GroupCommitter } from '../allocation/group-commit.js';
 import { finishRotation } from '../allocation/kek-rotation.js';
 import { checkConfiguredRoot } from '../allocation/protection.js';
+import { applyStartIndex } from '../allocation/start-index.js';
 import { BeaconLivenessGate } from '../beacon/liveness.js';
 import { systemClock } from '../clock.js';
 import { readSecretFile } from '../files.js';
@@ -85,6 +86,18 @@ export async function prepareStore(
     config.network === undefined ? '--genesis-validators-root' : `--network ${config.network.name}`,
   );
   await store.bindKeySource(keySource.fingerprint);
+  // Bound to its mnemonic first (a wrong one is refused before this writes anything), then the
+  // next index moves up to --mnemonic-start-index, before any part that derives is started.
+  const startIndex = config.mnemonic?.startIndex;
+  if (startIndex !== undefined) {
+    const raised = await applyStartIndex(group, systemClock(), startIndex);
+    if (raised) log.warn(raised, 'the next derivation index moved up to --mnemonic-start-index');
+    else if (store.nextKeyIndex() > startIndex)
+      log.info(
+        { nextKeyIndex: store.nextKeyIndex(), startIndex },
+        'the store derived past --mnemonic-start-index already: its next index stays',
+      );
+  }
   const resealed = await resealPlaintext(store);
   if (resealed > 0)
     log.info({ keys: resealed }, 'secrets an older build kept in plaintext are now encrypted');

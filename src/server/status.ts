@@ -18,7 +18,7 @@ const brief = (e: AuditEvent) => ({
 });
 
 export function statusRoutes(
-  deps: Pick<AppDeps, 'store' | 'clock' | 'reuseDelayMs' | 'maxTotalKeys'> & {
+  deps: Pick<AppDeps, 'store' | 'clock' | 'reuseDelayMs' | 'maxTotalKeys' | 'newKeys'> & {
     readonly auth: Auth;
     readonly readiness: () => string | undefined;
   },
@@ -30,7 +30,10 @@ export function statusRoutes(
       requireAdmin(deps.auth, res, 'the status');
       const notReady = deps.readiness();
       const counts = await stateCounts(deps.store, deps.clock(), deps.reuseDelayMs);
-      const canCreate = deps.maxTotalKeys === undefined || counts.total < deps.maxTotalKeys;
+      const newKeys = deps.newKeys ?? 'always';
+      const canCreate =
+        newKeys === 'always' &&
+        (deps.maxTotalKeys === undefined || counts.total < deps.maxTotalKeys);
       const [conflicts, deposits, fences, reported] = await Promise.all([
         deps.store.lastEvents(new Set(['conflict']), RECENT),
         deps.store.lastEvents(new Set(['deposit']), RECENT),
@@ -45,6 +48,8 @@ export function statusRoutes(
           free: counts.free,
           cooling: counts.cooling,
           canCreate,
+          // Why canCreate is false with room left: the operator chose imports only.
+          newKeys,
           // The next pod gets keys without waiting: free ones, or new ones.
           healthy: counts.free > 0 || canCreate,
         },

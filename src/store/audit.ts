@@ -24,7 +24,10 @@ export const AuditEvent = z
       'confirm',
       /** Keys a pod reported that the store had no record of (flagged). */
       'report',
-      /** Derivation indexes skipped: their keys are validators already, or a pod holds them. */
+      /**
+       * Derivation indexes skipped: their keys are validators already, a pod holds them, or the
+       * operator used them elsewhere (--mnemonic-start-index).
+       */
       'skip',
       /** Keys imported from keystores (pkm keys import, POST /v1/admin/keys/import). */
       'import',

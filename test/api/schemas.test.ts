@@ -75,7 +75,7 @@ const SAMPLES: Array<[string, { parse(v: unknown): unknown }, unknown]> = [
     {
       ready: true,
       counts: { free: 1, total: 1 },
-      pool: { free: 1, cooling: 0, canCreate: true, healthy: true },
+      pool: { free: 1, cooling: 0, canCreate: true, newKeys: 'always', healthy: true },
       conflicts: [recent],
       fences: [],
       reported: [],

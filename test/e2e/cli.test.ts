@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { ExitCode } from '../../src/errors.js';
 import { Store } from '../../src/store/store.js';
 import { type AllocationBody, http, tempDir, until } from '../helpers.js';
+import { mnemonic, TEST_MNEMONIC } from '../support/allocator.js';
 import { runPkm, startServerProcess } from './spawn.js';
 
 describe('pkm server', () => {
@@ -70,6 +71,8 @@ describe('pkm server', () => {
       [['--tls-cert', join(dir, 'none'), '--tls-key', notPem], /cannot read --tls-cert/],
       [['--webhook-client-ca', notPem], /--webhook-client-ca needs --tls-cert/],
       [['--rate-limit', 'lots'], /--rate-limit takes a whole number/],
+      [['--mnemonic-start-index', '5'], /--mnemonic-start-index needs --mnemonic-file/],
+      [['--new-keys', 'sometimes'], /--new-keys is always or never/],
     ];
     for (const [args, message] of cases) {
       const data = join(dir, 'data');
@@ -119,6 +122,44 @@ describe('pkm server', () => {
     const res = await http(url ?? '', 'POST', '/v1/pods/a/keys', { count: 4 });
     expect(res.body.error.code).toBe('COUNT_OUT_OF_RANGE');
     expect(res.body.error.message).toMatch(/from 1 to 3/);
+  });
+});
+
+describe('pkm server --new-keys and --mnemonic-start-index (issue 14)', () => {
+  it('PKM_NEW_KEYS=never: an empty pool is 503 POOL_EXHAUSTED naming the imports, and status says why', async () => {
+    const dir = await tempDir();
+    const server = await startServerProcess(['--data-dir', dir], { PKM_NEW_KEYS: 'never' });
+    const res = await http(server.url, 'POST', '/v1/pods/a/keys', { count: 1 });
+    expect(res.status).toBe(503);
+    expect(res.headers.get('retry-after')).toBe('60');
+    expect(res.body.error.code).toBe('POOL_EXHAUSTED');
+    expect(res.body.error.message).toMatch(/pkm keys import or POST \/eth\/v1\/keystores/);
+    const status = await http<{ pool: { newKeys: string; canCreate: boolean } }>(
+      server.url,
+      'GET',
+      '/v1/status',
+    );
+    expect(status.body.pool).toMatchObject({ newKeys: 'never', canCreate: false });
+    server.proc.kill('SIGTERM');
+    expect(await server.exited).toBe(ExitCode.ok);
+    const store = await Store.open(dir);
+    expect(store.storedCounts()).toMatchObject({ free: 0, allocated: 0 });
+    await store.close();
+  });
+
+  it('PKM_MNEMONIC_START_INDEX=5: the first key is derived at m/12381/3600/5/0/0', async () => {
+    const dir = await tempDir();
+    const file = join(dir, 'mnemonic');
+    await writeFile(file, `${TEST_MNEMONIC}\n`, { mode: 0o600 });
+    const server = await startServerProcess(
+      ['--data-dir', join(dir, 'data'), '--mnemonic-file', file, '--resync-window', '0'],
+      { PKM_MNEMONIC_START_INDEX: '5' },
+    );
+    expect(server.stdout.join('\n')).toMatch(/moved up to --mnemonic-start-index/);
+    const res = await http<AllocationBody>(server.url, 'POST', '/v1/pods/a/keys', { count: 1 });
+    expect(res.status).toBe(200);
+    expect(res.body.keys.map((k) => k.path)).toEqual(['m/12381/3600/5/0/0']);
+    expect(res.body.keys[0]?.pubkey).toBe(mnemonic.pubkeyAt?.(5));
   });
 });
 

@@ -51,3 +51,45 @@ describe('pkm server flags that need another flag', () => {
     expect(parseServerConfig({}).mnemonic).toBeUndefined();
   });
 });
+
+describe('--mnemonic-start-index and --new-keys', () => {
+  it('refuses --mnemonic-start-index without --mnemonic-file, with an example of it', () => {
+    const err = refusal({ mnemonicStartIndex: '1000' });
+    expect(err.code).toBe('INVALID_CONFIG');
+    expect(err.message).toMatch(
+      /^--mnemonic-start-index needs --mnemonic-file, e\.g\. --mnemonic-file \/etc\/pkm\/mnemonic$/,
+    );
+  });
+
+  it('takes a 32-bit index with --mnemonic-file, and refuses anything else with an example', () => {
+    const file = '/etc/pkm/mnemonic';
+    expect(
+      parseServerConfig({ mnemonicFile: file, mnemonicStartIndex: '1000' }).mnemonic?.startIndex,
+    ).toBe(1000);
+    expect(parseServerConfig({ mnemonicFile: file }).mnemonic?.startIndex).toBeUndefined();
+    expect(
+      parseServerConfig({ mnemonicFile: file, mnemonicStartIndex: '4294967295' }).mnemonic
+        ?.startIndex,
+    ).toBe(2 ** 32 - 1);
+    for (const bad of ['-1', 'ten', '1.5', '4294967296', '0x10']) {
+      const err = refusal({ mnemonicFile: file, mnemonicStartIndex: bad });
+      expect(err.code).toBe('INVALID_CONFIG');
+      expect(err.message).toMatch(
+        /^--mnemonic-start-index takes a whole number from 0 to 4294967295, .* e\.g\. --mnemonic-start-index 1000$/,
+      );
+    }
+  });
+
+  it('--new-keys is always by default, takes never, and refuses anything else', () => {
+    expect(parseServerConfig({}).newKeys).toBe('always');
+    expect(parseServerConfig({ newKeys: 'always' }).newKeys).toBe('always');
+    expect(parseServerConfig({ newKeys: 'never' }).newKeys).toBe('never');
+    for (const bad of ['sometimes', 'Never', 'no']) {
+      const err = refusal({ newKeys: bad });
+      expect(err.code).toBe('INVALID_CONFIG');
+      expect(err.message).toBe(
+        `--new-keys is always or never, not "${bad}", e.g. --new-keys never`,
+      );
+    }
+  });
+});
