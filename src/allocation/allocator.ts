@@ -257,6 +257,8 @@ export class Allocator {
     const result: ReleaseResult = await this.group.run((tx) =>
       releaseIn(tx, this.deps.clock(), pod, opts),
     );
+    // A restored store may not know what this pod ran (model test, seed -834029122).
+    if (opts.stop !== 'confirmed') this.cooling.extendRestoreHold();
     this.afterRelease(pod, result);
     return result.released;
   }

@@ -21,9 +21,12 @@ export class Cooling {
   private readonly startedAt: number;
   /** Monotonic release times of the keys this run released. */
   private readonly releasedAt = new Map<string, number>();
+  /** When a restore's hold ends (monotonic); releases during the hold may move it later. */
+  private restoreHoldUntil: number;
 
   constructor(private readonly t: CoolingTimes) {
     this.startedAt = t.monotonic();
+    this.restoreHoldUntil = this.startedAt + t.restoreHoldMs;
   }
 
   /** Notes keys released (or fenced) just now. */
@@ -62,13 +65,27 @@ export class Cooling {
   }
 
   resyncLeftMs(): number {
-    const window = Math.max(this.t.resyncWindowMs, this.t.restoreHoldMs);
-    return Math.max(0, this.startedAt + window - this.t.monotonic());
+    const end = Math.max(this.startedAt + this.t.resyncWindowMs, this.restoreHoldUntil);
+    return Math.max(0, end - this.t.monotonic());
   }
 
   /** A restore's hold has passed (or there was none). */
   restoreHoldOver(): boolean {
-    return this.t.monotonic() - this.startedAt >= this.t.restoreHoldMs;
+    return this.t.monotonic() >= this.restoreHoldUntil;
+  }
+
+  /**
+   * A pod left without a confirmed stop during a restore's hold. The restored store may not know
+   * every key it ran (one it got after the backup, not re-asserted yet), and that key may run
+   * for a reuse delay after the deletion: nothing is derived or moved before then, so the hold
+   * lasts at least a full reuse delay from now. Outside a hold this changes nothing.
+   */
+  extendRestoreHold(): void {
+    if (this.restoreHoldOver()) return;
+    this.restoreHoldUntil = Math.max(
+      this.restoreHoldUntil,
+      this.t.monotonic() + this.t.reuseDelayMs,
+    );
   }
 
   /** Monotonic now, for holds counted in memory. */

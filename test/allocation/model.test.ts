@@ -231,6 +231,29 @@ describe('known gaps (the model assumes them away)', () => {
 // Gaps the model once pinned, closed since (the heartbeat claims nothing unconfirmed, a new UID
 // fences the old one's keys, a restored store hands no held key out before it is re-asserted).
 describe('gaps closed', () => {
+  it('a pod deleted in a restore’s hold before it re-asserted: its index is not derived again while it may run', async () => {
+    // Found with seed -834029122. pod-b got index 0 after the backup; the restored store never
+    // heard of it, and pod-b was deleted (unconfirmed) 1 ms before its agent would re-assert.
+    // The hold ended a reuse delay after the restart, only 978 s after the deletion, and index 0
+    // went to pod-a while pod-b may still run it. An unconfirmed release in the hold now extends
+    // it to a full reuse delay after the release.
+    await replay(
+      [
+        { t: 'restart', backup: true, monoOrigin: 0 },
+        { t: 'advance', ms: D },
+        { t: 'allocate', pod: 1, count: 1 },
+        { t: 'restore', monoOrigin: 0, reassertAfter: 221_938 },
+        { t: 'advance', ms: 221_937 },
+        { t: 'release', pod: 1, stop: 'unconfirmed', withUid: false },
+        { t: 'advance', ms: 978_063 },
+        { t: 'allocate', pod: 0, count: 1 },
+        { t: 'advance', ms: 221_937 },
+        { t: 'allocate', pod: 0, count: 1 },
+      ],
+      'mnemonic',
+    );
+  });
+
   it('a force-deleted pod that still runs reports its keys: its namesake does not get them', async () => {
     // The force-deleted pod (kubernetes#73470) reports its fenced key: it stays cooling, its
     // delay counting again from the beat, and the new pod of that name gets another key.

@@ -380,6 +380,11 @@ export class ModelRun {
   private elapsed = 0;
   private startedAt = 0;
   private startedRestored = false;
+  /**
+   * A restored start: when its hold ends (model time). A release without a confirmed stop during
+   * the hold moves it to a full reuse delay after that release (cooling.ts extendRestoreHold).
+   */
+  private restoreHoldUntil = 0;
   /** Steps run: when a copy was reported, when a backup was taken. */
   private seq = 0;
   private readonly incs: Incarnation[] = [];
@@ -454,6 +459,7 @@ export class ModelRun {
     // A store marked restored holds every move and derivation for a reuse delay.
     this.startedRestored = (await store.getMeta(MetaKey.restoredAt)) !== undefined;
     this.startedAt = this.elapsed;
+    this.restoreHoldUntil = this.startedRestored ? this.elapsed + REUSE_DELAY_MS : 0;
     const allocator = new Allocator({
       store,
       group: GroupCommitter.of(store),
@@ -667,13 +673,13 @@ export class ModelRun {
     // The keys reported by a pod count toward --max-keys-per-pod with those it asks for.
     const reported = (await this.store.getPod(pod))?.reported?.length ?? 0;
     if (err.code === 'COUNT_OUT_OF_RANGE' && reported + count > MAX_KEYS_PER_POD) return;
-    const hold = Math.max(this.cfg.resyncWindowMs, this.startedRestored ? REUSE_DELAY_MS : 0);
+    const holdEnds = Math.max(this.startedAt + this.cfg.resyncWindowMs, this.restoreHoldUntil);
     if (
       err.code === 'RESYNCING' &&
       // Derivation waits out the window; a restored store also hands no held key out again
       // before its holder re-asserts it, whatever the key source.
       (this.keySource.indexed || this.startedRestored) &&
-      this.elapsed - this.startedAt < hold
+      this.elapsed < holdEnds
     ) {
       this.cfg.stats.resyncRefusals++;
       return;
@@ -751,6 +757,12 @@ export class ModelRun {
     }
   }
 
+  /** A release reaches the server: during a restore's hold, an unconfirmed one extends it. */
+  private releaseSent(stop: StopProof): void {
+    if (stop !== 'confirmed' && this.elapsed < this.restoreHoldUntil)
+      this.restoreHoldUntil = Math.max(this.restoreHoldUntil, this.elapsed + REUSE_DELAY_MS);
+  }
+
   private async release(podIndex: number, stop: StopProof, withUid: boolean): Promise<void> {
     const pod = POD_NAMES[podIndex] ?? 'pod-a';
     const inc = this.current.get(pod);
@@ -765,6 +777,7 @@ export class ModelRun {
       .map((r) => r.pubkey);
     this.stopped(inc, stop);
     this.releases.push({ pod, uid: inc.uid, stop });
+    this.releaseSent(stop);
     await this.allocator.release(pod, { stop, ...(withUid ? { uid: inc.uid } : {}) });
     if (stop !== 'confirmed' || refused) return;
     for (const r of await this.store.getKeys(unconfirmed)) {
@@ -782,6 +795,7 @@ export class ModelRun {
     const record = await this.store.getPod(pod);
     this.stopped(old, stop);
     this.releases.push({ pod, uid: old.uid, stop });
+    this.releaseSent(stop);
     const released = await this.allocator.release(pod, { stop, uid: old.uid });
     // A word on another incarnation than the one the store records changes nothing.
     if (record?.uid !== undefined && record.uid !== old.uid && released.length > 0)
@@ -976,8 +990,10 @@ export class ModelRun {
     for await (const r of this.store.keyRecords())
       if (r.state === 'allocated' && r.pod !== undefined) this.restoredHolder.set(r.pubkey, r.pod);
     if (this.cfg.redeliverReleases) {
-      for (const r of this.releases.slice(backup.releases))
+      for (const r of this.releases.slice(backup.releases)) {
+        this.releaseSent(r.stop);
         await this.allocator.release(r.pod, { stop: r.stop, uid: r.uid });
+      }
     }
     const incs = new Set(POD_NAMES.map((p) => this.live(p)).filter((i) => i !== undefined));
     this.reassertion = { at: this.elapsed + reassertAfter, incs };
