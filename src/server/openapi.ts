@@ -318,6 +318,44 @@ export function openApiDocument(version: string): Schema {
           },
         },
       },
+      [ROUTES.keystores]: {
+        get: {
+          summary:
+            'Keymanager API listKeys: every key of the pool (not retired, secret held); readonly: a pod holds it',
+          tags: ['Local Key Manager'],
+          security: adminToken,
+          responses: {
+            ...ok('The keys, streamed', ref('ListKeysResponse')),
+            ...errors(AUTH, true),
+          },
+        },
+        post: {
+          summary:
+            'Keymanager API importKeystores: keystores and passwords (and slashing_protection) as JSON-encoded strings; imported keys enter fenced',
+          description:
+            'As flows/README.md: lengths that differ, a body that is no such object, or a slashing_protection that cannot be read for this chain are 400 and import nothing; then one status per keystore, in order: imported, duplicate (the pool holds it already) or error. History is merged only for keys of this request.',
+          tags: ['Local Key Manager'],
+          security: adminToken,
+          requestBody: { required: true, content: json(ref('ImportKeystoresRequest')) },
+          responses: {
+            ...ok('One status per keystore', ref('ImportKeystoresResponse')),
+            ...errors([...AUTH, ...BODY, 'INVALID_CONFIG', 'NOT_READY'], true),
+          },
+        },
+        delete: {
+          summary:
+            'Keymanager API deleteKeys: retires keys no pod holds and returns their slashing protection (kept, never deleted)',
+          description:
+            'Per key, in order: deleted (retired now: never handed out again), not_active (retired before; its protection is returned), not_found, or error (held by a pod, cooling inside the reuse delay, not cleared by the liveness gate, a deposit in flight, or no genesis_validators_root known): an error changes nothing. slashing_protection lists the deleted and not_active keys only.',
+          tags: ['Local Key Manager'],
+          security: adminToken,
+          requestBody: { required: true, content: json(ref('DeleteKeysRequest')) },
+          responses: {
+            ...ok('One status per pubkey, and their protection', ref('DeleteKeysResponse')),
+            ...errors([...AUTH, ...BODY, 'NOT_READY'], true),
+          },
+        },
+      },
       [ROUTES.podDeletionWebhook]: {
         post: {
           summary:
