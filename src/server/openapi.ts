@@ -7,7 +7,8 @@ import { MAX_POD_NAME } from '../api/names.js';
 import { queryParameters } from '../api/parameters.js';
 import { openApiPath, type PodRoute, podTemplates, ROUTES } from '../api/paths.js';
 import { QUERIES } from '../api/queries.js';
-import { type ErrorCode, statusOf } from '../errors.js';
+import { type ErrorCode, PkmError, statusOf } from '../errors.js';
+import { keymanagerStatus } from './http-errors.js';
 import { PUBKEY, ref, SCHEMAS, type Schema } from './openapi-schemas.js';
 
 /** The document's JSON; a generated schema is any JSON object. */
@@ -20,8 +21,10 @@ const json = (schema: Schema) => ({ 'application/json': { schema } });
  */
 function errors(codes: readonly ErrorCode[], keymanager = false): Record<string, Json> {
   const byStatus = new Map<number, ErrorCode[]>();
-  for (const code of [...codes, 'METHOD_NOT_ALLOWED', 'INTERNAL'] as const)
-    byStatus.set(statusOf(code), [...(byStatus.get(statusOf(code)) ?? []), code]);
+  for (const code of [...codes, 'METHOD_NOT_ALLOWED', 'INTERNAL'] as const) {
+    const status = keymanager ? keymanagerStatus(new PkmError(code, '')) : statusOf(code);
+    byStatus.set(status, [...(byStatus.get(status) ?? []), code]);
+  }
   const out: Record<string, Json> = {};
   for (const [status, list] of [...byStatus].sort(([a], [b]) => a - b))
     out[String(status)] = {
