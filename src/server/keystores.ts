@@ -93,6 +93,19 @@ function readProtection(text: string | undefined): Interchange | undefined {
   }
 }
 
+/**
+ * EIP-2335 writes `pubkey` as bare hex, but keystores in the wild (the spec's own example,
+ * types/keystore.yaml) carry a 0x prefix: it is dropped before the engine reads the keystore.
+ * Harmless either way: the engine checks the decrypted secret's pubkey against this field.
+ */
+function withBarePubkey(keystore: unknown): unknown {
+  if (keystore === null || typeof keystore !== 'object' || !('pubkey' in keystore)) return keystore;
+  const { pubkey } = keystore;
+  return typeof pubkey === 'string' && /^0x/i.test(pubkey)
+    ? { ...keystore, pubkey: pubkey.slice(2) }
+    : keystore;
+}
+
 /** One status per keystore, in order (ImportKeystoresResponse). */
 function importStatuses(
   count: number,
@@ -140,7 +153,11 @@ async function importKeystores(deps: KeystoreDeps, raw: unknown): Promise<Import
       unreadable.set(i, `keystores[${i}] is not JSON (an EIP-2335 keystore as a string)`);
       return;
     }
-    sources.push({ name: `keystores[${i}]`, keystore, password: body.passwords[i] ?? '' });
+    sources.push({
+      name: `keystores[${i}]`,
+      keystore: withBarePubkey(keystore),
+      password: body.passwords[i] ?? '',
+    });
   });
   let result: ImportResult;
   try {
