@@ -24,6 +24,8 @@ import {
   type ImportSource,
   importKeys,
 } from './import-keys.js';
+import type { Protection } from './interchange.js';
+import { type DeleteOutcome, deleteKeysIn, exportedProtection } from './keymanager-delete.js';
 import { DerivationLookahead } from './lookahead.js';
 import { type NewKeysPolicy, newKeyRecords } from './new-keys.js';
 import { pickOldest } from './pick.js';
@@ -268,6 +270,81 @@ export class Allocator {
     const record = await this.group.run((tx) => retireIn(tx, this.deps.clock(), pubkey, reason));
     this.cooling.left([pubkey]);
     return record;
+  }
+
+  /**
+   * The Keymanager API's DELETE (keymanager-delete.ts): retires each key no pod holds, in one
+   * batch. A cooling key goes only as it could go to another pod: its reuse delay passed on both
+   * clocks and, with --beacon-url, the gate (asked first, outside the lock) found it not live.
+   * Without a known genesis_validators_root nothing is retired (no protection can be exported).
+   */
+  async deleteKeys(pubkeys: readonly string[]): Promise<{
+    outcomes: DeleteOutcome[];
+    /** Per deleted or not_active key (once each), what leaves with it (EIP-3076). */
+    protection: Map<string, Protection>;
+    genesisValidatorsRoot: string | undefined;
+  }> {
+    const root = await this.genesisValidatorsRoot();
+    const gate = await this.gateForDelete(pubkeys);
+    const outcomes = await this.group.run((tx) =>
+      deleteKeysIn(
+        tx,
+        {
+          now: this.deps.clock(),
+          coolingHold: (r) => {
+            if (this.isHeldBack(r.pubkey))
+              return 'the beacon node saw it live lately: another copy may still run it';
+            if (!this.cooling.done(r))
+              return `its last holder${r.pod === undefined ? '' : ` (pod ${r.pod})`} may still run it: it may leave once the reuse delay has passed, in ${Math.ceil(this.cooling.waitMs(r.since) / 1000)} s (nothing was retired)`;
+            if (this.deps.liveness && !gate.verified.has(r.pubkey))
+              return (
+                gate.held.get(r.pubkey) ?? 'the liveness gate has not checked it yet: ask again'
+              );
+            return undefined;
+          },
+          noExport:
+            root === undefined
+              ? 'this server knows no genesis_validators_root, so no slashing protection can be exported with the key: start it with --network (or --genesis-validators-root); nothing was retired'
+              : undefined,
+        },
+        pubkeys,
+      ),
+    );
+    this.cooling.left(outcomes.filter((o) => o.status === 'deleted').map((o) => o.pubkey));
+    const now = this.deps.clock();
+    const protection = new Map<string, Protection>();
+    for (const { pubkey, record } of outcomes)
+      if (record !== undefined)
+        protection.set(pubkey, exportedProtection(record, now, this.deps.beacon?.genesisTime));
+    return { outcomes, protection, genesisValidatorsRoot: root };
+  }
+
+  /** With --beacon-url: why each cooled key the gate did not clear may not leave (fails closed). */
+  private async gateForDelete(
+    pubkeys: readonly string[],
+  ): Promise<{ verified: Set<string>; held: Map<string, string> }> {
+    const held = new Map<string, string>();
+    const verified = new Set<string>();
+    if (!this.deps.liveness) return { verified, held };
+    const cooled = (await this.deps.store.getKeys([...new Set(pubkeys)]))
+      .filter((r) => r.state === 'cooling' && this.cooling.done(r))
+      .map((r) => r.pubkey);
+    if (cooled.length === 0) return { verified, held };
+    try {
+      const views = await this.askGate((g) => g.statuses(cooled, this.deps.clock()));
+      for (const pk of cooled) {
+        const view = views?.get(pk);
+        if (view === undefined) held.set(pk, 'the liveness gate gave no answer for it');
+        else if (view.kind === 'live') {
+          this.holdBack([pk], LIVE_HOLD_MS);
+          held.set(pk, 'the beacon node saw it live: another copy may still run it');
+        } else verified.add(pk);
+      }
+    } catch (err) {
+      const why = `the liveness gate could not answer (${err instanceof Error ? err.message : String(err)}): it fails closed`;
+      for (const pk of cooled) held.set(pk, why);
+    }
+    return { verified, held };
   }
 
   /**

@@ -42,6 +42,8 @@ export interface ImportResult {
   readonly protected: string[];
   /** Interchange entries for keys not in this import: not stored. */
   readonly protectionIgnored: string[];
+  /** Each source that opened, and its key's pubkey (to answer per source, in order). */
+  readonly opened: Map<string, string>;
 }
 
 export interface ImportProgress {
@@ -128,6 +130,7 @@ export async function importKeys(
     failed: [],
     protected: [],
     protectionIgnored: [],
+    opened: new Map(),
   };
   const parsed: Parsed[] = [];
   for (const source of sources) {
@@ -156,6 +159,7 @@ export async function importKeys(
       }),
     );
     const keys = opened.filter((o) => o !== undefined);
+    for (const { source, key } of keys) result.opened.set(source, key.pubkey);
     try {
       const staged = await deps.group.run((tx) => stageChunk(tx, deps, keys, summary, opts));
       result.imported.push(...staged.imported);
@@ -185,7 +189,7 @@ async function stageChunk(
   keys: readonly Opened[],
   summary: ReadonlyMap<string, Protection>,
   opts: ImportOptions,
-): Promise<Omit<ImportResult, 'protectionIgnored'>> {
+): Promise<Omit<ImportResult, 'protectionIgnored' | 'opened'>> {
   const out = {
     imported: [] as string[],
     skipped: [] as string[],

@@ -16,6 +16,13 @@ import { HeartbeatAnswer, HeartbeatBody } from './heartbeat.js';
 import { KeysImportAnswer, KeysImportBody } from './import.js';
 import { Interchange, ProtectionStored } from './interchange.js';
 import { StoredState } from './key-state.js';
+import {
+  DeleteKeysAnswer,
+  DeleteKeysBody,
+  ImportKeystoresAnswer,
+  ImportKeystoresBody,
+  ListKeysAnswer,
+} from './keymanager.js';
 import { AllocateBody, AllocationAnswer, PodKeysAnswer, ReleasedAnswer } from './pod-keys.js';
 import { ProbeAnswer } from './probe.js';
 import { AssignmentsAnswer, RecentEvent, StatusAnswer } from './status.js';
@@ -28,6 +35,8 @@ export const BODIES = {
   RetireRequest: RetireBody,
   KekRotationRequest: KekRotationBody,
   KeysImportRequest: KeysImportBody,
+  ImportKeystoresRequest: ImportKeystoresBody,
+  DeleteKeysRequest: DeleteKeysBody,
   AdmissionReview,
 };
 
@@ -56,6 +65,9 @@ export const ANSWERS = {
   SignedVoluntaryExit,
   SignVoluntaryExitResponse: SignVoluntaryExitAnswer,
   KeymanagerError,
+  ListKeysResponse: ListKeysAnswer,
+  ImportKeystoresResponse: ImportKeystoresAnswer,
+  DeleteKeysResponse: DeleteKeysAnswer,
   // An answer carries an interchange (with a key that moves): referred to, not repeated.
   Interchange,
   // Every error, whatever the route: the responses narrow the code for each status.

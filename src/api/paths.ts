@@ -18,6 +18,8 @@ export const ROUTES = {
   podDeletionWebhook: '/v1/webhooks/pod-deletion',
   /** The Keymanager API's signVoluntaryExit (specs/keymanager-APIs/apis/voluntary_exit.yaml). */
   voluntaryExit: '/eth/v1/validator/:pubkey/voluntary_exit',
+  /** The Keymanager API's local keystores (specs/keymanager-APIs/apis/local_keystores.yaml). */
+  keystores: '/eth/v1/keystores',
 } as const;
 
 /** The routes under a pod: its keys, its heartbeat, its slashing-protection upload. */

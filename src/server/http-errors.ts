@@ -23,14 +23,23 @@ const BODY_ERRORS: Record<string, (err: Error) => PkmError> = {
 /** The Keymanager API's routes (specs/keymanager-APIs), whose errors are its ErrorResponse. */
 const KEYMANAGER = '/eth/';
 
+/**
+ * The Keymanager spec's statuses (keymanager-oapi.yaml components/responses): 401 "no token is
+ * found", 403 "a token is found but is invalid". pkm elsewhere answers an unknown token 401.
+ */
+export function keymanagerStatus(err: PkmError): number {
+  return err.code === 'INVALID_TOKEN' ? 403 : err.status;
+}
+
 export function sendError(res: Response, err: PkmError): void {
   if (err.retryAfter !== undefined) res.setHeader('retry-after', String(err.retryAfter));
   // The Keymanager spec's ErrorResponse requires a top-level "message": its routes send it
   // beside pkm's own {"error":{"code","message"}}, so both kinds of client read the answer.
   const body = err.toJSON();
+  const keymanager = res.req.path.startsWith(KEYMANAGER);
   res
-    .status(err.status)
-    .json(res.req.path.startsWith(KEYMANAGER) ? { message: err.message, ...body } : body);
+    .status(keymanager ? keymanagerStatus(err) : err.status)
+    .json(keymanager ? { message: err.message, ...body } : body);
 }
 
 export function notFound(req: Request, _res: Response, next: NextFunction): void {

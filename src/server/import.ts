@@ -1,18 +1,16 @@
 // POST /v1/admin/keys/import: keystores and their history into a running server's pool
 // (allocation/import-keys.ts). Admin only, checked before the body is read: the body may be
-// megabytes, and each keystore costs a KDF run. Imports run one at a time, so two of them never
-// hold two KDF pools' memory at once.
+// megabytes, and each keystore costs a KDF run. Imports run one at a time (import-turns.ts).
 import express, { Router } from 'express';
 import type { ImportSource } from '../allocation/import-keys.js';
-import { largestKdf } from '../allocation/import-keys.js';
 import { type KeysImportAnswer, KeysImportBody } from '../api/import.js';
 import { parseInterchange } from '../api/interchange.js';
 import { ROUTES } from '../api/paths.js';
 import { PkmError } from '../errors.js';
-import { KdfPool, poolSize } from '../keys/kdf-pool.js';
 import { type Auth, callerOf, describeCaller, requireAdmin } from './auth.js';
 import type { AppDeps } from './deps.js';
 import { methodNotAllowed } from './http-errors.js';
+import type { RunImport } from './import-turns.js';
 
 function parseBody(raw: unknown): KeysImportBody {
   const body = KeysImportBody.safeParse(raw);
@@ -40,10 +38,9 @@ function parseBody(raw: unknown): KeysImportBody {
 }
 
 export function importRoutes(
-  deps: Pick<AppDeps, 'allocator' | 'log'> & { readonly auth: Auth },
+  deps: Pick<AppDeps, 'log'> & { readonly auth: Auth; readonly runImport: RunImport },
 ): Router {
   const router = Router();
-  let previous: Promise<unknown> = Promise.resolve();
   router
     .route(ROUTES.keysImport)
     .post(
@@ -59,20 +56,10 @@ export function importRoutes(
           keystore,
           password: body.passwords[index] ?? '',
         }));
-        const run = async () => {
-          const pool = new KdfPool(poolSize(largestKdf(sources)));
-          try {
-            return await deps.allocator.importKeys(pool, sources, {
-              neverValidated: body.neverValidated ?? false,
-              interchange: body.slashing_protection,
-            });
-          } finally {
-            await pool.close();
-          }
-        };
-        const turn = previous.then(run, run);
-        previous = turn.catch(() => undefined);
-        const result = await turn;
+        const result = await deps.runImport(sources, {
+          neverValidated: body.neverValidated ?? false,
+          interchange: body.slashing_protection,
+        });
         const index = new Map(sources.map((s, i) => [s.name, i]));
         const answer: KeysImportAnswer = {
           imported: result.imported,

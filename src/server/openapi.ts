@@ -7,7 +7,8 @@ import { MAX_POD_NAME } from '../api/names.js';
 import { queryParameters } from '../api/parameters.js';
 import { openApiPath, type PodRoute, podTemplates, ROUTES } from '../api/paths.js';
 import { QUERIES } from '../api/queries.js';
-import { type ErrorCode, statusOf } from '../errors.js';
+import { type ErrorCode, PkmError, statusOf } from '../errors.js';
+import { keymanagerStatus } from './http-errors.js';
 import { PUBKEY, ref, SCHEMAS, type Schema } from './openapi-schemas.js';
 
 /** The document's JSON; a generated schema is any JSON object. */
@@ -20,8 +21,10 @@ const json = (schema: Schema) => ({ 'application/json': { schema } });
  */
 function errors(codes: readonly ErrorCode[], keymanager = false): Record<string, Json> {
   const byStatus = new Map<number, ErrorCode[]>();
-  for (const code of [...codes, 'METHOD_NOT_ALLOWED', 'INTERNAL'] as const)
-    byStatus.set(statusOf(code), [...(byStatus.get(statusOf(code)) ?? []), code]);
+  for (const code of [...codes, 'METHOD_NOT_ALLOWED', 'INTERNAL'] as const) {
+    const status = keymanager ? keymanagerStatus(new PkmError(code, '')) : statusOf(code);
+    byStatus.set(status, [...(byStatus.get(status) ?? []), code]);
+  }
   const out: Record<string, Json> = {};
   for (const [status, list] of [...byStatus].sort(([a], [b]) => a - b))
     out[String(status)] = {
@@ -315,6 +318,44 @@ export function openApiDocument(version: string): Schema {
               'INVALID_CONFIG',
               'NOT_READY',
             ]),
+          },
+        },
+      },
+      [ROUTES.keystores]: {
+        get: {
+          summary:
+            'Keymanager API listKeys: every key of the pool (not retired, secret held); readonly: a pod holds it',
+          tags: ['Local Key Manager'],
+          security: adminToken,
+          responses: {
+            ...ok('The keys, streamed', ref('ListKeysResponse')),
+            ...errors(AUTH, true),
+          },
+        },
+        post: {
+          summary:
+            'Keymanager API importKeystores: keystores and passwords (and slashing_protection) as JSON-encoded strings; imported keys enter fenced',
+          description:
+            'As flows/README.md: lengths that differ, a body that is no such object, or a slashing_protection that cannot be read for this chain are 400 and import nothing; then one status per keystore, in order: imported, duplicate (the pool holds it already) or error. History is merged only for keys of this request.',
+          tags: ['Local Key Manager'],
+          security: adminToken,
+          requestBody: { required: true, content: json(ref('ImportKeystoresRequest')) },
+          responses: {
+            ...ok('One status per keystore', ref('ImportKeystoresResponse')),
+            ...errors([...AUTH, ...BODY, 'INVALID_CONFIG', 'NOT_READY'], true),
+          },
+        },
+        delete: {
+          summary:
+            'Keymanager API deleteKeys: retires keys no pod holds and returns their slashing protection (kept, never deleted)',
+          description:
+            'Per key, in order: deleted (retired now: never handed out again), not_active (retired before; its protection is returned), not_found, or error (held by a pod, cooling inside the reuse delay, not cleared by the liveness gate, a deposit in flight, or no genesis_validators_root known): an error changes nothing. slashing_protection lists the deleted and not_active keys only.',
+          tags: ['Local Key Manager'],
+          security: adminToken,
+          requestBody: { required: true, content: json(ref('DeleteKeysRequest')) },
+          responses: {
+            ...ok('One status per pubkey, and their protection', ref('DeleteKeysResponse')),
+            ...errors([...AUTH, ...BODY, 'NOT_READY'], true),
           },
         },
       },
