@@ -86,9 +86,24 @@ async function findKeystores(paths: readonly string[]): Promise<Found[]> {
   return [...unique.values()];
 }
 
+/** Keystores are about 1 KiB; anything far larger is not one. */
+const MAX_KEYSTORE_BYTES = 64 * 1024;
+const MAX_PASSWORD_BYTES = 64 * 1024;
+
+/**
+ * A keystore's or a password's file: a regular file, and a small one. A FIFO would block the
+ * import for ever, and /dev/zero (or a huge file) would fill its memory.
+ */
+async function readSmallFile(file: string, max: number): Promise<string> {
+  const info = await stat(file);
+  if (!info.isFile()) throw new Error('not a regular file');
+  if (info.size > max) throw new Error(`larger than ${max} bytes`);
+  return readFile(file, 'utf8');
+}
+
 async function readPassword(file: string): Promise<string> {
   // EIP-2335 strips control characters from passwords, a trailing newline among them.
-  return readFile(file, 'utf8');
+  return readSmallFile(file, MAX_PASSWORD_BYTES);
 }
 
 /**
@@ -118,9 +133,16 @@ export async function readImportSources(
   const failed: ImportFailure[] = [];
   for (const { file, layoutPassword } of found) {
     const name = relative(process.cwd(), file) || file;
+    let text: string;
+    try {
+      text = await readSmallFile(file, MAX_KEYSTORE_BYTES);
+    } catch (err) {
+      failed.push({ source: name, code: 'KEYSTORE_INVALID', message: messageOf(err) });
+      continue;
+    }
     let keystore: unknown;
     try {
-      keystore = JSON.parse(await readFile(file, 'utf8'));
+      keystore = JSON.parse(text);
     } catch (err) {
       failed.push({
         source: name,

@@ -18,6 +18,7 @@ import type { GroupCommitter } from './group-commit.js';
 import { merge, summarise } from './interchange.js';
 import { checkConfiguredRoot } from './protection.js';
 import type { Transaction } from './transaction.js';
+import { fenced as fencedRecord } from './transitions.js';
 
 /** One keystore to import, named by its file (CLI) or its place in the request (HTTP). */
 export interface ImportSource {
@@ -35,7 +36,10 @@ export interface ImportFailure {
 export interface ImportResult {
   /** Keys new to the store (or a reported key's secret, now kept). */
   readonly imported: string[];
-  /** Keys the store held already with the same secret: unchanged (but for stricter history). */
+  /**
+   * Keys the store held already with the same secret: unchanged, but for stricter history, and
+   * a fence where one the pool could hand out may now run elsewhere.
+   */
   readonly skipped: string[];
   readonly failed: ImportFailure[];
   /** Keys whose interchange entry was merged into their record (EIP-3076). */
@@ -236,16 +240,25 @@ async function stageChunk(
       });
       continue;
     } else {
-      const after = withHistory(existing, history);
-      if (after !== existing) {
-        changes.push({ before: existing, after });
+      let after = withHistory(existing, history);
+      if (after !== existing)
         events.push({
           at: now,
           type: 'protection',
           pubkeys: [pubkey],
           detail: `imported history of ${source}`,
         });
-      } else out.skipped.push(pubkey);
+      // Imported without --never-validated, the key may run elsewhere now: one the pool could
+      // hand out (free, or cooling after a stop that was not fenced) is fenced from now, like a
+      // new import. A fenced one keeps its fence, so running the same import again changes
+      // nothing; a held one stays with its pod (it is never taken from under a pod).
+      if (!opts.neverValidated && refencible(existing)) {
+        after = fencedRecord(after, now);
+        fenced.push(pubkey);
+        events.push(importEvent(now, pubkey, source, 'fenced again: it may run elsewhere'));
+      }
+      if (after !== existing) changes.push({ before: existing, after });
+      out.skipped.push(pubkey);
     }
     if (history !== undefined) out.protected.push(pubkey);
     staged.add(pubkey);
@@ -269,6 +282,11 @@ async function stageChunk(
   });
   if (fenced.length > 0) deps.onFenced?.(fenced);
   return out;
+}
+
+/** A key the pool could hand out now, not yet fenced. */
+function refencible(r: KeyRecord): boolean {
+  return r.state === 'free' || (r.state === 'cooling' && r.stop !== 'fenced');
 }
 
 /**

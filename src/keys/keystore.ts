@@ -29,22 +29,45 @@ export interface KdfCosts {
 }
 
 const Hex = z.string().regex(/^[0-9a-fA-F]*$/);
+/**
+ * The most KDF work pkm opens. EIP-2335 recommends scrypt n=2^18, r=8, p=1 (256 MiB, about a
+ * second here) and pbkdf2 c=2^18; these bounds leave 4x to 64x room above that, and keep a
+ * hostile keystore from taking gigabytes or hours of a server's import (a coded refusal instead).
+ */
+export const KDF_LIMITS = {
+  scryptMemoryBytes: 2 ** 30, // 128 * n * r
+  scryptWork: 2 ** 25, // n * r * p
+  scryptP: 16,
+  pbkdf2C: 2 ** 24,
+} as const;
+
+const LIMITS_TEXT =
+  'a KDF cost beyond what pkm opens (scrypt 128*n*r <= 1 GiB, n*r*p <= 2^25, p <= 16; pbkdf2 c <= 2^24)';
+
 const ScryptKdf = z.object({
   function: z.literal('scrypt'),
-  params: z.object({
-    dklen: z.literal(32),
-    n: z.number().int().positive(),
-    r: z.number().int().positive(),
-    p: z.number().int().positive(),
-    salt: Hex,
-  }),
+  params: z
+    .object({
+      dklen: z.literal(32),
+      n: z.number().int().positive(),
+      r: z.number().int().positive(),
+      p: z.number().int().positive(),
+      salt: Hex,
+    })
+    .refine(
+      ({ n, r, p }) =>
+        128 * n * r <= KDF_LIMITS.scryptMemoryBytes &&
+        n * r * p <= KDF_LIMITS.scryptWork &&
+        p <= KDF_LIMITS.scryptP,
+      { error: LIMITS_TEXT },
+    ),
   message: z.literal(''),
 });
 const Pbkdf2Kdf = z.object({
   function: z.literal('pbkdf2'),
   params: z.object({
     dklen: z.literal(32),
-    c: z.number().int().positive(),
+    c: z.number().int().positive().max(KDF_LIMITS.pbkdf2C, { error: LIMITS_TEXT }),
     prf: z.literal('hmac-sha256'),
     salt: Hex,
   }),

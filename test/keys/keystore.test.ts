@@ -1,6 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { publicKeyOf, randomKey, toHex } from '../../src/keys/bls.js';
-import { decryptKeystore, encryptKeystore, passwordBytes } from '../../src/keys/keystore.js';
+import {
+  decryptKeystore,
+  encryptKeystore,
+  newKdf,
+  parseKeystore,
+  passwordBytes,
+} from '../../src/keys/keystore.js';
 import { keystoreCases } from './vectors.js';
 
 /** Cheap costs for unit tests; the official vectors and e2e tests use EIP-2335's. */
@@ -81,5 +87,48 @@ describe('EIP-2335 password processing', () => {
     expect(passwordBytes('a\u0000b\u001fc\u007fd\u0080e\u009ff')).toEqual(Buffer.from('abcdef'));
     expect(passwordBytes('\u2163')).toEqual(Buffer.from('IV')); // ROMAN NUMERAL FOUR -> "IV" under NFKD
     expect(passwordBytes('pässword')).toEqual(Buffer.from('pa\u0308ssword'));
+  });
+});
+
+describe('KDF costs pkm opens', () => {
+  const withKdf = async (kdf: ReturnType<typeof newKdf>) => {
+    const k = randomKey();
+    const ks = await encryptKeystore(k.secretKey, 'pw', { pubkey: k.pubkey, path: '' }, 'pbkdf2', {
+      scrypt: { n: 2, r: 1, p: 1 },
+      pbkdf2: { c: 1 },
+    });
+    return { ...ks, crypto: { ...ks.crypto, kdf } };
+  };
+  const scrypt = (n: number, r: number, p: number) =>
+    newKdf('scrypt', { scrypt: { n, r, p }, pbkdf2: { c: 1 } });
+  const pbkdf2 = (c: number) => newKdf('pbkdf2', { scrypt: { n: 2, r: 1, p: 1 }, pbkdf2: { c } });
+
+  it("opens EIP-2335's recommended costs and well above them", async () => {
+    for (const kdf of [
+      scrypt(2 ** 18, 8, 1),
+      scrypt(2 ** 20, 8, 1),
+      pbkdf2(2 ** 18),
+      pbkdf2(2 ** 24),
+    ]) {
+      const ks = await withKdf(kdf);
+      expect(() => parseKeystore(ks)).not.toThrow();
+    }
+  });
+
+  it('refuses a cost that would take gigabytes or hours, as KEYSTORE_INVALID', async () => {
+    for (const kdf of [
+      scrypt(2 ** 21, 8, 1),
+      scrypt(2 ** 18, 8, 32),
+      scrypt(2 ** 18, 64, 1),
+      pbkdf2(2 ** 31 - 1),
+    ]) {
+      const ks = await withKdf(kdf);
+      expect(() => parseKeystore(ks)).toThrow(
+        expect.objectContaining({
+          code: 'KEYSTORE_INVALID',
+          message: expect.stringContaining('KDF cost'),
+        }),
+      );
+    }
   });
 });
