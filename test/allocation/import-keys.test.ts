@@ -5,12 +5,15 @@ import { describe, expect, it } from 'vitest';
 import { GroupCommitter } from '../../src/allocation/group-commit.js';
 import { type ImportSource, importKeys } from '../../src/allocation/import-keys.js';
 import { toInterchange } from '../../src/api/interchange.js';
+import { BeaconLivenessGate } from '../../src/beacon/liveness.js';
+import { NETWORKS } from '../../src/deposit/networks.js';
 import { randomKey, toHex } from '../../src/keys/bls.js';
 import { KdfPool } from '../../src/keys/kdf-pool.js';
 import { encryptKeystore, type KdfCosts } from '../../src/keys/keystore.js';
 import { randomKeySource } from '../../src/keys/source.js';
 import { MetaKey } from '../../src/store/buckets.js';
 import { checkStore } from '../../src/store/check.js';
+import { fakeBeacon } from '../beacon/fake-beacon.js';
 import { FakeClock, onCleanup, openTempStore } from '../helpers.js';
 import { keystoreCases } from '../keys/vectors.js';
 import { allocatorOver, DELAY, mnemonic, pubkeys } from '../support/allocator.js';
@@ -300,5 +303,34 @@ describe('keys import', () => {
     expect([...new Set(counts)]).toEqual([0, 3, 6, 7]);
     const events = await store.events(0, 100);
     expect(events.map((e) => e.type)).toEqual(Array(7).fill('import'));
+  });
+});
+
+describe('keys import and the liveness gate (--beacon-url)', () => {
+  it('an imported key the beacon node sees live goes to no pod, even after the reuse delay; once not live, it does', async () => {
+    const store = await openTempStore();
+    const clock = new FakeClock();
+    const beacon = await fakeBeacon();
+    onCleanup(() => beacon.close());
+    beacon.state.now = clock.now;
+    const allocator = allocatorOver(store, clock, randomKeySource, {
+      liveness: new BeaconLivenessGate(beacon.url, NETWORKS.hoodi),
+    });
+    const { keys, sources } = await keystores(1);
+    const pk = keys[0]?.pubkey ?? '';
+    expect(
+      (await allocator.importKeys(pool(), sources, { neverValidated: false })).imported,
+    ).toEqual([pk]);
+    // It still runs where it came from: the beacon node sees its validator attest.
+    beacon.state.validators.set(pk, { index: '77', status: 'active_ongoing', slashed: false });
+    beacon.state.live.add('77');
+    clock.advance(DELAY);
+    expect(pubkeys(await allocator.allocate('p', 1))).not.toContain(pk);
+    expect(await store.getKey(pk)).toMatchObject({ state: 'cooling', stop: 'fenced' });
+    // The old validator client stopped: no longer live, so the key may move.
+    beacon.state.live.delete('77');
+    clock.advance(DELAY);
+    expect(pubkeys(await allocator.allocate('q', 1))).toContain(pk);
+    expect((await checkStore(store)).problems).toEqual([]);
   });
 });
