@@ -274,8 +274,10 @@ export class Allocator {
 
   /**
    * The Keymanager API's DELETE (keymanager-delete.ts): retires each key no pod holds, in one
-   * batch. A cooling key goes only as it could go to another pod: its reuse delay passed on both
-   * clocks and, with --beacon-url, the gate (asked first, outside the lock) found it not live.
+   * batch. A free or cooling key goes only as it could go to another pod: not held back, not
+   * kept by a resync window or a restore's hold, and for a cooling key its reuse delay passed
+   * on both clocks and, with --beacon-url, the gate (asked first, outside the lock) found it
+   * not live.
    * Without a known genesis_validators_root nothing is retired (no protection can be exported).
    */
   async deleteKeys(pubkeys: readonly string[]): Promise<{
@@ -291,9 +293,17 @@ export class Allocator {
         tx,
         {
           now: this.deps.clock(),
-          coolingHold: (r) => {
+          poolHold: (r) => {
             if (this.isHeldBack(r.pubkey))
-              return 'the beacon node saw it live lately: another copy may still run it';
+              return 'a pod claimed to run it, or the beacon node saw it live, lately: another copy may still run it';
+            // As in allocateIn: while holders re-assert (a start's resync window, a restore's
+            // hold), a key a pod ever held stays put.
+            const everHeld = r.history.some(
+              (e) => e.event === 'allocated' || e.event === 'released',
+            );
+            if (this.cooling.resyncing() && everHeld)
+              return `the server is resyncing (a start's window or a restore's hold): a pod may still run it; ask again in ${Math.ceil(this.cooling.resyncLeftMs() / 1000)} s (nothing was retired)`;
+            if (r.state !== 'cooling') return undefined;
             if (!this.cooling.done(r))
               return `its last holder${r.pod === undefined ? '' : ` (pod ${r.pod})`} may still run it: it may leave once the reuse delay has passed, in ${Math.ceil(this.cooling.waitMs(r.since) / 1000)} s (nothing was retired)`;
             if (this.deps.liveness && !gate.verified.has(r.pubkey))

@@ -24,10 +24,12 @@ export interface DeleteOutcome {
 export interface DeleteRules {
   readonly now: number;
   /**
-   * Why a cooling key may not leave yet (its reuse delay, the liveness gate); undefined when it
-   * may. The same rule as a hand-off to another pod (DESIGN.md "Key lifecycle").
+   * Why a free or cooling key may not leave yet (held back from every pod, the resync window or
+   * a restore's hold, its reuse delay, the liveness gate); undefined when it may. The same rule
+   * as a hand-off to another pod (DESIGN.md "Key lifecycle"): `deleted` says it may start
+   * elsewhere now.
    */
-  readonly coolingHold: (r: KeyRecord) => string | undefined;
+  readonly poolHold: (r: KeyRecord) => string | undefined;
   /**
    * Why no protection can be exported (no genesis_validators_root known): then nothing is
    * retired, and every key that would have been deleted or not_active is an `error` (the spec's
@@ -65,8 +67,8 @@ export async function deleteKeysIn(
       else out.push({ pubkey, status: 'not_active', record: before });
       continue;
     }
-    const why =
-      heldBy(before) ?? (before.state === 'cooling' ? rules.coolingHold(before) : undefined);
+    const inPool = before.state === 'free' || before.state === 'cooling';
+    const why = heldBy(before) ?? (inPool ? rules.poolHold(before) : undefined);
     if (why !== undefined || rules.noExport !== undefined) {
       out.push({ pubkey, status: 'error', message: why ?? rules.noExport ?? '' });
       continue;
@@ -83,17 +85,18 @@ export async function deleteKeysIn(
 }
 
 /**
- * The protection a deleted key leaves with: what was uploaded for it and, for a key some pod or
- * another VC may have signed with (released or fenced), a fence at the current slot when the
- * chain's genesis is known, as a hand-off to a new pod carries (protection.ts handOut). Never
- * below what was uploaded.
+ * The protection a deleted key leaves with: what was uploaded for it and, when the chain's
+ * genesis is known, a fence at the current slot, as a hand-off to a new pod carries
+ * (protection.ts handOut). Every key gets the fence: a pod may have signed with it after its
+ * last upload (a key retired from under its pod has no release in its history), and for a key
+ * that never signed a fence at the current slot forbids nothing it could want. Never below what
+ * was uploaded.
  */
 export function exportedProtection(
   r: KeyRecord,
   nowMs: number,
   genesisTime: number | undefined,
 ): Protection {
-  const recycled = r.history.some((e) => e.event === 'released' || e.event === 'fenced');
-  const fence = recycled && genesisTime !== undefined ? fenceAt(nowMs, genesisTime) : {};
+  const fence = genesisTime !== undefined ? fenceAt(nowMs, genesisTime) : {};
   return merge(r.protection ?? {}, fence);
 }
