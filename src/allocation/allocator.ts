@@ -11,8 +11,8 @@ import { PkmError } from '../errors.js';
 import type { KdfPool } from '../keys/kdf-pool.js';
 import type { KeySource, NewKey } from '../keys/source.js';
 import { MetaKey } from '../store/buckets.js';
+import type { KeyChange, StoreContract } from '../store/contract.js';
 import type { KeyRecord } from '../store/records.js';
-import type { KeyChange, Store } from '../store/store.js';
 import { Cooling } from './cooling.js';
 import { totalKeys } from './counts.js';
 import { newKeysNever } from './exhausted.js';
@@ -82,7 +82,7 @@ export interface AllocationOutcome {
 }
 
 export interface AllocatorDeps {
-  readonly store: Store;
+  readonly store: StoreContract;
   readonly clock: Clock;
   /** Elapsed time for cooling, fences and windows (clock.ts). */
   readonly monotonic: Monotonic;

@@ -1,11 +1,11 @@
+import type { StoreContract } from '../store/contract.js';
 import type { Counts } from '../store/records.js';
-import type { Store } from '../store/store.js';
 
 /** Keys per state as a person means it: a cooling key whose reuse delay has passed is free. */
 export type StateCounts = Omit<Counts, 'pods'> & { total: number };
 
 export async function stateCounts(
-  store: Store,
+  store: StoreContract,
   now: number,
   reuseDelayMs: number,
 ): Promise<StateCounts> {

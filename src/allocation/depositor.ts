@@ -26,8 +26,8 @@ import type { DepositRecord } from '../deposit/deposit-data.js';
 import { PkmError } from '../errors.js';
 import type { KeySource, NewKey } from '../keys/source.js';
 import type { Logger } from '../log.js';
+import type { StoreContract } from '../store/contract.js';
 import type { DepositTx, KeyRecord } from '../store/records.js';
-import type { Store } from '../store/store.js';
 import type { GroupCommitter } from './group-commit.js';
 import { newKeyRecords } from './new-keys.js';
 import type { Transaction } from './transaction.js';
@@ -42,7 +42,7 @@ export type DepositOutcome =
   | 'unreachable';
 
 export interface DepositorDeps {
-  readonly store: Store;
+  readonly store: StoreContract;
   readonly group: GroupCommitter;
   readonly chain: DepositChain;
   readonly keySource: KeySource;

@@ -3,7 +3,7 @@
 // written as one atomic batch. Nothing else writes meanwhile (one drain loop at a time), so
 // nothing can change between reading state and writing the batch, and a slow batch write no
 // longer makes every other request wait for its own write in turn.
-import type { Store } from '../store/store.js';
+import type { StoreContract } from '../store/contract.js';
 import { Transaction } from './transaction.js';
 
 /** Most requests in one batch, so one group's write stays small. */
@@ -16,20 +16,20 @@ interface Pending {
 }
 
 /** The one committer of each open store. */
-const committers = new WeakMap<Store, GroupCommitter>();
+const committers = new WeakMap<StoreContract, GroupCommitter>();
 
 export class GroupCommitter {
   private readonly queue: Pending[] = [];
   private draining = false;
 
-  private constructor(private readonly store: Store) {}
+  private constructor(private readonly store: StoreContract) {}
 
   /**
    * The store's one committer, made on first use. Two committers over one store would each
    * drain their own queue and write between the other's read and write: the store's one writer
    * is what keeps a key out of two pods, so there is no other way to make one.
    */
-  static of(store: Store): GroupCommitter {
+  static of(store: StoreContract): GroupCommitter {
     let group = committers.get(store);
     if (!group) {
       group = new GroupCommitter(store);

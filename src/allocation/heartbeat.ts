@@ -25,8 +25,8 @@
 // cooling.
 
 import type { NewAuditEvent } from '../store/audit.js';
+import type { KeyChange } from '../store/contract.js';
 import type { KeyRecord, PodRecord } from '../store/records.js';
-import type { KeyChange } from '../store/store.js';
 import type { NewKeyParts } from './new-keys.js';
 import type { Transaction } from './transaction.js';
 import {

@@ -12,8 +12,8 @@ import { type Keystore, kdfMemoryBytes, parseKeystore } from '../keys/keystore.j
 import { type OpenedKey, openKeystore } from '../keys/keystore-open.js';
 import type { NewAuditEvent } from '../store/audit.js';
 import { MetaKey } from '../store/buckets.js';
+import type { KeyChange, StoreContract } from '../store/contract.js';
 import type { KeyRecord } from '../store/records.js';
-import type { KeyChange, Store } from '../store/store.js';
 import type { GroupCommitter } from './group-commit.js';
 import { merge, summarise } from './interchange.js';
 import { checkConfiguredRoot } from './protection.js';
@@ -57,7 +57,7 @@ export interface ImportProgress {
 }
 
 export interface ImportDeps {
-  readonly store: Store;
+  readonly store: StoreContract;
   readonly group: GroupCommitter;
   readonly clock: Clock;
   /** --network's or --genesis-validators-root's root; else the store's is used. */
@@ -86,7 +86,7 @@ export const DEFAULT_CHUNK = 100;
  * chain's: nothing is imported then.
  */
 export async function checkHistoryRoot(
-  store: Pick<Store, 'getMeta'> | Transaction,
+  store: Pick<StoreContract, 'getMeta'> | Transaction,
   configured: string | undefined,
   interchange: Interchange,
 ): Promise<string> {
@@ -295,7 +295,7 @@ function refencible(r: KeyRecord): boolean {
  * handOut). Never validated: free at once.
  */
 function newRecord(
-  store: Store,
+  store: StoreContract,
   key: OpenedKey,
   now: number,
   neverValidated: boolean,
@@ -329,7 +329,7 @@ function withHistory(r: KeyRecord, history: Protection | undefined): KeyRecord {
   return { ...r, protection: merged };
 }
 
-function sameSecret(store: Store, existing: KeyRecord, key: OpenedKey): boolean {
+function sameSecret(store: StoreContract, existing: KeyRecord, key: OpenedKey): boolean {
   if (existing.secret === undefined) return false;
   const stored = store.secrets.open(existing.secret, existing.pubkey);
   try {

@@ -9,6 +9,7 @@
 // Runs through the group committer, so it never races a state change of a live server.
 import { PkmError } from '../errors.js';
 import { MetaKey } from '../store/buckets.js';
+import type { KeyChange, StoreContract } from '../store/contract.js';
 import { kekId, newDataKey, wrapDataKey } from '../store/encryption.js';
 import {
   dataKeyCodec,
@@ -17,7 +18,6 @@ import {
   readRotation,
 } from '../store/encryption-setup.js';
 import type { KeyRecord } from '../store/records.js';
-import type { KeyChange, Store } from '../store/store.js';
 import type { GroupCommitter } from './group-commit.js';
 
 /** What the rotation needs of the group committer: its changes run with nothing else writing. */
@@ -43,14 +43,14 @@ export interface RotationOptions {
 const now = (opts: RotationOptions) => (opts.clock ?? Date.now)();
 
 /** True while a rotation has begun and not finished. */
-export async function rotationUnfinished(store: Store): Promise<boolean> {
+export async function rotationUnfinished(store: StoreContract): Promise<boolean> {
   const state = await readRotation((key) => store.getMeta(key));
   return state?.next !== undefined;
 }
 
 /** Begins (or resumes, for the same KEK) a rotation to `newKek`, and finishes it. */
 export async function rotateKek(
-  store: Store,
+  store: StoreContract,
   group: Committer,
   newKek: Buffer,
   opts: RotationOptions = {},
@@ -102,7 +102,7 @@ export async function rotateKek(
 
 /** Finishes an unfinished rotation (the store was opened with the new KEK). */
 export async function finishRotation(
-  store: Store,
+  store: StoreContract,
   group: Committer,
   opts: RotationOptions = {},
 ): Promise<RotationResult | undefined> {
@@ -118,13 +118,13 @@ function stale(record: KeyRecord, target: string): boolean {
   return secret !== undefined && (secret.alg !== 'aes-256-gcm' || secret.kek !== target);
 }
 
-async function stalePubkeys(store: Store, target: string): Promise<string[]> {
+async function stalePubkeys(store: StoreContract, target: string): Promise<string[]> {
   const found: string[] = [];
   for await (const r of store.keyRecords()) if (stale(r, target)) found.push(r.pubkey);
   return found;
 }
 
-function reseal(store: Store, records: readonly KeyRecord[], target: string): KeyChange[] {
+function reseal(store: StoreContract, records: readonly KeyRecord[], target: string): KeyChange[] {
   const ring = store.keyRing();
   return records.flatMap((r) =>
     r.secret !== undefined && stale(r, target)
@@ -134,7 +134,7 @@ function reseal(store: Store, records: readonly KeyRecord[], target: string): Ke
 }
 
 async function migrate(
-  store: Store,
+  store: StoreContract,
   group: Committer,
   target: string,
   opts: RotationOptions,

@@ -3,8 +3,8 @@
 import type { DepositRecord } from '../deposit/deposit-data.js';
 import { PkmError } from '../errors.js';
 import type { KeySource, NewKey } from '../keys/source.js';
+import type { StoreContract } from '../store/contract.js';
 import type { KeyRecord } from '../store/records.js';
-import type { Store } from '../store/store.js';
 import type { Transaction } from './transaction.js';
 
 /**
@@ -17,7 +17,7 @@ export const NEW_KEYS_POLICIES = ['always', 'never'] as const;
 export type NewKeysPolicy = (typeof NEW_KEYS_POLICIES)[number];
 
 export interface NewKeyParts {
-  readonly store: Store;
+  readonly store: StoreContract;
   readonly keySource: KeySource;
   readonly makeDeposit?: ((key: NewKey) => DepositRecord) | undefined;
 }

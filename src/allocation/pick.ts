@@ -1,4 +1,4 @@
-import type { IndexEntry } from '../store/store.js';
+import type { IndexEntry } from '../store/contract.js';
 
 /** Merges two oldest-first lists and keeps the `n` oldest: "oldest freed first" across both. */
 export function pickOldest(

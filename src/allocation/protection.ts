@@ -6,8 +6,8 @@ import type { Clock } from '../clock.js';
 import { NETWORKS } from '../deposit/networks.js';
 import { PkmError } from '../errors.js';
 import { MetaKey } from '../store/buckets.js';
+import type { StoreContract } from '../store/contract.js';
 import type { KeyRecord } from '../store/records.js';
-import type { Store } from '../store/store.js';
 import { fenceAt, merge, summarise } from './interchange.js';
 import type { Transaction } from './transaction.js';
 import { withProtection } from './transitions.js';
@@ -35,7 +35,7 @@ export interface BeaconChain {
 }
 
 export interface ProtectionDeps {
-  readonly store: Store;
+  readonly store: StoreContract;
   readonly clock: Clock;
   readonly beacon?: BeaconChain;
 }

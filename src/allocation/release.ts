@@ -9,8 +9,8 @@
 //     fenced. Nobody gets them before the reuse delay and the liveness gate; a forced deletion
 //     that follows a graceful one fences the keys that one left unconfirmed.
 import type { NewAuditEvent } from '../store/audit.js';
+import type { KeyChange } from '../store/contract.js';
 import type { KeyRecord } from '../store/records.js';
-import type { KeyChange } from '../store/store.js';
 import type { Transaction } from './transaction.js';
 import { editPod, fenced, podChange, released, stopConfirmed } from './transitions.js';
 

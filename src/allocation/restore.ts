@@ -1,7 +1,7 @@
 // A restored store cannot vouch for its keys (DESIGN.md "Safety rules"): after the backup they
 // may have gone to other pods, been retired, or gained slashing protection.
 import { MetaKey } from '../store/buckets.js';
-import type { Store } from '../store/store.js';
+import type { StoreContract } from '../store/contract.js';
 import { GroupCommitter } from './group-commit.js';
 import { fenced } from './transitions.js';
 
@@ -12,7 +12,7 @@ import { fenced } from './transitions.js';
  * not even to its holder, before the holder re-asserts it (a heartbeat) or a full reuse delay
  * has passed, and it moves and derives nothing meanwhile (allocator.ts). Returns the keys fenced.
  */
-export async function fenceRestored(store: Store, now: number): Promise<number> {
+export async function fenceRestored(store: StoreContract, now: number): Promise<number> {
   const group = GroupCommitter.of(store);
   let pubkeys: string[] = [];
   let count = 0;

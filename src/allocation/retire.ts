@@ -1,8 +1,8 @@
 // Retiring a key: it is never handed out again (exited, slashed, or by an operator's choice).
 // A held or cooling key leaves its pod's lists in the same batch. Idempotent.
 import { PkmError } from '../errors.js';
+import type { PodChange } from '../store/contract.js';
 import type { KeyRecord } from '../store/records.js';
-import type { PodChange } from '../store/store.js';
 import type { Transaction } from './transaction.js';
 import { editPod, podChange, retired } from './transitions.js';
 

@@ -2,8 +2,8 @@
 // audit log says where it came from.
 import { PkmError } from '../errors.js';
 import type { NewAuditEvent } from '../store/audit.js';
+import type { PodChange } from '../store/contract.js';
 import type { KeyRecord } from '../store/records.js';
-import type { PodChange } from '../store/store.js';
 import type { Transaction } from './transaction.js';
 import { editPod, podChange } from './transitions.js';
 

@@ -4,8 +4,15 @@
 // leaves nothing of its own in the batch.
 import { PkmError } from '../errors.js';
 import type { NewAuditEvent } from '../store/audit.js';
+import type {
+  Change,
+  IndexEntry,
+  KeyChange,
+  PodChange,
+  PoolIndex,
+  StoreContract,
+} from '../store/contract.js';
 import { type Counts, countRecord, type KeyRecord, type PodRecord } from '../store/records.js';
-import type { Change, IndexEntry, KeyChange, PodChange, PoolIndex, Store } from '../store/store.js';
 
 function older(x: IndexEntry, y: IndexEntry): number {
   return x.since - y.since || (x.pubkey < y.pubkey ? -1 : x.pubkey > y.pubkey ? 1 : 0);
@@ -29,7 +36,7 @@ export class Transaction {
       }
     | undefined;
 
-  constructor(private readonly store: Store) {}
+  constructor(private readonly store: StoreContract) {}
 
   /** Starts an operation: what it stages can be undone as a whole. */
   begin(): void {

@@ -3,6 +3,8 @@
 // a transition does not own is kept: a pod's uid, a key's deposit data, transaction and
 // slashing protection. Fields that belong to one state only (a cooling key's stop, a
 // conflict's pods) leave with that state.
+
+import type { PodChange } from '../store/contract.js';
 import {
   type CoolingStop,
   type DepositTx,
@@ -13,7 +15,6 @@ import {
   type SealedSecret,
   withEvent,
 } from '../store/records.js';
-import type { PodChange } from '../store/store.js';
 
 /** The fields only some states carry; a transition to another state drops them. */
 function bare(r: KeyRecord): KeyRecord {

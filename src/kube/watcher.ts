@@ -29,7 +29,7 @@ import type { Allocator, ReleaseOptions } from '../allocation/allocator.js';
 import { namespaceOf, podIdentity } from '../api/names.js';
 import type { Monotonic } from '../clock.js';
 import type { Logger } from '../log.js';
-import type { Store } from '../store/store.js';
+import type { StoreContract } from '../store/contract.js';
 import { PodApi, type PodEventType } from './pod-api.js';
 import { knownStopped, stopProof } from './pod-view.js';
 
@@ -43,7 +43,7 @@ export interface WatcherConfig {
 }
 
 export interface WatcherDeps {
-  readonly store: Store;
+  readonly store: StoreContract;
   readonly allocator: Allocator;
   /** Measures --kube-grace between lists: a step of the wall clock shortens nothing. */
   readonly monotonic: Monotonic;

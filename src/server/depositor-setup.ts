@@ -10,10 +10,10 @@ import { makeDeposit } from '../deposit/deposit-data.js';
 import { readSecretFile } from '../files.js';
 import type { KeySource } from '../keys/source.js';
 import type { Logger } from '../log.js';
-import type { Store } from '../store/store.js';
+import type { StoreContract } from '../store/contract.js';
 
 export interface DepositorParts {
-  readonly store: Store;
+  readonly store: StoreContract;
   readonly group: GroupCommitter;
   readonly keySource: KeySource;
   readonly clock: Clock;

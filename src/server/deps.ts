@@ -9,13 +9,13 @@ import type { Clock } from '../clock.js';
 import type { ExitChain } from '../deposit/exit.js';
 import type { ProofVerifier } from '../keys/proof-verifier.js';
 import type { Logger } from '../log.js';
-import type { Store } from '../store/store.js';
+import type { StoreContract } from '../store/contract.js';
 import type { Auth } from './auth.js';
 import type { Metrics } from './metrics.js';
 import type { RateLimiter } from './rate-limit.js';
 
 export interface AppDeps {
-  readonly store: Store;
+  readonly store: StoreContract;
   readonly allocator: Allocator;
   readonly clock: Clock;
   readonly log: Logger;

@@ -13,8 +13,8 @@ import { MnemonicKeys } from '../keys/bip39.js';
 import { type KeySource, mnemonicKeySource, randomKeySource } from '../keys/source.js';
 import type { Logger } from '../log.js';
 import { MetaKey } from '../store/buckets.js';
+import type { StoreContract } from '../store/contract.js';
 import { resealPlaintext } from '../store/reseal.js';
-import type { Store } from '../store/store.js';
 import type { Auth } from './auth.js';
 import type { ServerConfig } from './config.js';
 
@@ -73,7 +73,7 @@ export interface PreparedStore {
  * and an interrupted KEK rotation (the server started with its new KEK) is completed.
  */
 export async function prepareStore(
-  store: Store,
+  store: StoreContract,
   group: GroupCommitter,
   config: ServerConfig,
   keySource: KeySource,

@@ -1,12 +1,12 @@
 // Secrets an earlier build kept in plaintext (hex), sealed at a start (encryption.ts). Apart from
 // encryption-setup.ts, which store.ts opens the store with, so that neither imports the other.
-import type { KeyChange, Store } from './store.js';
+import type { KeyChange, StoreContract } from './contract.js';
 
 /**
  * Re-seals secrets an earlier build kept as hex, in atomic batches: a crash in the middle
  * leaves every record either sealed or still readable, and the next start finishes the rest.
  */
-export async function resealPlaintext(store: Store): Promise<number> {
+export async function resealPlaintext(store: StoreContract): Promise<number> {
   let done = 0;
   for (;;) {
     const batch: KeyChange[] = [];

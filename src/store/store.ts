@@ -5,15 +5,10 @@ import { mkdir } from 'node:fs/promises';
 import { Level } from 'level';
 import type { StoredState } from '../api/key-state.js';
 import { PkmError } from '../errors.js';
-import {
-  type AuditEvent,
-  decodeEvent,
-  encodeEvent,
-  eventKey,
-  type NewAuditEvent,
-} from './audit.js';
+import { type AuditEvent, decodeEvent, encodeEvent, eventKey } from './audit.js';
 import { Bucket, MetaKey, parseTimeIndexKey, timeIndexKey, timeUpperBound } from './buckets.js';
 import { RecordCache } from './cache.js';
+import type { Change, IndexEntry, PoolIndex, StoreContract } from './contract.js';
 import { KeyRing } from './encryption.js';
 import { lockedCodec, openSecrets } from './encryption-setup.js';
 import { IndexWindow } from './index-window.js';
@@ -30,34 +25,8 @@ import { openSchema } from './schema.js';
 import type { SecretCodec } from './secret-codec.js';
 import { SYNCED } from './sync.js';
 
-export interface KeyChange {
-  readonly before?: KeyRecord;
-  readonly after: KeyRecord;
-}
-export interface PodChange {
-  readonly name: string;
-  readonly before?: PodRecord;
-  /** Absent: the pod record is deleted. */
-  readonly after?: PodRecord;
-}
-export interface Change {
-  readonly keys: readonly KeyChange[];
-  readonly pods: readonly PodChange[];
-  /** The next derivation index, when this change used indexes. */
-  readonly nextKeyIndex?: number;
-  /** What happened, for the audit log (written in the same batch). */
-  readonly events?: readonly NewAuditEvent[];
-  /** Values for the meta bucket, written in the same batch (undefined: deleted). */
-  readonly meta?: ReadonlyArray<readonly [string, string | undefined]>;
-}
-
-/** The two indexes of keys not held by a pod. */
-export type PoolIndex = 'unallocated' | 'cooling';
-
-export interface IndexEntry {
-  readonly since: number;
-  readonly pubkey: string;
-}
+// The contract's shapes, where the domain has always imported them from.
+export type { Change, IndexEntry, KeyChange, PodChange, PoolIndex } from './contract.js';
 
 function openBucket(db: Level<string, string>, name: string) {
   return db.sublevel<string, string>(name, { keyEncoding: 'utf8', valueEncoding: 'utf8' });
@@ -89,7 +58,7 @@ export interface StoreOptions {
   readonly sync?: boolean;
 }
 
-export class Store {
+export class Store implements StoreContract {
   readonly secrets: SecretCodec;
   private readonly keysB: Sub;
   private readonly podsB: Sub;
