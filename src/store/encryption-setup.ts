@@ -1,10 +1,9 @@
 // Opening a store's secrets: unwrap (or, for a store without one, make) the data key. During an
 // unfinished KEK rotation (kek-rotation.ts) the new KEK opens both data keys; the old one alone
 // cannot open the records already moved, so the store is refused until the rotation finishes.
-import type { Level } from 'level';
 import { z } from 'zod';
 import { PkmError } from '../errors.js';
-import { Bucket, MetaKey } from './buckets.js';
+import { MetaKey } from './buckets.js';
 import {
   KeyRing,
   kekId,
@@ -14,7 +13,7 @@ import {
   type WrappedKey,
   wrapDataKey,
 } from './encryption.js';
-import { SYNCED } from './sync.js';
+import type { SecretCodec } from './secret-codec.js';
 
 export { lockedCodec };
 
@@ -79,24 +78,47 @@ export async function readRotation(
 }
 
 /**
+ * The meta values opening the secrets reads and writes, on any backend (LevelDB, PostgreSQL):
+ * both open their data key through openSecrets, so the rules below are kept once.
+ */
+export interface SecretsMeta {
+  get(key: string): Promise<string | undefined>;
+  /**
+   * Writes `value` durably unless the key holds one already; resolves to the value stored
+   * afterwards (another server sharing the database may have made its data key first).
+   */
+  putIfAbsent(key: string, value: string): Promise<string>;
+}
+
+/**
  * The store's key ring. `loadKek` gives the KEK (told whether the store has a data key yet);
  * `extraKeks` are more KEKs that may be tried (the new one, when resuming a rotation).
  */
 export async function openSecrets(
-  db: Level<string, string>,
+  meta: SecretsMeta,
   loadKek: (hasDataKey: boolean) => Promise<Buffer>,
   extraKeks: readonly Buffer[] = [],
 ): Promise<KeyRing> {
-  const meta = db.sublevel<string, string>(Bucket.meta, { valueEncoding: 'utf8' });
   const stored = await meta.get(MetaKey.dataKey);
   const kek = await loadKek(stored !== undefined);
   if (stored === undefined) {
     const dek = newDataKey();
-    // Synced: records sealed with this data key are durable only if the key itself is.
+    // Durable: records sealed with this data key are durable only if the key itself is.
     const value = dataKeyCodec.encode(wrapDataKey(dek, kek));
-    await db.batch([{ type: 'put', sublevel: meta, key: MetaKey.dataKey, value }], SYNCED);
-    return new KeyRing(kekId(kek), dek);
+    const kept = await meta.putIfAbsent(MetaKey.dataKey, value);
+    if (kept === value) return new KeyRing(kekId(kek), dek);
+    // Another server made the data key first: open that one, as any stored key.
+    return openStored(meta, kept, kek, extraKeks);
   }
+  return openStored(meta, stored, kek, extraKeks);
+}
+
+async function openStored(
+  meta: SecretsMeta,
+  stored: string,
+  kek: Buffer,
+  extraKeks: readonly Buffer[],
+): Promise<KeyRing> {
   const wrapped = dataKeyCodec.decode(stored);
   const given = [kek, ...extraKeks];
   const byId = (id: string | undefined) => given.find((k) => kekId(k) === id);
@@ -115,4 +137,14 @@ export async function openSecrets(
   const ring = new KeyRing(wrapped.kek, unwrapDataKey(state.next.previous, target));
   ring.add(state.target, unwrapDataKey(state.next.current, target), true);
   return ring;
+}
+
+/** The ring of data keys; only a store opened with its KEK has one (every backend). */
+export function requireKeyRing(secrets: SecretCodec): KeyRing {
+  if (!(secrets instanceof KeyRing))
+    throw new PkmError(
+      'INVALID_CONFIG',
+      'this store is encrypted: open it with its KEK (--kek-file)',
+    );
+  return secrets;
 }

@@ -9,8 +9,8 @@ import { type AuditEvent, decodeEvent, encodeEvent, eventKey } from './audit.js'
 import { Bucket, MetaKey, parseTimeIndexKey, timeIndexKey, timeUpperBound } from './buckets.js';
 import { RecordCache } from './cache.js';
 import type { Change, IndexEntry, PoolIndex, StoreContract } from './contract.js';
-import { KeyRing } from './encryption.js';
-import { lockedCodec, openSecrets } from './encryption-setup.js';
+import type { KeyRing } from './encryption.js';
+import { lockedCodec, openSecrets, requireKeyRing, type SecretsMeta } from './encryption-setup.js';
 import { IndexWindow } from './index-window.js';
 import {
   type Counts,
@@ -133,7 +133,9 @@ export class Store implements StoreContract {
       const next = Number((await openBucket(db, Bucket.meta).get(MetaKey.nextKeyIndex)) ?? '0');
       if (!Number.isSafeInteger(next) || next < 0)
         throw new PkmError('STORE_CORRUPT', 'the next key index is not a number');
-      const secrets = opts.kek ? await openSecrets(db, opts.kek, opts.extraKeks) : lockedCodec;
+      const secrets = opts.kek
+        ? await openSecrets(levelSecretsMeta(db), opts.kek, opts.extraKeks)
+        : lockedCodec;
       const store = new Store(db, counts, secrets, podNames, next, opts.sync ?? true);
       const [last] = await store.eventsB.keys({ reverse: true, limit: 1 }).all();
       store.nextSeq = last === undefined ? 0 : Number(last) + 1;
@@ -423,12 +425,7 @@ export class Store implements StoreContract {
 
   /** The ring of data keys; only a store opened with its KEK has one. */
   keyRing(): KeyRing {
-    if (!(this.secrets instanceof KeyRing))
-      throw new PkmError(
-        'INVALID_CONFIG',
-        'this store is encrypted: open it with its KEK (--kek-file)',
-      );
-    return this.secrets;
+    return requireKeyRing(this.secrets);
   }
 
   /** Rewrites the on-disk tables, so values overwritten (an old wrapped key) leave the disk. */
@@ -461,6 +458,20 @@ export class Store implements StoreContract {
     const sublevel = byState[record.state];
     return sublevel && { sublevel, key: timeIndexKey(record.since, record.pubkey) };
   }
+}
+
+/** The meta bucket as openSecrets reads and writes it (the dir lock keeps one writer). */
+function levelSecretsMeta(db: Level<string, string>): SecretsMeta {
+  const meta = openBucket(db, Bucket.meta);
+  return {
+    get: (key) => meta.get(key),
+    async putIfAbsent(key, value) {
+      const stored = await meta.get(key);
+      if (stored !== undefined) return stored;
+      await db.batch([{ type: 'put', sublevel: meta, key, value }], SYNCED);
+      return value;
+    },
+  };
 }
 
 function openError(dir: string, err: unknown): PkmError {
