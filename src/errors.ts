@@ -63,6 +63,8 @@ const TABLE = {
   // the service itself
   NOT_READY: { status: 503, exit: ExitCode.unavailable },
   STORE_LOCKED: { status: 503, exit: ExitCode.store },
+  /** The database behind the store (PostgreSQL) cannot be reached or was lost: retry later. */
+  STORE_UNAVAILABLE: { status: 503, exit: ExitCode.unavailable },
   SCHEMA_TOO_NEW: { status: 500, exit: ExitCode.store },
   WRONG_KEK: { status: 500, exit: ExitCode.store },
   ROTATION_UNFINISHED: { status: 500, exit: ExitCode.store },
