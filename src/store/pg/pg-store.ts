@@ -1,0 +1,362 @@
+// The PostgreSQL store (issue 15): the store contract on one database, for several servers at
+// once later. Keys, pods, meta and the audit log are tables of their own (schema.ts); records
+// are the same codec JSON as in LevelDB; each commit() is one transaction (write.ts).
+import type { ConnectionOptions } from 'node:tls';
+import pg from 'pg';
+import { PkmError } from '../../errors.js';
+import { type AuditEvent, decodeEvent } from '../audit.js';
+import { MetaKey } from '../buckets.js';
+import type { Change, IndexEntry, PoolIndex, StoreContract } from '../contract.js';
+import type { KeyRing } from '../encryption.js';
+import { lockedCodec, openSecrets, requireKeyRing, type SecretsMeta } from '../encryption-setup.js';
+import {
+  type Counts,
+  countsCodec,
+  type KeyRecord,
+  keyRecordCodec,
+  type PodRecord,
+  podRecordCodec,
+} from '../records.js';
+import type { SecretCodec } from '../secret-codec.js';
+import { guarded, storeError } from './errors.js';
+import { planChange } from './plan.js';
+import {
+  CountRow,
+  EntryRow,
+  EventRow,
+  KeyRow,
+  MetaRow,
+  PodRow,
+  parseOne,
+  parseRows,
+  TextValue,
+} from './rows.js';
+import { migrate } from './schema.js';
+import { writePlan } from './write.js';
+
+/** Rows per page of pods() and keyRecords(): they stream, never one giant SELECT. */
+const PAGE = 500;
+
+export interface PgStoreOptions {
+  /** Gives the KEK, as for the LevelDB store (StoreOptions.kek). */
+  readonly kek?: (hasDataKey: boolean) => Promise<Buffer>;
+  /** More KEKs to try (resuming a KEK rotation). */
+  readonly extraKeks?: readonly Buffer[];
+  /** The database password (from --store-password-file), kept out of the URL and argv. */
+  readonly password?: string;
+  /** TLS to the database: true (verify against the system CAs), or node's TLS options. */
+  readonly ssl?: boolean | ConnectionOptions;
+  /** Connections at most (default 10). */
+  readonly poolSize?: number;
+  /** How long to wait for a connection before STORE_UNAVAILABLE (ms, default 10 s). */
+  readonly connectTimeoutMs?: number;
+}
+
+export class PgStore implements StoreContract {
+  private closed = false;
+
+  private constructor(
+    private readonly pool: pg.Pool,
+    readonly secrets: SecretCodec,
+    /** The counters as of this store's last commit (storedCounts() is synchronous). */
+    private stored: Counts,
+    private nextIndex: number,
+  ) {}
+
+  /** Connects, migrates (or refuses a newer schema), and opens the secrets. */
+  static async open(url: string, opts: PgStoreOptions = {}): Promise<PgStore> {
+    const pool = new pg.Pool({
+      connectionString: url,
+      max: opts.poolSize ?? 10,
+      connectionTimeoutMillis: opts.connectTimeoutMs ?? 10_000,
+      ...(opts.password === undefined ? {} : { password: opts.password }),
+      ...(opts.ssl === undefined ? {} : { ssl: opts.ssl }),
+    });
+    // A connection lost while idle, or while checked out, emits 'error'; unheard, node would
+    // crash. The calls that use the connection fail on their own and are answered as
+    // STORE_UNAVAILABLE, so these events only need hearing.
+    pool.on('error', () => undefined);
+    pool.on('connect', (client) => client.on('error', () => undefined));
+    try {
+      await guarded('migrating its schema', async () => {
+        const client = await pool.connect();
+        try {
+          await migrate(client);
+          client.release();
+        } catch (err) {
+          client.release(true);
+          throw err;
+        }
+      });
+      const meta = await guarded('reading its meta', () =>
+        pool.query('SELECT key, value FROM pkm_meta WHERE key = ANY($1)', [
+          [MetaKey.counts, MetaKey.nextKeyIndex],
+        ]),
+      );
+      const values = new Map(parseRows(MetaRow, meta.rows, 'meta').map((r) => [r.key, r.value]));
+      const counts = values.get(MetaKey.counts);
+      if (counts === undefined) throw new PkmError('STORE_CORRUPT', 'the store has no counters');
+      const next = Number(values.get(MetaKey.nextKeyIndex) ?? '0');
+      if (!Number.isSafeInteger(next) || next < 0)
+        throw new PkmError('STORE_CORRUPT', 'the next key index is not a number');
+      const secrets = opts.kek
+        ? await openSecrets(pgSecretsMeta(pool), opts.kek, opts.extraKeks)
+        : lockedCodec;
+      return new PgStore(pool, secrets, countsCodec.decode(counts), next);
+    } catch (err) {
+      await pool.end().catch(() => undefined);
+      throw storeError(err, 'opening');
+    }
+  }
+
+  get isOpen(): boolean {
+    return !this.closed;
+  }
+
+  async getMeta(key: string): Promise<string | undefined> {
+    const res = await this.query('reading meta', 'SELECT value FROM pkm_meta WHERE key = $1', [
+      key,
+    ]);
+    return parseRows(TextValue, res.rows, 'meta')[0]?.value;
+  }
+
+  nextKeyIndex(): number {
+    return this.nextIndex;
+  }
+
+  async bindKeySource(fingerprint: string | undefined): Promise<void> {
+    let stored = await this.getMeta(MetaKey.mnemonicFingerprint);
+    // Bound by the first one: a second server binding at once finds the first one's value.
+    if (stored === undefined && fingerprint !== undefined)
+      stored = await putIfAbsent(this.pool, MetaKey.mnemonicFingerprint, fingerprint);
+    if (stored === fingerprint || stored === undefined) return;
+    throw new PkmError(
+      'MNEMONIC_MISMATCH',
+      fingerprint === undefined
+        ? 'this store derives keys from a mnemonic: pass the same --mnemonic-file'
+        : 'this store was created with a different mnemonic (or passphrase): pass the one it was created with',
+    );
+  }
+
+  storedCounts(): Counts {
+    return { ...this.stored };
+  }
+
+  async getPod(name: string): Promise<PodRecord | undefined> {
+    const res = await this.query(
+      'reading a pod',
+      'SELECT name, record FROM pkm_pods WHERE name = $1',
+      [name],
+    );
+    const [row] = parseRows(PodRow, res.rows, 'pod');
+    return row && podRecordCodec.decode(row.record);
+  }
+
+  async getKey(pubkey: string): Promise<KeyRecord | undefined> {
+    const res = await this.query(
+      'reading a key',
+      'SELECT pubkey, record FROM pkm_keys WHERE pubkey = $1',
+      [pubkey],
+    );
+    const [row] = parseRows(KeyRow, res.rows, 'key');
+    return row && keyRecordCodec.decode(row.record);
+  }
+
+  async getKeys(pubkeys: readonly string[]): Promise<KeyRecord[]> {
+    if (pubkeys.length === 0) return [];
+    const res = await this.query(
+      'reading keys',
+      'SELECT pubkey, record FROM pkm_keys WHERE pubkey = ANY($1)',
+      [[...new Set(pubkeys)]],
+    );
+    const byKey = new Map(parseRows(KeyRow, res.rows, 'key').map((r) => [r.pubkey, r.record]));
+    return pubkeys.map((pubkey) => {
+      const text = byKey.get(pubkey);
+      if (text === undefined)
+        throw new PkmError('STORE_CORRUPT', `key ${pubkey} is indexed but has no record`);
+      return keyRecordCodec.decode(text);
+    });
+  }
+
+  /** An index range scan of pkm_keys_pool: `limit` rows read, whatever the pool's size. */
+  async oldest(index: PoolIndex, limit: number, atOrBefore?: number): Promise<IndexEntry[]> {
+    if (limit <= 0) return [];
+    const res = await this.query(
+      'reading a pool',
+      `SELECT since, pubkey FROM pkm_keys
+       WHERE pool = $1 AND ($2::bigint IS NULL OR since <= $2)
+       ORDER BY since, pubkey LIMIT $3`,
+      [index, atOrBefore === undefined ? null : Math.floor(atOrBefore), limit],
+    );
+    return parseRows(EntryRow, res.rows, 'pool entry');
+  }
+
+  async countCoolingAfter(cutoff: number): Promise<number> {
+    const res = await this.query(
+      'counting cooling keys',
+      "SELECT count(*) AS n FROM pkm_keys WHERE pool = 'cooling' AND since > $1",
+      [Math.floor(cutoff)],
+    );
+    return parseOne(CountRow, res.rows, 'count').n;
+  }
+
+  async indexEntries(index: PoolIndex): Promise<IndexEntry[]> {
+    const res = await this.query(
+      'reading a pool',
+      'SELECT since, pubkey FROM pkm_keys WHERE pool = $1 ORDER BY since, pubkey',
+      [index],
+    );
+    return parseRows(EntryRow, res.rows, 'pool entry');
+  }
+
+  /** Keyset pages by name: each page is an index range scan after the last name seen. */
+  async *pods(opts: { after?: string } = {}): AsyncGenerator<[string, PodRecord]> {
+    let after = opts.after;
+    for (;;) {
+      const res = await this.query(
+        'listing pods',
+        `SELECT name, record FROM pkm_pods WHERE $1::text IS NULL OR name > $1
+         ORDER BY name LIMIT ${PAGE}`,
+        [after ?? null],
+      );
+      const rows = parseRows(PodRow, res.rows, 'pod');
+      for (const row of rows) yield [row.name, podRecordCodec.decode(row.record)];
+      const last = rows.at(-1);
+      if (last === undefined || rows.length < PAGE) return;
+      after = last.name;
+    }
+  }
+
+  async *keyRecords(): AsyncGenerator<KeyRecord> {
+    let after: string | null = null;
+    for (;;) {
+      const res = await this.query(
+        'listing keys',
+        `SELECT pubkey, record FROM pkm_keys WHERE $1::text IS NULL OR pubkey > $1
+         ORDER BY pubkey LIMIT ${PAGE}`,
+        [after],
+      );
+      const rows = parseRows(KeyRow, res.rows, 'key');
+      for (const row of rows) yield keyRecordCodec.decode(row.record);
+      const last = rows.at(-1);
+      if (last === undefined || rows.length < PAGE) return;
+      after = last.pubkey;
+    }
+  }
+
+  async events(since: number, limit: number): Promise<AuditEvent[]> {
+    if (limit <= 0) return [];
+    const res = await this.query(
+      'reading the audit log',
+      'SELECT event FROM pkm_audit WHERE seq >= $1 ORDER BY seq LIMIT $2',
+      [Math.max(0, since), limit],
+    );
+    return parseRows(EventRow, res.rows, 'audit event').map((r) => decodeEvent(r.event));
+  }
+
+  async lastEvents(
+    types: ReadonlySet<string>,
+    limit: number,
+    scan = 10_000,
+  ): Promise<AuditEvent[]> {
+    if (limit <= 0 || scan <= 0) return [];
+    // Numbers are dense (0, 1, 2...): the last `scan` events are those above max - scan.
+    const res = await this.query(
+      'reading the audit log',
+      `SELECT event FROM pkm_audit
+       WHERE type = ANY($1) AND seq > (SELECT coalesce(max(seq), -1) FROM pkm_audit) - $3
+       ORDER BY seq DESC LIMIT $2`,
+      [[...types], limit, scan],
+    );
+    return parseRows(EventRow, res.rows, 'audit event').map((r) => decodeEvent(r.event));
+  }
+
+  /**
+   * One transaction (write.ts), committed durably before this resolves. The change is checked
+   * whole first: a refused change sends nothing to the database. The in-memory counters and
+   * next index move only once the transaction committed.
+   */
+  async commit(change: Change): Promise<void> {
+    const plan = planChange(change, this.nextIndex);
+    // Several servers (issue 15, point 3): a serialization failure or a before-image mismatch
+    // is retried here, a bounded number of times, with a new plan from the caller's re-read.
+    const written = await guarded('committing a change', async () => {
+      const client = await this.pool.connect();
+      try {
+        const done = await writePlan(client, plan);
+        client.release();
+        return done;
+      } catch (err) {
+        // A connection that failed mid-transaction is not given back to the pool.
+        client.release(err instanceof Error ? err : true);
+        throw err;
+      }
+    });
+    this.stored = written.counts;
+    this.nextIndex = written.nextKeyIndex;
+  }
+
+  keyRing(): KeyRing {
+    return requireKeyRing(this.secrets);
+  }
+
+  /**
+   * VACUUM FULL of the meta table (a few rows): it rewrites the table's file, so an old
+   * wrapped data key overwritten by a KEK rotation leaves the table's storage (the WAL keeps
+   * it until its segments are recycled). The other tables get a plain VACUUM, which only
+   * marks their dead rows reusable: their values are sealed by the data key.
+   */
+  async compact(): Promise<void> {
+    await this.query('compacting meta', 'VACUUM FULL pkm_meta', []);
+    await this.query('vacuuming', 'VACUUM pkm_keys, pkm_pods', []);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.pool.end().catch(() => undefined);
+  }
+
+  private async query(doing: string, sql: string, params: readonly unknown[]) {
+    if (this.closed) throw new PkmError('NOT_READY', 'the store is closed');
+    return guarded(doing, () => this.pool.query(sql, [...params]));
+  }
+}
+
+async function getMeta(pool: pg.Pool, key: string): Promise<string | undefined> {
+  const res = await guarded('reading meta', () =>
+    pool.query('SELECT value FROM pkm_meta WHERE key = $1', [key]),
+  );
+  return parseRows(TextValue, res.rows, 'meta')[0]?.value;
+}
+
+/** Inserts unless present (durably: synchronous_commit is on); returns the stored value. */
+async function putIfAbsent(pool: pg.Pool, key: string, value: string): Promise<string> {
+  await guarded('writing meta', async () => {
+    const client = await pool.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query('SET LOCAL synchronous_commit = on');
+      await client.query(
+        'INSERT INTO pkm_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING',
+        [key, value],
+      );
+      await client.query('COMMIT');
+      client.release();
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      client.release(true);
+      throw err;
+    }
+  });
+  const stored = await getMeta(pool, key);
+  if (stored === undefined) throw new PkmError('STORE_CORRUPT', `meta ${key} vanished`);
+  return stored;
+}
+
+function pgSecretsMeta(pool: pg.Pool): SecretsMeta {
+  return {
+    get: (key) => getMeta(pool, key),
+    putIfAbsent: (key, value) => putIfAbsent(pool, key, value),
+  };
+}
