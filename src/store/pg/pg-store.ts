@@ -34,6 +34,11 @@ import {
 import { migrate } from './schema.js';
 import { writePlan } from './write.js';
 
+/** oldest(): $1 the pool, $2 the latest time or null, $3 the limit. */
+export const OLDEST_SQL = `SELECT since, pubkey FROM pkm_keys
+  WHERE pool = $1 AND ($2::bigint IS NULL OR since <= $2)
+  ORDER BY since, pubkey LIMIT $3`;
+
 /** Rows per page of pods() and keyRecords(): they stream, never one giant SELECT. */
 const PAGE = 500;
 
@@ -181,13 +186,11 @@ export class PgStore implements StoreContract {
   /** An index range scan of pkm_keys_pool: `limit` rows read, whatever the pool's size. */
   async oldest(index: PoolIndex, limit: number, atOrBefore?: number): Promise<IndexEntry[]> {
     if (limit <= 0) return [];
-    const res = await this.query(
-      'reading a pool',
-      `SELECT since, pubkey FROM pkm_keys
-       WHERE pool = $1 AND ($2::bigint IS NULL OR since <= $2)
-       ORDER BY since, pubkey LIMIT $3`,
-      [index, atOrBefore === undefined ? null : Math.floor(atOrBefore), limit],
-    );
+    const res = await this.query('reading a pool', OLDEST_SQL, [
+      index,
+      atOrBefore === undefined ? null : Math.floor(atOrBefore),
+      limit,
+    ]);
     return parseRows(EntryRow, res.rows, 'pool entry');
   }
 
