@@ -3,60 +3,20 @@
 import { connect } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { fenceAt } from '../../src/allocation/interchange.js';
-import { randomKey } from '../../src/keys/bls.js';
-import { encryptKeystore, type KdfCosts } from '../../src/keys/keystore.js';
-import { Auth } from '../../src/server/auth.js';
-import { type AllocationBody, http, MINUTE, startTestServer, type TestServer } from '../helpers.js';
+import { type AllocationBody, http, MINUTE } from '../helpers.js';
+import {
+  ADMIN,
+  admin,
+  GENESIS,
+  ic,
+  keystores,
+  PATH,
+  POD_TOKEN,
+  ROOT,
+  type Statuses,
+  server,
+} from '../support/keymanager-fixture.js';
 import { loadKeymanagerSpec, problems } from '../support/keymanager-spec.js';
-
-const CHEAP: KdfCosts = { scrypt: { n: 1024, r: 8, p: 1 }, pbkdf2: { c: 1024 } };
-const ADMIN = 'a'.repeat(64);
-const POD_TOKEN = 'pod-token-of-p1';
-const admin = { authorization: `Bearer ${ADMIN}` };
-const ROOT = `0x${'ab'.repeat(32)}`;
-const GENESIS = Date.UTC(2020, 11, 1) / 1000;
-const PATH = '/eth/v1/keystores';
-interface Statuses {
-  data: Array<{ status: string; message?: string }>;
-  slashing_protection: string;
-}
-
-async function server(opts: { beacon?: boolean } = {}): Promise<TestServer> {
-  const reviewer = {
-    review: async (token: string) => {
-      if (token !== POD_TOKEN) throw new Error('bad token');
-      return { pod: 'p1', uid: 'u1' };
-    },
-  };
-  return startTestServer({
-    auth: new Auth({ adminTokens: [ADMIN], reviewer: reviewer as never }),
-    beacon: { genesisTime: opts.beacon === false ? 0 : GENESIS, genesisValidatorsRoot: ROOT },
-  });
-}
-
-async function keystores(n: number) {
-  const keys = Array.from({ length: n }, () => randomKey());
-  const files = await Promise.all(
-    keys.map((k, i) =>
-      encryptKeystore(k.secretKey, `pw${i}`, { pubkey: k.pubkey, path: '' }, 'scrypt', CHEAP),
-    ),
-  );
-  return {
-    secrets: keys.map((k) => Buffer.from(k.secretKey).toString('hex')),
-    pubkeys: keys.map((k) => k.pubkey),
-    keystores: files.map((f) => JSON.stringify(f)),
-    passwords: keys.map((_, i) => `pw${i}`),
-  };
-}
-
-const ic = (entries: Array<[string, number, number]>) => ({
-  metadata: { interchange_format_version: '5', genesis_validators_root: ROOT },
-  data: entries.map(([pubkey, slot, epoch]) => ({
-    pubkey,
-    signed_blocks: [{ slot: String(slot) }],
-    signed_attestations: [{ source_epoch: String(epoch - 1), target_epoch: String(epoch) }],
-  })),
-});
 
 describe('break: the Keymanager API, what held', () => {
   it('pod tokens are refused on every method, and nothing changes', async () => {
