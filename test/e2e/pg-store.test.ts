@@ -64,7 +64,11 @@ describe.skipIf(bins === undefined)('pkm server --store postgres://…', () => {
     const released = await http(first.url, 'DELETE', '/v1/pods/validator-1/keys');
     expect(released.status).toBeLessThan(300);
     const before = await http<AssignmentsBody>(first.url, 'GET', '/v1/assignments');
-    expect(before.body.pods).toEqual({ 'validator-0': a.body.keys.map((k) => k.pubkey).sort() });
+    // The order within a pod is not the point: which keys it holds is.
+    expect(Object.keys(before.body.pods)).toEqual(['validator-0']);
+    expect([...(before.body.pods['validator-0'] ?? [])].sort()).toEqual(
+      a.body.keys.map((k) => k.pubkey).sort(),
+    );
     first.proc.kill('SIGTERM');
     expect(await first.exited).toBe(0);
 
