@@ -14,7 +14,17 @@ export function flag(flags: string, description: string, defaultValue?: string):
 /** The options of `pkm server`, in the order --help lists them. */
 export function serverOptions(): Option[] {
   return [
-    flag('--data-dir <dir>', 'LevelDB directory', './data'),
+    flag('--data-dir <dir>', 'LevelDB directory (unused with a PostgreSQL --store)', './data'),
+    flag(
+      '--store <url>',
+      'keep the state in PostgreSQL, e.g. postgres://pkm@db:5432/pkm (no password in it; needs --kek-file; default: LevelDB in --data-dir)',
+    ),
+    flag('--store-password-file <file>', "the PostgreSQL user's password"),
+    flag(
+      '--store-ssl-mode <mode>',
+      'TLS to PostgreSQL: disable, require (encrypted, unverified) or verify-full (needs --store-ca-file); default: disable on loopback, required beyond it',
+    ),
+    flag('--store-ca-file <file>', "PEM CA the database's certificate must chain to (verify-full)"),
     flag(
       '--kek-file <file>',
       'key-encryption key, 32 bytes as hex or base64 (default: <data-dir>/kek, made once)',

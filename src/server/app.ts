@@ -37,7 +37,9 @@ export function createApp(appDeps: AppDeps): express.Express {
   const app = express();
   /** Why the server cannot serve allocations now, if it cannot. */
   const readiness = (): string | undefined =>
-    !deps.store.isOpen || deps.isDraining?.() ? 'the store is not open' : deps.funds?.();
+    !deps.store.isOpen || deps.isDraining?.()
+      ? 'the store is not open'
+      : (deps.storeHealth?.() ?? deps.funds?.());
   app.disable('x-powered-by');
   // Answers carry secrets or change with every allocation: no ETag to compute or cache by.
   app.set('etag', false);

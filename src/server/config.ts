@@ -19,9 +19,12 @@ import { type DepositSettings, parseDepositSettings, parseNetwork } from '../dep
 import type { Network } from '../deposit/networks.js';
 import { PkmError } from '../errors.js';
 import { type LogLevel, parseLogLevel } from '../log.js';
+import { parseStoreConfig, type StoreConfig } from './store-config.js';
 
 export interface ServerConfig {
   readonly dataDir: string;
+  /** Where the state lives: LevelDB in --data-dir (the default), or PostgreSQL (--store). */
+  readonly store: StoreConfig;
   /**
    * Derive keys from the BIP-39 mnemonic in this file, with its optional passphrase (both read
    * at start, never stored); undefined: random keys. A passphrase alone is refused.
@@ -66,7 +69,10 @@ export interface ServerConfig {
         readonly graceMs: number;
       }
     | undefined;
-  /** The key-encryption key (32 bytes, hex or base64); default: `<data-dir>/kek`, made once. */
+  /**
+   * The key-encryption key (32 bytes, hex or base64); default: `<data-dir>/kek`, made once.
+   * Required with PostgreSQL (store-config.ts).
+   */
   readonly kekFile: string | undefined;
   /** After a start, how long keys held before stay with their pods (heartbeats re-assert). */
   readonly resyncWindowMs: number;
@@ -229,6 +235,7 @@ export function parseServerConfig(raw: RawFlags): ServerConfig {
   const tls = parseTls(text(raw, 'tlsCert'), text(raw, 'tlsKey'));
   const config: ServerConfig = {
     dataDir: text(raw, 'dataDir') ?? './data',
+    store: parseStoreConfig(raw),
     mnemonic: parseMnemonic(raw),
     newKeys: parseNewKeys(text(raw, 'newKeys')),
     listen,

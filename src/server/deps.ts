@@ -29,6 +29,8 @@ export interface AppDeps {
   readonly heartbeats?: Map<string, number>;
   /** Namespaces this server serves (--namespace); empty or absent: all. */
   readonly namespaces?: readonly string[];
+  /** Why the store cannot serve now (a database that stopped answering), if it cannot. */
+  readonly storeHealth?: () => string | undefined;
   /** Send mode: why the funder cannot pay for a deposit, if it cannot. */
   readonly funds?: () => string | undefined;
   /** --max-total-keys: whether the pool may still grow (for /v1/status). */

@@ -21,8 +21,7 @@ import { ProofVerifier } from '../keys/proof-verifier.js';
 import { type KeySource, randomKeySource } from '../keys/source.js';
 import { loadKubeConfig, PodWatcher } from '../kube/watcher.js';
 import type { Logger } from '../log.js';
-import { kekLoader } from '../store/encryption.js';
-import { Store } from '../store/store.js';
+import type { StoreContract } from '../store/contract.js';
 import { allocatorAlerts } from './alerts.js';
 import { createApp } from './app.js';
 import type { Auth } from './auth.js';
@@ -32,6 +31,8 @@ import { openDepositor } from './depositor-setup.js';
 import { createMetrics } from './metrics.js';
 import { RateLimiter } from './rate-limit.js';
 import { keySourceFor, livenessGate, prepareStore, warnAboutChain } from './startup.js';
+import { StoreProbe } from './store-probe.js';
+import { openServerStore, prepareStoreOpen } from './store-setup.js';
 import { Teardown } from './teardown.js';
 import { checkTlsFiles, createTlsServer } from './tls.js';
 
@@ -61,21 +62,24 @@ export async function startServer(
   const auth = await openAuth(config, log);
   const tlsFiles = config.tls && { ...config.tls, clientCaFile: config.auth.webhookClientCa };
   if (tlsFiles) await checkTlsFiles(tlsFiles);
+  const opening = await prepareStoreOpen(config);
 
   const teardown = new Teardown();
   let draining = false;
   let graceMs = 10_000;
   const started = await teardown.guard(async () => {
-    const store = await Store.open(config.dataDir, {
-      kek: kekLoader(config.dataDir, config.kekFile, () =>
-        log.warn(
-          { kekFile: `${config.dataDir}/kek` },
-          'made a new KEK next to the data: keep a copy elsewhere, or pass --kek-file',
-        ),
-      ),
-      ...(benchmarkOnly.unsyncedStore ? { sync: false } : {}),
-    });
+    const { store, where, ping } = await openServerStore(
+      opening,
+      config,
+      log,
+      !benchmarkOnly.unsyncedStore,
+    );
     teardown.push(() => store.close());
+    const probe = ping && new StoreProbe(ping, log);
+    if (probe) {
+      probe.start();
+      teardown.push(() => probe.stop());
+    }
     if (benchmarkOnly.unsyncedStore)
       log.warn(
         'store commits are not synced (a benchmark): a power loss may undo acknowledged changes',
@@ -101,6 +105,7 @@ export async function startServer(
       webhookClientCert: config.auth.webhookClientCa !== undefined,
       ...(liveness ? { liveness } : {}),
       store,
+      ...(probe ? { storeHealth: () => probe.notReady() } : {}),
       config,
       log,
       keySource,
@@ -137,12 +142,12 @@ export async function startServer(
         });
       });
     }
-    return { server, store };
+    return { server, store, where };
   });
-  const { server, store } = started;
+  const { server, store, where } = started;
   const url = urlOf(server, config.tls !== undefined);
   const keys = keySource.indexed ? 'mnemonic' : 'random';
-  log.info({ url, dataDir: config.dataDir, keys, counts: store.storedCounts() }, 'listening');
+  log.info({ url, store: where, keys, counts: store.storedCounts() }, 'listening');
   log.flush();
   return {
     url,
@@ -206,7 +211,9 @@ function depositMaker(config: DepositConfig) {
 }
 
 export interface ServiceDeps {
-  readonly store: Store;
+  readonly store: StoreContract;
+  /** Why the store cannot serve now (a database away), for /readyz; absent: always can. */
+  readonly storeHealth?: () => string | undefined;
   readonly config: Pick<ServerConfig, 'reuseDelayMs' | 'maxKeysPerPod' | 'maxTotalKeys'> &
     Partial<
       Pick<ServerConfig, 'namespaces' | 'resyncWindowMs' | 'derivationLookahead' | 'newKeys'>
@@ -290,6 +297,7 @@ export function composeApp(deps: ServiceDeps) {
       ? { rateLimiter: new RateLimiter({ perMinute: deps.rateLimitPerMinute }, clock) }
       : {}),
     ...(deps.isDraining ? { isDraining: deps.isDraining } : {}),
+    ...(deps.storeHealth ? { storeHealth: deps.storeHealth } : {}),
     ...(depositor && deps.deposits
       ? { funds: fundsCheck(depositor, deps.deposits.amountGwei) }
       : {}),

@@ -18,6 +18,7 @@ import {
   podRecordCodec,
 } from '../records.js';
 import type { SecretCodec } from '../secret-codec.js';
+import { pgConnection } from './connection.js';
 import { guarded, storeError } from './errors.js';
 import { planChange } from './plan.js';
 import {
@@ -49,7 +50,10 @@ export interface PgStoreOptions {
   readonly extraKeks?: readonly Buffer[];
   /** The database password (from --store-password-file), kept out of the URL and argv. */
   readonly password?: string;
-  /** TLS to the database: true (verify against the system CAs), or node's TLS options. */
+  /**
+   * TLS to the database: true (verify against the system CAs), or node's TLS options;
+   * default: none (the URL's query is not read: see connection.ts).
+   */
   readonly ssl?: boolean | ConnectionOptions;
   /** Connections at most (default 10). */
   readonly poolSize?: number;
@@ -71,11 +75,9 @@ export class PgStore implements StoreContract {
   /** Connects, migrates (or refuses a newer schema), and opens the secrets. */
   static async open(url: string, opts: PgStoreOptions = {}): Promise<PgStore> {
     const pool = new pg.Pool({
-      connectionString: url,
+      ...pgConnection(url, opts.password, opts.ssl),
       max: opts.poolSize ?? 10,
       connectionTimeoutMillis: opts.connectTimeoutMs ?? 10_000,
-      ...(opts.password === undefined ? {} : { password: opts.password }),
-      ...(opts.ssl === undefined ? {} : { ssl: opts.ssl }),
     });
     // A connection lost while idle, or while checked out, emits 'error'; unheard, node would
     // crash. The calls that use the connection fail on their own and are answered as
@@ -116,6 +118,11 @@ export class PgStore implements StoreContract {
 
   get isOpen(): boolean {
     return !this.closed;
+  }
+
+  /** A round trip to the database: STORE_UNAVAILABLE while it cannot be reached (readiness). */
+  async ping(): Promise<void> {
+    await this.query('checking the connection', 'SELECT 1', []);
   }
 
   async getMeta(key: string): Promise<string | undefined> {

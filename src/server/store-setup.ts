@@ -1,0 +1,105 @@
+// The store `pkm server` runs on: LevelDB in --data-dir, or PostgreSQL (--store). Its files (the
+// database password, the CA) are read by prepareStoreOpen before anything connects, so a bad
+// file changes nothing; openServerStore then opens the store whole, or throws having closed it.
+import { readFile } from 'node:fs/promises';
+import type { ConnectionOptions } from 'node:tls';
+import { errnoOf, PkmError } from '../errors.js';
+import { readSecretFile } from '../files.js';
+import type { Logger } from '../log.js';
+import type { StoreContract } from '../store/contract.js';
+import { kekLoader, loadKek } from '../store/encryption.js';
+import { PgStore } from '../store/pg/pg-store.js';
+import { Store } from '../store/store.js';
+import type { ServerConfig } from './config.js';
+import { describeStore, type StoreSsl } from './store-config.js';
+
+/** What opening needs, every file already read and checked. */
+export type StoreOpening =
+  | { readonly kind: 'leveldb'; readonly dataDir: string }
+  | {
+      readonly kind: 'postgres';
+      readonly url: string;
+      readonly password: string | undefined;
+      readonly ssl: false | ConnectionOptions;
+      readonly kek: Buffer;
+    };
+
+export interface ServerStore {
+  readonly store: StoreContract;
+  /** For the startup line: the store's kind and place, never a password. */
+  readonly where: string;
+  /** A round trip to the store, where it can be away while the server runs (PostgreSQL). */
+  readonly ping?: () => Promise<void>;
+}
+
+async function readCa(file: string): Promise<string> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (err) {
+    throw new PkmError(
+      'INVALID_CONFIG',
+      `--store-ca-file names a file that cannot be read (${errnoOf(err) ?? 'unreadable'}): ${file}, e.g. --store-ca-file /etc/pkm/db-ca.crt`,
+    );
+  }
+}
+
+/** pg's `ssl`: require encrypts without checking; verify-full checks the CA and the host name. */
+async function sslOptions(ssl: StoreSsl): Promise<false | ConnectionOptions> {
+  if (ssl.mode === 'disable') return false;
+  if (ssl.mode === 'require') return { rejectUnauthorized: false };
+  // node checks the certificate's names against the host pg connects to (checkServerIdentity).
+  return { rejectUnauthorized: true, ca: await readCa(ssl.caFile) };
+}
+
+/** Reads the password, the CA and the KEK: refusals here come before any connection. */
+export async function prepareStoreOpen(config: ServerConfig): Promise<StoreOpening> {
+  const { store } = config;
+  if (store.kind === 'leveldb') return store;
+  const password =
+    store.passwordFile === undefined
+      ? undefined
+      : await readSecretFile(store.passwordFile, 'store-password-file');
+  if (password === '')
+    throw new PkmError(
+      'INVALID_CONFIG',
+      `--store-password-file ${store.passwordFile ?? ''} is empty, e.g. --store-password-file /etc/pkm/db-password`,
+    );
+  // The parser requires --kek-file here; checked again so no KEK is ever made up for a database.
+  if (config.kekFile === undefined)
+    throw new PkmError(
+      'INVALID_CONFIG',
+      '--store postgres://… needs --kek-file, e.g. --kek-file /etc/pkm/kek',
+    );
+  const { kek } = await loadKek('', config.kekFile);
+  return { kind: 'postgres', url: store.url, password, ssl: await sslOptions(store.ssl), kek };
+}
+
+export async function openServerStore(
+  opening: StoreOpening,
+  config: ServerConfig,
+  log: Logger,
+  sync: boolean,
+): Promise<ServerStore> {
+  const where = describeStore(config.store);
+  if (opening.kind === 'leveldb') {
+    const store = await Store.open(opening.dataDir, {
+      kek: kekLoader(opening.dataDir, config.kekFile, () =>
+        log.warn(
+          { kekFile: `${opening.dataDir}/kek` },
+          'made a new KEK next to the data: keep a copy elsewhere, or pass --kek-file',
+        ),
+      ),
+      ...(sync ? {} : { sync: false }),
+    });
+    return { store, where };
+  }
+  // The benchmark's unsynced commits exist for LevelDB only: refused rather than ignored.
+  if (!sync) throw new PkmError('INVALID_CONFIG', 'unsynced commits are a LevelDB benchmark only');
+  const { kek } = opening;
+  const store = await PgStore.open(opening.url, {
+    kek: async () => kek,
+    ssl: opening.ssl,
+    ...(opening.password === undefined ? {} : { password: opening.password }),
+  });
+  return { store, where, ping: () => store.ping() };
+}
