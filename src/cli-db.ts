@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { GroupCommitter } from './allocation/group-commit.js';
 import { rotateKek } from './allocation/kek-rotation.js';
 import { fenceRestored } from './allocation/restore.js';
+import { addDbCopyCommand } from './cli-db-copy.js';
 import { parseInteger, type RawFlags } from './config.js';
 import { ExitCode, PkmError } from './errors.js';
 import { createStderrLogger } from './log.js';
@@ -98,4 +99,6 @@ export function addDbCommands(program: Command): void {
         await store.close();
       }
     });
+
+  addDbCopyCommand(db);
 }

@@ -52,7 +52,9 @@ async function sslOptions(ssl: StoreSsl): Promise<false | ConnectionOptions> {
 }
 
 /** Reads the password, the CA and the KEK: refusals here come before any connection. */
-export async function prepareStoreOpen(config: ServerConfig): Promise<StoreOpening> {
+export async function prepareStoreOpen(
+  config: Pick<ServerConfig, 'store' | 'kekFile'>,
+): Promise<StoreOpening> {
   const { store } = config;
   if (store.kind === 'leveldb') return store;
   const password =
@@ -102,4 +104,21 @@ export async function openServerStore(
     ...(opening.password === undefined ? {} : { password: opening.password }),
   });
   return { store, where, ping: () => store.ping() };
+}
+
+/**
+ * Opens a prepared store for maintenance (`pkm db copy`): with `kek`, its secrets open; without,
+ * they stay sealed and nothing is made (no data key is written into an empty store).
+ */
+export async function openStore(
+  opening: StoreOpening,
+  kek: Buffer | undefined,
+): Promise<Store | PgStore> {
+  const secrets = kek === undefined ? {} : { kek: async () => kek };
+  if (opening.kind === 'leveldb') return Store.open(opening.dataDir, secrets);
+  return PgStore.open(opening.url, {
+    ...secrets,
+    ssl: opening.ssl,
+    ...(opening.password === undefined ? {} : { password: opening.password }),
+  });
 }

@@ -108,7 +108,8 @@ function parseBackup(
   return { header, entries };
 }
 
-async function isEmptyDir(dir: string): Promise<boolean> {
+/** Whether a folder is empty or absent (a restore or copy target). */
+export async function isEmptyDir(dir: string): Promise<boolean> {
   try {
     return (await readdir(dir)).length === 0;
   } catch (err) {
