@@ -10,7 +10,7 @@ import { openStore, prepareStoreOpen } from './server/store-setup.js';
 import { flag } from './server-options.js';
 import { isEmptyDir } from './store/backup.js';
 import { checkStore } from './store/check.js';
-import { copyStore, requireEmptyTarget, verifyCopy } from './store/copy.js';
+import { copyStore, finishCopy, requireEmptyTarget, verifyCopy } from './store/copy.js';
 import { loadKek } from './store/encryption.js';
 
 type Side = 'from' | 'to';
@@ -109,6 +109,8 @@ the folder, or drop and create the database, then copy again.`,
       try {
         await verifyCopy(source, copy);
         const { problems } = await checkStore(copy);
+        // Only a complete, checked copy may be served: until now a server refuses it.
+        if (problems.length === 0) await finishCopy(copy);
         process.stdout.write(
           `${JSON.stringify({ ...result, from: fromWhere, to: toWhere, problems })}\n`,
         );

@@ -8,6 +8,7 @@ import { checkConfiguredRoot } from '../allocation/protection.js';
 import { applyStartIndex } from '../allocation/start-index.js';
 import { BeaconLivenessGate } from '../beacon/liveness.js';
 import { systemClock } from '../clock.js';
+import { PkmError } from '../errors.js';
 import { readSecretFile } from '../files.js';
 import { MnemonicKeys } from '../keys/bip39.js';
 import { type KeySource, mnemonicKeySource, randomKeySource } from '../keys/source.js';
@@ -79,6 +80,12 @@ export async function prepareStore(
   keySource: KeySource,
   log: Logger,
 ): Promise<PreparedStore> {
+  const copyStarted = await store.getMeta(MetaKey.copyUnfinished);
+  if (copyStarted !== undefined)
+    throw new PkmError(
+      'STORE_CORRUPT',
+      `this store is a copy that pkm db copy began at ${copyStarted} and never finished: it may lack keys or pods; start the copy over into an empty target (nothing was changed)`,
+    );
   const storedRoot = await store.getMeta(MetaKey.genesisValidatorsRoot);
   checkConfiguredRoot(
     config.genesisValidatorsRoot,

@@ -42,6 +42,11 @@ export const MetaKey = {
    * for a full reuse delay; removed once that hold has passed.
    */
   restoredAt: 'restored-at',
+  /**
+   * Set by `pkm db copy` in its first commit and removed only once the copy is complete and
+   * checked: a server refuses to start on a copy that died midway (it lacks keys or pods).
+   */
+  copyUnfinished: 'copy-unfinished',
 } as const;
 
 const TIME_DIGITS = 16;

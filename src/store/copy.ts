@@ -85,6 +85,8 @@ export async function copyStore(
     const value = await source.getMeta(key);
     if (value !== undefined) meta.push([key, value]);
   }
+  // Marked unfinished until finishCopy: a server refuses a half-written copy (startup.ts).
+  meta.push([MetaKey.copyUnfinished, new Date().toISOString()]);
   await target.commit({ keys: [], pods: [], meta, nextKeyIndex: source.nextKeyIndex() });
 
   const keys = await inChunks(source.keyRecords(), chunk, (records) =>
@@ -110,6 +112,11 @@ export async function copyStore(
     await target.commit({ keys: [], pods: [], events: staged });
   }
   return { keys, pods, events };
+}
+
+/** Removes the unfinished mark: called only once the copy is complete and checked. */
+export async function finishCopy(target: StoreContract): Promise<void> {
+  await target.commit({ keys: [], pods: [], meta: [[MetaKey.copyUnfinished, undefined]] });
 }
 
 /**

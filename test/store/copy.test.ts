@@ -4,7 +4,14 @@
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { GroupCommitter } from '../../src/allocation/group-commit.js';
+import { randomKeySource } from '../../src/keys/source.js';
+import { createLogger } from '../../src/log.js';
+import { parseServerConfig } from '../../src/server/config.js';
+import { prepareStore } from '../../src/server/startup.js';
+import { MetaKey } from '../../src/store/buckets.js';
 import { checkStore } from '../../src/store/check.js';
+import { copyStore, finishCopy } from '../../src/store/copy.js';
 import { Store } from '../../src/store/store.js';
 import { onCleanup, tempDir, testKek } from '../helpers.js';
 import { fullSnapshot, kekFile, pkmDb, seedStore } from './copy-support.js';
@@ -75,5 +82,33 @@ describe('pkm db copy, LevelDB to LevelDB', () => {
       pkmDb(['copy', '--from', from, '--to', to, '--kek-file', await kekFile()]),
     ).rejects.toMatchObject({ code: 'RESTORE_TARGET_NOT_EMPTY' });
     expect(await readdir(to)).toEqual(['something']);
+  });
+});
+
+describe('a copy that did not finish', () => {
+  it('is marked until it is complete and checked, and pkm server refuses to start on it', async () => {
+    const from = join(await tempDir(), 'from');
+    const to = join(await tempDir(), 'to');
+    await seedStore(from);
+    const source = await opened(from);
+    const target = await opened(to);
+    // The copy dies after its last record, before it was checked and finished.
+    await copyStore(source, target);
+    expect(await target.getMeta(MetaKey.copyUnfinished)).toBeDefined();
+    const config = parseServerConfig({ dataDir: to });
+    await expect(
+      prepareStore(
+        target,
+        GroupCommitter.of(target),
+        config,
+        randomKeySource,
+        createLogger('silent'),
+      ),
+    ).rejects.toMatchObject({
+      code: 'STORE_CORRUPT',
+      message: expect.stringContaining('never finished'),
+    });
+    await finishCopy(target);
+    expect(await target.getMeta(MetaKey.copyUnfinished)).toBeUndefined();
   });
 });
