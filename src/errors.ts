@@ -65,6 +65,13 @@ const TABLE = {
   STORE_LOCKED: { status: 503, exit: ExitCode.store },
   /** The database behind the store (PostgreSQL) cannot be reached or was lost: retry later. */
   STORE_UNAVAILABLE: { status: 503, exit: ExitCode.unavailable },
+  /**
+   * Several servers on one database (PostgreSQL): another server changed what this change was
+   * based on, again on every retry. Nothing was written: ask again.
+   */
+  STORE_CONFLICT: { status: 503, exit: ExitCode.unavailable },
+  /** Work that runs on one leader (deposit signing) asked of a server that is not it now. */
+  NOT_LEADER: { status: 503, exit: ExitCode.unavailable },
   SCHEMA_TOO_NEW: { status: 500, exit: ExitCode.store },
   WRONG_KEK: { status: 500, exit: ExitCode.store },
   ROTATION_UNFINISHED: { status: 500, exit: ExitCode.store },

@@ -582,10 +582,7 @@ export class Allocator {
     const ownCooling = await tx.getKeys(podBefore?.cooling ?? []);
     for (const r of ownCooling) {
       if (r.state !== 'cooling' || r.pod !== pod) {
-        throw new PkmError(
-          'STORE_CORRUPT',
-          `pod ${pod} lists ${r.pubkey} as cooling, but the key is ${r.state}`,
-        );
+        throw tx.inconsistent(`pod ${pod} lists ${r.pubkey} as cooling, but the key is ${r.state}`);
       }
     }
     // Not a key another pod claimed to run meanwhile (its proof on the way): held from all.
@@ -607,10 +604,7 @@ export class Allocator {
     );
     for (const r of pooled) {
       if (r.state !== 'free' && r.state !== 'cooling') {
-        throw new PkmError(
-          'STORE_CORRUPT',
-          `the pool index lists ${r.pubkey}, but the key is ${r.state}`,
-        );
+        throw tx.inconsistent(`the pool index lists ${r.pubkey}, but the key is ${r.state}`);
       }
     }
     const createCount = need - reclaimed.length - pooled.length;

@@ -23,6 +23,8 @@ export class Transaction {
   private readonly keys = new Map<string, KeyChange>();
   private readonly pods = new Map<string, PodChange>();
   private stagedNextIndex: number | undefined;
+  /** Some staged change may be written only while this server leads (Change.leaderOnly). */
+  private leaderOnly = false;
   private readonly events: NewAuditEvent[] = [];
   private readonly meta = new Map<string, string | undefined>();
   /** The state before the current operation staged anything, to undo it. */
@@ -32,6 +34,7 @@ export class Transaction {
         pods: Map<string, PodChange | undefined>;
         meta: Map<string, { had: boolean; value: string | undefined }>;
         nextIndex: number | undefined;
+        leaderOnly: boolean;
         events: number;
       }
     | undefined;
@@ -45,6 +48,7 @@ export class Transaction {
       pods: new Map(),
       meta: new Map(),
       nextIndex: this.stagedNextIndex,
+      leaderOnly: this.leaderOnly,
       events: this.events.length,
     };
   }
@@ -68,8 +72,27 @@ export class Transaction {
       if (had) this.meta.set(key, value);
       else this.meta.delete(key);
     this.stagedNextIndex = undo.nextIndex;
+    this.leaderOnly = undo.leaderOnly;
     this.events.length = undo.events;
     this.undo = undefined;
+  }
+
+  /**
+   * Two reads disagree (an index entry and its record): on a store other servers write, one
+   * read saw a commit the other did not, and the group runs again (STORE_CONFLICT); on a store
+   * with one writer the store is damaged (STORE_CORRUPT).
+   */
+  inconsistent(message: string): PkmError {
+    return this.store.concurrentWriters
+      ? new PkmError('STORE_CONFLICT', `${message} (another server changed it meanwhile)`, {
+          retryAfter: 1,
+        })
+      : new PkmError('STORE_CORRUPT', message);
+  }
+
+  /** Something staged may be written only while this server leads. */
+  get needsLeader(): boolean {
+    return this.leaderOnly;
   }
 
   get isEmpty(): boolean {
@@ -147,6 +170,7 @@ export class Transaction {
         throw new PkmError('INTERNAL', 'the next key index may only grow');
       this.stagedNextIndex = change.nextKeyIndex;
     }
+    if (change.leaderOnly) this.leaderOnly = true;
     this.events.push(...(change.events ?? []));
     for (const [key, value] of change.meta ?? []) {
       if (undo && !undo.meta.has(key))
@@ -178,6 +202,7 @@ export class Transaction {
       pods: [...this.pods.values()],
       events: this.events,
       meta: [...this.meta],
+      ...(this.leaderOnly ? { leaderOnly: true } : {}),
     };
     return this.stagedNextIndex === undefined
       ? change

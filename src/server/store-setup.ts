@@ -100,6 +100,7 @@ export async function openServerStore(
   const { kek } = opening;
   const store = await PgStore.open(opening.url, {
     kek: async () => kek,
+    log,
     ssl: opening.ssl,
     ...(opening.password === undefined ? {} : { password: opening.password }),
   });
