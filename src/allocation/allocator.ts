@@ -196,6 +196,11 @@ export class Allocator {
     return until !== undefined && until > this.cooling.now();
   }
 
+  /** Held back here, or by a claim another server of a shared store heard (its record says). */
+  private isHeld(r: KeyRecord): boolean {
+    return this.isHeldBack(r.pubkey) || (r.heldUntil ?? 0) > this.deps.clock();
+  }
+
   private heldBackNow(): string[] {
     const now = this.cooling.now();
     for (const [pk, until] of this.heldBack) if (until <= now) this.heldBack.delete(pk);
@@ -294,7 +299,7 @@ export class Allocator {
         {
           now: this.deps.clock(),
           poolHold: (r) => {
-            if (this.isHeldBack(r.pubkey))
+            if (this.isHeld(r))
               return 'a pod claimed to run it, or the beacon node saw it live, lately: another copy may still run it';
             // As in allocateIn: while holders re-assert (a start's resync window, a restore's
             // hold), a key a pod ever held stays put.
@@ -383,12 +388,15 @@ export class Allocator {
           reasserted: (pk) => this.reasserted.add(pk),
           proven,
           maxKeysPerPod,
-          held: (pk) => this.isHeldBack(pk),
+          held: (r) => this.isHeld(r),
         });
         // Registered under the lock: no allocation after this one derives before the search.
         if (search && step.result.unknown.length > 0) this.searches.add(searching);
-        // Held under the lock too: no allocation after this one hands them out.
-        this.holdBack(step.holdable, Math.max(CLAIM_HOLD_MS, this.deps.config.reuseDelayMs));
+        // Held under the lock too: no allocation after this one hands them out. On a shared
+        // store the hold goes into the records, in this commit, for every server to keep.
+        const holdMs = Math.max(CLAIM_HOLD_MS, this.deps.config.reuseDelayMs);
+        this.holdBack(step.holdable, holdMs);
+        if (tx.shared) await holdInRecords(tx, step.holdable, this.deps.clock() + holdMs);
         return step;
       });
       let result = first.result;
@@ -587,7 +595,7 @@ export class Allocator {
     }
     // Not a key another pod claimed to run meanwhile (its proof on the way): held from all.
     const reclaimed = ownCooling
-      .filter((r) => r.stop === 'confirmed' && !this.isHeldBack(r.pubkey))
+      .filter((r) => r.stop === 'confirmed' && !this.isHeld(r))
       .slice(0, need);
     this.refuseUnvouched(
       pod,
@@ -600,7 +608,9 @@ export class Allocator {
     const resyncing = this.cooling.resyncing();
     const pooled = (await tx.getKeys(fromPool)).filter(
       (r) =>
-        !resyncing || !r.history.some((e) => e.event === 'allocated' || e.event === 'released'),
+        (!resyncing || !r.history.some((e) => e.event === 'allocated' || e.event === 'released')) &&
+        // A claim another server heard (shared store): held from every pod.
+        (r.heldUntil ?? 0) <= this.deps.clock(),
     );
     for (const r of pooled) {
       if (r.state !== 'free' && r.state !== 'cooling') {
@@ -867,4 +877,17 @@ function gateError(err: unknown): PkmError {
         cause: err,
         retryAfter: 15,
       });
+}
+
+/** Writes a claim's hold into the records (a shared store), never shortening one. */
+async function holdInRecords(
+  tx: Transaction,
+  pubkeys: readonly string[],
+  until: number,
+): Promise<void> {
+  const records = await tx.getKeys(pubkeys);
+  const keys = records
+    .filter((r) => (r.heldUntil ?? 0) < until)
+    .map((r) => ({ before: r, after: { ...r, heldUntil: until } }));
+  if (keys.length > 0) tx.stage({ keys, pods: [] });
 }

@@ -90,6 +90,11 @@ export class Transaction {
       : new PkmError('STORE_CORRUPT', message);
   }
 
+  /** Other servers write this store too (StoreContract.concurrentWriters). */
+  get shared(): boolean {
+    return this.store.concurrentWriters;
+  }
+
   /** Something staged may be written only while this server leads. */
   get needsLeader(): boolean {
     return this.leaderOnly;

@@ -2,7 +2,7 @@
 // Bucket names are never reused for another meaning; bump SCHEMA_VERSION and add a
 // migration in schema.ts when a shape changes.
 
-export const SCHEMA_VERSION = 5;
+export const SCHEMA_VERSION = 6;
 
 /** Sublevel names. */
 export const Bucket = {

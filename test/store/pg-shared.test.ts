@@ -138,6 +138,25 @@ describe.skipIf(bins === undefined)('several servers on one PostgreSQL database'
     expect(report.problems).toEqual([]);
   }, 60_000);
 
+  it('a key a pod claimed at one server without a proof is held from pods at every server', async () => {
+    const url = await newDatabase();
+    const stores = [await openServer(url), await openServer(url)];
+    const clock = new FakeClock();
+    const [a, b] = stores.map((s) => allocatorOver(s, clock, false));
+    if (!a || !b) throw new Error('two allocators');
+    const [key] = (await a.allocate('x', 1)).keys.map((k) => k.pubkey);
+    if (!key) throw new Error('one key');
+    await a.release('x');
+    clock.advance(1);
+    // Pod p tells server A it runs the key, with no proof: refused, and held from everyone.
+    const beat = await a.heartbeat('p', [key]);
+    expect(beat.refused).toEqual([key]);
+    // Server B, asked for a key by another pod, leaves it alone: a new key instead.
+    const got = (await b.allocate('q', 1)).keys.map((k) => k.pubkey);
+    expect(got).not.toContain(key);
+    expect((await stores[1]?.getKey(key))?.state).toBe('cooling');
+  });
+
   it('one leader at a time; a stopped leader is replaced, and a commit that needs the lead is fenced', async () => {
     const url = await newDatabase();
     const a = await openServer(url);
