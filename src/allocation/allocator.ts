@@ -376,6 +376,8 @@ export class Allocator {
     const proven = opts.proven ?? new Set<string>();
     const { maxKeysPerPod } = this.deps.config;
     let done: () => void = () => undefined;
+    /** The derivation pause this server wrote for its search (a shared store). */
+    let paused: string | undefined;
     const searching = new Promise<void>((resolve) => {
       done = resolve;
     });
@@ -391,7 +393,11 @@ export class Allocator {
           held: (r) => this.isHeld(r),
         });
         // Registered under the lock: no allocation after this one derives before the search.
-        if (search && step.result.unknown.length > 0) this.searches.add(searching);
+        // On a shared store the other servers' allocations too: the pause is written with it.
+        if (search && step.result.unknown.length > 0) {
+          this.searches.add(searching);
+          if (tx.shared) paused = await pauseDerivation(tx, this.deps.clock() + SEARCH_PAUSE_MS);
+        }
         // Held under the lock too: no allocation after this one hands them out. On a shared
         // store the hold goes into the records, in this commit, for every server to keep.
         const holdMs = Math.max(CLAIM_HOLD_MS, this.deps.config.reuseDelayMs);
@@ -403,8 +409,8 @@ export class Allocator {
       if (search && result.unknown.length > 0) {
         const asked = result.unknown;
         const found = await this.lookahead.find(asked, this.deps.store.nextKeyIndex());
-        const placed = await this.group.run((tx) =>
-          placeReportedIn(
+        const placed = await this.group.run(async (tx) => {
+          const done = await placeReportedIn(
             tx,
             this.deps,
             this.deps.clock(),
@@ -412,8 +418,12 @@ export class Allocator {
             asked,
             { found, proven },
             maxKeysPerPod,
-          ),
-        );
+          );
+          // The search is over: its pause goes, unless another server's search wrote a later
+          // one meanwhile (checked by the store with the pause this server wrote).
+          if (tx.shared) await endPause(tx, paused);
+          return done;
+        });
         const settled = new Set([...placed.reported, ...placed.conflicts, ...placed.refused]);
         result = {
           ...result,
@@ -631,6 +641,7 @@ export class Allocator {
       // Derived keys wait while holders may still report what they run: an index they hold that
       // the store lost must move past before anyone is handed it.
       if (this.searches.size > 0) return { records: [], needsSearch: true };
+      if (tx.shared) await refuseWhilePaused(tx, now);
       this.refuseWhileResyncing();
     }
     // Keys are only handed out once deposited: nothing is staged, the caller deposits first.
@@ -890,4 +901,47 @@ async function holdInRecords(
     .filter((r) => (r.heldUntil ?? 0) < until)
     .map((r) => ({ before: r, after: { ...r, heldUntil: until } }));
   if (keys.length > 0) tx.stage({ keys, pods: [] });
+}
+
+/** How long a search for reported keys pauses derivation on every server of a shared store. */
+const SEARCH_PAUSE_MS = 15_000;
+
+/** Writes the derivation pause until `until`, or leaves a later one; returns the value. */
+async function pauseDerivation(tx: Transaction, until: number): Promise<string> {
+  const stored = await tx.getMeta(MetaKey.derivationPause);
+  const value = String(Math.max(Number(stored ?? 0), until));
+  tx.stage({
+    keys: [],
+    pods: [],
+    meta: [[MetaKey.derivationPause, value]],
+    metaBefore: [[MetaKey.derivationPause, stored]],
+  });
+  return value;
+}
+
+/**
+ * Ends this server's pause: removed if it is still the one written (so the search's own
+ * change, which may move the index, passes too); a later one of another server's stays.
+ */
+async function endPause(tx: Transaction, paused: string | undefined): Promise<void> {
+  if (paused === undefined) return;
+  const stored = await tx.getMeta(MetaKey.derivationPause);
+  if (stored !== paused) return;
+  tx.stage({
+    keys: [],
+    pods: [],
+    meta: [[MetaKey.derivationPause, undefined]],
+    metaBefore: [[MetaKey.derivationPause, stored]],
+  });
+}
+
+/** Another server searches for reported keys among the indexes ahead: nothing is derived. */
+async function refuseWhilePaused(tx: Transaction, now: number): Promise<void> {
+  const until = Number((await tx.getMeta(MetaKey.derivationPause)) ?? 0);
+  if (until > now)
+    throw new PkmError(
+      'RESYNCING',
+      'a server is looking for keys a pod reported among the derivation indexes ahead: new keys wait',
+      { retryAfter: Math.max(1, Math.ceil((until - now) / 1000)) },
+    );
 }

@@ -27,12 +27,15 @@ export class Transaction {
   private leaderOnly = false;
   private readonly events: NewAuditEvent[] = [];
   private readonly meta = new Map<string, string | undefined>();
+  /** Meta values the staged changes were decided on (the first one staged per key counts). */
+  private readonly metaBefore = new Map<string, string | undefined>();
   /** The state before the current operation staged anything, to undo it. */
   private undo:
     | {
         keys: Map<string, KeyChange | undefined>;
         pods: Map<string, PodChange | undefined>;
         meta: Map<string, { had: boolean; value: string | undefined }>;
+        metaBefore: string[];
         nextIndex: number | undefined;
         leaderOnly: boolean;
         events: number;
@@ -47,6 +50,7 @@ export class Transaction {
       keys: new Map(),
       pods: new Map(),
       meta: new Map(),
+      metaBefore: [],
       nextIndex: this.stagedNextIndex,
       leaderOnly: this.leaderOnly,
       events: this.events.length,
@@ -71,6 +75,7 @@ export class Transaction {
     for (const [key, { had, value }] of undo.meta)
       if (had) this.meta.set(key, value);
       else this.meta.delete(key);
+    for (const key of undo.metaBefore) this.metaBefore.delete(key);
     this.stagedNextIndex = undo.nextIndex;
     this.leaderOnly = undo.leaderOnly;
     this.events.length = undo.events;
@@ -105,6 +110,7 @@ export class Transaction {
       this.keys.size === 0 &&
       this.pods.size === 0 &&
       this.meta.size === 0 &&
+      this.metaBefore.size === 0 &&
       this.stagedNextIndex === undefined
     );
   }
@@ -176,6 +182,11 @@ export class Transaction {
       this.stagedNextIndex = change.nextKeyIndex;
     }
     if (change.leaderOnly) this.leaderOnly = true;
+    for (const [key, value] of change.metaBefore ?? []) {
+      if (this.metaBefore.has(key)) continue;
+      this.metaBefore.set(key, value);
+      undo?.metaBefore.push(key);
+    }
     this.events.push(...(change.events ?? []));
     for (const [key, value] of change.meta ?? []) {
       if (undo && !undo.meta.has(key))
@@ -208,6 +219,7 @@ export class Transaction {
       events: this.events,
       meta: [...this.meta],
       ...(this.leaderOnly ? { leaderOnly: true } : {}),
+      ...(this.metaBefore.size > 0 ? { metaBefore: [...this.metaBefore] } : {}),
     };
     return this.stagedNextIndex === undefined
       ? change

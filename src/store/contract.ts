@@ -26,6 +26,11 @@ export interface Change {
   /** Values for the meta bucket, written in the same batch (undefined: deleted). */
   readonly meta?: ReadonlyArray<readonly [string, string | undefined]>;
   /**
+   * Meta values the change was decided on (undefined: absent), checked like before-images on a
+   * store several servers share: a value another server changed refuses the change.
+   */
+  readonly metaBefore?: ReadonlyArray<readonly [string, string | undefined]>;
+  /**
    * Written only while this server holds the leadership (see Leadership): a deposit's signed
    * transaction, whose nonce only the leader may take. Refused (NOT_LEADER) otherwise.
    */

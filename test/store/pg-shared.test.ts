@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { Allocator } from '../../src/allocation/allocator.js';
 import { GroupCommitter } from '../../src/allocation/group-commit.js';
 import { randomKeySource } from '../../src/keys/source.js';
+import { MetaKey } from '../../src/store/buckets.js';
 import { checkStore } from '../../src/store/check.js';
 import { LEADER_LOCK } from '../../src/store/pg/leader.js';
 import { PgStore } from '../../src/store/pg/pg-store.js';
@@ -156,6 +157,37 @@ describe.skipIf(bins === undefined)('several servers on one PostgreSQL database'
     expect(got).not.toContain(key);
     expect((await stores[1]?.getKey(key))?.state).toBe('cooling');
   });
+
+  it('while one server looks for reported keys among the indexes ahead, no server derives', async () => {
+    const url = await newDatabase();
+    const stores = [await openServer(url), await openServer(url)];
+    const clock = new FakeClock();
+    const [a, b] = stores.map((s) => allocatorOver(s, clock, true));
+    if (!a || !b) throw new Error('two allocators');
+    const ran = [0, 1].map((i) => mnemonic.pubkeyAt?.(i) ?? '');
+    // Pod p runs the keys at indexes 0 and 1 (the store lost them): server A searches the
+    // indexes ahead (64 keys: about a second); server B is asked for new keys meanwhile.
+    // With a key of another source beside them, the search goes through every index ahead.
+    const [stranger] = await randomKeySource.make(1, 0);
+    const beat = a.heartbeat('p', [...ran, stranger?.pubkey ?? '']);
+    // Past its first commit (a few ms), well inside its search.
+    await new Promise((r) => setTimeout(r, 150));
+    const asked = await b.allocate('q', 2).then(
+      (got) => got.keys.map((k) => k.pubkey),
+      (err: unknown) => err,
+    );
+    await beat;
+    // B either waited (RESYNCING, asked again later) or derived past them: never one of them.
+    if (Array.isArray(asked)) expect(asked.filter((pk) => ran.includes(pk))).toEqual([]);
+    else expect(asked).toMatchObject({ code: 'RESYNCING' });
+    // Without proofs the keys are not recorded as p's, but the next index moved past them.
+    expect(stores[0]?.nextKeyIndex() ?? 0).toBeGreaterThanOrEqual(2);
+    // The search is over: its pause is gone, and B derives past the reported indexes.
+    expect(await stores[1]?.getMeta(MetaKey.derivationPause)).toBeUndefined();
+    const after = (await b.allocate('q', 2)).keys.map((k) => k.pubkey);
+    expect(after.filter((pk) => ran.includes(pk))).toEqual([]);
+    expect((await checkStore(stores[1] as PgStore)).problems).toEqual([]);
+  }, 30_000);
 
   it('one leader at a time; a stopped leader is replaced, and a commit that needs the lead is fenced', async () => {
     const url = await newDatabase();

@@ -325,7 +325,11 @@ export class PgStore implements StoreContract {
     const plan = planChange(change, this.nextIndex);
     // Several servers (issue 15, point 3): a serialization failure or a before-image mismatch
     // is retried here, a bounded number of times, with a new plan from the caller's re-read.
-    const basis = { nextKeyIndex: this.nextIndex, leaderPid: this.leader.lockPid };
+    const basis = {
+      nextKeyIndex: this.nextIndex,
+      leaderPid: this.leader.lockPid,
+      now: Date.now(),
+    };
     const written = await guarded('committing a change', async () => {
       const client = await this.pool.connect();
       try {

@@ -33,6 +33,7 @@ export interface Plan {
   /** Each changed key's before-image, checked under the commit's lock (write.ts). */
   readonly keyBefores: readonly BeforeImage[];
   readonly podBefores: readonly BeforeImage[];
+  readonly metaBefores: readonly BeforeImage[];
   /** Only while this server leads (Change.leaderOnly). */
   readonly leaderOnly: boolean;
   readonly podPuts: ReadonlyArray<readonly [string, string]>;
@@ -110,6 +111,7 @@ export function planChange(change: Change, nextKeyIndex: number): Plan {
     keys: [...keys.values()],
     keyBefores: [...keyBefores],
     podBefores: [...podBefores],
+    metaBefores: [...new Map(change.metaBefore ?? [])],
     leaderOnly: change.leaderOnly === true,
     podPuts: [...pods].flatMap(([name, text]) =>
       text === undefined ? [] : [[name, text] as const],

@@ -20,6 +20,8 @@ export interface Basis {
   readonly nextKeyIndex: number;
   /** The leader lock session's backend pid, while this server leads. */
   readonly leaderPid: number | undefined;
+  /** This server's wall clock (ms), for MetaKey.derivationPause. */
+  readonly now: number;
 }
 
 /**
@@ -74,8 +76,10 @@ export async function writePlan(client: pg.PoolClient, plan: Plan, basis: Basis)
     if (plan.nextKeyIndex !== undefined && storedNext !== basis.nextKeyIndex)
       throw new StoreConflict('the next key index', now);
     if (plan.leaderOnly) await checkLeader(client, basis.leaderPid);
+    if (plan.nextKeyIndex !== undefined) await checkNotPaused(client, plan, basis.now, now);
     await checkBefores(client, 'keys', plan.keyBefores, now);
     await checkBefores(client, 'pods', plan.podBefores, now);
+    await checkMetaBefores(client, plan.metaBefores, now);
     const next = plan.nextKeyIndex ?? storedNext;
     const counts = applyDelta(now.counts, plan.delta);
     if (!Number.isSafeInteger(storedNext) || next < storedNext)
@@ -181,4 +185,38 @@ async function checkLeader(client: pg.PoolClient, pid: number | undefined): Prom
     throw new PkmError('NOT_LEADER', 'this server does not hold the leader lock (now)', {
       retryAfter: 2,
     });
+}
+
+/**
+ * A change that derives (moves the next key index) while another server looks for reported
+ * keys among the indexes ahead (MetaKey.derivationPause) could hand out the very index a pod
+ * runs: refused, unless it is the searching server's own change (it writes the pause).
+ */
+async function checkNotPaused(
+  client: pg.PoolClient,
+  plan: Plan,
+  clock: number,
+  now: Written,
+): Promise<void> {
+  const pause = MetaKey.derivationPause;
+  if (plan.metaPuts.some(([key]) => key === pause) || plan.metaDeletes.includes(pause)) return;
+  const res = await client.query('SELECT key, value FROM pkm_meta WHERE key = $1', [pause]);
+  const [row] = parseRows(MetaRow, res.rows, 'meta');
+  if (row !== undefined && Number(row.value) > clock)
+    throw new StoreConflict('the derivation pause (a search for reported keys)', now);
+}
+
+/** Every meta value the change was decided on is still the stored one. */
+async function checkMetaBefores(
+  client: pg.PoolClient,
+  befores: readonly BeforeImage[],
+  now: Written,
+): Promise<void> {
+  if (befores.length === 0) return;
+  const res = await client.query('SELECT key, value FROM pkm_meta WHERE key = ANY($1)', [
+    befores.map(([key]) => key),
+  ]);
+  const stored = new Map(parseRows(MetaRow, res.rows, 'meta').map((r) => [r.key, r.value]));
+  for (const [key, before] of befores)
+    if (stored.get(key) !== before) throw new StoreConflict(`meta ${key}`, now);
 }
