@@ -70,6 +70,11 @@ const TABLE = {
    * based on, again on every retry. Nothing was written: ask again.
    */
   STORE_CONFLICT: { status: 503, exit: ExitCode.unavailable },
+  /**
+   * Several servers on one database count cooling and holds on their wall clocks: one whose
+   * clock is off the database's by more than a second is not ready until it is set right.
+   */
+  CLOCK_SKEW: { status: 503, exit: ExitCode.unavailable },
   /** Work that runs on one leader (deposit signing) asked of a server that is not it now. */
   NOT_LEADER: { status: 503, exit: ExitCode.unavailable },
   SCHEMA_TOO_NEW: { status: 500, exit: ExitCode.store },

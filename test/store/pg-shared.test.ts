@@ -241,6 +241,18 @@ describe.skipIf(bins === undefined)('several servers on one PostgreSQL database'
     expect(Number(a.leadership().isLeader) + Number(b.leadership().isLeader)).toBe(1);
   });
 
+  it('a server whose clock is off the database’s by more than a second is not ready', async () => {
+    const url = await newDatabase();
+    const right = await openServer(url);
+    await right.ping();
+    const ahead = await PgStore.open(url, { kek: testKek, clock: () => Date.now() + 5_000 });
+    onCleanup(() => ahead.close());
+    await expect(ahead.ping()).rejects.toMatchObject({ code: 'CLOCK_SKEW' });
+    const behind = await PgStore.open(url, { kek: testKek, clock: () => Date.now() - 1_500 });
+    onCleanup(() => behind.close());
+    await expect(behind.ping()).rejects.toMatchObject({ code: 'CLOCK_SKEW' });
+  });
+
   it('every server answers heartbeats with the one boot token of the database', async () => {
     const url = await newDatabase();
     const [a, b] = [await openServer(url), await openServer(url)];

@@ -65,7 +65,12 @@ export interface PgStoreOptions {
   readonly log?: LeaderLog;
   /** The leadership's timing (tests shorten it); default LEADER_TIMES. */
   readonly leaderTimes?: LeaderTimes;
+  /** This server's wall clock (tests set one off the database's); default Date.now. */
+  readonly clock?: () => number;
 }
+
+/** How far a server's wall clock may be off the database's (ping()). */
+export const MAX_SKEW_MS = 1_000;
 
 /** The meta key of the database's boot token (one for every server: see bootToken()). */
 const BOOT_TOKEN = 'bootToken';
@@ -89,7 +94,10 @@ export class PgStore implements StoreContract {
     private nextIndex: number,
   ) {
     this.leader = new PgLeader(connection, opts.log, opts.leaderTimes);
+    this.clock = opts.clock ?? Date.now;
   }
+
+  private readonly clock: () => number;
 
   /** Connects, migrates (or refuses a newer schema), and opens the secrets. */
   static async open(url: string, opts: PgStoreOptions = {}): Promise<PgStore> {
@@ -130,9 +138,28 @@ export class PgStore implements StoreContract {
     return !this.closed;
   }
 
-  /** A round trip to the database: STORE_UNAVAILABLE while it cannot be reached (readiness). */
+  /**
+   * A round trip to the database: STORE_UNAVAILABLE while it cannot be reached (readiness);
+   * CLOCK_SKEW while this server's wall clock is off the database's by more than MAX_SKEW_MS.
+   * Servers that share a store compare times each wrote (a release's, a hold's): a clock set
+   * ahead would end coolings early on the server that hands keys out.
+   */
   async ping(): Promise<void> {
     await this.refresh();
+    const sent = this.clock();
+    const res = await this.query(
+      'reading its clock',
+      'SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS n',
+      [],
+    );
+    const back = this.clock();
+    const skew = parseOne(CountRow, res.rows, 'clock').n - (sent + back) / 2;
+    // The round trip bounds the error of the estimate; only a skew beyond it counts.
+    if (Math.abs(skew) > MAX_SKEW_MS + (back - sent) / 2)
+      throw new PkmError(
+        'CLOCK_SKEW',
+        `this server's clock is ${Math.round(skew)} ms off the database's (at most ${MAX_SKEW_MS} ms): set it right (NTP)`,
+      );
   }
 
   async refresh(): Promise<void> {
@@ -328,7 +355,7 @@ export class PgStore implements StoreContract {
     const basis = {
       nextKeyIndex: this.nextIndex,
       leaderPid: this.leader.lockPid,
-      now: Date.now(),
+      now: this.clock(),
     };
     const written = await guarded('committing a change', async () => {
       const client = await this.pool.connect();
