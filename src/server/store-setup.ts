@@ -101,6 +101,7 @@ export async function openServerStore(
   const store = await PgStore.open(opening.url, {
     kek: async () => kek,
     log,
+    lanes: true,
     ssl: opening.ssl,
     ...(opening.password === undefined ? {} : { password: opening.password }),
   });
