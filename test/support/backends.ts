@@ -243,11 +243,12 @@ function pgBackend(server: () => PgServer): Backend {
     return { name, release: done };
   }
 
+  /** Opens the store in `name` with pkm server's defaults (pool size, timeouts). */
   async function openPg(name: string, opts: OpenOptions | undefined): Promise<PgStore> {
-    const store = await PgStore.open(urlOf(name), {
-      ...(opts === undefined ? {} : { kek: opts.kek ?? testKek, ...extra(opts) }),
-      poolSize: 4,
-    });
+    const store = await PgStore.open(
+      urlOf(name),
+      opts === undefined ? {} : { kek: opts.kek ?? testKek, ...extra(opts) },
+    );
     onCleanup(() => store.close());
     return store;
   }
