@@ -35,7 +35,7 @@ import type { StoreContract } from '../../src/store/contract.js';
 import type { KeyRecord, Protection } from '../../src/store/records.js';
 import { FakeClock, MINUTE } from '../helpers.js';
 import { proving } from './allocator.js';
-import type { Backend, StoreBackup, StorePlace } from './backends.js';
+import type { Backend, RawEntries, StoreBackup, StorePlace } from './backends.js';
 
 export const REUSE_DELAY_MS = 20 * MINUTE;
 const MAX_KEYS_PER_POD = 8;
@@ -815,6 +815,8 @@ export class ModelRun {
   /**
    * A pod names keys it does not run, so it cannot prove possession: whatever the store holds
    * them as, nothing may change, and each is refused unless the store records it as the pod's.
+   * On a store other servers write too (PostgreSQL), one thing changes: each refused free or
+   * cooling key's record is held back (heldUntil) for every server to keep (allocator.ts).
    */
   private async forgedHeartbeat(cmd: HeartbeatCmd): Promise<void> {
     const pod = POD_NAMES[cmd.pod] ?? 'pod-a';
@@ -826,10 +828,10 @@ export class ModelRun {
     const pubkeys = theirs.filter((_, i) => (i + cmd.pick) % 3 === 0);
     if (pubkeys.length === 0) return;
     const before = await this.raw();
-    const poolable = new Set<string>();
+    const poolable = new Map<string, KeyRecord>();
     for (const pk of pubkeys) {
       const r = await this.store.getKey(pk);
-      if (r?.state === 'free' || r?.state === 'cooling') poolable.add(pk);
+      if (r?.state === 'free' || r?.state === 'cooling') poolable.set(pk, r);
     }
     const result = await this.allocator.heartbeat(pod, pubkeys);
     // Held from every pod, its own included, while the claim may still be proven (allocator.ts).
@@ -839,10 +841,40 @@ export class ModelRun {
       `  forged heartbeat as ${pod} of ${pubkeys.map(short)}: refused ${result.refused.map(short)}`,
     );
     const claimable = pubkeys.filter((pk) => !result.unknown.includes(pk));
-    if (JSON.stringify(await this.raw()) !== JSON.stringify(before))
+    const held = this.store.concurrentWriters
+      ? result.refused.filter((pk) => poolable.has(pk))
+      : [];
+    await this.checkRecordHolds(pod, held, poolable);
+    // Everything else, byte for byte (the held keys' own entries are named by their pubkey).
+    const untouched = (entries: RawEntries) =>
+      JSON.stringify(entries.filter(([key]) => !held.some((pk) => key.endsWith(`!${pk}`))));
+    if (untouched(await this.raw()) !== untouched(before))
       throw new ModelViolation(`a heartbeat without proof from ${pod} changed the store`);
     if ([...result.refused].sort().join() !== [...claimable].sort().join())
       throw new ModelViolation(`a heartbeat without proof from ${pod} was not refused whole`);
+  }
+
+  /**
+   * A claim's hold in the records of a shared store: each held key's record is as it was but
+   * for heldUntil, now the claim's time plus the hold (the reuse delay here, which is longer
+   * than the 10-minute claim hold), or a later hold it had already.
+   */
+  private async checkRecordHolds(
+    pod: string,
+    held: readonly string[],
+    before: ReadonlyMap<string, KeyRecord>,
+  ): Promise<void> {
+    const until = this.clock.now() + REUSE_DELAY_MS;
+    for (const after of await this.store.getKeys(held)) {
+      const earlier = before.get(after.pubkey);
+      if (!earlier) throw new Error(`no record of ${short(after.pubkey)} before the heartbeat`);
+      const { heldUntil: was, ...rest } = earlier;
+      const { heldUntil: now, ...restAfter } = after;
+      if (JSON.stringify(restAfter) !== JSON.stringify(rest) || now !== Math.max(was ?? 0, until))
+        throw new ModelViolation(
+          `a heartbeat without proof from ${pod} changed ${short(after.pubkey)} beyond its hold`,
+        );
+    }
   }
 
   /** Who reports what: what a heartbeat command means in this state (undefined: nobody). */
