@@ -2,7 +2,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { pickOldest } from '../../src/allocation/pick.js';
-import type { IndexEntry } from '../../src/store/store.js';
+import type { IndexEntry } from '../../src/store/contract.js';
 
 const entries = fc
   .uniqueArray(

@@ -1,5 +1,6 @@
 // A reference model of the allocation rules (DESIGN.md "Key lifecycle", "Safety rules"), run
-// beside the real Allocator on a real LevelDB store by test/allocation/model.test.ts.
+// beside the real Allocator on a real store, LevelDB and PostgreSQL, by
+// test/allocation/model-suite.ts.
 //
 // The model knows what the store cannot: which pod incarnation runs which key *in reality*. A
 // release says how the stop is known; until the stop is confirmed, or the reuse delay has passed
@@ -11,7 +12,7 @@
 // out, and the answers the rules promise (a confirmed stop gets its keys back at once, a release
 // naming an older pod changes nothing).
 //
-// Assumptions of the model (each one a gap when dropped; see the known gaps in model.test.ts):
+// Assumptions of the model (each one a gap when dropped; see the known gaps in model-suite.ts):
 //   - a pod heartbeats only while it runs: a released pod that may still run sends nothing,
 //     and no pod reports a key an earlier pod of its name may still run;
 //   - a confirmed release names the UID it confirms (confirmationsNameUid);
@@ -19,8 +20,6 @@
 //   - after a restore, running pods re-assert what they run before the hold is over; until
 //     they have, a key the restored store shows held by a pod name may go back to that name.
 import { createHash } from 'node:crypto';
-import { mkdir, rm } from 'node:fs/promises';
-import { join } from 'node:path';
 import fc from 'fast-check';
 import { Allocator, type HandedKey, type StopProof } from '../../src/allocation/allocator.js';
 import { GroupCommitter } from '../../src/allocation/group-commit.js';
@@ -30,13 +29,13 @@ import { PkmError } from '../../src/errors.js';
 import type { MnemonicKeys } from '../../src/keys/bip39.js';
 import { publicKeyOf } from '../../src/keys/bls.js';
 import type { KeySource, NewKey } from '../../src/keys/source.js';
-import { backupStore, restoreStore } from '../../src/store/backup.js';
 import { MetaKey } from '../../src/store/buckets.js';
 import { checkStore } from '../../src/store/check.js';
+import type { StoreContract } from '../../src/store/contract.js';
 import type { KeyRecord, Protection } from '../../src/store/records.js';
-import { Store } from '../../src/store/store.js';
-import { FakeClock, MINUTE, testKek } from '../helpers.js';
+import { FakeClock, MINUTE } from '../helpers.js';
 import { proving } from './allocator.js';
+import type { Backend, RawEntries, StoreBackup, StorePlace } from './backends.js';
 
 export const REUSE_DELAY_MS = 20 * MINUTE;
 const MAX_KEYS_PER_POD = 8;
@@ -329,8 +328,8 @@ export function emptyStats(): RunStats {
 }
 
 export interface RunConfig {
-  /** A folder of its own for this run (removed at the end). */
-  readonly dir: string;
+  /** The backend to run on: each run's stores, backups and restores are its own (removed at the end). */
+  readonly backend: Backend;
   /** The mnemonic to derive keys from; without it, unindexed keys (like random ones). */
   readonly mnemonic?: MnemonicKeys;
   readonly resyncWindowMs: number;
@@ -339,7 +338,7 @@ export interface RunConfig {
   /**
    * A restore re-delivers the releases its backup did not see (the webhook's and the watcher's
    * word on each stop), so the restored store never believes that an older pod still holds
-   * keys its newer namesake asks for. Off: the known gap in model.test.ts.
+   * keys its newer namesake asks for. Off: the known gap in model-suite.ts.
    */
   readonly redeliverReleases: boolean;
   /**
@@ -352,13 +351,13 @@ export interface RunConfig {
   /**
    * Until the running pods re-assert after a restore, a key the restored store shows held by a
    * pod name may go back to that name, although another pod got it after the backup (the store
-   * cannot know yet). Off: the known gap in model.test.ts.
+   * cannot know yet). Off: the known gap in model-suite.ts.
    */
   readonly waiveUntilReasserted: boolean;
   /**
    * A confirmed release names the UID whose stop it confirms (a release without one is taken
    * for the incarnation the store recorded, which may be older than the one that stopped).
-   * Off: the known gap in model.test.ts.
+   * Off: the known gap in model-suite.ts.
    */
   readonly confirmationsNameUid: boolean;
 }
@@ -373,9 +372,11 @@ export class ModelRun {
   private readonly genesisTime = Math.floor(this.clock.ms / 1000) - 10_000_000;
   private readonly keySource: KeySource;
   private readonly made = { n: 0 };
-  private server: { readonly store: Store; readonly allocator: Allocator } | undefined;
-  private dataDir: string;
-  private dirs = 0;
+  private server: { readonly store: StoreContract; readonly allocator: Allocator } | undefined;
+  /** Where the server's store is: a place of its own, another after each restore. */
+  private place: StorePlace | undefined;
+  /** Every place and backup this run made, removed when it ends. */
+  private readonly owned: Array<{ remove(): Promise<void> }> = [];
   /** True time passed (ms), which the server cannot see across restarts. */
   private elapsed = 0;
   private startedAt = 0;
@@ -398,7 +399,7 @@ export class ModelRun {
   };
   private backup:
     | {
-        readonly file: string;
+        readonly copy: StoreBackup;
         readonly seq: number;
         readonly knows: Knowledge;
         readonly releases: number;
@@ -418,11 +419,10 @@ export class ModelRun {
   readonly trace: string[] = [];
 
   constructor(private readonly cfg: RunConfig) {
-    this.dataDir = join(cfg.dir, 'data-0');
     this.keySource = cfg.mnemonic ? cachedMnemonicSource(cfg.mnemonic) : seededKeySource(this.made);
   }
 
-  private get store(): Store {
+  private get store(): StoreContract {
     if (!this.server) throw new Error('the server is not running');
     return this.server.store;
   }
@@ -432,8 +432,15 @@ export class ModelRun {
     return this.server.allocator;
   }
 
+  /** Everything the store holds, byte for byte (see RawEntries). */
+  private raw() {
+    if (!this.place) throw new Error('the run has not started');
+    return this.place.raw();
+  }
+
   async start(): Promise<void> {
-    await mkdir(this.cfg.dir, { recursive: true });
+    this.place = await this.cfg.backend.place();
+    this.owned.push(this.place);
     await this.open();
     // The server has been up for a while: its first resync window is over.
     this.clock.advance(this.cfg.resyncWindowMs);
@@ -443,7 +450,7 @@ export class ModelRun {
 
   async close(): Promise<void> {
     await this.stop();
-    await rm(this.cfg.dir, { recursive: true, force: true });
+    for (const m of this.owned.splice(0)) await m.remove();
   }
 
   private async stop(): Promise<void> {
@@ -452,9 +459,10 @@ export class ModelRun {
     await running?.store.close();
   }
 
-  /** Starts a server on the data dir, as pkm server does. */
+  /** Starts a server on the store's place, as pkm server does. */
   private async open(): Promise<void> {
-    const store = await Store.open(this.dataDir, { kek: testKek });
+    if (!this.place) throw new Error('the run has not started');
+    const store = await this.place.open();
     await store.bindKeySource(this.keySource.fingerprint);
     // A store marked restored holds every move and derivation for a reuse delay.
     this.startedRestored = (await store.getMeta(MetaKey.restoredAt)) !== undefined;
@@ -807,6 +815,8 @@ export class ModelRun {
   /**
    * A pod names keys it does not run, so it cannot prove possession: whatever the store holds
    * them as, nothing may change, and each is refused unless the store records it as the pod's.
+   * On a store other servers write too (PostgreSQL), one thing changes: each refused free or
+   * cooling key's record is held back (heldUntil) for every server to keep (allocator.ts).
    */
   private async forgedHeartbeat(cmd: HeartbeatCmd): Promise<void> {
     const pod = POD_NAMES[cmd.pod] ?? 'pod-a';
@@ -817,11 +827,11 @@ export class ModelRun {
     }
     const pubkeys = theirs.filter((_, i) => (i + cmd.pick) % 3 === 0);
     if (pubkeys.length === 0) return;
-    const before = await this.store.rawEntries();
-    const poolable = new Set<string>();
+    const before = await this.raw();
+    const poolable = new Map<string, KeyRecord>();
     for (const pk of pubkeys) {
       const r = await this.store.getKey(pk);
-      if (r?.state === 'free' || r?.state === 'cooling') poolable.add(pk);
+      if (r?.state === 'free' || r?.state === 'cooling') poolable.set(pk, r);
     }
     const result = await this.allocator.heartbeat(pod, pubkeys);
     // Held from every pod, its own included, while the claim may still be proven (allocator.ts).
@@ -831,10 +841,40 @@ export class ModelRun {
       `  forged heartbeat as ${pod} of ${pubkeys.map(short)}: refused ${result.refused.map(short)}`,
     );
     const claimable = pubkeys.filter((pk) => !result.unknown.includes(pk));
-    if (JSON.stringify(await this.store.rawEntries()) !== JSON.stringify(before))
+    const held = this.store.concurrentWriters
+      ? result.refused.filter((pk) => poolable.has(pk))
+      : [];
+    await this.checkRecordHolds(pod, held, poolable);
+    // Everything else, byte for byte (the held keys' own entries are named by their pubkey).
+    const untouched = (entries: RawEntries) =>
+      JSON.stringify(entries.filter(([key]) => !held.some((pk) => key.endsWith(`!${pk}`))));
+    if (untouched(await this.raw()) !== untouched(before))
       throw new ModelViolation(`a heartbeat without proof from ${pod} changed the store`);
     if ([...result.refused].sort().join() !== [...claimable].sort().join())
       throw new ModelViolation(`a heartbeat without proof from ${pod} was not refused whole`);
+  }
+
+  /**
+   * A claim's hold in the records of a shared store: each held key's record is as it was but
+   * for heldUntil, now the claim's time plus the hold (the reuse delay here, which is longer
+   * than the 10-minute claim hold), or a later hold it had already.
+   */
+  private async checkRecordHolds(
+    pod: string,
+    held: readonly string[],
+    before: ReadonlyMap<string, KeyRecord>,
+  ): Promise<void> {
+    const until = this.clock.now() + REUSE_DELAY_MS;
+    for (const after of await this.store.getKeys(held)) {
+      const earlier = before.get(after.pubkey);
+      if (!earlier) throw new Error(`no record of ${short(after.pubkey)} before the heartbeat`);
+      const { heldUntil: was, ...rest } = earlier;
+      const { heldUntil: now, ...restAfter } = after;
+      if (JSON.stringify(restAfter) !== JSON.stringify(rest) || now !== Math.max(was ?? 0, until))
+        throw new ModelViolation(
+          `a heartbeat without proof from ${pod} changed ${short(after.pubkey)} beyond its hold`,
+        );
+    }
   }
 
   /** Who reports what: what a heartbeat command means in this state (undefined: nobody). */
@@ -956,11 +996,11 @@ export class ModelRun {
   private async restart(backup: boolean, monoOrigin: number): Promise<void> {
     this.claimHolds.clear(); // in memory only
     await this.stop();
-    if (backup) {
-      const file = join(this.cfg.dir, `backup-${this.seq}.jsonl`);
-      await backupStore(this.dataDir, file);
+    if (backup && this.place) {
+      const copy = await this.place.backup();
+      this.owned.push(copy);
       this.backup = {
-        file,
+        copy,
         seq: this.seq,
         knows: copyKnowledge(this.knows),
         releases: this.releases.length,
@@ -976,8 +1016,9 @@ export class ModelRun {
     if (!backup) return;
     await this.stop();
     this.claimHolds.clear(); // in memory only
-    this.dataDir = join(this.cfg.dir, `data-${++this.dirs}`);
-    await restoreStore(this.dataDir, backup.file, (s) => fenceRestored(s, this.clock.now()));
+    const restored = await backup.copy.restore((s) => fenceRestored(s, this.clock.now()));
+    this.place = restored.place;
+    this.owned.push(restored.place);
     for (const pk of this.knows.storeKeys) if (!backup.knows.storeKeys.has(pk)) this.lost.add(pk);
     this.knows = copyKnowledge(backup.knows);
     this.forgotten.push({ from: backup.seq, to: this.seq });

@@ -3,7 +3,7 @@ import { Allocator, type AllocatorDeps } from '../../src/allocation/allocator.js
 import { GroupCommitter } from '../../src/allocation/group-commit.js';
 import { MnemonicKeys } from '../../src/keys/bip39.js';
 import { type KeySource, mnemonicKeySource } from '../../src/keys/source.js';
-import type { Store } from '../../src/store/store.js';
+import type { StoreContract } from '../../src/store/contract.js';
 import { type FakeClock, MINUTE } from '../helpers.js';
 
 /** BIP-39's own test mnemonic: public, holds nothing. */
@@ -13,7 +13,7 @@ export const mnemonic = mnemonicKeySource(new MnemonicKeys(TEST_MNEMONIC));
 export const DELAY = 20 * MINUTE;
 
 export function allocatorOver(
-  store: Store,
+  store: StoreContract,
   clock: FakeClock,
   keySource: KeySource,
   extra: Partial<AllocatorDeps> = {},
