@@ -94,6 +94,9 @@ const BOOT_TOKEN = 'bootToken';
 
 export class PgStore implements StoreContract {
   private closed = false;
+  /** Rejects once the store closes (unlessClosed); never resolves. */
+  private readonly closedSignal: Promise<never>;
+  private signalClosed: (err: PkmError) => void = () => undefined;
   private readonly leader: PgLeader;
   readonly concurrentWriters = true;
 
@@ -111,6 +114,11 @@ export class PgStore implements StoreContract {
     private nextIndex: number,
   ) {
     this.leader = new PgLeader(connection, opts.log, opts.leaderTimes);
+    this.closedSignal = new Promise<never>((_, reject) => {
+      this.signalClosed = reject;
+    });
+    // Nobody may be racing it when it rejects: heard here, so that is no unhandled rejection.
+    this.closedSignal.catch(() => undefined);
     this.clock = opts.clock ?? Date.now;
     this.lane = opts.lanes ? randomInt(16).toString(16) : undefined;
   }
@@ -391,7 +399,7 @@ export class PgStore implements StoreContract {
       now: this.clock(),
     };
     const written = await guarded('committing a change', async () => {
-      const client = await this.pool.connect();
+      const client = await this.unlessClosed(this.pool.connect());
       try {
         const done = await writePlan(client, plan, basis);
         client.release();
@@ -429,13 +437,22 @@ export class PgStore implements StoreContract {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.signalClosed(new PkmError('NOT_READY', 'the store is closed'));
     await this.leader.stop();
     await this.pool.end().catch(() => undefined);
   }
 
   private async query(doing: string, sql: string, params: readonly unknown[]) {
     if (this.closed) throw new PkmError('NOT_READY', 'the store is closed');
-    return guarded(doing, () => this.pool.query(sql, [...params]));
+    return guarded(doing, () => this.unlessClosed(this.pool.query(sql, [...params])));
+  }
+
+  /**
+   * A call that still waits for a connection when the store closes fails then (NOT_READY), not
+   * at the pool's connect timeout: pg's Pool.end() leaves such waiters waiting.
+   */
+  private unlessClosed<T>(call: Promise<T>): Promise<T> {
+    return Promise.race([call, this.closedSignal]);
   }
 }
 
