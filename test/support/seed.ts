@@ -1,15 +1,15 @@
 // A store filled with n free keys whose secrets are random 32-byte values (not BLS keys: the
 // tests that use this check sealing and moving secrets, and real keys would take minutes).
 import { randomBytes } from 'node:crypto';
+import type { StoreContract } from '../../src/store/contract.js';
 import type { KeyRecord } from '../../src/store/records.js';
-import type { Store } from '../../src/store/store.js';
 
 /**
  * Commits n keys in batches; returns each pubkey's secret as hex. `seal` stores each secret
  * (default: the store's encryption; bench/auth passes plain hex as its unencrypted baseline).
  */
 export async function seedKeys(
-  store: Store,
+  store: StoreContract,
   n: number,
   seal: (secret: Uint8Array, pubkey: string) => KeyRecord['secret'] = (s, pk) =>
     store.secrets.seal(s, pk),
@@ -38,7 +38,7 @@ export async function seedKeys(
 }
 
 /** Every secret opens with the store's key ring and equals what was sealed. */
-export async function secretsOf(store: Store): Promise<Map<string, string>> {
+export async function secretsOf(store: StoreContract): Promise<Map<string, string>> {
   const found = new Map<string, string>();
   for await (const r of store.keyRecords())
     if (r.secret)

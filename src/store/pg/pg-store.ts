@@ -6,7 +6,7 @@ import pg from 'pg';
 import { PkmError } from '../../errors.js';
 import { type AuditEvent, decodeEvent } from '../audit.js';
 import { MetaKey } from '../buckets.js';
-import type { Change, IndexEntry, PoolIndex, StoreContract } from '../contract.js';
+import type { Change, IndexEntry, PoolIndex, StoreContract, StoreReads } from '../contract.js';
 import type { KeyRing } from '../encryption.js';
 import { lockedCodec, openSecrets, requireKeyRing, type SecretsMeta } from '../encryption-setup.js';
 import {
@@ -21,6 +21,7 @@ import type { SecretCodec } from '../secret-codec.js';
 import { pgConnection } from './connection.js';
 import { guarded, storeError } from './errors.js';
 import { planChange } from './plan.js';
+import { Presence, type PresenceMode } from './presence.js';
 import {
   CountRow,
   EntryRow,
@@ -33,6 +34,7 @@ import {
   TextValue,
 } from './rows.js';
 import { migrate } from './schema.js';
+import { readSnapshot } from './snapshot.js';
 import { writePlan } from './write.js';
 
 /** oldest(): $1 the pool, $2 the latest time or null, $3 the limit. */
@@ -59,6 +61,11 @@ export interface PgStoreOptions {
   readonly poolSize?: number;
   /** How long to wait for a connection before STORE_UNAVAILABLE (ms, default 10 s). */
   readonly connectTimeoutMs?: number;
+  /**
+   * Holds the database's presence lock while open (presence.ts): `server` beside other
+   * servers, `alone` for a maintenance command; STORE_LOCKED when refused. Default: none.
+   */
+  readonly presence?: PresenceMode;
 }
 
 export class PgStore implements StoreContract {
@@ -70,15 +77,19 @@ export class PgStore implements StoreContract {
     /** The counters as of this store's last commit (storedCounts() is synchronous). */
     private stored: Counts,
     private nextIndex: number,
+    private readonly presence: Presence | undefined,
   ) {}
 
   /** Connects, migrates (or refuses a newer schema), and opens the secrets. */
   static async open(url: string, opts: PgStoreOptions = {}): Promise<PgStore> {
-    const pool = new pg.Pool({
+    const connection = {
       ...pgConnection(url, opts.password, opts.ssl),
-      max: opts.poolSize ?? 10,
       connectionTimeoutMillis: opts.connectTimeoutMs ?? 10_000,
-    });
+    };
+    // Taken before anything else: a refused command has migrated nothing.
+    const presence =
+      opts.presence === undefined ? undefined : await Presence.take(connection, opts.presence);
+    const pool = new pg.Pool({ ...connection, max: opts.poolSize ?? 10 });
     // A connection lost while idle, or while checked out, emits 'error'; unheard, node would
     // crash. The calls that use the connection fail on their own and are answered as
     // STORE_UNAVAILABLE, so these events only need hearing.
@@ -109,9 +120,10 @@ export class PgStore implements StoreContract {
       const secrets = opts.kek
         ? await openSecrets(pgSecretsMeta(pool), opts.kek, opts.extraKeks)
         : lockedCodec;
-      return new PgStore(pool, secrets, countsCodec.decode(counts), next);
+      return new PgStore(pool, secrets, countsCodec.decode(counts), next, presence);
     } catch (err) {
       await pool.end().catch(() => undefined);
+      await presence?.release();
       throw storeError(err, 'opening');
     }
   }
@@ -122,7 +134,26 @@ export class PgStore implements StoreContract {
 
   /** A round trip to the database: STORE_UNAVAILABLE while it cannot be reached (readiness). */
   async ping(): Promise<void> {
+    // A database that restarted ended the presence lock's session too: it is taken again.
+    await this.presence?.ensure();
     await this.query('checking the connection', 'SELECT 1', []);
+  }
+
+  /**
+   * Runs `read` on one snapshot of the database (snapshot.ts), a read-only transaction apart
+   * from commit()'s: `pkm db check` sees one instant while servers write.
+   */
+  async snapshot<T>(read: (view: StoreReads) => Promise<T>): Promise<T> {
+    if (this.closed) throw new PkmError('NOT_READY', 'the store is closed');
+    const client = await guarded('beginning a snapshot', () => this.pool.connect());
+    try {
+      const result = await readSnapshot(client, read);
+      client.release();
+      return result;
+    } catch (err) {
+      client.release(err instanceof Error ? err : true);
+      throw err;
+    }
   }
 
   async getMeta(key: string): Promise<string | undefined> {
@@ -325,6 +356,7 @@ export class PgStore implements StoreContract {
     if (this.closed) return;
     this.closed = true;
     await this.pool.end().catch(() => undefined);
+    await this.presence?.release();
   }
 
   private async query(doing: string, sql: string, params: readonly unknown[]) {
