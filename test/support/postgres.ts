@@ -23,6 +23,8 @@ export interface PgServer {
   /** postgres://pkm@127.0.0.1:PORT/postgres (no password in it, whatever the auth). */
   readonly url: string;
   readonly port: number;
+  /** The cluster's files (PGDATA), for a test that scans what reached the disk. */
+  readonly dataDir: string;
   /**
    * How to connect as the superuser `pkm` over the cluster's Unix socket, which stays trust
    * whatever TCP asks (a password, TLS): for tests that set up databases and read tables.
@@ -227,7 +229,7 @@ export async function startPostgres(bins: PgBinaries, opts: PgOptions = {}): Pro
       await stopServer('fast');
       await startServer();
     };
-    return { url, port, admin, stop, stopServer, startServer, restart };
+    return { url, port, dataDir: data, admin, stop, stopServer, startServer, restart };
   } catch (err) {
     await stop();
     throw err;
