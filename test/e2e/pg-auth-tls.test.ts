@@ -229,6 +229,67 @@ describe.skipIf(bins === undefined)('pkm server on a PostgreSQL with a password 
     expect(await unchecked.exited).toBe(0);
   }, 60_000);
 
+  it('the offline commands take the same flags: db check, deposits export and rotate-kek over TLS with the password', async () => {
+    const { secure, passwordFile, wrongFile, ca, otherCa, kek, dir } = await setup();
+    const url = await newDatabase(secure, 'pkm_offline');
+    const reachWith = (password: string, caFile: string) => [
+      '--store',
+      url,
+      '--store-password-file',
+      password,
+      '--store-ssl-mode',
+      'verify-full',
+      '--store-ca-file',
+      caFile,
+    ];
+    const reach = reachWith(passwordFile, ca);
+    const server = await startServerProcess([...reach, '--kek-file', kek]);
+    expect((await http(server.url, 'POST', '/v1/pods/validator-0/keys', { count: 2 })).status).toBe(
+      200,
+    );
+    server.proc.kill('SIGTERM');
+    expect(await server.exited).toBe(0);
+    const run = async (args: string[]) => {
+      const child = runPkm(args);
+      const exit = await child.exited;
+      return {
+        exit,
+        out: child.stdout.join('\n'),
+        text: [...child.stdout, ...child.stderr].join('\n'),
+      };
+    };
+    const check = await run(['db', 'check', ...reach]);
+    expect(check.exit).toBe(0);
+    expect(JSON.parse(check.out)).toEqual({ keys: 2, pods: 1, problems: [] });
+    const out = join(dir, 'deposit_data.json');
+    expect((await run(['deposits', 'export', ...reach, '--out', out])).exit).toBe(0);
+    const newKek = join(dir, 'kek-next');
+    await writeFile(newKek, `${'8b'.repeat(32)}\n`, { mode: 0o600 });
+    rememberSecret('8b'.repeat(32));
+    const rotated = await run([
+      'db',
+      'rotate-kek',
+      ...reach,
+      '--kek-file',
+      kek,
+      '--new-kek-file',
+      newKek,
+    ]);
+    expect(rotated.exit).toBe(0);
+    // Refusals as pkm server's, with no password said.
+    const wrong = await run(['db', 'check', ...reachWith(wrongFile, ca)]);
+    expect(wrong.exit).toBe(ExitCode.usage);
+    expect(wrong.text).toMatch(/STORE_LOGIN_REFUSED: PostgreSQL refused the login/);
+    const untrusted = await run(['db', 'check', ...reachWith(passwordFile, otherCa)]);
+    expect(untrusted.exit).toBe(ExitCode.usage);
+    expect(untrusted.text).toMatch(/STORE_UNTRUSTED/);
+    for (const { text } of [check, rotated, wrong, untrusted]) {
+      expect(text).not.toContain(PASSWORD);
+      expect(text).not.toContain(WRONG);
+    }
+    expect((await sessionsByTls(secure, 'pkm_offline')).clear).toBe(0);
+  }, 90_000);
+
   it("the URL's password and query parameters: refused by pkm server, as store-config.ts says", async () => {
     const { secure, passwordFile, kek } = await setup();
     const url = await newDatabase(secure, 'pkm_url_rules');
