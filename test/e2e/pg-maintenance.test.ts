@@ -9,7 +9,8 @@ import { describe, expect, it } from 'vitest';
 import { ExitCode } from '../../src/errors.js';
 import { randomKey, toHex } from '../../src/keys/bls.js';
 import { encryptKeystore } from '../../src/keys/keystore.js';
-import { type AllocationBody, http, tempDir } from '../helpers.js';
+import { PgStore } from '../../src/store/pg/pg-store.js';
+import { type AllocationBody, http, onCleanup, tempDir } from '../helpers.js';
 import { adminQuery, newDatabase } from '../support/pg-databases.js';
 import { findPostgres, usePostgres } from '../support/postgres.js';
 import { rememberSecret } from '../support/secret-ledger.js';
@@ -178,6 +179,29 @@ describe.skipIf(bins === undefined)('offline commands on PostgreSQL (built CLI)'
     server.proc.kill('SIGTERM');
     expect(await server.exited).toBe(0);
   }, 90_000);
+
+  it('a server is refused while a maintenance command has the database, and pkm db copy while a server runs', async () => {
+    const url = await newDatabase(cluster(), 'pkm_alone');
+    const kek = await kekFile();
+    // What pkm db rotate-kek or pkm keys import holds while they run.
+    const maintenance = await PgStore.open(url, { presence: 'alone' });
+    onCleanup(() => maintenance.close());
+    const server = runPkm(['server', '--listen', '127.0.0.1:0', '--store', url, '--kek-file', kek]);
+    expect(await server.exited).toBe(ExitCode.store);
+    expect(server.stderr.join('\n')).toMatch(
+      /STORE_LOCKED: a maintenance command .* is running on this database: wait until it has finished/,
+    );
+    await maintenance.close();
+
+    const running = await startServerProcess(['--store', url, '--kek-file', kek]);
+    const to = join(await tempDir(), 'copy');
+    const copy = await pkm(['db', 'copy', '--from', url, '--to', to, '--kek-file', kek]);
+    expect(copy.exit).toBe(ExitCode.store);
+    expect(copy.err).toMatch(/STORE_LOCKED: 1 pkm server is running on this database/);
+    running.proc.kill('SIGTERM');
+    expect(await running.exited).toBe(0);
+    expect((await pkm(['db', 'copy', '--from', url, '--to', to, '--kek-file', kek])).exit).toBe(0);
+  }, 60_000);
 
   it('pkm db backup and restore refuse --store, and say what to do instead', async () => {
     const url = await newDatabase(cluster(), 'pkm_backup');
