@@ -69,6 +69,18 @@ const TABLE = {
   STORE_LOGIN_REFUSED: { status: 503, exit: ExitCode.usage },
   /** The database's TLS certificate does not verify, or it offers no TLS: never retried. */
   STORE_UNTRUSTED: { status: 503, exit: ExitCode.usage },
+  /**
+   * Several servers on one database (PostgreSQL): another server changed what this change was
+   * based on, again on every retry. Nothing was written: ask again.
+   */
+  STORE_CONFLICT: { status: 503, exit: ExitCode.unavailable },
+  /**
+   * Several servers on one database count cooling and holds on their wall clocks: one whose
+   * clock is off the database's by more than a second is not ready until it is set right.
+   */
+  CLOCK_SKEW: { status: 503, exit: ExitCode.unavailable },
+  /** Work that runs on one leader (deposit signing) asked of a server that is not it now. */
+  NOT_LEADER: { status: 503, exit: ExitCode.unavailable },
   SCHEMA_TOO_NEW: { status: 500, exit: ExitCode.store },
   WRONG_KEK: { status: 500, exit: ExitCode.store },
   ROTATION_UNFINISHED: { status: 500, exit: ExitCode.store },

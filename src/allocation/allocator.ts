@@ -196,6 +196,11 @@ export class Allocator {
     return until !== undefined && until > this.cooling.now();
   }
 
+  /** Held back here, or by a claim another server of a shared store heard (its record says). */
+  private isHeld(r: KeyRecord): boolean {
+    return this.isHeldBack(r.pubkey) || (r.heldUntil ?? 0) > this.deps.clock();
+  }
+
   private heldBackNow(): string[] {
     const now = this.cooling.now();
     for (const [pk, until] of this.heldBack) if (until <= now) this.heldBack.delete(pk);
@@ -294,7 +299,7 @@ export class Allocator {
         {
           now: this.deps.clock(),
           poolHold: (r) => {
-            if (this.isHeldBack(r.pubkey))
+            if (this.isHeld(r))
               return 'a pod claimed to run it, or the beacon node saw it live, lately: another copy may still run it';
             // As in allocateIn: while holders re-assert (a start's resync window, a restore's
             // hold), a key a pod ever held stays put.
@@ -371,6 +376,8 @@ export class Allocator {
     const proven = opts.proven ?? new Set<string>();
     const { maxKeysPerPod } = this.deps.config;
     let done: () => void = () => undefined;
+    /** The derivation pause this server wrote for its search (a shared store). */
+    let paused: string | undefined;
     const searching = new Promise<void>((resolve) => {
       done = resolve;
     });
@@ -383,20 +390,27 @@ export class Allocator {
           reasserted: (pk) => this.reasserted.add(pk),
           proven,
           maxKeysPerPod,
-          held: (pk) => this.isHeldBack(pk),
+          held: (r) => this.isHeld(r),
         });
         // Registered under the lock: no allocation after this one derives before the search.
-        if (search && step.result.unknown.length > 0) this.searches.add(searching);
-        // Held under the lock too: no allocation after this one hands them out.
-        this.holdBack(step.holdable, Math.max(CLAIM_HOLD_MS, this.deps.config.reuseDelayMs));
+        // On a shared store the other servers' allocations too: the pause is written with it.
+        if (search && step.result.unknown.length > 0) {
+          this.searches.add(searching);
+          if (tx.shared) paused = await pauseDerivation(tx, this.deps.clock() + SEARCH_PAUSE_MS);
+        }
+        // Held under the lock too: no allocation after this one hands them out. On a shared
+        // store the hold goes into the records, in this commit, for every server to keep.
+        const holdMs = Math.max(CLAIM_HOLD_MS, this.deps.config.reuseDelayMs);
+        this.holdBack(step.holdable, holdMs);
+        if (tx.shared) await holdInRecords(tx, step.holdable, this.deps.clock() + holdMs);
         return step;
       });
       let result = first.result;
       if (search && result.unknown.length > 0) {
         const asked = result.unknown;
         const found = await this.lookahead.find(asked, this.deps.store.nextKeyIndex());
-        const placed = await this.group.run((tx) =>
-          placeReportedIn(
+        const placed = await this.group.run(async (tx) => {
+          const done = await placeReportedIn(
             tx,
             this.deps,
             this.deps.clock(),
@@ -404,8 +418,12 @@ export class Allocator {
             asked,
             { found, proven },
             maxKeysPerPod,
-          ),
-        );
+          );
+          // The search is over: its pause goes, unless another server's search wrote a later
+          // one meanwhile (checked by the store with the pause this server wrote).
+          if (tx.shared) await endPause(tx, paused);
+          return done;
+        });
         const settled = new Set([...placed.reported, ...placed.conflicts, ...placed.refused]);
         result = {
           ...result,
@@ -582,15 +600,12 @@ export class Allocator {
     const ownCooling = await tx.getKeys(podBefore?.cooling ?? []);
     for (const r of ownCooling) {
       if (r.state !== 'cooling' || r.pod !== pod) {
-        throw new PkmError(
-          'STORE_CORRUPT',
-          `pod ${pod} lists ${r.pubkey} as cooling, but the key is ${r.state}`,
-        );
+        throw tx.inconsistent(`pod ${pod} lists ${r.pubkey} as cooling, but the key is ${r.state}`);
       }
     }
     // Not a key another pod claimed to run meanwhile (its proof on the way): held from all.
     const reclaimed = ownCooling
-      .filter((r) => r.stop === 'confirmed' && !this.isHeldBack(r.pubkey))
+      .filter((r) => r.stop === 'confirmed' && !this.isHeld(r))
       .slice(0, need);
     this.refuseUnvouched(
       pod,
@@ -603,14 +618,13 @@ export class Allocator {
     const resyncing = this.cooling.resyncing();
     const pooled = (await tx.getKeys(fromPool)).filter(
       (r) =>
-        !resyncing || !r.history.some((e) => e.event === 'allocated' || e.event === 'released'),
+        (!resyncing || !r.history.some((e) => e.event === 'allocated' || e.event === 'released')) &&
+        // A claim another server heard (shared store): held from every pod.
+        (r.heldUntil ?? 0) <= this.deps.clock(),
     );
     for (const r of pooled) {
       if (r.state !== 'free' && r.state !== 'cooling') {
-        throw new PkmError(
-          'STORE_CORRUPT',
-          `the pool index lists ${r.pubkey}, but the key is ${r.state}`,
-        );
+        throw tx.inconsistent(`the pool index lists ${r.pubkey}, but the key is ${r.state}`);
       }
     }
     const createCount = need - reclaimed.length - pooled.length;
@@ -627,6 +641,7 @@ export class Allocator {
       // Derived keys wait while holders may still report what they run: an index they hold that
       // the store lost must move past before anyone is handed it.
       if (this.searches.size > 0) return { records: [], needsSearch: true };
+      if (tx.shared) await refuseWhilePaused(tx, now);
       this.refuseWhileResyncing();
     }
     // Keys are only handed out once deposited: nothing is staged, the caller deposits first.
@@ -873,4 +888,60 @@ function gateError(err: unknown): PkmError {
         cause: err,
         retryAfter: 15,
       });
+}
+
+/** Writes a claim's hold into the records (a shared store), never shortening one. */
+async function holdInRecords(
+  tx: Transaction,
+  pubkeys: readonly string[],
+  until: number,
+): Promise<void> {
+  const records = await tx.getKeys(pubkeys);
+  const keys = records
+    .filter((r) => (r.heldUntil ?? 0) < until)
+    .map((r) => ({ before: r, after: { ...r, heldUntil: until } }));
+  if (keys.length > 0) tx.stage({ keys, pods: [] });
+}
+
+/** How long a search for reported keys pauses derivation on every server of a shared store. */
+const SEARCH_PAUSE_MS = 15_000;
+
+/** Writes the derivation pause until `until`, or leaves a later one; returns the value. */
+async function pauseDerivation(tx: Transaction, until: number): Promise<string> {
+  const stored = await tx.getMeta(MetaKey.derivationPause);
+  const value = String(Math.max(Number(stored ?? 0), until));
+  tx.stage({
+    keys: [],
+    pods: [],
+    meta: [[MetaKey.derivationPause, value]],
+    metaBefore: [[MetaKey.derivationPause, stored]],
+  });
+  return value;
+}
+
+/**
+ * Ends this server's pause: removed if it is still the one written (so the search's own
+ * change, which may move the index, passes too); a later one of another server's stays.
+ */
+async function endPause(tx: Transaction, paused: string | undefined): Promise<void> {
+  if (paused === undefined) return;
+  const stored = await tx.getMeta(MetaKey.derivationPause);
+  if (stored !== paused) return;
+  tx.stage({
+    keys: [],
+    pods: [],
+    meta: [[MetaKey.derivationPause, undefined]],
+    metaBefore: [[MetaKey.derivationPause, stored]],
+  });
+}
+
+/** Another server searches for reported keys among the indexes ahead: nothing is derived. */
+async function refuseWhilePaused(tx: Transaction, now: number): Promise<void> {
+  const until = Number((await tx.getMeta(MetaKey.derivationPause)) ?? 0);
+  if (until > now)
+    throw new PkmError(
+      'RESYNCING',
+      'a server is looking for keys a pod reported among the derivation indexes ahead: new keys wait',
+      { retryAfter: Math.max(1, Math.ceil((until - now) / 1000)) },
+    );
 }

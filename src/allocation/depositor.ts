@@ -18,6 +18,11 @@
 // `deposit-failed` and its nonce to the next deposit; one stored but not (or not surely) sent
 // keeps its nonce, and the reconciler broadcasts stored transactions again in nonce order, so
 // the gap closes as soon as the RPC answers.
+// Several servers (PostgreSQL): only the leader (store.leadership()) signs, sends and
+// reconciles, so nonces come from one place; a signed transaction is written only while the
+// leader lock is held (Change.leaderOnly, checked by the database), so a deposed leader signs
+// nothing more. Any server makes new keys `depositing`; the leader learns of another server's
+// from the audit log and sends them, while that server waits for them to be mined.
 import pLimit from 'p-limit';
 import type { Clock } from '../clock.js';
 import { classifyError, type DepositChain, type Fees } from '../deposit/chain.js';
@@ -26,6 +31,7 @@ import type { DepositRecord } from '../deposit/deposit-data.js';
 import { PkmError } from '../errors.js';
 import type { KeySource, NewKey } from '../keys/source.js';
 import type { Logger } from '../log.js';
+import { AuditEvent } from '../store/audit.js';
 import type { StoreContract } from '../store/contract.js';
 import type { DepositTx, KeyRecord } from '../store/records.js';
 import type { GroupCommitter } from './group-commit.js';
@@ -54,6 +60,9 @@ export interface DepositorDeps {
 
 const HOUR = 3_600_000;
 const RECONCILE_MS = 10_000;
+/** How often a server that does not lead looks whether the leader's deposits were mined. */
+const FOLLOW_POLL_MS = 500;
+const EVERY_EVENT_TYPE: ReadonlySet<string> = new Set(AuditEvent.shape.type.options);
 
 export class Depositor {
   /** Keys in state `depositing`, by pubkey: the only ones the reconciler looks at. */
@@ -70,6 +79,14 @@ export class Depositor {
   private nextNonce = 0;
   private readonly recent: number[] = [];
   private timer: NodeJS.Timeout | undefined;
+  /** This server leads (see the top): it signs, sends and reconciles. */
+  private leading = false;
+  /** Bumped at each change of leadership: a lead() begun in an older term gives up. */
+  private term = 0;
+  private reconcileMs = RECONCILE_MS;
+  private unwatch: (() => void) | undefined;
+  /** The last audit event the leader read: new keys other servers made come after it. */
+  private seenSeq = -1;
   private readonly listeners: Array<(outcome: DepositOutcome) => void> = [];
   /** The funder's balance, in wei, as last read. */
   balance: bigint | undefined;
@@ -85,18 +102,59 @@ export class Depositor {
 
   constructor(private readonly deps: DepositorDeps) {}
 
-  /** Finds deposits a previous run left open, syncs the nonce, and starts reconciling. */
+  /**
+   * Leads at once when this server is the leader (a failure then fails the start), and from
+   * then on whenever it becomes the leader; stops leading the moment it is not.
+   */
   async start(reconcileMs = RECONCILE_MS): Promise<void> {
+    this.reconcileMs = reconcileMs;
+    const leadership = this.deps.store.leadership();
+    if (leadership.isLeader) await this.lead(this.term);
+    this.unwatch = leadership.watch((leader) => {
+      if (!leader) this.follow();
+      else if (!this.leading) void this.campaign();
+    });
+  }
+
+  /** Leads, trying again while this server stays the leader and the chain does not answer. */
+  private async campaign(): Promise<void> {
+    const term = ++this.term;
+    while (this.unwatch && term === this.term && this.deps.store.leadership().isLeader) {
+      try {
+        await this.lead(term);
+        return;
+      } catch (err) {
+        this.deps.log.error({ err }, 'leader: the depositor could not start; trying again');
+        await new Promise((resolve) => setTimeout(resolve, this.reconcileMs).unref());
+      }
+    }
+  }
+
+  /**
+   * Finds deposits open (a previous leader's too), syncs the nonce, then leads: signs and
+   * reconciles. Nothing is signed here before the nonce is synced.
+   */
+  private async lead(term: number): Promise<void> {
+    // Read the log's end first: a key made after it is in the log after it, one before in the
+    // scan below.
+    const [last] = await this.deps.store.lastEvents(EVERY_EVENT_TYPE, 1, 1);
+    const seenSeq = last?.seq ?? -1;
     let highest = -1;
+    const open: string[] = [];
     for await (const r of this.deps.store.keyRecords()) {
       if (r.state !== 'depositing') continue;
-      this.pending.add(r.pubkey);
+      open.push(r.pubkey);
       if (r.tx) highest = Math.max(highest, r.tx.nonce);
     }
     // Past every stored transaction, sent or not: a stored one is broadcast again, never
     // replaced, so its nonce is never handed out a second time.
-    this.nextNonce = Math.max(await this.deps.chain.pendingNonce(), highest + 1);
+    const nonce = Math.max(await this.deps.chain.pendingNonce(), highest + 1);
     this.balance = await this.deps.chain.balance().catch(() => undefined);
+    if (term !== this.term || !this.deps.store.leadership().isLeader) return; // deposed meanwhile
+    this.seenSeq = seenSeq;
+    for (const pk of open) this.pending.add(pk);
+    this.nextNonce = nonce;
+    this.leading = true;
     // What a previous run left open is finished in the background, not before the server
     // listens: after a crash mid-burst behind a slow RPC that could take minutes. Requests
     // meanwhile are safe: they send only keys they made, and every signature goes through
@@ -107,11 +165,26 @@ export class Depositor {
       );
     };
     tick();
-    this.timer = setInterval(tick, reconcileMs);
+    if (this.timer) clearInterval(this.timer);
+    this.timer = setInterval(tick, this.reconcileMs);
     this.timer.unref();
   }
 
+  /** Not the leader (any more): the reconciler stops; what is open is the next leader's. */
+  private follow(): void {
+    this.term++;
+    if (!this.leading) return;
+    this.leading = false;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    this.pending.clear();
+    this.deps.log.warn('not the leader: deposits are sent by the leader now');
+  }
+
   stop(): void {
+    this.unwatch?.();
+    this.unwatch = undefined;
+    this.leading = false;
     if (this.timer) clearInterval(this.timer);
     this.deps.chain.close();
   }
@@ -121,6 +194,10 @@ export class Depositor {
     this.checkRate(count);
     const created = await this.deps.group.run((tx) => this.createIn(tx, count, at));
     const mine = created.map((r) => r.pubkey);
+    if (!this.leading) {
+      await this.awaitLeader(mine);
+      return;
+    }
     // Claimed before the reconciler can see them: it leaves them to this request until sent.
     for (const pk of mine) this.claimed.add(pk);
     for (const pk of mine) this.pending.add(pk);
@@ -147,7 +224,49 @@ export class Depositor {
     return this.reconciling;
   }
 
+  /**
+   * Not the leader: the keys made here are the leader's to send (it finds them in the audit
+   * log); waits until they are mined or failed, up to --receipt-timeout.
+   */
+  private async awaitLeader(pubkeys: readonly string[]): Promise<void> {
+    const deadline = this.deps.clock() + this.deps.config.receiptTimeoutMs;
+    for (;;) {
+      const records = await this.deps.store.getKeys(pubkeys);
+      const failed = records.find((r) => r.state === 'deposit-failed');
+      if (failed)
+        throw new PkmError(
+          'DEPOSIT_REJECTED',
+          `the deposit for ${failed.pubkey} failed: ${failed.depositError ?? 'see the leader'}`,
+          { retryAfter: 60 },
+        );
+      if (records.every((r) => r.state !== 'depositing')) return;
+      if (this.deps.clock() >= deadline) {
+        this.emit('timeout');
+        throw new PkmError(
+          'DEPOSIT_TIMEOUT',
+          'the new keys were not deposited within --receipt-timeout; the leader still sends them',
+          { retryAfter: 30 },
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, FOLLOW_POLL_MS));
+    }
+  }
+
+  /** New keys other servers made since the last look (the leader sends them). */
+  private async learnNewKeys(): Promise<void> {
+    for (;;) {
+      const events = await this.deps.store.events(this.seenSeq + 1, 500);
+      for (const e of events) {
+        this.seenSeq = Math.max(this.seenSeq, e.seq);
+        if (e.type === 'deposit') for (const pk of e.pubkeys) this.pending.add(pk);
+      }
+      if (events.length < 500) return;
+    }
+  }
+
   private async reconcileOnce(): Promise<void> {
+    if (!this.leading) return;
+    await this.learnNewKeys();
     // Unknown when the node cannot say: an old balance would keep /readyz on a stale answer.
     this.balance = await this.deps.chain.balance().catch(() => undefined);
     const records = await this.deps.store.getKeys([...this.pending]);
@@ -350,6 +469,8 @@ export class Depositor {
       keys: [{ before: cur, after }],
       pods: [],
       events: [{ at: now, type: 'deposit', pubkeys: [pubkey], detail: `deposit sent: ${hash}` }],
+      // The nonce is the leader's to take: a deposed leader's signature is never stored.
+      leaderOnly: true,
     });
     return { record: after, tx: stored };
   }

@@ -1,13 +1,20 @@
 // Group commit: state changes run one at a time, in arrival order, each against a transaction
 // that already holds the changes of those before it in its group; then the whole group is
 // written as one atomic batch. Nothing else writes meanwhile (one drain loop at a time), so
-// nothing can change between reading state and writing the batch, and a slow batch write no
-// longer makes every other request wait for its own write in turn.
+// nothing of this server can change between reading state and writing the batch, and a slow
+// batch write no longer makes every other request wait for its own write in turn.
+// Several servers on one database (PostgreSQL) can: the store then refuses a group whose reads
+// another server's commit overtook (STORE_CONFLICT, nothing written), and the group runs again
+// from fresh reads, a bounded number of times (store/pg/write.ts says why this way).
+import { setTimeout as sleep } from 'node:timers/promises';
+import { PkmError } from '../errors.js';
 import type { StoreContract } from '../store/contract.js';
 import { Transaction } from './transaction.js';
 
 /** Most requests in one batch, so one group's write stays small. */
 const MAX_GROUP = 64;
+/** Runs of one group at most, while other servers keep overtaking it. */
+export const MAX_ATTEMPTS = 12;
 
 interface Pending {
   run(tx: Transaction): Promise<unknown>;
@@ -60,25 +67,65 @@ export class GroupCommitter {
   }
 
   private async runGroup(group: Pending[]): Promise<void> {
-    const tx = new Transaction(this.store);
-    const done: Array<{ pending: Pending; value: unknown }> = [];
-    for (const pending of group) {
-      tx.begin();
-      try {
-        done.push({ pending, value: await pending.run(tx) });
-        tx.keep();
-      } catch (err) {
-        // Whatever it staged before it threw goes too: the rest of the group stays as it was.
-        tx.rollback();
-        pending.reject(err);
+    let live = group;
+    for (let attempt = 1; live.length > 0; attempt++) {
+      const last = attempt >= MAX_ATTEMPTS;
+      const tx = new Transaction(this.store);
+      const done: Array<{ pending: Pending; value: unknown; leaderOnly: boolean }> = [];
+      /** Requests whose reads disagreed (another server's commit in between): run again. */
+      const raced = new Set<Pending>();
+      for (const pending of live) {
+        tx.begin();
+        const leaderBefore = tx.needsLeader;
+        try {
+          const value = await pending.run(tx);
+          tx.keep();
+          done.push({ pending, value, leaderOnly: tx.needsLeader && !leaderBefore });
+        } catch (err) {
+          // Whatever it staged before it threw goes too: the rest of the group stays as it was.
+          tx.rollback();
+          if (isConflict(err) && !last) raced.add(pending);
+          else pending.reject(err);
+        }
       }
-    }
-    try {
-      if (!tx.isEmpty) await this.store.commit(tx.change());
-    } catch (err) {
-      for (const { pending } of done) pending.reject(err);
+      if (raced.size > 0) {
+        // Read again from the start, in the same order, with what the others did since.
+        live = live.filter((p) => raced.has(p) || done.some((d) => d.pending === p));
+        await backOff(attempt);
+        continue;
+      }
+      try {
+        if (!tx.isEmpty) await this.store.commit(tx.change());
+      } catch (err) {
+        if (
+          err instanceof PkmError &&
+          err.code === 'NOT_LEADER' &&
+          done.some((d) => d.leaderOnly)
+        ) {
+          // The leadership was lost: only what needed it fails; the rest runs again.
+          for (const d of done) if (d.leaderOnly) d.pending.reject(err);
+          live = done.filter((d) => !d.leaderOnly).map((d) => d.pending);
+          continue;
+        }
+        if (isConflict(err) && !last) {
+          live = done.map((d) => d.pending);
+          await backOff(attempt);
+          continue;
+        }
+        for (const { pending } of done) pending.reject(err);
+        return;
+      }
+      for (const { pending, value } of done) pending.resolve(value);
       return;
     }
-    for (const { pending, value } of done) pending.resolve(value);
   }
+}
+
+function isConflict(err: unknown): boolean {
+  return err instanceof PkmError && err.code === 'STORE_CONFLICT';
+}
+
+/** Jittered and growing: servers that keep colliding spread out. */
+function backOff(attempt: number): Promise<void> {
+  return sleep(Math.random() * 4 * attempt);
 }

@@ -66,7 +66,7 @@ export interface HeartbeatRules {
   /** Keys whose proof of possession by the reporter was verified (keys/proof.ts). */
   readonly proven: ReadonlySet<string>;
   /** Keys held back from every pod (another pod claimed them, its proof on the way). */
-  readonly held?: (pubkey: string) => boolean;
+  readonly held?: (r: KeyRecord) => boolean;
   /** --max-keys-per-pod. */
   readonly maxKeysPerPod: number;
 }
@@ -184,7 +184,7 @@ export async function heartbeatIn(
         rules.uid !== undefined &&
         r.uid === rules.uid &&
         (holder?.uid === undefined || holder.uid === rules.uid);
-      if ((r.stop === 'confirmed' || sameIncarnation) && room > 0 && !rules.held?.(pubkey)) {
+      if ((r.stop === 'confirmed' || sameIncarnation) && room > 0 && !rules.held?.(r)) {
         room--;
         rules.reasserted?.(pubkey);
         await pods.edit(pod, { hold: [pubkey] });

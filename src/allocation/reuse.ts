@@ -1,6 +1,5 @@
 // A cooled key that moves to another pod: its previous holder's record lets go of it, and the
 // audit log says where it came from.
-import { PkmError } from '../errors.js';
 import type { NewAuditEvent } from '../store/audit.js';
 import type { PodChange } from '../store/contract.js';
 import type { KeyRecord } from '../store/records.js';
@@ -23,8 +22,7 @@ export async function previousHolderChanges(
   const changes: PodChange[] = [];
   for (const [name, gone] of byPod) {
     const before = await tx.getPod(name);
-    if (!before)
-      throw new PkmError('STORE_CORRUPT', `cooling keys name pod ${name}, which has no record`);
+    if (!before) throw tx.inconsistent(`cooling keys name pod ${name}, which has no record`);
     changes.push(podChange(name, before, editPod(before, { uncool: [...gone] }, now)));
   }
   return changes;

@@ -23,15 +23,21 @@ export class Transaction {
   private readonly keys = new Map<string, KeyChange>();
   private readonly pods = new Map<string, PodChange>();
   private stagedNextIndex: number | undefined;
+  /** Some staged change may be written only while this server leads (Change.leaderOnly). */
+  private leaderOnly = false;
   private readonly events: NewAuditEvent[] = [];
   private readonly meta = new Map<string, string | undefined>();
+  /** Meta values the staged changes were decided on (the first one staged per key counts). */
+  private readonly metaBefore = new Map<string, string | undefined>();
   /** The state before the current operation staged anything, to undo it. */
   private undo:
     | {
         keys: Map<string, KeyChange | undefined>;
         pods: Map<string, PodChange | undefined>;
         meta: Map<string, { had: boolean; value: string | undefined }>;
+        metaBefore: string[];
         nextIndex: number | undefined;
+        leaderOnly: boolean;
         events: number;
       }
     | undefined;
@@ -44,7 +50,9 @@ export class Transaction {
       keys: new Map(),
       pods: new Map(),
       meta: new Map(),
+      metaBefore: [],
       nextIndex: this.stagedNextIndex,
+      leaderOnly: this.leaderOnly,
       events: this.events.length,
     };
   }
@@ -67,9 +75,34 @@ export class Transaction {
     for (const [key, { had, value }] of undo.meta)
       if (had) this.meta.set(key, value);
       else this.meta.delete(key);
+    for (const key of undo.metaBefore) this.metaBefore.delete(key);
     this.stagedNextIndex = undo.nextIndex;
+    this.leaderOnly = undo.leaderOnly;
     this.events.length = undo.events;
     this.undo = undefined;
+  }
+
+  /**
+   * Two reads disagree (an index entry and its record): on a store other servers write, one
+   * read saw a commit the other did not, and the group runs again (STORE_CONFLICT); on a store
+   * with one writer the store is damaged (STORE_CORRUPT).
+   */
+  inconsistent(message: string): PkmError {
+    return this.store.concurrentWriters
+      ? new PkmError('STORE_CONFLICT', `${message} (another server changed it meanwhile)`, {
+          retryAfter: 1,
+        })
+      : new PkmError('STORE_CORRUPT', message);
+  }
+
+  /** Other servers write this store too (StoreContract.concurrentWriters). */
+  get shared(): boolean {
+    return this.store.concurrentWriters;
+  }
+
+  /** Something staged may be written only while this server leads. */
+  get needsLeader(): boolean {
+    return this.leaderOnly;
   }
 
   get isEmpty(): boolean {
@@ -77,6 +110,7 @@ export class Transaction {
       this.keys.size === 0 &&
       this.pods.size === 0 &&
       this.meta.size === 0 &&
+      this.metaBefore.size === 0 &&
       this.stagedNextIndex === undefined
     );
   }
@@ -147,6 +181,12 @@ export class Transaction {
         throw new PkmError('INTERNAL', 'the next key index may only grow');
       this.stagedNextIndex = change.nextKeyIndex;
     }
+    if (change.leaderOnly) this.leaderOnly = true;
+    for (const [key, value] of change.metaBefore ?? []) {
+      if (this.metaBefore.has(key)) continue;
+      this.metaBefore.set(key, value);
+      undo?.metaBefore.push(key);
+    }
     this.events.push(...(change.events ?? []));
     for (const [key, value] of change.meta ?? []) {
       if (undo && !undo.meta.has(key))
@@ -178,6 +218,8 @@ export class Transaction {
       pods: [...this.pods.values()],
       events: this.events,
       meta: [...this.meta],
+      ...(this.leaderOnly ? { leaderOnly: true } : {}),
+      ...(this.metaBefore.size > 0 ? { metaBefore: [...this.metaBefore] } : {}),
     };
     return this.stagedNextIndex === undefined
       ? change

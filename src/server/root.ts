@@ -28,6 +28,7 @@ import type { Auth } from './auth.js';
 import { openAuth } from './auth-setup.js';
 import type { ServerConfig } from './config.js';
 import { openDepositor } from './depositor-setup.js';
+import { whileLeader } from './leader-work.js';
 import { createMetrics } from './metrics.js';
 import { RateLimiter } from './rate-limit.js';
 import { keySourceFor, livenessGate, prepareStore, warnAboutChain } from './startup.js';
@@ -86,6 +87,7 @@ export async function startServer(
       );
     // The one writer of this store: allocator, depositor, rotation and routes all share it.
     const group = GroupCommitter.of(store);
+    const leadership = store.leadership();
     const { storedRoot, restoredAt } = await prepareStore(store, group, config, keySource, log);
 
     const { deposits } = config;
@@ -110,6 +112,7 @@ export async function startServer(
       log,
       keySource,
       group,
+      bootToken: await store.bootToken(),
       ...(restoredAt === undefined ? {} : { restored: true }),
       isDraining: () => draining,
       ...(deposits ? { deposits } : {}),
@@ -124,24 +127,34 @@ export async function startServer(
 
     const server = await listen(config, tlsFiles, app, log, teardown, () => graceMs);
     if (config.kube) {
-      const watcher = new PodWatcher(
-        loadKubeConfig(config.kube.kubeconfig),
-        { ...config.kube, namespaces: config.namespaces },
-        {
-          store,
-          allocator,
-          monotonic: systemMonotonic,
-          log,
-          onResync: () => metrics.onWatcherResync(),
-        },
-      );
-      teardown.push(() => watcher.stop());
-      await watcher.start().catch((err: unknown) => {
-        throw new PkmError('INVALID_CONFIG', `--kube: cannot list pods: ${messageOf(err)}`, {
-          cause: err,
-        });
+      const { kube } = config;
+      const stopWatching = await whileLeader(leadership, 'pod watcher', log, async () => {
+        const watcher = new PodWatcher(
+          loadKubeConfig(kube.kubeconfig),
+          { ...kube, namespaces: config.namespaces },
+          {
+            store,
+            allocator,
+            monotonic: systemMonotonic,
+            log,
+            onResync: () => metrics.onWatcherResync(),
+          },
+        );
+        try {
+          await watcher.start();
+        } catch (err) {
+          await watcher.stop();
+          throw new PkmError('INVALID_CONFIG', `--kube: cannot list pods: ${messageOf(err)}`, {
+            cause: err,
+          });
+        }
+        return () => watcher.stop();
       });
+      teardown.push(stopWatching);
     }
+    // Several servers (PostgreSQL): campaign for the once-only work begun above on election.
+    leadership.start();
+    teardown.push(() => leadership.stop());
     return { server, store, where };
   });
   const { server, store, where } = started;
@@ -233,6 +246,8 @@ export interface ServiceDeps {
   readonly depositor?: Depositor;
   /** The one writer of the store, shared by everything that changes it. */
   readonly group: GroupCommitter;
+  /** What heartbeats are answered with (StoreContract.bootToken); default: a new one. */
+  readonly bootToken?: string;
   readonly isDraining?: () => boolean;
   readonly auth?: Auth;
   /** Allocation requests per minute per caller (--rate-limit). */
@@ -277,7 +292,7 @@ export function composeApp(deps: ServiceDeps) {
   const proofs = new ProofVerifier();
   const app = createApp({
     proofs,
-    bootToken: randomBytes(16).toString('hex'),
+    bootToken: deps.bootToken ?? randomBytes(16).toString('hex'),
     heartbeats,
     store: deps.store,
     allocator,

@@ -1,7 +1,7 @@
 // Readiness of a store that can be away while the server runs (PostgreSQL): a ping every few
 // seconds, its last outcome kept, so /readyz (synchronous, and asked often) answers from memory
 // and a database that stops turns the server not ready within one interval.
-import { messageOf } from '../errors.js';
+import { messageOf, PkmError } from '../errors.js';
 import type { Logger } from '../log.js';
 
 export class StoreProbe {
@@ -41,8 +41,11 @@ export class StoreProbe {
     } catch (err) {
       // pg's messages name hosts and ports, never the password (it is not in the URL).
       if (this.failure === undefined)
-        this.log.warn({ err: messageOf(err) }, 'the store cannot be reached: not ready');
-      this.failure = 'the store cannot be reached';
+        this.log.warn({ err: messageOf(err) }, 'the store cannot serve: not ready');
+      this.failure =
+        err instanceof PkmError && err.code === 'CLOCK_SKEW'
+          ? err.message
+          : 'the store cannot be reached';
     } finally {
       this.running = false;
     }

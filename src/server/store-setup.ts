@@ -114,7 +114,7 @@ export async function openServerStore(
   if (!sync) throw new PkmError('INVALID_CONFIG', 'unsynced commits are a LevelDB benchmark only');
   const { kek } = opening;
   // One of many servers; refused while a maintenance command has the database (presence.ts).
-  const store = await openPgStore(opening, { kek: async () => kek, presence: 'server' });
+  const store = await openPgStore(opening, { kek: async () => kek, log, presence: 'server' });
   return { store, where, ping: () => store.ping() };
 }
 

@@ -2,7 +2,7 @@
 // Bucket names are never reused for another meaning; bump SCHEMA_VERSION and add a
 // migration in schema.ts when a shape changes.
 
-export const SCHEMA_VERSION = 5;
+export const SCHEMA_VERSION = 6;
 
 /** Sublevel names. */
 export const Bucket = {
@@ -47,6 +47,12 @@ export const MetaKey = {
    * checked: a server refuses to start on a copy that died midway (it lacks keys or pods).
    */
   copyUnfinished: 'copy-unfinished',
+  /**
+   * A store several servers share (wall ms): until then no server derives a new key, because
+   * one of them is looking for keys a pod reported among the indexes ahead (heartbeats). The
+   * commit of any derivation checks it under the commit's lock (pg/write.ts).
+   */
+  derivationPause: 'derivation-pause',
 } as const;
 
 const TIME_DIGITS = 16;

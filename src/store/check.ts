@@ -12,6 +12,8 @@ export interface CheckReport {
 
 export async function checkStore(store: StoreReads): Promise<CheckReport> {
   const problems: string[] = [];
+  // The counters compared below are the database's, not this server's last view of them.
+  await store.refresh();
   const records = new Map<string, KeyRecord>();
   for await (const r of store.keyRecords()) records.set(r.pubkey, r);
 

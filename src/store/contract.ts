@@ -25,6 +25,35 @@ export interface Change {
   readonly events?: readonly NewAuditEvent[];
   /** Values for the meta bucket, written in the same batch (undefined: deleted). */
   readonly meta?: ReadonlyArray<readonly [string, string | undefined]>;
+  /**
+   * Meta values the change was decided on (undefined: absent), checked like before-images on a
+   * store several servers share: a value another server changed refuses the change.
+   */
+  readonly metaBefore?: ReadonlyArray<readonly [string, string | undefined]>;
+  /**
+   * Written only while this server holds the leadership (see Leadership): a deposit's signed
+   * transaction, whose nonce only the leader may take. Refused (NOT_LEADER) otherwise.
+   */
+  readonly leaderOnly?: boolean;
+}
+
+/**
+ * Work that must run once however many servers share the store (DESIGN.md, "Store": the
+ * deposit sender and reconciler, the watcher's releases, timers) runs on the one leader. A
+ * store with one server (LevelDB) is always its leader.
+ */
+export interface Leadership {
+  /** True while this server holds the leadership. */
+  readonly isLeader: boolean;
+  /**
+   * Calls `listener(true)` once elected and `listener(false)` the moment the leadership is lost
+   * (or given up at stop); called at once with the present state. Returns an unsubscribe.
+   */
+  watch(listener: (leader: boolean) => void): () => void;
+  /** Starts campaigning (no-op for a store that is always its own leader). */
+  start(): void;
+  /** Gives the leadership up and stops campaigning. */
+  stop(): Promise<void>;
 }
 
 /** The two indexes of keys not held by a pod. */
@@ -44,12 +73,22 @@ export interface IndexEntry {
  *     store, never by the caller.
  *   - The next key index only grows; audit events are numbered 0, 1, 2... in commit order.
  *   - A store of a newer schema version is refused when opened (SCHEMA_TOO_NEW).
+ *   - A store several servers share (PostgreSQL) also checks every before-image against what is
+ *     stored, under the commit's lock, and the next key index against the one this server last
+ *     saw: another server's change in between refuses the whole change (STORE_CONFLICT, nothing
+ *     written), and the caller re-reads and tries again (group-commit.ts). A store with one
+ *     writer (LevelDB) has its one group committer keep them true instead.
  */
 export interface StoreContract {
   /** Seals and opens secret keys (a store opened without its KEK can do neither). */
   readonly secrets: SecretCodec;
   /** False once closed (the readiness probe reports it). */
   readonly isOpen: boolean;
+  /**
+   * Other servers commit to this store too (PostgreSQL): two reads may see different commits,
+   * so reads that disagree are a race (STORE_CONFLICT: read again), not a damaged store.
+   */
+  readonly concurrentWriters: boolean;
 
   getMeta(key: string): Promise<string | undefined>;
   /** The next EIP-2334 index to derive a key at (as of the last commit). */
@@ -59,8 +98,16 @@ export interface StoreContract {
    * another (MNEMONIC_MISMATCH) and refuses none; an unbound store is bound by the first one.
    */
   bindKeySource(fingerprint: string | undefined): Promise<void>;
-  /** Counters by stored state, plus fenced cooling keys and pods that hold keys. */
+  /**
+   * Counters by stored state, plus fenced cooling keys and pods that hold keys, as of this
+   * server's last commit or refresh().
+   */
   storedCounts(): Counts;
+  /**
+   * Reads what other servers committed since (the counters, the next key index): storedCounts()
+   * and nextKeyIndex() are then those of the database. A no-op for a store with one writer.
+   */
+  refresh(): Promise<void>;
 
   getPod(name: string): Promise<PodRecord | undefined>;
   getKey(pubkey: string): Promise<KeyRecord | undefined>;
@@ -90,6 +137,14 @@ export interface StoreContract {
 
   /** The ring of data keys; INVALID_CONFIG for a store opened without its KEK. */
   keyRing(): KeyRing;
+  /** Who runs the once-only work; the same object on every call. */
+  leadership(): Leadership;
+  /**
+   * The token heartbeats are answered with (keys/proof.ts challenges). It changes when holders
+   * must re-assert what they run: a LevelDB server's every start; on a shared database it is the
+   * database's own, one value for every server, so a pod's proofs hold whichever answers.
+   */
+  bootToken(): Promise<string>;
   /** Lets overwritten values (an old wrapped data key) leave the disk. */
   compact(): Promise<void>;
   close(): Promise<void>;
@@ -102,5 +157,12 @@ export interface StoreContract {
  */
 export type StoreReads = Pick<
   StoreContract,
-  'nextKeyIndex' | 'storedCounts' | 'getPod' | 'getKeys' | 'indexEntries' | 'pods' | 'keyRecords'
+  | 'refresh'
+  | 'nextKeyIndex'
+  | 'storedCounts'
+  | 'getPod'
+  | 'getKeys'
+  | 'indexEntries'
+  | 'pods'
+  | 'keyRecords'
 >;

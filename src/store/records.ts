@@ -93,6 +93,12 @@ const KeyRecord = z
     protection: Protection.optional(),
     /** For state conflict: the pods that run it. */
     conflictPods: z.array(z.string()).optional(),
+    /**
+     * Kept from every pod until this time (ms since epoch): a pod claimed to run it without a
+     * proof yet. Written on a store several servers share (since schema 6), so that every
+     * server keeps the hold, not only the one that heard the claim; it keeps it in memory too.
+     */
+    heldUntil: z.number().int().nonnegative().optional(),
     history: z.array(KeyEvent).max(HISTORY_LIMIT),
   })
   .strict()

@@ -20,7 +20,18 @@ const MIGRATIONS: Record<number, (db: Level<string, string>) => Promise<void>> =
   3: (db) => newCounters(db, 4),
   // 5: pods list the keys reported by them, which count toward --max-keys-per-pod.
   4: (db) => reportedLists(db, 5),
+  // 6: key records may carry `heldUntil` (a claim's hold on a shared store); nothing to change.
+  5: (db) => versionOnly(db, 6),
 };
+
+/** A version whose records only gained optional fields: the version alone moves. */
+async function versionOnly(db: Level<string, string>, version: number): Promise<void> {
+  const meta = db.sublevel<string, string>(Bucket.meta, { valueEncoding: 'utf8' });
+  await db.batch(
+    [{ type: 'put', sublevel: meta, key: MetaKey.schemaVersion, value: String(version) }],
+    SYNCED,
+  );
+}
 
 /** The fields of an older key record a migration reads (the rest is kept as it is). */
 const OldKey = z.object({ pubkey: z.string(), state: z.string(), pod: z.string().optional() });

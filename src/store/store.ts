@@ -1,6 +1,7 @@
 // The LevelDB store: reads by key or by short index ranges, and every change as one atomic
 // batch across buckets (keys, indexes, pod records and counters move together or not at all).
 
+import { randomBytes } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { Level } from 'level';
 import type { StoredState } from '../api/key-state.js';
@@ -8,7 +9,7 @@ import { PkmError } from '../errors.js';
 import { type AuditEvent, decodeEvent, encodeEvent, eventKey } from './audit.js';
 import { Bucket, MetaKey, parseTimeIndexKey, timeIndexKey, timeUpperBound } from './buckets.js';
 import { RecordCache } from './cache.js';
-import type { Change, IndexEntry, PoolIndex, StoreContract } from './contract.js';
+import type { Change, IndexEntry, Leadership, PoolIndex, StoreContract } from './contract.js';
 import type { KeyRing } from './encryption.js';
 import { lockedCodec, openSecrets, requireKeyRing, type SecretsMeta } from './encryption-setup.js';
 import { IndexWindow } from './index-window.js';
@@ -23,6 +24,7 @@ import {
 } from './records.js';
 import { openSchema } from './schema.js';
 import type { SecretCodec } from './secret-codec.js';
+import { soleLeadership } from './sole-leader.js';
 import { SYNCED } from './sync.js';
 
 // The contract's shapes, where the domain has always imported them from.
@@ -60,6 +62,9 @@ export interface StoreOptions {
 
 export class Store implements StoreContract {
   readonly secrets: SecretCodec;
+  private readonly openToken = randomBytes(16).toString('hex');
+  /** One process holds a LevelDB's lock: reads that disagree mean a damaged store. */
+  readonly concurrentWriters = false;
   private readonly keysB: Sub;
   private readonly podsB: Sub;
   private readonly freeB: Sub;
@@ -424,6 +429,18 @@ export class Store implements StoreContract {
   }
 
   /** The ring of data keys; only a store opened with its KEK has one. */
+  /** Every commit to this LevelDB is this process's own: nothing to read. */
+  async refresh(): Promise<void> {}
+
+  leadership(): Leadership {
+    return soleLeadership;
+  }
+
+  /** New at every open: a restarted server makes its pods re-assert what they run. */
+  async bootToken(): Promise<string> {
+    return this.openToken;
+  }
+
   keyRing(): KeyRing {
     return requireKeyRing(this.secrets);
   }

@@ -2,31 +2,27 @@
 // (kubectl apply --dry-run=client --validate=false, against a discovery-only API server on
 // 127.0.0.1), and says what the README promises: flags pkm knows, probes, a non-root read-only
 // server, the webhook's safety settings, and alerts on metrics the server really exports.
-import { execFile } from 'node:child_process';
+// deploy/ha's own promises (several servers on PostgreSQL) are checked in ha.test.ts.
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseAllDocuments } from 'yaml';
 import { parseServerConfig } from '../../src/server/config.js';
-import { CLI } from '../e2e/spawn.js';
 import { http, startTestServer } from '../helpers.js';
 import { FakeDiscoveryApi } from '../kube/fake-discovery.js';
+import {
+  DEPLOY,
+  type Doc,
+  flagsIn,
+  flagsOf,
+  kustomize,
+  one,
+  podSpec,
+  run,
+  yamlDocs,
+} from './render.js';
 
-const run = promisify(execFile);
-const DEPLOY = new URL('../../deploy/', import.meta.url).pathname;
-const KUSTOMIZATIONS = ['base', 'example-validator', 'monitoring'];
-
-type Doc = { kind: string; metadata: { name: string; namespace?: string } } & Record<
-  string,
-  unknown
->;
-
-async function kustomize(dir: string): Promise<Doc[]> {
-  const { stdout } = await run('kubectl', ['kustomize', join(DEPLOY, dir)]);
-  return parseAllDocuments(stdout).map((d) => d.toJS() as Doc);
-}
+const KUSTOMIZATIONS = ['base', 'ha', 'example-validator', 'monitoring'];
 
 /** Files for kube-apiserver's own flags, not objects to apply. */
 const APISERVER = join(DEPLOY, 'apiserver');
@@ -39,57 +35,6 @@ async function manifests(dir = DEPLOY): Promise<string[]> {
     .filter((f) => !f.startsWith(`${APISERVER}/`))
     .sort();
 }
-
-async function yamlDocs(file: string): Promise<Doc[]> {
-  return parseAllDocuments(await readFile(file, 'utf8')).map((d) => d.toJS() as Doc);
-}
-
-/** The long flags a pkm command takes, from its --help. */
-async function flagsOf(command: string): Promise<Set<string>> {
-  const { stdout } = await run(process.execPath, [CLI, command, '--help']);
-  return new Set([...stdout.matchAll(/--[a-z][a-z0-9-]*/g)].map((m) => m[0]));
-}
-
-/** `--flag=value` and `--flag` in a container's args (or an exec command). */
-function flagsIn(args: readonly string[]): string[] {
-  return args.filter((a) => a.startsWith('--')).map((a) => a.split('=')[0] ?? a);
-}
-
-interface Container {
-  name: string;
-  image?: string;
-  args?: string[];
-  command?: string[];
-  restartPolicy?: string;
-  env?: Array<{ name: string; valueFrom?: { fieldRef?: { fieldPath: string } } }>;
-  securityContext?: Record<string, unknown>;
-  readinessProbe?: { httpGet: { path: string } };
-  livenessProbe?: { httpGet: { path: string } };
-  resources?: { requests?: Record<string, string> };
-  lifecycle?: { preStop?: { exec: { command: string[] } } };
-  volumeMounts?: Array<{ name: string; mountPath: string }>;
-}
-interface PodSpec {
-  containers: Container[];
-  initContainers?: Container[];
-  securityContext?: Record<string, unknown>;
-  volumes?: Array<{
-    name: string;
-    projected?: { sources: Array<{ serviceAccountToken?: { audience: string } }> };
-    secret?: { secretName: string; items?: Array<{ key: string; path: string }> };
-  }>;
-}
-
-function one(docs: Doc[], kind: string, name?: string): Doc & { spec: Record<string, unknown> } {
-  const found = docs.find(
-    (d) => d.kind === kind && (name === undefined || d.metadata.name === name),
-  );
-  if (!found) throw new Error(`no ${kind} ${name ?? ''}`);
-  return found as Doc & { spec: Record<string, unknown> };
-}
-
-const podSpec = (sts: Doc & { spec: Record<string, unknown> }) =>
-  (sts.spec.template as { spec: PodSpec }).spec;
 
 /** The metric families a fresh server exports (their # TYPE lines). */
 async function exportedMetrics(): Promise<Set<string>> {
@@ -140,7 +85,11 @@ describe('deploy/', () => {
     }
     // kubectl asked this API server about each object (and found none): it did not skip it.
     expect(api.reads).toEqual(
-      expect.arrayContaining(['/apis/apps/v1/namespaces/pkm/statefulsets/pkm']),
+      expect.arrayContaining([
+        '/apis/apps/v1/namespaces/pkm/statefulsets/pkm',
+        '/apis/apps/v1/namespaces/pkm/deployments/pkm',
+        '/apis/policy/v1/namespaces/pkm/poddisruptionbudgets/pkm',
+      ]),
     );
   }, 120_000);
 

@@ -22,7 +22,11 @@ const GROUPS: Record<string, Kind[]> = {
     { kind: 'ConfigMap', name: 'configmaps', namespaced: true },
     { kind: 'Pod', name: 'pods', namespaced: true },
   ],
-  'apps/v1': [{ kind: 'StatefulSet', name: 'statefulsets', namespaced: true }],
+  'apps/v1': [
+    { kind: 'StatefulSet', name: 'statefulsets', namespaced: true },
+    { kind: 'Deployment', name: 'deployments', namespaced: true },
+  ],
+  'policy/v1': [{ kind: 'PodDisruptionBudget', name: 'poddisruptionbudgets', namespaced: true }],
   'rbac.authorization.k8s.io/v1': [
     { kind: 'ClusterRole', name: 'clusterroles', namespaced: false },
     { kind: 'ClusterRoleBinding', name: 'clusterrolebindings', namespaced: false },

@@ -162,7 +162,9 @@ export function storeConformance(name: string, open: () => Promise<TestStore>): 
       const two = coolingKey(store, 2, 100, 'p');
       await store.commit({
         keys: [{ after: two }],
-        pods: [{ name: 'p', after: pod([], [one.pubkey, two.pubkey]) }],
+        pods: [
+          { name: 'p', before: pod([], [one.pubkey]), after: pod([], [one.pubkey, two.pubkey]) },
+        ],
       });
       expect((await store.oldest('cooling', 5, 8000)).map((e) => e.since)).toEqual([100]);
       expect((await store.oldest('cooling', 1))[0]?.since).toBe(100);

@@ -1,12 +1,20 @@
 // The PostgreSQL store (issue 15): the store contract on one database, for several servers at
 // once later. Keys, pods, meta and the audit log are tables of their own (schema.ts); records
 // are the same codec JSON as in LevelDB; each commit() is one transaction (write.ts).
+import { randomBytes } from 'node:crypto';
 import type { ConnectionOptions } from 'node:tls';
 import pg from 'pg';
 import { PkmError } from '../../errors.js';
 import { type AuditEvent, decodeEvent } from '../audit.js';
 import { MetaKey } from '../buckets.js';
-import type { Change, IndexEntry, PoolIndex, StoreContract, StoreReads } from '../contract.js';
+import type {
+  Change,
+  IndexEntry,
+  Leadership,
+  PoolIndex,
+  StoreContract,
+  StoreReads,
+} from '../contract.js';
 import type { KeyRing } from '../encryption.js';
 import { lockedCodec, openSecrets, requireKeyRing, type SecretsMeta } from '../encryption-setup.js';
 import {
@@ -18,8 +26,9 @@ import {
   podRecordCodec,
 } from '../records.js';
 import type { SecretCodec } from '../secret-codec.js';
-import { pgConnection } from './connection.js';
+import { type PgConnection, pgConnection } from './connection.js';
 import { guarded, storeError } from './errors.js';
+import { type LeaderLog, type LeaderTimes, PgLeader } from './leader.js';
 import { planChange } from './plan.js';
 import { Presence, type PresenceMode } from './presence.js';
 import {
@@ -35,7 +44,7 @@ import {
 } from './rows.js';
 import { migrate } from './schema.js';
 import { readSnapshot } from './snapshot.js';
-import { writePlan } from './write.js';
+import { StoreConflict, writePlan } from './write.js';
 
 /** oldest(): $1 the pool, $2 the latest time or null, $3 the limit. */
 export const OLDEST_SQL = `SELECT since, pubkey FROM pkm_keys
@@ -61,6 +70,12 @@ export interface PgStoreOptions {
   readonly poolSize?: number;
   /** How long to wait for a connection before STORE_UNAVAILABLE (ms, default 10 s). */
   readonly connectTimeoutMs?: number;
+  /** Where the leadership's changes are told. */
+  readonly log?: LeaderLog;
+  /** The leadership's timing (tests shorten it); default LEADER_TIMES. */
+  readonly leaderTimes?: LeaderTimes;
+  /** This server's wall clock (tests set one off the database's); default Date.now. */
+  readonly clock?: () => number;
   /**
    * Holds the database's presence lock while open (presence.ts): `server` beside other
    * servers, `alone` for a maintenance command; STORE_LOCKED when refused. Default: none.
@@ -68,28 +83,48 @@ export interface PgStoreOptions {
   readonly presence?: PresenceMode;
 }
 
+/** How far a server's wall clock may be off the database's (ping()). */
+export const MAX_SKEW_MS = 1_000;
+
+/** The meta key of the database's boot token (one for every server: see bootToken()). */
+const BOOT_TOKEN = 'bootToken';
+
 export class PgStore implements StoreContract {
   private closed = false;
+  private readonly leader: PgLeader;
+  readonly concurrentWriters = true;
 
   private constructor(
     private readonly pool: pg.Pool,
+    connection: PgConnection,
+    opts: PgStoreOptions,
     readonly secrets: SecretCodec,
-    /** The counters as of this store's last commit (storedCounts() is synchronous). */
+    /**
+     * The counters and next key index as of this store's last commit or check (storedCounts()
+     * is synchronous); other servers move them too: a commit based on an old next index is
+     * refused and refreshes them, and ping() refreshes them.
+     */
     private stored: Counts,
     private nextIndex: number,
     private readonly presence: Presence | undefined,
-  ) {}
+  ) {
+    this.leader = new PgLeader(connection, opts.log, opts.leaderTimes);
+    this.clock = opts.clock ?? Date.now;
+  }
+
+  private readonly clock: () => number;
 
   /** Connects, migrates (or refuses a newer schema), and opens the secrets. */
   static async open(url: string, opts: PgStoreOptions = {}): Promise<PgStore> {
-    const connection = {
-      ...pgConnection(url, opts.password, opts.ssl),
+    const connection = pgConnection(url, opts.password, opts.ssl);
+    const connecting = {
+      ...connection,
       connectionTimeoutMillis: opts.connectTimeoutMs ?? 10_000,
     };
     // Taken before anything else: a refused command has migrated nothing.
     const presence =
-      opts.presence === undefined ? undefined : await Presence.take(connection, opts.presence);
-    const pool = new pg.Pool({ ...connection, max: opts.poolSize ?? 10 });
+      opts.presence === undefined ? undefined : await Presence.take(connecting, opts.presence);
+    const pool = new pg.Pool({ ...connecting, max: opts.poolSize ?? 10 });
     // A connection lost while idle, or while checked out, emits 'error'; unheard, node would
     // crash. The calls that use the connection fail on their own and are answered as
     // STORE_UNAVAILABLE, so these events only need hearing.
@@ -106,21 +141,11 @@ export class PgStore implements StoreContract {
           throw err;
         }
       });
-      const meta = await guarded('reading its meta', () =>
-        pool.query('SELECT key, value FROM pkm_meta WHERE key = ANY($1)', [
-          [MetaKey.counts, MetaKey.nextKeyIndex],
-        ]),
-      );
-      const values = new Map(parseRows(MetaRow, meta.rows, 'meta').map((r) => [r.key, r.value]));
-      const counts = values.get(MetaKey.counts);
-      if (counts === undefined) throw new PkmError('STORE_CORRUPT', 'the store has no counters');
-      const next = Number(values.get(MetaKey.nextKeyIndex) ?? '0');
-      if (!Number.isSafeInteger(next) || next < 0)
-        throw new PkmError('STORE_CORRUPT', 'the next key index is not a number');
+      const { counts, next } = await readCounters(pool);
       const secrets = opts.kek
         ? await openSecrets(pgSecretsMeta(pool), opts.kek, opts.extraKeks)
         : lockedCodec;
-      return new PgStore(pool, secrets, countsCodec.decode(counts), next, presence);
+      return new PgStore(pool, connection, opts, secrets, counts, next, presence);
     } catch (err) {
       await pool.end().catch(() => undefined);
       await presence?.release();
@@ -132,11 +157,55 @@ export class PgStore implements StoreContract {
     return !this.closed;
   }
 
-  /** A round trip to the database: STORE_UNAVAILABLE while it cannot be reached (readiness). */
+  /**
+   * A round trip to the database: STORE_UNAVAILABLE while it cannot be reached (readiness);
+   * CLOCK_SKEW while this server's wall clock is off the database's by more than MAX_SKEW_MS.
+   * Servers that share a store compare times each wrote (a release's, a hold's): a clock set
+   * ahead would end coolings early on the server that hands keys out.
+   */
   async ping(): Promise<void> {
     // A database that restarted ended the presence lock's session too: it is taken again.
     await this.presence?.ensure();
-    await this.query('checking the connection', 'SELECT 1', []);
+    await this.refresh();
+    const sent = this.clock();
+    const res = await this.query(
+      'reading its clock',
+      'SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS n',
+      [],
+    );
+    const back = this.clock();
+    const skew = parseOne(CountRow, res.rows, 'clock').n - (sent + back) / 2;
+    // The round trip bounds the error of the estimate; only a skew beyond it counts.
+    if (Math.abs(skew) > MAX_SKEW_MS + (back - sent) / 2)
+      throw new PkmError(
+        'CLOCK_SKEW',
+        `this server's clock is ${Math.round(skew)} ms off the database's (at most ${MAX_SKEW_MS} ms): set it right (NTP)`,
+      );
+  }
+
+  async refresh(): Promise<void> {
+    if (this.closed) throw new PkmError('NOT_READY', 'the store is closed');
+    const { counts, next } = await readCounters(this.pool);
+    // Only forward: a commit of this server's may have landed after the read began.
+    if (next >= this.nextIndex) {
+      this.stored = counts;
+      this.nextIndex = next;
+    }
+  }
+
+  leadership(): Leadership {
+    return this.leader;
+  }
+
+  /**
+   * The database's one token, made by the first server that asks: a pod's heartbeats may reach
+   * any server, and its proofs (over the token) must hold at all of them.
+   */
+  async bootToken(): Promise<string> {
+    return (
+      (await this.getMeta(BOOT_TOKEN)) ??
+      putIfAbsent(this.pool, BOOT_TOKEN, randomBytes(16).toString('hex'))
+    );
   }
 
   /**
@@ -321,15 +390,25 @@ export class PgStore implements StoreContract {
     const plan = planChange(change, this.nextIndex);
     // Several servers (issue 15, point 3): a serialization failure or a before-image mismatch
     // is retried here, a bounded number of times, with a new plan from the caller's re-read.
+    const basis = {
+      nextKeyIndex: this.nextIndex,
+      leaderPid: this.leader.lockPid,
+      now: this.clock(),
+    };
     const written = await guarded('committing a change', async () => {
       const client = await this.pool.connect();
       try {
-        const done = await writePlan(client, plan);
+        const done = await writePlan(client, plan, basis);
         client.release();
         return done;
       } catch (err) {
-        // A connection that failed mid-transaction is not given back to the pool.
-        client.release(err instanceof Error ? err : true);
+        // A connection that failed mid-transaction is not given back to the pool; one that
+        // rolled back a refused change is fine.
+        client.release(err instanceof PkmError ? undefined : err instanceof Error ? err : true);
+        if (err instanceof StoreConflict) {
+          this.stored = err.now.counts;
+          this.nextIndex = err.now.nextKeyIndex;
+        }
         throw err;
       }
     });
@@ -355,6 +434,7 @@ export class PgStore implements StoreContract {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await this.leader.stop();
     await this.pool.end().catch(() => undefined);
     await this.presence?.release();
   }
@@ -363,6 +443,22 @@ export class PgStore implements StoreContract {
     if (this.closed) throw new PkmError('NOT_READY', 'the store is closed');
     return guarded(doing, () => this.pool.query(sql, [...params]));
   }
+}
+
+/** The counters and next key index as stored now. */
+async function readCounters(pool: pg.Pool): Promise<{ counts: Counts; next: number }> {
+  const meta = await guarded('reading its meta', () =>
+    pool.query('SELECT key, value FROM pkm_meta WHERE key = ANY($1)', [
+      [MetaKey.counts, MetaKey.nextKeyIndex],
+    ]),
+  );
+  const values = new Map(parseRows(MetaRow, meta.rows, 'meta').map((r) => [r.key, r.value]));
+  const counts = values.get(MetaKey.counts);
+  if (counts === undefined) throw new PkmError('STORE_CORRUPT', 'the store has no counters');
+  const next = Number(values.get(MetaKey.nextKeyIndex) ?? '0');
+  if (!Number.isSafeInteger(next) || next < 0)
+    throw new PkmError('STORE_CORRUPT', 'the next key index is not a number');
+  return { counts: countsCodec.decode(counts), next };
 }
 
 async function getMeta(pool: pg.Pool, key: string): Promise<string | undefined> {

@@ -25,8 +25,17 @@ export interface KeyRow {
 /** Counter changes; may be negative (Counts may not). */
 export type CountDelta = Record<keyof Counts, number>;
 
+/** What a record must be as stored for the change to apply: its codec text, or absent. */
+export type BeforeImage = readonly [name: string, text: string | undefined];
+
 export interface Plan {
   readonly keys: readonly KeyRow[];
+  /** Each changed key's before-image, checked under the commit's lock (write.ts). */
+  readonly keyBefores: readonly BeforeImage[];
+  readonly podBefores: readonly BeforeImage[];
+  readonly metaBefores: readonly BeforeImage[];
+  /** Only while this server leads (Change.leaderOnly). */
+  readonly leaderOnly: boolean;
   readonly podPuts: ReadonlyArray<readonly [string, string]>;
   readonly podDeletes: readonly string[];
   readonly metaPuts: ReadonlyArray<readonly [string, string]>;
@@ -52,12 +61,17 @@ export function poolOf(record: KeyRecord): PoolIndex | null {
 export function planChange(change: Change, nextKeyIndex: number): Plan {
   // Later entries for the same name win, as later operations of a LevelDB batch do.
   const keys = new Map<string, KeyRow>();
+  // The first before of a name is the stored one; a later entry for it builds on the first.
+  const keyBefores = new Map<string, string | undefined>();
+  const podBefores = new Map<string, string | undefined>();
   const delta: CountDelta = { ...ZERO_COUNTS };
   const counted = { ...ZERO_COUNTS };
   for (const { before, after } of change.keys) {
     if (before !== undefined && before.pubkey !== after.pubkey)
       throw new PkmError('INTERNAL', 'a key change must keep its pubkey');
     const record = keyRecordCodec.encode(after);
+    if (!keyBefores.has(after.pubkey))
+      keyBefores.set(after.pubkey, before && keyRecordCodec.encode(before));
     keys.set(after.pubkey, {
       pubkey: after.pubkey,
       record,
@@ -77,6 +91,7 @@ export function planChange(change: Change, nextKeyIndex: number): Plan {
   const pods = new Map<string, string | undefined>();
   for (const { name, before, after } of change.pods) {
     pods.set(name, after === undefined ? undefined : podRecordCodec.encode(after));
+    if (!podBefores.has(name)) podBefores.set(name, before && podRecordCodec.encode(before));
     delta.pods += Number((after?.keys.length ?? 0) > 0) - Number((before?.keys.length ?? 0) > 0);
   }
   const next = change.nextKeyIndex;
@@ -94,6 +109,10 @@ export function planChange(change: Change, nextKeyIndex: number): Plan {
   }
   return {
     keys: [...keys.values()],
+    keyBefores: [...keyBefores],
+    podBefores: [...podBefores],
+    metaBefores: [...new Map(change.metaBefore ?? [])],
+    leaderOnly: change.leaderOnly === true,
     podPuts: [...pods].flatMap(([name, text]) =>
       text === undefined ? [] : [[name, text] as const],
     ),

@@ -45,6 +45,8 @@ export const MIGRATIONS: readonly Migration[] = [
          event text NOT NULL)`,
     ],
   },
+  // 6: key records may carry `heldUntil` (records.ts): a shape change, no table change.
+  { to: 6, statements: [] },
 ];
 
 /** The one row of pkm_schema holds the version; made by the first migration run. */

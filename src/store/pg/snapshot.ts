@@ -27,6 +27,9 @@ class SnapshotView implements StoreReads {
     private readonly next: number,
   ) {}
 
+  /** Nothing to read again: the counters and next index are the snapshot's own. */
+  async refresh(): Promise<void> {}
+
   nextKeyIndex(): number {
     return this.next;
   }
