@@ -17,7 +17,7 @@ import { MetaKey } from '../../src/store/buckets.js';
 import { checkStore } from '../../src/store/check.js';
 import { kekId } from '../../src/store/encryption.js';
 import { PgStore } from '../../src/store/pg/pg-store.js';
-import { onCleanup, tempDir } from '../helpers.js';
+import { type AllocationBody, http, onCleanup, tempDir } from '../helpers.js';
 import { adminQuery, newDatabase } from '../support/pg-databases.js';
 import { findPostgres, type PgServer, usePostgres } from '../support/postgres.js';
 import { rememberSecret } from '../support/secret-ledger.js';
@@ -196,6 +196,64 @@ describe.skipIf(bins === undefined)('PostgreSQL: encryption at rest and pkm db r
     expect(found(pubkeys, dumped)).toHaveLength(3);
     expect(found(pubkeys, onDisk)).toHaveLength(3);
   }, 300_000);
+
+  it('POST /v1/admin/kek-rotation: refused while another server shares the database, then rotates the last one', async () => {
+    const url = await newDatabase(cluster(), 'pkm_rotation_admin');
+    const { old, next } = await kekFiles();
+    const tokenFile = join(await tempDir(), 'admin-tokens');
+    const admin = 'e7'.repeat(32);
+    await writeFile(tokenFile, `${admin}\n`, { mode: 0o600 });
+    rememberSecret(admin);
+    const auth = { authorization: `Bearer ${admin}` };
+    const start = (kek: string) =>
+      startServerProcess(['--store', url, '--kek-file', kek, '--auth-token-file', tokenFile]);
+    const first = await start(old);
+    const second = await start(old);
+    const mine = await http<AllocationBody>(
+      first.url,
+      'POST',
+      '/v1/pods/validator-0/keys',
+      { count: 3 },
+      auth,
+    );
+    expect(mine.status).toBe(200);
+    const rotate = (url: string) =>
+      http<{ error?: { code: string; message: string }; target?: string }>(
+        url,
+        'POST',
+        '/v1/admin/kek-rotation',
+        { newKekFile: next },
+        auth,
+      );
+    const refused = await rotate(first.url);
+    expect(refused.status).toBe(503);
+    expect(refused.body.error?.code).toBe('STORE_LOCKED');
+    expect(refused.body.error?.message).toMatch(/^1 other pkm server runs on this database/);
+    const untouched = await openWith(url, OLD);
+    expect(await untouched.getMeta(MetaKey.targetKekId)).toBeUndefined();
+    await untouched.close();
+
+    second.proc.kill('SIGTERM');
+    expect(await second.exited).toBe(0);
+    const rotated = await rotate(first.url);
+    expect(rotated.status).toBe(200);
+    expect(rotated.body.target).toBe(kekId(NEW));
+    first.proc.kill('SIGTERM');
+    expect(await first.exited).toBe(0);
+    // Restarted with the new KEK only, the pod's keys come back with the same secrets.
+    const again = await start(next);
+    const back = await http<AllocationBody>(
+      again.url,
+      'POST',
+      '/v1/pods/validator-0/keys',
+      { count: 3 },
+      auth,
+    );
+    expect(back.body.keys).toEqual(mine.body.keys);
+    for (const k of mine.body.keys) rememberSecret(k.secretKey);
+    again.proc.kill('SIGTERM');
+    expect(await again.exited).toBe(0);
+  }, 120_000);
 
   it('an unfinished rotation: a server with the old KEK alone is refused, with the new one finishes it', async () => {
     const url = await newDatabase(cluster(), 'pkm_rotation_unfinished');

@@ -209,6 +209,14 @@ export class PgStore implements StoreContract {
   }
 
   /**
+   * How many pkm servers have this database open, this one included (their presence locks);
+   * undefined for a store opened without one.
+   */
+  async serversRunning(): Promise<number | undefined> {
+    return this.presence === undefined ? undefined : (await this.presence.holders()).servers;
+  }
+
+  /**
    * Runs `read` on one snapshot of the database (snapshot.ts), a read-only transaction apart
    * from commit()'s: `pkm db check` sees one instant while servers write.
    */

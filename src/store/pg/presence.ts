@@ -126,6 +126,12 @@ export class Presence {
     await old.end().catch(() => undefined);
   }
 
+  /** How many hold the lock now: servers (shared) and maintenance commands (alone). */
+  async holders(): Promise<{ servers: number; alone: number }> {
+    if (this.ended) throw new PkmError('NOT_READY', 'the store is closed');
+    return guarded('reading its locks', () => holders(this.client));
+  }
+
   /** Ends the session, which releases the lock. */
   async release(): Promise<void> {
     if (this.ended) return;
