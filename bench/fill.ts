@@ -1,11 +1,14 @@
-// Fills a store for the benchmarks through the store's own commit path.
+// Fills a store for the benchmarks through the store's own commit path (LevelDB or PostgreSQL).
 import { randomBytes } from 'node:crypto';
 import { randomKey } from '../src/keys/bls.js';
+import type { KeyChange, PodChange, StoreContract } from '../src/store/contract.js';
 import type { KeyRecord } from '../src/store/records.js';
-import type { KeyChange, PodChange, Store } from '../src/store/store.js';
+
+/** What filling needs of a store: its commit path and its secrets' sealing. */
+type Fillable = Pick<StoreContract, 'commit' | 'secrets'>;
 
 /** `count` real random BLS keys, free in the pool. */
-export async function fillFreeKeys(store: Store, count: number): Promise<void> {
+export async function fillFreeKeys(store: Fillable, count: number): Promise<void> {
   for (let done = 0; done < count; done += 500) {
     const keys: KeyChange[] = [];
     for (let i = done; i < Math.min(count, done + 500); i++) {
@@ -20,7 +23,11 @@ export async function fillFreeKeys(store: Store, count: number): Promise<void> {
  * `pods` pods holding `perPod` keys each. The keys are random bytes shaped like keys: the page
  * and the JSON listing never touch key material, and 100,000 real keys take minutes to make.
  */
-export async function fillAllocatedPods(store: Store, pods: number, perPod: number): Promise<void> {
+export async function fillAllocatedPods(
+  store: Fillable,
+  pods: number,
+  perPod: number,
+): Promise<void> {
   for (let done = 0; done < pods; done += 100) {
     const keys: KeyChange[] = [];
     const podChanges: PodChange[] = [];
@@ -40,7 +47,7 @@ export async function fillAllocatedPods(store: Store, pods: number, perPod: numb
   }
 }
 
-function record(store: Store, pubkey: string, secret: Uint8Array, since: number): KeyRecord {
+function record(store: Fillable, pubkey: string, secret: Uint8Array, since: number): KeyRecord {
   return {
     pubkey,
     secret: store.secrets.seal(secret, pubkey),

@@ -1,6 +1,7 @@
 // `npm run bench`: every benchmark, one JSON figure per line on stdout.
 // Names on the command line pick benchmarks: `npm run bench -- allocate`.
 import { benchAllocate, benchAssignmentsPage } from './allocate.js';
+import { benchAllocatePg } from './allocate-pg.js';
 import { benchAllocator } from './allocator.js';
 import { benchAuthOverhead } from './auth.js';
 import { benchImport } from './import.js';
@@ -10,6 +11,7 @@ import { benchPageInBrowser } from './page-browser.js';
 
 const BENCHES: Record<string, () => Promise<void>> = {
   allocate: benchAllocate,
+  'allocate-pg': benchAllocatePg,
   allocator: benchAllocator,
   auth: benchAuthOverhead,
   assignments: benchAssignmentsPage,

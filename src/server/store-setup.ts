@@ -114,7 +114,12 @@ export async function openServerStore(
   if (!sync) throw new PkmError('INVALID_CONFIG', 'unsynced commits are a LevelDB benchmark only');
   const { kek } = opening;
   // One of many servers; refused while a maintenance command has the database (presence.ts).
-  const store = await openPgStore(opening, { kek: async () => kek, log, presence: 'server' });
+  const store = await openPgStore(opening, {
+    kek: async () => kek,
+    log,
+    lanes: true,
+    presence: 'server',
+  });
   return { store, where, ping: () => store.ping() };
 }
 

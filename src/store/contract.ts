@@ -115,7 +115,8 @@ export interface StoreContract {
   getKeys(pubkeys: readonly string[]): Promise<KeyRecord[]>;
   /**
    * Up to `limit` entries of a pool index, by time then pubkey; with `atOrBefore`, only those
-   * whose time is at most that.
+   * whose time is at most that. A store several servers share may answer the oldest of its
+   * own share of the pool first (PgStoreOptions.lanes), so that they seldom pick the same keys.
    */
   oldest(index: PoolIndex, limit: number, atOrBefore?: number): Promise<IndexEntry[]>;
   /** How many cooling keys were released strictly after `cutoff`. */

@@ -42,7 +42,12 @@ describe.skipIf(bins === undefined)('several servers on one PostgreSQL database'
   }
 
   async function openServer(url: string): Promise<PgStore> {
-    const store = await PgStore.open(url, { kek: testKek, poolSize: 4, leaderTimes: FAST });
+    const store = await PgStore.open(url, {
+      kek: testKek,
+      poolSize: 4,
+      leaderTimes: FAST,
+      lanes: true,
+    });
     onCleanup(() => store.close());
     return store;
   }
@@ -91,6 +96,36 @@ describe.skipIf(bins === undefined)('several servers on one PostgreSQL database'
       b.commit({ keys: [], pods: [{ name: 'x', after: pod([]) }] }),
     ).rejects.toMatchObject({ code: 'STORE_CONFLICT' });
     expect((await checkStore(b)).problems).toEqual([]);
+  });
+
+  it('servers that pick by lanes answer their own lane first, so their picks seldom meet', async () => {
+    const url = await newDatabase();
+    const a = await PgStore.open(url, { kek: testKek, lanes: true });
+    onCleanup(() => a.close());
+    let b = await PgStore.open(url, { kek: testKek, lanes: true });
+    for (let i = 0; b.lane === a.lane && i < 50; i++) {
+      await b.close();
+      b = await PgStore.open(url, { kek: testKek, lanes: true });
+    }
+    const other = b;
+    onCleanup(() => other.close());
+    // 64 free keys, 4 in each lane (pubkeyOf(n) ends in n's last hex digit).
+    const keys = Array.from({ length: 64 }, (_, n) => freeKey(a, n + 1, 1000 + n));
+    await a.commit({ keys: keys.map((after) => ({ after })), pods: [] });
+    const pickA = await a.oldest('unallocated', 4);
+    const pickB = await other.oldest('unallocated', 4);
+    expect(pickA.every((e) => e.pubkey.endsWith(a.lane ?? '?'))).toBe(true);
+    expect(pickB.every((e) => e.pubkey.endsWith(other.lane ?? '?'))).toBe(true);
+    expect(pickA.filter((e) => pickB.some((f) => f.pubkey === e.pubkey))).toEqual([]);
+    // Oldest first within the lane; past it, the oldest of the rest.
+    const six = await a.oldest('unallocated', 6);
+    expect(six.slice(0, 4)).toEqual(pickA);
+    expect(six.slice(4).map((e) => e.since)).toEqual(
+      keys
+        .filter((k) => !k.pubkey.endsWith(a.lane ?? '?'))
+        .slice(0, 2)
+        .map((k) => k.since),
+    );
   });
 
   it('a derivation index taken by another server is refused, and the next try starts past it', async () => {

@@ -1,7 +1,7 @@
 // The PostgreSQL store (issue 15): the store contract on one database, for several servers at
 // once later. Keys, pods, meta and the audit log are tables of their own (schema.ts); records
 // are the same codec JSON as in LevelDB; each commit() is one transaction (write.ts).
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomInt } from 'node:crypto';
 import type { ConnectionOptions } from 'node:tls';
 import pg from 'pg';
 import { PkmError } from '../../errors.js';
@@ -51,6 +51,16 @@ export const OLDEST_SQL = `SELECT since, pubkey FROM pkm_keys
   WHERE pool = $1 AND ($2::bigint IS NULL OR since <= $2)
   ORDER BY since, pubkey LIMIT $3`;
 
+/** oldest() in one lane: $4 the lane (a hex digit); the lane index serves it. */
+export const OLDEST_IN_LANE_SQL = `SELECT since, pubkey FROM pkm_keys
+  WHERE pool = $1 AND right(pubkey, 1) = $4 AND ($2::bigint IS NULL OR since <= $2)
+  ORDER BY since, pubkey LIMIT $3`;
+
+/** oldest() outside one lane. */
+const OLDEST_OUTSIDE_LANE_SQL = `SELECT since, pubkey FROM pkm_keys
+  WHERE pool = $1 AND right(pubkey, 1) <> $4 AND ($2::bigint IS NULL OR since <= $2)
+  ORDER BY since, pubkey LIMIT $3`;
+
 /** Rows per page of pods() and keyRecords(): they stream, never one giant SELECT. */
 const PAGE = 500;
 
@@ -76,6 +86,13 @@ export interface PgStoreOptions {
   readonly leaderTimes?: LeaderTimes;
   /** This server's wall clock (tests set one off the database's); default Date.now. */
   readonly clock?: () => number;
+  /**
+   * Picks from a lane of the pools first (`pkm server`): oldest() then answers the oldest
+   * entries of this store's lane (a hex digit, random per open: the pubkey's last one), and
+   * only past those the oldest of the rest. Servers picking at once then seldom pick the same
+   * keys, which their commits would refuse. Default: exact oldest-first.
+   */
+  readonly lanes?: boolean;
   /**
    * Holds the database's presence lock while open (presence.ts): `server` beside other
    * servers, `alone` for a maintenance command; STORE_LOCKED when refused. Default: none.
@@ -110,7 +127,11 @@ export class PgStore implements StoreContract {
   ) {
     this.leader = new PgLeader(connection, opts.log, opts.leaderTimes);
     this.clock = opts.clock ?? Date.now;
+    this.lane = opts.lanes ? randomInt(16).toString(16) : undefined;
   }
+
+  /** This store's lane of the pools, when it picks by lanes. */
+  readonly lane: string | undefined;
 
   private readonly clock: () => number;
 
@@ -298,15 +319,27 @@ export class PgStore implements StoreContract {
     });
   }
 
-  /** An index range scan of pkm_keys_pool: `limit` rows read, whatever the pool's size. */
+  /**
+   * An index range scan of pkm_keys_pool: `limit` rows read, whatever the pool's size. With
+   * lanes, this store's lane first (pkm_keys_lane), then the rest: see PgStoreOptions.lanes.
+   */
   async oldest(index: PoolIndex, limit: number, atOrBefore?: number): Promise<IndexEntry[]> {
     if (limit <= 0) return [];
-    const res = await this.query('reading a pool', OLDEST_SQL, [
+    const params = [index, atOrBefore === undefined ? null : Math.floor(atOrBefore), limit];
+    if (this.lane === undefined) {
+      const res = await this.query('reading a pool', OLDEST_SQL, params);
+      return parseRows(EntryRow, res.rows, 'pool entry');
+    }
+    const own = await this.query('reading a pool', OLDEST_IN_LANE_SQL, [...params, this.lane]);
+    const mine = parseRows(EntryRow, own.rows, 'pool entry');
+    if (mine.length >= limit) return mine;
+    const rest = await this.query('reading a pool', OLDEST_OUTSIDE_LANE_SQL, [
       index,
-      atOrBefore === undefined ? null : Math.floor(atOrBefore),
-      limit,
+      params[1],
+      limit - mine.length,
+      this.lane,
     ]);
-    return parseRows(EntryRow, res.rows, 'pool entry');
+    return [...mine, ...parseRows(EntryRow, rest.rows, 'pool entry')];
   }
 
   async countCoolingAfter(cutoff: number): Promise<number> {

@@ -45,8 +45,16 @@ export const MIGRATIONS: readonly Migration[] = [
          event text NOT NULL)`,
     ],
   },
-  // 6: key records may carry `heldUntil` (records.ts): a shape change, no table change.
-  { to: 6, statements: [] },
+  // 6: key records may carry `heldUntil` (records.ts), and the pools are split into 16 lanes
+  // by the pubkey's last hex digit: a server prefers its own lane when it picks (pg-store.ts
+  // oldest), so servers picking at once seldom pick the same keys.
+  {
+    to: 6,
+    statements: [
+      `CREATE INDEX pkm_keys_lane ON pkm_keys (pool, (right(pubkey, 1)), since, pubkey)
+         WHERE pool IS NOT NULL`,
+    ],
+  },
 ];
 
 /** The one row of pkm_schema holds the version; made by the first migration run. */

@@ -1,13 +1,14 @@
 // commit()'s transaction: every row of a plan written in one PostgreSQL transaction, committed
 // with synchronous_commit on, so a change resolves only once it is on the database's disk.
 import type pg from 'pg';
+import { z } from 'zod';
 import { PkmError } from '../../errors.js';
 import { encodeEvent } from '../audit.js';
 import { MetaKey } from '../buckets.js';
 import { type Counts, countsCodec, keyRecordCodec, podRecordCodec } from '../records.js';
 import { LEADER_LOCK } from './leader.js';
-import { applyDelta, type BeforeImage, type Plan } from './plan.js';
-import { KeyRow, MetaRow, NextSeqRow, PodRow, parseOne, parseRows } from './rows.js';
+import { applyDelta, type Plan } from './plan.js';
+import { MetaRow, NextSeqRow, parseOne, parseRows } from './rows.js';
 
 export interface Written {
   readonly counts: Counts;
@@ -60,10 +61,11 @@ export class StoreConflict extends PkmError {
  * queueing it on the lock.
  */
 export async function writePlan(client: pg.PoolClient, plan: Plan, basis: Basis): Promise<Written> {
-  await client.query('BEGIN ISOLATION LEVEL READ COMMITTED');
+  // Five round trips in all, three of them under the lock: the lock is what every other
+  // server's commit waits on. Durable before acknowledged, whatever the server's default
+  // (DESIGN.md, "Store"): synchronous_commit is set for this transaction.
+  await client.query('BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL synchronous_commit = on');
   try {
-    // Durable before acknowledged, whatever the server's default (DESIGN.md, "Store").
-    await client.query('SET LOCAL synchronous_commit = on');
     const locked = await client.query(
       'SELECT key, value FROM pkm_meta WHERE key = ANY($1) FOR UPDATE',
       [[MetaKey.counts, MetaKey.nextKeyIndex]],
@@ -75,62 +77,34 @@ export async function writePlan(client: pg.PoolClient, plan: Plan, basis: Basis)
     const now = { counts: countsCodec.decode(stored), nextKeyIndex: storedNext };
     if (plan.nextKeyIndex !== undefined && storedNext !== basis.nextKeyIndex)
       throw new StoreConflict('the next key index', now);
-    if (plan.leaderOnly) await checkLeader(client, basis.leaderPid);
-    if (plan.nextKeyIndex !== undefined) await checkNotPaused(client, plan, basis.now, now);
-    await checkBefores(client, 'keys', plan.keyBefores, now);
-    await checkBefores(client, 'pods', plan.podBefores, now);
-    await checkMetaBefores(client, plan.metaBefores, now);
+    const seen = await look(client, plan, basis);
+    checkSeen(plan, basis, seen, now);
     const next = plan.nextKeyIndex ?? storedNext;
     const counts = applyDelta(now.counts, plan.delta);
     if (!Number.isSafeInteger(storedNext) || next < storedNext)
       throw new PkmError('INTERNAL', `the next key index may only grow (${storedNext} -> ${next})`);
-
-    if (plan.keys.length > 0)
-      await client.query(
-        `INSERT INTO pkm_keys (pubkey, record, pool, since)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[])
-         ON CONFLICT (pubkey) DO UPDATE
-           SET record = EXCLUDED.record, pool = EXCLUDED.pool, since = EXCLUDED.since`,
-        [
-          plan.keys.map((k) => k.pubkey),
-          plan.keys.map((k) => k.record),
-          plan.keys.map((k) => k.pool),
-          plan.keys.map((k) => k.since),
-        ],
-      );
-    if (plan.podPuts.length > 0)
-      await client.query(
-        `INSERT INTO pkm_pods (name, record) SELECT * FROM unnest($1::text[], $2::text[])
-         ON CONFLICT (name) DO UPDATE SET record = EXCLUDED.record`,
-        [plan.podPuts.map(([n]) => n), plan.podPuts.map(([, r]) => r)],
-      );
-    if (plan.podDeletes.length > 0)
-      await client.query('DELETE FROM pkm_pods WHERE name = ANY($1)', [plan.podDeletes]);
-
     const metaPuts: Array<readonly [string, string]> = [
       ...plan.metaPuts,
       [MetaKey.counts, countsCodec.encode(counts)],
     ];
     if (plan.nextKeyIndex !== undefined) metaPuts.push([MetaKey.nextKeyIndex, String(next)]);
-    await client.query(
-      `INSERT INTO pkm_meta (key, value) SELECT * FROM unnest($1::text[], $2::text[])
-       ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value`,
-      [metaPuts.map(([k]) => k), metaPuts.map(([, v]) => v)],
-    );
-    if (plan.metaDeletes.length > 0)
-      await client.query('DELETE FROM pkm_meta WHERE key = ANY($1)', [plan.metaDeletes]);
-
-    if (plan.events.length > 0) {
-      // Numbered under the counters lock: no other commit appends in between.
-      const last = await client.query('SELECT coalesce(max(seq) + 1, 0) AS next FROM pkm_audit');
-      const first = parseOne(NextSeqRow, last.rows, 'audit log end').next;
-      const events = plan.events.map((e, i) => ({ ...e, seq: first + i }));
-      await client.query(
-        `INSERT INTO pkm_audit (seq, type, event)
-         SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[])`,
-        [events.map((e) => e.seq), events.map((e) => e.type), events.map(encodeEvent)],
-      );
-    }
+    // Numbered under the counters lock: no other commit appends in between.
+    const events = plan.events.map((e, i) => ({ ...e, seq: seen.nextSeq + i }));
+    await client.query(WRITE_SQL, [
+      plan.keys.map((k) => k.pubkey),
+      plan.keys.map((k) => k.record),
+      plan.keys.map((k) => k.pool),
+      plan.keys.map((k) => k.since),
+      plan.podPuts.map(([n]) => n),
+      plan.podPuts.map(([, r]) => r),
+      plan.podDeletes,
+      metaPuts.map(([k]) => k),
+      metaPuts.map(([, v]) => v),
+      plan.metaDeletes,
+      events.map((e) => e.seq),
+      events.map((e) => e.type),
+      events.map(encodeEvent),
+    ]);
     await client.query('COMMIT');
     return { counts, nextKeyIndex: next };
   } catch (err) {
@@ -139,84 +113,118 @@ export async function writePlan(client: pg.PoolClient, plan: Plan, basis: Basis)
   }
 }
 
-const BEFORE_SQL = {
-  keys: 'SELECT pubkey, record FROM pkm_keys WHERE pubkey = ANY($1)',
-  pods: 'SELECT name, record FROM pkm_pods WHERE name = ANY($1)',
-} as const;
+/**
+ * Every row of a change in one statement: data-modifying WITH clauses all run, on the same
+ * snapshot (planChange keeps puts and deletes of one table apart, and each name once).
+ */
+const WRITE_SQL = `WITH
+  keys AS (
+    INSERT INTO pkm_keys (pubkey, record, pool, since)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[])
+    ON CONFLICT (pubkey) DO UPDATE
+      SET record = EXCLUDED.record, pool = EXCLUDED.pool, since = EXCLUDED.since
+    RETURNING 1),
+  pod_puts AS (
+    INSERT INTO pkm_pods (name, record) SELECT * FROM unnest($5::text[], $6::text[])
+    ON CONFLICT (name) DO UPDATE SET record = EXCLUDED.record
+    RETURNING 1),
+  pod_deletes AS (DELETE FROM pkm_pods WHERE name = ANY($7::text[]) RETURNING 1),
+  meta_puts AS (
+    INSERT INTO pkm_meta (key, value) SELECT * FROM unnest($8::text[], $9::text[])
+    ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value
+    RETURNING 1),
+  meta_deletes AS (DELETE FROM pkm_meta WHERE key = ANY($10::text[]) RETURNING 1),
+  events AS (
+    INSERT INTO pkm_audit (seq, type, event)
+    SELECT * FROM unnest($11::bigint[], $12::text[], $13::text[])
+    RETURNING 1)
+SELECT 1`;
 
-/** Every stored record equals its before-image (absent where the change saw none). */
-async function checkBefores(
-  client: pg.PoolClient,
-  table: 'keys' | 'pods',
-  befores: readonly BeforeImage[],
-  now: Written,
-): Promise<void> {
-  if (befores.length === 0) return;
-  const res = await client.query(BEFORE_SQL[table], [befores.map(([name]) => name)]);
-  const stored = new Map(
-    table === 'keys'
-      ? parseRows(KeyRow, res.rows, 'key').map((r) => [r.pubkey, r.record] as const)
-      : parseRows(PodRow, res.rows, 'pod').map((r) => [r.name, r.record] as const),
-  );
-  // Compared as the codec writes them: the stored text may be of an older writer's spelling.
-  const normal = (text: string | undefined) =>
-    text === undefined
-      ? undefined
-      : table === 'keys'
-        ? keyRecordCodec.encode(keyRecordCodec.decode(text))
-        : podRecordCodec.encode(podRecordCodec.decode(text));
-  for (const [name, before] of befores) {
-    if (normal(stored.get(name)) !== before)
-      throw new StoreConflict(table === 'keys' ? `key ${name}` : `pod ${name}`, now);
-  }
+/** What is stored now of everything the change was based on, read in one statement. */
+interface Seen {
+  readonly keys: ReadonlyMap<string, string>;
+  readonly pods: ReadonlyMap<string, string>;
+  readonly meta: ReadonlyMap<string, string>;
+  /** This server's lock session holds the leader lock (asked only for a leaderOnly change). */
+  readonly leader: boolean;
+  /** The number the change's first audit event gets. */
+  readonly nextSeq: number;
 }
 
-/** This server's lock session still holds the leader lock (it may have been lost just now). */
-async function checkLeader(client: pg.PoolClient, pid: number | undefined): Promise<void> {
-  const res =
-    pid === undefined
-      ? undefined
-      : await client.query(
-          `SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = $1
-             AND classid = 0 AND objid = $2 AND objsubid = 1`,
-          [pid, LEADER_LOCK],
-        );
-  if ((res?.rowCount ?? 0) === 0)
-    throw new PkmError('NOT_LEADER', 'this server does not hold the leader lock (now)', {
-      retryAfter: 2,
-    });
+const SeenRow = z.object({
+  t: z.enum(['k', 'p', 'm', 'l', 'e']),
+  name: z.string(),
+  value: z.string(),
+});
+
+/** Under the lock: the before-images' rows, the meta values, the leader lock, the log's end. */
+async function look(client: pg.PoolClient, plan: Plan, basis: Basis): Promise<Seen> {
+  const metaKeys = plan.metaBefores.map(([key]) => key);
+  // The derivation pause matters to a change that moves the next index (checkSeen).
+  if (plan.nextKeyIndex !== undefined) metaKeys.push(MetaKey.derivationPause);
+  const res = await client.query(
+    `SELECT 'k' AS t, pubkey AS name, record AS value FROM pkm_keys WHERE pubkey = ANY($1)
+     UNION ALL SELECT 'p', name, record FROM pkm_pods WHERE name = ANY($2)
+     UNION ALL SELECT 'm', key, value FROM pkm_meta WHERE key = ANY($3)
+     UNION ALL SELECT 'l', '', count(*)::text FROM pg_locks
+       WHERE $4 AND locktype = 'advisory' AND granted AND pid = $5
+         AND classid = 0 AND objid = $6 AND objsubid = 1
+     UNION ALL SELECT 'e', '', (coalesce(max(seq) + 1, 0))::text FROM pkm_audit WHERE $7`,
+    [
+      plan.keyBefores.map(([name]) => name),
+      plan.podBefores.map(([name]) => name),
+      metaKeys,
+      plan.leaderOnly && basis.leaderPid !== undefined,
+      basis.leaderPid ?? 0,
+      LEADER_LOCK,
+      plan.events.length > 0,
+    ],
+  );
+  const keys = new Map<string, string>();
+  const pods = new Map<string, string>();
+  const meta = new Map<string, string>();
+  let leader = false;
+  let nextSeq = 0;
+  for (const row of parseRows(SeenRow, res.rows, 'before-image')) {
+    if (row.t === 'k') keys.set(row.name, row.value);
+    else if (row.t === 'p') pods.set(row.name, row.value);
+    else if (row.t === 'm') meta.set(row.name, row.value);
+    else if (row.t === 'l') leader = Number(row.value) > 0;
+    else nextSeq = parseOne(NextSeqRow, [{ next: row.value }], 'audit log end').next;
+  }
+  return { keys, pods, meta, leader, nextSeq };
 }
 
 /**
- * A change that derives (moves the next key index) while another server looks for reported
- * keys among the indexes ahead (MetaKey.derivationPause) could hand out the very index a pod
- * runs: refused, unless it is the searching server's own change (it writes the pause).
+ * The change applies only to what it was based on: each record as its before-image (absent
+ * where it saw none), each meta value as it read it; a derivation not while another server's
+ * search pauses derivation; a leaderOnly change only while this server holds the lock.
  */
-async function checkNotPaused(
-  client: pg.PoolClient,
-  plan: Plan,
-  clock: number,
-  now: Written,
-): Promise<void> {
-  const pause = MetaKey.derivationPause;
-  if (plan.metaPuts.some(([key]) => key === pause) || plan.metaDeletes.includes(pause)) return;
-  const res = await client.query('SELECT key, value FROM pkm_meta WHERE key = $1', [pause]);
-  const [row] = parseRows(MetaRow, res.rows, 'meta');
-  if (row !== undefined && Number(row.value) > clock)
-    throw new StoreConflict('the derivation pause (a search for reported keys)', now);
-}
-
-/** Every meta value the change was decided on is still the stored one. */
-async function checkMetaBefores(
-  client: pg.PoolClient,
-  befores: readonly BeforeImage[],
-  now: Written,
-): Promise<void> {
-  if (befores.length === 0) return;
-  const res = await client.query('SELECT key, value FROM pkm_meta WHERE key = ANY($1)', [
-    befores.map(([key]) => key),
-  ]);
-  const stored = new Map(parseRows(MetaRow, res.rows, 'meta').map((r) => [r.key, r.value]));
-  for (const [key, before] of befores)
-    if (stored.get(key) !== before) throw new StoreConflict(`meta ${key}`, now);
+function checkSeen(plan: Plan, basis: Basis, seen: Seen, now: Written): void {
+  if (plan.leaderOnly && !seen.leader)
+    throw new PkmError('NOT_LEADER', 'this server does not hold the leader lock (now)', {
+      retryAfter: 2,
+    });
+  if (plan.nextKeyIndex !== undefined) {
+    const pause = MetaKey.derivationPause;
+    const own = plan.metaPuts.some(([key]) => key === pause) || plan.metaDeletes.includes(pause);
+    // Unless it is the searching server's own change (it writes the pause).
+    if (!own && Number(seen.meta.get(pause) ?? 0) > basis.now)
+      throw new StoreConflict('the derivation pause (a search for reported keys)', now);
+  }
+  // Compared as the codec writes them: the stored text may be of an older writer's spelling.
+  for (const [name, before] of plan.keyBefores) {
+    const text = seen.keys.get(name);
+    const stored =
+      text === undefined ? undefined : keyRecordCodec.encode(keyRecordCodec.decode(text));
+    if (stored !== before) throw new StoreConflict(`key ${name}`, now);
+  }
+  for (const [name, before] of plan.podBefores) {
+    const text = seen.pods.get(name);
+    const stored =
+      text === undefined ? undefined : podRecordCodec.encode(podRecordCodec.decode(text));
+    if (stored !== before) throw new StoreConflict(`pod ${name}`, now);
+  }
+  for (const [key, before] of plan.metaBefores)
+    if (seen.meta.get(key) !== before) throw new StoreConflict(`meta ${key}`, now);
 }
