@@ -1,20 +1,20 @@
-// `pkm keys import`: keystores (and their EIP-3076 history) into a stopped server's store. It
-// takes the store's lock, so a running server's data dir is refused (STORE_LOCKED); a running
-// server imports through POST /v1/admin/keys/import instead.
+// `pkm keys import`: keystores (and their EIP-3076 history) into a stopped server's store, a
+// LevelDB --data-dir or a PostgreSQL --store. It takes the data dir's lock, or the database's
+// presence lock (store/pg/presence.ts), so a store any server runs on is refused
+// (STORE_LOCKED); a running server imports through POST /v1/admin/keys/import instead.
 
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { GroupCommitter } from './allocation/group-commit.js';
 import { DEFAULT_CHUNK, importKeys, largestKdf } from './allocation/import-keys.js';
 import { parseInterchange } from './api/interchange.js';
+import { addStoreOptions, prepareCommandStore, type StoreNeeds } from './cli-store.js';
 import { parseInteger, type RawFlags, text } from './config.js';
 import { ExitCode, messageOf, PkmError } from './errors.js';
 import { readImportSources } from './import-sources.js';
 import { KdfPool, poolSize } from './keys/kdf-pool.js';
 import { parseChain } from './server/config.js';
 import { flag } from './server-options.js';
-import { kekLoader } from './store/encryption.js';
-import { Store } from './store/store.js';
 
 /** Progress on stderr at least this often. */
 const PROGRESS_MS = 2000;
@@ -38,14 +38,17 @@ Exit codes: 0 all imported or skipped; 3 some keystores were refused (the others
 2, 5 as for every command (bad flags; the store locked or damaged), and nothing was imported.
 PKM_IMPORT_CHUNK_SIZE (for tests): keys per atomic batch, default ${DEFAULT_CHUNK}.`;
 
+const IMPORTING: StoreNeeds = { kek: true, access: 'alone' };
+
 export function addKeysImportCommand(keys: Command): void {
-  keys
-    .command('import')
-    .description(
-      "import EIP-2335 keystores (and their slashing protection) into a stopped server's store",
-    )
-    .addOption(flag('--data-dir <dir>', 'LevelDB directory of a stopped server', './data'))
-    .addOption(flag('--kek-file <file>', "the store's KEK (default: <data-dir>/kek)"))
+  addStoreOptions(
+    keys
+      .command('import')
+      .description(
+        "import EIP-2335 keystores (and their slashing protection) into a stopped server's store",
+      ),
+    IMPORTING,
+  )
     .option('--keystores <paths...>', 'keystore files and folders (see below)')
     .addOption(flag('--password-file <file>', 'one password for every keystore'))
     .addOption(flag('--passwords-dir <dir>', 'a <keystore name without .json>.txt per keystore'))
@@ -77,6 +80,8 @@ export function addKeysImportCommand(keys: Command): void {
           '--keystores is required, e.g. --keystores ./validator_keys',
         );
       const { genesisValidatorsRoot } = parseChain(opts);
+      // The store's flags and files are checked before any keystore is read.
+      const open = await prepareCommandStore(opts, IMPORTING);
       const chunk = parseInteger(
         process.env.PKM_IMPORT_CHUNK_SIZE ?? String(DEFAULT_CHUNK),
         'PKM_IMPORT_CHUNK_SIZE',
@@ -93,8 +98,7 @@ export function addKeysImportCommand(keys: Command): void {
         passwordFile: text(opts, 'passwordFile'),
         passwordsDir: text(opts, 'passwordsDir'),
       });
-      const dataDir = String(opts.dataDir);
-      const store = await Store.open(dataDir, { kek: kekLoader(dataDir, text(opts, 'kekFile')) });
+      const store = await open();
       const pool = new KdfPool(poolSize(largestKdf(sources)));
       const progress = { decrypted: 0, imported: 0, total: sources.length };
       const started = Date.now();

@@ -8,6 +8,12 @@ import { PUBKEY_ANY_CASE } from './api/pubkey.js';
 import { AssignmentsAnswer } from './api/status.js';
 import { addDbCommands } from './cli-db.js';
 import { addKeysImportCommand } from './cli-import.js';
+import {
+  addStoreOptions,
+  prepareCommandStore,
+  readConsistently,
+  type StoreNeeds,
+} from './cli-store.js';
 import { Agent } from './client/agent.js';
 import { type ApiOptions, callServer, DEFAULT_TOKEN_FILE } from './client/api.js';
 import { runClient } from './client/client.js';
@@ -23,7 +29,6 @@ import { createLogger, createStderrLogger, parseLogLevel } from './log.js';
 import { parseServerConfig } from './server/config.js';
 import { startServer } from './server/root.js';
 import { flag, serverOptions } from './server-options.js';
-import { Store } from './store/store.js';
 import { VERSION } from './version.js';
 
 /** --server, and how to reach it: the token to send and the CA its certificate chains to. */
@@ -217,10 +222,15 @@ connectionOptions(program.command('status'))
   });
 
 const deposits = program.command('deposits').description('deposit data of the keys in a store');
-deposits
-  .command('export')
-  .description("write deposit_data.json (launchpad format) from a stopped server's store")
-  .addOption(flag('--data-dir <dir>', 'LevelDB directory', './data'))
+const exporting: StoreNeeds = { kek: false, access: 'read' };
+addStoreOptions(
+  deposits
+    .command('export')
+    .description(
+      "write deposit_data.json (launchpad format) from a stopped server's LevelDB store, or from a PostgreSQL --store (one snapshot, while servers may run)",
+    ),
+  exporting,
+)
   .addOption(flag('--out <file>', 'where to write deposit_data.json', 'deposit_data.json'))
   .addOption(flag('--pod <name>', 'only the keys this pod holds'))
   .addOption(flag('--state <state>', 'only keys in this state (free, allocated, depositing, ...)'))
@@ -232,12 +242,14 @@ deposits
         `--state is one of ${StoredState.options.join(', ')}, e.g. --state allocated`,
       );
     }
-    const store = await Store.open(String(opts.dataDir));
+    const filter = {
+      ...(opts.pod === undefined ? {} : { pod: parsePodName(opts.pod) }),
+      ...(state?.success ? { state: state.data } : {}),
+    };
+    const open = await prepareCommandStore(opts, exporting);
+    const store = await open();
     try {
-      const entries = await depositEntries(store, {
-        ...(opts.pod === undefined ? {} : { pod: parsePodName(opts.pod) }),
-        ...(state?.success ? { state: state.data } : {}),
-      });
+      const entries = await readConsistently(store, (view) => depositEntries(view, filter));
       await writePrivateFile(String(opts.out), `${JSON.stringify(entries, null, 2)}\n`);
       process.stdout.write(`${JSON.stringify({ out: opts.out, deposits: entries.length })}\n`);
     } finally {

@@ -65,6 +65,10 @@ const TABLE = {
   STORE_LOCKED: { status: 503, exit: ExitCode.store },
   /** The database behind the store (PostgreSQL) cannot be reached or was lost: retry later. */
   STORE_UNAVAILABLE: { status: 503, exit: ExitCode.unavailable },
+  /** PostgreSQL refused the login (password, user, database, pg_hba.conf): never retried. */
+  STORE_LOGIN_REFUSED: { status: 503, exit: ExitCode.usage },
+  /** The database's TLS certificate does not verify, or it offers no TLS: never retried. */
+  STORE_UNTRUSTED: { status: 503, exit: ExitCode.usage },
   /**
    * Several servers on one database (PostgreSQL): another server changed what this change was
    * based on, again on every retry. Nothing was written: ask again.

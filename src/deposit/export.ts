@@ -1,6 +1,6 @@
 // deposit_data.json: the deposit data of the store's keys, in the launchpad's format.
 import type { StoredState } from '../api/key-state.js';
-import type { StoreContract } from '../store/contract.js';
+import type { StoreReads } from '../store/contract.js';
 import type { KeyRecord } from '../store/records.js';
 import { launchpadEntry } from './deposit-data.js';
 
@@ -10,7 +10,7 @@ export interface DepositFilter {
   readonly state?: StoredState;
 }
 
-export async function depositEntries(store: StoreContract, filter: DepositFilter = {}) {
+export async function depositEntries(store: StoreReads, filter: DepositFilter = {}) {
   const records: KeyRecord[] = [];
   if (filter.pod !== undefined) {
     records.push(...(await store.getKeys((await store.getPod(filter.pod))?.keys ?? [])));

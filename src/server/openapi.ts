@@ -265,7 +265,14 @@ export function openApiDocument(version: string): Schema {
           requestBody: { required: true, content: json(ref('KekRotationRequest')) },
           responses: {
             ...ok('Done', ref('KekRotation')),
-            ...errors([...AUTH, ...BODY, 'ROTATION_IN_PROGRESS', 'INVALID_CONFIG', 'NOT_READY']),
+            ...errors([
+              ...AUTH,
+              ...BODY,
+              'ROTATION_IN_PROGRESS',
+              'INVALID_CONFIG',
+              'NOT_READY',
+              'STORE_LOCKED',
+            ]),
           },
         },
       },

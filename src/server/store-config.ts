@@ -100,8 +100,12 @@ function parseSsl(raw: RawFlags, host: string): StoreSsl {
   return { mode: 'disable' };
 }
 
-/** --store (default: LevelDB in --data-dir) and the flags that only PostgreSQL takes. */
-export function parseStoreConfig(raw: RawFlags): StoreConfig {
+/**
+ * --store (default: LevelDB in --data-dir) and the flags that only PostgreSQL takes. With
+ * `needsKek` false (a command that never opens a secret: pkm db check, pkm deposits export),
+ * a database needs no --kek-file.
+ */
+export function parseStoreConfig(raw: RawFlags, needsKek = true): StoreConfig {
   const value = text(raw, 'store');
   if (value === undefined) {
     const stray = PG_ONLY.find((name) => text(raw, name) !== undefined);
@@ -114,7 +118,7 @@ export function parseStoreConfig(raw: RawFlags): StoreConfig {
   }
   const url = parseStoreUrl(value);
   // No data dir holds a made-up KEK beside a database: it would be lost with the pod.
-  if (text(raw, 'kekFile') === undefined)
+  if (needsKek && text(raw, 'kekFile') === undefined)
     throw new PkmError(
       'INVALID_CONFIG',
       '--store postgres://… needs --kek-file (there is no data dir to keep a new KEK in), e.g. --kek-file /etc/pkm/kek',

@@ -8,10 +8,10 @@ import { readSecretFile } from '../files.js';
 import type { Logger } from '../log.js';
 import type { StoreContract } from '../store/contract.js';
 import { kekLoader, loadKek } from '../store/encryption.js';
-import { PgStore } from '../store/pg/pg-store.js';
+import { PgStore, type PgStoreOptions } from '../store/pg/pg-store.js';
 import { Store } from '../store/store.js';
 import type { ServerConfig } from './config.js';
-import { describeStore, type StoreSsl } from './store-config.js';
+import { describeStore, type StoreConfig, type StoreSsl } from './store-config.js';
 
 /** What opening needs, every file already read and checked. */
 export type StoreOpening =
@@ -51,12 +51,17 @@ async function sslOptions(ssl: StoreSsl): Promise<false | ConnectionOptions> {
   return { rejectUnauthorized: true, ca: await readCa(ssl.caFile) };
 }
 
-/** Reads the password, the CA and the KEK: refusals here come before any connection. */
-export async function prepareStoreOpen(
-  config: Pick<ServerConfig, 'store' | 'kekFile'>,
-): Promise<StoreOpening> {
-  const { store } = config;
-  if (store.kind === 'leveldb') return store;
+/** How to reach a database: the URL, and its password and CA read from their files. */
+export interface PgReach {
+  readonly url: string;
+  readonly password: string | undefined;
+  readonly ssl: false | ConnectionOptions;
+}
+
+/** Reads the password and the CA files: refusals here come before any connection. */
+export async function preparePgReach(
+  store: Extract<StoreConfig, { kind: 'postgres' }>,
+): Promise<PgReach> {
   const password =
     store.passwordFile === undefined
       ? undefined
@@ -66,6 +71,16 @@ export async function prepareStoreOpen(
       'INVALID_CONFIG',
       `--store-password-file ${store.passwordFile ?? ''} is empty, e.g. --store-password-file /etc/pkm/db-password`,
     );
+  return { url: store.url, password, ssl: await sslOptions(store.ssl) };
+}
+
+/** Reads the password, the CA and the KEK: refusals here come before any connection. */
+export async function prepareStoreOpen(
+  config: Pick<ServerConfig, 'store' | 'kekFile'>,
+): Promise<StoreOpening> {
+  const { store } = config;
+  if (store.kind === 'leveldb') return store;
+  const reach = await preparePgReach(store);
   // The parser requires --kek-file here; checked again so no KEK is ever made up for a database.
   if (config.kekFile === undefined)
     throw new PkmError(
@@ -73,7 +88,7 @@ export async function prepareStoreOpen(
       '--store postgres://… needs --kek-file, e.g. --kek-file /etc/pkm/kek',
     );
   const { kek } = await loadKek('', config.kekFile);
-  return { kind: 'postgres', url: store.url, password, ssl: await sslOptions(store.ssl), kek };
+  return { kind: 'postgres', ...reach, kek };
 }
 
 export async function openServerStore(
@@ -98,19 +113,20 @@ export async function openServerStore(
   // The benchmark's unsynced commits exist for LevelDB only: refused rather than ignored.
   if (!sync) throw new PkmError('INVALID_CONFIG', 'unsynced commits are a LevelDB benchmark only');
   const { kek } = opening;
-  const store = await PgStore.open(opening.url, {
+  // One of many servers; refused while a maintenance command has the database (presence.ts).
+  const store = await openPgStore(opening, {
     kek: async () => kek,
     log,
     lanes: true,
-    ssl: opening.ssl,
-    ...(opening.password === undefined ? {} : { password: opening.password }),
+    presence: 'server',
   });
   return { store, where, ping: () => store.ping() };
 }
 
 /**
  * Opens a prepared store for maintenance (`pkm db copy`): with `kek`, its secrets open; without,
- * they stay sealed and nothing is made (no data key is written into an empty store).
+ * they stay sealed and nothing is made (no data key is written into an empty store). Alone on
+ * it: a LevelDB store is locked, and a database is refused while a server runs on it.
  */
 export async function openStore(
   opening: StoreOpening,
@@ -118,9 +134,17 @@ export async function openStore(
 ): Promise<Store | PgStore> {
   const secrets = kek === undefined ? {} : { kek: async () => kek };
   if (opening.kind === 'leveldb') return Store.open(opening.dataDir, secrets);
-  return PgStore.open(opening.url, {
-    ...secrets,
-    ssl: opening.ssl,
-    ...(opening.password === undefined ? {} : { password: opening.password }),
+  return openPgStore(opening, { ...secrets, presence: 'alone' });
+}
+
+/** PgStore.open on a prepared reach, its password and TLS as read from their files. */
+export function openPgStore(
+  reach: PgReach,
+  opts: Omit<PgStoreOptions, 'ssl' | 'password'>,
+): Promise<PgStore> {
+  return PgStore.open(reach.url, {
+    ...opts,
+    ssl: reach.ssl,
+    ...(reach.password === undefined ? {} : { password: reach.password }),
   });
 }

@@ -1,7 +1,7 @@
 // The store's invariants (DESIGN.md "Key lifecycle"), checked by reading everything.
 // Used by tests after crashes, and by `pkm db check`.
 
-import type { StoreContract } from './contract.js';
+import type { StoreReads } from './contract.js';
 import { type Counts, countRecord, type KeyRecord, ZERO_COUNTS } from './records.js';
 
 export interface CheckReport {
@@ -10,7 +10,7 @@ export interface CheckReport {
   readonly problems: string[];
 }
 
-export async function checkStore(store: StoreContract): Promise<CheckReport> {
+export async function checkStore(store: StoreReads): Promise<CheckReport> {
   const problems: string[] = [];
   // The counters compared below are the database's, not this server's last view of them.
   await store.refresh();

@@ -150,3 +150,20 @@ export interface StoreContract {
   compact(): Promise<void>;
   close(): Promise<void>;
 }
+
+/**
+ * The reads `pkm db check` and `pkm deposits export` make. A PostgreSQL store gives them from
+ * one snapshot (PgStore.snapshot), so they see one instant while servers write; a LevelDB
+ * store gives them itself, as the one process holding its lock.
+ */
+export type StoreReads = Pick<
+  StoreContract,
+  | 'refresh'
+  | 'nextKeyIndex'
+  | 'storedCounts'
+  | 'getPod'
+  | 'getKeys'
+  | 'indexEntries'
+  | 'pods'
+  | 'keyRecords'
+>;

@@ -41,21 +41,25 @@ export async function makeClientCert(
 
 /**
  * A certificate for CN=name signed by `ca`; with `extendedKeyUsage` (e.g. serverAuth) it is
- * good for that purpose only.
+ * good for that purpose only; with `subjectAltName` (e.g. IP:127.0.0.1) it names that host.
  */
 export async function signCert(
   dir: string,
   name: string,
   ca: { cert: string; key: string },
   extendedKeyUsage?: string,
+  subjectAltName?: string,
 ): Promise<{ cert: string; key: string }> {
   const key = join(dir, `${name}.key`);
   const csr = join(dir, `${name}.csr`);
   const cert = join(dir, `${name}.crt`);
   await newKey(name, key, ['-new', '-out', csr]);
   const ext = join(dir, `${name}.ext`);
-  if (extendedKeyUsage !== undefined)
-    await writeFile(ext, `extendedKeyUsage=${extendedKeyUsage}\n`);
+  const extensions = [
+    ...(extendedKeyUsage === undefined ? [] : [`extendedKeyUsage=${extendedKeyUsage}`]),
+    ...(subjectAltName === undefined ? [] : [`subjectAltName=${subjectAltName}`]),
+  ];
+  if (extensions.length > 0) await writeFile(ext, `${extensions.join('\n')}\n`);
   await run('openssl', [
     'x509',
     '-req',
@@ -68,7 +72,7 @@ export async function signCert(
     '-CAcreateserial',
     '-days',
     '1',
-    ...(extendedKeyUsage === undefined ? [] : ['-extfile', ext]),
+    ...(extensions.length === 0 ? [] : ['-extfile', ext]),
     '-out',
     cert,
   ]);

@@ -7,7 +7,14 @@ import pg from 'pg';
 import { PkmError } from '../../errors.js';
 import { type AuditEvent, decodeEvent } from '../audit.js';
 import { MetaKey } from '../buckets.js';
-import type { Change, IndexEntry, Leadership, PoolIndex, StoreContract } from '../contract.js';
+import type {
+  Change,
+  IndexEntry,
+  Leadership,
+  PoolIndex,
+  StoreContract,
+  StoreReads,
+} from '../contract.js';
 import type { KeyRing } from '../encryption.js';
 import { lockedCodec, openSecrets, requireKeyRing, type SecretsMeta } from '../encryption-setup.js';
 import {
@@ -23,6 +30,7 @@ import { type PgConnection, pgConnection } from './connection.js';
 import { guarded, storeError } from './errors.js';
 import { type LeaderLog, type LeaderTimes, PgLeader } from './leader.js';
 import { planChange } from './plan.js';
+import { Presence, type PresenceMode } from './presence.js';
 import {
   CountRow,
   EntryRow,
@@ -35,6 +43,7 @@ import {
   TextValue,
 } from './rows.js';
 import { migrate } from './schema.js';
+import { readSnapshot } from './snapshot.js';
 import { StoreConflict, writePlan } from './write.js';
 
 /** oldest(): $1 the pool, $2 the latest time or null, $3 the limit. */
@@ -84,6 +93,11 @@ export interface PgStoreOptions {
    * keys, which their commits would refuse. Default: exact oldest-first.
    */
   readonly lanes?: boolean;
+  /**
+   * Holds the database's presence lock while open (presence.ts): `server` beside other
+   * servers, `alone` for a maintenance command; STORE_LOCKED when refused. Default: none.
+   */
+  readonly presence?: PresenceMode;
 }
 
 /** How far a server's wall clock may be off the database's (ping()). */
@@ -112,6 +126,7 @@ export class PgStore implements StoreContract {
      */
     private stored: Counts,
     private nextIndex: number,
+    private readonly presence: Presence | undefined,
   ) {
     this.leader = new PgLeader(connection, opts.log, opts.leaderTimes);
     this.closedSignal = new Promise<never>((_, reject) => {
@@ -131,11 +146,14 @@ export class PgStore implements StoreContract {
   /** Connects, migrates (or refuses a newer schema), and opens the secrets. */
   static async open(url: string, opts: PgStoreOptions = {}): Promise<PgStore> {
     const connection = pgConnection(url, opts.password, opts.ssl);
-    const pool = new pg.Pool({
+    const connecting = {
       ...connection,
-      max: opts.poolSize ?? 10,
       connectionTimeoutMillis: opts.connectTimeoutMs ?? 10_000,
-    });
+    };
+    // Taken before anything else: a refused command has migrated nothing.
+    const presence =
+      opts.presence === undefined ? undefined : await Presence.take(connecting, opts.presence);
+    const pool = new pg.Pool({ ...connecting, max: opts.poolSize ?? 10 });
     // A connection lost while idle, or while checked out, emits 'error'; unheard, node would
     // crash. The calls that use the connection fail on their own and are answered as
     // STORE_UNAVAILABLE, so these events only need hearing.
@@ -156,9 +174,10 @@ export class PgStore implements StoreContract {
       const secrets = opts.kek
         ? await openSecrets(pgSecretsMeta(pool), opts.kek, opts.extraKeks)
         : lockedCodec;
-      return new PgStore(pool, connection, opts, secrets, counts, next);
+      return new PgStore(pool, connection, opts, secrets, counts, next, presence);
     } catch (err) {
       await pool.end().catch(() => undefined);
+      await presence?.release();
       throw storeError(err, 'opening');
     }
   }
@@ -174,6 +193,8 @@ export class PgStore implements StoreContract {
    * ahead would end coolings early on the server that hands keys out.
    */
   async ping(): Promise<void> {
+    // A database that restarted ended the presence lock's session too: it is taken again.
+    await this.presence?.ensure();
     await this.refresh();
     const sent = this.clock();
     const res = await this.query(
@@ -214,6 +235,31 @@ export class PgStore implements StoreContract {
       (await this.getMeta(BOOT_TOKEN)) ??
       putIfAbsent(this.pool, BOOT_TOKEN, randomBytes(16).toString('hex'))
     );
+  }
+
+  /**
+   * How many pkm servers have this database open, this one included (their presence locks);
+   * undefined for a store opened without one.
+   */
+  async serversRunning(): Promise<number | undefined> {
+    return this.presence === undefined ? undefined : (await this.presence.holders()).servers;
+  }
+
+  /**
+   * Runs `read` on one snapshot of the database (snapshot.ts), a read-only transaction apart
+   * from commit()'s: `pkm db check` sees one instant while servers write.
+   */
+  async snapshot<T>(read: (view: StoreReads) => Promise<T>): Promise<T> {
+    if (this.closed) throw new PkmError('NOT_READY', 'the store is closed');
+    const client = await guarded('beginning a snapshot', () => this.pool.connect());
+    try {
+      const result = await readSnapshot(client, read);
+      client.release();
+      return result;
+    } catch (err) {
+      client.release(err instanceof Error ? err : true);
+      throw err;
+    }
   }
 
   async getMeta(key: string): Promise<string | undefined> {
@@ -440,6 +486,7 @@ export class PgStore implements StoreContract {
     this.signalClosed(new PkmError('NOT_READY', 'the store is closed'));
     await this.leader.stop();
     await this.pool.end().catch(() => undefined);
+    await this.presence?.release();
   }
 
   private async query(doing: string, sql: string, params: readonly unknown[]) {
