@@ -10,6 +10,7 @@ import { MetaKey } from '../../src/store/buckets.js';
 import { checkStore } from '../../src/store/check.js';
 import { LEADER_LOCK } from '../../src/store/pg/leader.js';
 import { PgStore } from '../../src/store/pg/pg-store.js';
+import { PRESENCE_LOCK } from '../../src/store/pg/presence.js';
 import { FakeClock, onCleanup, testKek, until } from '../helpers.js';
 import { mnemonic } from '../support/allocator.js';
 import { findPostgres, usePostgres } from '../support/postgres.js';
@@ -47,6 +48,7 @@ describe.skipIf(bins === undefined)('several servers on one PostgreSQL database'
       poolSize: 4,
       leaderTimes: FAST,
       lanes: true,
+      presence: 'server',
     });
     onCleanup(() => store.close());
     return store;
@@ -286,6 +288,34 @@ describe.skipIf(bins === undefined)('several servers on one PostgreSQL database'
     const behind = await PgStore.open(url, { kek: testKek, clock: () => Date.now() - 1_500 });
     onCleanup(() => behind.close());
     await expect(behind.ping()).rejects.toMatchObject({ code: 'CLOCK_SKEW' });
+  });
+
+  it('no commit lands while a maintenance command holds the database alone, even one that got in while the server had lost its presence lock', async () => {
+    const url = await newDatabase();
+    const a = await openServer(url);
+    await a.commit({ keys: [], pods: [], meta: [['before', '1']] });
+    // The server's presence session ends (as at a database restart) and, before its next
+    // ping takes the lock again, a maintenance command takes it alone.
+    await adminQuery(
+      url,
+      `SELECT pg_terminate_backend(pid) FROM pg_locks
+       WHERE locktype = 'advisory' AND classid = 0 AND objid = $1 AND granted`,
+      [PRESENCE_LOCK],
+    );
+    const maintenance = new pg.Client({ connectionString: url });
+    await maintenance.connect();
+    onCleanup(() => maintenance.end());
+    await until(async () => {
+      const res = await maintenance.query('SELECT pg_try_advisory_lock($1) AS ok', [PRESENCE_LOCK]);
+      return res.rows[0]?.ok === true;
+    }, 5_000);
+    await expect(a.commit({ keys: [], pods: [], meta: [['during', '1']] })).rejects.toMatchObject({
+      code: 'STORE_LOCKED',
+    });
+    expect(await a.getMeta('during')).toBeUndefined();
+    await maintenance.query('SELECT pg_advisory_unlock($1)', [PRESENCE_LOCK]);
+    await a.commit({ keys: [], pods: [], meta: [['after', '1']] });
+    expect(await a.getMeta('after')).toBe('1');
   });
 
   it('every server answers heartbeats with the one boot token of the database', async () => {

@@ -8,8 +8,11 @@ import pg from 'pg';
 import type { Leadership } from '../contract.js';
 import type { PgConnection } from './connection.js';
 
-/** The advisory lock's key (one 64-bit key; MIGRATION_LOCK in schema.ts is another). */
-export const LEADER_LOCK = 0x706b6d01;
+/**
+ * The advisory lock's key (one 64-bit key): unlike schema.ts's MIGRATION_LOCK (0x706b6d00) and
+ * presence.ts's PRESENCE_LOCK (0x706b6d01), which every server holds shared.
+ */
+export const LEADER_LOCK = 0x706b6d02;
 
 export interface LeaderTimes {
   /** How often a server that is not the leader tries to take the lock (ms). */

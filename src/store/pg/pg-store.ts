@@ -135,6 +135,7 @@ export class PgStore implements StoreContract {
     // Nobody may be racing it when it rejects: heard here, so that is no unhandled rejection.
     this.closedSignal.catch(() => undefined);
     this.clock = opts.clock ?? Date.now;
+    this.beside = opts.presence === 'server';
     this.lane = opts.lanes ? randomInt(16).toString(16) : undefined;
   }
 
@@ -142,6 +143,8 @@ export class PgStore implements StoreContract {
   readonly lane: string | undefined;
 
   private readonly clock: () => number;
+  /** One server of several (presence `server`): commits check no maintenance runs alone. */
+  private readonly beside: boolean;
 
   /** Connects, migrates (or refuses a newer schema), and opens the secrets. */
   static async open(url: string, opts: PgStoreOptions = {}): Promise<PgStore> {
@@ -437,12 +440,13 @@ export class PgStore implements StoreContract {
    */
   async commit(change: Change): Promise<void> {
     const plan = planChange(change, this.nextIndex);
-    // Several servers (issue 15, point 3): a serialization failure or a before-image mismatch
-    // is retried here, a bounded number of times, with a new plan from the caller's re-read.
+    // Several servers (issue 15, point 3): a before-image mismatch refuses the change whole
+    // (STORE_CONFLICT); the group committer re-reads and runs it again, a bounded number of times.
     const basis = {
       nextKeyIndex: this.nextIndex,
       leaderPid: this.leader.lockPid,
       now: this.clock(),
+      presence: this.beside,
     };
     const written = await guarded('committing a change', async () => {
       const client = await this.unlessClosed(this.pool.connect());

@@ -12,7 +12,10 @@ import { PkmError } from '../../errors.js';
 import { guarded } from './errors.js';
 import { parseOne, parseRows } from './rows.js';
 
-/** Any key unlike schema.ts's MIGRATION_LOCK (0x706b6d00): "pkm" and 1. */
+/**
+ * Any key unlike schema.ts's MIGRATION_LOCK (0x706b6d00) and leader.ts's LEADER_LOCK
+ * (0x706b6d02): "pkm" and 1.
+ */
 export const PRESENCE_LOCK = 0x706b6d01;
 
 /** `server`: one of many (shared); `alone`: nothing else may have the database (exclusive). */

@@ -8,6 +8,7 @@ import { MetaKey } from '../buckets.js';
 import { type Counts, countsCodec, keyRecordCodec, podRecordCodec } from '../records.js';
 import { LEADER_LOCK } from './leader.js';
 import { applyDelta, type Plan } from './plan.js';
+import { PRESENCE_LOCK } from './presence.js';
 import { MetaRow, NextSeqRow, parseOne, parseRows } from './rows.js';
 
 export interface Written {
@@ -23,6 +24,12 @@ export interface Basis {
   readonly leaderPid: number | undefined;
   /** This server's wall clock (ms), for MetaKey.derivationPause. */
   readonly now: number;
+  /**
+   * A server beside others (presence.ts, `server`): each commit takes the presence lock shared
+   * for its transaction too, so no commit lands while a maintenance command holds it alone,
+   * even in the moment after a database restart before the session lock is taken again.
+   */
+  readonly presence: boolean;
 }
 
 /**
@@ -152,7 +159,7 @@ interface Seen {
 }
 
 const SeenRow = z.object({
-  t: z.enum(['k', 'p', 'm', 'l', 'e']),
+  t: z.enum(['k', 'p', 'm', 'l', 'e', 'x']),
   name: z.string(),
   value: z.string(),
 });
@@ -169,7 +176,9 @@ async function look(client: pg.PoolClient, plan: Plan, basis: Basis): Promise<Se
      UNION ALL SELECT 'l', '', count(*)::text FROM pg_locks
        WHERE $4 AND locktype = 'advisory' AND granted AND pid = $5
          AND classid = 0 AND objid = $6 AND objsubid = 1
-     UNION ALL SELECT 'e', '', (coalesce(max(seq) + 1, 0))::text FROM pkm_audit WHERE $7`,
+     UNION ALL SELECT 'e', '', (coalesce(max(seq) + 1, 0))::text FROM pkm_audit WHERE $7
+     UNION ALL SELECT 'x', '',
+       (CASE WHEN $8 THEN pg_try_advisory_xact_lock_shared($9::bigint) ELSE true END)::text`,
     [
       plan.keyBefores.map(([name]) => name),
       plan.podBefores.map(([name]) => name),
@@ -178,20 +187,30 @@ async function look(client: pg.PoolClient, plan: Plan, basis: Basis): Promise<Se
       basis.leaderPid ?? 0,
       LEADER_LOCK,
       plan.events.length > 0,
+      basis.presence,
+      PRESENCE_LOCK,
     ],
   );
   const keys = new Map<string, string>();
   const pods = new Map<string, string>();
   const meta = new Map<string, string>();
   let leader = false;
+  let alone = false;
   let nextSeq = 0;
   for (const row of parseRows(SeenRow, res.rows, 'before-image')) {
     if (row.t === 'k') keys.set(row.name, row.value);
     else if (row.t === 'p') pods.set(row.name, row.value);
     else if (row.t === 'm') meta.set(row.name, row.value);
     else if (row.t === 'l') leader = Number(row.value) > 0;
+    else if (row.t === 'x') alone = row.value !== 'true';
     else nextSeq = parseOne(NextSeqRow, [{ next: row.value }], 'audit log end').next;
   }
+  if (alone)
+    throw new PkmError(
+      'STORE_LOCKED',
+      'a maintenance command (pkm db rotate-kek, pkm keys import or pkm db copy) is running on this database: nothing was written',
+      { retryAfter: 30 },
+    );
   return { keys, pods, meta, leader, nextSeq };
 }
 
