@@ -17,14 +17,7 @@ import type {
 } from '../contract.js';
 import type { KeyRing } from '../encryption.js';
 import { lockedCodec, openSecrets, requireKeyRing, type SecretsMeta } from '../encryption-setup.js';
-import {
-  type Counts,
-  countsCodec,
-  type KeyRecord,
-  keyRecordCodec,
-  type PodRecord,
-  podRecordCodec,
-} from '../records.js';
+import { type Counts, type KeyRecord, keyRecordCodec, type PodRecord } from '../records.js';
 import type { SecretCodec } from '../secret-codec.js';
 import { type PgConnection, pgConnection } from './connection.js';
 import { guarded, storeError } from './errors.js';
@@ -32,16 +25,15 @@ import { type LeaderLog, type LeaderTimes, PgLeader } from './leader.js';
 import { planChange } from './plan.js';
 import { Presence, type PresenceMode } from './presence.js';
 import {
-  CountRow,
-  EntryRow,
-  EventRow,
-  KeyRow,
-  MetaRow,
-  PodRow,
-  parseOne,
-  parseRows,
-  TextValue,
-} from './rows.js';
+  type Run,
+  readCounters,
+  readIndex,
+  readKeyRecords,
+  readKeys,
+  readPod,
+  readPods,
+} from './reads.js';
+import { CountRow, EntryRow, EventRow, KeyRow, parseOne, parseRows, TextValue } from './rows.js';
 import { migrate } from './schema.js';
 import { readSnapshot } from './snapshot.js';
 import { StoreConflict, writePlan } from './write.js';
@@ -60,9 +52,6 @@ export const OLDEST_IN_LANE_SQL = `SELECT since, pubkey FROM pkm_keys
 const OLDEST_OUTSIDE_LANE_SQL = `SELECT since, pubkey FROM pkm_keys
   WHERE pool = $1 AND right(pubkey, 1) <> $4 AND ($2::bigint IS NULL OR since <= $2)
   ORDER BY since, pubkey LIMIT $3`;
-
-/** Rows per page of pods() and keyRecords(): they stream, never one giant SELECT. */
-const PAGE = 500;
 
 export interface PgStoreOptions {
   /** Gives the KEK, as for the LevelDB store (StoreOptions.kek). */
@@ -173,7 +162,7 @@ export class PgStore implements StoreContract {
           throw err;
         }
       });
-      const { counts, next } = await readCounters(pool);
+      const { counts, next } = await readCounters(poolRun(pool));
       const secrets = opts.kek
         ? await openSecrets(pgSecretsMeta(pool), opts.kek, opts.extraKeks)
         : lockedCodec;
@@ -217,7 +206,7 @@ export class PgStore implements StoreContract {
 
   async refresh(): Promise<void> {
     if (this.closed) throw new PkmError('NOT_READY', 'the store is closed');
-    const { counts, next } = await readCounters(this.pool);
+    const { counts, next } = await readCounters(this.run);
     // Only forward: a commit of this server's may have landed after the read began.
     if (next >= this.nextIndex) {
       this.stored = counts;
@@ -295,13 +284,7 @@ export class PgStore implements StoreContract {
   }
 
   async getPod(name: string): Promise<PodRecord | undefined> {
-    const res = await this.query(
-      'reading a pod',
-      'SELECT name, record FROM pkm_pods WHERE name = $1',
-      [name],
-    );
-    const [row] = parseRows(PodRow, res.rows, 'pod');
-    return row && podRecordCodec.decode(row.record);
+    return readPod(this.run, name);
   }
 
   async getKey(pubkey: string): Promise<KeyRecord | undefined> {
@@ -315,19 +298,7 @@ export class PgStore implements StoreContract {
   }
 
   async getKeys(pubkeys: readonly string[]): Promise<KeyRecord[]> {
-    if (pubkeys.length === 0) return [];
-    const res = await this.query(
-      'reading keys',
-      'SELECT pubkey, record FROM pkm_keys WHERE pubkey = ANY($1)',
-      [[...new Set(pubkeys)]],
-    );
-    const byKey = new Map(parseRows(KeyRow, res.rows, 'key').map((r) => [r.pubkey, r.record]));
-    return pubkeys.map((pubkey) => {
-      const text = byKey.get(pubkey);
-      if (text === undefined)
-        throw new PkmError('STORE_CORRUPT', `key ${pubkey} is indexed but has no record`);
-      return keyRecordCodec.decode(text);
-    });
+    return readKeys(this.run, pubkeys);
   }
 
   /**
@@ -363,47 +334,16 @@ export class PgStore implements StoreContract {
   }
 
   async indexEntries(index: PoolIndex): Promise<IndexEntry[]> {
-    const res = await this.query(
-      'reading a pool',
-      'SELECT since, pubkey FROM pkm_keys WHERE pool = $1 ORDER BY since, pubkey',
-      [index],
-    );
-    return parseRows(EntryRow, res.rows, 'pool entry');
+    return readIndex(this.run, index);
   }
 
   /** Keyset pages by name: each page is an index range scan after the last name seen. */
-  async *pods(opts: { after?: string } = {}): AsyncGenerator<[string, PodRecord]> {
-    let after = opts.after;
-    for (;;) {
-      const res = await this.query(
-        'listing pods',
-        `SELECT name, record FROM pkm_pods WHERE $1::text IS NULL OR name > $1
-         ORDER BY name LIMIT ${PAGE}`,
-        [after ?? null],
-      );
-      const rows = parseRows(PodRow, res.rows, 'pod');
-      for (const row of rows) yield [row.name, podRecordCodec.decode(row.record)];
-      const last = rows.at(-1);
-      if (last === undefined || rows.length < PAGE) return;
-      after = last.name;
-    }
+  pods(opts: { after?: string } = {}): AsyncGenerator<[string, PodRecord]> {
+    return readPods(this.run, opts.after);
   }
 
-  async *keyRecords(): AsyncGenerator<KeyRecord> {
-    let after: string | null = null;
-    for (;;) {
-      const res = await this.query(
-        'listing keys',
-        `SELECT pubkey, record FROM pkm_keys WHERE $1::text IS NULL OR pubkey > $1
-         ORDER BY pubkey LIMIT ${PAGE}`,
-        [after],
-      );
-      const rows = parseRows(KeyRow, res.rows, 'key');
-      for (const row of rows) yield keyRecordCodec.decode(row.record);
-      const last = rows.at(-1);
-      if (last === undefined || rows.length < PAGE) return;
-      after = last.pubkey;
-    }
+  keyRecords(): AsyncGenerator<KeyRecord> {
+    return readKeyRecords(this.run);
   }
 
   async events(since: number, limit: number): Promise<AuditEvent[]> {
@@ -493,6 +433,9 @@ export class PgStore implements StoreContract {
     await this.presence?.release();
   }
 
+  /** Runs one statement on the pool (reads.ts). */
+  private readonly run: Run = (doing, sql, params) => this.query(doing, sql, params);
+
   private async query(doing: string, sql: string, params: readonly unknown[]) {
     if (this.closed) throw new PkmError('NOT_READY', 'the store is closed');
     return guarded(doing, () => this.unlessClosed(this.pool.query(sql, [...params])));
@@ -505,22 +448,6 @@ export class PgStore implements StoreContract {
   private unlessClosed<T>(call: Promise<T>): Promise<T> {
     return Promise.race([call, this.closedSignal]);
   }
-}
-
-/** The counters and next key index as stored now. */
-async function readCounters(pool: pg.Pool): Promise<{ counts: Counts; next: number }> {
-  const meta = await guarded('reading its meta', () =>
-    pool.query('SELECT key, value FROM pkm_meta WHERE key = ANY($1)', [
-      [MetaKey.counts, MetaKey.nextKeyIndex],
-    ]),
-  );
-  const values = new Map(parseRows(MetaRow, meta.rows, 'meta').map((r) => [r.key, r.value]));
-  const counts = values.get(MetaKey.counts);
-  if (counts === undefined) throw new PkmError('STORE_CORRUPT', 'the store has no counters');
-  const next = Number(values.get(MetaKey.nextKeyIndex) ?? '0');
-  if (!Number.isSafeInteger(next) || next < 0)
-    throw new PkmError('STORE_CORRUPT', 'the next key index is not a number');
-  return { counts: countsCodec.decode(counts), next };
 }
 
 async function getMeta(pool: pg.Pool, key: string): Promise<string | undefined> {
@@ -559,4 +486,9 @@ function pgSecretsMeta(pool: pg.Pool): SecretsMeta {
     get: (key) => getMeta(pool, key),
     putIfAbsent: (key, value) => putIfAbsent(pool, key, value),
   };
+}
+
+/** Runs one statement on `pool`, before a store exists (open()). */
+function poolRun(pool: pg.Pool): Run {
+  return (doing, sql, params) => guarded(doing, () => pool.query(sql, [...params]));
 }
