@@ -45,6 +45,8 @@ export interface LeaderLog {
 
 export class PgLeader implements Leadership {
   private client: pg.Client | undefined;
+  /** The session a server that does not lead tries the lock on. */
+  private candidate: pg.Client | undefined;
   /** The lock session's backend pid while leader (checked in pg_locks by leaderOnly commits). */
   private pid: number | undefined;
   private readonly listeners = new Set<(leader: boolean) => void>();
@@ -87,6 +89,7 @@ export class PgLeader implements Leadership {
     this.depose('stopping');
     // Ending the session frees the lock at once; an unlock first would only race it.
     await client?.end().catch(() => undefined);
+    await this.dropCandidate();
   }
 
   private schedule(): void {
@@ -108,7 +111,40 @@ export class PgLeader implements Leadership {
     }
   }
 
+  /**
+   * One try for the lock, on the session kept from the last try (a new one only after an
+   * error): a server that is not the leader keeps one idle connection, not one per try.
+   */
   private async campaign(): Promise<void> {
+    let client = this.candidate;
+    try {
+      if (!client) {
+        client = this.connect();
+        this.candidate = client;
+        await client.connect();
+        for (const sql of KEEPALIVES) await client.query(sql);
+      }
+      const res = await client.query<{ got: boolean; pid: number }>(
+        'SELECT pg_try_advisory_lock($1) AS got, pg_backend_pid() AS pid',
+        [LEADER_LOCK],
+      );
+      const row = res.rows[0];
+      if (!this.running || row?.got !== true || typeof row.pid !== 'number') {
+        if (!this.running) await this.dropCandidate();
+        return;
+      }
+      this.candidate = undefined;
+      this.client = client;
+      this.pid = row.pid;
+      this.log?.info({ pid: row.pid }, 'leader: this server runs the once-only work');
+      this.emit(true);
+    } catch {
+      // The database is away: a new session at the next tick.
+      await this.dropCandidate();
+    }
+  }
+
+  private connect(): pg.Client {
     const client = new pg.Client({
       ...this.connection,
       keepAlive: true,
@@ -118,26 +154,13 @@ export class PgLeader implements Leadership {
     // Heard, so a lost connection never crashes the process; it deposes this server at once.
     client.on('error', () => this.lost(client, 'its lock connection failed'));
     client.on('end', () => this.lost(client, 'its lock connection ended'));
-    try {
-      await client.connect();
-      for (const sql of KEEPALIVES) await client.query(sql);
-      const res = await client.query<{ got: boolean; pid: number }>(
-        'SELECT pg_try_advisory_lock($1) AS got, pg_backend_pid() AS pid',
-        [LEADER_LOCK],
-      );
-      const row = res.rows[0];
-      if (!this.running || row?.got !== true || typeof row.pid !== 'number') {
-        await client.end().catch(() => undefined);
-        return;
-      }
-      this.client = client;
-      this.pid = row.pid;
-      this.log?.info({ pid: row.pid }, 'leader: this server runs the once-only work');
-      this.emit(true);
-    } catch {
-      // The database is away, or another server leads: try again at the next tick.
-      await client.end().catch(() => undefined);
-    }
+    return client;
+  }
+
+  private async dropCandidate(): Promise<void> {
+    const client = this.candidate;
+    this.candidate = undefined;
+    await client?.end().catch(() => undefined);
   }
 
   private async ping(): Promise<void> {
@@ -157,6 +180,7 @@ export class PgLeader implements Leadership {
   }
 
   private lost(client: pg.Client, why: string): void {
+    if (client === this.candidate) this.candidate = undefined;
     if (client !== this.client) return;
     this.depose(why);
     client.end().catch(() => undefined);
