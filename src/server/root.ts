@@ -93,7 +93,7 @@ export async function startServer(
     const { deposits } = config;
     let depositor: Depositor | undefined;
     if (deposits?.send) {
-      const parts = { store, group, keySource, clock: systemClock, log };
+      const parts = { store, group, keySource, clock: store.clock, log };
       const sending = { ...deposits, send: deposits.send };
       const opened = await openDepositor(sending, parts, deposits.send.reconcileMs);
       teardown.push(() => opened.stop());
@@ -112,6 +112,8 @@ export async function startServer(
       log,
       keySource,
       group,
+      // The store's clock: on a shared store the database's, which every server agrees on.
+      clock: store.clock,
       bootToken: await store.bootToken(),
       ...(restoredAt === undefined ? {} : { restored: true }),
       isDraining: () => draining,

@@ -1,6 +1,7 @@
 // The store contract: everything the domain (allocation/, server/, kube/, deposit/, the CLI)
 // asks of a store. The LevelDB Store implements it; a second backend (PostgreSQL, issue 15)
 // implements exactly this, and test/store/conformance.ts checks its rules on every backend.
+import type { Clock } from '../clock.js';
 import type { AuditEvent, NewAuditEvent } from './audit.js';
 import type { KeyRing } from './encryption.js';
 import type { Counts, KeyRecord, PodRecord } from './records.js';
@@ -138,6 +139,11 @@ export interface StoreContract {
 
   /** The ring of data keys; INVALID_CONFIG for a store opened without its KEK. */
   keyRing(): KeyRing;
+  /**
+   * The wall clock this store's times are written and compared in: the system's for a store
+   * of one server; the database's for one several servers share (PgStore.sharedClock).
+   */
+  readonly clock: Clock;
   /** Who runs the once-only work; the same object on every call. */
   leadership(): Leadership;
   /**

@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { Level } from 'level';
 import type { StoredState } from '../api/key-state.js';
+import { type Clock, systemClock } from '../clock.js';
 import { PkmError } from '../errors.js';
 import { type AuditEvent, decodeEvent, encodeEvent, eventKey } from './audit.js';
 import { Bucket, MetaKey, parseTimeIndexKey, timeIndexKey, timeUpperBound } from './buckets.js';
@@ -65,6 +66,8 @@ export class Store implements StoreContract {
   private readonly openToken = randomBytes(16).toString('hex');
   /** One process holds a LevelDB's lock: reads that disagree mean a damaged store. */
   readonly concurrentWriters = false;
+  /** One server: its own clock (its monotonic clock guards coolings against steps). */
+  readonly clock: Clock = systemClock;
   private readonly keysB: Sub;
   private readonly podsB: Sub;
   private readonly freeB: Sub;

@@ -27,16 +27,26 @@ export interface LeaderTimes {
  * Takeover within 15 s (issue 15): a dead leader's session ends at once when its process dies
  * (the kernel closes its socket); one cut off the network is dropped by the database within
  * about 11 s (keepalives below) while it deposes itself within pingMs + pingTimeoutMs (5 s);
- * the others try every 2 s.
+ * a frozen one's within 8 s (idle_session_timeout); the others try every 2 s.
  */
 export const LEADER_TIMES: LeaderTimes = { campaignMs: 2_000, pingMs: 2_000, pingTimeoutMs: 3_000 };
 
-/** Server-side keepalives on the lock session: a vanished leader's lock is freed in ~11 s. */
-const KEEPALIVES = [
-  'SET tcp_keepalives_idle = 5',
-  'SET tcp_keepalives_interval = 2',
-  'SET tcp_keepalives_count = 3',
-];
+/**
+ * Server-side keepalives on the lock session: a vanished leader's lock is freed in ~11 s. And
+ * a session idle for 4 pings: a leader whose process is frozen (SIGSTOP, a VM paused) still
+ * answers keepalives from its kernel, but sends no ping, so the database ends its session and
+ * frees the lock (PostgreSQL 14+, idle_session_timeout). Once thawed, its next ping fails and
+ * it deposes itself; meanwhile a signed deposit of its is refused (pg_locks, write.ts).
+ */
+function sessionSettings(times: LeaderTimes): string[] {
+  const idleMs = Math.max(4 * times.pingMs, 2_000);
+  return [
+    'SET tcp_keepalives_idle = 5',
+    'SET tcp_keepalives_interval = 2',
+    'SET tcp_keepalives_count = 3',
+    `SET idle_session_timeout = ${idleMs}`,
+  ];
+}
 
 export interface LeaderLog {
   info(obj: object, msg: string): void;
@@ -122,7 +132,7 @@ export class PgLeader implements Leadership {
         client = this.connect();
         this.candidate = client;
         await client.connect();
-        for (const sql of KEEPALIVES) await client.query(sql);
+        for (const sql of sessionSettings(this.times)) await client.query(sql);
       }
       const res = await client.query<{ got: boolean; pid: number }>(
         'SELECT pg_try_advisory_lock($1) AS got, pg_backend_pid() AS pid',

@@ -97,6 +97,9 @@ const BOOT_TOKEN = 'bootToken';
 
 export class PgStore implements StoreContract {
   private closed = false;
+  get clock(): () => number {
+    return this.sharedClock;
+  }
   /** Rejects once the store closes (unlessClosed); never resolves. */
   private readonly closedSignal: Promise<never>;
   private signalClosed: (err: PkmError) => void = () => undefined;
@@ -123,7 +126,7 @@ export class PgStore implements StoreContract {
     });
     // Nobody may be racing it when it rejects: heard here, so that is no unhandled rejection.
     this.closedSignal.catch(() => undefined);
-    this.clock = opts.clock ?? Date.now;
+    this.localClock = opts.clock ?? Date.now;
     this.beside = opts.presence === 'server';
     this.lane = opts.lanes ? randomInt(16).toString(16) : undefined;
   }
@@ -131,7 +134,8 @@ export class PgStore implements StoreContract {
   /** This store's lane of the pools, when it picks by lanes. */
   readonly lane: string | undefined;
 
-  private readonly clock: () => number;
+  /** This server's own wall clock (the option `clock`): only compared with the database's. */
+  private readonly localClock: () => number;
   /** One server of several (presence `server`): commits check no maintenance runs alone. */
   private readonly beside: boolean;
 
@@ -166,7 +170,11 @@ export class PgStore implements StoreContract {
       const secrets = opts.kek
         ? await openSecrets(pgSecretsMeta(pool), opts.kek, opts.extraKeks)
         : lockedCodec;
-      return new PgStore(pool, connection, opts, secrets, counts, next, presence);
+      const mono = performance.now();
+      const db = await readDatabaseClock(poolRun(pool));
+      const store = new PgStore(pool, connection, opts, secrets, counts, next, presence);
+      store.anchor({ db, mono: (mono + performance.now()) / 2 });
+      return store;
     } catch (err) {
       await pool.end().catch(() => undefined);
       await presence?.release();
@@ -188,20 +196,38 @@ export class PgStore implements StoreContract {
     // A database that restarted ended the presence lock's session too: it is taken again.
     await this.presence?.ensure();
     await this.refresh();
-    const sent = this.clock();
-    const res = await this.query(
-      'reading its clock',
-      'SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS n',
-      [],
-    );
-    const back = this.clock();
-    const skew = parseOne(CountRow, res.rows, 'clock').n - (sent + back) / 2;
+    const sent = this.localClock();
+    const mono = performance.now();
+    const db = await readDatabaseClock(this.run);
+    const back = this.localClock();
+    this.anchor({ db, mono: (mono + performance.now()) / 2 });
+    const skew = db - (sent + back) / 2;
     // The round trip bounds the error of the estimate; only a skew beyond it counts.
     if (Math.abs(skew) > MAX_SKEW_MS + (back - sent) / 2)
       throw new PkmError(
         'CLOCK_SKEW',
         `this server's clock is ${Math.round(skew)} ms off the database's (at most ${MAX_SKEW_MS} ms): set it right (NTP)`,
       );
+  }
+
+  /**
+   * The database's clock, as this server counts it: anchored at open and at each ping, and
+   * carried between anchors on the monotonic clock, so a step of this server's wall clock (an
+   * NTP correction) moves nothing. Every server of a shared store writes and compares its
+   * times (a release's, a hold's) on it, so they agree whatever their own clocks say; it never
+   * goes back.
+   */
+  readonly sharedClock = (): number => {
+    const { db, mono } = this.anchored;
+    this.lastShared = Math.max(this.lastShared, Math.round(db + (performance.now() - mono)));
+    return this.lastShared;
+  };
+
+  private anchored: { db: number; mono: number } = { db: Date.now(), mono: performance.now() };
+  private lastShared = 0;
+
+  private anchor(at: { db: number; mono: number }): void {
+    this.anchored = at;
   }
 
   async refresh(): Promise<void> {
@@ -385,7 +411,7 @@ export class PgStore implements StoreContract {
     const basis = {
       nextKeyIndex: this.nextIndex,
       leaderPid: this.leader.lockPid,
-      now: this.clock(),
+      now: this.sharedClock(),
       presence: this.beside,
     };
     const written = await guarded('committing a change', async () => {
@@ -491,4 +517,14 @@ function pgSecretsMeta(pool: pg.Pool): SecretsMeta {
 /** Runs one statement on `pool`, before a store exists (open()). */
 function poolRun(pool: pg.Pool): Run {
   return (doing, sql, params) => guarded(doing, () => pool.query(sql, [...params]));
+}
+
+/** The database's wall clock now (ms since epoch). */
+async function readDatabaseClock(run: Run): Promise<number> {
+  const res = await run(
+    'reading its clock',
+    'SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS n',
+    [],
+  );
+  return parseOne(CountRow, res.rows, 'clock').n;
 }
