@@ -95,7 +95,9 @@ export interface AllocatorDeps {
    * Send mode: new keys are deposited before any pod gets them. An allocation that needs new
    * keys asks for them here, outside the group, then takes them from the pool.
    */
-  readonly depositor?: { provide(count: number, at?: readonly number[]): Promise<void> };
+  readonly depositor?: {
+    provide(count: number, at?: readonly number[], maxTotalKeys?: number): Promise<void>;
+  };
   /**
    * For this long after the start, no key that was held before goes to a pod other than its
    * own, and no key is derived from the mnemonic: holders first re-assert what they run
@@ -249,7 +251,12 @@ export class Allocator {
           ? this.derivationPlan(this.deps.store.nextKeyIndex(), step.needsNew)
           : undefined;
       if (plan && 'unchecked' in plan) await this.checkIndexes(plan.unchecked);
-      else await this.deps.depositor.provide(step.needsNew, plan?.indexes);
+      else
+        await this.deps.depositor.provide(
+          step.needsNew,
+          plan?.indexes,
+          this.deps.config.maxTotalKeys,
+        );
     }
     throw new PkmError('POOL_EXHAUSTED', 'the keys this pod could get kept moving; ask again', {
       retryAfter: 5,
@@ -801,7 +808,12 @@ export class Allocator {
     if (n <= 0 || max === undefined) return;
     const c = tx.counts();
     const total = totalKeys(c);
-    if (total + n <= max) return;
+    // On a shared store the database checks it again when the keys are written (another
+    // server may make keys meanwhile): the bound travels with the change.
+    if (total + n <= max) {
+      tx.stage({ keys: [], pods: [], maxTotalKeys: max });
+      return;
+    }
     const [oldest] = await tx.oldest('cooling', 1);
     const waitMs = oldest ? this.cooling.waitMs(oldest.since) : undefined;
     throw new PkmError(

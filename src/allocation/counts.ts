@@ -1,5 +1,5 @@
 import type { StoreContract } from '../store/contract.js';
-import type { Counts } from '../store/records.js';
+import { type Counts, totalKeys } from '../store/records.js';
 
 /** Keys per state as a person means it: a cooling key whose reuse delay has passed is free. */
 export type StateCounts = Omit<Counts, 'pods'> & { total: number };
@@ -20,8 +20,4 @@ export async function stateCounts(
   };
 }
 
-/** Every key the store holds, in any state. */
-export function totalKeys(c: Counts): number {
-  const { pods: _pods, ...byState } = c;
-  return Object.values(byState).reduce((sum, n) => sum + n, 0);
-}
+export { totalKeys } from '../store/records.js';

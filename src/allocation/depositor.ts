@@ -34,6 +34,7 @@ import type { Logger } from '../log.js';
 import { AuditEvent } from '../store/audit.js';
 import type { StoreContract } from '../store/contract.js';
 import type { DepositTx, KeyRecord } from '../store/records.js';
+import { totalKeys } from './counts.js';
 import type { GroupCommitter } from './group-commit.js';
 import { newKeyRecords } from './new-keys.js';
 import type { Transaction } from './transaction.js';
@@ -190,9 +191,9 @@ export class Depositor {
   }
 
   /** Makes `count` new keys and deposits them; they are free in the pool when this returns. */
-  async provide(count: number, at?: readonly number[]): Promise<void> {
+  async provide(count: number, at?: readonly number[], maxTotalKeys?: number): Promise<void> {
     this.checkRate(count);
-    const created = await this.deps.group.run((tx) => this.createIn(tx, count, at));
+    const created = await this.deps.group.run((tx) => this.createIn(tx, count, at, maxTotalKeys));
     const mine = created.map((r) => r.pubkey);
     if (!this.leading) {
       await this.awaitLeader(mine);
@@ -349,8 +350,15 @@ export class Depositor {
     tx: Transaction,
     count: number,
     at: readonly number[] | undefined,
+    maxTotalKeys: number | undefined,
   ): Promise<KeyRecord[]> {
     if (at?.some((i) => i < tx.nextKeyIndex())) return [];
+    if (maxTotalKeys !== undefined && totalKeys(tx.counts()) + count > maxTotalKeys)
+      throw new PkmError(
+        'POOL_EXHAUSTED',
+        `--max-total-keys ${maxTotalKeys} reached while the new keys were being made; ask again`,
+        { retryAfter: 5 },
+      );
     const { records, nextKeyIndex } = await newKeyRecords(
       tx,
       this.deps,
@@ -363,6 +371,7 @@ export class Depositor {
       keys: records.map((after) => ({ after })),
       pods: [],
       ...(nextKeyIndex === undefined ? {} : { nextKeyIndex }),
+      ...(maxTotalKeys === undefined ? {} : { maxTotalKeys }),
       events: [
         {
           at: this.deps.clock(),

@@ -25,6 +25,8 @@ export class Transaction {
   private stagedNextIndex: number | undefined;
   /** Some staged change may be written only while this server leads (Change.leaderOnly). */
   private leaderOnly = false;
+  /** The smallest bound on the keys that exist any staged change made keys under. */
+  private maxTotal: number | undefined;
   private readonly events: NewAuditEvent[] = [];
   private readonly meta = new Map<string, string | undefined>();
   /** Meta values the staged changes were decided on (the first one staged per key counts). */
@@ -38,6 +40,7 @@ export class Transaction {
         metaBefore: string[];
         nextIndex: number | undefined;
         leaderOnly: boolean;
+        maxTotal: number | undefined;
         events: number;
       }
     | undefined;
@@ -53,6 +56,7 @@ export class Transaction {
       metaBefore: [],
       nextIndex: this.stagedNextIndex,
       leaderOnly: this.leaderOnly,
+      maxTotal: this.maxTotal,
       events: this.events.length,
     };
   }
@@ -78,6 +82,7 @@ export class Transaction {
     for (const key of undo.metaBefore) this.metaBefore.delete(key);
     this.stagedNextIndex = undo.nextIndex;
     this.leaderOnly = undo.leaderOnly;
+    this.maxTotal = undo.maxTotal;
     this.events.length = undo.events;
     this.undo = undefined;
   }
@@ -182,6 +187,8 @@ export class Transaction {
       this.stagedNextIndex = change.nextKeyIndex;
     }
     if (change.leaderOnly) this.leaderOnly = true;
+    if (change.maxTotalKeys !== undefined)
+      this.maxTotal = Math.min(this.maxTotal ?? Infinity, change.maxTotalKeys);
     for (const [key, value] of change.metaBefore ?? []) {
       if (this.metaBefore.has(key)) continue;
       this.metaBefore.set(key, value);
@@ -219,6 +226,7 @@ export class Transaction {
       events: this.events,
       meta: [...this.meta],
       ...(this.leaderOnly ? { leaderOnly: true } : {}),
+      ...(this.maxTotal === undefined ? {} : { maxTotalKeys: this.maxTotal }),
       ...(this.metaBefore.size > 0 ? { metaBefore: [...this.metaBefore] } : {}),
     };
     return this.stagedNextIndex === undefined

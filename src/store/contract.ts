@@ -32,6 +32,13 @@ export interface Change {
    */
   readonly metaBefore?: ReadonlyArray<readonly [string, string | undefined]>;
   /**
+   * The change makes new keys under --max-total-keys: it applies only if the keys that exist
+   * (totalKeys) stay at most this many. A store several servers share checks it under the
+   * commit's lock (STORE_CONFLICT otherwise: the caller reads the counters again); one with a
+   * single writer has its caller's count right already.
+   */
+  readonly maxTotalKeys?: number;
+  /**
    * Written only while this server holds the leadership (see Leadership): a deposit's signed
    * transaction, whose nonce only the leader may take. Refused (NOT_LEADER) otherwise.
    */

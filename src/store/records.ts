@@ -175,6 +175,12 @@ export const ZERO_COUNTS: Counts = Object.freeze({
   pods: 0,
 });
 
+/** Every key the store holds, in any state (fenced keys are counted once: in `cooling`). */
+export function totalKeys(c: Counts): number {
+  const { pods: _pods, fenced: _fenced, ...byState } = c;
+  return Object.values(byState).reduce((sum, n) => sum + n, 0);
+}
+
 function codec<T>(name: string, schema: z.ZodType<T>) {
   return {
     encode(value: T): string {

@@ -36,6 +36,8 @@ export interface Plan {
   readonly metaBefores: readonly BeforeImage[];
   /** Only while this server leads (Change.leaderOnly). */
   readonly leaderOnly: boolean;
+  /** Change.maxTotalKeys. */
+  readonly maxTotalKeys: number | undefined;
   readonly podPuts: ReadonlyArray<readonly [string, string]>;
   readonly podDeletes: readonly string[];
   readonly metaPuts: ReadonlyArray<readonly [string, string]>;
@@ -113,6 +115,7 @@ export function planChange(change: Change, nextKeyIndex: number): Plan {
     podBefores: [...podBefores],
     metaBefores: [...new Map(change.metaBefore ?? [])],
     leaderOnly: change.leaderOnly === true,
+    maxTotalKeys: change.maxTotalKeys,
     podPuts: [...pods].flatMap(([name, text]) =>
       text === undefined ? [] : [[name, text] as const],
     ),

@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { PkmError } from '../../errors.js';
 import { encodeEvent } from '../audit.js';
 import { MetaKey } from '../buckets.js';
-import { type Counts, countsCodec, keyRecordCodec, podRecordCodec } from '../records.js';
+import { type Counts, countsCodec, keyRecordCodec, podRecordCodec, totalKeys } from '../records.js';
 import { LEADER_LOCK } from './leader.js';
 import { applyDelta, type Plan } from './plan.js';
 import { PRESENCE_LOCK } from './presence.js';
@@ -88,6 +88,13 @@ export async function writePlan(client: pg.PoolClient, plan: Plan, basis: Basis)
     checkSeen(plan, basis, seen, now);
     const next = plan.nextKeyIndex ?? storedNext;
     const counts = applyDelta(now.counts, plan.delta);
+    // New keys under --max-total-keys: counted on the database's counters, not this server's.
+    if (
+      plan.maxTotalKeys !== undefined &&
+      totalKeys(counts) > plan.maxTotalKeys &&
+      totalKeys(counts) > totalKeys(now.counts)
+    )
+      throw new StoreConflict('the number of keys (--max-total-keys)', now);
     if (!Number.isSafeInteger(storedNext) || next < storedNext)
       throw new PkmError('INTERNAL', `the next key index may only grow (${storedNext} -> ${next})`);
     const metaPuts: Array<readonly [string, string]> = [
