@@ -66,6 +66,11 @@ const FOLLOW_POLL_MS = 500;
 const EVERY_EVENT_TYPE: ReadonlySet<string> = new Set(AuditEvent.shape.type.options);
 
 export class Depositor {
+  /**
+   * A signature whose commit's outcome is unknown (the connection broke after COMMIT): its
+   * nonce is taken if its transaction was stored (settleUnsureNonce).
+   */
+  private unsure: { pubkey: string; nonce: number } | undefined;
   /** Keys in state `depositing`, by pubkey: the only ones the reconciler looks at. */
   private readonly pending = new Set<string>();
   /** One sender at a time, so that nonces are handed out in order without gaps. */
@@ -414,8 +419,16 @@ export class Depositor {
       });
     }
     // If the batch fails, this throws: the transaction was not stored, so it is never sent, its
-    // nonce is still free and the key still unsigned (the reconciler tries again).
-    const signed = await this.deps.group.run((tx) => this.signIn(tx, pubkey, fees));
+    // nonce is still free and the key still unsigned (the reconciler tries again). Unless the
+    // connection broke after COMMIT was sent (STORE_UNAVAILABLE): then it may be stored, and
+    // the next signature first reads this key again to learn whether its nonce was taken.
+    const signing = { pubkey, nonce: this.nextNonce };
+    const signed = await this.deps.group
+      .run((tx) => this.signIn(tx, pubkey, fees))
+      .catch((err) => {
+        if (err instanceof PkmError && err.code === 'STORE_UNAVAILABLE') this.unsure = signing;
+        throw err;
+      });
     if (signed.signError !== undefined) throw await this.sendError(r, signed.signError);
     const sent = signed.tx;
     if (!sent) return signed.record;
@@ -429,6 +442,9 @@ export class Depositor {
       } else if (kind === 'unreachable') {
         // Maybe sent, maybe not: it keeps its nonce and the reconciler broadcasts it again.
         throw await this.sendError(signed.record, err);
+      } else if (kind === 'nonce' && (await chain.known(sent.hash).catch(() => false))) {
+        // Its own nonce is taken by this very transaction: another leader broadcast it (the
+        // same stored bytes) first. Sent, not failed.
       } else if (kind === 'nonce') {
         // Another transaction of the funder took this nonce: this one can never be mined.
         // Count on from the node's view instead of failing every later deposit the same way.
@@ -462,6 +478,7 @@ export class Depositor {
     const [cur] = await tx.getKeys([pubkey]);
     if (!cur) throw new PkmError('STORE_CORRUPT', `key ${pubkey} has no record`);
     if (cur.state !== 'depositing' || cur.tx || !cur.deposit) return { record: cur };
+    await this.settleUnsureNonce(tx);
     const nonce = this.nextNonce;
     let hash: string;
     let raw: string;
@@ -482,6 +499,16 @@ export class Depositor {
       leaderOnly: true,
     });
     return { record: after, tx: stored };
+  }
+
+  /** Learns, inside the group, whether the last unsure signature was stored (its nonce taken). */
+  private async settleUnsureNonce(tx: Transaction): Promise<void> {
+    const unsure = this.unsure;
+    if (!unsure) return;
+    const [prev] = await tx.getKeys([unsure.pubkey]);
+    if (prev?.tx?.nonce === unsure.nonce)
+      this.nextNonce = Math.max(this.nextNonce, unsure.nonce + 1);
+    this.unsure = undefined;
   }
 
   /** A send that failed: unreachable RPCs are retried later; anything else fails the key. */

@@ -85,6 +85,9 @@ export async function rotateKek(
           [MetaKey.nextDataKey, nextDataKeyCodec.encode(next)],
         ],
         events: [{ at: now(opts), type: 'kek-rotation', pubkeys: [], detail: `begin ${target}` }],
+        // Another server would keep sealing with the old data key: on a shared store, only
+        // while this one is alone on it (each step checks, under the commit's lock).
+        alone: true,
       });
       // Sealing moves to the new key only once the batch is written (the group resolves after).
       return { begun: current, dek };
@@ -147,7 +150,7 @@ async function migrate(
   for (let i = 0; i < todo.length; i += size) {
     done += await group.run(async (tx) => {
       const changes = reseal(store, await tx.getKeys(todo.slice(i, i + size)), target);
-      tx.stage({ keys: changes, pods: [] });
+      tx.stage({ keys: changes, pods: [], alone: true });
       return changes.length;
     });
     opts.onProgress?.(done, todo.length);
@@ -167,6 +170,7 @@ async function migrate(
         [MetaKey.nextDataKey, undefined],
       ],
       events: [{ at: now(opts), type: 'kek-rotation', pubkeys: [], detail: `done ${target}` }],
+      alone: true,
     });
     return changes.length;
   });

@@ -27,6 +27,8 @@ export class Transaction {
   private leaderOnly = false;
   /** The smallest bound on the keys that exist any staged change made keys under. */
   private maxTotal: number | undefined;
+  /** Some staged change may be written only with no other server on the store. */
+  private alone = false;
   private readonly events: NewAuditEvent[] = [];
   private readonly meta = new Map<string, string | undefined>();
   /** Meta values the staged changes were decided on (the first one staged per key counts). */
@@ -41,6 +43,7 @@ export class Transaction {
         nextIndex: number | undefined;
         leaderOnly: boolean;
         maxTotal: number | undefined;
+        alone: boolean;
         events: number;
       }
     | undefined;
@@ -57,6 +60,7 @@ export class Transaction {
       nextIndex: this.stagedNextIndex,
       leaderOnly: this.leaderOnly,
       maxTotal: this.maxTotal,
+      alone: this.alone,
       events: this.events.length,
     };
   }
@@ -83,6 +87,7 @@ export class Transaction {
     this.stagedNextIndex = undo.nextIndex;
     this.leaderOnly = undo.leaderOnly;
     this.maxTotal = undo.maxTotal;
+    this.alone = undo.alone;
     this.events.length = undo.events;
     this.undo = undefined;
   }
@@ -187,6 +192,7 @@ export class Transaction {
       this.stagedNextIndex = change.nextKeyIndex;
     }
     if (change.leaderOnly) this.leaderOnly = true;
+    if (change.alone) this.alone = true;
     if (change.maxTotalKeys !== undefined)
       this.maxTotal = Math.min(this.maxTotal ?? Infinity, change.maxTotalKeys);
     for (const [key, value] of change.metaBefore ?? []) {
@@ -227,6 +233,7 @@ export class Transaction {
       meta: [...this.meta],
       ...(this.leaderOnly ? { leaderOnly: true } : {}),
       ...(this.maxTotal === undefined ? {} : { maxTotalKeys: this.maxTotal }),
+      ...(this.alone ? { alone: true } : {}),
       ...(this.metaBefore.size > 0 ? { metaBefore: [...this.metaBefore] } : {}),
     };
     return this.stagedNextIndex === undefined

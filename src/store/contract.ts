@@ -39,6 +39,12 @@ export interface Change {
    */
   readonly maxTotalKeys?: number;
   /**
+   * Written only while no other server has the store open (a KEK rotation: another server
+   * would seal new keys with the data key being retired). A shared store checks it under the
+   * commit's lock (STORE_LOCKED otherwise); a store with one writer has none other.
+   */
+  readonly alone?: boolean;
+  /**
    * Written only while this server holds the leadership (see Leadership): a deposit's signed
    * transaction, whose nonce only the leader may take. Refused (NOT_LEADER) otherwise.
    */

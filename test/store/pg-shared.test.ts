@@ -318,6 +318,19 @@ describe.skipIf(bins === undefined)('several servers on one PostgreSQL database'
     expect(await a.getMeta('after')).toBe('1');
   });
 
+  it('a change that needs the database alone (a KEK rotation step) is refused while another server has it open', async () => {
+    const url = await newDatabase();
+    const a = await openServer(url);
+    const b = await openServer(url);
+    await expect(
+      a.commit({ keys: [], pods: [], meta: [['rotating', '1']], alone: true }),
+    ).rejects.toMatchObject({ code: 'STORE_LOCKED' });
+    expect(await a.getMeta('rotating')).toBeUndefined();
+    await b.close();
+    await a.commit({ keys: [], pods: [], meta: [['rotating', '1']], alone: true });
+    expect(await a.getMeta('rotating')).toBe('1');
+  });
+
   it('every server answers heartbeats with the one boot token of the database', async () => {
     const url = await newDatabase();
     const [a, b] = [await openServer(url), await openServer(url)];

@@ -38,6 +38,8 @@ export interface Plan {
   readonly leaderOnly: boolean;
   /** Change.maxTotalKeys. */
   readonly maxTotalKeys: number | undefined;
+  /** Change.alone. */
+  readonly alone: boolean;
   readonly podPuts: ReadonlyArray<readonly [string, string]>;
   readonly podDeletes: readonly string[];
   readonly metaPuts: ReadonlyArray<readonly [string, string]>;
@@ -116,6 +118,7 @@ export function planChange(change: Change, nextKeyIndex: number): Plan {
     metaBefores: [...new Map(change.metaBefore ?? [])],
     leaderOnly: change.leaderOnly === true,
     maxTotalKeys: change.maxTotalKeys,
+    alone: change.alone === true,
     podPuts: [...pods].flatMap(([name, text]) =>
       text === undefined ? [] : [[name, text] as const],
     ),

@@ -166,7 +166,7 @@ interface Seen {
 }
 
 const SeenRow = z.object({
-  t: z.enum(['k', 'p', 'm', 'l', 'e', 'x']),
+  t: z.enum(['k', 'p', 'm', 'l', 'e', 'x', 'n']),
   name: z.string(),
   value: z.string(),
 });
@@ -185,7 +185,11 @@ async function look(client: pg.PoolClient, plan: Plan, basis: Basis): Promise<Se
          AND classid = 0 AND objid = $6 AND objsubid = 1
      UNION ALL SELECT 'e', '', (coalesce(max(seq) + 1, 0))::text FROM pkm_audit WHERE $7
      UNION ALL SELECT 'x', '',
-       (CASE WHEN $8 THEN pg_try_advisory_xact_lock_shared($9::bigint) ELSE true END)::text`,
+       (CASE WHEN $8 THEN pg_try_advisory_xact_lock_shared($9::bigint) ELSE true END)::text
+     UNION ALL SELECT 'n', '', count(DISTINCT pid)::text FROM pg_locks
+       WHERE $10 AND locktype = 'advisory' AND granted AND classid = 0 AND objid = $9
+         AND objsubid = 1 AND mode = 'ShareLock' AND pid <> pg_backend_pid()
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
     [
       plan.keyBefores.map(([name]) => name),
       plan.podBefores.map(([name]) => name),
@@ -196,6 +200,7 @@ async function look(client: pg.PoolClient, plan: Plan, basis: Basis): Promise<Se
       plan.events.length > 0,
       basis.presence,
       PRESENCE_LOCK,
+      plan.alone,
     ],
   );
   const keys = new Map<string, string>();
@@ -203,6 +208,7 @@ async function look(client: pg.PoolClient, plan: Plan, basis: Basis): Promise<Se
   const meta = new Map<string, string>();
   let leader = false;
   let alone = false;
+  let servers = 0;
   let nextSeq = 0;
   for (const row of parseRows(SeenRow, res.rows, 'before-image')) {
     if (row.t === 'k') keys.set(row.name, row.value);
@@ -210,6 +216,7 @@ async function look(client: pg.PoolClient, plan: Plan, basis: Basis): Promise<Se
     else if (row.t === 'm') meta.set(row.name, row.value);
     else if (row.t === 'l') leader = Number(row.value) > 0;
     else if (row.t === 'x') alone = row.value !== 'true';
+    else if (row.t === 'n') servers = Number(row.value);
     else nextSeq = parseOne(NextSeqRow, [{ next: row.value }], 'audit log end').next;
   }
   if (alone)
@@ -217,6 +224,12 @@ async function look(client: pg.PoolClient, plan: Plan, basis: Basis): Promise<Se
       'STORE_LOCKED',
       'a maintenance command (pkm db rotate-kek, pkm keys import or pkm db copy) is running on this database: nothing was written',
       { retryAfter: 30 },
+    );
+  // This server's own presence session is one holder; any other is another server.
+  if (plan.alone && servers > (basis.presence ? 1 : 0))
+    throw new PkmError(
+      'STORE_LOCKED',
+      `${servers - (basis.presence ? 1 : 0)} other pkm server(s) have this database open: a KEK rotation runs only where one server is alone (nothing was written; it resumes when asked again)`,
     );
   return { keys, pods, meta, leader, nextSeq };
 }
