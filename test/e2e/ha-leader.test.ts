@@ -3,12 +3,16 @@
 // RPC that answers late (each call 200 ms), so deposits are still being signed, sent and mined
 // when the leader (the one server that sends: point 4) is killed with -9. Another server must
 // take over within 15 s, and every key must end up deposited exactly once (DepositEvents on
-// the chain), none lost, none left depositing.
+// the chain), none lost, none left depositing. The same again when the process lives on but
+// its lock session ends (point 4: "a leader that loses that connection stops this work at
+// once"): the deposed leader's own requests and sends are still under way then.
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Interface, Wallet } from 'ethers';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEPOSIT_ABI } from '../../src/deposit/chain.js';
+import { LEADER_LOCK } from '../../src/store/pg/leader.js';
 import { type Chain, deploy, FUNDER_KEY, startChain } from '../chain/node.js';
 import { type RpcProxy, startProxy } from '../chain/proxy.js';
 import { tempDir, until } from '../helpers.js';
@@ -21,6 +25,7 @@ import { allocate, type ClientOptions, Ledger, type Op, runScripts } from './ha-
 const bins = await findPostgres();
 const ADDRESS = '0xf93ee4cf8c6c40b329b0c0626f28333c132cf241';
 const LEADS = 'leader: this server runs the once-only work';
+const DEPOSED = 'leader no more: the once-only work stops here';
 const REUSE_DELAY_MS = 500;
 /** Pods wait for their deposits (up to --receipt-timeout 60s), and ask again after a 503. */
 const CLIENT: ClientOptions = { requestTimeoutMs: 90_000, opDeadlineMs: 150_000 };
@@ -55,11 +60,27 @@ async function depositsByKey(at: string): Promise<Map<string, number>> {
   return byKey;
 }
 
-/** The servers whose log says they lead, from line `from[i]` of server i's stdout on. */
-function leaders(fleet: Fleet, from: readonly number[] = []): number[] {
+/** The servers whose log says `what`, from line `from[i]` of server i's stdout on. */
+function saying(fleet: Fleet, what: string, from: readonly number[] = []): number[] {
   return fleet.servers
-    .map((s, i) => (s.stdout.slice(from[i] ?? 0).some((l) => l.includes(LEADS)) ? i : -1))
+    .map((s, i) => (s.stdout.slice(from[i] ?? 0).some((l) => l.includes(what)) ? i : -1))
     .filter((i) => i >= 0);
+}
+
+/** Ends the session holding the leader lock, as an admin or a failover would. */
+async function endLockSession(url: string): Promise<number> {
+  const admin = new pg.Client({ connectionString: url });
+  await admin.connect();
+  try {
+    const res = await admin.query(
+      `SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted
+         AND classid = 0 AND objid = $1 AND objsubid = 1`,
+      [LEADER_LOCK],
+    );
+    return res.rowCount ?? 0;
+  } finally {
+    await admin.end();
+  }
 }
 
 /** Until the funder has sent nothing new for `ms` (false after 20 s of sending). */
@@ -83,143 +104,161 @@ const cluster = bins
       throw new Error('no PostgreSQL');
     };
 
-describe.skipIf(bins === undefined)('three servers in send mode, the leader dies', () => {
-  it('kill -9 of the leader mid-deposits: another takes over within 15 s, every key deposited exactly once', async () => {
-    const t0 = Date.now();
-    const { chain, proxy } = started();
-    const contract = await deploy(chain, 'TestDepositContract');
-    proxy.delay(200);
-    const url = await newDatabase(cluster(), 'pkm_leader');
-    const { kekFile } = await sharedFiles();
-    const funderFile = join(await tempDir(), 'funder.key');
-    await writeFile(funderFile, `${FUNDER_KEY}\n`, { mode: 0o600 });
-    rememberSecret(FUNDER_KEY);
-    const fleet = await Fleet.start(3, [
-      '--store',
-      url,
-      '--kek-file',
-      kekFile,
-      '--network',
-      'custom',
-      '--fork-version',
-      '0x00000000',
-      '--chain-id',
-      '31337',
-      '--deposit-contract',
-      contract,
-      '--withdrawal-address',
-      ADDRESS,
-      '--deposit-mode',
-      'send',
-      '--eth-rpc',
-      proxy.url,
-      '--funder-key-file',
-      funderFile,
-      '--deposit-reconcile-interval',
-      '1s',
-      '--receipt-timeout',
-      '60s',
-      '--max-deposits-per-hour',
-      '1000',
-      '--reuse-delay',
-      `${REUSE_DELAY_MS}ms`,
-      '--resync-window',
-      '0',
-      '--rate-limit',
-      '0',
-    ]);
-    await until(() => leaders(fleet).length > 0, 15_000);
-    const [leader, ...others] = leaders(fleet);
-    expect(others).toEqual([]);
-    if (leader === undefined) throw new Error('no leader');
+describe.skipIf(bins === undefined)('three servers in send mode, the leader fails', () => {
+  it.each<['kill' | 'session', string]>([
+    ['kill', 'kill -9 of the leader process'],
+    ['session', 'its lock session ended by the database, the process living on'],
+  ])(
+    '%s: %s mid-deposits: a leader again within 15 s, every key deposited exactly once',
+    async (fault) => {
+      const t0 = Date.now();
+      const { chain, proxy } = started();
+      const funder = new Wallet(FUNDER_KEY).address;
+      const nonceBefore = await chain.provider.getTransactionCount(funder, 'pending');
+      const contract = await deploy(chain, 'TestDepositContract');
+      proxy.delay(200);
+      const url = await newDatabase(cluster(), 'pkm_leader');
+      const { kekFile } = await sharedFiles();
+      const funderFile = join(await tempDir(), 'funder.key');
+      await writeFile(funderFile, `${FUNDER_KEY}\n`, { mode: 0o600 });
+      rememberSecret(FUNDER_KEY);
+      const fleet = await Fleet.start(3, [
+        '--store',
+        url,
+        '--kek-file',
+        kekFile,
+        '--network',
+        'custom',
+        '--fork-version',
+        '0x00000000',
+        '--chain-id',
+        '31337',
+        '--deposit-contract',
+        contract,
+        '--withdrawal-address',
+        ADDRESS,
+        '--deposit-mode',
+        'send',
+        '--eth-rpc',
+        proxy.url,
+        '--funder-key-file',
+        funderFile,
+        '--deposit-reconcile-interval',
+        '1s',
+        '--receipt-timeout',
+        '60s',
+        '--max-deposits-per-hour',
+        '1000',
+        '--reuse-delay',
+        `${REUSE_DELAY_MS}ms`,
+        '--resync-window',
+        '0',
+        '--rate-limit',
+        '0',
+      ]);
+      await until(() => saying(fleet, LEADS).length > 0, 15_000);
+      const [leader, ...others] = saying(fleet, LEADS);
+      expect(others).toEqual([]);
+      if (leader === undefined) throw new Error('no leader');
 
-    // 12 pods ask for 2 new keys each, 4 through each server: 24 deposits, sent one after
-    // another by the leader (the others' keys too: it finds them in the audit log).
-    const ledger = new Ledger();
-    const pods = Array.from({ length: 12 }, (_, i): [string, Op[]] => [`v-${i}`, [allocate(2)]]);
-    const running = runScripts(fleet, ledger, new Map(pods), CLIENT);
-    // Killed with some deposits mined and others still to sign, send or mine.
-    await until(async () => (await depositsByKey(contract)).size >= 4, 60_000);
-    const linesBefore = fleet.servers.map((s) => s.stdout.length);
-    await fleet.kill(leader);
-    const killedAt = fleet.killedAt.get(leader) ?? 0;
-    const atKill = await readTables(url);
-    const openAtKill = [...atKill.keys.values()].filter((r) => r.state === 'depositing');
-    const minedAtKill = (await depositsByKey(contract)).size;
+      // 12 pods ask for 2 new keys each, 4 through each server: 24 deposits, sent one after
+      // another by the leader (the others' keys too: it finds them in the audit log).
+      const ledger = new Ledger();
+      const pods = Array.from({ length: 12 }, (_, i): [string, Op[]] => [`v-${i}`, [allocate(2)]]);
+      const running = runScripts(fleet, ledger, new Map(pods), CLIENT);
+      // The fault, with some deposits mined and others still to sign, send or mine.
+      await until(async () => (await depositsByKey(contract)).size >= 4, 60_000);
+      const linesBefore = fleet.servers.map((s) => s.stdout.length);
+      const killedAt = Date.now();
+      if (fault === 'kill') await fleet.kill(leader);
+      else expect(await endLockSession(url)).toBe(1);
+      const atKill = await readTables(url);
+      const openAtKill = [...atKill.keys.values()].filter((r) => r.state === 'depositing');
+      const minedAtKill = (await depositsByKey(contract)).size;
 
-    await until(() => leaders(fleet, linesBefore).length > 0, 20_000);
-    const takeoverMs = Date.now() - killedAt;
-    const [successor, ...also] = leaders(fleet, linesBefore);
-    expect(also).toEqual([]);
-    // The successor sends: a deposit mined after the kill.
-    await until(async () => (await depositsByKey(contract)).size > minedAtKill, 30_000);
-    const firstDepositMs = Date.now() - killedAt;
-    // New pods while the new leader finishes the old one's deposits: it sends new keys too.
-    const later = Array.from({ length: 4 }, (_, i): [string, Op[]] => [`w-${i}`, [allocate(1)]]);
-    await Promise.all([running, runScripts(fleet, ledger, new Map(later), CLIENT)]);
-    const podsDoneMs = Date.now() - killedAt;
+      // A deposed leader that lives says so at once (its lock connection ended).
+      if (fault === 'session')
+        await until(() => saying(fleet, DEPOSED, linesBefore).includes(leader), 5_000);
+      const deposedMs = Date.now() - killedAt;
+      await until(() => saying(fleet, LEADS, linesBefore).length > 0, 20_000);
+      const takeoverMs = Date.now() - killedAt;
+      const [successor, ...also] = saying(fleet, LEADS, linesBefore);
+      expect(also).toEqual([]);
+      // The successor sends: a deposit mined after the kill.
+      await until(async () => (await depositsByKey(contract)).size > minedAtKill, 30_000);
+      const firstDepositMs = Date.now() - killedAt;
+      // New pods while the new leader finishes the old one's deposits: it sends new keys too.
+      const later = Array.from({ length: 4 }, (_, i): [string, Op[]] => [`w-${i}`, [allocate(1)]]);
+      await Promise.all([running, runScripts(fleet, ledger, new Map(later), CLIENT)]);
+      const podsDoneMs = Date.now() - killedAt;
 
-    await until(
-      async () => [...(await readTables(url)).keys.values()].every((r) => r.state !== 'depositing'),
-      60_000,
-    );
-    const quiet = await funderQuiet(4_000);
-    const tables = await readTables(url);
-    const logged = await depositsByKey(contract);
-    const report = await checkEnd(fleet, url, kekFile, ledger, REUSE_DELAY_MS);
-    const funder = new Wallet(FUNDER_KEY).address;
-    const sent = await chain.provider.getTransactionCount(funder, 'pending');
-    const mined = await chain.provider.getTransactionCount(funder, 'latest');
-    console.log(
-      JSON.stringify({
-        test: 'leader dies',
-        ms: Date.now() - t0,
-        leader,
-        successor,
-        takeoverMs,
-        atKill: {
-          mined: minedAtKill,
-          depositing: openAtKill.length,
-          signedNotSettled: openAtKill.filter((r) => r.tx !== undefined).length,
-        },
-        afterKill: { firstDepositMs, podsDoneMs },
-        answers: ledger.tally(),
-        keys: tables.keys.size,
-        states: [...tables.keys.values()].reduce<Record<string, number>>(
-          (n, r) => Object.assign(n, { [r.state]: (n[r.state] ?? 0) + 1 }),
-          {},
-        ),
-        depositEvents: [...logged.values()].reduce((a, b) => a + b, 0),
-        funderTxs: { sent, mined },
-      }),
-    );
+      await until(
+        async () =>
+          [...(await readTables(url)).keys.values()].every((r) => r.state !== 'depositing'),
+        60_000,
+      );
+      const quiet = await funderQuiet(4_000);
+      const tables = await readTables(url);
+      const logged = await depositsByKey(contract);
+      const report = await checkEnd(fleet, url, kekFile, ledger, REUSE_DELAY_MS);
+      const sent = (await chain.provider.getTransactionCount(funder, 'pending')) - nonceBefore;
+      const mined = (await chain.provider.getTransactionCount(funder, 'latest')) - nonceBefore;
+      console.log(
+        JSON.stringify({
+          test: `leader fails (${fault})`,
+          ms: Date.now() - t0,
+          leader,
+          successor,
+          ...(fault === 'session' ? { deposedMs } : {}),
+          takeoverMs,
+          atKill: {
+            mined: minedAtKill,
+            depositing: openAtKill.length,
+            signedNotSettled: openAtKill.filter((r) => r.tx !== undefined).length,
+          },
+          afterKill: { firstDepositMs, podsDoneMs },
+          answers: ledger.tally(),
+          keys: tables.keys.size,
+          states: [...tables.keys.values()].reduce<Record<string, number>>(
+            (n, r) => Object.assign(n, { [r.state]: (n[r.state] ?? 0) + 1 }),
+            {},
+          ),
+          depositEvents: [...logged.values()].reduce((a, b) => a + b, 0),
+          funderTxs: { sent, mined },
+        }),
+      );
 
-    expect(takeoverMs).toBeLessThanOrEqual(15_000);
-    // Killed while deposits were in flight.
-    expect(openAtKill.length).toBeGreaterThan(0);
-    expect(report.problems).toEqual([]);
-    // Each deposit event for a key the store holds, and none twice.
-    const twice = [...logged].filter(([, n]) => n !== 1);
-    expect(twice).toEqual([]);
-    for (const pk of logged.keys()) expect(tables.keys.has(pk)).toBe(true);
-    // Every key in the store deposited once, and free or allocated: none lost or stuck.
-    const unsettled = [...tables.keys.values()].filter(
-      (r) => !(r.state === 'free' || r.state === 'allocated') || logged.get(r.pubkey) !== 1,
-    );
-    expect(unsettled.map((r) => `${r.pubkey} ${r.state} ${logged.get(r.pubkey) ?? 0}`)).toEqual([]);
-    // Every pod got its keys: 12 x 2 + 4 x 1, each deposited.
-    expect(ledger.settledPods().size).toBe(16);
-    for (const keys of ledger.settledPods().values())
-      for (const pk of keys) expect(logged.get(pk)).toBe(1);
-    // Every funder transaction a deposit, all mined, no nonce skipped or left pending.
-    expect({ sent, mined }).toEqual({ sent: logged.size, mined: logged.size });
-    expect(quiet).toBe(true);
-    // A coded 503 (with Retry-After) or a kill is all a pod may have met.
-    for (const a of ledger.attempts) {
-      if (a.answer.kind === 'status' && a.answer.status === 200) continue;
-      if (a.answer.kind === 'lost' && a.server === leader) continue;
-      expect(a.answer).toMatchObject({ kind: 'status', status: 503 });
-      expect(Number(a.answer.kind === 'status' ? a.answer.retryAfter : 0)).toBeGreaterThan(0);
-    }
-  }, 240_000);
+      expect(takeoverMs).toBeLessThanOrEqual(15_000);
+      // Killed while deposits were in flight.
+      expect(openAtKill.length).toBeGreaterThan(0);
+      expect(report.problems).toEqual([]);
+      // Each deposit event for a key the store holds, and none twice.
+      const twice = [...logged].filter(([, n]) => n !== 1);
+      expect(twice).toEqual([]);
+      for (const pk of logged.keys()) expect(tables.keys.has(pk)).toBe(true);
+      // Every key in the store deposited once, and free or allocated: none lost or stuck.
+      const unsettled = [...tables.keys.values()].filter(
+        (r) => !(r.state === 'free' || r.state === 'allocated') || logged.get(r.pubkey) !== 1,
+      );
+      expect(unsettled.map((r) => `${r.pubkey} ${r.state} ${logged.get(r.pubkey) ?? 0}`)).toEqual(
+        [],
+      );
+      // Every pod got its keys: 12 x 2 + 4 x 1, each deposited.
+      expect(ledger.settledPods().size).toBe(16);
+      for (const keys of ledger.settledPods().values())
+        for (const pk of keys) expect(logged.get(pk)).toBe(1);
+      // Every funder transaction a deposit, all mined, no nonce skipped or left pending.
+      const deposits = [...logged.values()].reduce((a, b) => a + b, 0);
+      expect({ sent, mined }).toEqual({ sent: deposits, mined: deposits });
+      expect(quiet).toBe(true);
+      // A coded 503 (with Retry-After) or a kill is all a pod may have met.
+      for (const a of ledger.attempts) {
+        if (a.answer.kind === 'status' && a.answer.status === 200) continue;
+        if (a.answer.kind === 'lost' && fault === 'kill' && a.server === leader) continue;
+        expect(a.answer).toMatchObject({ kind: 'status', status: 503 });
+        expect(Number(a.answer.kind === 'status' ? a.answer.retryAfter : 0)).toBeGreaterThan(0);
+      }
+    },
+    240_000,
+  );
 });
