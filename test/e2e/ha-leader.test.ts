@@ -5,7 +5,9 @@
 // take over within 15 s, and every key must end up deposited exactly once (DepositEvents on
 // the chain), none lost, none left depositing. The same again when the process lives on but
 // its lock session ends (point 4: "a leader that loses that connection stops this work at
-// once"): the deposed leader's own requests and sends are still under way then.
+// once"): the deposed leader's own requests and sends are still under way then. And a single
+// server whose lock session ends again and again: it is elected again each time, with its own
+// sends of the term before still under way.
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Interface, Wallet } from 'ethers';
@@ -104,105 +106,174 @@ const cluster = bins
       throw new Error('no PostgreSQL');
     };
 
-describe.skipIf(bins === undefined)('three servers in send mode, the leader fails', () => {
+/** `n` send-mode servers on a new database and a new deposit contract, behind the slow RPC. */
+async function sendFleet(n: number) {
+  const { chain, proxy } = started();
+  const funder = new Wallet(FUNDER_KEY).address;
+  const nonceBefore = await chain.provider.getTransactionCount(funder, 'pending');
+  const contract = await deploy(chain, 'TestDepositContract');
+  proxy.delay(200);
+  const url = await newDatabase(cluster(), 'pkm_leader');
+  const { kekFile } = await sharedFiles();
+  const funderFile = join(await tempDir(), 'funder.key');
+  await writeFile(funderFile, `${FUNDER_KEY}\n`, { mode: 0o600 });
+  rememberSecret(FUNDER_KEY);
+  const fleet = await Fleet.start(n, [
+    '--store',
+    url,
+    '--kek-file',
+    kekFile,
+    '--network',
+    'custom',
+    '--fork-version',
+    '0x00000000',
+    '--chain-id',
+    '31337',
+    '--deposit-contract',
+    contract,
+    '--withdrawal-address',
+    ADDRESS,
+    '--deposit-mode',
+    'send',
+    '--eth-rpc',
+    proxy.url,
+    '--funder-key-file',
+    funderFile,
+    '--deposit-reconcile-interval',
+    '1s',
+    '--receipt-timeout',
+    '60s',
+    '--max-deposits-per-hour',
+    '1000',
+    '--reuse-delay',
+    `${REUSE_DELAY_MS}ms`,
+    '--resync-window',
+    '0',
+    '--rate-limit',
+    '0',
+  ]);
+  await until(() => saying(fleet, LEADS).length > 0, 15_000);
+  const [leader, ...others] = saying(fleet, LEADS);
+  expect(others).toEqual([]);
+  if (leader === undefined) throw new Error('no leader');
+  return { chain, funder, nonceBefore, contract, url, kekFile, fleet, leader };
+}
+
+type SendFleet = Awaited<ReturnType<typeof sendFleet>>;
+
+/**
+ * Once nothing is depositing and the funder is quiet: every key deposited exactly once and
+ * free or allocated, every deposit for a stored key, every funder transaction a mined deposit,
+ * every pod served (`pods` of them), and the store's checks clean. Returns what it counted.
+ */
+async function expectEachKeyDepositedOnce(at: SendFleet, ledger: Ledger, pods: number) {
+  const { chain, funder, nonceBefore, contract, url, kekFile, fleet } = at;
+  await until(
+    async () => [...(await readTables(url)).keys.values()].every((r) => r.state !== 'depositing'),
+    60_000,
+  );
+  const quiet = await funderQuiet(4_000);
+  const tables = await readTables(url);
+  const logged = await depositsByKey(contract);
+  const report = await checkEnd(fleet, url, kekFile, ledger, REUSE_DELAY_MS);
+  const sent = (await chain.provider.getTransactionCount(funder, 'pending')) - nonceBefore;
+  const mined = (await chain.provider.getTransactionCount(funder, 'latest')) - nonceBefore;
+  const deposits = [...logged.values()].reduce((a, b) => a + b, 0);
+  const summary = {
+    answers: ledger.tally(),
+    keys: tables.keys.size,
+    states: [...tables.keys.values()].reduce<Record<string, number>>(
+      (n, r) => Object.assign(n, { [r.state]: (n[r.state] ?? 0) + 1 }),
+      {},
+    ),
+    depositEvents: deposits,
+    funderTxs: { sent, mined },
+  };
+  return {
+    summary,
+    verify: () => {
+      expect(report.problems).toEqual([]);
+      // Each deposit event for a key the store holds, and none twice.
+      expect([...logged].filter(([, n]) => n !== 1)).toEqual([]);
+      for (const pk of logged.keys()) expect(tables.keys.has(pk)).toBe(true);
+      // Every key in the store deposited once, and free or allocated: none lost or stuck.
+      const unsettled = [...tables.keys.values()].filter(
+        (r) => !(r.state === 'free' || r.state === 'allocated') || logged.get(r.pubkey) !== 1,
+      );
+      expect(
+        unsettled.map((r) => ({
+          pubkey: r.pubkey,
+          state: r.state,
+          deposits: logged.get(r.pubkey) ?? 0,
+          nonce: r.tx?.nonce,
+          error: r.depositError,
+        })),
+      ).toEqual([]);
+      expect(ledger.settledPods().size).toBe(pods);
+      for (const keys of ledger.settledPods().values())
+        for (const pk of keys) expect(logged.get(pk)).toBe(1);
+      // Every funder transaction a deposit, all mined, no nonce skipped or left pending.
+      expect({ sent, mined }).toEqual({ sent: deposits, mined: deposits });
+      expect(quiet).toBe(true);
+    },
+  };
+}
+
+/** Every answer a 200 or a coded 503 with Retry-After (and a cut connection from `killed`). */
+function expectCoded(ledger: Ledger, killed?: number): void {
+  for (const a of ledger.attempts) {
+    if (a.answer.kind === 'status' && a.answer.status === 200) continue;
+    if (a.answer.kind === 'lost' && a.server === killed) continue;
+    expect(a.answer).toMatchObject({ kind: 'status', status: 503 });
+    expect(Number(a.answer.kind === 'status' ? a.answer.retryAfter : 0)).toBeGreaterThan(0);
+  }
+}
+
+const podsAsking = (prefix: string, pods: number, count: number) =>
+  new Map(
+    Array.from({ length: pods }, (_, i): [string, Op[]] => [`${prefix}-${i}`, [allocate(count)]]),
+  );
+
+describe.skipIf(bins === undefined)('send mode on one database, the leader fails', () => {
   it.each<['kill' | 'session', string]>([
     ['kill', 'kill -9 of the leader process'],
     ['session', 'its lock session ended by the database, the process living on'],
   ])(
-    '%s: %s mid-deposits: a leader again within 15 s, every key deposited exactly once',
+    'three servers, %s: %s mid-deposits: a leader again within 15 s, every key deposited exactly once',
     async (fault) => {
       const t0 = Date.now();
-      const { chain, proxy } = started();
-      const funder = new Wallet(FUNDER_KEY).address;
-      const nonceBefore = await chain.provider.getTransactionCount(funder, 'pending');
-      const contract = await deploy(chain, 'TestDepositContract');
-      proxy.delay(200);
-      const url = await newDatabase(cluster(), 'pkm_leader');
-      const { kekFile } = await sharedFiles();
-      const funderFile = join(await tempDir(), 'funder.key');
-      await writeFile(funderFile, `${FUNDER_KEY}\n`, { mode: 0o600 });
-      rememberSecret(FUNDER_KEY);
-      const fleet = await Fleet.start(3, [
-        '--store',
-        url,
-        '--kek-file',
-        kekFile,
-        '--network',
-        'custom',
-        '--fork-version',
-        '0x00000000',
-        '--chain-id',
-        '31337',
-        '--deposit-contract',
-        contract,
-        '--withdrawal-address',
-        ADDRESS,
-        '--deposit-mode',
-        'send',
-        '--eth-rpc',
-        proxy.url,
-        '--funder-key-file',
-        funderFile,
-        '--deposit-reconcile-interval',
-        '1s',
-        '--receipt-timeout',
-        '60s',
-        '--max-deposits-per-hour',
-        '1000',
-        '--reuse-delay',
-        `${REUSE_DELAY_MS}ms`,
-        '--resync-window',
-        '0',
-        '--rate-limit',
-        '0',
-      ]);
-      await until(() => saying(fleet, LEADS).length > 0, 15_000);
-      const [leader, ...others] = saying(fleet, LEADS);
-      expect(others).toEqual([]);
-      if (leader === undefined) throw new Error('no leader');
-
+      const at = await sendFleet(3);
+      const { fleet, leader, contract, url } = at;
       // 12 pods ask for 2 new keys each, 4 through each server: 24 deposits, sent one after
       // another by the leader (the others' keys too: it finds them in the audit log).
       const ledger = new Ledger();
-      const pods = Array.from({ length: 12 }, (_, i): [string, Op[]] => [`v-${i}`, [allocate(2)]]);
-      const running = runScripts(fleet, ledger, new Map(pods), CLIENT);
+      const running = runScripts(fleet, ledger, podsAsking('v', 12, 2), CLIENT);
       // The fault, with some deposits mined and others still to sign, send or mine.
       await until(async () => (await depositsByKey(contract)).size >= 4, 60_000);
       const linesBefore = fleet.servers.map((s) => s.stdout.length);
-      const killedAt = Date.now();
+      const faultAt = Date.now();
       if (fault === 'kill') await fleet.kill(leader);
       else expect(await endLockSession(url)).toBe(1);
-      const atKill = await readTables(url);
-      const openAtKill = [...atKill.keys.values()].filter((r) => r.state === 'depositing');
-      const minedAtKill = (await depositsByKey(contract)).size;
+      const atFault = await readTables(url);
+      const openAtFault = [...atFault.keys.values()].filter((r) => r.state === 'depositing');
+      const minedAtFault = (await depositsByKey(contract)).size;
 
       // A deposed leader that lives says so at once (its lock connection ended).
       if (fault === 'session')
         await until(() => saying(fleet, DEPOSED, linesBefore).includes(leader), 5_000);
-      const deposedMs = Date.now() - killedAt;
+      const deposedMs = Date.now() - faultAt;
       await until(() => saying(fleet, LEADS, linesBefore).length > 0, 20_000);
-      const takeoverMs = Date.now() - killedAt;
+      const takeoverMs = Date.now() - faultAt;
       const [successor, ...also] = saying(fleet, LEADS, linesBefore);
       expect(also).toEqual([]);
-      // The successor sends: a deposit mined after the kill.
-      await until(async () => (await depositsByKey(contract)).size > minedAtKill, 30_000);
-      const firstDepositMs = Date.now() - killedAt;
+      // The successor sends: a deposit mined after the fault.
+      await until(async () => (await depositsByKey(contract)).size > minedAtFault, 30_000);
+      const firstDepositMs = Date.now() - faultAt;
       // New pods while the new leader finishes the old one's deposits: it sends new keys too.
-      const later = Array.from({ length: 4 }, (_, i): [string, Op[]] => [`w-${i}`, [allocate(1)]]);
-      await Promise.all([running, runScripts(fleet, ledger, new Map(later), CLIENT)]);
-      const podsDoneMs = Date.now() - killedAt;
+      await Promise.all([running, runScripts(fleet, ledger, podsAsking('w', 4, 1), CLIENT)]);
+      const podsDoneMs = Date.now() - faultAt;
 
-      await until(
-        async () =>
-          [...(await readTables(url)).keys.values()].every((r) => r.state !== 'depositing'),
-        60_000,
-      );
-      const quiet = await funderQuiet(4_000);
-      const tables = await readTables(url);
-      const logged = await depositsByKey(contract);
-      const report = await checkEnd(fleet, url, kekFile, ledger, REUSE_DELAY_MS);
-      const sent = (await chain.provider.getTransactionCount(funder, 'pending')) - nonceBefore;
-      const mined = (await chain.provider.getTransactionCount(funder, 'latest')) - nonceBefore;
+      const end = await expectEachKeyDepositedOnce(at, ledger, 16);
       console.log(
         JSON.stringify({
           test: `leader fails (${fault})`,
@@ -211,54 +282,52 @@ describe.skipIf(bins === undefined)('three servers in send mode, the leader fail
           successor,
           ...(fault === 'session' ? { deposedMs } : {}),
           takeoverMs,
-          atKill: {
-            mined: minedAtKill,
-            depositing: openAtKill.length,
-            signedNotSettled: openAtKill.filter((r) => r.tx !== undefined).length,
+          atFault: {
+            mined: minedAtFault,
+            depositing: openAtFault.length,
+            signedNotSettled: openAtFault.filter((r) => r.tx !== undefined).length,
           },
-          afterKill: { firstDepositMs, podsDoneMs },
-          answers: ledger.tally(),
-          keys: tables.keys.size,
-          states: [...tables.keys.values()].reduce<Record<string, number>>(
-            (n, r) => Object.assign(n, { [r.state]: (n[r.state] ?? 0) + 1 }),
-            {},
-          ),
-          depositEvents: [...logged.values()].reduce((a, b) => a + b, 0),
-          funderTxs: { sent, mined },
+          afterFault: { firstDepositMs, podsDoneMs },
+          ...end.summary,
         }),
       );
-
       expect(takeoverMs).toBeLessThanOrEqual(15_000);
-      // Killed while deposits were in flight.
-      expect(openAtKill.length).toBeGreaterThan(0);
-      expect(report.problems).toEqual([]);
-      // Each deposit event for a key the store holds, and none twice.
-      const twice = [...logged].filter(([, n]) => n !== 1);
-      expect(twice).toEqual([]);
-      for (const pk of logged.keys()) expect(tables.keys.has(pk)).toBe(true);
-      // Every key in the store deposited once, and free or allocated: none lost or stuck.
-      const unsettled = [...tables.keys.values()].filter(
-        (r) => !(r.state === 'free' || r.state === 'allocated') || logged.get(r.pubkey) !== 1,
-      );
-      expect(unsettled.map((r) => `${r.pubkey} ${r.state} ${logged.get(r.pubkey) ?? 0}`)).toEqual(
-        [],
-      );
-      // Every pod got its keys: 12 x 2 + 4 x 1, each deposited.
-      expect(ledger.settledPods().size).toBe(16);
-      for (const keys of ledger.settledPods().values())
-        for (const pk of keys) expect(logged.get(pk)).toBe(1);
-      // Every funder transaction a deposit, all mined, no nonce skipped or left pending.
-      const deposits = [...logged.values()].reduce((a, b) => a + b, 0);
-      expect({ sent, mined }).toEqual({ sent: deposits, mined: deposits });
-      expect(quiet).toBe(true);
-      // A coded 503 (with Retry-After) or a kill is all a pod may have met.
-      for (const a of ledger.attempts) {
-        if (a.answer.kind === 'status' && a.answer.status === 200) continue;
-        if (a.answer.kind === 'lost' && fault === 'kill' && a.server === leader) continue;
-        expect(a.answer).toMatchObject({ kind: 'status', status: 503 });
-        expect(Number(a.answer.kind === 'status' ? a.answer.retryAfter : 0)).toBeGreaterThan(0);
-      }
+      // The fault hit deposits in flight.
+      expect(openAtFault.length).toBeGreaterThan(0);
+      end.verify();
+      expectCoded(ledger, fault === 'kill' ? leader : undefined);
     },
     240_000,
   );
+
+  it('one server whose lock session ends 4 times mid-deposits: elected again each time, every key deposited exactly once', async () => {
+    const t0 = Date.now();
+    const at = await sendFleet(1);
+    const { fleet, contract, url } = at;
+    const ledger = new Ledger();
+    const running = runScripts(fleet, ledger, podsAsking('v', 16, 2), CLIENT);
+    await until(async () => (await depositsByKey(contract)).size >= 2, 60_000);
+    const reelectedMs: number[] = [];
+    for (let blip = 0; blip < 4; blip++) {
+      const linesBefore = fleet.servers.map((s) => s.stdout.length);
+      const endedAt = Date.now();
+      expect(await endLockSession(url)).toBe(1);
+      await until(() => saying(fleet, LEADS, linesBefore).length > 0, 15_000);
+      reelectedMs.push(Date.now() - endedAt);
+      // Its sends under way again before the next blip.
+      await new Promise((r) => setTimeout(r, 1_500));
+    }
+    await running;
+    const end = await expectEachKeyDepositedOnce(at, ledger, 16);
+    console.log(
+      JSON.stringify({
+        test: 'lock session blips',
+        ms: Date.now() - t0,
+        reelectedMs,
+        ...end.summary,
+      }),
+    );
+    end.verify();
+    expectCoded(ledger);
+  }, 240_000);
 });
