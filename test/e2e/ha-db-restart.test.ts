@@ -4,20 +4,12 @@
 // Meanwhile every request gets an answer: 200, or a coded 503 with Retry-After, never a 500, a
 // cut connection or a hang; afterwards the same server processes serve again, and nothing
 // acknowledged is lost (ha-checks.ts).
-import { execFile } from 'node:child_process';
-import { dirname, join } from 'node:path';
-import { promisify } from 'node:util';
-import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { onCleanup, until } from '../helpers.js';
-import {
-  findPostgres,
-  type PgBinaries,
-  type PgServer,
-  startPostgres,
-} from '../support/postgres.js';
+import { findPostgres, startPostgres } from '../support/postgres.js';
 import { checkEnd } from './ha-checks.js';
 import { Fleet, newDatabase, sharedFiles } from './ha-fleet.js';
+import { pgControls } from './ha-pg-control.js';
 import {
   allocate,
   type ClientOptions,
@@ -29,46 +21,10 @@ import {
 } from './ha-pods.js';
 
 const bins = await findPostgres();
-const run = promisify(execFile);
 const REUSE_DELAY_MS = 500;
 const DOWN_MS = 3_000;
 /** A request unanswered for 60 s hangs (generous: this machine's 2 cores are shared). */
 const CLIENT: ClientOptions = { requestTimeoutMs: 60_000, opDeadlineMs: 120_000 };
-
-/**
- * Stops and starts the cluster on its data dir and port, as test/support/postgres.ts started
- * it. TODO(issue 15): use PgServer.stopServer() and startServer() once the harness has them
- * (branch wip-pg-cli), and drop this.
- */
-async function controls(cluster: PgServer, pgBins: PgBinaries) {
-  const admin = new pg.Client({ connectionString: cluster.url });
-  await admin.connect();
-  const data = String((await admin.query('SHOW data_directory')).rows[0]?.data_directory);
-  await admin.end();
-  const dir = dirname(data);
-  const asOwner = (argv: string[]): [string, string[]] =>
-    process.getuid?.() === 0
-      ? ['runuser', ['-u', 'postgres', '--', ...argv]]
-      : [argv[0] ?? '', argv.slice(1)];
-  const pgCtl = async (...args: string[]) => {
-    const [cmd, argv] = asOwner([pgBins.pgCtl, '-D', data, ...args]);
-    await run(cmd, argv, { timeout: 60_000 });
-  };
-  const options = [
-    `-k ${dir}`,
-    `-p ${cluster.port}`,
-    '-c listen_addresses=127.0.0.1',
-    '-c fsync=on',
-    '-c synchronous_commit=on',
-  ].join(' ');
-  return {
-    /** fast: sessions ended, a checkpoint; immediate: a crash, the WAL replayed at start. */
-    stopServer: (mode: 'fast' | 'immediate') => pgCtl('stop', '-m', mode, '-w'),
-    // -l: the server's output to its log, not to a pipe this process would wait on.
-    startServer: () =>
-      pgCtl('start', '-l', join(dir, 'server.log'), '-o', options, '-w', '-t', '30'),
-  };
-}
 
 describe.skipIf(bins === undefined)('three servers, the database restarts mid-burst', () => {
   it.each<['fast' | 'immediate', string]>([
@@ -80,7 +36,7 @@ describe.skipIf(bins === undefined)('three servers, the database restarts mid-bu
       const t0 = Date.now();
       const cluster = await startPostgres(bins ?? { initdb: '', pgCtl: '' });
       onCleanup(() => cluster.stop());
-      const db = await controls(cluster, bins ?? { initdb: '', pgCtl: '' });
+      const db = await pgControls(cluster, bins ?? { initdb: '', pgCtl: '' });
       const url = await newDatabase(cluster, 'pkm_restart');
       const { kekFile, mnemonicFile } = await sharedFiles();
       const fleet = await Fleet.start(3, [
