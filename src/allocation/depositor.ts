@@ -141,26 +141,34 @@ export class Depositor {
    * reconciles. Nothing is signed here before the nonce is synced.
    */
   private async lead(term: number): Promise<void> {
-    // Read the log's end first: a key made after it is in the log after it, one before in the
-    // scan below.
-    const [last] = await this.deps.store.lastEvents(EVERY_EVENT_TYPE, 1, 1);
-    const seenSeq = last?.seq ?? -1;
-    let highest = -1;
-    const open: string[] = [];
-    for await (const r of this.deps.store.keyRecords()) {
-      if (r.state !== 'depositing') continue;
-      open.push(r.pubkey);
-      if (r.tx) highest = Math.max(highest, r.tx.nonce);
-    }
-    // Past every stored transaction, sent or not: a stored one is broadcast again, never
-    // replaced, so its nonce is never handed out a second time.
-    const nonce = Math.max(await this.deps.chain.pendingNonce(), highest + 1);
-    this.balance = await this.deps.chain.balance().catch(() => undefined);
-    if (term !== this.term || !this.deps.store.leadership().isLeader) return; // deposed meanwhile
-    this.seenSeq = seenSeq;
-    for (const pk of open) this.pending.add(pk);
-    this.nextNonce = nonce;
-    this.leading = true;
+    // Inside `sending`, where every signature is taken: a send this server began in an earlier
+    // term (it lost the lead and won it again while the send ran) ends before the reads below,
+    // or waits until the nonce they give is set. Between the two it would take a nonce the sync
+    // then hands out again, and a key's deposit could never be mined (deposit-failed).
+    const leads = await this.sending(async () => {
+      // Read the log's end first: a key made after it is in the log after it, one before in
+      // the scan below.
+      const [last] = await this.deps.store.lastEvents(EVERY_EVENT_TYPE, 1, 1);
+      const seenSeq = last?.seq ?? -1;
+      let highest = -1;
+      const open: string[] = [];
+      for await (const r of this.deps.store.keyRecords()) {
+        if (r.state !== 'depositing') continue;
+        open.push(r.pubkey);
+        if (r.tx) highest = Math.max(highest, r.tx.nonce);
+      }
+      // Past every stored transaction, sent or not: a stored one is broadcast again, never
+      // replaced, so its nonce is never handed out a second time.
+      const nonce = Math.max(await this.deps.chain.pendingNonce(), highest + 1);
+      this.balance = await this.deps.chain.balance().catch(() => undefined);
+      if (term !== this.term || !this.deps.store.leadership().isLeader) return false; // deposed
+      this.seenSeq = seenSeq;
+      for (const pk of open) this.pending.add(pk);
+      this.nextNonce = nonce;
+      this.leading = true;
+      return true;
+    });
+    if (!leads) return;
     // What a previous run left open is finished in the background, not before the server
     // listens: after a crash mid-burst behind a slow RPC that could take minutes. Requests
     // meanwhile are safe: they send only keys they made, and every signature goes through
