@@ -23,6 +23,8 @@ export class Transaction {
   private readonly keys = new Map<string, KeyChange>();
   private readonly pods = new Map<string, PodChange>();
   private stagedNextIndex: number | undefined;
+  /** The store's next index as this transaction first read it (see nextKeyIndex()). */
+  private indexBasis: number | undefined;
   /** Some staged change may be written only while this server leads (Change.leaderOnly). */
   private leaderOnly = false;
   /** The smallest bound on the keys that exist any staged change made keys under. */
@@ -125,9 +127,15 @@ export class Transaction {
     );
   }
 
-  /** The next derivation index, after the indexes earlier requests of the group used. */
+  /**
+   * The next derivation index, after the indexes earlier requests of the group used. The
+   * store's own is read once per transaction: on PostgreSQL a refresh() may move it while the
+   * group runs, and the group's derivations must all start from the index its commit is
+   * checked against (Change.keyIndexBasis).
+   */
   nextKeyIndex(): number {
-    return this.stagedNextIndex ?? this.store.nextKeyIndex();
+    this.indexBasis ??= this.store.nextKeyIndex();
+    return this.stagedNextIndex ?? this.indexBasis;
   }
 
   async getMeta(key: string): Promise<string | undefined> {
@@ -238,6 +246,10 @@ export class Transaction {
     };
     return this.stagedNextIndex === undefined
       ? change
-      : { ...change, nextKeyIndex: this.stagedNextIndex };
+      : {
+          ...change,
+          nextKeyIndex: this.stagedNextIndex,
+          keyIndexBasis: this.indexBasis ?? this.store.nextKeyIndex(),
+        };
   }
 }

@@ -22,6 +22,12 @@ export interface Change {
   readonly pods: readonly PodChange[];
   /** The next derivation index, when this change used indexes. */
   readonly nextKeyIndex?: number;
+  /**
+   * With nextKeyIndex: the store's next index as the change's reads first saw it (Transaction).
+   * Several servers: if the store's index moved past it since (another server's commit, seen by
+   * a refresh), the change is refused as STORE_CONFLICT and its group runs again.
+   */
+  readonly keyIndexBasis?: number;
   /** What happened, for the audit log (written in the same batch). */
   readonly events?: readonly NewAuditEvent[];
   /** Values for the meta bucket, written in the same batch (undefined: deleted). */

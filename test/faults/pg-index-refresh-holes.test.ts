@@ -1,13 +1,11 @@
-// Found while writing the HA fault tests (issue 15, point 5), NOT FIXED here: a server's store
-// refreshes its next key index from the database every 2 s (StoreProbe's ping ->
-// PgStore.refresh()), also while a group runs. When that refresh lands inside a group that
-// derived a key, after another server committed more derivations from the same index, the
-// group's change ends below the refreshed index, and PgStore.commit refuses it as INTERNAL
-// ("the next key index may only grow", planChange), a 500 for every request of the group. It is
-// a conflict like any other (another server took the indexes): the group should run again from
-// fresh reads and derive past them. The store cannot tell this from a change that lowers the
-// index by mistake (INTERNAL by the conformance suite) unless the change says which index its
-// derivations started from. `it.fails` until then: remove `.fails` with the fix.
+// Found while writing the HA fault tests (issue 15, point 5): a server's store refreshes its
+// next key index from the database every 2 s (StoreProbe's ping -> PgStore.refresh()), also
+// while a group runs. When that refresh landed inside a group that derived a key, after another
+// server committed more derivations from the same index, the group's change ended below the
+// refreshed index and PgStore.commit refused it as INTERNAL ("the next key index may only
+// grow"), a 500 for every request of the group. It is a conflict like any other: the change
+// now says which index its derivations started from (Change.keyIndexBasis), and the group runs
+// again from fresh reads, deriving past the indexes the other server took.
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { Allocator } from '../../src/allocation/allocator.js';
@@ -51,7 +49,7 @@ describe.skipIf(bins === undefined)('a refreshed next key index inside a group',
     return { store, group, allocator };
   }
 
-  it.fails('is a conflict: the group runs again and derives past the indexes the other server took', async () => {
+  it('is a conflict: the group runs again and derives past the indexes the other server took', async () => {
     const url = await newDatabase('pkm_refresh_race');
     const clock = new FakeClock();
     const a = await server(url, clock);

@@ -405,11 +405,20 @@ export class PgStore implements StoreContract {
    * next index move only once the transaction committed.
    */
   async commit(change: Change): Promise<void> {
-    const plan = planChange(change, this.nextIndex);
+    // The index the change's derivations started from: refresh() (the readiness probe's, every
+    // 2 s) may have moved this.nextIndex past it while the group ran, another server having
+    // taken those indexes: a conflict, and the group runs again from the index as it is now.
+    const from = change.keyIndexBasis ?? this.nextIndex;
+    if (change.nextKeyIndex !== undefined && from < this.nextIndex)
+      throw new StoreConflict('the next key index', {
+        counts: this.storedCounts(),
+        nextKeyIndex: this.nextIndex,
+      });
+    const plan = planChange(change, from);
     // Several servers (issue 15, point 3): a before-image mismatch refuses the change whole
     // (STORE_CONFLICT); the group committer re-reads and runs it again, a bounded number of times.
     const basis = {
-      nextKeyIndex: this.nextIndex,
+      nextKeyIndex: from,
       leaderPid: this.leader.lockPid,
       now: this.sharedClock(),
       presence: this.beside,
