@@ -4,12 +4,10 @@
 import pg from 'pg';
 import { z } from 'zod';
 import { MetaKey } from '../../src/store/buckets.js';
-import { checkStore } from '../../src/store/check.js';
-import { loadKek } from '../../src/store/encryption.js';
-import { PgStore } from '../../src/store/pg/pg-store.js';
 import { type KeyRecord, keyRecordCodec, podRecordCodec } from '../../src/store/records.js';
 import type { Fleet } from './ha-fleet.js';
 import type { Hold, Ledger } from './ha-pods.js';
+import { runPkm } from './spawn.js';
 
 export interface Tables {
   /** Pod name -> its keys, for pods holding any (pkm_pods). */
@@ -146,7 +144,6 @@ export interface EndReport {
 export async function checkEnd(
   fleet: Fleet,
   url: string,
-  kekFile: string,
   ledger: Ledger,
   reuseDelayMs: number,
 ): Promise<EndReport> {
@@ -186,15 +183,17 @@ export async function checkEnd(
   if (paths.size !== tables.nextKeyIndex)
     problems.push(`${paths.size} derived keys, but the next key index is ${tables.nextKeyIndex}`);
 
-  // TODO(issue 15): `pkm db check --store postgres://… --kek-file F` once it takes --store
-  // (branch wip-pg-cli); until then the same check, run over a PgStore of this database.
-  const { kek } = await loadKek('', kekFile);
-  const store = await PgStore.open(url, { kek: async () => kek, poolSize: 2 });
-  try {
-    problems.push(...(await checkStore(store)).problems.map((p) => `pkm db check: ${p}`));
-  } finally {
-    await store.close();
-  }
+  // `pkm db check` on the database, as an operator runs it beside the servers (one snapshot).
+  const check = runPkm(['db', 'check', '--store', url]);
+  const exit = await check.exited;
+  const report = z
+    .object({ problems: z.array(z.string()) })
+    .safeParse(JSON.parse(check.stdout.join('\n') || '{}'));
+  if (exit !== 0 || !report.success)
+    problems.push(
+      `pkm db check exited ${exit}: ${check.stdout.join(' ')} ${check.stderr.join(' ')}`,
+    );
+  else problems.push(...report.data.problems.map((p) => `pkm db check: ${p}`));
   return {
     problems,
     keys: tables.keys.size,

@@ -63,7 +63,7 @@ const cluster = bins
 describe.skipIf(bins === undefined)('three servers on one PostgreSQL database', () => {
   it('contention: 2 bursts of 300 concurrent allocations, releases and re-allocations; no key in two pods, nothing acknowledged lost, db check clean', async () => {
     const started = Date.now();
-    const { url, kekFile, fleet } = await threeServers();
+    const { url, fleet } = await threeServers();
     const ledger = new Ledger();
     // Setting up: 150 pods get keys (75 of them then release theirs, which cool for
     // REUSE_DELAY_MS and so are in the pool when the first burst begins).
@@ -100,7 +100,7 @@ describe.skipIf(bins === undefined)('three servers on one PostgreSQL database', 
 
     const bursts = ledger.attempts.slice(setupEnd);
     const tally = ledger.tally();
-    const report = await checkEnd(fleet, url, kekFile, ledger, REUSE_DELAY_MS);
+    const report = await checkEnd(fleet, url, ledger, REUSE_DELAY_MS);
     const moved = moves(ledger.holds);
     // Commits one server based on reads another's commit overtook, refused and rolled back
     // (STORE_CONFLICT inside the servers; their group committers ran them again).
@@ -136,7 +136,7 @@ describe.skipIf(bins === undefined)('three servers on one PostgreSQL database', 
 
   it('a server dies: kill -9 of one of three mid-burst loses nothing acknowledged, the other two carry on', async () => {
     const started = Date.now();
-    const { url, kekFile, fleet } = await threeServers();
+    const { url, fleet } = await threeServers();
     const ledger = new Ledger();
     const holding = range('h', 0, 60);
     const released = range('r', 0, 60);
@@ -179,7 +179,7 @@ describe.skipIf(bins === undefined)('three servers on one PostgreSQL database', 
       (a) => a.server === victim && a.answer.kind === 'status' && a.answer.status === 200,
     );
     const afterKill = ledger.attempts.filter((a) => a.sentAt > killedAt);
-    const report = await checkEnd(fleet, url, kekFile, ledger, REUSE_DELAY_MS);
+    const report = await checkEnd(fleet, url, ledger, REUSE_DELAY_MS);
     console.log(
       JSON.stringify({
         test: 'server dies',

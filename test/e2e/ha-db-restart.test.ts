@@ -9,7 +9,6 @@ import { onCleanup, until } from '../helpers.js';
 import { findPostgres, startPostgres } from '../support/postgres.js';
 import { checkEnd } from './ha-checks.js';
 import { Fleet, newDatabase, sharedFiles } from './ha-fleet.js';
-import { pgControls } from './ha-pg-control.js';
 import {
   allocate,
   type ClientOptions,
@@ -36,7 +35,7 @@ describe.skipIf(bins === undefined)('three servers, the database restarts mid-bu
       const t0 = Date.now();
       const cluster = await startPostgres(bins ?? { initdb: '', pgCtl: '' });
       onCleanup(() => cluster.stop());
-      const db = await pgControls(cluster, bins ?? { initdb: '', pgCtl: '' });
+      const db = cluster;
       const url = await newDatabase(cluster, 'pkm_restart');
       const { kekFile, mnemonicFile } = await sharedFiles();
       const fleet = await Fleet.start(3, [
@@ -101,7 +100,7 @@ describe.skipIf(bins === undefined)('three servers, the database restarts mid-bu
       const firstOkAfterUp = ledger.attempts
         .filter((a) => a.sentAt >= upAt && label(a.answer) === '200')
         .reduce((min, a) => Math.min(min, a.answeredAt - upAt), Number.POSITIVE_INFINITY);
-      const report = await checkEnd(fleet, url, kekFile, ledger, REUSE_DELAY_MS);
+      const report = await checkEnd(fleet, url, ledger, REUSE_DELAY_MS);
       console.log(
         JSON.stringify({
           test: `database restarts (${mode})`,

@@ -167,7 +167,7 @@ type SendFleet = Awaited<ReturnType<typeof sendFleet>>;
  * every pod served (`pods` of them), and the store's checks clean. Returns what it counted.
  */
 async function expectEachKeyDepositedOnce(at: SendFleet, ledger: Ledger, pods: number) {
-  const { chain, funder, nonceBefore, contract, url, kekFile, fleet } = at;
+  const { chain, funder, nonceBefore, contract, url, fleet } = at;
   await until(
     async () => [...(await readTables(url)).keys.values()].every((r) => r.state !== 'depositing'),
     60_000,
@@ -175,7 +175,7 @@ async function expectEachKeyDepositedOnce(at: SendFleet, ledger: Ledger, pods: n
   const quiet = await funderQuiet(4_000);
   const tables = await readTables(url);
   const logged = await depositsByKey(contract);
-  const report = await checkEnd(fleet, url, kekFile, ledger, REUSE_DELAY_MS);
+  const report = await checkEnd(fleet, url, ledger, REUSE_DELAY_MS);
   const sent = (await chain.provider.getTransactionCount(funder, 'pending')) - nonceBefore;
   const mined = (await chain.provider.getTransactionCount(funder, 'latest')) - nonceBefore;
   const deposits = [...logged.values()].reduce((a, b) => a + b, 0);
