@@ -48,10 +48,8 @@ export const OLDEST_IN_LANE_SQL = `SELECT since, pubkey FROM pkm_keys
   WHERE pool = $1 AND right(pubkey, 1) = $4 AND ($2::bigint IS NULL OR since <= $2)
   ORDER BY since, pubkey LIMIT $3`;
 
-/** oldest() outside one lane. */
-const OLDEST_OUTSIDE_LANE_SQL = `SELECT since, pubkey FROM pkm_keys
-  WHERE pool = $1 AND right(pubkey, 1) <> $4 AND ($2::bigint IS NULL OR since <= $2)
-  ORDER BY since, pubkey LIMIT $3`;
+/** The pools' lanes: a pubkey's last hex digit. */
+const LANES = 16;
 
 export interface PgStoreOptions {
   /** Gives the KEK, as for the LevelDB store (StoreOptions.kek). */
@@ -78,7 +76,7 @@ export interface PgStoreOptions {
   /**
    * Picks from a lane of the pools first (`pkm server`): oldest() then answers the oldest
    * entries of this store's lane (a hex digit, random per open: the pubkey's last one), and
-   * only past those the oldest of the rest. Servers picking at once then seldom pick the same
+   * only past those the oldest of the next lane, and so on. Servers picking at once then seldom pick the same
    * keys, which their commits would refuse. Default: exact oldest-first.
    */
   readonly lanes?: boolean;
@@ -128,7 +126,7 @@ export class PgStore implements StoreContract {
     this.closedSignal.catch(() => undefined);
     this.localClock = opts.clock ?? Date.now;
     this.beside = opts.presence === 'server';
-    this.lane = opts.lanes ? randomInt(16).toString(16) : undefined;
+    this.lane = opts.lanes ? randomInt(LANES).toString(16) : undefined;
   }
 
   /** This store's lane of the pools, when it picks by lanes. */
@@ -338,16 +336,21 @@ export class PgStore implements StoreContract {
       const res = await this.query('reading a pool', OLDEST_SQL, params);
       return parseRows(EntryRow, res.rows, 'pool entry');
     }
-    const own = await this.query('reading a pool', OLDEST_IN_LANE_SQL, [...params, this.lane]);
-    const mine = parseRows(EntryRow, own.rows, 'pool entry');
-    if (mine.length >= limit) return mine;
-    const rest = await this.query('reading a pool', OLDEST_OUTSIDE_LANE_SQL, [
-      index,
-      params[1],
-      limit - mine.length,
-      this.lane,
-    ]);
-    return [...mine, ...parseRows(EntryRow, rest.rows, 'pool entry')];
+    // Its own lane, then the next ones in turn: servers that start in different lanes keep
+    // apart even once their own lanes run dry (all falling back to the oldest would meet).
+    const found: IndexEntry[] = [];
+    const first = Number.parseInt(this.lane, 16);
+    for (let i = 0; i < LANES && found.length < limit; i++) {
+      const lane = ((first + i) % LANES).toString(16);
+      const res = await this.query('reading a pool', OLDEST_IN_LANE_SQL, [
+        index,
+        params[1],
+        limit - found.length,
+        lane,
+      ]);
+      found.push(...parseRows(EntryRow, res.rows, 'pool entry'));
+    }
+    return found;
   }
 
   async countCoolingAfter(cutoff: number): Promise<number> {
