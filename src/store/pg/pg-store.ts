@@ -48,6 +48,18 @@ export const OLDEST_IN_LANE_SQL = `SELECT since, pubkey FROM pkm_keys
   WHERE pool = $1 AND right(pubkey, 1) = $4 AND ($2::bigint IS NULL OR since <= $2)
   ORDER BY since, pubkey LIMIT $3`;
 
+/**
+ * oldest() by lanes, in one round trip: $4 the lanes in the order to take them (this store's
+ * own first, then the next ones in turn); each lane an index range scan of at most $3 rows.
+ */
+export const OLDEST_BY_LANES_SQL = `SELECT e.since, e.pubkey
+  FROM unnest($4::text[]) WITH ORDINALITY AS l(lane, n)
+  CROSS JOIN LATERAL (
+    SELECT since, pubkey FROM pkm_keys
+    WHERE pool = $1 AND right(pubkey, 1) = l.lane AND ($2::bigint IS NULL OR since <= $2)
+    ORDER BY since, pubkey LIMIT $3) e
+  ORDER BY l.n, e.since, e.pubkey LIMIT $3`;
+
 /** The pools' lanes: a pubkey's last hex digit. */
 const LANES = 16;
 
@@ -338,19 +350,20 @@ export class PgStore implements StoreContract {
     }
     // Its own lane, then the next ones in turn: servers that start in different lanes keep
     // apart even once their own lanes run dry (all falling back to the oldest would meet).
-    const found: IndexEntry[] = [];
+    const own = await this.query('reading a pool', OLDEST_IN_LANE_SQL, [...params, this.lane]);
+    const mine = parseRows(EntryRow, own.rows, 'pool entry');
+    if (mine.length >= limit) return mine;
     const first = Number.parseInt(this.lane, 16);
-    for (let i = 0; i < LANES && found.length < limit; i++) {
-      const lane = ((first + i) % LANES).toString(16);
-      const res = await this.query('reading a pool', OLDEST_IN_LANE_SQL, [
-        index,
-        params[1],
-        limit - found.length,
-        lane,
-      ]);
-      found.push(...parseRows(EntryRow, res.rows, 'pool entry'));
-    }
-    return found;
+    const next = Array.from({ length: LANES - 1 }, (_, i) =>
+      ((first + 1 + i) % LANES).toString(16),
+    );
+    const rest = await this.query('reading a pool', OLDEST_BY_LANES_SQL, [
+      index,
+      params[1],
+      limit - mine.length,
+      next,
+    ]);
+    return [...mine, ...parseRows(EntryRow, rest.rows, 'pool entry')];
   }
 
   async countCoolingAfter(cutoff: number): Promise<number> {
