@@ -13,6 +13,7 @@ import { type KeySource, randomKeySource } from '../../src/keys/source.js';
 import { checkStore } from '../../src/store/check.js';
 import { PgStore } from '../../src/store/pg/pg-store.js';
 import { FakeClock, MINUTE, onCleanup, testKek, until } from '../helpers.js';
+import { newDatabase } from '../support/pg-databases.js';
 import { findPostgres, usePostgres } from '../support/postgres.js';
 
 const bins = await findPostgres();
@@ -22,21 +23,12 @@ const REUSE_DELAY = 10 * MINUTE;
 describe.skipIf(bins === undefined)('several servers on one database: holes', () => {
   const server = bins ? usePostgres(bins) : () => undefined;
   let made = 0;
-
-  async function newDatabase(): Promise<string> {
-    const base = server()?.url ?? '';
-    const name = `pkm_ha_holes_${++made}`;
-    const admin = new pg.Client({ connectionString: base });
-    await admin.connect();
-    try {
-      await admin.query(`CREATE DATABASE ${name}`);
-    } finally {
-      await admin.end();
-    }
-    const url = new URL(base);
-    url.pathname = `/${name}`;
-    return url.toString();
-  }
+  /** A new, empty database on the cluster (test/support/pg-databases.ts); its URL. */
+  const freshDatabase = (): Promise<string> => {
+    const cluster = server();
+    if (!cluster) throw new Error('PostgreSQL is not started');
+    return newDatabase(cluster, `pkm_ha_holes_${++made}`);
+  };
 
   async function openServer(url: string): Promise<PgStore> {
     const store = await PgStore.open(url, {
@@ -74,7 +66,7 @@ describe.skipIf(bins === undefined)('several servers on one database: holes', ()
   // clocks: a step of one server's own wall clock moves nothing (it once ended the other
   // server's coolings at once).
   it('a key released at server A still cools its full reuse delay at server B after B’s wall clock steps forward', async () => {
-    const url = await newDatabase();
+    const url = await freshDatabase();
     const storeA = await openServer(url);
     // B's own wall clock is 11 minutes ahead (stepped by NTP, say).
     const storeB = await PgStore.open(url, {
@@ -109,7 +101,7 @@ describe.skipIf(bins === undefined)('several servers on one database: holes', ()
   // With random keys no commit conflicts on the next index, so nothing refreshes the counts and
   // the database never checks the bound: each server makes keys up to the bound on its own.
   it('--max-total-keys holds across servers (random keys)', async () => {
-    const url = await newDatabase();
+    const url = await freshDatabase();
     const storeA = await openServer(url);
     const storeB = await openServer(url);
     const clock = new FakeClock();
@@ -129,7 +121,7 @@ describe.skipIf(bins === undefined)('several servers on one database: holes', ()
 
   // Held: two servers asked for the same pod at once give it one key set and the same answer.
   it('the same pod asked at two servers at once ends with one key set, both answers equal', async () => {
-    const url = await newDatabase();
+    const url = await freshDatabase();
     const storeA = await openServer(url);
     const storeB = await openServer(url);
     const clock = new FakeClock();
@@ -152,7 +144,7 @@ describe.skipIf(bins === undefined)('several servers on one database: holes', ()
   // Held: a pod's claim at A (no proof) and allocations at B, all at once: the claimed key is
   // never handed out by B, whichever commit lands first.
   it('a claim at one server and allocations at another, at once, never hand the claimed key out', async () => {
-    const url = await newDatabase();
+    const url = await freshDatabase();
     const storeA = await openServer(url);
     const storeB = await openServer(url);
     const clock = new FakeClock();
@@ -182,7 +174,7 @@ describe.skipIf(bins === undefined)('several servers on one database: holes', ()
   // Held: sessions killed at random (pg_terminate_backend) while two servers allocate and
   // release: failures are coded and nothing acknowledged is lost; no key is in two pods.
   it('random sessions killed mid-burst: answered calls hold, no key in two pods, the store checks clean', async () => {
-    const url = await newDatabase();
+    const url = await freshDatabase();
     const storeA = await openServer(url);
     const storeB = await openServer(url);
     const clock = new FakeClock();
@@ -245,7 +237,7 @@ describe.skipIf(bins === undefined)('several servers on one database: holes', ()
   // kernel still answers the database's TCP keepalives, so the session never ends and no other
   // server is elected while it stays frozen. Deposits and the watcher's releases stop.
   it('a frozen leader is replaced within 15 s', async () => {
-    const url = await newDatabase();
+    const url = await freshDatabase();
     // The schema first, so the child only opens it.
     const b = await PgStore.open(url, { kek: testKek, presence: 'server' });
     onCleanup(() => b.close());

@@ -1,12 +1,3 @@
-// Found while writing the HA fault tests (issue 15, point 5): a server's store refreshes its
-// next key index from the database every 2 s (StoreProbe's ping -> PgStore.refresh()), also
-// while a group runs. When that refresh landed inside a group that derived a key, after another
-// server committed more derivations from the same index, the group's change ended below the
-// refreshed index and PgStore.commit refused it as INTERNAL ("the next key index may only
-// grow"), a 500 for every request of the group. It is a conflict like any other: the change
-// now says which index its derivations started from (Change.keyIndexBasis), and the group runs
-// again from fresh reads, deriving past the indexes the other server took.
-import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { Allocator } from '../../src/allocation/allocator.js';
 import { GroupCommitter } from '../../src/allocation/group-commit.js';
@@ -14,25 +5,18 @@ import { checkStore } from '../../src/store/check.js';
 import { PgStore } from '../../src/store/pg/pg-store.js';
 import { FakeClock, onCleanup, testKek } from '../helpers.js';
 import { mnemonic } from '../support/allocator.js';
+import { newDatabase as makeDatabase } from '../support/pg-databases.js';
 import { findPostgres, usePostgres } from '../support/postgres.js';
 
 const bins = await findPostgres();
 
 describe.skipIf(bins === undefined)('a refreshed next key index inside a group', () => {
   const cluster = bins ? usePostgres(bins) : () => undefined;
-
-  async function newDatabase(name: string): Promise<string> {
-    const url = new URL(cluster()?.url ?? '');
-    const admin = new pg.Client({ connectionString: url.toString() });
-    await admin.connect();
-    try {
-      await admin.query(`CREATE DATABASE ${name}`);
-    } finally {
-      await admin.end();
-    }
-    url.pathname = `/${name}`;
-    return url.toString();
-  }
+  const newDatabase = (name: string): Promise<string> => {
+    const started = cluster();
+    if (!started) throw new Error('PostgreSQL is not started');
+    return makeDatabase(started, name);
+  };
 
   async function server(url: string, clock: FakeClock) {
     const store = await PgStore.open(url, { kek: testKek, poolSize: 2 });

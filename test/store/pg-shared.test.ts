@@ -13,6 +13,7 @@ import { PgStore } from '../../src/store/pg/pg-store.js';
 import { PRESENCE_LOCK } from '../../src/store/pg/presence.js';
 import { FakeClock, onCleanup, testKek, until } from '../helpers.js';
 import { mnemonic } from '../support/allocator.js';
+import { newDatabase } from '../support/pg-databases.js';
 import { findPostgres, usePostgres } from '../support/postgres.js';
 import { freeKey, pod } from './conformance-support.js';
 
@@ -22,15 +23,12 @@ const FAST = { campaignMs: 100, pingMs: 100, pingTimeoutMs: 1_000 };
 describe.skipIf(bins === undefined)('several servers on one PostgreSQL database', () => {
   const server = bins ? usePostgres(bins) : () => undefined;
   let made = 0;
-
-  async function newDatabase(): Promise<string> {
-    const base = server()?.url ?? '';
-    const name = `pkm_shared_${++made}`;
-    await adminQuery(base, `CREATE DATABASE ${name}`);
-    const url = new URL(base);
-    url.pathname = `/${name}`;
-    return url.toString();
-  }
+  /** A new, empty database on the cluster (test/support/pg-databases.ts); its URL. */
+  const freshDatabase = (): Promise<string> => {
+    const cluster = server();
+    if (!cluster) throw new Error('PostgreSQL is not started');
+    return newDatabase(cluster, `pkm_shared_${++made}`);
+  };
 
   async function adminQuery(url: string, sql: string, params: unknown[] = []) {
     const admin = new pg.Client({ connectionString: url });
@@ -67,7 +65,7 @@ describe.skipIf(bins === undefined)('several servers on one PostgreSQL database'
   }
 
   it('a change based on a record another server changed is refused whole, and nothing is written', async () => {
-    const url = await newDatabase();
+    const url = await freshDatabase();
     const a = await openServer(url);
     const b = await openServer(url);
     const key = freeKey(a, 1, 100);
@@ -101,7 +99,7 @@ describe.skipIf(bins === undefined)('several servers on one PostgreSQL database'
   });
 
   it('servers that pick by lanes answer their own lane first, so their picks seldom meet', async () => {
-    const url = await newDatabase();
+    const url = await freshDatabase();
     const a = await PgStore.open(url, { kek: testKek, lanes: true });
     onCleanup(() => a.close());
     let b = await PgStore.open(url, { kek: testKek, lanes: true });
@@ -132,7 +130,7 @@ describe.skipIf(bins === undefined)('several servers on one PostgreSQL database'
   });
 
   it('a derivation index taken by another server is refused, and the next try starts past it', async () => {
-    const url = await newDatabase();
+    const url = await freshDatabase();
     const a = await openServer(url);
     const b = await openServer(url);
     await a.commit({ keys: [], pods: [], nextKeyIndex: 1 });
@@ -146,7 +144,7 @@ describe.skipIf(bins === undefined)('several servers on one PostgreSQL database'
   });
 
   it('two allocators deriving and recycling at once never give one key to two pods', async () => {
-    const url = await newDatabase();
+    const url = await freshDatabase();
     const stores = [await openServer(url), await openServer(url)];
     const clock = new FakeClock();
     const allocators = stores.map((s) => allocatorOver(s, clock, true));
@@ -178,7 +176,7 @@ describe.skipIf(bins === undefined)('several servers on one PostgreSQL database'
   }, 60_000);
 
   it('a key a pod claimed at one server without a proof is held from pods at every server', async () => {
-    const url = await newDatabase();
+    const url = await freshDatabase();
     const stores = [await openServer(url), await openServer(url)];
     const clock = new FakeClock();
     const [a, b] = stores.map((s) => allocatorOver(s, clock, false));
@@ -197,7 +195,7 @@ describe.skipIf(bins === undefined)('several servers on one PostgreSQL database'
   });
 
   it('while one server looks for reported keys among the indexes ahead, no server derives', async () => {
-    const url = await newDatabase();
+    const url = await freshDatabase();
     const stores = [await openServer(url), await openServer(url)];
     const clock = new FakeClock();
     const [a, b] = stores.map((s) => allocatorOver(s, clock, true));
@@ -228,7 +226,7 @@ describe.skipIf(bins === undefined)('several servers on one PostgreSQL database'
   }, 30_000);
 
   it('one leader at a time; a stopped leader is replaced, and a commit that needs the lead is fenced', async () => {
-    const url = await newDatabase();
+    const url = await freshDatabase();
     const a = await openServer(url);
     const b = await openServer(url);
     a.leadership().start();
@@ -254,7 +252,7 @@ describe.skipIf(bins === undefined)('several servers on one PostgreSQL database'
   });
 
   it('a leader whose lock session is killed stops at once, before another takes over', async () => {
-    const url = await newDatabase();
+    const url = await freshDatabase();
     const a = await openServer(url);
     const b = await openServer(url);
     a.leadership().start();
@@ -280,7 +278,7 @@ describe.skipIf(bins === undefined)('several servers on one PostgreSQL database'
   });
 
   it('a server whose clock is off the database’s by more than a second is not ready', async () => {
-    const url = await newDatabase();
+    const url = await freshDatabase();
     const right = await openServer(url);
     await right.ping();
     const ahead = await PgStore.open(url, { kek: testKek, clock: () => Date.now() + 5_000 });
@@ -292,7 +290,7 @@ describe.skipIf(bins === undefined)('several servers on one PostgreSQL database'
   });
 
   it('no commit lands while a maintenance command holds the database alone, even one that got in while the server had lost its presence lock', async () => {
-    const url = await newDatabase();
+    const url = await freshDatabase();
     const a = await openServer(url);
     await a.commit({ keys: [], pods: [], meta: [['before', '1']] });
     // The server's presence session ends (as at a database restart) and, before its next
@@ -320,7 +318,7 @@ describe.skipIf(bins === undefined)('several servers on one PostgreSQL database'
   });
 
   it('a change that needs the database alone (a KEK rotation step) is refused while another server has it open', async () => {
-    const url = await newDatabase();
+    const url = await freshDatabase();
     const a = await openServer(url);
     const b = await openServer(url);
     await expect(
@@ -333,7 +331,7 @@ describe.skipIf(bins === undefined)('several servers on one PostgreSQL database'
   });
 
   it('every server answers heartbeats with the one boot token of the database', async () => {
-    const url = await newDatabase();
+    const url = await freshDatabase();
     const [a, b] = [await openServer(url), await openServer(url)];
     const [ta, tb] = await Promise.all([a.bootToken(), b.bootToken()]);
     expect(ta).toMatch(/^[0-9a-f]{32}$/);
