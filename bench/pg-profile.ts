@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { z } from 'zod';
-import { OLDEST_SQL } from '../src/store/pg/pg-store.js';
+import { OLDEST_SQL } from '../src/store/pg/pool-reads.js';
 import { BigintText, parseRows } from '../src/store/pg/rows.js';
 import type { PgBinaries, PgServer } from '../test/support/postgres.js';
 import type { Figure } from './lib.js';
@@ -212,6 +212,11 @@ async function statementFigures(
 ): Promise<Array<Omit<Figure, 'name'> & { readonly part: string }>> {
   const res = await withClient(url, (c) => c.query(STATEMENTS_SQL, [database]));
   const rows = parseRows(StatementRow, res.rows, 'pg_stat_statements');
+  if (process.env.PKM_BENCH_PG_STATEMENTS === '1')
+    for (const r of [...rows].sort((a, b) => b.calls - a.calls).slice(0, 12))
+      process.stderr.write(
+        `${database} ${(r.calls / allocations).toFixed(2)}/alloc ${r.mean_ms.toFixed(3)} ms: ${oneLine(r.query).slice(0, 160)}\n`,
+      );
   const of = (match: (q: string) => boolean) => rows.filter((r) => match(oneLine(r.query)));
   const calls = (match: (q: string) => boolean) => of(match).reduce((n, r) => n + r.calls, 0);
   const oldest = oneLine(OLDEST_SQL);

@@ -224,8 +224,9 @@ export class Allocator {
     const verified = new Set<string>();
     for (let attempt = 0; attempt < 6; attempt++) {
       const note: { fenced?: ReleaseResult } = {};
-      const step = await this.group.run((tx) =>
-        this.allocateIn(tx, pod, count, uid, verified, note),
+      const step = await this.group.run(
+        (tx) => this.allocateIn(tx, pod, count, uid, verified, note),
+        { pods: [pod] },
       );
       if (note.fenced) this.afterRelease(pod, note.fenced);
       if (step.needsSearch) {

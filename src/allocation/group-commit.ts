@@ -16,8 +16,14 @@ const MAX_GROUP = 64;
 /** Runs of one group at most, while other servers keep overtaking it. */
 export const MAX_ATTEMPTS = 12;
 
+/** What a request will read, read for its whole group at once (Transaction.prefetchPods). */
+export interface Prefetch {
+  readonly pods?: readonly string[];
+}
+
 interface Pending {
   run(tx: Transaction): Promise<unknown>;
+  readonly prefetch: Prefetch | undefined;
   resolve(value: unknown): void;
   reject(err: unknown): void;
 }
@@ -50,9 +56,9 @@ export class GroupCommitter {
    * batch fails, every request of the group fails and nothing of it is written. If `op`
    * throws, nothing it staged is written.
    */
-  run<T>(op: (tx: Transaction) => Promise<T>): Promise<T> {
+  run<T>(op: (tx: Transaction) => Promise<T>, prefetch?: Prefetch): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.queue.push({ run: op, resolve: (v) => resolve(v as T), reject });
+      this.queue.push({ run: op, prefetch, resolve: (v) => resolve(v as T), reject });
       if (!this.draining) void this.drain();
     });
   }
@@ -74,6 +80,7 @@ export class GroupCommitter {
       const done: Array<{ pending: Pending; value: unknown; leaderOnly: boolean }> = [];
       /** Requests whose reads disagreed (another server's commit in between): run again. */
       const raced = new Set<Pending>();
+      await prefetch(tx, live);
       for (const pending of live) {
         tx.begin();
         const leaderBefore = tx.needsLeader;
@@ -119,6 +126,15 @@ export class GroupCommitter {
       return;
     }
   }
+}
+
+/**
+ * Reads what the group's requests said they will read, in one read. A failure here is left to
+ * the requests' own reads, which report it as theirs.
+ */
+async function prefetch(tx: Transaction, group: readonly Pending[]): Promise<void> {
+  const pods = group.flatMap((p) => p.prefetch?.pods ?? []);
+  await tx.prefetchPods(pods).catch(() => undefined);
 }
 
 function isConflict(err: unknown): boolean {

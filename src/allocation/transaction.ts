@@ -10,12 +10,39 @@ import type {
   KeyChange,
   PodChange,
   PoolIndex,
+  PoolRecord,
   StoreContract,
 } from '../store/contract.js';
 import { type Counts, countRecord, type KeyRecord, type PodRecord } from '../store/records.js';
 
 function older(x: IndexEntry, y: IndexEntry): number {
   return x.since - y.since || (x.pubkey < y.pubkey ? -1 : x.pubkey > y.pubkey ? 1 : 0);
+}
+
+/**
+ * Entries in the store's order (oldest first, or by lanes: PgStoreOptions.lanes) merged with
+ * entries sorted oldest first, keeping the store's order among its own.
+ */
+function mergeOlder(stored: readonly IndexEntry[], sorted: readonly IndexEntry[]): IndexEntry[] {
+  const out: IndexEntry[] = [];
+  let j = 0;
+  for (const e of stored) {
+    for (let next = sorted[j]; next !== undefined && older(next, e) < 0; next = sorted[++j])
+      out.push(next);
+    out.push(e);
+  }
+  return [...out, ...sorted.slice(j)];
+}
+
+/** Pool entries read per round trip at first, on a store other servers write. */
+const POOL_CHUNK = 64;
+/** Past this, a pool read reads just what the request needs (see poolRead()). */
+const MAX_POOL_CHUNK = 1024;
+
+/** The oldest entries of a pool as read, in the store's order; `complete`: all of it. */
+interface PoolChunk {
+  readonly entries: readonly IndexEntry[];
+  readonly complete: boolean;
 }
 
 export class Transaction {
@@ -32,6 +59,18 @@ export class Transaction {
   /** Some staged change may be written only with no other server on the store. */
   private alone = false;
   private readonly events: NewAuditEvent[] = [];
+  /**
+   * On a store other servers write (concurrentWriters), the committed state this transaction
+   * read, kept for the rest of its group: one read serves every request of it, where each
+   * read is a round trip to the database. Safe because such a store's commit compares every
+   * record it changes with the one read (StoreContract, "before-images"): a read another
+   * server's commit overtook fails the commit (STORE_CONFLICT), and the group runs again in a
+   * new transaction, on fresh reads. The first read of a record wins, so all requests of a
+   * group decide on one view of it. A store with one writer keeps caches of its own.
+   */
+  private readonly podReads = new Map<string, PodRecord | undefined>();
+  private readonly keyReads = new Map<string, KeyRecord | undefined>();
+  private readonly poolReads = new Map<PoolIndex, PoolChunk>();
   private readonly meta = new Map<string, string | undefined>();
   /** Meta values the staged changes were decided on (the first one staged per key counts). */
   private readonly metaBefore = new Map<string, string | undefined>();
@@ -144,28 +183,57 @@ export class Transaction {
 
   async getPod(name: string): Promise<PodRecord | undefined> {
     const staged = this.pods.get(name);
-    return staged ? staged.after : this.store.getPod(name);
+    if (staged) return staged.after;
+    if (!this.shared) return this.store.getPod(name);
+    if (this.podReads.has(name)) return this.podReads.get(name);
+    const pod = await this.store.getPod(name);
+    if (!this.podReads.has(name)) this.podReads.set(name, pod);
+    return this.podReads.get(name);
+  }
+
+  /**
+   * Reads the pods a group's requests will ask for in one read, on a store other servers
+   * write (see podReads); a no-op on others.
+   */
+  async prefetchPods(names: readonly string[]): Promise<void> {
+    if (!this.shared) return;
+    const missing = names.filter((n) => !this.pods.has(n) && !this.podReads.has(n));
+    if (missing.length === 0) return;
+    const found = await this.store.getPods(missing);
+    for (const name of missing)
+      if (!this.podReads.has(name)) this.podReads.set(name, found.get(name));
   }
 
   /** A key's record as staged or stored; undefined when there is no such key. */
   async getKey(pubkey: string): Promise<KeyRecord | undefined> {
-    return this.keys.get(pubkey)?.after ?? this.store.getKey(pubkey);
+    const staged = this.keys.get(pubkey);
+    if (staged) return staged.after;
+    if (!this.shared) return this.store.getKey(pubkey);
+    if (!this.keyReads.has(pubkey)) {
+      const read = await this.store.getKey(pubkey);
+      if (!this.keyReads.has(pubkey)) this.keyReads.set(pubkey, read);
+    }
+    return this.keyReads.get(pubkey);
   }
 
   async getKeys(pubkeys: readonly string[]): Promise<KeyRecord[]> {
-    const read = await this.store.getKeys(pubkeys.filter((pk) => !this.keys.has(pk)));
+    const missing = pubkeys.filter((pk) => !this.keys.has(pk) && !this.keyReads.has(pk));
+    const read = await this.store.getKeys(missing);
     const byKey = new Map(read.map((r) => [r.pubkey, r]));
+    if (this.shared) this.remember(read);
     return pubkeys
-      .map((pk) => this.keys.get(pk)?.after ?? byKey.get(pk))
+      .map((pk) => this.keys.get(pk)?.after ?? this.keyReads.get(pk) ?? byKey.get(pk))
       .filter((r) => r !== undefined);
   }
 
   /** Up to `limit` keys of an index, oldest first, released at or before `atOrBefore`. */
   async oldest(index: PoolIndex, limit: number, atOrBefore?: number): Promise<IndexEntry[]> {
     if (limit <= 0) return [];
-    // Staged keys left or joined the index in this group: over-read by their number, drop them
-    // from the committed answer, and add those whose staged state belongs to the index.
-    const committed = await this.store.oldest(index, limit + this.keys.size, atOrBefore);
+    // Staged keys left or joined the index in this group: drop them from the committed answer
+    // (read past them), and add those whose staged state belongs to the index.
+    const committed = this.shared
+      ? await this.poolRead(index, limit, atOrBefore)
+      : await this.store.oldest(index, limit + this.keys.size, atOrBefore);
     const state = index === 'unallocated' ? 'free' : 'cooling';
     const joined: IndexEntry[] = [];
     for (const { after } of this.keys.values()) {
@@ -173,9 +241,48 @@ export class Transaction {
         joined.push({ since: after.since, pubkey: after.pubkey });
       }
     }
-    return [...committed.filter((e) => !this.keys.has(e.pubkey)), ...joined]
-      .sort(older)
-      .slice(0, limit);
+    return mergeOlder(
+      committed.filter((e) => !this.keys.has(e.pubkey)),
+      joined.sort(older),
+    ).slice(0, limit);
+  }
+
+  /**
+   * Committed entries of a pool at or before `atOrBefore`, in the store's order, enough that
+   * the first `limit` not staged in this transaction are the ones a read now would give. Read
+   * in chunks kept for the group (see podReads), each entry with its record: the chunk holds
+   * the first entries of the store's order, and those that fit `atOrBefore` keep their order,
+   * so while enough of them are left they are exactly the answer. A pool mostly of keys that
+   * do not fit (cooling keys inside their reuse delay) is read for just this request instead.
+   */
+  private async poolRead(
+    index: PoolIndex,
+    limit: number,
+    atOrBefore: number | undefined,
+  ): Promise<IndexEntry[]> {
+    const fits = (e: IndexEntry) => atOrBefore === undefined || e.since <= atOrBefore;
+    for (let chunk = this.poolReads.get(index); ; ) {
+      if (chunk) {
+        const entries = chunk.entries.filter(fits);
+        const left = entries.filter((e) => !this.keys.has(e.pubkey)).length;
+        if (chunk.complete || left >= limit) return entries;
+      }
+      const size = Math.max(POOL_CHUNK, limit + this.keys.size, 2 * (chunk?.entries.length ?? 0));
+      if (size > MAX_POOL_CHUNK) {
+        const read = await this.store.oldestRecords(index, limit + this.keys.size, atOrBefore);
+        this.remember(read.map((r) => r.record));
+        return read.map(entryOf);
+      }
+      const read = await this.store.oldestRecords(index, size);
+      this.remember(read.map((r) => r.record));
+      chunk = { entries: read.map(entryOf), complete: read.length < size };
+      this.poolReads.set(index, chunk);
+    }
+  }
+
+  /** Keeps records read from a shared store (the first read of each wins: see podReads). */
+  private remember(records: readonly KeyRecord[]): void {
+    for (const r of records) if (!this.keyReads.has(r.pubkey)) this.keyReads.set(r.pubkey, r);
   }
 
   /** The stored counters as they will be once this transaction commits. */
@@ -252,4 +359,8 @@ export class Transaction {
           keyIndexBasis: this.indexBasis ?? this.store.nextKeyIndex(),
         };
   }
+}
+
+function entryOf({ since, pubkey }: PoolRecord): IndexEntry {
+  return { since, pubkey };
 }

@@ -84,6 +84,11 @@ export interface IndexEntry {
   readonly pubkey: string;
 }
 
+/** A pool entry with its key's record. */
+export interface PoolRecord extends IndexEntry {
+  readonly record: KeyRecord;
+}
+
 /**
  * The rules every backend keeps (DESIGN.md, "Store" and "Key lifecycle"):
  *   - commit() is all or nothing: a change that fails validation, or a write that fails,
@@ -130,6 +135,8 @@ export interface StoreContract {
   refresh(): Promise<void>;
 
   getPod(name: string): Promise<PodRecord | undefined>;
+  /** The records of those of the pods named that exist. */
+  getPods(names: readonly string[]): Promise<Map<string, PodRecord>>;
   getKey(pubkey: string): Promise<KeyRecord | undefined>;
   /** Records of keys that must exist; a missing one is STORE_CORRUPT. */
   getKeys(pubkeys: readonly string[]): Promise<KeyRecord[]>;
@@ -139,6 +146,8 @@ export interface StoreContract {
    * own share of the pool first (PgStoreOptions.lanes), so that they seldom pick the same keys.
    */
   oldest(index: PoolIndex, limit: number, atOrBefore?: number): Promise<IndexEntry[]>;
+  /** oldest(), each entry with its key's record (on PostgreSQL one round trip, not two). */
+  oldestRecords(index: PoolIndex, limit: number, atOrBefore?: number): Promise<PoolRecord[]>;
   /** How many cooling keys were released strictly after `cutoff`. */
   countCoolingAfter(cutoff: number): Promise<number>;
   /** Every entry of a pool index, in order (for the invariant check, not the request path). */

@@ -10,7 +10,14 @@ import { PkmError } from '../errors.js';
 import { type AuditEvent, decodeEvent, encodeEvent, eventKey } from './audit.js';
 import { Bucket, MetaKey, parseTimeIndexKey, timeIndexKey, timeUpperBound } from './buckets.js';
 import { RecordCache } from './cache.js';
-import type { Change, IndexEntry, Leadership, PoolIndex, StoreContract } from './contract.js';
+import type {
+  Change,
+  IndexEntry,
+  Leadership,
+  PoolIndex,
+  PoolRecord,
+  StoreContract,
+} from './contract.js';
 import type { KeyRing } from './encryption.js';
 import { lockedCodec, openSecrets, requireKeyRing, type SecretsMeta } from './encryption-setup.js';
 import { IndexWindow } from './index-window.js';
@@ -217,6 +224,15 @@ export class Store implements StoreContract {
     return pod;
   }
 
+  async getPods(names: readonly string[]): Promise<Map<string, PodRecord>> {
+    const found = new Map<string, PodRecord>();
+    for (const name of new Set(names)) {
+      const pod = await this.getPod(name);
+      if (pod) found.set(name, pod);
+    }
+    return found;
+  }
+
   async getKey(pubkey: string): Promise<KeyRecord | undefined> {
     const cached = this.keyCache.get(pubkey);
     if (cached) return cached;
@@ -254,6 +270,17 @@ export class Store implements StoreContract {
     const sub = index === 'unallocated' ? this.freeB : this.coolingB;
     const lte = atOrBefore === undefined ? undefined : timeUpperBound(atOrBefore);
     return (await this.window(sub).read(limit, lte)).map(parseTimeIndexKey);
+  }
+
+  async oldestRecords(index: PoolIndex, limit: number, atOrBefore?: number): Promise<PoolRecord[]> {
+    const entries = await this.oldest(index, limit, atOrBefore);
+    const records = await this.getKeys(entries.map((e) => e.pubkey));
+    return entries.map((e, i) => {
+      const record = records[i];
+      if (!record)
+        throw new PkmError('STORE_CORRUPT', `key ${e.pubkey} is indexed but has no record`);
+      return { ...e, record };
+    });
   }
 
   /** How many cooling keys were released after `cutoff` (still inside the reuse delay). */

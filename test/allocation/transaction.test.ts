@@ -50,6 +50,65 @@ eachBackend((backend) => {
       expect(store.storedCounts()).toMatchObject({ free: 3, allocated: 0, pods: 0 });
     });
 
+    it('answers pool reads as a read of the store would, past what its group staged, read after read', async () => {
+      // 150 keys, more than one read of a pool takes on a shared store (Transaction's chunks).
+      const { store, keys } = await seeded(backend, 150);
+      const released = await store.getKeys(keys.slice(0, 40));
+      await store.commit({
+        keys: released.map((before, i) => ({
+          before,
+          after: { ...before, state: 'cooling' as const, pod: 'old', since: 10 * (i + 1) },
+        })),
+        pods: [],
+      });
+      const tx = new Transaction(store);
+      const taken = new Set<string>();
+      const stillThere = (entries: Array<{ pubkey: string }>) =>
+        entries.filter((e) => !taken.has(e.pubkey));
+      for (let round = 0; round < 25; round++) {
+        // The reuse delay's cutoff moves on as the group runs: one more cooled key a round.
+        const cutoff = 10 * (round + 1) + 5;
+        const free = await tx.oldest('unallocated', 4);
+        const cooled = await tx.oldest('cooling', 2, cutoff);
+        expect(free).toEqual(stillThere(await store.oldest('unallocated', 200)).slice(0, 4));
+        expect(cooled).toEqual(stillThere(await store.oldest('cooling', 200, cutoff)).slice(0, 2));
+        for (const e of [...free, ...cooled]) {
+          await hand(tx, `p${round}`, e.pubkey);
+          taken.add(e.pubkey);
+        }
+      }
+      // 100 free keys, and the 25 whose reuse delay the cutoff passed.
+      expect(taken.size).toBe(100 + 25);
+      await store.commit(tx.change());
+      const states = (await store.getKeys([...taken])).map((r) => r.state);
+      expect(new Set(states)).toEqual(new Set(['allocated']));
+    });
+
+    it.runIf(backend.name === 'PostgreSQL')(
+      'a read its group keeps, overtaken by another server, fails the group’s commit whole',
+      async () => {
+        const place = await backend.place();
+        const a = await place.open();
+        const b = await place.open();
+        await seedKeys(a, 8);
+        const txA = new Transaction(a);
+        const [first] = await txA.oldest('unallocated', 1);
+        const txB = new Transaction(b);
+        expect(await txB.oldest('unallocated', 1)).toEqual([first]);
+        await hand(txB, 'b-pod', first?.pubkey ?? '');
+        await b.commit(txB.change());
+        // One view per group: the key still reads as free in A's group, and its commit fails.
+        expect(await txA.oldest('unallocated', 1)).toEqual([first]);
+        await hand(txA, 'a-pod', first?.pubkey ?? '');
+        await expect(a.commit(txA.change())).rejects.toMatchObject({ code: 'STORE_CONFLICT' });
+        expect((await a.getKey(first?.pubkey ?? ''))?.pod).toBe('b-pod');
+        expect(await a.getPod('a-pod')).toBeUndefined();
+        // The group runs again in a new transaction, on fresh reads: another key.
+        const [next] = await new Transaction(a).oldest('unallocated', 1);
+        expect(next?.pubkey).not.toBe(first?.pubkey);
+      },
+    );
+
     it('takes back a rolled-back operation whole, and keeps the ones kept before it', async () => {
       const { store, keys } = await seeded(backend, 2);
       const [a, b] = keys as [string, string];

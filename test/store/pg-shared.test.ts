@@ -117,16 +117,31 @@ describe.skipIf(bins === undefined)('several servers on one PostgreSQL database'
     expect(pickA.every((e) => e.pubkey.endsWith(a.lane ?? '?'))).toBe(true);
     expect(pickB.every((e) => e.pubkey.endsWith(other.lane ?? '?'))).toBe(true);
     expect(pickA.filter((e) => pickB.some((f) => f.pubkey === e.pubkey))).toEqual([]);
-    // Oldest first within the lane; past it, the oldest of the next lane.
+    // Oldest first within the lane; past it, the oldest of another lane, which becomes its own.
+    const lane = a.lane;
     const six = await a.oldest('unallocated', 6);
     expect(six.slice(0, 4)).toEqual(pickA);
-    const nextLane = ((Number.parseInt(a.lane ?? '0', 16) + 1) % 16).toString(16);
+    const moved = a.lane ?? '?';
+    expect(moved).not.toBe(lane);
     expect(six.slice(4).map((e) => e.since)).toEqual(
       keys
-        .filter((k) => k.pubkey.endsWith(nextLane))
+        .filter((k) => k.pubkey.endsWith(moved))
         .slice(0, 2)
         .map((k) => k.since),
     );
+  });
+
+  it('a server whose commit another overtook moves to another lane', async () => {
+    const url = await freshDatabase();
+    const a = await PgStore.open(url, { kek: testKek, lanes: true });
+    onCleanup(() => a.close());
+    const b = await openServer(url);
+    await b.commit({ keys: [], pods: [{ name: 'x', after: pod([]) }] });
+    const lane = a.lane;
+    await expect(
+      a.commit({ keys: [], pods: [{ name: 'x', after: pod([]) }] }),
+    ).rejects.toMatchObject({ code: 'STORE_CONFLICT' });
+    expect(a.lane).not.toBe(lane);
   });
 
   it('a derivation index taken by another server is refused, and the next try starts past it', async () => {

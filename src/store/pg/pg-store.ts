@@ -12,6 +12,7 @@ import type {
   IndexEntry,
   Leadership,
   PoolIndex,
+  PoolRecord,
   StoreContract,
   StoreReads,
 } from '../contract.js';
@@ -23,6 +24,7 @@ import { type PgConnection, pgConnection } from './connection.js';
 import { guarded, storeError } from './errors.js';
 import { type LeaderLog, type LeaderTimes, PgLeader } from './leader.js';
 import { planChange } from './plan.js';
+import { LANES, otherLane, type PoolRead, readOldest, readOldestRecords } from './pool-reads.js';
 import { Presence, type PresenceMode } from './presence.js';
 import {
   type Run,
@@ -32,36 +34,12 @@ import {
   readKeys,
   readPod,
   readPods,
+  readPodsNamed,
 } from './reads.js';
-import { CountRow, EntryRow, EventRow, KeyRow, parseOne, parseRows, TextValue } from './rows.js';
+import { CountRow, EventRow, KeyRow, parseOne, parseRows, TextValue } from './rows.js';
 import { migrate } from './schema.js';
 import { readSnapshot } from './snapshot.js';
 import { StoreConflict, writePlan } from './write.js';
-
-/** oldest(): $1 the pool, $2 the latest time or null, $3 the limit. */
-export const OLDEST_SQL = `SELECT since, pubkey FROM pkm_keys
-  WHERE pool = $1 AND ($2::bigint IS NULL OR since <= $2)
-  ORDER BY since, pubkey LIMIT $3`;
-
-/** oldest() in one lane: $4 the lane (a hex digit); the lane index serves it. */
-export const OLDEST_IN_LANE_SQL = `SELECT since, pubkey FROM pkm_keys
-  WHERE pool = $1 AND right(pubkey, 1) = $4 AND ($2::bigint IS NULL OR since <= $2)
-  ORDER BY since, pubkey LIMIT $3`;
-
-/**
- * oldest() by lanes, in one round trip: $4 the lanes in the order to take them (this store's
- * own first, then the next ones in turn); each lane an index range scan of at most $3 rows.
- */
-export const OLDEST_BY_LANES_SQL = `SELECT e.since, e.pubkey
-  FROM unnest($4::text[]) WITH ORDINALITY AS l(lane, n)
-  CROSS JOIN LATERAL (
-    SELECT since, pubkey FROM pkm_keys
-    WHERE pool = $1 AND right(pubkey, 1) = l.lane AND ($2::bigint IS NULL OR since <= $2)
-    ORDER BY since, pubkey LIMIT $3) e
-  ORDER BY l.n, e.since, e.pubkey LIMIT $3`;
-
-/** The pools' lanes: a pubkey's last hex digit. */
-const LANES = 16;
 
 export interface PgStoreOptions {
   /** Gives the KEK, as for the LevelDB store (StoreOptions.kek). */
@@ -88,8 +66,9 @@ export interface PgStoreOptions {
   /**
    * Picks from a lane of the pools first (`pkm server`): oldest() then answers the oldest
    * entries of this store's lane (a hex digit, random per open: the pubkey's last one), and
-   * only past those the oldest of the next lane, and so on. Servers picking at once then seldom pick the same
-   * keys, which their commits would refuse. Default: exact oldest-first.
+   * only past those the oldest of the other lanes in turn, from one picked at random that
+   * becomes its lane (pool-reads.ts). Servers picking at once then seldom pick the same keys,
+   * which their commits would refuse. Default: exact oldest-first.
    */
   readonly lanes?: boolean;
   /**
@@ -138,11 +117,30 @@ export class PgStore implements StoreContract {
     this.closedSignal.catch(() => undefined);
     this.localClock = opts.clock ?? Date.now;
     this.beside = opts.presence === 'server';
-    this.lane = opts.lanes ? randomInt(LANES).toString(16) : undefined;
+    this.ownLane = opts.lanes ? randomInt(LANES).toString(16) : undefined;
   }
 
   /** This store's lane of the pools, when it picks by lanes. */
-  readonly lane: string | undefined;
+  private ownLane: string | undefined;
+  get lane(): string | undefined {
+    return this.ownLane;
+  }
+
+  /**
+   * Moves to another lane of the pools, at random: its own ran dry, or another server's commit
+   * overtook one of its own (most likely a server picking in the same lane). Returns it.
+   */
+  private readonly hopLane = (): string => {
+    this.ownLane = otherLane(this.ownLane ?? '0');
+    return this.ownLane;
+  };
+
+  private poolRead(index: PoolIndex, limit: number, atOrBefore: number | undefined): PoolRead {
+    const lane = this.ownLane;
+    return lane === undefined
+      ? { index, limit, atOrBefore, lane }
+      : { index, limit, atOrBefore, lane, hop: this.hopLane };
+  }
 
   /** This server's own wall clock (the option `clock`): only compared with the database's. */
   private readonly localClock: () => number;
@@ -323,6 +321,10 @@ export class PgStore implements StoreContract {
     return readPod(this.run, name);
   }
 
+  async getPods(names: readonly string[]): Promise<Map<string, PodRecord>> {
+    return readPodsNamed(this.run, names);
+  }
+
   async getKey(pubkey: string): Promise<KeyRecord | undefined> {
     const res = await this.query(
       'reading a key',
@@ -337,33 +339,13 @@ export class PgStore implements StoreContract {
     return readKeys(this.run, pubkeys);
   }
 
-  /**
-   * An index range scan of pkm_keys_pool: `limit` rows read, whatever the pool's size. With
-   * lanes, this store's lane first (pkm_keys_lane), then the rest: see PgStoreOptions.lanes.
-   */
+  /** An index range scan of the pool: see pool-reads.ts. */
   async oldest(index: PoolIndex, limit: number, atOrBefore?: number): Promise<IndexEntry[]> {
-    if (limit <= 0) return [];
-    const params = [index, atOrBefore === undefined ? null : Math.floor(atOrBefore), limit];
-    if (this.lane === undefined) {
-      const res = await this.query('reading a pool', OLDEST_SQL, params);
-      return parseRows(EntryRow, res.rows, 'pool entry');
-    }
-    // Its own lane, then the next ones in turn: servers that start in different lanes keep
-    // apart even once their own lanes run dry (all falling back to the oldest would meet).
-    const own = await this.query('reading a pool', OLDEST_IN_LANE_SQL, [...params, this.lane]);
-    const mine = parseRows(EntryRow, own.rows, 'pool entry');
-    if (mine.length >= limit) return mine;
-    const first = Number.parseInt(this.lane, 16);
-    const next = Array.from({ length: LANES - 1 }, (_, i) =>
-      ((first + 1 + i) % LANES).toString(16),
-    );
-    const rest = await this.query('reading a pool', OLDEST_BY_LANES_SQL, [
-      index,
-      params[1],
-      limit - mine.length,
-      next,
-    ]);
-    return [...mine, ...parseRows(EntryRow, rest.rows, 'pool entry')];
+    return readOldest(this.run, this.poolRead(index, limit, atOrBefore));
+  }
+
+  async oldestRecords(index: PoolIndex, limit: number, atOrBefore?: number): Promise<PoolRecord[]> {
+    return readOldestRecords(this.run, this.poolRead(index, limit, atOrBefore));
   }
 
   async countCoolingAfter(cutoff: number): Promise<number> {
@@ -450,6 +432,7 @@ export class PgStore implements StoreContract {
         // rolled back a refused change is fine.
         client.release(err instanceof PkmError ? undefined : err instanceof Error ? err : true);
         if (err instanceof StoreConflict) {
+          if (this.ownLane !== undefined) this.hopLane();
           this.stored = err.now.counts;
           this.nextIndex = err.now.nextKeyIndex;
         }

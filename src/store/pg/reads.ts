@@ -49,6 +49,20 @@ export async function readPod(run: Run, name: string): Promise<PodRecord | undef
   return row && podRecordCodec.decode(row.record);
 }
 
+/** The records of those of the pods named that exist, in one read. */
+export async function readPodsNamed(
+  run: Run,
+  names: readonly string[],
+): Promise<Map<string, PodRecord>> {
+  if (names.length === 0) return new Map();
+  const res = await run('reading pods', 'SELECT name, record FROM pkm_pods WHERE name = ANY($1)', [
+    [...new Set(names)],
+  ]);
+  return new Map(
+    parseRows(PodRow, res.rows, 'pod').map((row) => [row.name, podRecordCodec.decode(row.record)]),
+  );
+}
+
 /** Records of keys that must exist; a missing one is STORE_CORRUPT. */
 export async function readKeys(run: Run, pubkeys: readonly string[]): Promise<KeyRecord[]> {
   if (pubkeys.length === 0) return [];

@@ -13,6 +13,7 @@ export const TextValue = z.object({ value: z.string() });
 export const KeyRow = z.object({ pubkey: z.string(), record: z.string() });
 export const PodRow = z.object({ name: z.string(), record: z.string() });
 export const EntryRow = z.object({ since: BigintText, pubkey: z.string() });
+export const EntryRecordRow = EntryRow.extend({ record: z.string() });
 export const EventRow = z.object({ event: z.string() });
 export const CountRow = z.object({ n: BigintText });
 export const NextSeqRow = z.object({ next: BigintText });
