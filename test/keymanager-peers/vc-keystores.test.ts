@@ -2,6 +2,7 @@
 // statuses of flows/README.md (Import: imported/duplicate/error, 400 before any change; Delete:
 // deleted/not_active/not_found, slashing protection returned and kept).
 import { describe, expect, it } from 'vitest';
+import { bls } from '../../src/keys/bls-backend.js';
 import { ic, keystores, ROOT, type Statuses } from '../support/keymanager-fixture.js';
 import { km, lab } from './setup.js';
 
@@ -129,5 +130,21 @@ describe('fake VC: local keystores', () => {
       expect(signed).toEqual([]);
       expect(out.data).toHaveLength(mode === 'no-entries' ? 0 : 1);
     }
+  });
+
+  it('signs only with the keys it holds, and each signature verifies under its key', async () => {
+    const l = await lab();
+    const vc = await l.vc('vc-a');
+    const k = await keystores(3);
+    await km(vc.url, vc.token, 'POST', PATH, { keystores: k.keystores, passwords: k.passwords });
+    await km(vc.url, vc.token, 'DELETE', PATH, { pubkeys: [k.pubkeys[1]] });
+    const report = await vc.attest(12);
+    expect(report.signed.map((s) => s.pubkey).sort()).toEqual([k.pubkeys[0], k.pubkeys[2]].sort());
+    const roots = l.witness.read().flatMap((e) => (e.kind === 'signed' ? [e.root] : []));
+    const bytes = (h: string) => Buffer.from(h.slice(2), 'hex');
+    for (const s of report.signed)
+      expect(bls.verify(bytes(s.pubkey), bytes(roots[0] ?? ''), bytes(s.signature))).toBe(true);
+    await km(vc.url, vc.token, 'DELETE', PATH, { pubkeys: k.pubkeys });
+    expect(await vc.attest(13)).toEqual({ epoch: 13, signed: [], refused: [] });
   });
 });
