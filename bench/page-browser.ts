@@ -1,4 +1,5 @@
-// bench/page-browser: /assignments with 10,000 pods in headless chromium (playwright-core),
+// bench/page-browser: /assignments with 10,000 pods in headless chromium (playwright-core; the
+// same Chromium as the browser test, chosen by test/support/chromium.ts),
 // from navigation start to the load event, against the default first page (500 pods) of the
 // same server in the same run. Target: 10,000 pods load in under 2 s.
 import { once } from 'node:events';
@@ -6,16 +7,16 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type Browser, chromium } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { GroupCommitter } from '../src/allocation/group-commit.js';
 import { createLogger } from '../src/log.js';
 import { composeApp } from '../src/server/root.js';
 import { Store } from '../src/store/store.js';
+import { launchChromium } from '../test/support/chromium.js';
 import { fillAllocatedPods } from './fill.js';
 import { report } from './lib.js';
 
 const RUNS = 5;
-const CHROMIUM = process.env.PKM_CHROMIUM ?? '/usr/bin/chromium';
 
 async function loadMs(browser: Browser, url: string): Promise<number> {
   const times: number[] = [];
@@ -48,10 +49,9 @@ export async function benchPageInBrowser(): Promise<void> {
   const server = app.listen(0, '127.0.0.1');
   await once(server, 'listening');
   const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/assignments`;
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-  });
+  const { browser, choice } = await launchChromium();
+  // On stderr: stdout carries only the JSON figures. Which Chromium ran says what they measure.
+  process.stderr.write(`page-browser: chromium ${browser.version()} (${choice.source})\n`);
   try {
     const first = await loadMs(browser, base);
     const all = await loadMs(browser, `${base}?limit=10000`);

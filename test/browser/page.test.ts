@@ -1,4 +1,5 @@
-// /assignments in a real browser: Debian's chromium, driven by playwright-core. The page must
+// /assignments in a real browser: Debian's chromium, or the npm package's where Debian's is not
+// installed (test/support/chromium.ts), driven by playwright-core. The page must
 // render its totals and table, filter rows as the user types, show a hostile pod name as
 // text, load 10,000 pods, fetch nothing from elsewhere, and fit a phone's width.
 import { once } from 'node:events';
@@ -7,7 +8,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type Browser, chromium, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fillAllocatedPods } from '../../bench/fill.js';
 import { GroupCommitter } from '../../src/allocation/group-commit.js';
@@ -16,8 +17,8 @@ import { composeApp } from '../../src/server/root.js';
 import type { KeyRecord } from '../../src/store/records.js';
 import { Store } from '../../src/store/store.js';
 import { MINUTE, testKek } from '../helpers.js';
+import { launchChromium } from '../support/chromium.js';
 
-const CHROMIUM = process.env.PKM_CHROMIUM ?? '/usr/bin/chromium';
 const HOSTILE = '<b id="injected">bold</b><img src=x onerror="window.pwned=1">';
 const ARTIFACTS = join(process.cwd(), 'test-artifacts');
 
@@ -28,10 +29,10 @@ let listening: Server | undefined;
 let url = '';
 
 beforeAll(async () => {
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-  });
+  const launched = await launchChromium();
+  browser = launched.browser;
+  const { source, executablePath } = launched.choice;
+  process.stdout.write(`chromium ${browser.version()} (${source}: ${executablePath})\n`);
   dir = await mkdtemp(join(tmpdir(), 'pkm-browser-'));
   store = await Store.open(dir, { kek: testKek });
   await fillAllocatedPods(store, 10_000, 4);
