@@ -99,7 +99,16 @@ podOptions(connectionOptions(program.command('client')))
   .addOption(flag('--count <n>', 'how many keys this pod runs'))
   .addOption(flag('--out <dir>', 'folder the validator client reads'))
   .addOption(flag('--layout <name>', 'lighthouse|teku|nimbus|lodestar|prysm', 'lighthouse'))
-  .addOption(flag('--kdf <name>', 'scrypt|pbkdf2', 'scrypt'))
+  .addOption(
+    flag(
+      '--kdf-profile <name>',
+      'standard (EIP-2335 costs) | fast (pbkdf2 c=1: the password must sit beside the keystores in a memory-backed emptyDir; see README)',
+      'standard',
+    ),
+  )
+  .addOption(
+    flag('--kdf <name>', 'scrypt|pbkdf2 (default: scrypt; pbkdf2 with --kdf-profile fast)'),
+  )
   .addOption(
     flag(
       '--password-file <file>',

@@ -9,8 +9,8 @@ import { podPath } from '../api/names.js';
 import { AllocationAnswer } from '../api/pod-keys.js';
 import { PkmError } from '../errors.js';
 import { listFiles, readIfExists, writePrivateFile } from '../files.js';
-import type { KdfCosts } from '../keys/keystore.js';
-import { parseKeystore } from '../keys/keystore.js';
+import { profileCosts } from '../keys/kdf-profile.js';
+import { type KdfCosts, parseKeystore } from '../keys/keystore.js';
 import type { Logger } from '../log.js';
 import { type ApiOptions, callServer } from './api.js';
 import type { ClientConfig } from './config.js';
@@ -20,8 +20,10 @@ import { loadOrCreatePassword } from './password.js';
 import { withRetry } from './retry.js';
 
 /** The parsed `pkm client` flags (see config.ts), and test-only KDF costs. */
-export interface ClientOptions extends Omit<ClientConfig, 'logLevel'> {
-  /** Cheaper KDF costs, for tests only; the CLI always uses EIP-2335's. */
+export interface ClientOptions extends Omit<ClientConfig, 'logLevel' | 'kdfProfile'> {
+  /** Default standard: EIP-2335's costs. */
+  readonly kdfProfile?: ClientConfig['kdfProfile'];
+  /** Costs in place of the profile's, for tests only; the CLI always uses its profile's. */
   readonly costs?: KdfCosts;
 }
 
@@ -159,7 +161,7 @@ export async function runClient(opts: ClientOptions, log: Logger): Promise<Clien
     kdf: opts.kdf,
     concurrency: opts.concurrency,
     sharedKdf: opts.sharedKdf,
-    ...(opts.costs ? { costs: opts.costs } : {}),
+    costs: opts.costs ?? profileCosts(opts.kdfProfile ?? 'standard'),
   });
   const shared = spec.sharedPasswordPath && join(opts.out, spec.sharedPasswordPath);
   if (shared && (await readIfExists(shared)) === undefined)

@@ -12,6 +12,7 @@ import {
   type RawFlags,
   text,
 } from '../config.js';
+import { KDF_PROFILES, type KdfProfile, PROFILE_KDF } from '../keys/kdf-profile.js';
 import type { KdfName } from '../keys/keystore.js';
 import { type LogLevel, parseLogLevel } from '../log.js';
 import { LAYOUTS, type Layout } from './layouts.js';
@@ -29,6 +30,8 @@ export interface ClientConfig {
   readonly out: string;
   readonly layout: Layout;
   readonly kdf: KdfName;
+  /** The KDF's cost: EIP-2335's (standard), or the lowest every client opens (fast). */
+  readonly kdfProfile: KdfProfile;
   readonly passwordFile: string;
   readonly timeoutMs: number;
   readonly concurrency: number;
@@ -50,6 +53,7 @@ export function parseClientConfig(
   if (pod === undefined || pod === '') {
     throw bad('pod', 'is required (or set POD_NAME from the downward API)', '"$(POD_NAME)"');
   }
+  const { kdf, kdfProfile } = parseKdf(raw);
   return Object.freeze({
     server: parseServerUrl(text(raw, 'server')),
     tokenFile: text(raw, 'tokenFile'),
@@ -59,7 +63,8 @@ export function parseClientConfig(
     count: parseInteger(count, 'count', 1, 10_000, '4'),
     out,
     layout: oneOf(text(raw, 'layout') ?? 'lighthouse', LAYOUTS, 'layout'),
-    kdf: oneOf(text(raw, 'kdf') ?? 'scrypt', ['scrypt', 'pbkdf2'] as const, 'kdf'),
+    kdf,
+    kdfProfile,
     passwordFile: text(raw, 'passwordFile') ?? join(out, 'password.txt'),
     timeoutMs: parseDuration(text(raw, 'timeout') ?? '10m', 'timeout'),
     concurrency: parseInteger(
@@ -72,4 +77,25 @@ export function parseClientConfig(
     sharedKdf: raw.sharedKdf === true || raw.sharedKdf === 'true',
     logLevel: parseLogLevel(text(raw, 'logLevel')),
   });
+}
+
+/**
+ * --kdf-profile and --kdf. The fast profile writes pbkdf2: Nimbus opens scrypt only at EIP-2335's
+ * own costs (src/keys/kdf-profile.ts), so there is no cheap scrypt, and asking for both is refused.
+ */
+function parseKdf(raw: RawFlags): { kdf: KdfName; kdfProfile: KdfProfile } {
+  const kdfProfile = oneOf(text(raw, 'kdfProfile') ?? 'standard', KDF_PROFILES, 'kdf-profile');
+  const given = text(raw, 'kdf');
+  const kdf =
+    given === undefined
+      ? PROFILE_KDF[kdfProfile]
+      : oneOf(given, ['scrypt', 'pbkdf2'] as const, 'kdf');
+  if (kdfProfile === 'fast' && kdf !== PROFILE_KDF.fast) {
+    throw bad(
+      'kdf',
+      `is ${kdf}, but --kdf-profile fast writes pbkdf2 (Nimbus opens scrypt only at EIP-2335's cost, so scrypt cannot be fast); leave --kdf out`,
+      'pbkdf2',
+    );
+  }
+  return { kdf, kdfProfile };
 }

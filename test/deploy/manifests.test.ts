@@ -303,6 +303,29 @@ describe('deploy/', () => {
     );
   });
 
+  it('the example validator writes fast keystores to a memory-backed emptyDir, the password beside them, read from there', async () => {
+    const sts = one(await kustomize('example-validator'), 'StatefulSet', 'validator');
+    const spec = podSpec(sts);
+    const client = (spec.initContainers ?? []).find((c) => c.name === 'keys');
+    const args = client?.args ?? [];
+    expect(args).toContain('--kdf-profile=fast');
+    // The password file is the default, <out>/password.txt: beside the keystores.
+    expect(flagsIn(args)).not.toContain('--password-file');
+    const out = args.find((a) => a.startsWith('--out='))?.slice('--out='.length) ?? '';
+    const mount = client?.volumeMounts?.find((m) => m.mountPath === out);
+    const volume = spec.volumes?.find((v) => v.name === mount?.name);
+    expect(volume?.emptyDir).toEqual({ medium: 'Memory', sizeLimit: expect.any(String) });
+    // No claim of the same name turns it into a disk.
+    const claims = (sts.spec.volumeClaimTemplates ?? []) as Array<{ metadata: { name: string } }>;
+    expect(claims.map((c) => c.metadata.name)).not.toContain(mount?.name);
+    // Lighthouse reads the keystores from that volume, and keeps no log files in it.
+    const validator = spec.containers.find((c) => c.name === 'lighthouse');
+    expect(validator?.volumeMounts).toContainEqual({ name: mount?.name, mountPath: out });
+    expect(validator?.args).toEqual(
+      expect.arrayContaining([`--validators-dir=${out}/validators`, '--logfile-max-number=0']),
+    );
+  });
+
   it('the example validator keeps its own doppelganger protection on, as a second line', async () => {
     const spec = podSpec(one(await kustomize('example-validator'), 'StatefulSet', 'validator'));
     const validator = spec.containers.find((c) => c.name === 'lighthouse');
