@@ -267,15 +267,17 @@ export class Transaction {
         const left = entries.filter((e) => !this.keys.has(e.pubkey)).length;
         if (chunk.complete || left >= limit) return entries;
       }
-      const size = Math.max(POOL_CHUNK, limit + this.keys.size, 2 * (chunk?.entries.length ?? 0));
+      // What this request needs at least, over-reading by the keys staged (they may be in it).
+      const need = limit + this.keys.size;
+      const size = Math.max(POOL_CHUNK, need, 2 * (chunk?.entries.length ?? 0));
       if (size > MAX_POOL_CHUNK) {
-        const read = await this.store.oldestRecords(index, limit + this.keys.size, atOrBefore);
-        this.remember(read.map((r) => r.record));
-        return read.map(entryOf);
+        const read = await this.store.oldestRecords(index, need, at(atOrBefore));
+        this.remember(read.records.map((r) => r.record));
+        return read.records.map(entryOf);
       }
-      const read = await this.store.oldestRecords(index, size);
-      this.remember(read.map((r) => r.record));
-      chunk = { entries: read.map(entryOf), complete: read.length < size };
+      const read = await this.store.oldestRecords(index, size, { need });
+      this.remember(read.records.map((r) => r.record));
+      chunk = { entries: read.records.map(entryOf), complete: read.complete };
       this.poolReads.set(index, chunk);
     }
   }
@@ -359,6 +361,10 @@ export class Transaction {
           keyIndexBasis: this.indexBasis ?? this.store.nextKeyIndex(),
         };
   }
+}
+
+function at(atOrBefore: number | undefined): { atOrBefore?: number } {
+  return atOrBefore === undefined ? {} : { atOrBefore };
 }
 
 function entryOf({ since, pubkey }: PoolRecord): IndexEntry {

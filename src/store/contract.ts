@@ -89,6 +89,12 @@ export interface PoolRecord extends IndexEntry {
   readonly record: KeyRecord;
 }
 
+/** The first entries of a pool; `complete`: there are no more (that fit the read). */
+export interface PoolRecords {
+  readonly records: readonly PoolRecord[];
+  readonly complete: boolean;
+}
+
 /**
  * The rules every backend keeps (DESIGN.md, "Store" and "Key lifecycle"):
  *   - commit() is all or nothing: a change that fails validation, or a write that fails,
@@ -146,8 +152,16 @@ export interface StoreContract {
    * own share of the pool first (PgStoreOptions.lanes), so that they seldom pick the same keys.
    */
   oldest(index: PoolIndex, limit: number, atOrBefore?: number): Promise<IndexEntry[]>;
-  /** oldest(), each entry with its key's record (on PostgreSQL one round trip, not two). */
-  oldestRecords(index: PoolIndex, limit: number, atOrBefore?: number): Promise<PoolRecord[]>;
+  /**
+   * oldest(), each entry with its key's record (on PostgreSQL one round trip, not two). With
+   * `need` below `limit`, a store that picks by lanes may answer fewer than `limit` (but at
+   * least `need`, or all there are) from its own lane: `complete` then says whether that is all.
+   */
+  oldestRecords(
+    index: PoolIndex,
+    limit: number,
+    opts?: { readonly atOrBefore?: number; readonly need?: number },
+  ): Promise<PoolRecords>;
   /** How many cooling keys were released strictly after `cutoff`. */
   countCoolingAfter(cutoff: number): Promise<number>;
   /** Every entry of a pool index, in order (for the invariant check, not the request path). */

@@ -15,7 +15,7 @@ import type {
   IndexEntry,
   Leadership,
   PoolIndex,
-  PoolRecord,
+  PoolRecords,
   StoreContract,
 } from './contract.js';
 import type { KeyRing } from './encryption.js';
@@ -272,15 +272,22 @@ export class Store implements StoreContract {
     return (await this.window(sub).read(limit, lte)).map(parseTimeIndexKey);
   }
 
-  async oldestRecords(index: PoolIndex, limit: number, atOrBefore?: number): Promise<PoolRecord[]> {
-    const entries = await this.oldest(index, limit, atOrBefore);
+  async oldestRecords(
+    index: PoolIndex,
+    limit: number,
+    opts: { readonly atOrBefore?: number } = {},
+  ): Promise<PoolRecords> {
+    const entries = await this.oldest(index, limit, opts.atOrBefore);
     const records = await this.getKeys(entries.map((e) => e.pubkey));
-    return entries.map((e, i) => {
-      const record = records[i];
-      if (!record)
-        throw new PkmError('STORE_CORRUPT', `key ${e.pubkey} is indexed but has no record`);
-      return { ...e, record };
-    });
+    return {
+      records: entries.map((e, i) => {
+        const record = records[i];
+        if (!record)
+          throw new PkmError('STORE_CORRUPT', `key ${e.pubkey} is indexed but has no record`);
+        return { ...e, record };
+      }),
+      complete: entries.length < limit,
+    };
   }
 
   /** How many cooling keys were released after `cutoff` (still inside the reuse delay). */

@@ -117,8 +117,13 @@ describe.skipIf(bins === undefined)('several servers on one PostgreSQL database'
     expect(pickA.every((e) => e.pubkey.endsWith(a.lane ?? '?'))).toBe(true);
     expect(pickB.every((e) => e.pubkey.endsWith(other.lane ?? '?'))).toBe(true);
     expect(pickA.filter((e) => pickB.some((f) => f.pubkey === e.pubkey))).toEqual([]);
-    // Oldest first within the lane; past it, the oldest of another lane, which becomes its own.
+    // A chunk read for a group (Transaction) that its own lane can serve stays there.
     const lane = a.lane;
+    const chunk = await a.oldestRecords('unallocated', 64, { need: 3 });
+    expect(chunk.records.map((r) => r.pubkey)).toEqual(pickA.map((e) => e.pubkey));
+    expect(chunk.complete).toBe(false);
+    expect(a.lane).toBe(lane);
+    // Oldest first within the lane; past it, the oldest of another lane, which becomes its own.
     const six = await a.oldest('unallocated', 6);
     expect(six.slice(0, 4)).toEqual(pickA);
     const moved = a.lane ?? '?';

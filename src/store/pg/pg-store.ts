@@ -12,7 +12,7 @@ import type {
   IndexEntry,
   Leadership,
   PoolIndex,
-  PoolRecord,
+  PoolRecords,
   StoreContract,
   StoreReads,
 } from '../contract.js';
@@ -344,8 +344,16 @@ export class PgStore implements StoreContract {
     return readOldest(this.run, this.poolRead(index, limit, atOrBefore));
   }
 
-  async oldestRecords(index: PoolIndex, limit: number, atOrBefore?: number): Promise<PoolRecord[]> {
-    return readOldestRecords(this.run, this.poolRead(index, limit, atOrBefore));
+  async oldestRecords(
+    index: PoolIndex,
+    limit: number,
+    opts: { readonly atOrBefore?: number; readonly need?: number } = {},
+  ): Promise<PoolRecords> {
+    const read = this.poolRead(index, limit, opts.atOrBefore);
+    return readOldestRecords(
+      this.run,
+      opts.need === undefined ? read : { ...read, need: opts.need },
+    );
   }
 
   async countCoolingAfter(cutoff: number): Promise<number> {

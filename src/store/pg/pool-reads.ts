@@ -5,7 +5,7 @@
 // lane runs dry, or whose commit another server's overtook, moves to another lane at random.
 
 import { randomInt } from 'node:crypto';
-import type { IndexEntry, PoolIndex, PoolRecord } from '../contract.js';
+import type { IndexEntry, PoolIndex, PoolRecords } from '../contract.js';
 import { keyRecordCodec } from '../records.js';
 import type { Run } from './reads.js';
 import { EntryRecordRow, EntryRow, parseRows } from './rows.js';
@@ -45,7 +45,14 @@ export const OLDEST_SQL = oldestSql('since, pubkey');
 
 export interface PoolRead {
   readonly index: PoolIndex;
+  /** Rows to read at most. */
   readonly limit: number;
+  /**
+   * Rows wanted at least (default: `limit`): a read of more than a request needs (a group's
+   * chunk, Transaction) may stop at the end of this store's lane, which then does not count
+   * as run dry.
+   */
+  readonly need?: number;
   readonly atOrBefore?: number | undefined;
   /** This store's lane, when it picks by lanes. */
   readonly lane: string | undefined;
@@ -54,6 +61,12 @@ export interface PoolRead {
    * without it, the next lane.
    */
   readonly hop?: () => string;
+}
+
+/** Rows of a pool read; `complete`: the pool has no more (none fits past the last one). */
+interface Rows {
+  readonly rows: readonly unknown[];
+  readonly complete: boolean;
 }
 
 /** Every lane but `skip`, in turn from `start` on. */
@@ -70,13 +83,18 @@ export function otherLane(lane: string): string {
 }
 
 /** The rows of a pool read, in the order to take them (see the top of this file). */
-async function oldestRows(run: Run, read: PoolRead, columns: Columns): Promise<unknown[]> {
+async function oldestRows(run: Run, read: PoolRead, columns: Columns): Promise<Rows> {
   const { index, limit, atOrBefore, lane } = read;
-  if (limit <= 0) return [];
+  if (limit <= 0) return { rows: [], complete: false };
   const params = [index, atOrBefore === undefined ? null : Math.floor(atOrBefore), limit];
-  if (lane === undefined) return (await run('reading a pool', oldestSql(columns), params)).rows;
+  if (lane === undefined) {
+    const { rows } = await run('reading a pool', oldestSql(columns), params);
+    return { rows, complete: rows.length < limit };
+  }
   const own = (await run('reading a pool', oldestInLaneSql(columns), [...params, lane])).rows;
-  if (own.length >= limit) return own;
+  if (own.length >= limit) return { rows: own, complete: false };
+  // Enough for what is needed: the other lanes stay unread (so the pool is not known to end).
+  if (own.length >= (read.need ?? limit)) return { rows: own, complete: false };
   // Its own lane ran dry: the other lanes in turn, from a lane picked at random, which becomes
   // its own. Servers whose lanes run dry scatter, where walking on to the next lane would
   // bring one onto the lane of the next server, and keep them there together.
@@ -87,22 +105,19 @@ async function oldestRows(run: Run, read: PoolRead, columns: Columns): Promise<u
     limit - own.length,
     lanesFrom(start, lane),
   ]);
-  return [...own, ...rest.rows];
+  const rows = [...own, ...rest.rows];
+  return { rows, complete: rows.length < limit };
 }
 
 export async function readOldest(run: Run, read: PoolRead): Promise<IndexEntry[]> {
-  return parseRows(EntryRow, await oldestRows(run, read, 'since, pubkey'), 'pool entry');
+  const { rows } = await oldestRows(run, read, 'since, pubkey');
+  return parseRows(EntryRow, rows, 'pool entry');
 }
 
-export async function readOldestRecords(run: Run, read: PoolRead): Promise<PoolRecord[]> {
-  const rows = parseRows(
-    EntryRecordRow,
-    await oldestRows(run, read, 'since, pubkey, record'),
-    'pool entry',
+export async function readOldestRecords(run: Run, read: PoolRead): Promise<PoolRecords> {
+  const { rows, complete } = await oldestRows(run, read, 'since, pubkey, record');
+  const records = parseRows(EntryRecordRow, rows, 'pool entry').map(
+    ({ since, pubkey, record }) => ({ since, pubkey, record: keyRecordCodec.decode(record) }),
   );
-  return rows.map(({ since, pubkey, record }) => ({
-    since,
-    pubkey,
-    record: keyRecordCodec.decode(record),
-  }));
+  return { records, complete };
 }
