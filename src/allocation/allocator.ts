@@ -150,6 +150,9 @@ interface AllocateStep {
   readonly needsIndexCheck?: number[];
 }
 
+/** Pool reads one allocation makes at most, past keys it may not have yet (usablePool). */
+const POOL_READS = 4;
+
 export class Allocator {
   private readonly group: GroupCommitter;
   readonly cooling: Cooling;
@@ -620,21 +623,7 @@ export class Allocator {
       reclaimed.map((r) => r.pubkey),
     );
     const excluded = new Set([...reclaimed.map((r) => r.pubkey), ...this.heldBackNow()]);
-    const fromPool = await this.poolEntries(tx, need - reclaimed.length, excluded);
-    // In the resync window, keys held before stay put (their holders re-assert first); keys no
-    // pod ever held may still go out (send mode's deposited keys wait there for new pods).
-    const resyncing = this.cooling.resyncing();
-    const pooled = (await tx.getKeys(fromPool)).filter(
-      (r) =>
-        (!resyncing || !r.history.some((e) => e.event === 'allocated' || e.event === 'released')) &&
-        // A claim another server heard (shared store): held from every pod.
-        (r.heldUntil ?? 0) <= this.deps.clock(),
-    );
-    for (const r of pooled) {
-      if (r.state !== 'free' && r.state !== 'cooling') {
-        throw tx.inconsistent(`the pool index lists ${r.pubkey}, but the key is ${r.state}`);
-      }
-    }
+    const pooled = await this.usablePool(tx, need - reclaimed.length, excluded);
     const createCount = need - reclaimed.length - pooled.length;
     // --new-keys never: refused before anything is staged, derived or deposited (and before the
     // beacon node is asked about cooled keys this request could not use in full anyway).
@@ -764,6 +753,40 @@ export class Allocator {
         : 'the server just started: pods re-assert the keys they run before new keys are derived',
       { retryAfter: Math.max(1, Math.ceil(left / 1000)) },
     );
+  }
+
+  /**
+   * Up to `n` pool keys this pod may have now, read on past those it may not have yet: a key
+   * passed over is no reason to derive (and deposit) a new one while usable keys wait further
+   * on. Passed over: in the resync window, keys held before stay put (their holders re-assert
+   * first; keys no pod ever held may still go out: send mode's deposited keys wait there for
+   * new pods), and keys held by a claim another server heard (shared store). A few reads at
+   * most: a pool mostly of such keys is read no further.
+   */
+  private async usablePool(
+    tx: Transaction,
+    n: number,
+    excluded: ReadonlySet<string>,
+  ): Promise<KeyRecord[]> {
+    const resyncing = this.cooling.resyncing();
+    const usable = (r: KeyRecord) =>
+      (!resyncing || !r.history.some((e) => e.event === 'allocated' || e.event === 'released')) &&
+      (r.heldUntil ?? 0) <= this.deps.clock();
+    const skip = new Set(excluded);
+    const found: KeyRecord[] = [];
+    for (let round = 0; round < POOL_READS && found.length < n; round++) {
+      const want = n - found.length;
+      const entries = await this.poolEntries(tx, want, skip);
+      for (const r of await tx.getKeys(entries)) {
+        if (r.state !== 'free' && r.state !== 'cooling') {
+          throw tx.inconsistent(`the pool index lists ${r.pubkey}, but the key is ${r.state}`);
+        }
+        skip.add(r.pubkey);
+        if (usable(r)) found.push(r);
+      }
+      if (entries.length < want) break; // the pool has no more
+    }
+    return found;
   }
 
   /** Up to `n` keys other pods may have: free keys and keys whose reuse delay has passed. */

@@ -69,7 +69,7 @@ export class Transaction {
    * group decide on one view of it. A store with one writer keeps caches of its own.
    */
   private readonly podReads = new Map<string, PodRecord | undefined>();
-  private readonly keyReads = new Map<string, KeyRecord | undefined>();
+  private readonly keyReads = new Map<string, KeyRecord>();
   private readonly poolReads = new Map<PoolIndex, PoolChunk>();
   private readonly meta = new Map<string, string | undefined>();
   /** Meta values the staged changes were decided on (the first one staged per key counts). */
@@ -209,11 +209,13 @@ export class Transaction {
     const staged = this.keys.get(pubkey);
     if (staged) return staged.after;
     if (!this.shared) return this.store.getKey(pubkey);
-    if (!this.keyReads.has(pubkey)) {
-      const read = await this.store.getKey(pubkey);
-      if (!this.keyReads.has(pubkey)) this.keyReads.set(pubkey, read);
-    }
-    return this.keyReads.get(pubkey);
+    const kept = this.keyReads.get(pubkey);
+    if (kept) return kept;
+    // A key read absent is not kept: another server may add it before a later read names it
+    // (a pod's record, a pool), and the two reads would disagree unseen.
+    const read = await this.store.getKey(pubkey);
+    if (read) this.remember([read]);
+    return this.keyReads.get(pubkey) ?? read;
   }
 
   async getKeys(pubkeys: readonly string[]): Promise<KeyRecord[]> {
@@ -261,7 +263,7 @@ export class Transaction {
     atOrBefore: number | undefined,
   ): Promise<IndexEntry[]> {
     const fits = (e: IndexEntry) => atOrBefore === undefined || e.since <= atOrBefore;
-    for (let chunk = this.poolReads.get(index); ; ) {
+    for (let chunk = this.poolReads.get(index), read = 0; ; ) {
       if (chunk) {
         const entries = chunk.entries.filter(fits);
         const left = entries.filter((e) => !this.keys.has(e.pubkey)).length;
@@ -270,21 +272,37 @@ export class Transaction {
       // What this request needs at least, over-reading by the keys staged (they may be in it).
       const need = limit + this.keys.size;
       const size = Math.max(POOL_CHUNK, need, 2 * (chunk?.entries.length ?? 0));
-      if (size > MAX_POOL_CHUNK) {
-        const read = await this.store.oldestRecords(index, need, at(atOrBefore));
-        this.remember(read.records.map((r) => r.record));
-        return read.records.map(entryOf);
+      // Past the largest chunk, or a read that brought nothing new: just what is needed, exact.
+      if (size > MAX_POOL_CHUNK || (chunk && chunk.entries.length <= read)) {
+        const exact = await this.store.oldestRecords(index, need, at(atOrBefore));
+        this.remember(exact.records.map((r) => r.record));
+        return exact.records.map(entryOf);
       }
-      const read = await this.store.oldestRecords(index, size, { need });
-      this.remember(read.records.map((r) => r.record));
-      chunk = { entries: read.records.map(entryOf), complete: read.complete };
+      read = chunk?.entries.length ?? 0;
+      // `need` counts rows whatever their time: only where all rows fit may a read of this
+      // store's own lane stop at it.
+      const got = await this.store.oldestRecords(
+        index,
+        size,
+        atOrBefore === undefined ? { need } : {},
+      );
+      this.remember(got.records.map((r) => r.record));
+      chunk = { entries: got.records.map(entryOf), complete: got.complete };
       this.poolReads.set(index, chunk);
     }
   }
 
-  /** Keeps records read from a shared store (the first read of each wins: see podReads). */
+  /**
+   * Keeps records read from a shared store (the first read of each wins: see podReads). A pod
+   * a record names is no longer taken as absent: it may have been added since it was read so,
+   * and the next read of it reads it again.
+   */
   private remember(records: readonly KeyRecord[]): void {
-    for (const r of records) if (!this.keyReads.has(r.pubkey)) this.keyReads.set(r.pubkey, r);
+    for (const r of records) {
+      if (!this.keyReads.has(r.pubkey)) this.keyReads.set(r.pubkey, r);
+      if (r.pod !== undefined && this.podReads.has(r.pod) && !this.podReads.get(r.pod))
+        this.podReads.delete(r.pod);
+    }
   }
 
   /** The stored counters as they will be once this transaction commits. */

@@ -137,7 +137,9 @@ export class PgStore implements StoreContract {
 
   private poolRead(index: PoolIndex, limit: number, atOrBefore: number | undefined): PoolRead {
     const lane = this.ownLane;
-    return lane === undefined
+    // Only the free pool moves the lane: the cooling pool's keys that may go are few, and a
+    // lane with none of them is no reason to leave the free keys of its own.
+    return lane === undefined || index !== 'unallocated'
       ? { index, limit, atOrBefore, lane }
       : { index, limit, atOrBefore, lane, hop: this.hopLane };
   }
