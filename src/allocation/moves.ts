@@ -154,7 +154,11 @@ export class KeyMoves {
       const now = this.deps.clock();
       const done: MoveResult[] = [];
       for (const m of plan)
-        done.push({ ...m, keys: await takeBackIn(tx, now, m.from, m.count, m.to) });
+        done.push({
+          from: m.from,
+          to: m.to,
+          keys: await takeBackIn(tx, now, m.from, m.count, m.to),
+        });
       return done;
     });
     return { moves };
