@@ -19,6 +19,8 @@ import { type ApiOptions, callServer, DEFAULT_TOKEN_FILE } from './client/api.js
 import { runClient } from './client/client.js';
 import { parseClientConfig } from './client/config.js';
 import { exportExits, parseIndices } from './client/exits.js';
+import { parseKeymanagerConfig } from './client/keymanager-config.js';
+import { keymanagerAgent } from './client/keymanager-setup.js';
 import { ignoredLines, releasePod } from './client/release.js';
 import { statusText } from './client/status-text.js';
 import { parseDuration, parseServerUrl, type RawFlags } from './config.js';
@@ -125,13 +127,52 @@ podOptions(connectionOptions(program.command('client')))
   });
 
 podOptions(connectionOptions(program.command('agent')))
-  .description('sidecar: tell the server every --interval which keys this pod runs')
-  .addOption(flag('--out <dir>', 'the folder pkm client wrote'))
+  .description(
+    'sidecar: tell the server every --interval which keys this pod runs; with --keymanager-url, also keep the validator client’s keys equal to what the server assigns the pod (live moves)',
+  )
+  .addOption(
+    flag(
+      '--out <dir>',
+      'the folder pkm client wrote (with --keymanager-url: the agent’s own, for its password)',
+    ),
+  )
   .addOption(flag('--layout <name>', 'lighthouse|teku|nimbus|lodestar|prysm', 'lighthouse'))
-  .addOption(flag('--interval <duration>', 'time between heartbeats', '30s'))
+  .addOption(flag('--interval <duration>', 'time between heartbeats (and passes)', '30s'))
+  .addOption(
+    flag(
+      '--keymanager-url <url>',
+      "the validator client's Keymanager API, e.g. http://127.0.0.1:5062",
+    ),
+  )
+  .addOption(flag('--keymanager-token-file <file>', "the validator client's API token file"))
+  .addOption(flag('--keymanager-ca-file <file>', 'PEM CA bundle for an HTTPS Keymanager API'))
+  .addOption(
+    flag(
+      '--remote-signer-url <url>',
+      "keep the keys in this remote signer (Web3Signer's Keymanager API), registered with the VC as remote keys",
+    ),
+  )
+  .addOption(
+    flag(
+      '--remote-signer-token-file <file>',
+      "the remote signer's API token file, if it asks for one",
+    ),
+  )
+  .addOption(flag('--remote-signer-ca-file <file>', 'PEM CA bundle for an HTTPS remote signer'))
+  .addOption(
+    flag(
+      '--password-file <file>',
+      'keystore password for imports; made (0600) if missing (default: <out>/password.txt)',
+    ),
+  )
+  .addOption(flag('--kdf <name>', 'scrypt|pbkdf2, for the keystores it imports', 'scrypt'))
   .addOption(flag('--log-level <level>', 'logs go to stderr', 'info'))
   .action(async (opts: RawFlags) => {
     const client = parseClientConfig({ ...opts, count: '1' });
+    const keymanager = parseKeymanagerConfig(opts);
+    const log = createStderrLogger(client.logLevel);
+    const intervalMs = parseDuration(String(opts.interval ?? '30s'), 'interval');
+    const live = keymanager && keymanagerAgent(keymanager, client, log);
     const agent = new Agent(
       {
         server: client.server,
@@ -141,13 +182,16 @@ podOptions(connectionOptions(program.command('agent')))
         namespace: client.namespace,
         out: client.out,
         layout: client.layout,
-        intervalMs: parseDuration(String(opts.interval ?? '30s'), 'interval'),
+        intervalMs,
+        ...(live ? { running: () => live.home.signing() } : {}),
       },
-      createStderrLogger(client.logLevel),
+      log,
     );
-    process.once('SIGTERM', () => agent.stop());
-    process.once('SIGINT', () => agent.stop());
-    await agent.run();
+    const stop = () => (live ? live.agent.stop() : agent.stop());
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+    if (live) await live.agent.run(() => agent.beat(), intervalMs);
+    else await agent.run();
   });
 
 podOptions(connectionOptions(program.command('release')))
