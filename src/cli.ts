@@ -21,9 +21,10 @@ import { parseClientConfig } from './client/config.js';
 import { exportExits, parseIndices } from './client/exits.js';
 import { parseKeymanagerConfig } from './client/keymanager-config.js';
 import { keymanagerAgent } from './client/keymanager-setup.js';
+import { requestMove, requestRebalance, waitForMoves } from './client/moves.js';
 import { ignoredLines, releasePod } from './client/release.js';
 import { statusText } from './client/status-text.js';
-import { parseDuration, parseServerUrl, type RawFlags } from './config.js';
+import { parseDuration, parseInteger, parseServerUrl, type RawFlags } from './config.js';
 import { depositEntries } from './deposit/export.js';
 import { ExitCode, PkmError, toPkmError } from './errors.js';
 import { writePrivateFile } from './files.js';
@@ -215,6 +216,45 @@ podOptions(connectionOptions(program.command('release')))
         ? outcome.released
         : { ...outcome.released, protection: outcome.protection };
     process.stdout.write(`${JSON.stringify(printed)}\n`);
+  });
+
+connectionOptions(program.command('move'))
+  .description(
+    'move keys between running pods (admin): each leaves --from once its agent deleted it from the VC (pkm agent --keymanager-url)',
+  )
+  .addOption(flag('--from <pod>', 'the pod the keys leave'))
+  .addOption(flag('--to <pod>', 'the pod they go to'))
+  .addOption(flag('--count <n>', 'how many keys'))
+  .addOption(flag('--namespace <name>', "both pods' namespace", DEFAULT_NAMESPACE))
+  .addOption(flag('--wait <duration>', 'wait until the keys left --from, e.g. 5m'))
+  .action(async (opts: RawFlags) => {
+    const namespace = parseNamespace(opts.namespace ?? DEFAULT_NAMESPACE);
+    const count = parseInteger(String(opts.count ?? ''), 'count', 1, 10_000, '2');
+    const api = connectionOf(opts);
+    const moved = await requestMove(api, {
+      from: { namespace, name: parsePodName(opts.from) },
+      to: { namespace, name: parsePodName(opts.to) },
+      count,
+    });
+    const wait = opts.wait === undefined ? undefined : parseDuration(String(opts.wait), 'wait');
+    const arrival = wait === undefined ? {} : await waitForMoves(api, [moved], wait);
+    process.stdout.write(`${JSON.stringify({ ...moved, ...arrival })}\n`);
+  });
+
+connectionOptions(program.command('rebalance'))
+  .description(
+    'even the keys out over running pods (admin): --selector names them, comma-separated, "*" for any run of characters (e.g. validator-*); a plain name selects a pod even without keys',
+  )
+  .addOption(flag('--selector <pods>', 'e.g. "validator-*" or "validator-*,validator-9"'))
+  .addOption(flag('--wait <duration>', 'wait until the keys left their old pods, e.g. 5m'))
+  .action(async (opts: RawFlags) => {
+    if (opts.selector === undefined || opts.selector === '')
+      throw new PkmError('INVALID_CONFIG', '--selector is required, e.g. --selector "validator-*"');
+    const api = connectionOf(opts);
+    const planned = await requestRebalance(api, String(opts.selector));
+    const wait = opts.wait === undefined ? undefined : parseDuration(String(opts.wait), 'wait');
+    const arrival = wait === undefined ? {} : await waitForMoves(api, planned.moves, wait);
+    process.stdout.write(`${JSON.stringify({ ...planned, ...arrival })}\n`);
   });
 
 connectionOptions(program.command('assignments'))
