@@ -5,6 +5,7 @@
 // signatures, on one monotonic clock) must show no key in two VCs at any instant and no double
 // vote; at the end, with everything running, every VC holds exactly what the server assigns
 // its pod, and the store passes its invariant check. PKM_CHAOS_SEED=n replays a run.
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { checkStore } from '../../src/store/check.js';
@@ -13,10 +14,13 @@ import { freePort } from '../chain/node.js';
 import { http, onCleanup, tempDir, until } from '../helpers.js';
 import {
   assertNoKeyInTwoPlaces,
+  type FakeSigner,
   type FakeVc,
+  startFakeSigner,
   startFakeVc,
   Witness,
 } from '../support/keymanager-peers/index.js';
+import { rememberSecret } from '../support/secret-ledger.js';
 import { type Child, runPkm, startServerProcess } from './spawn.js';
 
 // mainnet's chain, so that the server (--network mainnet) fences and checks interchanges by it.
@@ -39,7 +43,10 @@ function random(seed: number): () => number {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-describe('live moves under kill -9', () => {
+describe.each([
+  ['local keystores', false],
+  ['a remote signer per pod (--remote-signer-url)', true],
+] as const)('live moves under kill -9, keys in %s', (_mode, remote) => {
   it('no key is ever in two validator clients; everything converges once the crashes stop', async () => {
     const seed = Number(process.env.PKM_CHAOS_SEED ?? Date.now() % 1_000_000);
     const rnd = random(seed);
@@ -66,6 +73,7 @@ describe('live moves under kill -9', () => {
     let server: Child = await startServerProcess(serverArgs);
 
     const vcs = new Map<string, FakeVc>();
+    const signers = new Map<string, FakeSigner>();
     for (const pod of PODS) {
       const vc = await startFakeVc({
         name: `vc-${pod}`,
@@ -79,6 +87,16 @@ describe('live moves under kill -9', () => {
       });
       onCleanup(() => vc.stop());
       vcs.set(pod, vc);
+      if (!remote) continue;
+      const signer = await startFakeSigner({
+        name: `w3s-${pod}`,
+        witnessFile,
+        dataDir: join(dir, `w3s-${pod}`),
+        genesisValidatorsRoot: ROOT,
+        stepDelayMs: 20,
+      });
+      onCleanup(() => signer.stop());
+      signers.set(pod, signer);
     }
     const agentArgs = (pod: string) => {
       const vc = vcs.get(pod);
@@ -101,6 +119,7 @@ describe('live moves under kill -9', () => {
         'pbkdf2',
         '--log-level',
         'warn',
+        ...(remote ? ['--remote-signer-url', signers.get(pod)?.url ?? ''] : []),
       ];
     };
     const agents = new Map<string, Child>(PODS.map((p) => [p, runPkm(agentArgs(p))]));
@@ -159,12 +178,22 @@ describe('live moves under kill -9', () => {
     // Everything runs again: each VC comes to hold exactly what the server assigns its pod.
     const assigned = async () =>
       (await http<{ pods: Record<string, string[]> }>(url, 'GET', '/v1/assignments')).body.pods;
+    /** What can sign through a pod: its VC's keystores, or its signer's keys it registered. */
+    const holding = (p: string): string[] => {
+      const held = vcs.get(p)?.holdings();
+      if (!remote) return [...(held?.local ?? [])].sort();
+      const inSigner = new Set(signers.get(p)?.holdings() ?? []);
+      const registered = (held?.remote ?? []).map((r) => r.pubkey);
+      // Converged: registered exactly where stored.
+      return registered.length === inSigner.size && registered.every((k) => inSigner.has(k))
+        ? [...registered].sort()
+        : ['(signer and VC differ)'];
+    };
     const converged = async () => {
       const pods = await assigned();
-      return PODS.every((p) => {
-        const held = [...(vcs.get(p)?.holdings().local ?? [])].sort();
-        return JSON.stringify(held) === JSON.stringify([...(pods[p] ?? [])].sort());
-      });
+      return PODS.every(
+        (p) => JSON.stringify(holding(p)) === JSON.stringify([...(pods[p] ?? [])].sort()),
+      );
     };
     const settled = await until(converged, 60_000).then(
       () => true,
@@ -177,7 +206,7 @@ describe('live moves under kill -9', () => {
       throw new Error(`seed ${seed}: ${(err as Error).message}\nsteps: ${steps.join('; ')}`);
     }
     if (!settled) throw new Error(`seed ${seed}: no convergence; steps: ${steps.join('; ')}`);
-    const inVcs = PODS.flatMap((p) => vcs.get(p)?.holdings().local ?? []);
+    const inVcs = PODS.flatMap(holding);
     expect(new Set(inVcs).size).toBe(inVcs.length);
     expect(kills.agent + kills.server).toBeGreaterThan(3);
     // The run did move keys: with proof (move, remove) and, where the VC's answer lost in a
@@ -211,6 +240,20 @@ describe('live moves under kill -9', () => {
         process.stdout.write(`  ${e.detail ?? ''}\n`);
     expect(moved).toBeGreaterThan(0);
 
+    // The secrets the agents were handed, and their keystore passwords, for the end-of-run
+    // scan of every spawned pkm's log (test/support/log-scan.ts): none may appear in one.
+    for (const pod of PODS) {
+      const view = await http<{ keys: Array<{ secretKey?: string }> }>(
+        url,
+        'POST',
+        `/v1/pods/${pod}/assignment`,
+        { have: [] },
+      );
+      expect(view.body.keys.filter((k) => k.secretKey !== undefined).length).toBe(
+        view.body.keys.length,
+      );
+      rememberSecret(await readFile(join(dir, `agent-${pod}`, 'password.txt'), 'utf8'));
+    }
     for (const a of agents.values()) a.proc.kill('SIGTERM');
     for (const a of agents.values()) await a.exited;
     server.proc.kill('SIGTERM');
