@@ -218,7 +218,10 @@ export class KeymanagerClient {
     const file = this.opts.tokenFile;
     if (file === undefined) return undefined;
     try {
-      return (await readFile(file, 'utf8')).trim();
+      // The token is the file's last non-empty line: one line for every client but an older
+      // Prysm, whose auth-token file holds the JWT on its second line.
+      const lines = (await readFile(file, 'utf8')).split(/\r?\n/).map((l) => l.trim());
+      return lines.filter((l) => l !== '').at(-1) ?? '';
     } catch (err) {
       throw new PkmError(
         'INVALID_CONFIG',

@@ -128,6 +128,17 @@ eachBackend((backend) => {
       expect((await checkStore(store)).problems).toEqual([]);
     });
 
+    it('a count for a pod that holds nothing gives it its first keys (no init container needed)', async () => {
+      const store = await backend.open();
+      const { moves } = setUp(store);
+      const first = await moves.setCount('new-pod', 2);
+      expect(first.keys).toHaveLength(2);
+      expect(first.leaving).toEqual([]);
+      expect((await store.getPod('new-pod'))?.keys).toEqual(first.keys);
+      expect(await moves.setCount('nobody', 0)).toEqual({ pod: 'nobody', keys: [], leaving: [] });
+      expect(await store.getPod('nobody')).toBeUndefined();
+    });
+
     it('a count out of range, or past the room the leaving keys leave, changes nothing', async () => {
       const store = await backend.open();
       const { allocator, moves } = setUp(store, { maxKeysPerPod: 4 });
