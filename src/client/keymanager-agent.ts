@@ -109,7 +109,9 @@ export class KeymanagerAgent {
     const missing = toRun.filter((k) => !stored.has(k.pubkey) && k.secretKey !== undefined);
     const imported = missing.length > 0 ? await this.import(missing) : [];
     await this.opts.home.link(toRun.map((k) => k.pubkey));
-    await this.settle(toRun);
+    // Settings only for keys the VC has now: a failed import is asked again at the next pass.
+    const present = new Set([...stored, ...imported]);
+    await this.settle(toRun.filter((k) => present.has(k.pubkey)));
     const assigned = new Set(view.keys.map((k) => k.pubkey));
     const foreign = (await this.opts.home.signing()).filter((pk) => !assigned.has(pk));
     const fresh = foreign.filter((pk) => !this.warned.has(pk));
