@@ -18,6 +18,26 @@ export interface PodKeys {
   readonly leaving: KeyRecord[];
 }
 
+/**
+ * A pod's keys as a reader outside the commit lock sees them (the agent's assignment): a key is
+ * the pod's when its own record says so. A commit between the two reads (a release, a move)
+ * makes the pod's list and a key's record disagree for a moment: the record wins.
+ */
+export async function podKeysNow(
+  reads: Pick<Transaction, 'getPod' | 'getKeys'>,
+  pod: string,
+): Promise<PodKeys> {
+  const record = await reads.getPod(pod);
+  const records = (await reads.getKeys(record?.keys ?? [])).filter(
+    (r) => r.state === 'allocated' && r.pod === pod,
+  );
+  return {
+    record,
+    assigned: records.filter((r) => r.leaving === undefined),
+    leaving: records.filter((r) => r.leaving !== undefined),
+  };
+}
+
 /** Reads a pod's keys, each checked to be the pod's (a mismatch is the store's to explain). */
 export async function podKeysIn(
   tx: Pick<Transaction, 'getPod' | 'getKeys' | 'inconsistent'>,

@@ -24,7 +24,7 @@ import type { Allocator } from './allocator.js';
 import type { GroupCommitter } from './group-commit.js';
 import { podHolds } from './heartbeat.js';
 import { summarise } from './interchange.js';
-import { keepIn, podKeysIn, takeBackIn } from './leaving.js';
+import { keepIn, podKeysIn, podKeysNow, takeBackIn } from './leaving.js';
 import { type BeaconChain, type HandedKey, handOut } from './protection.js';
 import { type PlannedMove, planRebalance, type Selector, selects } from './rebalance-plan.js';
 import { type RemovalReport, type RemovalResult, recordRemovalsIn } from './removal.js';
@@ -107,7 +107,7 @@ export class KeyMoves {
       return need > 0 ? total : 0;
     });
     if (grow > 0) await this.deps.allocator.allocate(pod, grow);
-    const { assigned, leaving } = await podKeysIn(this.reads(), pod);
+    const { assigned, leaving } = await podKeysNow(this.deps.store, pod);
     return { pod, keys: assigned.map((r) => r.pubkey), leaving: leaving.map((r) => r.pubkey) };
   }
 
@@ -172,7 +172,7 @@ export class KeyMoves {
    * report lets a key go.
    */
   async assignment(pod: string, have: ReadonlySet<string>): Promise<Assignment> {
-    const { assigned, leaving } = await podKeysIn(this.reads(), pod);
+    const { assigned, leaving } = await podKeysNow(this.deps.store, pod);
     const missing = assigned.filter((r) => !have.has(r.pubkey));
     const root = await this.genesisValidatorsRoot();
     const handed = handOut(this.deps, pod, missing, root);
@@ -272,21 +272,6 @@ export class KeyMoves {
         'COUNT_OUT_OF_RANGE',
         `pod ${to} holds ${holds} keys: ${count} more would pass --max-keys-per-pod (${this.max})`,
       );
-  }
-
-  /** Reads outside a transaction, with the transaction's checks. */
-  private reads() {
-    const { store } = this.deps;
-    return {
-      getPod: (name: string) => store.getPod(name),
-      getKeys: (pubkeys: readonly string[]) => store.getKeys(pubkeys),
-      inconsistent: (message: string) =>
-        store.concurrentWriters
-          ? new PkmError('STORE_CONFLICT', `${message} (another server changed it meanwhile)`, {
-              retryAfter: 1,
-            })
-          : new PkmError('STORE_CORRUPT', message),
-    };
   }
 
   private async genesisValidatorsRoot(): Promise<string | undefined> {

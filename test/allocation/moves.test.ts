@@ -3,6 +3,7 @@
 // go, at once with proof, through cooling without.
 import { describe, expect, it } from 'vitest';
 import { GroupCommitter } from '../../src/allocation/group-commit.js';
+import { podKeysNow } from '../../src/allocation/leaving.js';
 import { KeyMoves } from '../../src/allocation/moves.js';
 import { parseSelector } from '../../src/allocation/rebalance-plan.js';
 import type { RemovalReport } from '../../src/allocation/removal.js';
@@ -187,6 +188,22 @@ eachBackend((backend) => {
       expect(incoming[0]?.key?.protection?.lastTargetEpoch).toBeGreaterThanOrEqual(2);
       expect(view.genesisValidatorsRoot).toBe(ROOT);
       expect((await checkStore(store)).problems).toEqual([]);
+    });
+
+    it("the agent's view, read outside the lock, keeps only keys whose own record is the pod's (a release between its two reads)", async () => {
+      const store = await backend.open();
+      const { allocator, moves } = setUp(store);
+      const a = pubkeys(await allocator.allocate('a', 2));
+      const listed = await store.getPod('a');
+      await allocator.release('a');
+      // The pod's list as read just before the release, beside the keys as they are now.
+      const reads = {
+        getPod: async () => listed,
+        getKeys: (pks: readonly string[]) => store.getKeys(pks),
+      };
+      expect(await podKeysNow(reads, 'a')).toMatchObject({ assigned: [], leaving: [] });
+      expect((await moves.assignment('a', new Set())).keys).toEqual([]);
+      expect(a).toHaveLength(2);
     });
 
     it('a report sent again (its answer lost) changes nothing twice', async () => {
