@@ -101,7 +101,7 @@ export class KeyMoves {
       if (total + (record?.reported?.length ?? 0) > this.max)
         throw new PkmError(
           'COUNT_OUT_OF_RANGE',
-          `pod ${pod} still holds ${leaving.length} keys on their way out (and ${record?.reported?.length ?? 0} reported): ${count} more would pass --max-keys-per-pod (${this.max}); ask again once they left`,
+          `pod ${pod} still holds ${leaving.length} keys on their way out (and ${record?.reported?.length ?? 0} reported): a count of ${count} beside them would pass --max-keys-per-pod (${this.max}); ask again once they left (nothing was changed)`,
         );
       await keepIn(tx, now, pod, count - assigned.length);
       return need > 0 ? total : 0;
