@@ -19,9 +19,12 @@ import { type ApiOptions, callServer, DEFAULT_TOKEN_FILE } from './client/api.js
 import { runClient } from './client/client.js';
 import { parseClientConfig } from './client/config.js';
 import { exportExits, parseIndices } from './client/exits.js';
+import { parseKeymanagerConfig } from './client/keymanager-config.js';
+import { keymanagerAgent } from './client/keymanager-setup.js';
+import { requestMove, requestRebalance, waitForMoves } from './client/moves.js';
 import { ignoredLines, releasePod } from './client/release.js';
 import { statusText } from './client/status-text.js';
-import { parseDuration, parseServerUrl, type RawFlags } from './config.js';
+import { parseDuration, parseInteger, parseServerUrl, type RawFlags } from './config.js';
 import { depositEntries } from './deposit/export.js';
 import { ExitCode, PkmError, toPkmError } from './errors.js';
 import { writePrivateFile } from './files.js';
@@ -134,13 +137,52 @@ podOptions(connectionOptions(program.command('client')))
   });
 
 podOptions(connectionOptions(program.command('agent')))
-  .description('sidecar: tell the server every --interval which keys this pod runs')
-  .addOption(flag('--out <dir>', 'the folder pkm client wrote'))
+  .description(
+    'sidecar: tell the server every --interval which keys this pod runs; with --keymanager-url, also keep the validator client’s keys equal to what the server assigns the pod (live moves)',
+  )
+  .addOption(
+    flag(
+      '--out <dir>',
+      'the folder pkm client wrote (with --keymanager-url: the agent’s own, for its password)',
+    ),
+  )
   .addOption(flag('--layout <name>', 'lighthouse|teku|nimbus|lodestar|prysm', 'lighthouse'))
-  .addOption(flag('--interval <duration>', 'time between heartbeats', '30s'))
+  .addOption(flag('--interval <duration>', 'time between heartbeats (and passes)', '30s'))
+  .addOption(
+    flag(
+      '--keymanager-url <url>',
+      "the validator client's Keymanager API, e.g. http://127.0.0.1:5062",
+    ),
+  )
+  .addOption(flag('--keymanager-token-file <file>', "the validator client's API token file"))
+  .addOption(flag('--keymanager-ca-file <file>', 'PEM CA bundle for an HTTPS Keymanager API'))
+  .addOption(
+    flag(
+      '--remote-signer-url <url>',
+      "keep the keys in this remote signer (Web3Signer's Keymanager API), registered with the VC as remote keys",
+    ),
+  )
+  .addOption(
+    flag(
+      '--remote-signer-token-file <file>',
+      "the remote signer's API token file, if it asks for one",
+    ),
+  )
+  .addOption(flag('--remote-signer-ca-file <file>', 'PEM CA bundle for an HTTPS remote signer'))
+  .addOption(
+    flag(
+      '--password-file <file>',
+      'keystore password for imports; made (0600) if missing (default: <out>/password.txt)',
+    ),
+  )
+  .addOption(flag('--kdf <name>', 'scrypt|pbkdf2, for the keystores it imports', 'scrypt'))
   .addOption(flag('--log-level <level>', 'logs go to stderr', 'info'))
   .action(async (opts: RawFlags) => {
     const client = parseClientConfig({ ...opts, count: '1' });
+    const keymanager = parseKeymanagerConfig(opts);
+    const log = createStderrLogger(client.logLevel);
+    const intervalMs = parseDuration(String(opts.interval ?? '30s'), 'interval');
+    const live = keymanager && keymanagerAgent(keymanager, client, log);
     const agent = new Agent(
       {
         server: client.server,
@@ -150,13 +192,16 @@ podOptions(connectionOptions(program.command('agent')))
         namespace: client.namespace,
         out: client.out,
         layout: client.layout,
-        intervalMs: parseDuration(String(opts.interval ?? '30s'), 'interval'),
+        intervalMs,
+        ...(live ? { running: () => live.home.signing() } : {}),
       },
-      createStderrLogger(client.logLevel),
+      log,
     );
-    process.once('SIGTERM', () => agent.stop());
-    process.once('SIGINT', () => agent.stop());
-    await agent.run();
+    const stop = () => (live ? live.agent.stop() : agent.stop());
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+    if (live) await live.agent.run(() => agent.beat(), intervalMs);
+    else await agent.run();
   });
 
 podOptions(connectionOptions(program.command('release')))
@@ -180,6 +225,45 @@ podOptions(connectionOptions(program.command('release')))
         ? outcome.released
         : { ...outcome.released, protection: outcome.protection };
     process.stdout.write(`${JSON.stringify(printed)}\n`);
+  });
+
+connectionOptions(program.command('move'))
+  .description(
+    'move keys between running pods (admin): each leaves --from once its agent deleted it from the VC (pkm agent --keymanager-url)',
+  )
+  .addOption(flag('--from <pod>', 'the pod the keys leave'))
+  .addOption(flag('--to <pod>', 'the pod they go to'))
+  .addOption(flag('--count <n>', 'how many keys'))
+  .addOption(flag('--namespace <name>', "both pods' namespace", DEFAULT_NAMESPACE))
+  .addOption(flag('--wait <duration>', 'wait until the keys left --from, e.g. 5m'))
+  .action(async (opts: RawFlags) => {
+    const namespace = parseNamespace(opts.namespace ?? DEFAULT_NAMESPACE);
+    const count = parseInteger(String(opts.count ?? ''), 'count', 1, 10_000, '2');
+    const api = connectionOf(opts);
+    const moved = await requestMove(api, {
+      from: { namespace, name: parsePodName(opts.from) },
+      to: { namespace, name: parsePodName(opts.to) },
+      count,
+    });
+    const wait = opts.wait === undefined ? undefined : parseDuration(String(opts.wait), 'wait');
+    const arrival = wait === undefined ? {} : await waitForMoves(api, [moved], wait);
+    process.stdout.write(`${JSON.stringify({ ...moved, ...arrival })}\n`);
+  });
+
+connectionOptions(program.command('rebalance'))
+  .description(
+    'even the keys out over running pods (admin): --selector names them, comma-separated, "*" for any run of characters (e.g. validator-*); a plain name selects a pod even without keys',
+  )
+  .addOption(flag('--selector <pods>', 'e.g. "validator-*" or "validator-*,validator-9"'))
+  .addOption(flag('--wait <duration>', 'wait until the keys left their old pods, e.g. 5m'))
+  .action(async (opts: RawFlags) => {
+    if (opts.selector === undefined || opts.selector === '')
+      throw new PkmError('INVALID_CONFIG', '--selector is required, e.g. --selector "validator-*"');
+    const api = connectionOf(opts);
+    const planned = await requestRebalance(api, String(opts.selector));
+    const wait = opts.wait === undefined ? undefined : parseDuration(String(opts.wait), 'wait');
+    const arrival = wait === undefined ? {} : await waitForMoves(api, planned.moves, wait);
+    process.stdout.write(`${JSON.stringify({ ...planned, ...arrival })}\n`);
   });
 
 connectionOptions(program.command('assignments'))

@@ -53,6 +53,8 @@ const TABLE = {
   POOL_EXHAUSTED: { status: 503, exit: ExitCode.unavailable },
   BEACON_UNAVAILABLE: { status: 503, exit: ExitCode.unavailable },
   RESYNCING: { status: 503, exit: ExitCode.unavailable },
+  /** pkm rebalance: the selector matches no pod (issue 16). */
+  NO_PODS_SELECTED: { status: 404, exit: ExitCode.refused },
   // deposits (send mode)
   DEPOSIT_RPC_UNAVAILABLE: { status: 503, exit: ExitCode.unavailable },
   DEPOSIT_TIMEOUT: { status: 503, exit: ExitCode.unavailable },
@@ -106,6 +108,8 @@ const TABLE = {
   SERVER_UNTRUSTED: { status: 400, exit: ExitCode.usage },
   SERVER_REFUSED: { status: 400, exit: ExitCode.refused },
   SERVER_FAILED: { status: 502, exit: ExitCode.unavailable },
+  /** pkm agent: the validator client's (or remote signer's) Keymanager API failed or refused. */
+  KEYMANAGER_FAILED: { status: 502, exit: ExitCode.unavailable },
   INTERNAL: { status: 500, exit: ExitCode.internal },
 } as const satisfies Record<string, CodeInfo>;
 

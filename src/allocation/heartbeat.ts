@@ -28,12 +28,12 @@ import type { NewAuditEvent } from '../store/audit.js';
 import type { KeyChange } from '../store/contract.js';
 import type { KeyRecord, PodRecord } from '../store/records.js';
 import type { NewKeyParts } from './new-keys.js';
+import { PodEdits } from './pod-edits.js';
 import type { Transaction } from './transaction.js';
 import {
   editPod,
   handedTo,
   inConflict,
-  type PodEdit,
   podChange,
   reportedBy,
   stillRunning,
@@ -69,33 +69,6 @@ export interface HeartbeatRules {
   readonly held?: (r: KeyRecord) => boolean;
   /** --max-keys-per-pod. */
   readonly maxKeysPerPod: number;
-}
-
-/** Pod records edited by one heartbeat, each from its state before. */
-class PodEdits {
-  private readonly edits = new Map<
-    string,
-    { before: PodRecord | undefined; after: PodRecord | undefined }
-  >();
-
-  constructor(
-    private readonly tx: Transaction,
-    private readonly now: number,
-  ) {}
-
-  async edit(name: string, edit: PodEdit): Promise<void> {
-    let entry = this.edits.get(name);
-    if (!entry) {
-      const before = await this.tx.getPod(name);
-      entry = { before, after: before };
-      this.edits.set(name, entry);
-    }
-    entry.after = editPod(entry.after, edit, this.now);
-  }
-
-  changes() {
-    return [...this.edits].map(([name, { before, after }]) => podChange(name, before, after));
-  }
 }
 
 /** What a heartbeat did. */

@@ -170,6 +170,9 @@ export async function uploadProtectionIn(
   };
 }
 
+/** History events after which some pod may have signed with the key: it gets a fence. */
+const RECYCLED: ReadonlySet<string> = new Set(['released', 'fenced', 'moved', 'removed']);
+
 /**
  * The keys as the pod gets them. A key that was held before (recycled) also carries a fence at
  * the current slot when the chain's genesis is known: whatever its old holder signed, the new
@@ -188,8 +191,9 @@ export function handOut(
     pod,
     ...(genesisValidatorsRoot === undefined ? {} : { genesisValidatorsRoot }),
     keys: records.map((r) => {
-      // Released or fenced (a forced release, a restore): some pod may have signed with it.
-      const recycled = r.history.some((e) => e.event === 'released' || e.event === 'fenced');
+      // Released, fenced (a forced release, a restore) or deleted from a VC (a live move):
+      // some pod may have signed with it.
+      const recycled = r.history.some((e) => RECYCLED.has(e.event));
       const fence = recycled && genesis !== undefined ? fenceAt(now, genesis) : undefined;
       const protection = r.protection || fence ? merge(r.protection ?? {}, fence ?? {}) : undefined;
       if (r.secret === undefined)

@@ -4,6 +4,7 @@
 // slashing protection. Fields that belong to one state only (a cooling key's stop, a
 // conflict's pods) leave with that state.
 
+import type { KeySettings } from '../api/key-settings.js';
 import type { PodChange } from '../store/contract.js';
 import {
   type CoolingStop,
@@ -18,7 +19,15 @@ import {
 
 /** The fields only some states carry; a transition to another state drops them. */
 function bare(r: KeyRecord): KeyRecord {
-  const { pod: _pod, stop: _stop, uid: _uid, conflictPods: _pods, depositError: _e, ...rest } = r;
+  const {
+    pod: _pod,
+    stop: _stop,
+    uid: _uid,
+    conflictPods: _pods,
+    depositError: _e,
+    leaving: _leaving,
+    ...rest
+  } = r;
   return rest;
 }
 
@@ -158,6 +167,61 @@ export function reportedBy(
     ...(derived ?? {}),
     history: [{ at: now, event: 'reported', pod }],
   };
+}
+
+/**
+ * allocated(pod) -> allocated(pod), leaving: the server takes the key back (a smaller count, a
+ * move to `to`). The pod keeps holding it until its agent reports it deleted from its VC.
+ */
+export function leavingFor(r: KeyRecord, now: number, to: string | undefined): KeyRecord {
+  return {
+    ...r,
+    leaving: { since: now, ...(to === undefined ? {} : { to }) },
+    history: event(r, {
+      at: now,
+      event: 'leaving',
+      ...(r.pod === undefined ? {} : { pod: r.pod }),
+    }),
+  };
+}
+
+/** allocated(pod), leaving -> allocated(pod): taken back no more (a larger count again). */
+export function staying(r: KeyRecord): KeyRecord {
+  const { leaving: _leaving, ...rest } = r;
+  return rest;
+}
+
+/**
+ * allocated(pod), leaving -> allocated(to): its old pod's VC deleted it with proof (removal.ts),
+ * so it goes to the move's destination at once, with no reuse delay (DESIGN.md "Safety rules").
+ */
+export function movedTo(r: KeyRecord, to: string, now: number): KeyRecord {
+  return {
+    ...bare(r),
+    state: 'allocated',
+    pod: to,
+    since: now,
+    history: event(r, { at: now, event: 'moved', pod: to }),
+  };
+}
+
+/** allocated(pod), leaving -> free: its pod's VC deleted it with proof; any pod may have it. */
+export function removedWithProof(r: KeyRecord, now: number): KeyRecord {
+  return {
+    ...bare(r),
+    state: 'free',
+    since: now,
+    history: event(r, {
+      at: now,
+      event: 'removed',
+      ...(r.pod === undefined ? {} : { pod: r.pod }),
+    }),
+  };
+}
+
+/** Any state: the per-validator settings its last VC had (fee recipient, graffiti, gas limit). */
+export function withSettings(r: KeyRecord, settings: KeySettings): KeyRecord {
+  return { ...r, settings: { ...r.settings, ...settings } };
 }
 
 /** Any state: uploaded slashing protection, already merged with what the key carried. */

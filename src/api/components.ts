@@ -23,6 +23,18 @@ import {
   ImportKeystoresBody,
   ListKeysAnswer,
 } from './keymanager.js';
+import {
+  AssignmentAnswer,
+  AssignmentBody,
+  MoveAnswer,
+  MoveBody,
+  RebalanceAnswer,
+  RebalanceBody,
+  RemovalsAnswer,
+  RemovalsBody,
+  SetCountAnswer,
+  SetCountBody,
+} from './moves.js';
 import { AllocateBody, AllocationAnswer, PodKeysAnswer, ReleasedAnswer } from './pod-keys.js';
 import { ProbeAnswer } from './probe.js';
 import { AssignmentsAnswer, RecentEvent, StatusAnswer } from './status.js';
@@ -38,6 +50,11 @@ export const BODIES = {
   ImportKeystoresRequest: ImportKeystoresBody,
   DeleteKeysRequest: DeleteKeysBody,
   AdmissionReview,
+  SetCountRequest: SetCountBody,
+  MoveRequest: MoveBody,
+  RebalanceRequest: RebalanceBody,
+  AssignmentRequest: AssignmentBody,
+  RemovalsRequest: RemovalsBody,
 };
 
 /**
@@ -68,6 +85,11 @@ export const ANSWERS = {
   ListKeysResponse: ListKeysAnswer,
   ImportKeystoresResponse: ImportKeystoresAnswer,
   DeleteKeysResponse: DeleteKeysAnswer,
+  SetCount: SetCountAnswer,
+  Move: MoveAnswer,
+  Rebalance: RebalanceAnswer,
+  Assignment: AssignmentAnswer,
+  Removals: RemovalsAnswer,
   // An answer carries an interchange (with a key that moves): referred to, not repeated.
   Interchange,
   // Every error, whatever the route: the responses narrow the code for each status.

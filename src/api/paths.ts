@@ -20,10 +20,17 @@ export const ROUTES = {
   voluntaryExit: '/eth/v1/validator/:pubkey/voluntary_exit',
   /** The Keymanager API's local keystores (specs/keymanager-APIs/apis/local_keystores.yaml). */
   keystores: '/eth/v1/keystores',
+  /** Live key moves (issue 16): mark keys of one pod leaving for another. */
+  moves: '/v1/moves',
+  /** Live key moves: even the keys out over a set of pods. */
+  rebalance: '/v1/rebalance',
 } as const;
 
-/** The routes under a pod: its keys, its heartbeat, its slashing-protection upload. */
-export type PodRoute = 'keys' | 'heartbeat' | 'slashing-protection';
+/**
+ * The routes under a pod: its keys, its heartbeat, its slashing-protection upload, and its
+ * agent's assignment and removal reports (live key moves).
+ */
+export type PodRoute = 'keys' | 'heartbeat' | 'slashing-protection' | 'assignment' | 'removals';
 
 /** A pod in the default namespace, and a pod in a named one. */
 const POD = '/v1/pods/:pod';

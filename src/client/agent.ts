@@ -22,6 +22,12 @@ export interface AgentOptions
     'server' | 'tokenFile' | 'caFile' | 'pod' | 'namespace' | 'out' | 'layout'
   > {
   readonly intervalMs: number;
+  /**
+   * The keys the pod runs, when not the keystores in --out: with --keymanager-url, what its
+   * validator client (or remote signer) holds. Then no keystore is at hand to prove
+   * possession with, and refused claims are only logged.
+   */
+  readonly running?: () => Promise<string[]>;
 }
 
 export class Agent {
@@ -50,6 +56,13 @@ export class Agent {
     }
     this.bootToken = answer.bootToken;
     if (answer.refused.length === 0) return answer;
+    if (this.opts.running) {
+      this.log.error(
+        { refused: answer.refused },
+        'the server does not record these keys as this pod’s, and the agent has no keystore of them to prove possession with: nothing changed (a free or cooling one is held from every pod while this pod reports it); an operator must act',
+      );
+      return answer;
+    }
     const { proofs, failed } = await signPossession(
       {
         out: this.opts.out,
@@ -98,7 +111,9 @@ export class Agent {
   }
 
   private async send(proofs?: Record<string, string>): Promise<HeartbeatAnswer> {
-    const pubkeys = await existingKeys(this.opts.out, LAYOUT_SPECS[this.opts.layout]);
+    const pubkeys = this.opts.running
+      ? await this.opts.running()
+      : await existingKeys(this.opts.out, LAYOUT_SPECS[this.opts.layout]);
     const path = podPath(this.opts.namespace, this.opts.pod, 'heartbeat');
     // Only proofs for keys still in --out: the server refuses a proof for a key not reported.
     const proven = Object.fromEntries(

@@ -35,13 +35,14 @@ async function readOptional(
 /** Node's codes for a certificate that does not verify (not for a server that is down). */
 const UNTRUSTED = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS_CERT_ALTNAME_INVALID/;
 
-interface Answer {
+export interface Answer {
   readonly status: number;
   readonly retryAfter: string | undefined;
   readonly text: string;
 }
 
-function send(
+/** One HTTP(S) request with a string body, read whole; rejects only when no answer came. */
+export function send(
   url: URL,
   method: string,
   body: string | undefined,

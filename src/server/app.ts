@@ -19,6 +19,7 @@ import { importRoutes } from './import.js';
 import { importTurns } from './import-turns.js';
 import { keyRoutes } from './keys.js';
 import { keystoreRoutes } from './keystores.js';
+import { moveRoutes } from './moves.js';
 import { openApiDocument } from './openapi.js';
 import { podRoutes } from './pods.js';
 import { statusRoutes } from './status.js';
@@ -131,6 +132,7 @@ export function createApp(appDeps: AppDeps): express.Express {
 
   app.use(podRoutes(deps));
   app.use(heartbeatRoutes(deps));
+  app.use(moveRoutes(deps));
   app.use(assignmentsRoutes(deps));
   app.use(depositRoutes(deps));
   app.use(webhookRoutes(deps));

@@ -3,6 +3,7 @@
 // type from here, not from app.ts, which imports them.
 import type { Allocator } from '../allocation/allocator.js';
 import type { GroupCommitter } from '../allocation/group-commit.js';
+import type { KeyMoves } from '../allocation/moves.js';
 import type { NewKeysPolicy } from '../allocation/new-keys.js';
 import type { BeaconGate } from '../beacon/liveness.js';
 import type { Clock } from '../clock.js';
@@ -17,6 +18,8 @@ import type { RateLimiter } from './rate-limit.js';
 export interface AppDeps {
   readonly store: StoreContract;
   readonly allocator: Allocator;
+  /** Live key moves (issue 16): counts, moves, rebalances, the agents' reports. */
+  readonly moves: KeyMoves;
   readonly clock: Clock;
   readonly log: Logger;
   readonly metrics: Metrics;

@@ -114,6 +114,53 @@ function podPaths(namespaced: boolean): Record<string, Json> {
         security: podToken,
         responses: { ...ok('The released pubkeys', ref('Released')), ...errors(POD) },
       },
+      put: {
+        summary: `Change the count of a running pod ${where}; its agent (--keymanager-url) makes its VC follow`,
+        description:
+          'Fewer: the keys handed out last are marked leaving; the pod holds them until its agent reports them deleted from its VC. More: keys leaving for the pool stay instead, then the pod is topped up as POST does (all or nothing). 0 to --max-keys-per-pod. A refusal changes nothing.',
+        security: adminToken,
+        requestBody: { required: true, content: json(ref('SetCountRequest')) },
+        responses: {
+          ...ok('The keys the pod is to run, and those leaving', ref('SetCount')),
+          ...errors([
+            ...POD,
+            ...BODY,
+            'COUNT_OUT_OF_RANGE',
+            'COUNT_MISMATCH',
+            'POOL_EXHAUSTED',
+            'BEACON_UNAVAILABLE',
+            'RESYNCING',
+          ]),
+        },
+      },
+    },
+    [path('assignment')]: {
+      parameters: params,
+      post: {
+        summary:
+          "The pod agent's view (live key moves): every key the pod holds, which are leaving, their settings, and the secret and slashing protection of each key to run that its VC does not have (Cache-Control: no-store)",
+        security: podToken,
+        requestBody: { required: true, content: json(ref('AssignmentRequest')) },
+        responses: {
+          ...ok('The assignment', ref('Assignment')),
+          ...errors([...POD, ...BODY, 'RATE_LIMITED']),
+        },
+      },
+    },
+    [path('removals')]: {
+      parameters: params,
+      post: {
+        summary:
+          "Report keys the pod's agent deleted from its VC, with the VC's DELETE /eth/v1/keystores answer: one commit stores the returned history and settings and lets each leaving key go (at once with proof, else cooling)",
+        description:
+          'Proof: status deleted or not_active, and an interchange entry that covers the key (non-empty for a key that was active: Prysm #17408; never below the history on record). An interchange of another chain is refused (INTERCHANGE_MISMATCH) and changes nothing.',
+        security: podToken,
+        requestBody: { required: true, content: json(ref('RemovalsRequest')) },
+        responses: {
+          ...ok('What became of each key', ref('Removals')),
+          ...errors([...POD, ...BODY, 'INVALID_INTERCHANGE', 'INTERCHANGE_MISMATCH']),
+        },
+      },
     },
     [path('heartbeat')]: {
       parameters: params,
@@ -363,6 +410,38 @@ export function openApiDocument(version: string): Schema {
           responses: {
             ...ok('One status per pubkey, and their protection', ref('DeleteKeysResponse')),
             ...errors([...AUTH, ...BODY, 'NOT_READY'], true),
+          },
+        },
+      },
+      [ROUTES.moves]: {
+        post: {
+          summary:
+            'Move keys between running pods: `count` of `from`’s keys leave for `to`, each once its VC deleted it (live key moves)',
+          security: adminToken,
+          requestBody: { required: true, content: json(ref('MoveRequest')) },
+          responses: {
+            ...ok('The keys now leaving', ref('Move')),
+            ...errors([
+              ...AUTH,
+              ...BODY,
+              'INVALID_POD_NAME',
+              'INVALID_NAMESPACE',
+              'NAMESPACE_NOT_SERVED',
+              'COUNT_OUT_OF_RANGE',
+              'COUNT_MISMATCH',
+            ]),
+          },
+        },
+      },
+      [ROUTES.rebalance]: {
+        post: {
+          summary:
+            'Even the keys out over the pods a selector names (comma-separated names or patterns with *): the moves, marked in one commit',
+          security: adminToken,
+          requestBody: { required: true, content: json(ref('RebalanceRequest')) },
+          responses: {
+            ...ok('The moves', ref('Rebalance')),
+            ...errors([...AUTH, ...BODY, 'NO_PODS_SELECTED']),
           },
         },
       },

@@ -3,12 +3,20 @@
 import express, { type Request, type Response, Router } from 'express';
 import type { RootAuthority } from '../allocation/protection.js';
 import { type IgnoredKey, toInterchange } from '../api/interchange.js';
+import { SetCountBody } from '../api/moves.js';
 import { DEFAULT_NAMESPACE, parseNamespace, parsePodName, podIdentity } from '../api/names.js';
 import { podTemplates } from '../api/paths.js';
 import { AllocateBody } from '../api/pod-keys.js';
 import { PkmError } from '../errors.js';
 import { toHex } from '../keys/bls.js';
-import { type Auth, type Caller, callerOf, describeCaller, requirePod } from './auth.js';
+import {
+  type Auth,
+  type Caller,
+  callerOf,
+  describeCaller,
+  requireAdmin,
+  requirePod,
+} from './auth.js';
 import type { AppDeps } from './deps.js';
 import { methodNotAllowed } from './http-errors.js';
 
@@ -71,7 +79,14 @@ export function podTarget(
 export function podRoutes(
   deps: Pick<
     AppDeps,
-    'allocator' | 'namespaces' | 'bootToken' | 'heartbeats' | 'clock' | 'rateLimiter' | 'log'
+    | 'allocator'
+    | 'moves'
+    | 'namespaces'
+    | 'bootToken'
+    | 'heartbeats'
+    | 'clock'
+    | 'rateLimiter'
+    | 'log'
   > & { readonly auth: Auth },
 ): Router {
   const router = Router();
@@ -127,7 +142,35 @@ export function podRoutes(
           released: await deps.allocator.release(id, { stop: 'confirmed', uid }),
         });
       })
-      .all(methodNotAllowed('GET', 'POST', 'DELETE'));
+      // A running pod's count (issue 16): its agent makes the VC follow (allocation/moves.ts).
+      .put(
+        (_req, res, next) => {
+          requireAdmin(deps.auth, res, "changing a running pod's count");
+          next();
+        },
+        json,
+        async (req, res) => {
+          const { id, shown } = target(req, res);
+          const body = SetCountBody.safeParse(req.body);
+          if (!body.success)
+            throw new PkmError(
+              'INVALID_BODY',
+              `expected {"count": n}: ${body.error.issues.map((i) => i.message).join('; ')}`,
+            );
+          const result = await deps.moves.setCount(id, body.data.count);
+          deps.log.warn(
+            {
+              caller: describeCaller(callerOf(res)),
+              pod: id,
+              count: body.data.count,
+              leaving: result.leaving.length,
+            },
+            "a running pod's count changed",
+          );
+          res.json({ ...shown, keys: result.keys, leaving: result.leaving });
+        },
+      )
+      .all(methodNotAllowed('GET', 'POST', 'PUT', 'DELETE'));
   }
   const interchangeJson = express.json({
     limit: INTERCHANGE_LIMIT,

@@ -10,6 +10,7 @@ import { Allocator } from '../allocation/allocator.js';
 import { stateCounts } from '../allocation/counts.js';
 import type { Depositor } from '../allocation/depositor.js';
 import { GroupCommitter } from '../allocation/group-commit.js';
+import { KeyMoves } from '../allocation/moves.js';
 import type { BeaconChain } from '../allocation/protection.js';
 import type { BeaconGate } from '../beacon/liveness.js';
 import { type Clock, type Monotonic, systemClock, systemMonotonic } from '../clock.js';
@@ -290,6 +291,14 @@ export function composeApp(deps: ServiceDeps) {
     resyncWindowMs: deps.config.resyncWindowMs ?? 0,
     ...(deps.liveness ? { liveness: deps.liveness } : {}),
   });
+  const moves = new KeyMoves({
+    store: deps.store,
+    group,
+    clock,
+    allocator,
+    ...beaconOf(deps),
+    ...(deps.liveness ? { liveness: deps.liveness } : {}),
+  });
   const heartbeats = new Map<string, number>();
   const proofs = new ProofVerifier();
   const app = createApp({
@@ -298,6 +307,7 @@ export function composeApp(deps: ServiceDeps) {
     heartbeats,
     store: deps.store,
     allocator,
+    moves,
     clock,
     log: deps.log,
     metrics,
@@ -319,7 +329,7 @@ export function composeApp(deps: ServiceDeps) {
       ? { funds: fundsCheck(depositor, deps.deposits.amountGwei) }
       : {}),
   });
-  return { app, allocator, metrics, heartbeats, proofs };
+  return { app, allocator, moves, metrics, heartbeats, proofs };
 }
 
 /** /readyz fails while the funder cannot pay for one more deposit. */

@@ -31,6 +31,12 @@ export const AuditEvent = z
       'skip',
       /** Keys imported from keystores (pkm keys import, POST /v1/admin/keys/import). */
       'import',
+      /** Keys taken back from a pod (a smaller count, a move, a rebalance): its VC is to drop them. */
+      'leave',
+      /** Keys deleted from one pod's VC with proof, handed to the move's destination. */
+      'move',
+      /** Keys a pod's agent deleted from its VC: free with proof, cooling without. */
+      'remove',
     ]),
     pod: z.string().optional(),
     pubkeys: z.array(z.string()),

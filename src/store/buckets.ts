@@ -2,7 +2,7 @@
 // Bucket names are never reused for another meaning; bump SCHEMA_VERSION and add a
 // migration in schema.ts when a shape changes.
 
-export const SCHEMA_VERSION = 6;
+export const SCHEMA_VERSION = 7;
 
 /** Sublevel names. */
 export const Bucket = {

@@ -1,6 +1,7 @@
 // The shapes kept in the store, and their one codec each (JSON, checked on the way in and out).
 import { z } from 'zod';
 import { Protection } from '../api/interchange.js';
+import { KeySettings } from '../api/key-settings.js';
 import { StoredState } from '../api/key-state.js';
 import { PUBKEY } from '../api/pubkey.js';
 import { DepositRecord } from '../deposit/deposit-data.js';
@@ -57,6 +58,12 @@ const KeyEvent = z
       'fenced',
       'confirmed',
       'reported',
+      /** Taken back from its pod: its agent is to delete it from the VC (schema 7). */
+      'leaving',
+      /** Deleted from its old pod's VC with proof, and handed to the move's destination. */
+      'moved',
+      /** Deleted from its pod's VC with proof: free at once (schema 7). */
+      'removed',
     ]),
     pod: z.string().optional(),
   })
@@ -99,6 +106,17 @@ const KeyRecord = z
      * server keeps the hold, not only the one that heard the claim; it keeps it in memory too.
      */
     heldUntil: z.number().int().nonnegative().optional(),
+    /**
+     * allocated only (since schema 7): the server took the key back from its pod (a smaller
+     * count, a move, a rebalance). The pod still holds it, for its VC may still run it, until
+     * its agent reports it deleted (removal.ts). `to`: the pod a move hands it to then.
+     */
+    leaving: z
+      .object({ since: z.number().int().nonnegative(), to: z.string().min(1).optional() })
+      .strict()
+      .optional(),
+    /** Per-validator settings read from the last VC that ran it (since schema 7). */
+    settings: KeySettings.optional(),
     history: z.array(KeyEvent).max(HISTORY_LIMIT),
   })
   .strict()
@@ -112,6 +130,9 @@ const KeyRecord = z
   )
   .refine((r) => r.state === 'cooling' || (r.stop === undefined && r.uid === undefined), {
     message: 'stop and uid are kept for cooling keys only',
+  })
+  .refine((r) => r.leaving === undefined || r.state === 'allocated', {
+    message: 'only an allocated key may be leaving its pod',
   })
   // A key known by its pubkey alone (reported) can only ever be reported, in conflict or
   // retired: none of these is handed out.

@@ -22,6 +22,9 @@ const MIGRATIONS: Record<number, (db: Level<string, string>) => Promise<void>> =
   4: (db) => reportedLists(db, 5),
   // 6: key records may carry `heldUntil` (a claim's hold on a shared store); nothing to change.
   5: (db) => versionOnly(db, 6),
+  // 7: key records may carry `leaving` and `settings`, key histories and the audit log the
+  // events of live moves (issue 16); nothing to change, but an older pkm must not read them.
+  6: (db) => versionOnly(db, 7),
 };
 
 /** A version whose records only gained optional fields: the version alone moves. */

@@ -104,10 +104,11 @@ const CASES: Case[] = [
     name: 'a 1 MiB body',
     ...post(keys('ok'), json({ count: 1, pad: 'x'.repeat(1 << 20) }), 413, 'PAYLOAD_TOO_LARGE'),
   },
+  // PUT on …/keys is a running pod's count (admin; test/server/moves.test.ts).
   {
-    name: 'PUT on keys',
+    name: 'PUT on a heartbeat',
     method: 'PUT',
-    path: keys('ok'),
+    path: '/v1/pods/ok/heartbeat',
     body: one,
     type: 'application/json',
     status: 405,

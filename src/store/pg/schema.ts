@@ -55,6 +55,10 @@ export const MIGRATIONS: readonly Migration[] = [
          WHERE pool IS NOT NULL`,
     ],
   },
+  // 7: key records may carry `leaving` and `settings`, and the audit log the events of live
+  // moves (issue 16): the record text only gains fields, so only the version moves (an older
+  // pkm then refuses the database instead of misreading it).
+  { to: 7, statements: [] },
 ];
 
 /** The one row of pkm_schema holds the version; made by the first migration run. */
