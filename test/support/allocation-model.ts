@@ -993,8 +993,25 @@ export class ModelRun {
     return (this.claimHolds.get(pubkey) ?? Number.NEGATIVE_INFINITY) > this.clock.monotonic();
   }
 
+  /**
+   * The claim holds a new process starts with. On a store several servers share they are in
+   * the keys' records (heldUntil: pg-shared.test.ts), so they outlive the process, each with
+   * the time it had left; elsewhere they are in memory only.
+   */
+  private carriedHolds(monoOrigin: number): Map<string, number> {
+    if (!this.store.concurrentWriters) return new Map();
+    const now = this.clock.monotonic();
+    return new Map(
+      [...this.claimHolds]
+        .filter(([, until]) => until > now)
+        .map(([pk, until]) => [pk, monoOrigin + (until - now)]),
+    );
+  }
+
   private async restart(backup: boolean, monoOrigin: number): Promise<void> {
-    this.claimHolds.clear(); // in memory only
+    const holds = this.carriedHolds(monoOrigin);
+    this.claimHolds.clear();
+    for (const [pk, until] of holds) this.claimHolds.set(pk, until);
     await this.stop();
     if (backup && this.place) {
       const copy = await this.place.backup();
