@@ -11,6 +11,7 @@
 // the pod's (any more) is left alone: a report sent again after its answer was lost changes
 // nothing twice.
 import type { KeySettings } from '../api/key-settings.js';
+import { PkmError } from '../errors.js';
 import type { NewAuditEvent } from '../store/audit.js';
 import type { KeyChange } from '../store/contract.js';
 import type { KeyRecord } from '../store/records.js';
@@ -65,6 +66,11 @@ export interface RemovalRules {
    * but not handed to another pod now; allocation keeps it until the window is over.
    */
   readonly resyncing: boolean;
+  /**
+   * The reporter's pod UID, from its token: a report from another incarnation than the keys'
+   * holder proves nothing of the holder's VC (OTHER_INCARNATION, nothing changed).
+   */
+  readonly uid?: string | undefined;
 }
 
 export async function recordRemovalsIn(
@@ -79,6 +85,11 @@ export async function recordRemovalsIn(
   const results: RemovalResult[] = [];
   const events: NewAuditEvent[] = [];
   const uid = (await tx.getPod(pod))?.uid;
+  if (rules.uid !== undefined && uid !== undefined && uid !== rules.uid)
+    throw new PkmError(
+      'OTHER_INCARNATION',
+      `pod ${pod}'s keys are held by another incarnation of it (UID ${uid}), not the reporter (${rules.uid}): its VC's deletes prove nothing of theirs (nothing was changed)`,
+    );
   for (const report of reports) {
     const { pubkey } = report;
     const before = await tx.getKey(pubkey);
