@@ -110,7 +110,11 @@ export function moveRoutes(deps: MovesDeps): Router {
     .post(admin('rebalancing keys'), json, async (req, res) => {
       const body = RebalanceBody.safeParse(req.body);
       if (!body.success) throw invalid('{"selector": "validator-*"}', body.error.issues);
-      const result = await deps.moves.rebalance(parseSelector(body.data.selector));
+      const selector = parseSelector(body.data.selector);
+      // A plain name selects that pod even if the store does not know it: it must be a pod
+      // identity this server serves, checked as a move's `from` and `to` are.
+      const names = selector.names.map((n) => podId(deps, n));
+      const result = await deps.moves.rebalance({ ...selector, names });
       deps.log.warn(
         {
           caller: describeCaller(callerOf(res)),
