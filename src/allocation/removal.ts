@@ -162,7 +162,12 @@ async function judgeOne(
     };
   }
   const to = leaving.to;
-  const why = freedWhy(rules, to, to === undefined ? undefined : await pods.current(to));
+  const why = freedWhy(
+    rules,
+    to,
+    to === undefined ? undefined : await pods.current(to),
+    leaving.since,
+  );
   if (to !== undefined && why === undefined) {
     await pods.edit(pod, { drop: [pubkey] });
     await pods.edit(to, { hold: [pubkey] });
@@ -189,8 +194,15 @@ function freedWhy(
   rules: RemovalRules,
   to: string | undefined,
   dest: Parameters<typeof podHolds>[0],
+  markedAt: number,
 ): string | undefined {
   if (to === undefined) return undefined;
+  // A destination that holds nothing and whose record changed since the move was marked was
+  // released meanwhile (a deletion, a count of 0): the key must not land with a pod that is
+  // gone, where nothing would run it and no agent would give it back (DESIGN.md "Key
+  // lifecycle"). A pod that never held keys has no record, and is a new pod joining.
+  if (dest !== undefined && dest.keys.length === 0 && dest.since >= markedAt)
+    return `${to} was released after the move was marked (deleted, or its count set to 0), so it is free instead`;
   if (rules.resyncing)
     return `the server is resyncing, so it is free (not handed to ${to}) until holders re-asserted their keys`;
   if (podHolds(dest) >= rules.maxKeysPerPod)
