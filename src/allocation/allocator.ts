@@ -401,6 +401,7 @@ export class Allocator {
           reasserted: (pk) => this.reasserted.add(pk),
           proven,
           maxKeysPerPod,
+          reuseDelayMs: this.deps.config.reuseDelayMs,
           held: (r) => this.isHeld(r),
         });
         // Registered under the lock: no allocation after this one derives before the search.
