@@ -116,6 +116,9 @@ describe('assignment and pod incarnations', () => {
     await http(s.url, 'POST', '/v1/pods/a/keys', { count: 1 }, as('a', 'u1'));
     await http(s.url, 'POST', '/v1/pods/b/keys', { count: 2 }, as('b', 'ub'));
     await http(s.url, 'POST', '/v1/pods/a/assignment', { have: [] }, as('a', 'u2'));
+    // The move is marked after the fence (a move marked before it would free the key instead:
+    // removal.ts, a destination released after the move was marked).
+    s.clock.advance(1000);
     const move = await http<{ keys: string[] }>(
       s.url,
       'POST',
