@@ -55,6 +55,8 @@ const TABLE = {
   RESYNCING: { status: 503, exit: ExitCode.unavailable },
   /** pkm rebalance: the selector matches no pod (issue 16). */
   NO_PODS_SELECTED: { status: 404, exit: ExitCode.refused },
+  /** The caller's token names another incarnation (UID) of the pod than the keys' holder. */
+  OTHER_INCARNATION: { status: 409, exit: ExitCode.refused },
   // deposits (send mode)
   DEPOSIT_RPC_UNAVAILABLE: { status: 503, exit: ExitCode.unavailable },
   DEPOSIT_TIMEOUT: { status: 503, exit: ExitCode.unavailable },

@@ -401,6 +401,7 @@ export class Allocator {
           reasserted: (pk) => this.reasserted.add(pk),
           proven,
           maxKeysPerPod,
+          reuseDelayMs: this.deps.config.reuseDelayMs,
           held: (r) => this.isHeld(r),
         });
         // Registered under the lock: no allocation after this one derives before the search.
@@ -459,19 +460,24 @@ export class Allocator {
   /**
    * Records the UID of the pod that holds `pod`'s keys (the watcher sees it). A pod of another
    * UID than the recorded holder's is a new incarnation: the old one went without a word, so
-   * the keys it held are fenced (release.ts), never the new one's.
+   * the keys it held are fenced (release.ts), never the new one's. The new UID is recorded
+   * then, so that keys the name gets next (a move's) are not fenced again as the old one's.
    */
   async recordUid(pod: string, uid: string): Promise<void> {
     const result = await this.group.run(async (tx) => {
-      const before = await tx.getPod(pod);
+      let before = await tx.getPod(pod);
       if (!before || before.keys.length === 0 || before.uid === uid) return undefined;
-      if (before.uid !== undefined)
-        return releaseIn(tx, this.deps.clock(), pod, { stop: 'forced', uid: before.uid });
-      tx.stage({
-        keys: [],
-        pods: [podChange(pod, before, editPod(before, { uid }, before.since))],
-      });
-      return undefined;
+      let fenced: ReleaseResult | undefined;
+      if (before.uid !== undefined) {
+        fenced = await releaseIn(tx, this.deps.clock(), pod, { stop: 'forced', uid: before.uid });
+        before = await tx.getPod(pod);
+      }
+      if (before)
+        tx.stage({
+          keys: [],
+          pods: [podChange(pod, before, editPod(before, { uid }, before.since))],
+        });
+      return fenced;
     });
     if (result) this.afterRelease(pod, result);
   }

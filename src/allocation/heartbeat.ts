@@ -69,6 +69,11 @@ export interface HeartbeatRules {
   readonly held?: (r: KeyRecord) => boolean;
   /** --max-keys-per-pod. */
   readonly maxKeysPerPod: number;
+  /**
+   * The reuse delay (ms): a key the reporter's VC deleted with proof within it, that the
+   * reporter says it runs again, is a conflict (see leftWithProof).
+   */
+  readonly reuseDelayMs?: number;
 }
 
 /** What a heartbeat did. */
@@ -169,6 +174,34 @@ export async function heartbeatIn(
       }
       continue;
     }
+    // The reporter's own agent reported this key deleted from its VC with proof, and now says
+    // the VC runs it: the VC lied, or a second agent imported it again (README "Limits"). The
+    // proof is void, and another pod may hold the key already: it is a conflict, out of
+    // everyone's reach until an operator acts (DESIGN.md "Key lifecycle"). No proof of
+    // possession is asked: the claim is against the reporter itself, and only a key it held
+    // within the reuse delay can be named so.
+    if (r && rules.reuseDelayMs !== undefined && leftWithProof(r, pod, now - rules.reuseDelayMs)) {
+      const detail = `${pod}'s heartbeat lists it after its VC's delete was reported with proof`;
+      if (r.state === 'conflict') {
+        if (!(r.conflictPods ?? []).includes(pod)) {
+          keyChanges.push({ before: r, after: inConflict(r, [pod], now) });
+          events.push({ at: now, type: 'conflict', pod, pubkeys: [pubkey], detail });
+        }
+        result.conflicts.push(pubkey);
+        continue;
+      }
+      if (r.state === 'free') {
+        await conflict(r, [], detail);
+        continue;
+      }
+      if (
+        (r.state === 'allocated' || r.state === 'cooling' || r.state === 'reported') &&
+        r.pod !== undefined
+      ) {
+        await conflict(r, [r.pod], detail);
+        continue;
+      }
+    }
     // Not the reporter's: a claim. A key the store has no record of may still be one the
     // mnemonic derives; the lookahead moves the next index past it, proof or not.
     if (!r && !rules.placeNow) {
@@ -211,6 +244,30 @@ export async function heartbeatIn(
   if (result.reported.length > 0) events.push(reportEvent(now, pod, result.reported));
   if (keyChanges.length > 0) tx.stage({ keys: keyChanges, pods: pods.changes(), events });
   return { result, holdable };
+}
+
+/**
+ * The key left `pod` with proof at or after `after`: its VC's delete was reported and judged
+ * proof (removal.ts), so it went free ('removed' from the pod) or to a move's destination
+ * ('moved', after the 'leaving' that names the pod). Read from the key's own history.
+ */
+function leftWithProof(r: KeyRecord, pod: string, after: number): boolean {
+  const history = r.history;
+  for (let i = history.length - 1; i >= 0; i--) {
+    const e = history[i];
+    if (e === undefined || e.at < after) return false;
+    if (e.event === 'removed' && e.pod === pod) return true;
+    if (e.event === 'moved') {
+      for (let j = i - 1; j >= 0; j--) {
+        const before = history[j];
+        if (before?.event === 'leaving') {
+          if (before.pod === pod) return true;
+          break;
+        }
+      }
+    }
+  }
+  return false;
 }
 
 function reportEvent(now: number, pod: string, pubkeys: string[]): NewAuditEvent {

@@ -20,6 +20,7 @@ import type { Clock } from '../clock.js';
 import { PkmError } from '../errors.js';
 import { MetaKey } from '../store/buckets.js';
 import type { StoreContract } from '../store/contract.js';
+import type { PodRecord } from '../store/records.js';
 import type { Allocator } from './allocator.js';
 import type { GroupCommitter } from './group-commit.js';
 import { podHolds } from './heartbeat.js';
@@ -171,8 +172,12 @@ export class KeyMoves {
    * leaving. No lock is taken: the answer is this instant's, and only the pod's own removal
    * report lets a key go.
    */
-  async assignment(pod: string, have: ReadonlySet<string>): Promise<Assignment> {
-    const { assigned, leaving } = await podKeysNow(this.deps.store, pod);
+  async assignment(
+    pod: string,
+    have: ReadonlySet<string>,
+    uid?: string | undefined,
+  ): Promise<Assignment> {
+    const { assigned, leaving } = await this.holderView(pod, uid);
     const missing = assigned.filter((r) => !have.has(r.pubkey));
     const root = await this.genesisValidatorsRoot();
     const handed = handOut(this.deps, pod, missing, root);
@@ -192,6 +197,27 @@ export class KeyMoves {
   }
 
   /**
+   * The pod's keys, as the incarnation `uid` (its token's) may see them. A pod of another UID
+   * than the recorded holder's is a new incarnation whose predecessor went without a deletion
+   * the server saw, and may still run on a node cut off from the API server: its keys are
+   * fenced first (Allocator.recordUid, as allocateIn does), never handed to the newcomer. A
+   * holder with no UID on record gets this one. Should another incarnation take the name over
+   * between that commit and the read, nothing is handed out (OTHER_INCARNATION).
+   */
+  private async holderView(pod: string, uid: string | undefined) {
+    const view = await podKeysNow(this.deps.store, pod);
+    if (uid === undefined || !otherIncarnation(view.record, uid)) return view;
+    await this.deps.allocator.recordUid(pod, uid);
+    const again = await podKeysNow(this.deps.store, pod);
+    if (otherIncarnation(again.record, uid))
+      throw new PkmError(
+        'OTHER_INCARNATION',
+        `pod ${pod}'s keys are held by another incarnation of it (UID ${again.record?.uid ?? 'unknown'}), not this one (${uid}): nothing is handed out`,
+      );
+    return again;
+  }
+
+  /**
    * The agent deleted keys from its VC (removal.ts): one commit stores the returned protection
    * and settings and lets each key with proof go. An interchange of another chain is refused
    * (INTERCHANGE_MISMATCH) and changes nothing.
@@ -200,6 +226,7 @@ export class KeyMoves {
     pod: string,
     reports: readonly RemovalReport[],
     slashingProtection: unknown,
+    uid?: string | undefined,
   ): Promise<RemovalResult[]> {
     const interchange = parseInterchange(slashingProtection);
     const root = await this.genesisValidatorsRoot();
@@ -214,6 +241,7 @@ export class KeyMoves {
         activeOnChain: (pk) => active?.get(pk),
         fenceable: this.deps.beacon?.genesisTime !== undefined,
         resyncing: cooling.resyncing(),
+        uid,
       }),
     );
     // Keys that now cool count their reuse delay on this run's monotonic clock too.
@@ -286,4 +314,9 @@ export class KeyMoves {
 function entriesHaveHistory(entries: ReadonlyMap<string, unknown>, pubkey: string): boolean {
   const e = entries.get(pubkey);
   return typeof e === 'object' && e !== null && Object.keys(e).length > 0;
+}
+
+/** The pod holds keys, and its record names no UID or another one than `uid`. */
+function otherIncarnation(record: PodRecord | undefined, uid: string): boolean {
+  return record !== undefined && record.keys.length > 0 && record.uid !== uid;
 }

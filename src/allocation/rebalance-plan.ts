@@ -25,11 +25,11 @@ export function parseSelector(text: string): Selector {
   if (
     parts.length === 0 ||
     parts.length > 64 ||
-    parts.some((p) => !PATTERN.test(p) || p.length > 320)
+    parts.some((p) => !PATTERN.test(p) || p.length > 320 || p.split('/').length > 2)
   )
     throw new PkmError(
       'INVALID_BODY',
-      'selector: comma-separated pod names or patterns (lowercase a-z, 0-9, "-", ".", "/" for namespace/name, "*" for any run of characters), e.g. "validator-*"',
+      'selector: comma-separated pod names or patterns (lowercase a-z, 0-9, "-", ".", one "/" for namespace/name, "*" for any run of characters), e.g. "validator-*"',
     );
   const toRegExp = (p: string) => p.replace(/[.]/g, '\\.').replace(/\*/g, '.*');
   return {

@@ -11,6 +11,7 @@
 // the pod's (any more) is left alone: a report sent again after its answer was lost changes
 // nothing twice.
 import type { KeySettings } from '../api/key-settings.js';
+import { PkmError } from '../errors.js';
 import type { NewAuditEvent } from '../store/audit.js';
 import type { KeyChange } from '../store/contract.js';
 import type { KeyRecord } from '../store/records.js';
@@ -65,6 +66,11 @@ export interface RemovalRules {
    * but not handed to another pod now; allocation keeps it until the window is over.
    */
   readonly resyncing: boolean;
+  /**
+   * The reporter's pod UID, from its token: a report from another incarnation than the keys'
+   * holder proves nothing of the holder's VC (OTHER_INCARNATION, nothing changed).
+   */
+  readonly uid?: string | undefined;
 }
 
 export async function recordRemovalsIn(
@@ -79,6 +85,11 @@ export async function recordRemovalsIn(
   const results: RemovalResult[] = [];
   const events: NewAuditEvent[] = [];
   const uid = (await tx.getPod(pod))?.uid;
+  if (rules.uid !== undefined && uid !== undefined && uid !== rules.uid)
+    throw new PkmError(
+      'OTHER_INCARNATION',
+      `pod ${pod}'s keys are held by another incarnation of it (UID ${uid}), not the reporter (${rules.uid}): its VC's deletes prove nothing of theirs (nothing was changed)`,
+    );
   for (const report of reports) {
     const { pubkey } = report;
     const before = await tx.getKey(pubkey);
@@ -151,7 +162,12 @@ async function judgeOne(
     };
   }
   const to = leaving.to;
-  const why = freedWhy(rules, to, to === undefined ? undefined : await pods.current(to));
+  const why = freedWhy(
+    rules,
+    to,
+    to === undefined ? undefined : await pods.current(to),
+    leaving.since,
+  );
   if (to !== undefined && why === undefined) {
     await pods.edit(pod, { drop: [pubkey] });
     await pods.edit(to, { hold: [pubkey] });
@@ -178,8 +194,15 @@ function freedWhy(
   rules: RemovalRules,
   to: string | undefined,
   dest: Parameters<typeof podHolds>[0],
+  markedAt: number,
 ): string | undefined {
   if (to === undefined) return undefined;
+  // A destination that holds nothing and whose record changed since the move was marked was
+  // released meanwhile (a deletion, a count of 0): the key must not land with a pod that is
+  // gone, where nothing would run it and no agent would give it back (DESIGN.md "Key
+  // lifecycle"). A pod that never held keys has no record, and is a new pod joining.
+  if (dest !== undefined && dest.keys.length === 0 && dest.since >= markedAt)
+    return `${to} was released after the move was marked (deleted, or its count set to 0), so it is free instead`;
   if (rules.resyncing)
     return `the server is resyncing, so it is free (not handed to ${to}) until holders re-asserted their keys`;
   if (podHolds(dest) >= rules.maxKeysPerPod)

@@ -22,7 +22,7 @@ import { toHex } from '../keys/bls.js';
 import { type Auth, callerOf, describeCaller, requireAdmin } from './auth.js';
 import type { AppDeps } from './deps.js';
 import { methodNotAllowed } from './http-errors.js';
-import { podTarget, rateIdentity } from './pods.js';
+import { podTarget, podUid, rateIdentity } from './pods.js';
 
 type MovesDeps = Pick<AppDeps, 'moves' | 'namespaces' | 'log' | 'rateLimiter'> & {
   readonly auth: Auth;
@@ -110,7 +110,11 @@ export function moveRoutes(deps: MovesDeps): Router {
     .post(admin('rebalancing keys'), json, async (req, res) => {
       const body = RebalanceBody.safeParse(req.body);
       if (!body.success) throw invalid('{"selector": "validator-*"}', body.error.issues);
-      const result = await deps.moves.rebalance(parseSelector(body.data.selector));
+      const selector = parseSelector(body.data.selector);
+      // A plain name selects that pod even if the store does not know it: it must be a pod
+      // identity this server serves, checked as a move's `from` and `to` are.
+      const names = selector.names.map((n) => podId(deps, n));
+      const result = await deps.moves.rebalance({ ...selector, names });
       deps.log.warn(
         {
           caller: describeCaller(callerOf(res)),
@@ -132,7 +136,8 @@ export function moveRoutes(deps: MovesDeps): Router {
         const body = AssignmentBody.safeParse(req.body);
         if (!body.success) throw invalid('{"have": ["0x…", …]}', body.error.issues);
         const have = new Set(body.data.have.map((pk) => pk.toLowerCase()));
-        const view = await deps.moves.assignment(id, have);
+        // The token's UID: another incarnation's keys are fenced, never handed out (moves.ts).
+        const view = await deps.moves.assignment(id, have, podUid(res));
         const root = view.genesisValidatorsRoot;
         const answer: AssignmentAnswerT = {
           ...shown,
@@ -162,39 +167,50 @@ export function moveRoutes(deps: MovesDeps): Router {
   for (const path of podTemplates('removals')) {
     router
       .route(path)
-      .post(reportJson, async (req, res) => {
-        const { id, shown } = podTarget(deps, req, res);
-        const body = RemovalsBody.safeParse(req.body);
-        if (!body.success)
-          throw invalid(
-            '{"keys": [{"pubkey", "status": "deleted|not_active|not_found|error", "settings"?}], "slashing_protection": "<the VC\'s answer>"}',
-            body.error.issues,
-          );
-        const reports: RemovalReport[] = distinct(body.data.keys);
-        const results = await deps.moves.recordRemovals(
-          id,
-          reports,
-          slashingProtectionOf(body.data.slashing_protection),
-        );
-        const count = (o: string) => results.filter((r) => r.outcome === o).length;
-        deps.log.info(
-          {
-            pod: id,
-            moved: count('moved'),
-            freed: count('freed'),
-            cooling: count('cooling'),
-            leaving: count('leaving'),
-          },
-          'removals recorded',
-        );
-        for (const r of results)
-          if (r.outcome === 'cooling' || r.outcome === 'leaving')
-            deps.log.warn(
-              { pod: id, pubkey: r.pubkey, outcome: r.outcome, why: r.why },
-              'removal without proof',
+      .post(
+        // The caller is checked (and counted) before its body of up to 20 MB is read: an
+        // anonymous or foreign caller's report costs no parsing.
+        (req, res, next) => {
+          const { id } = podTarget(deps, req, res);
+          deps.rateLimiter?.take(rateIdentity(callerOf(res), id));
+          next();
+        },
+        reportJson,
+        async (req, res) => {
+          const { id, shown } = podTarget(deps, req, res);
+          const body = RemovalsBody.safeParse(req.body);
+          if (!body.success)
+            throw invalid(
+              '{"keys": [{"pubkey", "status": "deleted|not_active|not_found|error", "settings"?}], "slashing_protection": "<the VC\'s answer>"}',
+              body.error.issues,
             );
-        res.json({ ...shown, keys: results });
-      })
+          const reports: RemovalReport[] = distinct(body.data.keys);
+          const results = await deps.moves.recordRemovals(
+            id,
+            reports,
+            slashingProtectionOf(body.data.slashing_protection),
+            podUid(res),
+          );
+          const count = (o: string) => results.filter((r) => r.outcome === o).length;
+          deps.log.info(
+            {
+              pod: id,
+              moved: count('moved'),
+              freed: count('freed'),
+              cooling: count('cooling'),
+              leaving: count('leaving'),
+            },
+            'removals recorded',
+          );
+          for (const r of results)
+            if (r.outcome === 'cooling' || r.outcome === 'leaving')
+              deps.log.warn(
+                { pod: id, pubkey: r.pubkey, outcome: r.outcome, why: r.why },
+                'removal without proof',
+              );
+          res.json({ ...shown, keys: results });
+        },
+      )
       .all(methodNotAllowed('POST'));
   }
   return router;

@@ -143,7 +143,7 @@ function podPaths(namespaced: boolean): Record<string, Json> {
         requestBody: { required: true, content: json(ref('AssignmentRequest')) },
         responses: {
           ...ok('The assignment', ref('Assignment')),
-          ...errors([...POD, ...BODY, 'RATE_LIMITED']),
+          ...errors([...POD, ...BODY, 'RATE_LIMITED', 'OTHER_INCARNATION']),
         },
       },
     },
@@ -153,12 +153,19 @@ function podPaths(namespaced: boolean): Record<string, Json> {
         summary:
           "Report keys the pod's agent deleted from its VC, with the VC's DELETE /eth/v1/keystores answer: one commit stores the returned history and settings and lets each leaving key go (at once with proof, else cooling)",
         description:
-          'Proof: status deleted or not_active, and an interchange entry that covers the key (non-empty for a key that was active: Prysm #17408; never below the history on record). An interchange of another chain is refused (INTERCHANGE_MISMATCH) and changes nothing.',
+          "Proof: status deleted or not_active, and an interchange entry that covers the key (non-empty for a key that was active: Prysm #17408; never below the history on record). An interchange of another chain is refused (INTERCHANGE_MISMATCH) and changes nothing; so is a report from another incarnation (UID) of the pod than the keys' holder (OTHER_INCARNATION). The caller is checked before the body is read.",
         security: podToken,
         requestBody: { required: true, content: json(ref('RemovalsRequest')) },
         responses: {
           ...ok('What became of each key', ref('Removals')),
-          ...errors([...POD, ...BODY, 'INVALID_INTERCHANGE', 'INTERCHANGE_MISMATCH']),
+          ...errors([
+            ...POD,
+            ...BODY,
+            'INVALID_INTERCHANGE',
+            'INTERCHANGE_MISMATCH',
+            'OTHER_INCARNATION',
+            'RATE_LIMITED',
+          ]),
         },
       },
     },
