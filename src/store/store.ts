@@ -469,8 +469,26 @@ export class Store implements StoreContract {
     return window;
   }
 
+  /**
+   * A refilled window's records, read in one go. A cooling key that moves to another pod also
+   * changes its previous holder's record in the same batch (reuse.ts): those records are read
+   * now too, so the group does not wait on one LevelDB read per recycled allocation.
+   */
   private async prefetch(indexKeys: readonly string[]): Promise<void> {
-    await this.getKeys(indexKeys.map((k) => parseTimeIndexKey(k).pubkey));
+    const records = await this.getKeys(indexKeys.map((k) => parseTimeIndexKey(k).pubkey));
+    const holders = new Set<string>();
+    for (const r of records)
+      if (r.state === 'cooling' && r.pod !== undefined && this.podCache.get(r.pod) === undefined)
+        holders.add(r.pod);
+    if (holders.size === 0) return;
+    const names = [...holders].filter((name) => this.podNames.has(name));
+    const seen = this.commits;
+    const texts = await this.podsB.getMany(names);
+    texts.forEach((text, i) => {
+      const name = names[i];
+      if (name !== undefined && text !== undefined)
+        this.podCache.fill(name, podRecordCodec.decode(text), seen);
+    });
   }
 
   private indexOf(record: KeyRecord): { sublevel: Sub; key: string } | undefined {
