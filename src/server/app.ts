@@ -83,7 +83,8 @@ export function createApp(appDeps: AppDeps): express.Express {
     const length = req.headers['content-length'];
     const hasBody =
       req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
-    if (req.method === 'POST' && hasBody) {
+    // Plain application/json, as every pkm client sends it, needs no parsing to pass.
+    if (req.method === 'POST' && hasBody && req.headers['content-type'] !== 'application/json') {
       const charset = /;\s*charset="?([^";\s]+)/i
         .exec(req.get('content-type') ?? '')?.[1]
         ?.toLowerCase();

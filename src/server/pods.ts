@@ -11,6 +11,7 @@ import { toHex } from '../keys/bls.js';
 import { type Auth, type Caller, callerOf, describeCaller, requirePod } from './auth.js';
 import type { AppDeps } from './deps.js';
 import { methodNotAllowed } from './http-errors.js';
+import { sendJson, smallJsonBody } from './json-io.js';
 
 /** The caller's pod UID, when its token named one (TokenReview). */
 export function podUid(res: Response): string | undefined {
@@ -38,8 +39,8 @@ export function rateIdentity(caller: Caller, pod: string): string {
   return caller.kind === 'anonymous' ? `pod:${pod}` : describeCaller(caller);
 }
 
-/** Bodies here are tiny ({"count":n}); anything larger is refused before it is parsed. */
-export const BODY_LIMIT = '16kb';
+/** Bodies here are tiny ({"count":n}); anything larger (16 KiB) is refused before it is parsed. */
+export const BODY_LIMIT = 16 * 1024;
 /** A full-history EIP-3076 file for a pod's keys. */
 const INTERCHANGE_LIMIT = '10mb';
 
@@ -75,7 +76,8 @@ export function podRoutes(
   > & { readonly auth: Auth },
 ): Router {
   const router = Router();
-  const json = express.json({ limit: BODY_LIMIT, strict: true, type: 'application/json' });
+  // The allocation is the hot path: its plain bodies skip express.json (json-io.ts).
+  const json = smallJsonBody(BODY_LIMIT);
 
   const target = (req: Request, res: Response) => podTarget(deps, req, res);
 
@@ -96,7 +98,7 @@ export function podRoutes(
         const allocation = await deps.allocator.allocate(id, body.data.count, podUid(res));
         // The body carries secret keys: no cache may keep it.
         res.setHeader('cache-control', 'no-store');
-        res.json({
+        sendJson(res, {
           ...shown,
           keys: allocation.keys.map((k) => ({
             pubkey: k.pubkey,
