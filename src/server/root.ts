@@ -19,7 +19,6 @@ import { messageOf, PkmError } from '../errors.js';
 import type { NewKey } from '../keys/bls.js';
 import { ProofVerifier } from '../keys/proof-verifier.js';
 import { type KeySource, randomKeySource } from '../keys/source.js';
-import { loadKubeConfig, PodWatcher } from '../kube/watcher.js';
 import type { Logger } from '../log.js';
 import type { StoreContract } from '../store/contract.js';
 import { allocatorAlerts } from './alerts.js';
@@ -130,6 +129,8 @@ export async function startServer(
     const server = await listen(config, tlsFiles, app, log, teardown, () => graceMs);
     if (config.kube) {
       const { kube } = config;
+      // Loaded only with --kube: the Kubernetes client takes about a second to load (issue 17).
+      const { loadKubeConfig, PodWatcher } = await import('../kube/watcher.js');
       const stopWatching = await whileLeader(leadership, 'pod watcher', log, async () => {
         const watcher = new PodWatcher(
           loadKubeConfig(kube.kubeconfig),
