@@ -50,12 +50,20 @@ const PHASES: ReadonlyArray<readonly [string, (frames: readonly Frame[]) => bool
     (s) => s.some((f) => /\/node_modules\/(pino|prom-client|sonic-boom)\//.test(f.url)),
   ],
   [
-    'response: res.json and node:http writes',
-    (s) => s.some((f) => f.functionName === 'json' && f.url.includes('/express/')),
+    'response: res.json or json-io.ts, and node:http writes',
+    (s) =>
+      s.some(
+        (f) =>
+          (f.functionName === 'json' && f.url.includes('/express/')) ||
+          f.functionName === 'sendJson',
+      ),
   ],
   [
-    'request body: express.json',
-    (s) => s.some((f) => /\/node_modules\/(body-parser|raw-body)\//.test(f.url)),
+    'request body: express.json or json-io.ts',
+    (s) =>
+      s.some((f) => /\/node_modules\/(body-parser|raw-body)\//.test(f.url)) ||
+      // json-io.ts's reader itself, not the route it hands the body to
+      s.find((f) => ownCode(f.url))?.url.endsWith('/json-io.js') === true,
   ],
   [
     'express: routing and middleware',

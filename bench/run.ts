@@ -8,6 +8,7 @@ import { benchImport } from './import.js';
 import { benchKeystores } from './keystores.js';
 import { benchNewKeys } from './new-keys.js';
 import { benchPageInBrowser } from './page-browser.js';
+import { benchScale } from './scale.js';
 
 const BENCHES: Record<string, () => Promise<void>> = {
   allocate: benchAllocate,
@@ -19,6 +20,7 @@ const BENCHES: Record<string, () => Promise<void>> = {
   keystores: benchKeystores,
   'new-keys': benchNewKeys,
   'page-browser': benchPageInBrowser,
+  scale: benchScale,
 };
 
 const picked = process.argv.slice(2);
