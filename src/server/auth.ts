@@ -2,6 +2,7 @@
 // TokenReview, token-review.ts); operators present an admin token from --auth-token-file.
 // A pod may touch only its own identity; admin routes need an admin token.
 import { createHash, timingSafeEqual } from 'node:crypto';
+import type { ServerResponse } from 'node:http';
 import type { NextFunction, Request, Response } from 'express';
 import { PkmError } from '../errors.js';
 import type { PodToken, TokenReviewer } from '../kube/token-review.js';
@@ -103,19 +104,30 @@ function basicPassword(encoded: string): string | undefined {
 }
 
 /** Who made each request in flight, as `authenticate` found (typed, unlike res.locals). */
-const callers = new WeakMap<Response, Caller>();
+const callers = new WeakMap<ServerResponse, Caller>();
 
-/** Notes the request's caller; a token that is presented must be valid (401). */
+/**
+ * Notes the caller of the request `res` answers, from its Authorization header; a token that
+ * is presented must be valid (401). Without tokens every caller is anonymous: nothing to note.
+ */
+export async function noteCaller(
+  auth: Auth,
+  authorization: string | undefined,
+  res: ServerResponse,
+): Promise<void> {
+  if (auth.enabled) callers.set(res, await auth.identify(authorization));
+}
+
+/** noteCaller as express middleware. */
 export function authenticate(auth: Auth) {
-  // Without tokens every caller is anonymous, callerOf's answer for a request never noted.
   if (!auth.enabled) return (_req: Request, _res: Response, next: NextFunction): void => next();
   return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
-    callers.set(res, await auth.identify(req.get('authorization')));
+    await noteCaller(auth, req.get('authorization'), res);
     next();
   };
 }
 
-export function callerOf(res: Response): Caller {
+export function callerOf(res: ServerResponse): Caller {
   return callers.get(res) ?? { kind: 'anonymous' };
 }
 
@@ -134,7 +146,7 @@ function authRequired(what: string): PkmError {
 }
 
 /** Operators only: releasing other pods, retiring keys, exports, the events log, KEK rotation. */
-export function requireAdmin(auth: Auth, res: Response, what: string): void {
+export function requireAdmin(auth: Auth, res: ServerResponse, what: string): void {
   if (!auth.enabled) return;
   const caller = callerOf(res);
   if (caller.kind === 'admin') return;
@@ -143,7 +155,7 @@ export function requireAdmin(auth: Auth, res: Response, what: string): void {
 }
 
 /** A pod may act only for itself; an admin for any pod. */
-export function requirePod(auth: Auth, res: Response, pod: string): void {
+export function requirePod(auth: Auth, res: ServerResponse, pod: string): void {
   if (!auth.enabled) return;
   const caller = callerOf(res);
   if (caller.kind === 'admin' || (caller.kind === 'pod' && caller.pod === pod)) return;
