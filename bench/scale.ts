@@ -95,9 +95,13 @@ async function withDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
 /** /healthz and /v1/assignments timed on a running server, then its memory. */
 async function listings(server: ChildServer) {
   const health = await timeGet(`${server.url}/healthz`, 20);
+  // The first listing after a start reads every pod record from disk; the later ones find
+  // those they can in the store's cache (store.ts pods()).
+  const first = await timeGet(`${server.url}/v1/assignments`, 1);
   const listing = await timeGet(`${server.url}/v1/assignments`, 5);
   return {
     healthMs: health.ms,
+    firstListingMs: first.ms,
     listingMs: listing.ms,
     listingBytes: listing.bytes,
     rssMib: await memoryMib(server, 'VmRSS'),
@@ -160,7 +164,15 @@ export async function benchScale(): Promise<void> {
     unit: 'ms',
     baseline: round(full.after.healthMs, 2),
     ratio: round(full.after.listingMs / full.after.healthMs, 1),
-    target: `<= ${TARGET_ASSIGNMENTS_MS} ms, ${what}: ${verdict(full.after.listingMs <= TARGET_ASSIGNMENTS_MS)}`,
+    target: `<= ${TARGET_ASSIGNMENTS_MS} ms (median of 5 after the first), ${what}: ${verdict(full.after.listingMs <= TARGET_ASSIGNMENTS_MS)}`,
+  });
+  report({
+    name: 'scale.v1_assignments_first_ms',
+    value: round(full.after.firstListingMs, 1),
+    unit: 'ms',
+    baseline: round(full.after.healthMs, 2),
+    ratio: round(full.after.firstListingMs / full.after.healthMs, 1),
+    target: `the first after the start, every record read from disk: ${verdict(full.after.firstListingMs <= TARGET_ASSIGNMENTS_MS)} (<= ${TARGET_ASSIGNMENTS_MS} ms)`,
   });
   report({
     name: 'scale.v1_assignments_bytes',

@@ -269,13 +269,26 @@ export class Store implements StoreContract {
     return n;
   }
 
-  /** Pod records in name order, starting after `after`. */
+  /**
+   * Pod records in name order, starting after `after`. A record in the cache is the one this
+   * server wrote or read (write-through), decoded already; the others fill it while it has
+   * room, so a second listing of 25,000 pods decodes none (issue 17, point 5).
+   */
   async *pods(opts: { after?: string } = {}): AsyncGenerator<[string, PodRecord]> {
     const range = opts.after === undefined ? {} : { gt: opts.after };
+    // The iterator reads one snapshot: a commit after it may make what it reads stale.
+    const seen = this.commits;
     const entries = this.podsB.iterator(range);
     try {
       for (let batch = await entries.nextv(SCAN_BATCH); batch.length > 0; ) {
-        for (const [name, text] of batch) yield [name, podRecordCodec.decode(text)];
+        for (const [name, text] of batch) {
+          let pod = this.podCache.get(name);
+          if (pod === undefined) {
+            pod = podRecordCodec.decode(text);
+            this.podCache.fillIfRoom(name, pod, seen);
+          }
+          yield [name, pod];
+        }
         batch = await entries.nextv(SCAN_BATCH);
       }
     } finally {
