@@ -57,3 +57,48 @@ function record(store: Fillable, pubkey: string, secret: Uint8Array, since: numb
     history: [{ at: since, event: 'created' }],
   };
 }
+
+/**
+ * `pods` earlier pods that held `perPod` real keys each and released them at `releasedAt`
+ * (one ms apart, pod by pod): the keys cool, each pod record keeps its cooling list, as
+ * release.ts leaves them. Once the reuse delay has passed, allocations recycle them and update
+ * their previous holders' records in the same batch (reuse.ts).
+ */
+export async function fillReleasedKeys(
+  store: Fillable,
+  pods: number,
+  perPod: number,
+  releasedAt: number,
+): Promise<void> {
+  const createdAt = releasedAt - 60_000;
+  for (let done = 0; done < pods; done += 100) {
+    const keys: KeyChange[] = [];
+    const podChanges: PodChange[] = [];
+    for (let p = done; p < Math.min(pods, done + 100); p++) {
+      const name = `released-${String(p).padStart(6, '0')}`;
+      const since = releasedAt + p;
+      const pubkeys: string[] = [];
+      for (let k = 0; k < perPod; k++) {
+        const key = randomKey();
+        pubkeys.push(key.pubkey);
+        const base = record(store, key.pubkey, key.secretKey, createdAt);
+        keys.push({
+          after: {
+            ...base,
+            state: 'cooling',
+            pod: name,
+            stop: 'confirmed',
+            since,
+            history: [
+              ...base.history,
+              { at: createdAt, event: 'allocated', pod: name },
+              { at: since, event: 'released', pod: name },
+            ],
+          },
+        });
+      }
+      podChanges.push({ name, after: { keys: [], cooling: pubkeys, since } });
+    }
+    await store.commit({ keys, pods: podChanges });
+  }
+}

@@ -34,9 +34,20 @@ process.once('exit', () => {
 /** How long a stopped server gets to exit before it is killed. */
 const STOP_GRACE_MS = 10_000;
 
+/**
+ * With PKM_BENCH_CPU_PROF=DIR, every server runs under V8's sampling profiler and writes its
+ * .cpuprofile there when it exits (bench/cpu-profile.ts reads one).
+ */
+function profilerFlags(): string[] {
+  const dir = process.env.PKM_BENCH_CPU_PROF;
+  return dir ? ['--cpu-prof', '--cpu-prof-dir', dir] : [];
+}
+
 /** Spawns a server and waits for a JSON log line carrying its url. */
 export async function spawnServer(args: string[]): Promise<ChildServer> {
-  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  const proc = spawn(process.execPath, [...profilerFlags(), ...args], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   live.add(proc);
   const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
   void exited.then(() => live.delete(proc));
@@ -220,4 +231,13 @@ export async function timeGet(url: string, runs: number): Promise<{ ms: number; 
   }
   times.sort((a, b) => a - b);
   return { ms: percentile(times, 50), bytes };
+}
+
+/** A benchmark's size from the environment (smaller while iterating), or its default. */
+export function sizeFromEnv(name: string, fallback: number): number {
+  const text = process.env[name];
+  if (text === undefined || text === '') return fallback;
+  const n = Number(text);
+  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`${name} takes a whole number >= 1`);
+  return n;
 }

@@ -8,6 +8,7 @@ import { benchImport } from './import.js';
 import { benchKeystores } from './keystores.js';
 import { benchNewKeys } from './new-keys.js';
 import { benchPageInBrowser } from './page-browser.js';
+import { benchScale } from './scale.js';
 import { benchTimeToValidating } from './time-to-validating.js';
 
 const BENCHES: Record<string, () => Promise<void>> = {
@@ -20,6 +21,7 @@ const BENCHES: Record<string, () => Promise<void>> = {
   keystores: benchKeystores,
   'new-keys': benchNewKeys,
   'page-browser': benchPageInBrowser,
+  scale: benchScale,
   'time-to-validating': benchTimeToValidating,
 };
 

@@ -94,7 +94,8 @@ export async function startTestServer(
   const store = opts.store ?? (await openTempStore());
   const clock = new FakeClock();
   const log = createLogger('silent');
-  const { app, allocator, proofs } = composeApp({
+  // The listener, as `pkm server` listens: plain allocations pass express (allocation-shortcut.ts).
+  const { listener, allocator, proofs } = composeApp({
     store,
     group: GroupCommitter.of(store),
     clock: clock.now,
@@ -120,11 +121,11 @@ export async function startTestServer(
   const tls = opts.tls
     ? await createTlsServer(
         { certFile: opts.tls.cert, keyFile: opts.tls.key, clientCaFile: opts.tls.clientCa },
-        app,
+        listener,
         log,
       )
     : undefined;
-  const server: Server = tls?.server ?? createServer(app);
+  const server: Server = tls?.server ?? createServer(listener);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
   onCleanup(async () => {
     tls?.stop();

@@ -17,9 +17,13 @@ const CHUNK = 64 * 1024;
 class ChunkWriter {
   private buffer = '';
   constructor(private readonly res: Response) {}
-  async write(text: string): Promise<void> {
+  /**
+   * Buffers `text`; a promise only when a chunk went out to a full socket (await it). Most
+   * writes need none: 25,000 pods made 25,000 awaits of nothing (issue 17, point 5).
+   */
+  write(text: string): Promise<void> | undefined {
     this.buffer += text;
-    if (this.buffer.length >= CHUNK) await this.flush();
+    return this.buffer.length >= CHUNK ? this.flush() : undefined;
   }
   async end(text: string): Promise<void> {
     this.buffer += text;
@@ -62,7 +66,10 @@ export function assignmentsRoutes(
       let first = true;
       for await (const [name, pod] of deps.store.pods()) {
         if (pod.keys.length === 0) continue;
-        await out.write(`${first ? '' : ','}${JSON.stringify(name)}:${JSON.stringify(pod.keys)}`);
+        const full = out.write(
+          `${first ? '' : ','}${JSON.stringify(name)}:${JSON.stringify(pod.keys)}`,
+        );
+        if (full) await full;
         first = false;
       }
       await out.end('}}');
@@ -101,7 +108,8 @@ export function assignmentsRoutes(
           more = true;
           break;
         }
-        await out.write(podRow(name, pod.keys, deps.heartbeats?.get(name)));
+        const full = out.write(podRow(name, pod.keys, deps.heartbeats?.get(name)));
+        if (full) await full;
         shown++;
         lastShown = name;
       }

@@ -2,8 +2,7 @@
 // TokenReview (--token-review), and the warnings an operator must see at every start.
 import { messageOf, PkmError } from '../errors.js';
 import { readSecretFile } from '../files.js';
-import { KubeTokenReviewer } from '../kube/token-review.js';
-import { loadKubeConfig } from '../kube/watcher.js';
+import type { KubeTokenReviewer } from '../kube/token-review.js';
 import type { Logger } from '../log.js';
 import { Auth, parseAdminTokens } from './auth.js';
 import type { ServerConfig } from './config.js';
@@ -20,6 +19,11 @@ export async function openAuth(config: ServerConfig, log: Logger): Promise<Auth>
   const { auth } = config;
   let reviewer: KubeTokenReviewer | undefined;
   if (auth.tokenReview) {
+    // Loaded only here: the Kubernetes client takes about a second to load (issue 17, point 5).
+    const [{ KubeTokenReviewer }, { loadKubeConfig }] = await Promise.all([
+      import('../kube/token-review.js'),
+      import('../kube/watcher.js'),
+    ]);
     try {
       reviewer = new KubeTokenReviewer(loadKubeConfig(config.kubeconfig), auth.audience);
     } catch (err) {

@@ -1,7 +1,9 @@
 // Every error leaves the server as {"error":{"code","message"}}, its status from src/errors.ts.
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { NextFunction, Request, Response } from 'express';
 import { PkmError, toPkmError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { sendJson } from './json-io.js';
 
 /** body-parser's error types, as coded errors. */
 const BODY_ERRORS: Record<string, (err: Error) => PkmError> = {
@@ -59,11 +61,16 @@ export function methodNotAllowed(...allowed: string[]) {
   };
 }
 
+/** What a request's error is as a coded error (body-parser's typed ones mapped). */
+function codedError(raw: unknown): PkmError {
+  const type = typeof raw === 'object' && raw !== null && 'type' in raw ? raw.type : undefined;
+  const mapper = typeof type === 'string' ? BODY_ERRORS[type] : undefined;
+  return mapper && raw instanceof Error ? mapper(raw) : toPkmError(raw);
+}
+
 export function errorHandler(log: Logger) {
   return (raw: unknown, req: Request, res: Response, _next: NextFunction): void => {
-    const type = typeof raw === 'object' && raw !== null && 'type' in raw ? raw.type : undefined;
-    const mapper = typeof type === 'string' ? BODY_ERRORS[type] : undefined;
-    const err = mapper && raw instanceof Error ? mapper(raw) : toPkmError(raw);
+    const err = codedError(raw);
     if (err.code === 'INTERNAL')
       log.error({ err: raw, method: req.method, path: req.path }, 'request failed');
     if (res.headersSent) {
@@ -72,4 +79,29 @@ export function errorHandler(log: Logger) {
     }
     sendError(res, err);
   };
+}
+
+/**
+ * errorHandler for a request served outside express (allocation-shortcut.ts), whose path is
+ * never the Keymanager API's: the same status, Retry-After and body as sendError gives.
+ */
+export function answerError(
+  log: Logger,
+  req: IncomingMessage,
+  res: ServerResponse,
+  raw: unknown,
+): void {
+  const err = codedError(raw);
+  if (err.code === 'INTERNAL')
+    log.error(
+      { err: raw, method: req.method, path: (req.url ?? '').split('?')[0] },
+      'request failed',
+    );
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  if (err.retryAfter !== undefined) res.setHeader('retry-after', String(err.retryAfter));
+  res.statusCode = err.status;
+  sendJson(res, err.toJSON());
 }

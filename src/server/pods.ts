@@ -1,5 +1,6 @@
 // Allocate, read and release one pod's keys:
 //   /v1/namespaces/{namespace}/pods/{pod}/keys, and /v1/pods/{pod}/keys for the default namespace.
+import type { ServerResponse } from 'node:http';
 import express, { type Request, type Response, Router } from 'express';
 import type { RootAuthority } from '../allocation/protection.js';
 import { type IgnoredKey, toInterchange } from '../api/interchange.js';
@@ -19,9 +20,10 @@ import {
 } from './auth.js';
 import type { AppDeps } from './deps.js';
 import { methodNotAllowed } from './http-errors.js';
+import { sendJson, smallJsonBody } from './json-io.js';
 
 /** The caller's pod UID, when its token named one (TokenReview). */
-export function podUid(res: Response): string | undefined {
+export function podUid(res: ServerResponse): string | undefined {
   const caller = callerOf(res);
   return caller.kind === 'pod' ? caller.uid : undefined;
 }
@@ -46,8 +48,8 @@ export function rateIdentity(caller: Caller, pod: string): string {
   return caller.kind === 'anonymous' ? `pod:${pod}` : describeCaller(caller);
 }
 
-/** Bodies here are tiny ({"count":n}); anything larger is refused before it is parsed. */
-export const BODY_LIMIT = '16kb';
+/** Bodies here are tiny ({"count":n}); anything larger (16 KiB) is refused before it is parsed. */
+export const BODY_LIMIT = 16 * 1024;
 /** A full-history EIP-3076 file for a pod's keys. */
 const INTERCHANGE_LIMIT = '10mb';
 
@@ -60,9 +62,18 @@ export function podTarget(
   req: Request,
   res: Response,
 ) {
+  return podTargetOf(deps, req.params, res);
+}
+
+/** podTarget, from the path's parameters as they were matched. */
+export function podTargetOf(
+  deps: Pick<AppDeps, 'namespaces'> & { readonly auth: Auth },
+  params: { readonly namespace?: unknown; readonly pod?: unknown },
+  res: ServerResponse,
+) {
   const namespace =
-    req.params.namespace === undefined ? DEFAULT_NAMESPACE : parseNamespace(req.params.namespace);
-  const name = parsePodName(req.params.pod);
+    params.namespace === undefined ? DEFAULT_NAMESPACE : parseNamespace(params.namespace);
+  const name = parsePodName(params.pod);
   const served = deps.namespaces ?? [];
   if (served.length > 0 && !served.includes(namespace)) {
     throw new PkmError(
@@ -74,6 +85,47 @@ export function podTarget(
   const id = podIdentity(namespace, name);
   requirePod(deps.auth, res, id);
   return { id, shown, namespace, name };
+}
+
+/**
+ * POST …/keys once its caller is known and its body read (the express route below, and the
+ * shortcut past express, allocation-shortcut.ts): the rate limit, the body's shape, the
+ * allocation, and the answer with the keys.
+ */
+export async function answerAllocation(
+  deps: Pick<AppDeps, 'allocator' | 'rateLimiter'>,
+  { id, shown }: { readonly id: string; readonly shown: Record<string, string> },
+  raw: unknown,
+  res: ServerResponse,
+): Promise<void> {
+  deps.rateLimiter?.take(rateIdentity(callerOf(res), id));
+  const body = AllocateBody.safeParse(raw);
+  if (!body.success) {
+    throw new PkmError(
+      'INVALID_BODY',
+      `expected {"count": n}: ${body.error.issues.map((i) => i.message).join('; ')}`,
+    );
+  }
+  // A pod's token names its UID (TokenReview): recorded as the holder's incarnation.
+  const allocation = await deps.allocator.allocate(id, body.data.count, podUid(res));
+  // The body carries secret keys: no cache may keep it.
+  res.setHeader('cache-control', 'no-store');
+  sendJson(res, {
+    ...shown,
+    keys: allocation.keys.map((k) => ({
+      pubkey: k.pubkey,
+      secretKey: toHex(k.secretKey),
+      ...(k.path === undefined ? {} : { path: k.path }),
+      // EIP-3076: what the new holder must import before it signs.
+      ...(k.protection && allocation.genesisValidatorsRoot
+        ? {
+            slashingProtection: toInterchange(allocation.genesisValidatorsRoot, [
+              [k.pubkey, k.protection],
+            ]),
+          }
+        : {}),
+    })),
+  });
 }
 
 export function podRoutes(
@@ -90,7 +142,8 @@ export function podRoutes(
   > & { readonly auth: Auth },
 ): Router {
   const router = Router();
-  const json = express.json({ limit: BODY_LIMIT, strict: true, type: 'application/json' });
+  // The allocation is the hot path: its plain bodies skip express.json (json-io.ts).
+  const json = smallJsonBody(BODY_LIMIT);
 
   const target = (req: Request, res: Response) => podTarget(deps, req, res);
 
@@ -98,35 +151,7 @@ export function podRoutes(
     router
       .route(path)
       .post(json, async (req, res) => {
-        const { id, shown } = target(req, res);
-        deps.rateLimiter?.take(rateIdentity(callerOf(res), id));
-        const body = AllocateBody.safeParse(req.body);
-        if (!body.success) {
-          throw new PkmError(
-            'INVALID_BODY',
-            `expected {"count": n}: ${body.error.issues.map((i) => i.message).join('; ')}`,
-          );
-        }
-        // A pod's token names its UID (TokenReview): recorded as the holder's incarnation.
-        const allocation = await deps.allocator.allocate(id, body.data.count, podUid(res));
-        // The body carries secret keys: no cache may keep it.
-        res.setHeader('cache-control', 'no-store');
-        res.json({
-          ...shown,
-          keys: allocation.keys.map((k) => ({
-            pubkey: k.pubkey,
-            secretKey: toHex(k.secretKey),
-            ...(k.path === undefined ? {} : { path: k.path }),
-            // EIP-3076: what the new holder must import before it signs.
-            ...(k.protection && allocation.genesisValidatorsRoot
-              ? {
-                  slashingProtection: toInterchange(allocation.genesisValidatorsRoot, [
-                    [k.pubkey, k.protection],
-                  ]),
-                }
-              : {}),
-          })),
-        });
+        await answerAllocation(deps, target(req, res), req.body, res);
       })
       .get(async (req, res) => {
         const { id, shown } = target(req, res);

@@ -20,12 +20,12 @@ import { messageOf, PkmError } from '../errors.js';
 import type { NewKey } from '../keys/bls.js';
 import { ProofVerifier } from '../keys/proof-verifier.js';
 import { type KeySource, randomKeySource } from '../keys/source.js';
-import { loadKubeConfig, PodWatcher } from '../kube/watcher.js';
 import type { Logger } from '../log.js';
 import type { StoreContract } from '../store/contract.js';
 import { allocatorAlerts } from './alerts.js';
-import { createApp } from './app.js';
-import type { Auth } from './auth.js';
+import { allocationShortcut } from './allocation-shortcut.js';
+import { type AppDeps, createApp } from './app.js';
+import { Auth } from './auth.js';
 import { openAuth } from './auth-setup.js';
 import type { ServerConfig } from './config.js';
 import { openDepositor } from './depositor-setup.js';
@@ -102,7 +102,7 @@ export async function startServer(
     }
     warnAboutChain(config, auth, storedRoot, log);
     const exitChain = exitChainOf(config.network);
-    const { app, allocator, metrics, proofs } = composeApp({
+    const { listener, allocator, metrics, proofs } = composeApp({
       auth,
       rateLimitPerMinute: config.rateLimitPerMinute,
       webhookClientCert: config.auth.webhookClientCa !== undefined,
@@ -128,9 +128,11 @@ export async function startServer(
     });
     teardown.push(() => proofs.close());
 
-    const server = await listen(config, tlsFiles, app, log, teardown, () => graceMs);
+    const server = await listen(config, tlsFiles, listener, log, teardown, () => graceMs);
     if (config.kube) {
       const { kube } = config;
+      // Loaded only with --kube: the Kubernetes client takes about a second to load (issue 17).
+      const { loadKubeConfig, PodWatcher } = await import('../kube/watcher.js');
       const stopWatching = await whileLeader(leadership, 'pod watcher', log, async () => {
         const watcher = new PodWatcher(
           loadKubeConfig(kube.kubeconfig),
@@ -301,7 +303,9 @@ export function composeApp(deps: ServiceDeps) {
   });
   const heartbeats = new Map<string, number>();
   const proofs = new ProofVerifier();
-  const app = createApp({
+  // One Auth and one rate limiter for the express app and the allocation's shortcut past it.
+  const auth = deps.auth ?? new Auth({ adminTokens: [] });
+  const appDeps: AppDeps = {
     proofs,
     bootToken: deps.bootToken ?? randomBytes(16).toString('hex'),
     heartbeats,
@@ -316,7 +320,7 @@ export function composeApp(deps: ServiceDeps) {
     maxTotalKeys: deps.config.maxTotalKeys,
     newKeys: deps.config.newKeys ?? 'always',
     group,
-    ...(deps.auth ? { auth: deps.auth } : {}),
+    auth,
     ...(deps.webhookClientCert ? { webhookClientCert: true } : {}),
     ...(deps.exitChain ? { exitChain: deps.exitChain } : {}),
     ...(deps.liveness ? { liveness: deps.liveness } : {}),
@@ -328,8 +332,11 @@ export function composeApp(deps: ServiceDeps) {
     ...(depositor && deps.deposits
       ? { funds: fundsCheck(depositor, deps.deposits.amountGwei) }
       : {}),
-  });
-  return { app, allocator, moves, metrics, heartbeats, proofs };
+  };
+  const app = createApp(appDeps);
+  // What servers listen with: plain allocations past express, everything else through it.
+  const listener = allocationShortcut({ ...appDeps, auth }, app);
+  return { app, listener, allocator, moves, metrics, heartbeats, proofs };
 }
 
 /** /readyz fails while the funder cannot pay for one more deposit. */

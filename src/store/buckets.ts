@@ -53,6 +53,12 @@ export const MetaKey = {
    * commit of any derivation checks it under the commit's lock (pg/write.ts).
    */
   derivationPause: 'derivation-pause',
+  /**
+   * Set by the first start that found no secret kept in plaintext (reseal.ts): later starts
+   * skip that scan of every key record. Only builds older than schema 4 wrote plaintext, and
+   * they refuse a store at a newer schema, which every store holding this value is at.
+   */
+  secretsSealed: 'secrets-sealed',
 } as const;
 
 const TIME_DIGITS = 16;

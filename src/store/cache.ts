@@ -19,6 +19,11 @@ export class RecordCache<V extends object> {
     if (seen === this.commitCount()) this.set(key, value);
   }
 
+  /** fill, but only while the cache has room: a scan never evicts what requests use. */
+  fillIfRoom(key: string, value: V, seen: number): void {
+    if (this.map.size < this.capacity) this.fill(key, value, seen);
+  }
+
   /** Caches a value just written (or forgets a deleted one). */
   set(key: string, value: V | undefined): void {
     this.map.delete(key);

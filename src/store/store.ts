@@ -49,6 +49,12 @@ type BatchOp =
 /** Index entries kept in memory per index; refilled from LevelDB when they run out. */
 const WINDOW_SIZE = 512;
 const POD_CACHE_SIZE = 50_000;
+/**
+ * Entries a scan (pods(), keyRecords()) reads per call: a sublevel's iterator awaits two layers
+ * of promises per next(), about ten microseconds an entry, a quarter of a second to list
+ * 25,000 pods (issue 17, point 5); nextv() pays that once per batch.
+ */
+const SCAN_BATCH = 1000;
 const KEY_CACHE_SIZE = 20_000;
 
 export interface StoreOptions {
@@ -297,17 +303,44 @@ export class Store implements StoreContract {
     return n;
   }
 
-  /** Pod records in name order, starting after `after`. */
+  /**
+   * Pod records in name order, starting after `after`. A record in the cache is the one this
+   * server wrote or read (write-through), decoded already; the others fill it while it has
+   * room, so a second listing of 25,000 pods decodes none (issue 17, point 5).
+   */
   async *pods(opts: { after?: string } = {}): AsyncGenerator<[string, PodRecord]> {
     const range = opts.after === undefined ? {} : { gt: opts.after };
-    for await (const [name, text] of this.podsB.iterator(range)) {
-      yield [name, podRecordCodec.decode(text)];
+    // The iterator reads one snapshot: a commit after it may make what it reads stale.
+    const seen = this.commits;
+    const entries = this.podsB.iterator(range);
+    try {
+      for (let batch = await entries.nextv(SCAN_BATCH); batch.length > 0; ) {
+        for (const [name, text] of batch) {
+          let pod = this.podCache.get(name);
+          if (pod === undefined) {
+            pod = podRecordCodec.decode(text);
+            this.podCache.fillIfRoom(name, pod, seen);
+          }
+          yield [name, pod];
+        }
+        batch = await entries.nextv(SCAN_BATCH);
+      }
+    } finally {
+      await entries.close();
     }
   }
 
   /** Every key record, in pubkey order (for checks and exports, not the request path). */
   async *keyRecords(): AsyncGenerator<KeyRecord> {
-    for await (const text of this.keysB.values()) yield keyRecordCodec.decode(text);
+    const values = this.keysB.values();
+    try {
+      for (let batch = await values.nextv(SCAN_BATCH); batch.length > 0; ) {
+        for (const text of batch) yield keyRecordCodec.decode(text);
+        batch = await values.nextv(SCAN_BATCH);
+      }
+    } finally {
+      await values.close();
+    }
   }
 
   /** Every entry of every bucket, raw, in key order: the store's logical content. */
@@ -503,8 +536,26 @@ export class Store implements StoreContract {
     return window;
   }
 
+  /**
+   * A refilled window's records, read in one go. A cooling key that moves to another pod also
+   * changes its previous holder's record in the same batch (reuse.ts): those records are read
+   * now too, so the group does not wait on one LevelDB read per recycled allocation.
+   */
   private async prefetch(indexKeys: readonly string[]): Promise<void> {
-    await this.getKeys(indexKeys.map((k) => parseTimeIndexKey(k).pubkey));
+    const records = await this.getKeys(indexKeys.map((k) => parseTimeIndexKey(k).pubkey));
+    const holders = new Set<string>();
+    for (const r of records)
+      if (r.state === 'cooling' && r.pod !== undefined && this.podCache.get(r.pod) === undefined)
+        holders.add(r.pod);
+    if (holders.size === 0) return;
+    const names = [...holders].filter((name) => this.podNames.has(name));
+    const seen = this.commits;
+    const texts = await this.podsB.getMany(names);
+    texts.forEach((text, i) => {
+      const name = names[i];
+      if (name !== undefined && text !== undefined)
+        this.podCache.fill(name, podRecordCodec.decode(text), seen);
+    });
   }
 
   private indexOf(record: KeyRecord): { sublevel: Sub; key: string } | undefined {

@@ -128,7 +128,7 @@ describe('break: DELETE answers deleted only where an allocation would hand the 
 
     // The store is restored (K may have gone to another pod after the backup).
     const after = compose(true);
-    const server: Server = createServer(after.app);
+    const server: Server = createServer(after.listener);
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
     onCleanup(() => new Promise<void>((r) => server.close(() => r())));
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;

@@ -93,6 +93,8 @@ describe('--mnemonic-start-index', () => {
     const store = await openAt(await tempDir());
     await store.bindKeySource(mnemonic.fingerprint);
     await allocate(store, 'a', 4);
+    // The first start notes that every secret is sealed (reseal.ts); the next ones write nothing.
+    await startWith(store, 4);
     for (const n of [2, 4, 0]) {
       const before = await store.rawEntries();
       await startWith(store, n);

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { MetaKey } from '../../src/store/buckets.js';
 import {
   gcmCodec,
   kekId,
@@ -58,6 +59,36 @@ eachBackend((backend) => {
         Uint8Array.from(secret),
       );
       expect(await resealPlaintext(store)).toBe(0);
+      // The scan that found none left noted it: later starts skip it.
+      expect(await store.getMeta(MetaKey.secretsSealed)).toBe('1');
+    });
+
+    it('scans a store once: a start that found every secret sealed notes it, and later starts read no record', async () => {
+      const store = await backend.open();
+      // Empty: nothing to scan, nothing noted (a new store's first start writes nothing).
+      expect(await resealPlaintext(store)).toBe(0);
+      expect(await store.getMeta(MetaKey.secretsSealed)).toBeUndefined();
+      const sealed: KeyRecord = {
+        pubkey: A,
+        secret: store.secrets.seal(Buffer.alloc(32, 7), A),
+        state: 'free',
+        since: 1,
+        createdAt: 1,
+        history: [{ at: 1, event: 'created' }],
+      };
+      await store.commit({ keys: [{ after: sealed }], pods: [] });
+      expect(await resealPlaintext(store)).toBe(0);
+      expect(await store.getMeta(MetaKey.secretsSealed)).toBe('1');
+      // No build writes plaintext into such a store (they predate schema 4 and refuse it); were
+      // one there, the scan would no longer look for it: the mark is what skips the scan.
+      const legacy: KeyRecord = {
+        ...sealed,
+        pubkey: B,
+        secret: { alg: 'hex', data: '09'.repeat(32) },
+      };
+      await store.commit({ keys: [{ after: legacy }], pods: [] });
+      expect(await resealPlaintext(store)).toBe(0);
+      expect((await store.getKey(B))?.secret?.alg).toBe('hex');
     });
   });
 });

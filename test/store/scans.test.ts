@@ -1,0 +1,104 @@
+// The LevelDB store's scans (issue 17, point 5): pods() and keyRecords() read in batches, and
+// pods() serves records from the store's cache, filling it only while it has room. A listing
+// must show every commit before it, whether the record came from the cache or from disk.
+import { describe, expect, it } from 'vitest';
+import { RecordCache } from '../../src/store/cache.js';
+import type { PodRecord } from '../../src/store/records.js';
+import { Store } from '../../src/store/store.js';
+import { openTempStore, tempDir, testKek } from '../helpers.js';
+
+const pubkey = (i: number) => `0x${i.toString(16).padStart(96, '0')}`;
+const pod = (keys: string[], since = 1): PodRecord => ({ keys, cooling: [], since });
+
+async function listing(store: Store): Promise<Array<[string, PodRecord]>> {
+  const out: Array<[string, PodRecord]> = [];
+  for await (const entry of store.pods()) out.push(entry);
+  return out;
+}
+
+describe('store scans', () => {
+  it('lists more pods than one batch, in name order, and the same again from the cache', async () => {
+    const store = await openTempStore();
+    const names = Array.from({ length: 2500 }, (_, i) => `p-${String(i).padStart(5, '0')}`);
+    await store.commit({
+      keys: [],
+      pods: names.map((name, i) => ({ name, after: pod([pubkey(i)]) })),
+    });
+    const first = await listing(store);
+    expect(first.map(([name]) => name)).toEqual(names);
+    expect(first[1234]?.[1].keys).toEqual([pubkey(1234)]);
+    expect(await listing(store)).toEqual(first);
+    // From a given name on, as the page's cursor asks.
+    const after = [];
+    for await (const [name] of store.pods({ after: 'p-02497' })) after.push(name);
+    expect(after).toEqual(['p-02498', 'p-02499']);
+  });
+
+  it('shows every commit made before a listing, cached or not', async () => {
+    const dir = await tempDir();
+    let store = await Store.open(dir, { kek: testKek });
+    await store.commit({
+      keys: [],
+      pods: [
+        { name: 'a', after: pod([pubkey(1)]) },
+        { name: 'b', after: pod([pubkey(2)]) },
+      ],
+    });
+    await store.close();
+    store = await Store.open(dir, { kek: testKek });
+    try {
+      expect((await listing(store)).map(([, p]) => p.keys)).toEqual([[pubkey(1)], [pubkey(2)]]);
+      // Both are cached now; a commit changes one and removes the other.
+      const a = await store.getPod('a');
+      const b = await store.getPod('b');
+      await store.commit({
+        keys: [],
+        pods: [
+          { name: 'a', ...(a ? { before: a } : {}), after: pod([pubkey(1), pubkey(3)], 2) },
+          { name: 'b', ...(b ? { before: b } : {}) },
+        ],
+      });
+      expect(await listing(store)).toEqual([['a', pod([pubkey(1), pubkey(3)], 2)]]);
+    } finally {
+      await store.close();
+    }
+    // And from disk, after a restart.
+    store = await Store.open(dir, { kek: testKek });
+    expect(await listing(store)).toEqual([['a', pod([pubkey(1), pubkey(3)], 2)]]);
+    await store.close();
+  });
+
+  it('reads every key record in batches', async () => {
+    const store = await openTempStore();
+    const records = Array.from({ length: 1200 }, (_, i) => ({
+      pubkey: pubkey(i),
+      secret: store.secrets.seal(new Uint8Array(32).fill(1), pubkey(i)),
+      state: 'free' as const,
+      since: i,
+      createdAt: i,
+      history: [{ at: i, event: 'created' as const }],
+    }));
+    await store.commit({ keys: records.map((after) => ({ after })), pods: [] });
+    const read = [];
+    for await (const r of store.keyRecords()) read.push(r.pubkey);
+    expect(read).toEqual(records.map((r) => r.pubkey));
+  });
+});
+
+describe('the record cache', () => {
+  it('fills from a scan only while it has room, never evicting what requests use', () => {
+    const cache = new RecordCache<PodRecord>(2, () => 0);
+    cache.set('a', pod([]));
+    cache.fillIfRoom('b', pod([pubkey(1)]), 0);
+    cache.fillIfRoom('c', pod([pubkey(2)]), 0);
+    expect([cache.get('a'), cache.get('b'), cache.get('c')]).toEqual([
+      pod([]),
+      pod([pubkey(1)]),
+      undefined,
+    ]);
+    // A read that raced a commit is not cached, room or not.
+    const raced = new RecordCache<PodRecord>(2, () => 1);
+    raced.fillIfRoom('a', pod([]), 0);
+    expect(raced.get('a')).toBeUndefined();
+  });
+});
