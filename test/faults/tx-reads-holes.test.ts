@@ -79,12 +79,15 @@ describe.skipIf(bins === undefined)('a group’s kept reads on a shared store: h
    * Holds `store`'s group committer busy until the returned function is called, so that the
    * requests queued meanwhile run as one group once it is.
    */
-  function holdCommitter(store: PgStore): () => Promise<void> {
+  async function holdCommitter(store: PgStore): Promise<() => Promise<void>> {
     let open: () => void = () => undefined;
     const gate = new Promise<void>((resolve) => {
       open = resolve;
     });
     const held = GroupCommitter.of(store).run(() => gate);
+    // The committer starts a group once the event loop's I/O phase ends (group-commit.ts): the
+    // held request goes alone, and what the test queues next waits for the next group.
+    await new Promise<void>((resolve) => setImmediate(resolve));
     return async () => {
       open();
       await held;
@@ -181,7 +184,7 @@ describe.skipIf(bins === undefined)('a group’s kept reads on a shared store: h
     const a = allocatorOver(storeA, clock, { keySource: mnemonic, lookahead: 0, reuseDelayMs: 0 });
     const b = allocatorOver(storeB, clock, { keySource: mnemonic, reuseDelayMs: 0 });
     const k0 = mnemonic.pubkeyAt?.(0) ?? '';
-    const go = holdCommitter(storeA);
+    const go = await holdCommitter(storeA);
     const heard = a.heartbeat('h', [k0]);
     let meanwhile: (() => void) | undefined;
     const whileBDerives = GroupCommitter.of(storeA).run(async () => {
@@ -226,7 +229,7 @@ describe.skipIf(bins === undefined)('a group’s kept reads on a shared store: h
       onAllocated: (o) => outcomes.push(o),
     });
     const imported = freeKey(storeB, 0x51, storeB.clock() - 1_000);
-    const go = holdCommitter(storeA);
+    const go = await holdCommitter(storeA);
     // A pod reports the key before it reaches the store (say, a keystore imported at B).
     const heard = a.heartbeat('h', [imported.pubkey]);
     let meanwhile: (() => void) | undefined;
@@ -262,7 +265,7 @@ describe.skipIf(bins === undefined)('a group’s kept reads on a shared store: h
     await storeA.commit({ keys: free.map((after) => ({ after })), pods: [] });
     const a = allocatorOver(storeA, new FakeClock(), { reuseDelayMs: 0 });
     const b = allocatorOver(storeB, new FakeClock(), { reuseDelayMs: 0 });
-    const go = holdCommitter(storeA);
+    const go = await holdCommitter(storeA);
     const atA = a.allocate('pa', 1);
     const same = a.allocate('same', 2);
     let meanwhile: (() => void) | undefined;
@@ -299,7 +302,7 @@ describe.skipIf(bins === undefined)('a group’s kept reads on a shared store: h
     await store.commit({ keys: free.map((after) => ({ after })), pods: [] });
     const a = allocatorOver(store, new FakeClock(), { reuseDelayMs: 0 });
     const group = GroupCommitter.of(store);
-    const go = holdCommitter(store);
+    const go = await holdCommitter(store);
     const failing = group.run(async (tx) => {
       const taken = await tx.oldest('unallocated', 2);
       const records = await tx.getKeys(taken.map((e) => e.pubkey));
