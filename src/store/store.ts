@@ -305,28 +305,34 @@ export class Store implements StoreContract {
 
   /**
    * Pod records in name order, starting after `after`. A record in the cache is the one this
-   * server wrote or read (write-through), decoded already; the others fill it while it has
-   * room, so a second listing of 25,000 pods decodes none (issue 17, point 5).
+   * server wrote or read (write-through), decoded already: only the names are read for those,
+   * the others are read and decoded, and fill the cache while it has room. So a second listing
+   * of 25,000 pods reads and decodes none of them (issue 17, point 5).
    */
   async *pods(opts: { after?: string } = {}): AsyncGenerator<[string, PodRecord]> {
     const range = opts.after === undefined ? {} : { gt: opts.after };
-    // The iterator reads one snapshot: a commit after it may make what it reads stale.
-    const seen = this.commits;
-    const entries = this.podsB.iterator(range);
+    const names = this.podsB.keys(range);
     try {
-      for (let batch = await entries.nextv(SCAN_BATCH); batch.length > 0; ) {
-        for (const [name, text] of batch) {
-          let pod = this.podCache.get(name);
-          if (pod === undefined) {
-            pod = podRecordCodec.decode(text);
-            this.podCache.fillIfRoom(name, pod, seen);
-          }
-          yield [name, pod];
+      for (let batch = await names.nextv(SCAN_BATCH); batch.length > 0; ) {
+        const missing = batch.filter((name) => this.podCache.get(name) === undefined);
+        const seen = this.commits;
+        const texts = missing.length === 0 ? [] : await this.podsB.getMany(missing);
+        const read = new Map<string, PodRecord>();
+        texts.forEach((text, i) => {
+          const name = missing[i];
+          if (name === undefined || text === undefined) return; // deleted since the names
+          const pod = podRecordCodec.decode(text);
+          read.set(name, pod);
+          this.podCache.fillIfRoom(name, pod, seen);
+        });
+        for (const name of batch) {
+          const pod = this.podCache.get(name) ?? read.get(name);
+          if (pod !== undefined) yield [name, pod];
         }
-        batch = await entries.nextv(SCAN_BATCH);
+        batch = await names.nextv(SCAN_BATCH);
       }
     } finally {
-      await entries.close();
+      await names.close();
     }
   }
 
