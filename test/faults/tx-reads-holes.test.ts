@@ -9,15 +9,14 @@ import { GroupCommitter } from '../../src/allocation/group-commit.js';
 import { Transaction } from '../../src/allocation/transaction.js';
 import { type KeySource, randomKeySource } from '../../src/keys/source.js';
 import { checkStore } from '../../src/store/check.js';
-import { PgStore } from '../../src/store/pg/pg-store.js';
-import { FakeClock, MINUTE, onCleanup, testKek, until } from '../helpers.js';
+import type { PgStore } from '../../src/store/pg/pg-store.js';
+import { FakeClock, MINUTE, until } from '../helpers.js';
 import { coolingKey, freeKey, pod } from '../store/conformance-support.js';
 import { mnemonic } from '../support/allocator.js';
-import { newDatabase } from '../support/pg-databases.js';
-import { findPostgres, usePostgres } from '../support/postgres.js';
+import { findPostgres } from '../support/postgres.js';
+import { useSharedServers } from '../support/shared-pg-servers.js';
 
 const bins = await findPostgres();
-const FAST = { campaignMs: 100, pingMs: 100, pingTimeoutMs: 1_000 };
 const REUSE_DELAY = 10 * MINUTE;
 
 /** Resolves with `p`'s outcome, or 'timed out' after `ms` (the promise is left running). */
@@ -35,25 +34,7 @@ function inLane(lane: string, i: number): number {
 }
 
 describe.skipIf(bins === undefined)('a group’s kept reads on a shared store: holes', () => {
-  const server = bins ? usePostgres(bins) : () => undefined;
-  let made = 0;
-  const freshDatabase = (): Promise<string> => {
-    const cluster = server();
-    if (!cluster) throw new Error('PostgreSQL is not started');
-    return newDatabase(cluster, `pkm_tx_reads_${++made}`);
-  };
-
-  async function openServer(url: string): Promise<PgStore> {
-    const store = await PgStore.open(url, {
-      kek: testKek,
-      poolSize: 4,
-      leaderTimes: FAST,
-      lanes: true,
-      presence: 'server',
-    });
-    onCleanup(() => store.close());
-    return store;
-  }
+  const { freshDatabase, openServer } = useSharedServers(bins, 'pkm_tx_reads');
 
   function allocatorOver(
     store: PgStore,

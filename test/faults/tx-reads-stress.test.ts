@@ -11,14 +11,12 @@ import { GroupCommitter } from '../../src/allocation/group-commit.js';
 import { PkmError } from '../../src/errors.js';
 import { type KeySource, randomKeySource } from '../../src/keys/source.js';
 import { checkStore } from '../../src/store/check.js';
-import { PgStore } from '../../src/store/pg/pg-store.js';
-import { FakeClock, onCleanup, testKek } from '../helpers.js';
+import { FakeClock } from '../helpers.js';
 import { mnemonic } from '../support/allocator.js';
-import { newDatabase } from '../support/pg-databases.js';
-import { findPostgres, usePostgres } from '../support/postgres.js';
+import { findPostgres } from '../support/postgres.js';
+import { useSharedServers } from '../support/shared-pg-servers.js';
 
 const bins = await findPostgres();
-const FAST = { campaignMs: 100, pingMs: 100, pingTimeoutMs: 1_000 };
 
 type Op =
   | { kind: 'allocate'; server: number; count: number }
@@ -51,25 +49,7 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
 );
 
 describe.skipIf(bins === undefined)('three servers, random schedules', () => {
-  const server = bins ? usePostgres(bins) : () => undefined;
-  let made = 0;
-  const freshDatabase = (): Promise<string> => {
-    const cluster = server();
-    if (!cluster) throw new Error('PostgreSQL is not started');
-    return newDatabase(cluster, `pkm_tx_stress_${++made}`);
-  };
-
-  async function openServer(url: string): Promise<PgStore> {
-    const store = await PgStore.open(url, {
-      kek: testKek,
-      poolSize: 4,
-      leaderTimes: FAST,
-      lanes: true,
-      presence: 'server',
-    });
-    onCleanup(() => store.close());
-    return store;
-  }
+  const { freshDatabase, openServer } = useSharedServers(bins, 'pkm_tx_stress');
 
   async function run(keySource: KeySource, lanesOf: Op[][], reuseDelayMs = 0): Promise<void> {
     const url = await freshDatabase();
