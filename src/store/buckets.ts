@@ -85,3 +85,8 @@ export function parseTimeIndexKey(key: string): { since: number; pubkey: string 
   const sep = key.indexOf('!');
   return { since: Number(key.slice(0, sep)), pubkey: key.slice(sep + 1) };
 }
+
+/** parseTimeIndexKey(key).pubkey, without the rest (pool reads test many keys). */
+export function timeIndexPubkey(key: string): string {
+  return key.slice(key.indexOf('!') + 1);
+}

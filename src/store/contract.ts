@@ -76,6 +76,12 @@ export interface Leadership {
   stop(): Promise<void>;
 }
 
+/** Pubkeys a pool read passes over (StoreContract.oldest). */
+export interface PassOver {
+  readonly size: number;
+  has(pubkey: string): boolean;
+}
+
 /** The two indexes of keys not held by a pod. */
 export type PoolIndex = 'unallocated' | 'cooling';
 
@@ -150,8 +156,14 @@ export interface StoreContract {
    * Up to `limit` entries of a pool index, by time then pubkey; with `atOrBefore`, only those
    * whose time is at most that. A store several servers share may answer the oldest of its
    * own share of the pool first (PgStoreOptions.lanes), so that they seldom pick the same keys.
+   * Keys in `passOver` are neither answered nor counted: a transaction's own staged keys.
    */
-  oldest(index: PoolIndex, limit: number, atOrBefore?: number): Promise<IndexEntry[]>;
+  oldest(
+    index: PoolIndex,
+    limit: number,
+    atOrBefore?: number,
+    passOver?: PassOver,
+  ): Promise<IndexEntry[]>;
   /**
    * oldest(), each entry with its key's record (on PostgreSQL one round trip, not two). With
    * `need` below `limit`, a store that picks by lanes may answer fewer than `limit` (but at
@@ -176,8 +188,13 @@ export interface StoreContract {
   /** The newest events of these types, newest first, looking at most `scan` events back. */
   lastEvents(types: ReadonlySet<string>, limit: number, scan?: number): Promise<AuditEvent[]>;
 
-  /** Writes a change atomically and durably (see above). */
-  commit(change: Change): Promise<void>;
+  /**
+   * Writes a change atomically and durably (see above). `onApplied` runs synchronously in the
+   * turn in which the store's reads (records, indexes, counters, next index) start to show the
+   * change: a transaction layered on this one stops adding its changes itself from then on
+   * (Transaction's base, GroupCommitter's pipeline).
+   */
+  commit(change: Change, onApplied?: () => void): Promise<void>;
 
   /** The ring of data keys; INVALID_CONFIG for a store opened without its KEK. */
   keyRing(): KeyRing;

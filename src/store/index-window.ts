@@ -18,30 +18,49 @@ export class IndexWindow {
   private edge: string | undefined;
   /** True when the index holds nothing beyond `edge`. */
   private complete = false;
+  /** Per refill under way: the batches applied since its read started, to apply again. */
+  private readonly replays = new Set<Array<readonly [readonly string[], readonly string[]]>>();
 
   constructor(
     private readonly sub: KeyRange,
     private readonly size: number,
-    /** A counter bumped by every commit, to drop a refill that raced one. */
-    private readonly commitCount: () => number,
     /** Runs after each refill with the keys read (the store prefetches their records). */
     private readonly onRefill: (keys: readonly string[]) => Promise<void>,
   ) {}
 
-  /** Up to `limit` lowest live keys, all at most `lte` when given. */
-  async read(limit: number, lte?: string): Promise<string[]> {
+  /**
+   * Up to `limit` lowest live keys, all at most `lte` when given, passing over (and not
+   * counting) those `skip` names.
+   */
+  async read(limit: number, lte?: string, skip?: (key: string) => boolean): Promise<string[]> {
     for (let attempt = 0; attempt < 3; attempt++) {
-      const answer = this.fromMemory(limit, lte);
+      const answer = this.fromMemory(limit, lte, skip);
       if (answer) return answer;
-      await this.refill(Math.max(limit, this.size));
+      // Twice as far each time: the keys passed over may fill what was read.
+      await this.refill(Math.max(limit, this.size) * 2 ** attempt);
     }
-    // Commits kept racing the refill: read the index directly.
-    const keys = await this.sub.keys({ limit }).all();
-    return lte === undefined ? keys : keys.filter((k) => k <= lte);
+    // Commits kept racing the refill: read the index directly, in steps past skipped keys.
+    const out: string[] = [];
+    for (let from: string | undefined, step = 2 * limit; ; step *= 2) {
+      const range = from === undefined ? { limit: step } : { limit: step, gt: from };
+      const keys = await this.sub.keys(range).all();
+      for (const key of keys) {
+        if (out.length === limit || (lte !== undefined && key > lte)) return out;
+        if (!skip?.(key)) out.push(key);
+      }
+      if (keys.length < step) return out;
+      from = keys.at(-1);
+    }
   }
 
   /** Called by the store after a batch has been written. */
   apply(deleted: readonly string[], inserted: readonly string[]): void {
+    for (const log of this.replays) log.push([deleted, inserted]);
+    if (this.edge === undefined) return;
+    this.applyTo(deleted, inserted);
+  }
+
+  private applyTo(deleted: readonly string[], inserted: readonly string[]): void {
     if (this.edge === undefined) return;
     for (const key of deleted) {
       const i = this.position(key);
@@ -60,34 +79,50 @@ export class IndexWindow {
     }
   }
 
-  private fromMemory(limit: number, lte: string | undefined): string[] | undefined {
+  private fromMemory(
+    limit: number,
+    lte: string | undefined,
+    skip: ((key: string) => boolean) | undefined,
+  ): string[] | undefined {
     if (this.edge === undefined) return undefined;
     const out: string[] = [];
     for (const key of this.keys) {
       if (out.length === limit || (lte !== undefined && key > lte)) break;
-      out.push(key);
+      if (!skip?.(key)) out.push(key);
     }
     if (out.length === limit || this.complete) return out;
     // Fewer than asked: enough only if nothing beyond the edge could qualify.
     return lte !== undefined && this.edge >= lte ? out : undefined;
   }
 
+  /**
+   * Reads the head of the index again. Batches applied while the read runs (the next group's
+   * batch is written while a group runs: group-commit.ts) are applied again to what it read:
+   * applying a batch twice changes nothing, so a read that saw one ends the same as one that
+   * did not. Only keys above the new edge may be missing then, and a later refill reads them.
+   */
   private async refill(limit: number): Promise<void> {
-    const seen = this.commitCount();
-    // Start at the lowest live key we know of, or past the edge: either skips the tombstones.
-    const first = this.keys[0];
-    const from =
-      first !== undefined
-        ? { gte: first }
-        : this.edge !== undefined && this.edge !== ''
-          ? { gt: this.edge }
-          : {};
-    const keys = await this.sub.keys({ limit, ...from }).all();
-    await this.onRefill(keys);
-    if (seen !== this.commitCount()) return;
+    const log: Array<readonly [readonly string[], readonly string[]]> = [];
+    this.replays.add(log);
+    let keys: string[];
+    try {
+      // Start at the lowest live key we know of, or past the edge: either skips tombstones.
+      const first = this.keys[0];
+      const from =
+        first !== undefined
+          ? { gte: first }
+          : this.edge !== undefined && this.edge !== ''
+            ? { gt: this.edge }
+            : {};
+      keys = await this.sub.keys({ limit, ...from }).all();
+    } finally {
+      this.replays.delete(log);
+    }
     this.keys = keys;
     this.edge = keys.at(-1) ?? this.edge ?? '';
     this.complete = keys.length < limit;
+    for (const [deleted, inserted] of log) this.applyTo(deleted, inserted);
+    await this.onRefill(this.keys);
   }
 
   /** Binary search: the index of `key`, or where it would go. */

@@ -8,12 +8,20 @@ import type { StoredState } from '../api/key-state.js';
 import { type Clock, systemClock } from '../clock.js';
 import { PkmError } from '../errors.js';
 import { type AuditEvent, decodeEvent, encodeEvent, eventKey } from './audit.js';
-import { Bucket, MetaKey, parseTimeIndexKey, timeIndexKey, timeUpperBound } from './buckets.js';
+import {
+  Bucket,
+  MetaKey,
+  parseTimeIndexKey,
+  timeIndexKey,
+  timeIndexPubkey,
+  timeUpperBound,
+} from './buckets.js';
 import { RecordCache } from './cache.js';
 import type {
   Change,
   IndexEntry,
   Leadership,
+  PassOver,
   PoolIndex,
   PoolRecords,
   StoreContract,
@@ -126,13 +134,7 @@ export class Store implements StoreContract {
     this.podCache = new RecordCache(POD_CACHE_SIZE, () => this.commits);
     this.keyCache = new RecordCache(KEY_CACHE_SIZE, () => this.commits);
     // A refilled window prefetches its records: the next allocations then read nothing.
-    const window = (sub: Sub) =>
-      new IndexWindow(
-        sub,
-        WINDOW_SIZE,
-        () => this.commits,
-        (keys) => this.prefetch(keys),
-      );
+    const window = (sub: Sub) => new IndexWindow(sub, WINDOW_SIZE, (keys) => this.prefetch(keys));
     this.windows = new Map([
       [this.freeB, window(this.freeB)],
       [this.coolingB, window(this.coolingB)],
@@ -271,11 +273,20 @@ export class Store implements StoreContract {
    * Up to `limit` entries of a pool index, oldest first; with `atOrBefore`, only those whose
    * time is at most that (cooling keys released long enough ago).
    */
-  async oldest(index: PoolIndex, limit: number, atOrBefore?: number): Promise<IndexEntry[]> {
+  async oldest(
+    index: PoolIndex,
+    limit: number,
+    atOrBefore?: number,
+    passOver?: PassOver,
+  ): Promise<IndexEntry[]> {
     if (limit <= 0) return [];
     const sub = index === 'unallocated' ? this.freeB : this.coolingB;
     const lte = atOrBefore === undefined ? undefined : timeUpperBound(atOrBefore);
-    return (await this.window(sub).read(limit, lte)).map(parseTimeIndexKey);
+    const skip =
+      passOver === undefined || passOver.size === 0
+        ? undefined
+        : (key: string) => passOver.has(timeIndexPubkey(key));
+    return (await this.window(sub).read(limit, lte, skip)).map(parseTimeIndexKey);
   }
 
   async oldestRecords(
@@ -386,7 +397,7 @@ export class Store implements StoreContract {
    * record's before and after, so callers cannot let them drift. Encoding checks every record
    * before anything is written: an invalid record aborts the whole change.
    */
-  async commit(change: Change): Promise<void> {
+  async commit(change: Change, onApplied?: () => void): Promise<void> {
     const ops: BatchOp[] = [];
     const indexed: Array<{ sublevel: Sub; key: string; op: 'put' | 'del' }> = [];
     const counts = { ...this.stored };
@@ -483,6 +494,7 @@ export class Store implements StoreContract {
       if (after) this.podNames.add(name);
       else this.podNames.delete(name);
     }
+    onApplied?.();
   }
 
   /**

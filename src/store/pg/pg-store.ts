@@ -11,6 +11,7 @@ import type {
   Change,
   IndexEntry,
   Leadership,
+  PassOver,
   PoolIndex,
   PoolRecords,
   StoreContract,
@@ -342,8 +343,20 @@ export class PgStore implements StoreContract {
   }
 
   /** An index range scan of the pool: see pool-reads.ts. */
-  async oldest(index: PoolIndex, limit: number, atOrBefore?: number): Promise<IndexEntry[]> {
-    return readOldest(this.run, this.poolRead(index, limit, atOrBefore));
+  async oldest(
+    index: PoolIndex,
+    limit: number,
+    atOrBefore?: number,
+    passOver?: PassOver,
+  ): Promise<IndexEntry[]> {
+    if (passOver === undefined || passOver.size === 0)
+      return readOldest(this.run, this.poolRead(index, limit, atOrBefore));
+    // Read past as many as may be passed over, then drop them.
+    const read = await readOldest(
+      this.run,
+      this.poolRead(index, limit + passOver.size, atOrBefore),
+    );
+    return read.filter((e) => !passOver.has(e.pubkey)).slice(0, limit);
   }
 
   async oldestRecords(
@@ -412,7 +425,7 @@ export class PgStore implements StoreContract {
    * whole first: a refused change sends nothing to the database. The in-memory counters and
    * next index move only once the transaction committed.
    */
-  async commit(change: Change): Promise<void> {
+  async commit(change: Change, onApplied?: () => void): Promise<void> {
     // The index the change's derivations started from: refresh() (the readiness probe's, every
     // 2 s) may have moved this.nextIndex past it while the group ran, another server having
     // taken those indexes: a conflict, and the group runs again from the index as it is now.
@@ -451,6 +464,7 @@ export class PgStore implements StoreContract {
     });
     this.stored = written.counts;
     this.nextIndex = written.nextKeyIndex;
+    onApplied?.();
   }
 
   keyRing(): KeyRing {
