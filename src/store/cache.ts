@@ -1,22 +1,33 @@
 // A bounded write-through cache of decoded records. Safe because the store is the only writer
-// of its LevelDB and updates the cache after every committed batch; a read that raced a commit
-// is not cached (the caller passes the commit count it saw before reading).
+// of its LevelDB and updates the cache after every committed batch. A value read from LevelDB
+// while a batch was being written may be the one from before it: it is cached only if no batch
+// that ended after the read started wrote that record. The store tells the cache which records
+// each batch wrote (written()); a read too old for what the cache remembers is not cached.
+// (With the group commit's pipeline a batch is almost always being written, so a rule that
+// dropped every read that overlapped one dropped most reads: issue 17, point 4.)
+
+/** Batches remembered; a read that started before the oldest of them is not cached. */
+const REMEMBERED_WRITES = 64;
 
 export class RecordCache<V extends object> {
   private readonly map = new Map<string, V>();
+  /** The last batches, oldest first: the commit count once each ended, and what it wrote. */
+  private readonly writes: Array<{ readonly end: number; readonly keys: ReadonlySet<string> }> = [];
+  /** The end of the last batch no longer in `writes` (0: none forgotten yet). */
+  private forgottenEnd = 0;
 
-  constructor(
-    private readonly capacity: number,
-    private readonly commitCount: () => number,
-  ) {}
+  constructor(private readonly capacity: number) {}
 
   get(key: string): V | undefined {
     return this.map.get(key);
   }
 
-  /** Caches a value read from LevelDB, unless a commit happened since `seen`. */
+  /**
+   * Caches a value read from LevelDB by a read that started at commit count `seen`, unless a
+   * batch that ended after that wrote it (the value may be older than the batch's).
+   */
   fill(key: string, value: V, seen: number): void {
-    if (seen === this.commitCount()) this.set(key, value);
+    if (this.fresh(key, seen)) this.set(key, value);
   }
 
   /** fill, but only while the cache has room: a scan never evicts what requests use. */
@@ -35,5 +46,21 @@ export class RecordCache<V extends object> {
     // Callers share the cached object: freeze it so none can change it in place.
     for (const field of Object.values(value)) if (Array.isArray(field)) Object.freeze(field);
     this.map.set(key, Object.freeze(value));
+  }
+
+  /** A batch that wrote these keys ended; the store's commit count is now `end`. */
+  written(keys: Iterable<string>, end: number): void {
+    this.writes.push({ end, keys: new Set(keys) });
+    if (this.writes.length > REMEMBERED_WRITES) {
+      const forgotten = this.writes.shift();
+      if (forgotten) this.forgottenEnd = forgotten.end;
+    }
+  }
+
+  private fresh(key: string, seen: number): boolean {
+    // A batch this cache no longer remembers may have ended after the read started.
+    if (seen < this.forgottenEnd) return false;
+    for (const w of this.writes) if (w.end > seen && w.keys.has(key)) return false;
+    return true;
   }
 }

@@ -6,6 +6,8 @@
 // memory instead. It stays exact because the store is the only writer (LevelDB's LOCK file)
 // and every write passes through Store.commit(), which reports its index changes here.
 
+import { timeIndexPubkey } from './buckets.js';
+
 /** The part of a LevelDB sublevel the window reads. */
 export interface KeyRange {
   keys(range: { limit: number; gte?: string; gt?: string }): { all(): Promise<string[]> };
@@ -18,6 +20,12 @@ export class IndexWindow {
   private edge: string | undefined;
   /** True when the index holds nothing beyond `edge`. */
   private complete = false;
+  /**
+   * The pubkey of each key in `keys`, sliced once: a pool read tests the keys at the front
+   * against the group's staged keys, again for every request of the group, and a Map lookup
+   * with the same string is much cheaper than with a new slice of it each time.
+   */
+  private readonly pubkeys = new Map<string, string>();
   /** Per refill under way: the batches applied since its read started, to apply again. */
   private readonly replays = new Set<Array<readonly [readonly string[], readonly string[]]>>();
 
@@ -30,9 +38,9 @@ export class IndexWindow {
 
   /**
    * Up to `limit` lowest live keys, all at most `lte` when given, passing over (and not
-   * counting) those `skip` names.
+   * counting) those whose pubkey `skip` names.
    */
-  async read(limit: number, lte?: string, skip?: (key: string) => boolean): Promise<string[]> {
+  async read(limit: number, lte?: string, skip?: (pubkey: string) => boolean): Promise<string[]> {
     for (let attempt = 0; attempt < 3; attempt++) {
       const answer = this.fromMemory(limit, lte, skip);
       if (answer) return answer;
@@ -46,7 +54,7 @@ export class IndexWindow {
       const keys = await this.sub.keys(range).all();
       for (const key of keys) {
         if (out.length === limit || (lte !== undefined && key > lte)) return out;
-        if (!skip?.(key)) out.push(key);
+        if (!skip?.(timeIndexPubkey(key))) out.push(key);
       }
       if (keys.length < step) return out;
       from = keys.at(-1);
@@ -65,6 +73,7 @@ export class IndexWindow {
     for (const key of deleted) {
       const i = this.position(key);
       if (this.keys[i] === key) this.keys.splice(i, 1);
+      this.pubkeys.delete(key);
     }
     for (const key of inserted) {
       if (!this.complete && key > this.edge) continue; // a refill will read it
@@ -76,19 +85,20 @@ export class IndexWindow {
       this.keys.length = 2 * this.size;
       this.edge = this.keys.at(-1);
       this.complete = false;
+      this.pubkeys.clear();
     }
   }
 
   private fromMemory(
     limit: number,
     lte: string | undefined,
-    skip: ((key: string) => boolean) | undefined,
+    skip: ((pubkey: string) => boolean) | undefined,
   ): string[] | undefined {
     if (this.edge === undefined) return undefined;
     const out: string[] = [];
     for (const key of this.keys) {
       if (out.length === limit || (lte !== undefined && key > lte)) break;
-      if (!skip?.(key)) out.push(key);
+      if (!skip?.(this.pubkeyOf(key))) out.push(key);
     }
     if (out.length === limit || this.complete) return out;
     // Fewer than asked: enough only if nothing beyond the edge could qualify.
@@ -119,10 +129,20 @@ export class IndexWindow {
       this.replays.delete(log);
     }
     this.keys = keys;
+    this.pubkeys.clear();
     this.edge = keys.at(-1) ?? this.edge ?? '';
     this.complete = keys.length < limit;
     for (const [deleted, inserted] of log) this.applyTo(deleted, inserted);
     await this.onRefill(this.keys);
+  }
+
+  private pubkeyOf(key: string): string {
+    let pubkey = this.pubkeys.get(key);
+    if (pubkey === undefined) {
+      pubkey = timeIndexPubkey(key);
+      this.pubkeys.set(key, pubkey);
+    }
+    return pubkey;
   }
 
   /** Binary search: the index of `key`, or where it would go. */

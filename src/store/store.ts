@@ -4,18 +4,10 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { Level } from 'level';
-import type { StoredState } from '../api/key-state.js';
 import { type Clock, systemClock } from '../clock.js';
 import { PkmError } from '../errors.js';
 import { type AuditEvent, decodeEvent, encodeEvent, eventKey } from './audit.js';
-import {
-  Bucket,
-  MetaKey,
-  parseTimeIndexKey,
-  timeIndexKey,
-  timeIndexPubkey,
-  timeUpperBound,
-} from './buckets.js';
+import { Bucket, MetaKey, parseTimeIndexKey, timeIndexKey, timeUpperBound } from './buckets.js';
 import { RecordCache } from './cache.js';
 import type {
   Change,
@@ -131,8 +123,8 @@ export class Store implements StoreContract {
     this.secrets = secrets;
     this.podNames = podNames;
     this.nextIndex = nextIndex;
-    this.podCache = new RecordCache(POD_CACHE_SIZE, () => this.commits);
-    this.keyCache = new RecordCache(KEY_CACHE_SIZE, () => this.commits);
+    this.podCache = new RecordCache(POD_CACHE_SIZE);
+    this.keyCache = new RecordCache(KEY_CACHE_SIZE);
     // A refilled window prefetches its records: the next allocations then read nothing.
     const window = (sub: Sub) => new IndexWindow(sub, WINDOW_SIZE, (keys) => this.prefetch(keys));
     this.windows = new Map([
@@ -283,9 +275,7 @@ export class Store implements StoreContract {
     const sub = index === 'unallocated' ? this.freeB : this.coolingB;
     const lte = atOrBefore === undefined ? undefined : timeUpperBound(atOrBefore);
     const skip =
-      passOver === undefined || passOver.size === 0
-        ? undefined
-        : (key: string) => passOver.has(timeIndexPubkey(key));
+      passOver === undefined || passOver.size === 0 ? undefined : (pk: string) => passOver.has(pk);
     return (await this.window(sub).read(limit, lte, skip)).map(parseTimeIndexKey);
   }
 
@@ -494,6 +484,15 @@ export class Store implements StoreContract {
       if (after) this.podNames.add(name);
       else this.podNames.delete(name);
     }
+    // Reads that raced this batch are not cached for the records it wrote (cache.ts).
+    this.keyCache.written(
+      change.keys.map((c) => c.after.pubkey),
+      this.commits,
+    );
+    this.podCache.written(
+      change.pods.map((p) => p.name),
+      this.commits,
+    );
     onApplied?.();
   }
 
@@ -577,8 +576,8 @@ export class Store implements StoreContract {
   }
 
   private indexOf(record: KeyRecord): { sublevel: Sub; key: string } | undefined {
-    const byState: Partial<Record<StoredState, Sub>> = { free: this.freeB, cooling: this.coolingB };
-    const sublevel = byState[record.state];
+    const sublevel =
+      record.state === 'free' ? this.freeB : record.state === 'cooling' ? this.coolingB : undefined;
     return sublevel && { sublevel, key: timeIndexKey(record.since, record.pubkey) };
   }
 }

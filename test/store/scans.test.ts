@@ -87,7 +87,7 @@ describe('store scans', () => {
 
 describe('the record cache', () => {
   it('fills from a scan only while it has room, never evicting what requests use', () => {
-    const cache = new RecordCache<PodRecord>(2, () => 0);
+    const cache = new RecordCache<PodRecord>(2);
     cache.set('a', pod([]));
     cache.fillIfRoom('b', pod([pubkey(1)]), 0);
     cache.fillIfRoom('c', pod([pubkey(2)]), 0);
@@ -96,9 +96,22 @@ describe('the record cache', () => {
       pod([pubkey(1)]),
       undefined,
     ]);
-    // A read that raced a commit is not cached, room or not.
-    const raced = new RecordCache<PodRecord>(2, () => 1);
-    raced.fillIfRoom('a', pod([]), 0);
-    expect(raced.get('a')).toBeUndefined();
+    // A read that raced a batch is not cached for what the batch wrote, room or not; what the
+    // batch did not write is.
+    const raced = new RecordCache<PodRecord>(2);
+    raced.written(['a'], 2);
+    raced.fillIfRoom('a', pod([]), 1);
+    raced.fillIfRoom('b', pod([]), 1);
+    expect([raced.get('a'), raced.get('b')]).toEqual([undefined, pod([])]);
+    // A read that started after the batch ended is cached.
+    raced.fill('a', pod([pubkey(1)]), 2);
+    expect(raced.get('a')).toEqual(pod([pubkey(1)]));
+    // A read older than every batch the cache remembers is not cached: one it forgot may
+    // have written the record.
+    const old = new RecordCache<PodRecord>(2);
+    for (let end = 2; end <= 200; end += 2) old.written([`other-${end}`], end);
+    old.fill('a', pod([]), 1);
+    old.fill('b', pod([]), 198);
+    expect([old.get('a'), old.get('b')]).toEqual([undefined, pod([])]);
   });
 });
