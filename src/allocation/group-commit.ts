@@ -25,6 +25,11 @@ export const MAX_ATTEMPTS = 12;
 /** What a request will read, read for its whole group at once (Transaction.prefetchPods). */
 export interface Prefetch {
   readonly pods?: readonly string[];
+  /**
+   * The request reads the store past its transaction (a scan of every record): it runs only
+   * once every earlier batch is written, never on top of one being written (see the top).
+   */
+  readonly settled?: boolean;
 }
 
 interface Pending {
@@ -160,9 +165,11 @@ export class GroupCommitter {
    */
   private async runPipelined(group: readonly Pending[]): Promise<void> {
     const previous = this.inFlight;
+    const settled = group.some((p) => p.prefetch?.settled === true);
+    if (settled) await previous?.written.catch(() => undefined);
     // One batch in flight under a running group at most: the previous group's own base is
     // written once its write starts. A previous group that will never be written is no base.
-    const base = previous && (await previous.started) ? previous.tx : undefined;
+    const base = !settled && previous && (await previous.started) ? previous.tx : undefined;
     const tx = new Transaction(this.store, base);
     const answers: Array<(err?: unknown) => void> = [];
     for (const pending of group) {
@@ -192,7 +199,10 @@ export class GroupCommitter {
         throw before;
       }
       markStarted(true);
-      if (!tx.isEmpty) await this.store.commit(tx.change(), () => tx.markApplied());
+      // A group that changed nothing is applied once the batch before it is: the store shows
+      // all it read, and the next group need not run on it (nor on its base, and so on).
+      if (tx.isEmpty) tx.markApplied();
+      else await this.store.commit(tx.change(), () => tx.markApplied());
     })();
     this.inFlight = { tx, started, written };
     written.then(

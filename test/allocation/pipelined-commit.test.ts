@@ -10,10 +10,10 @@ import { GroupCommitter } from '../../src/allocation/group-commit.js';
 import type { Transaction } from '../../src/allocation/transaction.js';
 import { editPod, handedTo, podChange, released } from '../../src/allocation/transitions.js';
 import { checkStore } from '../../src/store/check.js';
-import type { Change, StoreContract } from '../../src/store/contract.js';
 import { totalKeys } from '../../src/store/records.js';
 import { Store } from '../../src/store/store.js';
 import { openTempStore, tempDir, testKek } from '../helpers.js';
+import { deferred, type Gate, gated, turns } from '../support/gated-store.js';
 import { seedKeys } from '../support/seed.js';
 
 const NOW = 1_800_000_000_000;
@@ -66,38 +66,6 @@ async function giveBack(tx: Transaction, pod: string): Promise<string[]> {
   return podBefore.keys;
 }
 
-/** What the gate does with a batch: write it now, hold it, or fail it unwritten. */
-type Gate = (change: Change) => Promise<void>;
-
-/**
- * The store behind a gate: every commit passes `gate` first, then the real commit writes it.
- * Everything else goes straight to the store.
- */
-function gated(store: Store, gate: Gate): StoreContract {
-  return new Proxy(store, {
-    get(target, prop, receiver) {
-      if (prop === 'commit')
-        return async (change: Change, onApplied?: () => void) => {
-          await gate(change);
-          await target.commit(change, onApplied);
-        };
-      const value: unknown = Reflect.get(target, prop, receiver);
-      return typeof value === 'function' ? value.bind(target) : value;
-    },
-  });
-}
-
-/** A promise with its resolve and reject at hand. */
-function deferred<T = void>() {
-  let resolve: (value: T) => void = () => undefined;
-  let reject: (err: unknown) => void = () => undefined;
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  return { promise, resolve, reject };
-}
-
 /** Gates the first batch only: `entered` resolves when it gets there, `open` lets it on. */
 function holdFirst() {
   const entered = deferred();
@@ -123,7 +91,7 @@ async function settledSoon(p: Promise<unknown>): Promise<boolean> {
       settled = true;
     },
   );
-  for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+  await turns();
   return settled;
 }
 
@@ -255,6 +223,25 @@ describe('GroupCommitter on a store with one writer: the pipeline', () => {
     expect(real.storedCounts()).toMatchObject({ free: 0, cooling: 0, allocated: 1 });
     expect((await checkStore(real)).problems).toEqual([]);
   });
+
+  it('a long stream of groups that change nothing leaves no chain of groups to read through', async () => {
+    const store = await openTempStore();
+    await seedKeys(store, 4);
+    const group = GroupCommitter.of(store);
+    // Requests refused before they stage anything ("bad input changes nothing"), queued so
+    // fast that the queue never empties: 6,000 groups, each run on top of the one before.
+    const refused = Array.from({ length: 64 * 6000 }, () =>
+      group
+        .run(async () => {
+          throw new Error('refused');
+        })
+        .catch(() => undefined),
+    );
+    // Queued behind them: a request that reads the counters (as --max-total-keys does).
+    const counted = group.run(async (tx) => tx.counts().free);
+    await Promise.all(refused);
+    expect(await counted).toBe(4);
+  }, 60_000);
 
   it('with writes slowed or failed at random, no key is in two pods and every answer is on disk', async () => {
     await fc.assert(
