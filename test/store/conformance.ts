@@ -136,6 +136,10 @@ export function storeConformance(name: string, open: () => Promise<TestStore>): 
       expect(await store.oldest('unallocated', 10, 99)).toEqual([]);
       expect(await store.oldest('cooling', 10)).toEqual([]);
       expect(await store.indexEntries('unallocated')).toEqual(all);
+      // Keys passed over are neither answered nor counted: the read goes on past them.
+      const staged = new Set([pubkeyOf(2), pubkeyOf(3)]);
+      expect(await store.oldest('unallocated', 2, undefined, staged)).toEqual([all[1], all[3]]);
+      expect(await store.oldest('unallocated', 10, 200, staged)).toEqual([all[1]]);
     });
 
     it('still finds a free key inserted older than every key read before', async () => {
