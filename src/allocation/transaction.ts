@@ -214,7 +214,8 @@ export class Transaction {
       this.pods.size === 0 &&
       this.meta.size === 0 &&
       this.metaBefore.size === 0 &&
-      this.stagedNextIndex === undefined
+      this.stagedNextIndex === undefined &&
+      this.events.length === 0
     );
   }
 

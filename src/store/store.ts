@@ -96,6 +96,8 @@ export class Store implements StoreContract {
   /** Decoded records, written through by commit(); bounded, so evicted ones are read again. */
   private readonly podCache: RecordCache<PodRecord>;
   private readonly keyCache: RecordCache<KeyRecord>;
+  /** Meta values by key (absent ones too), as getMeta() read them or commit() wrote them. */
+  private readonly metaCache = new RecordCache<{ readonly value: string | undefined }>(256);
   /** Every pod name in the store, so a new pod costs no read. */
   private readonly podNames: Set<string>;
   /** Bumped by every commit, so a read that raced a commit is not cached. */
@@ -165,8 +167,18 @@ export class Store implements StoreContract {
     return this.db.status === 'open';
   }
 
+  /**
+   * A meta value, kept once read or written: every allocation reads the genesis root, and a
+   * LevelDB read costs tens of microseconds of CPU (issue 17, point 4). Every write of a meta
+   * value passes through commit(), which updates the kept one.
+   */
   async getMeta(key: string): Promise<string | undefined> {
-    return this.metaB.get(key);
+    const kept = this.metaCache.get(key);
+    if (kept) return kept.value;
+    const seen = this.commits;
+    const value = await this.metaB.get(key);
+    this.metaCache.fill(key, { value }, seen);
+    return value;
   }
 
   /** The next EIP-2334 index to derive a key at. */
@@ -194,17 +206,7 @@ export class Store implements StoreContract {
       );
     }
     if (fingerprint !== undefined)
-      await this.db.batch(
-        [
-          {
-            type: 'put',
-            sublevel: this.metaB,
-            key: MetaKey.mnemonicFingerprint,
-            value: fingerprint,
-          },
-        ],
-        SYNCED,
-      );
+      await this.commit({ keys: [], pods: [], meta: [[MetaKey.mnemonicFingerprint, fingerprint]] });
   }
 
   /** Counters by stored state (a `cooling` key stays counted as cooling until it moves). */
@@ -484,7 +486,17 @@ export class Store implements StoreContract {
       if (after) this.podNames.add(name);
       else this.podNames.delete(name);
     }
+    const metaWritten = [
+      MetaKey.counts,
+      ...(next === undefined ? [] : [MetaKey.nextKeyIndex]),
+      ...(change.meta ?? []).map(([key]) => key),
+    ];
+    for (const [key, value] of change.meta ?? []) this.metaCache.set(key, { value });
+    // Kept in memory as this.stored and this.nextIndex; a read of them reads them again.
+    this.metaCache.set(MetaKey.counts, undefined);
+    this.metaCache.set(MetaKey.nextKeyIndex, undefined);
     // Reads that raced this batch are not cached for the records it wrote (cache.ts).
+    this.metaCache.written(metaWritten, this.commits);
     this.keyCache.written(
       change.keys.map((c) => c.after.pubkey),
       this.commits,

@@ -21,6 +21,29 @@ describe('store', () => {
     await db.close();
   });
 
+  it('keeps meta values it read or wrote, and never one a racing write replaced', async () => {
+    const dir = await tempDir();
+    const store = await Store.open(dir, { kek: testKek });
+    const key = MetaKey.genesisValidatorsRoot;
+    expect(await store.getMeta(key)).toBeUndefined();
+    // Reads started before, during and after each write: the value read last is the last one
+    // written, from the store kept in memory and from the disk alike.
+    for (let i = 0; i < 50; i++) {
+      const reads = [store.getMeta(key)];
+      const write = store.commit({ keys: [], pods: [], meta: [[key, `root-${i}`]] });
+      reads.push(store.getMeta(key));
+      await write;
+      reads.push(store.getMeta(key));
+      const [, , after] = await Promise.all(reads);
+      expect(after).toBe(`root-${i}`);
+    }
+    expect(await store.getMeta(key)).toBe('root-49');
+    await store.close();
+    const db = new Level<string, string>(dir);
+    expect(await db.sublevel<string, string>(Bucket.meta, {}).get(key)).toBe('root-49');
+    await db.close();
+  });
+
   it('refuses a data dir that another handle holds open', async () => {
     const dir = await tempDir();
     await openTempStore(dir);
