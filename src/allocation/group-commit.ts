@@ -6,12 +6,6 @@
 // Several servers on one database (PostgreSQL) can: the store then refuses a group whose reads
 // another server's commit overtook (STORE_CONFLICT, nothing written), and the group runs again
 // from fresh reads, a bounded number of times (store/pg/write.ts says why this way).
-// A store with one writer (LevelDB) pipelines: while one group's batch is being synced, the
-// next group runs on top of it (its Transaction reads the first one's staged changes first),
-// and its batch is written once the first one's is. So the sync and the next group's work
-// overlap (issue 17, point 4: they took turns, and the sync was a third of each turn). The next
-// group is answered only once its own batch is written, after the first one's: if that fails,
-// the next one fails with it, having decided on changes that were never written.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PkmError } from '../errors.js';
 import type { StoreContract } from '../store/contract.js';
@@ -25,11 +19,6 @@ export const MAX_ATTEMPTS = 12;
 /** What a request will read, read for its whole group at once (Transaction.prefetchPods). */
 export interface Prefetch {
   readonly pods?: readonly string[];
-  /**
-   * The request reads the store past its transaction (a scan of every record): it runs only
-   * once every earlier batch is written, never on top of one being written (see the top).
-   */
-  readonly settled?: boolean;
 }
 
 interface Pending {
@@ -39,23 +28,12 @@ interface Pending {
   reject(err: unknown): void;
 }
 
-/** A group of a store with one writer whose batch is not written yet (see the top). */
-interface InFlight {
-  readonly tx: Transaction;
-  /** Resolves when the batch's write starts (true), or false: it never will (see written). */
-  readonly started: Promise<boolean>;
-  /** Settles once the batch is written, or failed, or given up with the one it ran on. */
-  readonly written: Promise<void>;
-}
-
 /** The one committer of each open store. */
 const committers = new WeakMap<StoreContract, GroupCommitter>();
 
 export class GroupCommitter {
   private readonly queue: Pending[] = [];
   private draining = false;
-  /** The last group of a store with one writer, until its batch is written. */
-  private inFlight: InFlight | undefined;
 
   private constructor(private readonly store: StoreContract) {}
 
@@ -92,11 +70,7 @@ export class GroupCommitter {
 
   private async drain(): Promise<void> {
     try {
-      while (this.queue.length > 0) {
-        const group = this.queue.splice(0, MAX_GROUP);
-        if (this.store.concurrentWriters) await this.runGroup(group);
-        else await this.runPipelined(group);
-      }
+      while (this.queue.length > 0) await this.runGroup(this.queue.splice(0, MAX_GROUP));
     } finally {
       this.draining = false;
     }
@@ -155,72 +129,6 @@ export class GroupCommitter {
       for (const { pending, value } of done) pending.resolve(value);
       return;
     }
-  }
-
-  /**
-   * Runs a group of a store with one writer on top of the previous group while that one's
-   * batch is written (see the top). Returns once this group's batch is queued to be written:
-   * the next group may run then. Its requests are answered once that batch is written, their
-   * failures too: an answer may rest on the previous group's changes, durable only then.
-   */
-  private async runPipelined(group: readonly Pending[]): Promise<void> {
-    const previous = this.inFlight;
-    const settled = group.some((p) => p.prefetch?.settled === true);
-    if (settled) await previous?.written.catch(() => undefined);
-    // One batch in flight under a running group at most: the previous group's own base is
-    // written once its write starts. A previous group that will never be written is no base.
-    const base = !settled && previous && (await previous.started) ? previous.tx : undefined;
-    const tx = new Transaction(this.store, base);
-    const answers: Array<(err?: unknown) => void> = [];
-    for (const pending of group) {
-      tx.begin();
-      try {
-        const value = await pending.run(tx);
-        tx.keep();
-        answers.push((err) => (err === undefined ? pending.resolve(value) : pending.reject(err)));
-      } catch (err) {
-        tx.rollback();
-        answers.push(() => pending.reject(err));
-      }
-    }
-    let markStarted: (started: boolean) => void = () => undefined;
-    const started = new Promise<boolean>((resolve) => {
-      markStarted = resolve;
-    });
-    const written = (async () => {
-      const before = await previous?.written.then(
-        () => undefined,
-        (err: unknown) => err ?? new Error('the previous batch failed'),
-      );
-      // Decided on the previous group's changes, which were never written: nothing of this
-      // group may be written either.
-      if (before !== undefined && base !== undefined) {
-        markStarted(false);
-        throw before;
-      }
-      markStarted(true);
-      // A group that changed nothing is applied once the batch before it is: the store shows
-      // all it read, and the next group need not run on it (nor on its base, and so on).
-      if (tx.isEmpty) tx.markApplied();
-      else await this.store.commit(tx.change(), () => tx.markApplied());
-    })();
-    this.inFlight = { tx, started, written };
-    written.then(
-      () => {
-        for (const answer of answers) answer();
-      },
-      (err: unknown) => {
-        for (const answer of answers) answer(err ?? new Error('the batch failed'));
-      },
-    );
-    void written.then(
-      () => this.settled(tx),
-      () => this.settled(tx),
-    );
-  }
-
-  private settled(tx: Transaction): void {
-    if (this.inFlight?.tx === tx) this.inFlight = undefined;
   }
 }
 

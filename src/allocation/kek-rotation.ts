@@ -157,27 +157,23 @@ async function migrate(
   }
   // The last step re-checks with nothing else writing: a key sealed under the old data key
   // just before sealing moved over is caught here, in the same batch that ends the rotation.
-  // Its scan reads the store, not the transaction: no batch may be on its way (settled).
-  done += await group.run(
-    async (tx) => {
-      const state = await readRotation((key) => tx.getMeta(key));
-      if (state?.next === undefined) return 0;
-      const changes = reseal(store, await tx.getKeys(await stalePubkeys(store, target)), target);
-      tx.stage({
-        keys: changes,
-        pods: [],
-        meta: [
-          [MetaKey.dataKey, dataKeyCodec.encode(state.next.current)],
-          [MetaKey.migratedKekId, target],
-          [MetaKey.nextDataKey, undefined],
-        ],
-        events: [{ at: now(opts), type: 'kek-rotation', pubkeys: [], detail: `done ${target}` }],
-        alone: true,
-      });
-      return changes.length;
-    },
-    { settled: true },
-  );
+  done += await group.run(async (tx) => {
+    const state = await readRotation((key) => tx.getMeta(key));
+    if (state?.next === undefined) return 0;
+    const changes = reseal(store, await tx.getKeys(await stalePubkeys(store, target)), target);
+    tx.stage({
+      keys: changes,
+      pods: [],
+      meta: [
+        [MetaKey.dataKey, dataKeyCodec.encode(state.next.current)],
+        [MetaKey.migratedKekId, target],
+        [MetaKey.nextDataKey, undefined],
+      ],
+      events: [{ at: now(opts), type: 'kek-rotation', pubkeys: [], detail: `done ${target}` }],
+      alone: true,
+    });
+    return changes.length;
+  });
   ring.retireOthers();
   await store.compact();
   return done;

@@ -8,7 +8,6 @@ import type {
   Change,
   IndexEntry,
   KeyChange,
-  PassOver,
   PodChange,
   PoolIndex,
   PoolRecord,
@@ -95,27 +94,7 @@ export class Transaction {
       }
     | undefined;
 
-  /**
-   * The group before this one while its batch is being written (GroupCommitter pipelines the
-   * groups of a store with one writer). Nothing else writes between its batch and this one's,
-   * so its staged records, pods, meta and next index are what the store will hold when this
-   * transaction commits: reads take them first, and this transaction's befores are its afters.
-   * Dropped once the store shows its change (applied): its own base was applied before it.
-   */
-  private base: Transaction | undefined;
-  /** The store's reads show this transaction's change (commit's onApplied). */
-  private applied = false;
-
-  constructor(
-    private readonly store: StoreContract,
-    base?: Transaction,
-  ) {
-    // Before-images on a shared store are checked against the database: a base not yet
-    // written there would refuse every commit, so those groups never overlap.
-    if (base && store.concurrentWriters)
-      throw new PkmError('INTERNAL', 'a shared store commits one group at a time');
-    this.base = base;
-  }
+  constructor(private readonly store: StoreContract) {}
 
   /** Keeps `pooled` in step with a key's staged record. */
   private trackPooled(pubkey: string): void {
@@ -123,22 +102,6 @@ export class Transaction {
     if (after && (after.state === 'free' || after.state === 'cooling'))
       this.pooled.set(pubkey, after);
     else this.pooled.delete(pubkey);
-  }
-
-  /** The store now shows this transaction's change: nothing layered on it adds it again. */
-  markApplied(): void {
-    this.applied = true;
-    this.base = undefined;
-  }
-
-  /** The base whose change the store does not show yet (see base). */
-  private pendingBase(): Transaction | undefined {
-    return this.base && !this.base.applied ? this.base : undefined;
-  }
-
-  /** A key as this transaction or its pending base staged it. */
-  private stagedKey(pubkey: string, base = this.pendingBase()): KeyChange | undefined {
-    return this.keys.get(pubkey) ?? base?.keys.get(pubkey);
   }
 
   /** Starts an operation: what it stages can be undone as a whole. */
@@ -226,18 +189,16 @@ export class Transaction {
    * checked against (Change.keyIndexBasis).
    */
   nextKeyIndex(): number {
-    this.indexBasis ??= this.pendingBase()?.nextKeyIndex() ?? this.store.nextKeyIndex();
+    this.indexBasis ??= this.store.nextKeyIndex();
     return this.stagedNextIndex ?? this.indexBasis;
   }
 
   async getMeta(key: string): Promise<string | undefined> {
-    if (this.meta.has(key)) return this.meta.get(key);
-    const base = this.pendingBase();
-    return base ? base.getMeta(key) : this.store.getMeta(key);
+    return this.meta.has(key) ? this.meta.get(key) : this.store.getMeta(key);
   }
 
   async getPod(name: string): Promise<PodRecord | undefined> {
-    const staged = this.pods.get(name) ?? this.pendingBase()?.pods.get(name);
+    const staged = this.pods.get(name);
     if (staged) return staged.after;
     if (!this.shared) return this.store.getPod(name);
     if (this.podReads.has(name)) return this.podReads.get(name);
@@ -261,7 +222,7 @@ export class Transaction {
 
   /** A key's record as staged or stored; undefined when there is no such key. */
   async getKey(pubkey: string): Promise<KeyRecord | undefined> {
-    const staged = this.stagedKey(pubkey);
+    const staged = this.keys.get(pubkey);
     if (staged) return staged.after;
     if (!this.shared) return this.store.getKey(pubkey);
     const kept = this.keyReads.get(pubkey);
@@ -274,45 +235,31 @@ export class Transaction {
   }
 
   async getKeys(pubkeys: readonly string[]): Promise<KeyRecord[]> {
-    // The base as it is before the read: a key it staged is never read, whenever it applies.
-    const base = this.pendingBase();
-    const missing = pubkeys.filter(
-      (pk) => this.stagedKey(pk, base) === undefined && !this.keyReads.has(pk),
-    );
+    const missing = pubkeys.filter((pk) => !this.keys.has(pk) && !this.keyReads.has(pk));
     const read = await this.store.getKeys(missing);
     const byKey = new Map(read.map((r) => [r.pubkey, r]));
     if (this.shared) this.remember(read);
     return pubkeys
-      .map((pk) => this.stagedKey(pk, base)?.after ?? this.keyReads.get(pk) ?? byKey.get(pk))
+      .map((pk) => this.keys.get(pk)?.after ?? this.keyReads.get(pk) ?? byKey.get(pk))
       .filter((r) => r !== undefined);
   }
 
   /** Up to `limit` keys of an index, oldest first, released at or before `atOrBefore`. */
   async oldest(index: PoolIndex, limit: number, atOrBefore?: number): Promise<IndexEntry[]> {
     if (limit <= 0) return [];
-    // Staged keys left or joined the index in this group or in the pending base: drop them from
-    // the committed answer (read past them), and add those whose staged state belongs to the
-    // index. The base is taken before the read and kept after it: the read may show the base's
-    // batch or not, and its keys are dropped and added the same either way.
-    const base = this.pendingBase();
-    const own = this.keys;
-    const under = base?.keys;
-    const staged: PassOver = {
-      size: own.size + (under?.size ?? 0),
-      has: (pk) => own.has(pk) || under?.has(pk) === true,
-    };
+    // Staged keys left or joined the index in this group: the committed answer passes over
+    // them (the store reads past them), and those whose staged state belongs to the index are
+    // added. The keys staged in the index's state are kept apart (pooled): a group stages
+    // hundreds of keys, and each of its requests reads the pool.
+    const staged = this.keys;
     const committed = this.shared
       ? (await this.poolRead(index, limit, atOrBefore)).filter((e) => !staged.has(e.pubkey))
       : await this.store.oldest(index, limit, atOrBefore, staged);
     const state = index === 'unallocated' ? 'free' : 'cooling';
     const joined: IndexEntry[] = [];
-    const join = (after: KeyRecord) => {
+    for (const after of this.pooled.values())
       if (after.state === state && (atOrBefore === undefined || after.since <= atOrBefore))
         joined.push({ since: after.since, pubkey: after.pubkey });
-    };
-    for (const after of this.pooled.values()) join(after);
-    // A key staged here too counts as staged here.
-    for (const [pk, after] of base?.pooled ?? []) if (!own.has(pk)) join(after);
     return mergeOlder(committed, joined.sort(older)).slice(0, limit);
   }
 
@@ -374,7 +321,7 @@ export class Transaction {
 
   /** The stored counters as they will be once this transaction commits. */
   counts(): Counts {
-    const c = this.pendingBase()?.counts() ?? this.store.storedCounts();
+    const c = this.store.storedCounts();
     for (const { before, after } of this.keys.values()) {
       if (before) countRecord(c, before, -1);
       countRecord(c, after, 1);

@@ -3,8 +3,8 @@
 // while a batch was being written may be the one from before it: it is cached only if no batch
 // that ended after the read started wrote that record. The store tells the cache which records
 // each batch wrote (written()); a read too old for what the cache remembers is not cached.
-// (With the group commit's pipeline a batch is almost always being written, so a rule that
-// dropped every read that overlapped one dropped most reads: issue 17, point 4.)
+// (A rule that dropped every read that overlapped any batch dropped the window's prefetch of
+// hundreds of records whenever a batch was written meanwhile: issue 17, point 4.)
 
 /** Batches remembered; a read that started before the oldest of them is not cached. */
 const REMEMBERED_WRITES = 64;

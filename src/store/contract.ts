@@ -188,13 +188,8 @@ export interface StoreContract {
   /** The newest events of these types, newest first, looking at most `scan` events back. */
   lastEvents(types: ReadonlySet<string>, limit: number, scan?: number): Promise<AuditEvent[]>;
 
-  /**
-   * Writes a change atomically and durably (see above). `onApplied` runs synchronously in the
-   * turn in which the store's reads (records, indexes, counters, next index) start to show the
-   * change: a transaction layered on this one stops adding its changes itself from then on
-   * (Transaction's base, GroupCommitter's pipeline).
-   */
-  commit(change: Change, onApplied?: () => void): Promise<void>;
+  /** Writes a change atomically and durably (see above). */
+  commit(change: Change): Promise<void>;
 
   /** The ring of data keys; INVALID_CONFIG for a store opened without its KEK. */
   keyRing(): KeyRing;

@@ -106,8 +106,8 @@ export class IndexWindow {
   }
 
   /**
-   * Reads the head of the index again. Batches applied while the read runs (the next group's
-   * batch is written while a group runs: group-commit.ts) are applied again to what it read:
+   * Reads the head of the index again. Batches applied while the read runs (a read outside a
+   * group, or one the store's other work started) are applied again to what it read:
    * applying a batch twice changes nothing, so a read that saw one ends the same as one that
    * did not. Only keys above the new edge may be missing then, and a later refill reads them.
    */

@@ -389,7 +389,7 @@ export class Store implements StoreContract {
    * record's before and after, so callers cannot let them drift. Encoding checks every record
    * before anything is written: an invalid record aborts the whole change.
    */
-  async commit(change: Change, onApplied?: () => void): Promise<void> {
+  async commit(change: Change): Promise<void> {
     const ops: BatchOp[] = [];
     const indexed: Array<{ sublevel: Sub; key: string; op: 'put' | 'del' }> = [];
     const counts = { ...this.stored };
@@ -505,7 +505,6 @@ export class Store implements StoreContract {
       change.pods.map((p) => p.name),
       this.commits,
     );
-    onApplied?.();
   }
 
   /**

@@ -1,5 +1,5 @@
 // The in-memory window over a pool index, on a real LevelDB sublevel: a refill whose read raced
-// a batch (the pipelined group commit writes one while the next group reads) ends exact.
+// a batch (written while a read outside the group ran) ends exact.
 import { Level } from 'level';
 import { describe, expect, it } from 'vitest';
 import { IndexWindow, type KeyRange } from '../../src/store/index-window.js';

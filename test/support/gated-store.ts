@@ -1,7 +1,7 @@
 // A real store behind a gate: every commit passes `gate` first (which may hold it, as a slow
 // sync would, or fail it unwritten, as a dead disk would), then the store writes it. Everything
-// else goes straight to the store. Fault injection for the group commit's pipeline: the store,
-// its LevelDB and its sync stay real; the test only chooses when a batch gets written.
+// else goes straight to the store. Fault injection for the group commit: the store, its LevelDB
+// and its sync stay real; the test only chooses when a batch gets written.
 import type { Change, StoreContract } from '../../src/store/contract.js';
 
 /** What the gate does with a batch: let it on now, hold it, or fail it unwritten. */
@@ -15,9 +15,9 @@ export function gated<S extends StoreContract>(
   return new Proxy(store, {
     get(target, prop, receiver) {
       if (prop === 'commit')
-        return async (change: Change, onApplied?: () => void) => {
+        return async (change: Change) => {
           await gate(change);
-          await target.commit(change, onApplied);
+          await target.commit(change);
         };
       // `scanned` is told when a scan of every key record ends.
       if (prop === 'keyRecords' && scanned)

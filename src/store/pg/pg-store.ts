@@ -425,7 +425,7 @@ export class PgStore implements StoreContract {
    * whole first: a refused change sends nothing to the database. The in-memory counters and
    * next index move only once the transaction committed.
    */
-  async commit(change: Change, onApplied?: () => void): Promise<void> {
+  async commit(change: Change): Promise<void> {
     // The index the change's derivations started from: refresh() (the readiness probe's, every
     // 2 s) may have moved this.nextIndex past it while the group ran, another server having
     // taken those indexes: a conflict, and the group runs again from the index as it is now.
@@ -464,7 +464,6 @@ export class PgStore implements StoreContract {
     });
     this.stored = written.counts;
     this.nextIndex = written.nextKeyIndex;
-    onApplied?.();
   }
 
   keyRing(): KeyRing {

@@ -1,10 +1,9 @@
-// Found by an adversarial review of the group commit's pipeline (issue 17, point 4): a KEK
-// rotation's last step lists the secrets still sealed under the old data key by scanning the
-// store. Run on top of a batch still being written, it missed the keys of that batch: a key
-// made while the rotation's first batch was being written (sealed under the old data key, as
-// sealing moves over only once that batch is written) reached the disk after the rotation had
-// dropped the old data key, and could never be opened again. The last step now runs only once
-// every earlier batch is written.
+// A KEK rotation beside allocations whose writes are slow (held by a gate in front of the real
+// store: test/support/gated-store.ts). A key made while the rotation's first batch is being
+// written is sealed under the old data key (sealing moves over once that batch is written); the
+// rotation's last step, which scans the store, must find it and re-seal it before the old data
+// key goes, or its secret could never be opened again. (An adversarial review found this broken
+// by an experimental pipelined group commit, since dropped; the test stays as a guard.)
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { GroupCommitter } from '../../src/allocation/group-commit.js';
@@ -17,7 +16,7 @@ import { deferred, gated, turns } from '../support/gated-store.js';
 const OLD = Buffer.alloc(32, 0x41);
 const NEW = Buffer.alloc(32, 0x42);
 
-describe('KEK rotation beside the pipeline', () => {
+describe('KEK rotation beside slow writes', () => {
   it('a key made while the rotation begins is re-sealed before the old data key goes', async () => {
     const dir = await tempDir();
     const real = await Store.open(dir, { kek: async () => OLD });
@@ -58,7 +57,7 @@ describe('KEK rotation beside the pipeline', () => {
     await turns();
     gates[0]?.resolve();
     // The new key's batch is being written (held, as a slow sync): the rotation's last step
-    // must not scan the store before it is written. Before the fix it did, at once.
+    // must not scan the store before it is written.
     await entered[1]?.promise;
     await Promise.race([lastScan.promise, new Promise((r) => setTimeout(r, 300))]);
     gates[1]?.resolve();
