@@ -4,50 +4,13 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { GroupCommitter } from '../../src/allocation/group-commit.js';
-import type { Transaction } from '../../src/allocation/transaction.js';
-import { editPod, handedTo, podChange, released } from '../../src/allocation/transitions.js';
 import { checkStore } from '../../src/store/check.js';
 import { totalKeys } from '../../src/store/records.js';
 import { Store } from '../../src/store/store.js';
 import { openTempStore, tempDir, testKek } from '../helpers.js';
 import { deferred, gated } from '../support/gated-store.js';
 import { seedKeys } from '../support/seed.js';
-
-const NOW = 1_800_000_000_000;
-
-/** `pod` takes the oldest free key, as read in `tx`; returns it. */
-async function takeOne(tx: Transaction, pod: string): Promise<string> {
-  const [oldest] = await tx.oldest('unallocated', 1);
-  const before = oldest && (await tx.getKey(oldest.pubkey));
-  if (!before) throw new Error('pool empty');
-  const podBefore = await tx.getPod(pod);
-  tx.stage({
-    keys: [{ before, after: handedTo(before, pod, NOW, 'allocated') }],
-    pods: [podChange(pod, podBefore, editPod(podBefore, { hold: [before.pubkey] }, NOW))],
-  });
-  return before.pubkey;
-}
-
-/** `pod` releases its keys: they cool, and join the cooling pool. */
-async function giveBack(tx: Transaction, pod: string): Promise<string[]> {
-  const podBefore = await tx.getPod(pod);
-  if (!podBefore || podBefore.keys.length === 0) return [];
-  const keys = await tx.getKeys(podBefore.keys);
-  tx.stage({
-    keys: keys.map((before) => ({
-      before,
-      after: released(before, pod, NOW + 1, 'confirmed', undefined),
-    })),
-    pods: [
-      podChange(
-        pod,
-        podBefore,
-        editPod(podBefore, { drop: podBefore.keys, cool: podBefore.keys }, NOW + 1),
-      ),
-    ],
-  });
-  return podBefore.keys;
-}
+import { giveBack, takeOne } from '../support/tx-ops.js';
 
 describe('GroupCommitter, its writes held or failed', () => {
   it('a batch that fails answers its group with the failure and writes nothing of it', async () => {

@@ -2,26 +2,10 @@
 // seeing what those before it staged, and one that throws leaves nothing of its own.
 import { describe, expect, it } from 'vitest';
 import { GroupCommitter } from '../../src/allocation/group-commit.js';
-import type { Transaction } from '../../src/allocation/transaction.js';
-import { editPod, handedTo, podChange } from '../../src/allocation/transitions.js';
 import { checkStore } from '../../src/store/check.js';
 import { eachBackend } from '../support/backends.js';
 import { seedKeys } from '../support/seed.js';
-
-const NOW = 1_800_000_000_000;
-
-/** `pod` takes the oldest free key, as read in `tx`; returns it. */
-async function takeOne(tx: Transaction, pod: string): Promise<string> {
-  const [oldest] = await tx.oldest('unallocated', 1);
-  const before = oldest && (await tx.getKey(oldest.pubkey));
-  if (!before) throw new Error('pool empty');
-  const podBefore = await tx.getPod(pod);
-  tx.stage({
-    keys: [{ before, after: handedTo(before, pod, NOW, 'allocated') }],
-    pods: [podChange(pod, podBefore, editPod(podBefore, { hold: [before.pubkey] }, NOW))],
-  });
-  return before.pubkey;
-}
+import { takeOne } from '../support/tx-ops.js';
 
 eachBackend((backend) => {
   describe('GroupCommitter', () => {
