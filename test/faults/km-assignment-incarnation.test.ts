@@ -4,31 +4,9 @@
 // allocateIn: "its keys are fenced, never handed to the newcomer"). The assignment route must
 // not be a way round that rule: the old incarnation may still run on a cut-off node.
 import { describe, expect, it } from 'vitest';
-import type { TokenReviewer } from '../../src/kube/token-review.js';
-import { Auth } from '../../src/server/auth.js';
-import { type AllocationBody, http, startTestServer } from '../helpers.js';
+import { type AllocationBody, http } from '../helpers.js';
 import { interchangeFor } from '../support/interchange.js';
-
-const ADMIN = 'a'.repeat(64);
-const admin = { authorization: `Bearer ${ADMIN}` };
-const ROOT = `0x${'ab'.repeat(32)}`;
-const GENESIS = Date.UTC(2020, 11, 1) / 1000;
-/** `pod-token-of-<pod>@<uid>`: the token of one incarnation of a pod. */
-const as = (pod: string, uid: string) => ({ authorization: `Bearer pod-token-of-${pod}@${uid}` });
-
-async function server() {
-  const reviewer: TokenReviewer = {
-    review: async (token: string) => {
-      const m = /^pod-token-of-([a-z0-9-]+)@([a-z0-9-]+)$/.exec(token);
-      if (!m?.[1] || !m[2]) throw new Error('bad token');
-      return { pod: m[1], uid: m[2], expiresAt: undefined };
-    },
-  };
-  return startTestServer({
-    auth: new Auth({ adminTokens: [ADMIN], reviewer }),
-    beacon: { genesisTime: GENESIS, genesisValidatorsRoot: ROOT },
-  });
-}
+import { admin, as, podAuthServer, ROOT } from '../support/pod-auth-server.js';
 
 interface Assignment {
   keys: Array<{ pubkey: string; secretKey?: string; leaving?: unknown }>;
@@ -36,7 +14,7 @@ interface Assignment {
 
 describe('assignment and pod incarnations', () => {
   it('POST …/keys from a new incarnation fences the old one’s keys (the reference behaviour)', async () => {
-    const s = await server();
+    const s = await podAuthServer();
     const first = await http<AllocationBody>(
       s.url,
       'POST',
@@ -58,7 +36,7 @@ describe('assignment and pod incarnations', () => {
   });
 
   it('POST …/assignment from a new incarnation gets no secret of the old one’s keys', async () => {
-    const s = await server();
+    const s = await podAuthServer();
     const first = await http<AllocationBody>(
       s.url,
       'POST',
@@ -85,7 +63,7 @@ describe('assignment and pod incarnations', () => {
   });
 
   it('a heartbeat of the new incarnation naming the old one’s keys (a VC data dir kept) does not make them its own', async () => {
-    const s = await server();
+    const s = await podAuthServer();
     const first = await http<AllocationBody>(
       s.url,
       'POST',
@@ -112,7 +90,7 @@ describe('assignment and pod incarnations', () => {
   });
 
   it('after the fence the name is the new incarnation’s: a key moved to it lands and is handed out', async () => {
-    const s = await server();
+    const s = await podAuthServer();
     await http(s.url, 'POST', '/v1/pods/a/keys', { count: 1 }, as('a', 'u1'));
     await http(s.url, 'POST', '/v1/pods/b/keys', { count: 2 }, as('b', 'ub'));
     await http(s.url, 'POST', '/v1/pods/a/assignment', { have: [] }, as('a', 'u2'));
@@ -152,7 +130,7 @@ describe('assignment and pod incarnations', () => {
   });
 
   it('a removal report from another incarnation than the holder’s proves nothing: refused, nothing changed', async () => {
-    const s = await server();
+    const s = await podAuthServer();
     await http(s.url, 'POST', '/v1/pods/a/keys', { count: 2 }, as('a', 'u1'));
     await http(s.url, 'POST', '/v1/pods/b/keys', { count: 1 }, as('b', 'ub'));
     const move = await http<{ keys: string[] }>(

@@ -3,40 +3,13 @@
 // the evidence in hand (the pod's own agent says its VC runs the key), yet the key stays the
 // destination's and its secret goes on to the destination's agent.
 import { describe, expect, it } from 'vitest';
-import type { TokenReviewer } from '../../src/kube/token-review.js';
-import { Auth } from '../../src/server/auth.js';
-import { type AllocationBody, http, startTestServer } from '../helpers.js';
+import { http } from '../helpers.js';
 import { interchangeFor } from '../support/interchange.js';
-
-const ADMIN = 'a'.repeat(64);
-const admin = { authorization: `Bearer ${ADMIN}` };
-const as = (pod: string) => ({ authorization: `Bearer pod-token-of-${pod}` });
-const ROOT = `0x${'ab'.repeat(32)}`;
-const GENESIS = Date.UTC(2020, 11, 1) / 1000;
-
-async function server() {
-  const reviewer: TokenReviewer = {
-    review: async (token: string) => {
-      const pod = /^pod-token-of-(.+)$/.exec(token)?.[1];
-      if (pod === undefined) throw new Error('bad token');
-      return { pod, uid: `uid-${pod}`, expiresAt: undefined };
-    },
-  };
-  return startTestServer({
-    auth: new Auth({ adminTokens: [ADMIN], reviewer }),
-    beacon: { genesisTime: GENESIS, genesisValidatorsRoot: ROOT },
-  });
-}
-
-async function allocate(url: string, pod: string, count: number): Promise<string[]> {
-  const res = await http<AllocationBody>(url, 'POST', `/v1/pods/${pod}/keys`, { count }, as(pod));
-  expect(res.status).toBe(200);
-  return res.body.keys.map((k) => k.pubkey);
-}
+import { admin, allocate, as, podAuthServer, ROOT } from '../support/pod-auth-server.js';
 
 describe('a heartbeat that contradicts a removal proof', () => {
   it('the old pod says its VC still runs a key it reported deleted: the key is not left to the new pod unflagged', async () => {
-    const s = await server();
+    const s = await podAuthServer();
     const a = await allocate(s.url, 'a', 2);
     await allocate(s.url, 'b', 1);
     const move = await http<{ keys: string[] }>(
@@ -99,7 +72,7 @@ describe('a heartbeat that contradicts a removal proof', () => {
   });
 
   it('a key freed with proof (a smaller count) that its old pod says it runs again is a conflict too; past the reuse delay it is a claim like any other', async () => {
-    const s = await server();
+    const s = await podAuthServer();
     const a = await allocate(s.url, 'a', 2);
     const x = a[1] ?? '';
     const put = await http(s.url, 'PUT', '/v1/pods/a/keys', { count: 1 }, admin);
@@ -125,7 +98,7 @@ describe('a heartbeat that contradicts a removal proof', () => {
     expect(beat.body.conflicts).toEqual([x]);
     expect(await s.store.getKey(x)).toMatchObject({ state: 'conflict', conflictPods: ['a'] });
     // Another server run: the same, past the reuse delay, is an unproven claim (refused).
-    const t = await server();
+    const t = await podAuthServer();
     const a2 = await allocate(t.url, 'a', 2);
     const y = a2[1] ?? '';
     await http(t.url, 'PUT', '/v1/pods/a/keys', { count: 1 }, admin);

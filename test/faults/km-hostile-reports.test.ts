@@ -2,35 +2,10 @@
 // Most of these held (they document what was tried); the body-size case shows an anonymous
 // caller's 20 MB body is parsed before the token is looked at.
 import { describe, expect, it } from 'vitest';
-import type { TokenReviewer } from '../../src/kube/token-review.js';
-import { Auth } from '../../src/server/auth.js';
-import { type AllocationBody, http, startTestServer } from '../helpers.js';
+import { http } from '../helpers.js';
 import { interchangeFor } from '../support/interchange.js';
+import { admin, allocate, as, podAuthServer, ROOT } from '../support/pod-auth-server.js';
 
-const ADMIN = 'a'.repeat(64);
-const admin = { authorization: `Bearer ${ADMIN}` };
-const as = (pod: string) => ({ authorization: `Bearer pod-token-of-${pod}` });
-const ROOT = `0x${'ab'.repeat(32)}`;
-const GENESIS = Date.UTC(2020, 11, 1) / 1000;
-
-async function server() {
-  const reviewer: TokenReviewer = {
-    review: async (token: string) => {
-      const pod = /^pod-token-of-(.+)$/.exec(token)?.[1];
-      if (pod === undefined) throw new Error('bad token');
-      return { pod, uid: `uid-${pod}`, expiresAt: undefined };
-    },
-  };
-  return startTestServer({
-    auth: new Auth({ adminTokens: [ADMIN], reviewer }),
-    beacon: { genesisTime: GENESIS, genesisValidatorsRoot: ROOT },
-  });
-}
-async function allocate(url: string, pod: string, count: number): Promise<string[]> {
-  const res = await http<AllocationBody>(url, 'POST', `/v1/pods/${pod}/keys`, { count }, as(pod));
-  expect(res.status).toBe(200);
-  return res.body.keys.map((k) => k.pubkey);
-}
 type Report = { keys: Array<{ pubkey: string; outcome: string; why?: string }> };
 const report = (url: string, pod: string, keys: unknown[], ic: unknown, who = as(pod)) =>
   http<Report>(
@@ -43,7 +18,7 @@ const report = (url: string, pod: string, keys: unknown[], ic: unknown, who = as
 
 describe('hostile removal reports', () => {
   it('another pod’s key, a key not leaving, another pod’s token: nothing leaves, nothing is lowered', async () => {
-    const s = await server();
+    const s = await podAuthServer();
     const a = await allocate(s.url, 'a', 3);
     const b = await allocate(s.url, 'b', 2);
     await http(s.url, 'POST', '/v1/moves', { from: 'b', to: 'a', count: 1 }, admin);
@@ -85,7 +60,7 @@ describe('hostile removal reports', () => {
   });
 
   it('lower or empty history for a key with history on record: it cools, and the record is never lowered', async () => {
-    const s = await server();
+    const s = await podAuthServer();
     const a = await allocate(s.url, 'a', 3);
     await allocate(s.url, 'b', 1);
     // Upload history (slot 500, target 20) for a's keys.
@@ -147,7 +122,7 @@ describe('hostile removal reports', () => {
   });
 
   it('an anonymous caller’s 19 MB report is refused before it is parsed', async () => {
-    const s = await server();
+    const s = await podAuthServer();
     await allocate(s.url, 'a', 1);
     const big = `{"keys":[],"slashing_protection":"${'x'.repeat(19 * 1024 * 1024)}"`; // not even JSON
     const started = Date.now();

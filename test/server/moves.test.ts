@@ -1,30 +1,9 @@
 // The live-move routes over HTTP (issue 16): who may call them, what bad input gets (a code, and
 // no change), and a move carried out by the two pods' reports as their agents would send them.
 import { describe, expect, it } from 'vitest';
-import type { TokenReviewer } from '../../src/kube/token-review.js';
-import { Auth } from '../../src/server/auth.js';
-import { type AllocationBody, http, startTestServer } from '../helpers.js';
+import { http } from '../helpers.js';
 import { interchangeFor } from '../support/interchange.js';
-
-const ADMIN = 'a'.repeat(64);
-const admin = { authorization: `Bearer ${ADMIN}` };
-const as = (pod: string) => ({ authorization: `Bearer pod-token-of-${pod}` });
-const ROOT = `0x${'ab'.repeat(32)}`;
-const GENESIS = Date.UTC(2020, 11, 1) / 1000;
-
-async function server() {
-  const reviewer: TokenReviewer = {
-    review: async (token: string) => {
-      const pod = /^pod-token-of-(.+)$/.exec(token)?.[1];
-      if (pod === undefined) throw new Error('bad token');
-      return { pod, uid: `uid-${pod}`, expiresAt: undefined };
-    },
-  };
-  return startTestServer({
-    auth: new Auth({ adminTokens: [ADMIN], reviewer }),
-    beacon: { genesisTime: GENESIS, genesisValidatorsRoot: ROOT },
-  });
-}
+import { admin, allocate, as, podAuthServer, ROOT } from '../support/pod-auth-server.js';
 
 interface Assignment {
   keys: Array<{
@@ -36,15 +15,9 @@ interface Assignment {
   }>;
 }
 
-async function allocate(url: string, pod: string, count: number): Promise<string[]> {
-  const res = await http<AllocationBody>(url, 'POST', `/v1/pods/${pod}/keys`, { count }, as(pod));
-  expect(res.status).toBe(200);
-  return res.body.keys.map((k) => k.pubkey);
-}
-
 describe('PUT /v1/pods/{pod}/keys', () => {
   it('is an admin route; it marks the keys handed out last leaving, and bad input changes nothing', async () => {
-    const s = await server();
+    const s = await podAuthServer();
     const a = await allocate(s.url, 'a', 3);
     expect((await http(s.url, 'PUT', '/v1/pods/a/keys', { count: 1 }, as('a'))).body).toMatchObject(
       { error: { code: 'FORBIDDEN' } },
@@ -70,7 +43,7 @@ describe('PUT /v1/pods/{pod}/keys', () => {
 
 describe('a move through the agents’ routes', () => {
   it('A’s report of the VC’s delete hands the keys to B; B’s assignment then carries their secrets, history and settings', async () => {
-    const s = await server();
+    const s = await podAuthServer();
     const a = await allocate(s.url, 'a', 3);
     const b = await allocate(s.url, 'b', 1);
     const move = await http<{ keys: string[] }>(
@@ -187,7 +160,7 @@ describe('a move through the agents’ routes', () => {
   });
 
   it('moves and rebalances are admin routes; bad names, counts and selectors change nothing', async () => {
-    const s = await server();
+    const s = await podAuthServer();
     await allocate(s.url, 'a', 2);
     expect(
       (await http(s.url, 'POST', '/v1/moves', { from: 'a', to: 'b', count: 1 }, as('a'))).body.error
