@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { type AllocationBody, http } from '../helpers.js';
 import { interchangeFor } from '../support/interchange.js';
-import { admin, as, podAuthServer, ROOT } from '../support/pod-auth-server.js';
+import { admin, as, podAuthServer, ROOT, reportDeleted } from '../support/pod-auth-server.js';
 
 interface Assignment {
   keys: Array<{ pubkey: string; secretKey?: string; leaving?: unknown }>;
@@ -105,16 +105,7 @@ describe('assignment and pod incarnations', () => {
       admin,
     );
     const x = move.body.keys[0] ?? '';
-    const report = await http<{ keys: Array<{ outcome: string }> }>(
-      s.url,
-      'POST',
-      '/v1/pods/b/removals',
-      {
-        keys: [{ pubkey: x, status: 'deleted' }],
-        slashing_protection: JSON.stringify(interchangeFor(ROOT, [x])),
-      },
-      as('b', 'ub'),
-    );
+    const report = await reportDeleted(s.url, 'b', x, as('b', 'ub'));
     expect(report.body.keys[0]?.outcome).toBe('moved');
     const view = await http<Assignment>(
       s.url,

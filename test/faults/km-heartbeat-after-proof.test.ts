@@ -5,7 +5,14 @@
 import { describe, expect, it } from 'vitest';
 import { http } from '../helpers.js';
 import { interchangeFor } from '../support/interchange.js';
-import { admin, allocate, as, podAuthServer, ROOT } from '../support/pod-auth-server.js';
+import {
+  admin,
+  allocate,
+  as,
+  podAuthServer,
+  ROOT,
+  reportDeleted,
+} from '../support/pod-auth-server.js';
 
 describe('a heartbeat that contradicts a removal proof', () => {
   it('the old pod says its VC still runs a key it reported deleted: the key is not left to the new pod unflagged', async () => {
@@ -20,16 +27,7 @@ describe('a heartbeat that contradicts a removal proof', () => {
       admin,
     );
     const x = move.body.keys[0] ?? '';
-    const report = await http<{ keys: Array<{ outcome: string }> }>(
-      s.url,
-      'POST',
-      '/v1/pods/a/removals',
-      {
-        keys: [{ pubkey: x, status: 'deleted' }],
-        slashing_protection: JSON.stringify(interchangeFor(ROOT, [x])),
-      },
-      as('a'),
-    );
+    const report = await reportDeleted(s.url, 'a', x, as('a'));
     expect(report.body.keys[0]?.outcome).toBe('moved');
     // a's agent, one pass later: its VC's GET /eth/v1/keystores still lists x.
     const beat = await http<Record<string, unknown>>(
@@ -77,16 +75,7 @@ describe('a heartbeat that contradicts a removal proof', () => {
     const x = a[1] ?? '';
     const put = await http(s.url, 'PUT', '/v1/pods/a/keys', { count: 1 }, admin);
     expect(put.status).toBe(200);
-    const report = await http<{ keys: Array<{ outcome: string }> }>(
-      s.url,
-      'POST',
-      '/v1/pods/a/removals',
-      {
-        keys: [{ pubkey: x, status: 'deleted' }],
-        slashing_protection: JSON.stringify(interchangeFor(ROOT, [x])),
-      },
-      as('a'),
-    );
+    const report = await reportDeleted(s.url, 'a', x, as('a'));
     expect(report.body.keys[0]?.outcome).toBe('freed');
     const beat = await http<{ conflicts: string[] }>(
       s.url,

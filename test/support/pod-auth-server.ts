@@ -6,6 +6,7 @@ import { expect } from 'vitest';
 import type { TokenReviewer } from '../../src/kube/token-review.js';
 import { Auth } from '../../src/server/auth.js';
 import { type AllocationBody, http, startTestServer } from '../helpers.js';
+import { interchangeFor } from './interchange.js';
 
 export const ADMIN = 'a'.repeat(64);
 export const admin = { authorization: `Bearer ${ADMIN}` };
@@ -39,4 +40,23 @@ export async function allocate(url: string, pod: string, count: number): Promise
   const res = await http<AllocationBody>(url, 'POST', `/v1/pods/${pod}/keys`, { count }, as(pod));
   expect(res.status).toBe(200);
   return res.body.keys.map((k) => k.pubkey);
+}
+
+/** `pod`'s agent reports that its VC deleted `pubkey`, with the key's slashing history. */
+export function reportDeleted(
+  url: string,
+  pod: string,
+  pubkey: string,
+  headers: Record<string, string> = as(pod),
+) {
+  return http<{ keys: Array<{ outcome: string }> }>(
+    url,
+    'POST',
+    `/v1/pods/${pod}/removals`,
+    {
+      keys: [{ pubkey, status: 'deleted' }],
+      slashing_protection: JSON.stringify(interchangeFor(ROOT, [pubkey])),
+    },
+    headers,
+  );
 }
