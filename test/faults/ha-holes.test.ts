@@ -13,34 +13,14 @@ import { type KeySource, randomKeySource } from '../../src/keys/source.js';
 import { checkStore } from '../../src/store/check.js';
 import { PgStore } from '../../src/store/pg/pg-store.js';
 import { FakeClock, MINUTE, onCleanup, testKek, until } from '../helpers.js';
-import { newDatabase } from '../support/pg-databases.js';
-import { findPostgres, usePostgres } from '../support/postgres.js';
+import { findPostgres } from '../support/postgres.js';
+import { useSharedServers } from '../support/shared-pg-servers.js';
 
 const bins = await findPostgres();
-const FAST = { campaignMs: 100, pingMs: 100, pingTimeoutMs: 1_000 };
 const REUSE_DELAY = 10 * MINUTE;
 
 describe.skipIf(bins === undefined)('several servers on one database: holes', () => {
-  const server = bins ? usePostgres(bins) : () => undefined;
-  let made = 0;
-  /** A new, empty database on the cluster (test/support/pg-databases.ts); its URL. */
-  const freshDatabase = (): Promise<string> => {
-    const cluster = server();
-    if (!cluster) throw new Error('PostgreSQL is not started');
-    return newDatabase(cluster, `pkm_ha_holes_${++made}`);
-  };
-
-  async function openServer(url: string): Promise<PgStore> {
-    const store = await PgStore.open(url, {
-      kek: testKek,
-      poolSize: 4,
-      leaderTimes: FAST,
-      lanes: true,
-      presence: 'server',
-    });
-    onCleanup(() => store.close());
-    return store;
-  }
+  const { freshDatabase, openServer } = useSharedServers(bins, 'pkm_ha_holes');
 
   function allocatorOver(
     store: PgStore,

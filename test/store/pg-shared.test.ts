@@ -13,22 +13,14 @@ import { PgStore } from '../../src/store/pg/pg-store.js';
 import { PRESENCE_LOCK } from '../../src/store/pg/presence.js';
 import { FakeClock, onCleanup, testKek, until } from '../helpers.js';
 import { mnemonic } from '../support/allocator.js';
-import { newDatabase } from '../support/pg-databases.js';
-import { findPostgres, usePostgres } from '../support/postgres.js';
+import { findPostgres } from '../support/postgres.js';
+import { useSharedServers } from '../support/shared-pg-servers.js';
 import { freeKey, pod } from './conformance-support.js';
 
 const bins = await findPostgres();
-const FAST = { campaignMs: 100, pingMs: 100, pingTimeoutMs: 1_000 };
 
 describe.skipIf(bins === undefined)('several servers on one PostgreSQL database', () => {
-  const server = bins ? usePostgres(bins) : () => undefined;
-  let made = 0;
-  /** A new, empty database on the cluster (test/support/pg-databases.ts); its URL. */
-  const freshDatabase = (): Promise<string> => {
-    const cluster = server();
-    if (!cluster) throw new Error('PostgreSQL is not started');
-    return newDatabase(cluster, `pkm_shared_${++made}`);
-  };
+  const { freshDatabase, openServer } = useSharedServers(bins, 'pkm_shared');
 
   async function adminQuery(url: string, sql: string, params: unknown[] = []) {
     const admin = new pg.Client({ connectionString: url });
@@ -38,18 +30,6 @@ describe.skipIf(bins === undefined)('several servers on one PostgreSQL database'
     } finally {
       await admin.end();
     }
-  }
-
-  async function openServer(url: string): Promise<PgStore> {
-    const store = await PgStore.open(url, {
-      kek: testKek,
-      poolSize: 4,
-      leaderTimes: FAST,
-      lanes: true,
-      presence: 'server',
-    });
-    onCleanup(() => store.close());
-    return store;
   }
 
   function allocatorOver(store: PgStore, clock: FakeClock, indexed: boolean): Allocator {
