@@ -26,12 +26,12 @@ export class IndexWindow {
    * with the same string is much cheaper than with a new slice of it each time.
    */
   private readonly pubkeys = new Map<string, string>();
-  /** Per refill under way: the batches applied since its read started, to apply again. */
-  private readonly replays = new Set<Array<readonly [readonly string[], readonly string[]]>>();
 
   constructor(
     private readonly sub: KeyRange,
     private readonly size: number,
+    /** A counter bumped by every commit, to drop a refill that raced one. */
+    private readonly commitCount: () => number,
     /** Runs after each refill with the keys read (the store prefetches their records). */
     private readonly onRefill: (keys: readonly string[]) => Promise<void>,
   ) {}
@@ -63,12 +63,6 @@ export class IndexWindow {
 
   /** Called by the store after a batch has been written. */
   apply(deleted: readonly string[], inserted: readonly string[]): void {
-    for (const log of this.replays) log.push([deleted, inserted]);
-    if (this.edge === undefined) return;
-    this.applyTo(deleted, inserted);
-  }
-
-  private applyTo(deleted: readonly string[], inserted: readonly string[]): void {
     if (this.edge === undefined) return;
     for (const key of deleted) {
       const i = this.position(key);
@@ -105,35 +99,23 @@ export class IndexWindow {
     return lte !== undefined && this.edge >= lte ? out : undefined;
   }
 
-  /**
-   * Reads the head of the index again. Batches applied while the read runs (a read outside a
-   * group, or one the store's other work started) are applied again to what it read:
-   * applying a batch twice changes nothing, so a read that saw one ends the same as one that
-   * did not. Only keys above the new edge may be missing then, and a later refill reads them.
-   */
   private async refill(limit: number): Promise<void> {
-    const log: Array<readonly [readonly string[], readonly string[]]> = [];
-    this.replays.add(log);
-    let keys: string[];
-    try {
-      // Start at the lowest live key we know of, or past the edge: either skips tombstones.
-      const first = this.keys[0];
-      const from =
-        first !== undefined
-          ? { gte: first }
-          : this.edge !== undefined && this.edge !== ''
-            ? { gt: this.edge }
-            : {};
-      keys = await this.sub.keys({ limit, ...from }).all();
-    } finally {
-      this.replays.delete(log);
-    }
+    const seen = this.commitCount();
+    // Start at the lowest live key we know of, or past the edge: either skips the tombstones.
+    const first = this.keys[0];
+    const from =
+      first !== undefined
+        ? { gte: first }
+        : this.edge !== undefined && this.edge !== ''
+          ? { gt: this.edge }
+          : {};
+    const keys = await this.sub.keys({ limit, ...from }).all();
+    await this.onRefill(keys);
+    if (seen !== this.commitCount()) return;
     this.keys = keys;
     this.pubkeys.clear();
     this.edge = keys.at(-1) ?? this.edge ?? '';
     this.complete = keys.length < limit;
-    for (const [deleted, inserted] of log) this.applyTo(deleted, inserted);
-    await this.onRefill(this.keys);
   }
 
   private pubkeyOf(key: string): string {

@@ -128,7 +128,13 @@ export class Store implements StoreContract {
     this.podCache = new RecordCache(POD_CACHE_SIZE);
     this.keyCache = new RecordCache(KEY_CACHE_SIZE);
     // A refilled window prefetches its records: the next allocations then read nothing.
-    const window = (sub: Sub) => new IndexWindow(sub, WINDOW_SIZE, (keys) => this.prefetch(keys));
+    const window = (sub: Sub) =>
+      new IndexWindow(
+        sub,
+        WINDOW_SIZE,
+        () => this.commits,
+        (keys) => this.prefetch(keys),
+      );
     this.windows = new Map([
       [this.freeB, window(this.freeB)],
       [this.coolingB, window(this.coolingB)],
