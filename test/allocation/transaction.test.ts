@@ -84,9 +84,10 @@ eachBackend((backend) => {
       expect(new Set(states)).toEqual(new Set(['allocated']));
     });
 
-    it.runIf(backend.name === 'PostgreSQL')(
-      'a read its group keeps, overtaken by another server, fails the group’s commit whole',
-      async () => {
+    // Only a store several servers share can be overtaken: declared for PostgreSQL alone, so
+    // LevelDB's run reports no skipped test (issue 17, point 3).
+    if (backend.name === 'PostgreSQL')
+      it('a read its group keeps, overtaken by another server, fails the group’s commit whole', async () => {
         const place = await backend.place();
         const a = await place.open();
         const b = await place.open();
@@ -106,8 +107,7 @@ eachBackend((backend) => {
         // The group runs again in a new transaction, on fresh reads: another key.
         const [next] = await new Transaction(a).oldest('unallocated', 1);
         expect(next?.pubkey).not.toBe(first?.pubkey);
-      },
-    );
+      });
 
     it('takes back a rolled-back operation whole, and keeps the ones kept before it', async () => {
       const { store, keys } = await seeded(backend, 2);
