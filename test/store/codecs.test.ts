@@ -218,3 +218,91 @@ describe('store codecs round-trip', () => {
     );
   });
 });
+
+describe('what a write refuses (the read refuses it too)', () => {
+  type Loose = Record<string, unknown>;
+  const event = (over: Loose) => ({ at: 1, event: 'created', ...over });
+  /** Ways a key record can break: each one a change of a valid record. */
+  const keyBreaks: ReadonlyArray<readonly [string, (r: KeyRecord) => Loose]> = [
+    ['a NaN since', (r) => ({ ...r, since: Number.NaN })],
+    ['a negative since', (r) => ({ ...r, since: -1 })],
+    ['a fractional createdAt', (r) => ({ ...r, createdAt: 1.5 })],
+    ['a fractional heldUntil', (r) => ({ ...r, heldUntil: 2.5 })],
+    ['an unknown state', (r) => ({ ...r, state: 'bogus' })],
+    ['an unknown stop', (r) => ({ ...r, state: 'cooling', pod: 'p', stop: 'later' })],
+    ['an upper-case pubkey', (r) => ({ ...r, pubkey: r.pubkey.toUpperCase() })],
+    ['a short pubkey', (r) => ({ ...r, pubkey: '0x1234' })],
+    ['an empty pod name', (r) => ({ ...r, state: 'allocated', pod: '' })],
+    ['an unknown field', (r) => ({ ...r, owner: 'x' })],
+    [
+      'a history over the limit',
+      (r) => ({ ...r, history: Array.from({ length: HISTORY_LIMIT + 1 }, () => event({})) }),
+    ],
+    ['an event at a negative time', (r) => ({ ...r, history: [event({ at: -1 })] })],
+    ['an unknown event', (r) => ({ ...r, history: [event({ event: 'teleported' })] })],
+    ['an event with an unknown field', (r) => ({ ...r, history: [event({ by: 'x' })] })],
+    ['a secret of no algorithm', (r) => ({ ...r, secret: { alg: '', data: 'ab' } })],
+    ['a secret with an unknown field', (r) => ({ ...r, secret: { alg: 'hex', data: 'ab', x: 1 } })],
+    ['malformed deposit data', (r) => ({ ...r, deposit: { amount: 1 } })],
+    ['a negative protected slot', (r) => ({ ...r, protection: { lastBlockSlot: -3 } })],
+    ['a leaving time that is not one', (r) => ({ ...r, leaving: { since: Number.NaN } })],
+    ['an allocated key of no pod', (r) => ({ ...r, state: 'allocated', pod: undefined })],
+  ];
+
+  it.each(keyBreaks)('a key record with %s', (_, breakIt) => {
+    fc.assert(
+      fc.property(keyRecord, (valid) => {
+        const broken = breakIt(valid) as KeyRecord;
+        expect(() => keyRecordCodec.encode(broken)).toThrow(/refusing to write an invalid key/);
+        expect(() => keyRecordCodec.decode(JSON.stringify(broken))).toThrow(
+          expect.objectContaining({ code: 'STORE_CORRUPT' }),
+        );
+      }),
+      { numRuns: 25 },
+    );
+  });
+
+  const podBreaks: ReadonlyArray<readonly [string, (p: PodRecord) => Loose]> = [
+    ['a key that is no pubkey', (p) => ({ ...p, keys: [...p.keys, '0xabc'] })],
+    ['a cooling key that is no pubkey', (p) => ({ ...p, cooling: ['nope'] })],
+    ['a NaN since', (p) => ({ ...p, since: Number.NaN })],
+    [
+      'too many past UIDs',
+      (p) => ({ ...p, pastUids: Array.from({ length: 9 }, (_, i) => `u${i}`) }),
+    ],
+    ['an unknown field', (p) => ({ ...p, holder: 'x' })],
+  ];
+
+  it.each(podBreaks)('a pod record with %s', (_, breakIt) => {
+    fc.assert(
+      fc.property(podRecord, (valid) => {
+        const broken = breakIt(valid) as PodRecord;
+        expect(() => podRecordCodec.encode(broken)).toThrow(/refusing to write an invalid pod/);
+        expect(() => podRecordCodec.decode(JSON.stringify(broken))).toThrow(
+          expect.objectContaining({ code: 'STORE_CORRUPT' }),
+        );
+      }),
+      { numRuns: 25 },
+    );
+  });
+
+  const eventBreaks: ReadonlyArray<readonly [string, (e: AuditEvent) => Loose]> = [
+    ['a negative sequence number', (e) => ({ ...e, seq: -1 })],
+    ['a NaN time', (e) => ({ ...e, at: Number.NaN })],
+    ['an unknown type', (e) => ({ ...e, type: 'bogus' })],
+    ['an unknown field', (e) => ({ ...e, by: 'x' })],
+  ];
+
+  it.each(eventBreaks)('an audit event with %s', (_, breakIt) => {
+    fc.assert(
+      fc.property(auditEvent, (valid) => {
+        const broken = breakIt(valid) as AuditEvent;
+        expect(() => encodeEvent(broken)).toThrow(/refusing to write an invalid audit event/);
+        expect(() => decodeEvent(JSON.stringify(broken))).toThrow(
+          expect.objectContaining({ code: 'STORE_CORRUPT' }),
+        );
+      }),
+      { numRuns: 25 },
+    );
+  });
+});

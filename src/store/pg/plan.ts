@@ -75,7 +75,7 @@ export function planChange(change: Change, nextKeyIndex: number): Plan {
       throw new PkmError('INTERNAL', 'a key change must keep its pubkey');
     const record = keyRecordCodec.encode(after);
     if (!keyBefores.has(after.pubkey))
-      keyBefores.set(after.pubkey, before && keyRecordCodec.encode(before));
+      keyBefores.set(after.pubkey, before && keyRecordCodec.canonical(before));
     keys.set(after.pubkey, {
       pubkey: after.pubkey,
       record,
@@ -95,7 +95,7 @@ export function planChange(change: Change, nextKeyIndex: number): Plan {
   const pods = new Map<string, string | undefined>();
   for (const { name, before, after } of change.pods) {
     pods.set(name, after === undefined ? undefined : podRecordCodec.encode(after));
-    if (!podBefores.has(name)) podBefores.set(name, before && podRecordCodec.encode(before));
+    if (!podBefores.has(name)) podBefores.set(name, before && podRecordCodec.canonical(before));
     delta.pods += Number((after?.keys.length ?? 0) > 0) - Number((before?.keys.length ?? 0) > 0);
   }
   const next = change.nextKeyIndex;

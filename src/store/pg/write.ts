@@ -251,17 +251,17 @@ function checkSeen(plan: Plan, basis: Basis, seen: Seen, now: Written): void {
     if (!own && Number(seen.meta.get(pause) ?? 0) > basis.now)
       throw new StoreConflict('the derivation pause (a search for reported keys)', now);
   }
-  // Compared as the codec writes them: the stored text may be of an older writer's spelling.
+  // Compared in one spelling (the codec's canonical): the stored text may be of another writer's.
   for (const [name, before] of plan.keyBefores) {
     const text = seen.keys.get(name);
     const stored =
-      text === undefined ? undefined : keyRecordCodec.encode(keyRecordCodec.decode(text));
+      text === undefined ? undefined : keyRecordCodec.canonical(keyRecordCodec.decode(text));
     if (stored !== before) throw new StoreConflict(`key ${name}`, now);
   }
   for (const [name, before] of plan.podBefores) {
     const text = seen.pods.get(name);
     const stored =
-      text === undefined ? undefined : podRecordCodec.encode(podRecordCodec.decode(text));
+      text === undefined ? undefined : podRecordCodec.canonical(podRecordCodec.decode(text));
     if (stored !== before) throw new StoreConflict(`pod ${name}`, now);
   }
   for (const [key, before] of plan.metaBefores)
