@@ -3,7 +3,7 @@
 // the order things happened in.
 import { z } from 'zod';
 import { PkmError } from '../errors.js';
-import { isCount, writeChecker } from './records.js';
+import { isCount, isList, isOptional, isString, writeChecker } from './records.js';
 
 export const AuditEvent = z
   .object({
@@ -60,7 +60,9 @@ const EVENT_TYPES: ReadonlySet<string> = new Set(AuditEvent.shape.type.options);
 const checkEvent = writeChecker('audit event', AuditEvent, (e: AuditEvent) => {
   if (!isCount(e.seq) || !isCount(e.at)) return 'seq or at is not a whole number';
   if (!EVENT_TYPES.has(e.type)) return 'an unknown type';
-  for (const pk of e.pubkeys) if (typeof pk !== 'string') return 'a pubkey is not a string';
+  if (!isList(e.pubkeys, isString)) return 'pubkeys is not a list of strings';
+  if (!isOptional(e.pod, isString) || !isOptional(e.detail, isString))
+    return 'the pod or the detail is not a string';
   return undefined;
 });
 

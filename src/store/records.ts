@@ -231,6 +231,16 @@ export function totalKeys(c: Counts): number {
 /** A whole number of ms since the epoch (or of anything counted). */
 export const isCount = (n: unknown): boolean => Number.isSafeInteger(n) && (n as number) >= 0;
 const isPubkey = (pk: unknown): boolean => typeof pk === 'string' && PUBKEY.test(pk);
+export const isString = (v: unknown): v is string => typeof v === 'string';
+const isName = (v: unknown): boolean => v === undefined || (typeof v === 'string' && v !== '');
+/** Absent (undefined), or passing `check`. */
+export function isOptional<T>(v: T | undefined, check: (v: T) => boolean): boolean {
+  return v === undefined || check(v);
+}
+/** An array whose every item passes `check`. */
+export function isList(v: unknown, check: (item: unknown) => boolean): boolean {
+  return Array.isArray(v) && v.every(check);
+}
 
 function fieldNames(schema: { readonly shape: object }): ReadonlySet<string> {
   return new Set(Object.keys(schema.shape));
@@ -258,10 +268,18 @@ function keyRecordProblem(r: KeyRecord): string | undefined {
     (r.heldUntil !== undefined && !isCount(r.heldUntil))
   )
     return 'a time is not a whole number of ms';
-  if (r.pod === '' || r.uid === '') return 'an empty pod name or UID';
-  if (r.history.length > HISTORY_LIMIT) return `more than ${HISTORY_LIMIT} history events`;
+  if (!isName(r.pod) || !isName(r.uid)) return 'a pod name or UID is not a non-empty string';
+  if (!isOptional(r.path, isString) || !isOptional(r.depositError, isString))
+    return 'a path or deposit error is not a string';
+  if (!Array.isArray(r.history) || r.history.length > HISTORY_LIMIT)
+    return `the history is not a list of at most ${HISTORY_LIMIT} events`;
   for (const e of r.history)
-    if (!isCount(e.at) || !KEY_EVENTS.has(e.event) || hasUnknownField(e, KEY_EVENT_FIELDS))
+    if (
+      !isCount(e.at) ||
+      !KEY_EVENTS.has(e.event) ||
+      !isOptional(e.pod, isString) ||
+      hasUnknownField(e, KEY_EVENT_FIELDS)
+    )
       return 'an invalid history event';
   const secret = r.secret;
   if (
@@ -281,19 +299,28 @@ function keyRecordProblem(r: KeyRecord): string | undefined {
     r.settings !== undefined ||
     r.leaving !== undefined ||
     r.conflictPods !== undefined;
+  // Checked as written: JSON, not the objects (a Date would pass as an object, and be written
+  // as its toJSON string).
   if (carriesSome)
-    for (const field of CARRIED)
-      if (r[field] !== undefined && !KeyRecordFields.shape[field].safeParse(r[field]).success)
-        return `${field} is malformed`;
+    for (const field of CARRIED) {
+      const value = r[field];
+      if (value === undefined) continue;
+      const written: unknown = JSON.parse(JSON.stringify(value));
+      if (!KeyRecordFields.shape[field].safeParse(written).success) return `${field} is malformed`;
+    }
   for (const [holds, why] of KEY_RECORD_RULES) if (!holds(r)) return why;
   return undefined;
 }
 
 function podRecordProblem(p: PodRecord): string | undefined {
-  for (const list of [p.keys, p.cooling, p.reported ?? []])
-    for (const pk of list) if (!isPubkey(pk)) return 'a listed key is not a pubkey';
+  if (!isList(p.keys, isPubkey) || !isList(p.cooling, isPubkey))
+    return 'keys or cooling is not a list of pubkeys';
+  if (!isOptional(p.reported, (r) => isList(r, isPubkey)))
+    return 'reported is not a list of pubkeys';
   if (!isCount(p.since)) return 'since is not a whole number of ms';
-  if ((p.pastUids?.length ?? 0) > MAX_PAST_UIDS) return `more than ${MAX_PAST_UIDS} past UIDs`;
+  if (!isOptional(p.uid, isString)) return 'the UID is not a string';
+  if (!isOptional(p.pastUids, (u) => isList(u, isString) && u.length <= MAX_PAST_UIDS))
+    return `pastUids is not a list of at most ${MAX_PAST_UIDS} strings`;
   return undefined;
 }
 
@@ -341,7 +368,9 @@ function codec<T>(name: string, schema: z.ZodType<T>, check: (value: T) => void)
      */
     canonical(value: T): string {
       const checked = schema.safeParse(value);
-      return JSON.stringify(checked.success ? checked.data : value);
+      if (!checked.success)
+        throw new PkmError('INTERNAL', `a ${name} as read is not valid: ${checked.error.message}`);
+      return JSON.stringify(checked.data);
     },
     decode(text: string): T {
       let raw: unknown;

@@ -247,6 +247,12 @@ describe('what a write refuses (the read refuses it too)', () => {
     ['a negative protected slot', (r) => ({ ...r, protection: { lastBlockSlot: -3 } })],
     ['a leaving time that is not one', (r) => ({ ...r, leaving: { since: Number.NaN } })],
     ['an allocated key of no pod', (r) => ({ ...r, state: 'allocated', pod: undefined })],
+    ['a pod name that is a number', (r) => ({ ...r, state: 'allocated', pod: 7 })],
+    ['a path that is a number', (r) => ({ ...r, path: 7 })],
+    ['a deposit error that is not a string', (r) => ({ ...r, depositError: {} })],
+    ['a history that is a string', (r) => ({ ...r, history: '' })],
+    ['an event of a pod that is a number', (r) => ({ ...r, history: [event({ pod: 5 })] })],
+    ['protection that is a Date', (r) => ({ ...r, protection: new Date(0) })],
   ];
 
   it.each(keyBreaks)('a key record with %s', (_, breakIt) => {
@@ -271,6 +277,10 @@ describe('what a write refuses (the read refuses it too)', () => {
       (p) => ({ ...p, pastUids: Array.from({ length: 9 }, (_, i) => `u${i}`) }),
     ],
     ['an unknown field', (p) => ({ ...p, holder: 'x' })],
+    ['keys that are a string', (p) => ({ ...p, keys: '' })],
+    ['reported keys that are null', (p) => ({ ...p, reported: null })],
+    ['past UIDs that are a string', (p) => ({ ...p, pastUids: 'x' })],
+    ['a UID that is a number', (p) => ({ ...p, uid: 5 })],
   ];
 
   it.each(podBreaks)('a pod record with %s', (_, breakIt) => {
@@ -291,6 +301,9 @@ describe('what a write refuses (the read refuses it too)', () => {
     ['a NaN time', (e) => ({ ...e, at: Number.NaN })],
     ['an unknown type', (e) => ({ ...e, type: 'bogus' })],
     ['an unknown field', (e) => ({ ...e, by: 'x' })],
+    ['pubkeys that are a string', (e) => ({ ...e, pubkeys: 'abc' })],
+    ['a pod that is a number', (e) => ({ ...e, pod: 5 })],
+    ['a detail that is not a string', (e) => ({ ...e, detail: ['x'] })],
   ];
 
   it.each(eventBreaks)('an audit event with %s', (_, breakIt) => {
@@ -303,6 +316,21 @@ describe('what a write refuses (the read refuses it too)', () => {
         );
       }),
       { numRuns: 25 },
+    );
+  });
+});
+
+describe('the canonical spelling (PostgreSQL compares before-images in it)', () => {
+  it('is the same for the same record in any field order, and refuses an invalid one', () => {
+    fc.assert(
+      fc.property(keyRecord, (r) => {
+        const reversed = Object.fromEntries(Object.entries(r).reverse()) as KeyRecord;
+        expect(keyRecordCodec.canonical(reversed)).toBe(keyRecordCodec.canonical(r));
+        expect(() => keyRecordCodec.canonical({ ...r, since: -1 })).toThrow(
+          expect.objectContaining({ code: 'INTERNAL' }),
+        );
+      }),
+      { numRuns: 50 },
     );
   });
 });
