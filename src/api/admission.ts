@@ -7,7 +7,11 @@ const Meta = z
   .object({
     name: z.string().optional(),
     namespace: z.string().optional(),
-    uid: z.string().optional(),
+    // An empty UID is no UID: a record keeps a UID of one character at least (records.ts).
+    uid: z
+      .string()
+      .optional()
+      .transform((uid) => uid || undefined),
   })
   .passthrough();
 /** meta.k8s.io/v1 DeleteOptions, as the review's `options` carries them for a DELETE. */

@@ -73,7 +73,8 @@ export function podFromReview(review: ReviewAnswer, audience: string): Omit<PodT
     );
   return {
     pod: podIdentity(parseNamespace(namespace), parsePodName(name)),
-    uid: status.user?.extra?.[POD_UID]?.[0],
+    // An empty UID is no UID: a record keeps a UID of one character at least (records.ts).
+    uid: status.user?.extra?.[POD_UID]?.[0] || undefined,
   };
 }
 

@@ -12,6 +12,7 @@ import { ProbeAnswer } from '../../src/api/probe.js';
 import { StatusAnswer } from '../../src/api/status.js';
 import { ERROR_CODES, PkmError } from '../../src/errors.js';
 import { openApiDocument } from '../../src/server/openapi.js';
+import { review } from '../support/review.js';
 
 const pubkey = `0x${'ab'.repeat(48)}`;
 const root = `0x${'00'.repeat(32)}`;
@@ -103,6 +104,15 @@ const SAMPLES: Array<[string, { parse(v: unknown): unknown }, unknown]> = [
 describe('api/ schemas', () => {
   it.each(SAMPLES)('a valid %s parses and serializes back unchanged', (_name, schema, value) => {
     expect(JSON.parse(JSON.stringify(schema.parse(value)))).toEqual(value);
+  });
+
+  it("an admission review's empty pod UID reads as none (a record keeps one of a character)", () => {
+    const sent = review({ uid: '' });
+    const parsed = AdmissionReview.parse(sent);
+    expect(parsed.request.oldObject?.metadata?.uid).toBeUndefined();
+    expect(AdmissionReview.parse(review({ uid: 'u-2' })).request.oldObject?.metadata?.uid).toBe(
+      'u-2',
+    );
   });
 
   it('bodies stay strict: an extra field is refused', () => {

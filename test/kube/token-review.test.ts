@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { KubeConfig } from '@kubernetes/client-node';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { KubeTokenReviewer, tokenExpiry } from '../../src/kube/token-review.js';
+import { KubeTokenReviewer, podFromReview, tokenExpiry } from '../../src/kube/token-review.js';
 import { FakeClock, tempDir } from '../helpers.js';
 import { makeCert } from '../support/certs.js';
 import { FakeKubeApi } from './fake-api.js';
@@ -62,5 +62,24 @@ describe('KubeTokenReviewer', () => {
     const all = await Promise.all([...inFlight, next]);
     expect(all.map((x) => x.pod)).toEqual([...tokens.map((_, i) => `v-${i}`), 'v-late']);
     expect(api.reviews).toBe(21);
+  });
+});
+
+describe('podFromReview', () => {
+  it('takes an empty pod UID for none (a record keeps a UID of one character at least)', () => {
+    const review = (uid: string) => ({
+      status: {
+        authenticated: true,
+        user: {
+          username: 'system:serviceaccount:validators:default',
+          extra: {
+            'authentication.kubernetes.io/pod-name': ['node-1'],
+            'authentication.kubernetes.io/pod-uid': [uid],
+          },
+        },
+      },
+    });
+    expect(podFromReview(review(''), 'pkm').uid).toBeUndefined();
+    expect(podFromReview(review('u-1'), 'pkm')).toEqual({ pod: 'validators/node-1', uid: 'u-1' });
   });
 });
