@@ -3,7 +3,7 @@
 // the order things happened in.
 import { z } from 'zod';
 import { PkmError } from '../errors.js';
-import { isCount, isList, isOptional, isString, writeChecker } from './records.js';
+import { isCount, isList, isOptional, isString, writeChecker } from './write-check.js';
 
 export const AuditEvent = z
   .object({

@@ -6,6 +6,15 @@ import { StoredState } from '../api/key-state.js';
 import { PUBKEY } from '../api/pubkey.js';
 import { DepositRecord } from '../deposit/deposit-data.js';
 import { PkmError } from '../errors.js';
+import {
+  fieldNames,
+  hasUnknownField,
+  isCount,
+  isList,
+  isOptional,
+  isString,
+  writeChecker,
+} from './write-check.js';
 
 /**
  * How a cooling key's last holder stopped (DESIGN.md "Safety rules"):
@@ -228,23 +237,9 @@ export function totalKeys(c: Counts): number {
 // across fields. The whole schema at every write cost an allocation more main-thread CPU than
 // anything else the floor does not do: 100-140 us of 560-740 (issue 17, point 4).
 
-/** A whole number of ms since the epoch (or of anything counted). */
-export const isCount = (n: unknown): boolean => Number.isSafeInteger(n) && (n as number) >= 0;
 const isPubkey = (pk: unknown): boolean => typeof pk === 'string' && PUBKEY.test(pk);
-export const isString = (v: unknown): v is string => typeof v === 'string';
 const isName = (v: unknown): boolean => v === undefined || (typeof v === 'string' && v !== '');
-/** Absent (undefined), or passing `check`. */
-export function isOptional<T>(v: T | undefined, check: (v: T) => boolean): boolean {
-  return v === undefined || check(v);
-}
-/** An array whose every item passes `check`. */
-export function isList(v: unknown, check: (item: unknown) => boolean): boolean {
-  return Array.isArray(v) && v.every(check);
-}
 
-function fieldNames(schema: { readonly shape: object }): ReadonlySet<string> {
-  return new Set(Object.keys(schema.shape));
-}
 const STATES: ReadonlySet<string> = new Set(StoredState.options);
 const STOPS: ReadonlySet<string> = new Set(CoolingStop.options);
 const KEY_EVENTS: ReadonlySet<string> = new Set(KeyEvent.shape.event.options);
@@ -322,26 +317,6 @@ function podRecordProblem(p: PodRecord): string | undefined {
   if (!isOptional(p.pastUids, (u) => isList(u, isString) && u.length <= MAX_PAST_UIDS))
     return `pastUids is not a list of at most ${MAX_PAST_UIDS} strings`;
   return undefined;
-}
-
-/** Whether `value` has a field that `known` does not hold. */
-function hasUnknownField(value: object, known: ReadonlySet<string>): boolean {
-  for (const field in value) if (!known.has(field)) return true;
-  return false;
-}
-
-/** A check to run before a write: no field the schema does not know, then `problem`. */
-export function writeChecker<T extends object>(
-  name: string,
-  schema: { readonly shape: object },
-  problem: (value: T) => string | undefined,
-): (value: T) => void {
-  const known = fieldNames(schema);
-  return (value) => {
-    const why = hasUnknownField(value, known) ? 'a field it does not know' : problem(value);
-    if (why !== undefined)
-      throw new PkmError('INTERNAL', `refusing to write an invalid ${name}: ${why}`);
-  };
 }
 
 /** Checks with the whole schema (records written seldom: the counters, once a batch). */
