@@ -13,6 +13,7 @@ import {
   isList,
   isOptional,
   isString,
+  readShortcut,
   writeChecker,
 } from './write-check.js';
 
@@ -228,14 +229,17 @@ export function totalKeys(c: Counts): number {
   return Object.values(byState).reduce((sum, n) => sum + n, 0);
 }
 
-// What a write checks. A record is checked against its whole schema where it comes in: read
-// from the store (decode) or received (the API's and the import's own schemas). A record this
-// server builds is typed, and its write checks what the types cannot say, and what keeps a
-// key in one state and one pod: no field the schema does not know (the read would refuse the
-// record), the pubkeys' form, the states, the times the indexes order keys by (a NaN `since`
-// would sort a cooling key first, as released long ago), the history's length, and the rules
-// across fields. The whole schema at every write cost an allocation more main-thread CPU than
-// anything else the floor does not do: 100-140 us of 560-740 (issue 17, point 4).
+// What a write checks. A record is checked against its whole schema where it comes in from
+// outside (the API's and the import's own schemas). A record this server builds is typed, and
+// its write checks what the types cannot say, and what keeps a key in one state and one pod:
+// no field the schema does not know (the read would refuse the record), the pubkeys' form,
+// the states, the times the indexes order keys by (a NaN `since` would sort a cooling key
+// first, as released long ago), the history's length, and the rules across fields. The whole
+// schema at every write cost an allocation more main-thread CPU than anything else the floor
+// does not do: 100-140 us of 560-740 (issue 17, point 4).
+// A read from the store runs the same checks on the parsed JSON (they check each field's type
+// too, so they are the schema's, field by field); only what they refuse goes to the whole
+// schema, for its answer and its message (write-check.ts's readShortcut).
 
 const isPubkey = (pk: unknown): boolean => typeof pk === 'string' && PUBKEY.test(pk);
 const isName = (v: unknown): boolean => v === undefined || (typeof v === 'string' && v !== '');
@@ -331,8 +335,18 @@ function schemaChecker<T>(name: string, schema: z.ZodType<T>): (value: T) => voi
   };
 }
 
-function codec<T>(name: string, schema: z.ZodType<T>, check: (value: T) => void) {
+function codec<T>(
+  name: string,
+  schema: z.ZodType<T>,
+  check: (value: T) => void,
+  /** What a read may take without the whole schema (write-check.ts's readShortcut). */
+  shortcut?: (raw: unknown) => raw is T,
+) {
   return {
+    /** Whether a read takes `raw` past the whole schema (exposed for the tests). */
+    readsPastSchema(raw: unknown): boolean {
+      return shortcut?.(raw) ?? false;
+    },
     encode(value: T): string {
       check(value);
       return JSON.stringify(value);
@@ -354,6 +368,9 @@ function codec<T>(name: string, schema: z.ZodType<T>, check: (value: T) => void)
       } catch (cause) {
         throw new PkmError('STORE_CORRUPT', `a stored ${name} is not JSON`, { cause });
       }
+      // The whole schema cost a cold read two thirds of its time, 4 reads an allocation from
+      // the pool (issue 17, point 4): what passes the write's checks needs no second look.
+      if (shortcut?.(raw)) return raw;
       const checked = schema.safeParse(raw);
       if (!checked.success) {
         throw new PkmError(
@@ -370,11 +387,13 @@ export const keyRecordCodec = codec(
   'key record',
   KeyRecord,
   writeChecker('key record', KeyRecordFields, keyRecordProblem),
+  readShortcut(KeyRecordFields, keyRecordProblem),
 );
 export const podRecordCodec = codec(
   'pod record',
   PodRecord,
   writeChecker('pod record', PodRecord, podRecordProblem),
+  readShortcut(PodRecord, podRecordProblem),
 );
 export const countsCodec = codec('counts record', Counts, schemaChecker('counts record', Counts));
 

@@ -41,3 +41,25 @@ export function writeChecker<T extends object>(
       throw new PkmError('INTERNAL', `refusing to write an invalid ${name}: ${why}`);
   };
 }
+
+/**
+ * A read's shortcut past the whole schema: whether a value parsed from JSON passes what a
+ * write checks. The write's checks are the schema's, field by field, so what passes them the
+ * schema accepts as it is (test/store/codecs.test.ts checks this over values broken at random).
+ * A value they refuse, or that is not shaped as the checks expect (they may throw on it), gets
+ * no answer here: the caller asks the schema, which says what is wrong.
+ */
+export function readShortcut<T extends object>(
+  schema: { readonly shape: object },
+  problem: (value: T) => string | undefined,
+): (raw: unknown) => raw is T {
+  const known = fieldNames(schema);
+  return (raw): raw is T => {
+    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return false;
+    try {
+      return !hasUnknownField(raw, known) && problem(raw as T) === undefined;
+    } catch {
+      return false;
+    }
+  };
+}

@@ -315,6 +315,102 @@ describe('what a write refuses (the read refuses it too)', () => {
   );
 });
 
+describe("a read's shortcut past the whole schema (write-check.ts's readShortcut)", () => {
+  type Json = unknown;
+  /** Every place in a JSON value: the path to each field and item, at any depth. */
+  function places(
+    value: Json,
+    at: ReadonlyArray<string | number> = [],
+  ): Array<Array<string | number>> {
+    if (typeof value !== 'object' || value === null) return [];
+    const children: Array<[string | number, Json]> = Array.isArray(value)
+      ? value.map((v, i): [number, Json] => [i, v])
+      : Object.entries(value);
+    return children.flatMap(([k, v]) => [[...at, k], ...places(v, [...at, k])]);
+  }
+  /** `value` with the place at `path` set to `to` (removed when `to` is undefined). */
+  function changed(value: Json, path: ReadonlyArray<string | number>, to: Json): Json {
+    const [head, ...rest] = path;
+    if (head === undefined) return to;
+    if (Array.isArray(value)) {
+      const copy = [...value];
+      if (rest.length === 0 && to === undefined) copy.splice(Number(head), 1);
+      else copy[Number(head)] = changed(copy[Number(head)], rest, to);
+      return copy;
+    }
+    const copy: Record<string, Json> = { ...(value as Record<string, Json>) };
+    if (rest.length === 0 && to === undefined) delete copy[head];
+    else copy[head] = changed(copy[head], rest, to);
+    return copy;
+  }
+  /** A valid value broken at one place, at random: a field or item replaced, removed or added. */
+  const brokenFrom = <T>(valid: fc.Arbitrary<T>) =>
+    fc
+      .tuple(
+        valid,
+        fc.nat(),
+        fc.oneof(fc.jsonValue(), fc.constant(undefined)),
+        fc.constantFrom('', 'extra'),
+      )
+      .map(([v, pick, to, extra]) => {
+        const json: Json = JSON.parse(JSON.stringify(v));
+        const all = places(json);
+        const path = all[pick % all.length] ?? [];
+        // An extra name beside the place: a new field (or item) rather than a changed one.
+        const at = extra === '' ? path : [...path.slice(0, -1), extra];
+        return changed(json, at, to);
+      });
+
+  const codecs = [
+    ['key records', keyRecordCodec, keyRecord],
+    ['pod records', podRecordCodec, podRecord],
+  ] as const;
+
+  it.each(codecs)('%s: every valid one is read past the schema, unchanged', (_, codec, valid) =>
+    fc.assert(
+      fc.property(valid, (v: unknown) => {
+        const text = JSON.stringify(v);
+        expect(codec.readsPastSchema(JSON.parse(text))).toBe(true);
+        expect(codec.decode(text)).toEqual(JSON.parse(text));
+      }),
+      RUNS,
+    ),
+  );
+
+  it.each(codecs)(
+    '%s: what it lets past, the schema accepts as it is; what it does not, the read refuses',
+    (_, codec, valid) => {
+      let past = 0;
+      let refused = 0;
+      fc.assert(
+        fc.property(brokenFrom<unknown>(valid), (broken) => {
+          const text = JSON.stringify(broken);
+          if (codec.readsPastSchema(JSON.parse(text))) {
+            past++;
+            // canonical() is the whole schema's output (it throws INTERNAL on what it refuses).
+            expect(JSON.parse(codec.canonical(broken as never))).toEqual(JSON.parse(text));
+          } else {
+            // What the shortcut leaves is either refused by the schema, or valid after all.
+            try {
+              codec.canonical(broken as never);
+            } catch (err) {
+              refused++;
+              expect(() => codec.decode(text)).toThrow(
+                expect.objectContaining({ code: 'STORE_CORRUPT' }),
+              );
+              expect(err).toMatchObject({ code: 'INTERNAL' });
+            }
+          }
+        }),
+        { numRuns: 3000 },
+      );
+      // Both sides were reached: the breaks are neither all harmless nor all fatal.
+      expect(past).toBeGreaterThan(100);
+      expect(refused).toBeGreaterThan(100);
+    },
+  );
+});
+
 describe('the canonical spelling (PostgreSQL compares before-images in it)', () => {
   it('is the same for the same record in any field order, and refuses an invalid one', () => {
     fc.assert(
