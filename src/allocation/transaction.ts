@@ -8,6 +8,7 @@ import type {
   Change,
   IndexEntry,
   KeyChange,
+  PassOver,
   PodChange,
   PoolIndex,
   PoolRecord,
@@ -45,9 +46,29 @@ interface PoolChunk {
   readonly complete: boolean;
 }
 
+/**
+ * The staged keys, counting those that leave (an operation undone): a pool read passes over
+ * them, and while none left, the store may start past those it passed over before
+ * (PassOver.removals).
+ */
+class StagedKeys extends Map<string, KeyChange> implements PassOver {
+  removals = 0;
+
+  override delete(pubkey: string): boolean {
+    const had = super.delete(pubkey);
+    if (had) this.removals++;
+    return had;
+  }
+
+  override clear(): void {
+    this.removals += this.size;
+    super.clear();
+  }
+}
+
 export class Transaction {
   /** By pubkey: the record as committed (before) and as staged now (after). */
-  private readonly keys = new Map<string, KeyChange>();
+  private readonly keys = new StagedKeys();
   /**
    * The staged records (of `keys`) in a pool's state, free or cooling: they join its index.
    * Kept as keys change, so a pool read need not look at every key the group staged.

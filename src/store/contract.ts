@@ -80,6 +80,12 @@ export interface Leadership {
 export interface PassOver {
   readonly size: number;
   has(pubkey: string): boolean;
+  /**
+   * How many pubkeys have left it so far, if it counts them. While the count stays the same it
+   * has only grown, so a store may remember which keys it passed over for it, and start its
+   * next read past them (index-window.ts).
+   */
+  readonly removals?: number;
 }
 
 /** The two indexes of keys not held by a pod. */

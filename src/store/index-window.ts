@@ -7,6 +7,7 @@
 // and every write passes through Store.commit(), which reports its index changes here.
 
 import { timeIndexPubkey } from './buckets.js';
+import type { PassOver } from './contract.js';
 
 /** The part of a LevelDB sublevel the window reads. */
 export interface KeyRange {
@@ -26,6 +27,22 @@ export class IndexWindow {
    * with the same string is much cheaper than with a new slice of it each time.
    */
   private readonly pubkeys = new Map<string, string>();
+  /** Bumped whenever `keys` changes: what was learnt of them holds while it stays. */
+  private version = 0;
+  /**
+   * How many keys at the front the last pass-over named, all of them: a group's requests each
+   * read the pool past the keys the requests before them took, and a scan from the front
+   * again for each was O(group^2) (issue 17, point 4). Held while the window and the
+   * pass-over (only grown: its removals unchanged) are as they were.
+   */
+  private passed:
+    | {
+        readonly over: PassOver;
+        readonly removals: number;
+        readonly version: number;
+        count: number;
+      }
+    | undefined;
 
   constructor(
     private readonly sub: KeyRange,
@@ -38,11 +55,15 @@ export class IndexWindow {
 
   /**
    * Up to `limit` lowest live keys, all at most `lte` when given, passing over (and not
-   * counting) those whose pubkey `skip` names.
+   * counting) those whose pubkey `passOver` names.
    */
-  async read(limit: number, lte?: string, skip?: (pubkey: string) => boolean): Promise<string[]> {
+  async read(limit: number, lte?: string, passOver?: PassOver): Promise<string[]> {
+    const skip =
+      passOver === undefined || passOver.size === 0
+        ? undefined
+        : (pubkey: string) => passOver.has(pubkey);
     for (let attempt = 0; attempt < 3; attempt++) {
-      const answer = this.fromMemory(limit, lte, skip);
+      const answer = this.fromMemory(limit, lte, skip, passOver);
       if (answer) return answer;
       // Twice as far each time: the keys passed over may fill what was read.
       await this.refill(Math.max(limit, this.size) * 2 ** attempt);
@@ -64,6 +85,7 @@ export class IndexWindow {
   /** Called by the store after a batch has been written. */
   apply(deleted: readonly string[], inserted: readonly string[]): void {
     if (this.edge === undefined) return;
+    this.version++;
     for (const key of deleted) {
       const i = this.position(key);
       if (this.keys[i] === key) this.keys.splice(i, 1);
@@ -87,13 +109,30 @@ export class IndexWindow {
     limit: number,
     lte: string | undefined,
     skip: ((pubkey: string) => boolean) | undefined,
+    passOver: PassOver | undefined,
   ): string[] | undefined {
     if (this.edge === undefined) return undefined;
     const out: string[] = [];
-    for (const key of this.keys) {
+    // The keys before `front` are all passed over: they add nothing to the answer, whatever
+    // `limit` and `lte` (the keys are sorted, so a bound below one of them is below the rest).
+    const memo = this.passed;
+    const removals = skip && passOver?.removals;
+    let front =
+      memo !== undefined &&
+      memo.over === passOver &&
+      memo.removals === removals &&
+      memo.version === this.version
+        ? memo.count
+        : 0;
+    const { keys } = this;
+    for (let i = front; i < keys.length; i++) {
+      const key = keys[i] as string;
       if (out.length === limit || (lte !== undefined && key > lte)) break;
       if (!skip?.(this.pubkeyOf(key))) out.push(key);
+      else if (front === i) front = i + 1;
     }
+    if (passOver !== undefined && typeof removals === 'number')
+      this.passed = { over: passOver, removals, version: this.version, count: front };
     if (out.length === limit || this.complete) return out;
     // Fewer than asked: enough only if nothing beyond the edge could qualify.
     return lte !== undefined && this.edge >= lte ? out : undefined;
@@ -113,6 +152,7 @@ export class IndexWindow {
     await this.onRefill(keys);
     if (seen !== this.commitCount()) return;
     this.keys = keys;
+    this.version++;
     this.pubkeys.clear();
     this.edge = keys.at(-1) ?? this.edge ?? '';
     this.complete = keys.length < limit;

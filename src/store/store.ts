@@ -282,9 +282,7 @@ export class Store implements StoreContract {
     if (limit <= 0) return [];
     const sub = index === 'unallocated' ? this.freeB : this.coolingB;
     const lte = atOrBefore === undefined ? undefined : timeUpperBound(atOrBefore);
-    const skip =
-      passOver === undefined || passOver.size === 0 ? undefined : (pk: string) => passOver.has(pk);
-    return (await this.window(sub).read(limit, lte, skip)).map(parseTimeIndexKey);
+    return (await this.window(sub).read(limit, lte, passOver)).map(parseTimeIndexKey);
   }
 
   async oldestRecords(

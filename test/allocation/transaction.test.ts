@@ -119,7 +119,11 @@ eachBackend((backend) => {
       tx.begin();
       await hand(tx, 'q', b);
       tx.stage({ keys: [], pods: [], nextKeyIndex: 7, meta: [['x', 'y']] });
+      // A pool read passes over both (the store may remember that it did)...
+      expect(await tx.oldest('unallocated', 2)).toEqual([]);
       tx.rollback();
+      // ...and after the rollback the key is in the pool again.
+      expect((await tx.oldest('unallocated', 2)).map((e) => e.pubkey)).toEqual([b]);
       expect(await tx.getKey(b)).toMatchObject({ state: 'free' });
       expect(await tx.getPod('q')).toBeUndefined();
       expect(tx.nextKeyIndex()).toBe(store.nextKeyIndex());
