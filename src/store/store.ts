@@ -519,9 +519,12 @@ export class Store implements StoreContract {
   private async write(ops: readonly BatchOp[]): Promise<void> {
     const batch = this.db.batch();
     try {
+      // Each key with its bucket's prefix (the bytes a sublevel writes), on the root's batch:
+      // with the `sublevel` option, level's batch built and reshaped an options object per
+      // operation, 5-10 us each in the server (23 operations an allocation: issue 17, point 4).
       for (const op of ops) {
-        if (op.type === 'put') batch.put(op.key, op.value, { sublevel: op.sublevel });
-        else batch.del(op.key, { sublevel: op.sublevel });
+        if (op.type === 'put') batch.put(op.sublevel.prefix + op.key, op.value);
+        else batch.del(op.sublevel.prefix + op.key);
       }
     } catch (err) {
       await batch.close();
