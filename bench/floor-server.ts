@@ -14,11 +14,13 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { Level } from 'level';
+import { WRITE_BUFFER_BYTES } from '../src/store/buckets.js';
 
 const [dir, pool = 'fresh'] = process.argv.slice(2);
 if (!dir || (pool !== 'fresh' && pool !== 'recycled'))
   throw new Error('usage: floor-server DATA_DIR [fresh|recycled]');
-const db = new Level<string, string>(dir);
+// LevelDB configured as the store configures it (buckets.ts).
+const db = new Level<string, string>(dir, { writeBufferSize: WRITE_BUFFER_BYTES });
 await db.open();
 const bucket = (name: string) => db.sublevel<string, string>(name, {});
 const keys = bucket('keys');

@@ -7,7 +7,14 @@ import { Level } from 'level';
 import { type Clock, systemClock } from '../clock.js';
 import { PkmError } from '../errors.js';
 import { type AuditEvent, decodeEvent, encodeEvent, eventKey } from './audit.js';
-import { Bucket, MetaKey, parseTimeIndexKey, timeIndexKey, timeUpperBound } from './buckets.js';
+import {
+  Bucket,
+  MetaKey,
+  parseTimeIndexKey,
+  timeIndexKey,
+  timeUpperBound,
+  WRITE_BUFFER_BYTES,
+} from './buckets.js';
 import { RecordCache } from './cache.js';
 import type {
   Change,
@@ -144,7 +151,11 @@ export class Store implements StoreContract {
   /** Opens (or creates) the store in `dir`; refuses a locked dir or a newer schema. */
   static async open(dir: string, opts: StoreOptions = {}): Promise<Store> {
     await mkdir(dir, { recursive: true, mode: 0o700 });
-    const db = new Level<string, string>(dir, { keyEncoding: 'utf8', valueEncoding: 'utf8' });
+    const db = new Level<string, string>(dir, {
+      keyEncoding: 'utf8',
+      valueEncoding: 'utf8',
+      writeBufferSize: WRITE_BUFFER_BYTES,
+    });
     try {
       await db.open();
     } catch (err) {
