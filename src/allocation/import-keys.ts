@@ -15,7 +15,7 @@ import { MetaKey } from '../store/buckets.js';
 import type { KeyChange, StoreContract } from '../store/contract.js';
 import type { KeyRecord } from '../store/records.js';
 import type { GroupCommitter } from './group-commit.js';
-import { merge, summarise } from './interchange.js';
+import { merge, sameProtection, summarise } from './interchange.js';
 import { checkConfiguredRoot } from './protection.js';
 import type { Transaction } from './transaction.js';
 import { fenced as fencedRecord } from './transitions.js';
@@ -325,7 +325,7 @@ function newRecord(
 function withHistory(r: KeyRecord, history: Protection | undefined): KeyRecord {
   if (history === undefined) return r;
   const merged = merge(r.protection ?? {}, history);
-  if (JSON.stringify(merged) === JSON.stringify(r.protection ?? {})) return r;
+  if (sameProtection(merged, r.protection ?? {})) return r;
   return { ...r, protection: merged };
 }
 

@@ -45,6 +45,18 @@ export function merge(a: Protection, b: Protection): Protection {
   };
 }
 
+/**
+ * Whether two histories hold the same bounds, field by field: a record read from the store
+ * keeps its stored text's field order (records.ts), so their JSON texts may differ.
+ */
+export function sameProtection(a: Protection, b: Protection): boolean {
+  return (
+    a.lastBlockSlot === b.lastBlockSlot &&
+    a.lastSourceEpoch === b.lastSourceEpoch &&
+    a.lastTargetEpoch === b.lastTargetEpoch
+  );
+}
+
 const SECONDS_PER_SLOT = 12;
 const SLOTS_PER_EPOCH = 32;
 

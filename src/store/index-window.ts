@@ -86,6 +86,8 @@ export class IndexWindow {
   apply(deleted: readonly string[], inserted: readonly string[]): void {
     if (this.edge === undefined) return;
     this.version++;
+    // What it remembered is stale now; let go of the pass-over (a group's staged records).
+    this.passed = undefined;
     for (const key of deleted) {
       const i = this.position(key);
       if (this.keys[i] === key) this.keys.splice(i, 1);

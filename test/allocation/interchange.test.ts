@@ -2,7 +2,7 @@
 // protection handed to a key's next holder never goes below anything uploaded for it.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { fenceAt, merge, summarise } from '../../src/allocation/interchange.js';
+import { fenceAt, merge, sameProtection, summarise } from '../../src/allocation/interchange.js';
 import { parseInterchange, toInterchange } from '../../src/api/interchange.js';
 import type { Protection } from '../../src/store/records.js';
 
@@ -30,6 +30,20 @@ describe('slashing-protection merge (EIP-3076)', () => {
         expect(merge(b, a)).toEqual(m);
         expect(merge(merge(a, b), c)).toEqual(merge(a, merge(b, c)));
         expect(merge(m, m)).toEqual(m);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('compares histories by their bounds, whatever the order of their fields', () => {
+    fc.assert(
+      fc.property(protection, protection, (a, b) => {
+        const reversed = Object.fromEntries(Object.entries(a).reverse()) as Protection;
+        expect(sameProtection(a, reversed)).toBe(true);
+        expect(sameProtection(merge(a, reversed), a)).toBe(true);
+        // The same as deep equality, which ignores field order too.
+        const equal = JSON.stringify(merge(a, {})) === JSON.stringify(merge(b, {}));
+        expect(sameProtection(a, b)).toBe(equal);
       }),
       { numRuns: 300 },
     );
