@@ -8,10 +8,10 @@ export const SCHEMA_VERSION = 7;
  * LevelDB's memtable (and log) before it is written out as a table: records are keyed by
  * pubkey, spread over the whole key space, so each table written out overlaps the whole next
  * level, and merging it in rewrites that level. At LevelDB's default of 4 MiB that merging
- * kept a second thread busy a quarter of the time under allocations, beside the main thread (issue 17,
- * point 4); 32 MiB merges eight times less often. It costs up to two buffers of memory while
- * writes run, and a longer log to replay at a start (the scale benchmark stays within its
- * bounds).
+ * kept a second thread busy a quarter of the time under allocations, beside the main thread
+ * (issue 17, point 4); 32 MiB merges eight times less often. It costs up to two buffers of
+ * memory while writes run, and a longer log to replay at a start (bench/scale measures the
+ * first start after a fill: within its 2 s bound).
  */
 export const WRITE_BUFFER_BYTES = 32 * 1024 * 1024;
 

@@ -40,7 +40,7 @@ export class IndexWindow {
         readonly over: PassOver;
         readonly removals: number;
         readonly version: number;
-        count: number;
+        readonly count: number;
       }
     | undefined;
 

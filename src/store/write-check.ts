@@ -28,17 +28,26 @@ export function hasUnknownField(value: object, known: ReadonlySet<string>): bool
   return false;
 }
 
-/** A check to run before a write: no field the schema does not know, then `problem`. */
+/** Why `value` fails a record's checks: a field the schema does not know, then `problem`. */
+function recordProblem<T extends object>(
+  schema: { readonly shape: object },
+  problem: (value: T) => string | undefined,
+): (value: T) => string | undefined {
+  const known = fieldNames(schema);
+  return (value) => (hasUnknownField(value, known) ? 'a field it does not know' : problem(value));
+}
+
+/** A check to run before a write: recordProblem, refused with a coded INTERNAL error. */
 export function writeChecker<T extends object>(
   name: string,
   schema: { readonly shape: object },
   problem: (value: T) => string | undefined,
 ): (value: T) => void {
-  const known = fieldNames(schema);
+  const why = recordProblem(schema, problem);
   return (value) => {
-    const why = hasUnknownField(value, known) ? 'a field it does not know' : problem(value);
-    if (why !== undefined)
-      throw new PkmError('INTERNAL', `refusing to write an invalid ${name}: ${why}`);
+    const found = why(value);
+    if (found !== undefined)
+      throw new PkmError('INTERNAL', `refusing to write an invalid ${name}: ${found}`);
   };
 }
 
@@ -53,11 +62,11 @@ export function readShortcut<T extends object>(
   schema: { readonly shape: object },
   problem: (value: T) => string | undefined,
 ): (raw: unknown) => raw is T {
-  const known = fieldNames(schema);
+  const why = recordProblem(schema, problem);
   return (raw): raw is T => {
     if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return false;
     try {
-      return !hasUnknownField(raw, known) && problem(raw as T) === undefined;
+      return why(raw as T) === undefined;
     } catch {
       return false;
     }
