@@ -12,6 +12,8 @@ import { fenceAt, merge, summarise } from './interchange.js';
 import type { Transaction } from './transaction.js';
 import { withProtection } from './transitions.js';
 
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+
 /** A key as a pod gets it: its secret, and the protection to import first. */
 export interface HandedKey {
   readonly pubkey: string;
@@ -198,12 +200,14 @@ export function handOut(
       const protection = r.protection || fence ? merge(r.protection ?? {}, fence ?? {}) : undefined;
       if (r.secret === undefined)
         throw new PkmError('STORE_CORRUPT', `key ${r.pubkey} has no secret to hand out`);
-      return {
+      // Field by field rather than by spreads: see transitions.ts inState.
+      const key: Mutable<HandedKey> = {
         pubkey: r.pubkey,
         secretKey: secrets.open(r.secret, r.pubkey),
-        ...(r.path === undefined ? {} : { path: r.path }),
-        ...(protection ? { protection } : {}),
       };
+      if (r.path !== undefined) key.path = r.path;
+      if (protection) key.protection = protection;
+      return key;
     }),
   };
 }

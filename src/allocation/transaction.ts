@@ -15,6 +15,7 @@ import type {
   StoreContract,
 } from '../store/contract.js';
 import { type Counts, countRecord, type KeyRecord, type PodRecord } from '../store/records.js';
+import { podChange } from './transitions.js';
 
 function older(x: IndexEntry, y: IndexEntry): number {
   return x.since - y.since || (x.pubkey < y.pubkey ? -1 : x.pubkey > y.pubkey ? 1 : 0);
@@ -388,11 +389,7 @@ export class Transaction {
       if (undo && !undo.pods.has(c.name)) undo.pods.set(c.name, this.pods.get(c.name));
       const prior = this.pods.get(c.name);
       const before = prior ? prior.before : c.before;
-      this.pods.set(c.name, {
-        name: c.name,
-        ...(before ? { before } : {}),
-        ...(c.after ? { after: c.after } : {}),
-      });
+      this.pods.set(c.name, podChange(c.name, before, c.after));
     }
   }
 

@@ -3,7 +3,7 @@
 import type { ServerResponse } from 'node:http';
 import express, { type Request, type Response, Router } from 'express';
 import type { RootAuthority } from '../allocation/protection.js';
-import { type IgnoredKey, toInterchange } from '../api/interchange.js';
+import { type IgnoredKey, type Interchange, toInterchange } from '../api/interchange.js';
 import { SetCountBody } from '../api/moves.js';
 import { DEFAULT_NAMESPACE, parseNamespace, parsePodName, podIdentity } from '../api/names.js';
 import { podTemplates } from '../api/paths.js';
@@ -110,22 +110,25 @@ export async function answerAllocation(
   const allocation = await deps.allocator.allocate(id, body.data.count, podUid(res));
   // The body carries secret keys: no cache may keep it.
   res.setHeader('cache-control', 'no-store');
-  sendJson(res, {
-    ...shown,
-    keys: allocation.keys.map((k) => ({
-      pubkey: k.pubkey,
-      secretKey: toHex(k.secretKey),
-      ...(k.path === undefined ? {} : { path: k.path }),
-      // EIP-3076: what the new holder must import before it signs.
-      ...(k.protection && allocation.genesisValidatorsRoot
-        ? {
-            slashingProtection: toInterchange(allocation.genesisValidatorsRoot, [
-              [k.pubkey, k.protection],
-            ]),
-          }
-        : {}),
-    })),
+  const root = allocation.genesisValidatorsRoot;
+  // Field by field rather than by spreads (see transitions.ts inState): this runs per key.
+  const keys = allocation.keys.map((k) => {
+    const key: AnsweredKey = { pubkey: k.pubkey, secretKey: toHex(k.secretKey) };
+    if (k.path !== undefined) key.path = k.path;
+    // EIP-3076: what the new holder must import before it signs.
+    if (k.protection && root)
+      key.slashingProtection = toInterchange(root, [[k.pubkey, k.protection]]);
+    return key;
   });
+  sendJson(res, Object.assign({}, shown, { keys }));
+}
+
+/** A key in the answer to POST …/keys (DESIGN.md "HTTP API"). */
+interface AnsweredKey {
+  pubkey: string;
+  secretKey: string;
+  path?: string;
+  slashingProtection?: Interchange;
 }
 
 export function podRoutes(

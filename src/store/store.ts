@@ -6,7 +6,7 @@ import { mkdir } from 'node:fs/promises';
 import { Level } from 'level';
 import { type Clock, systemClock } from '../clock.js';
 import { PkmError } from '../errors.js';
-import { type AuditEvent, decodeEvent, encodeEvent, eventKey } from './audit.js';
+import { type AuditEvent, decodeEvent, encodeEvent, eventKey, numbered } from './audit.js';
 import {
   Bucket,
   MetaKey,
@@ -422,11 +422,11 @@ export class Store implements StoreContract {
       const now = this.indexOf(after);
       if (was && (was.sublevel !== now?.sublevel || was.key !== now.key)) {
         ops.push({ type: 'del', sublevel: was.sublevel, key: was.key });
-        indexed.push({ ...was, op: 'del' });
+        indexed.push({ sublevel: was.sublevel, key: was.key, op: 'del' });
       }
       if (now) {
         ops.push({ type: 'put', sublevel: now.sublevel, key: now.key, value: after.pubkey });
-        indexed.push({ ...now, op: 'put' });
+        indexed.push({ sublevel: now.sublevel, key: now.key, op: 'put' });
       }
       if (before) countRecord(counts, before, -1);
       countRecord(counts, after, 1);
@@ -469,7 +469,7 @@ export class Store implements StoreContract {
           ? { type: 'del', sublevel: this.metaB, key }
           : { type: 'put', sublevel: this.metaB, key, value },
       );
-    const events = (change.events ?? []).map((e, i) => ({ ...e, seq: this.nextSeq + i }));
+    const events = (change.events ?? []).map((e, i) => numbered(e, this.nextSeq + i));
     for (const e of events)
       ops.push({
         type: 'put',
