@@ -494,7 +494,7 @@ export class Allocator {
   }
 
   async podKeys(pod: string): Promise<string[]> {
-    return (await this.deps.store.getPod(pod))?.keys ?? [];
+    return [...((await this.deps.store.getPod(pod))?.keys ?? [])];
   }
 
   /**

@@ -73,7 +73,7 @@ export async function releaseIn(
     (stop === 'fenced' ? fencedNow : confirmed).push(r.pubkey);
   }
   if (keys.length === 0) return NOTHING;
-  const releasedKeys = before.keys;
+  const releasedKeys = [...before.keys];
   const after = editPod(before, { drop: releasedKeys, cool: releasedKeys }, now);
   const events: NewAuditEvent[] = [];
   if (releasedKeys.length > 0)

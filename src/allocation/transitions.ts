@@ -17,6 +17,9 @@ import {
   withEvent,
 } from '../store/records.js';
 
+/** A record being built: its fields may be set, until it is returned as the record. */
+type Draft<T> = { -readonly [K in keyof T]: T[K] };
+
 /** The fields only some states carry: a transition to another state drops them. */
 type OneStateField = 'pod' | 'stop' | 'uid' | 'conflictPods' | 'depositError' | 'leaving';
 /** The fields every transition keeps as they are (inState copies them one by one). */
@@ -48,9 +51,9 @@ function inState(
   r: KeyRecord,
   state: KeyRecord['state'],
   since: number,
-  history: KeyEvent[] = r.history,
-): KeyRecord {
-  const out: KeyRecord = { pubkey: r.pubkey, state, since, createdAt: r.createdAt, history };
+  history: KeyRecord['history'] = r.history,
+): Draft<KeyRecord> {
+  const out: Draft<KeyRecord> = { pubkey: r.pubkey, state, since, createdAt: r.createdAt, history };
   if (r.secret !== undefined) out.secret = r.secret;
   if (r.path !== undefined) out.path = r.path;
   if (r.deposit !== undefined) out.deposit = r.deposit;
@@ -295,7 +298,7 @@ export function editPod(
       ? [...(oldPast ?? []).filter((u) => u !== oldUid), oldUid].slice(-PAST_UIDS)
       : oldPast;
   // Field by field, as inState builds a key record (and for the same reason).
-  const after: PodRecord = { keys, cooling, since: now };
+  const after: Draft<PodRecord> = { keys, cooling, since: now };
   if (reported.length > 0) after.reported = reported;
   if (uid !== undefined) after.uid = uid;
   if (past !== undefined && past.length > 0) after.pastUids = past;

@@ -134,7 +134,7 @@ const KeyRecordFields = z
 type Rule<T> = readonly [(value: T) => boolean, string];
 
 /** The rules across a key record's fields, checked at every read and every write. */
-const KEY_RECORD_RULES: ReadonlyArray<Rule<z.infer<typeof KeyRecordFields>>> = [
+const KEY_RECORD_RULES: ReadonlyArray<Rule<KeyRecord>> = [
   [
     // A fenced cooling key may name no pod: a free key a restore fenced had no holder.
     (r) =>
@@ -163,7 +163,16 @@ const KeyRecord = KeyRecordFields.superRefine((r, ctx) => {
   for (const [holds, message] of KEY_RECORD_RULES)
     if (!holds(r)) ctx.addIssue({ code: 'custom', message });
 });
-export type KeyRecord = z.infer<typeof KeyRecord>;
+/**
+ * Read-only through and through: the store's caches hand every reader the same record object
+ * (cache.ts), so no code may change one in place; a transition makes a new one (transitions.ts).
+ */
+type DeepReadonly<T> = T extends (infer U)[]
+  ? readonly DeepReadonly<U>[]
+  : T extends object
+    ? { readonly [K in keyof T]: DeepReadonly<T[K]> }
+    : T;
+export type KeyRecord = DeepReadonly<z.infer<typeof KeyRecord>>;
 
 /** UIDs of earlier incarnations a pod record keeps. */
 const MAX_PAST_UIDS = 8;
@@ -190,7 +199,7 @@ const PodRecord = z
     pastUids: z.array(z.string()).max(MAX_PAST_UIDS).optional(),
   })
   .strict();
-export type PodRecord = z.infer<typeof PodRecord>;
+export type PodRecord = DeepReadonly<z.infer<typeof PodRecord>>;
 
 const Count = z.number().int().nonnegative();
 const Counts = z

@@ -24,7 +24,7 @@ export async function readTables(url: string): Promise<Tables> {
     const pods = new Map<string, string[]>();
     for (const row of (await client.query('SELECT name, record FROM pkm_pods')).rows) {
       const record = podRecordCodec.decode(String(row.record));
-      if (record.keys.length > 0) pods.set(String(row.name), record.keys);
+      if (record.keys.length > 0) pods.set(String(row.name), [...record.keys]);
     }
     const keys = new Map<string, KeyRecord>();
     for (const row of (await client.query('SELECT record FROM pkm_keys')).rows) {

@@ -37,5 +37,5 @@ export async function giveBack(tx: Transaction, pod: string): Promise<string[]> 
       ),
     ],
   });
-  return podBefore.keys;
+  return [...podBefore.keys];
 }
