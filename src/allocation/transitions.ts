@@ -22,30 +22,29 @@ type Draft<T> = { -readonly [K in keyof T]: T[K] };
 
 /** The fields only some states carry: a transition to another state drops them. */
 type OneStateField = 'pod' | 'stop' | 'uid' | 'conflictPods' | 'depositError' | 'leaving';
-/** The fields every transition keeps as they are (inState copies them one by one). */
-const KEPT = [
-  'pubkey',
-  'secret',
-  'createdAt',
-  'path',
-  'deposit',
-  'tx',
-  'protection',
-  'heldUntil',
-  'settings',
-] as const;
+/**
+ * The optional fields every transition keeps as they are: inState copies exactly these (the
+ * required ones the record's type makes it set). test/allocation/transitions.test.ts checks
+ * every transition against the schema's fields.
+ */
+const KEPT = ['secret', 'path', 'deposit', 'tx', 'protection', 'heldUntil', 'settings'] as const;
 /** A field the schema gains fails to compile here until it is kept or made one state's. */
 type Unplaced = Exclude<
   keyof KeyRecord,
-  (typeof KEPT)[number] | OneStateField | 'state' | 'since' | 'history'
+  (typeof KEPT)[number] | OneStateField | 'pubkey' | 'createdAt' | 'state' | 'since' | 'history'
 >;
 const _everyFieldPlaced: [Unplaced] extends [never] ? true : Unplaced = true;
+
+function keep<K extends (typeof KEPT)[number]>(out: Draft<KeyRecord>, r: KeyRecord, field: K) {
+  const value = r[field];
+  if (value !== undefined) out[field] = value;
+}
 
 /**
  * `r` in `state` from `since`: the fields of KEPT as they are, none of one state only (the
  * caller sets the new state's own). Built field by field: an object spread followed by a
  * field its source lacks (`{ ...r, pod }` after dropping pod) takes V8's slow path, about 2 us
- * a record against 0.1 (issue 17, point 4).
+ * a record against 0.2 (issue 17, point 4).
  */
 function inState(
   r: KeyRecord,
@@ -54,13 +53,7 @@ function inState(
   history: KeyRecord['history'] = r.history,
 ): Draft<KeyRecord> {
   const out: Draft<KeyRecord> = { pubkey: r.pubkey, state, since, createdAt: r.createdAt, history };
-  if (r.secret !== undefined) out.secret = r.secret;
-  if (r.path !== undefined) out.path = r.path;
-  if (r.deposit !== undefined) out.deposit = r.deposit;
-  if (r.tx !== undefined) out.tx = r.tx;
-  if (r.protection !== undefined) out.protection = r.protection;
-  if (r.heldUntil !== undefined) out.heldUntil = r.heldUntil;
-  if (r.settings !== undefined) out.settings = r.settings;
+  for (const field of KEPT) keep(out, r, field);
   return out;
 }
 
@@ -273,7 +266,8 @@ const PAST_UIDS = 8;
 
 /**
  * A pod record after an edit; undefined when it then holds nothing and cools nothing (the
- * record is deleted). Every other field, the uid among them, is kept.
+ * record is deleted). Every field is set here: what the edit does not change (the uid, the
+ * earlier UIDs) as it was (test/allocation/transitions.test.ts checks it over the schema's).
  */
 export function editPod(
   before: PodRecord | undefined,

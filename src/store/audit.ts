@@ -3,7 +3,15 @@
 // the order things happened in.
 import { z } from 'zod';
 import { PkmError } from '../errors.js';
-import { isCount, isList, isOptional, isString, writeChecker } from './write-check.js';
+import {
+  fieldNames,
+  hasUnknownField,
+  isCount,
+  isList,
+  isOptional,
+  isString,
+  writeChecker,
+} from './write-check.js';
 
 export const AuditEvent = z
   .object({
@@ -55,6 +63,7 @@ export function eventKey(seq: number): string {
 }
 
 const EVENT_TYPES: ReadonlySet<string> = new Set(AuditEvent.shape.type.options);
+const EVENT_FIELDS = fieldNames(AuditEvent);
 
 /** What a write checks (records.ts says why not the whole schema); a read checks it all. */
 const checkEvent = writeChecker('audit event', AuditEvent, (e: AuditEvent) => {
@@ -71,6 +80,12 @@ const checkEvent = writeChecker('audit event', AuditEvent, (e: AuditEvent) => {
  * slow path for a field the source lacks, about 1 us an event (issue 17, point 4).
  */
 export function numbered(e: NewAuditEvent, seq: number): AuditEvent {
+  // A field it would not copy is refused, as the write's check refuses it (not dropped).
+  if (hasUnknownField(e, EVENT_FIELDS))
+    throw new PkmError(
+      'INTERNAL',
+      'refusing to write an invalid audit event: a field it does not know',
+    );
   const event: AuditEvent = { seq, at: e.at, type: e.type, pubkeys: e.pubkeys };
   if (e.pod !== undefined) event.pod = e.pod;
   if (e.detail !== undefined) event.detail = e.detail;

@@ -6,6 +6,20 @@
 // (A rule that dropped every read that overlapped any batch dropped the window's prefetch of
 // hundreds of records whenever a batch was written meanwhile: issue 17, point 4.)
 
+/**
+ * PKM_FREEZE_RECORDS=1, which the test suite sets (vitest.config.ts, and every pkm it spawns
+ * inherits it): a cached record is frozen through and through, so that code changing one in
+ * place (through a cast, Object.assign, a mutable parameter) throws in the tests. Never set in
+ * production, where the types alone keep records unchanged (see set()).
+ */
+const FREEZE_FOR_TESTS = process.env.PKM_FREEZE_RECORDS === '1';
+
+function deepFreeze(value: object): void {
+  for (const field of Object.values(value))
+    if (typeof field === 'object' && field !== null) deepFreeze(field);
+  Object.freeze(value);
+}
+
 /** Batches remembered; a read that started before the oldest of them is not cached. */
 const REMEMBERED_WRITES = 64;
 
@@ -45,7 +59,9 @@ export class RecordCache<V extends object> {
     }
     // Callers share the cached object: the records' types are read-only through and through
     // (records.ts), so no code changes one in place. Freezing each one too cost an allocation
-    // 3% of its main-thread time, and gave V8 a second shape of every record to deal with.
+    // 3% of its main-thread time, and gave V8 a second shape of every record to deal with; the
+    // test suite freezes them (FREEZE_FOR_TESTS), to catch what the types cannot see.
+    if (FREEZE_FOR_TESTS) deepFreeze(value);
     this.map.set(key, value);
   }
 

@@ -173,6 +173,8 @@ type DeepReadonly<T> = T extends (infer U)[]
     ? { readonly [K in keyof T]: DeepReadonly<T[K]> }
     : T;
 export type KeyRecord = DeepReadonly<z.infer<typeof KeyRecord>>;
+/** The fields a key record may have (its schema's): what a transition keeps is checked against them. */
+export const KEY_RECORD_FIELDS: ReadonlySet<string> = fieldNames(KeyRecordFields);
 
 /** UIDs of earlier incarnations a pod record keeps. */
 const MAX_PAST_UIDS = 8;
@@ -200,6 +202,8 @@ const PodRecord = z
   })
   .strict();
 export type PodRecord = DeepReadonly<z.infer<typeof PodRecord>>;
+/** The fields a pod record may have (its schema's). */
+export const POD_RECORD_FIELDS: ReadonlySet<string> = fieldNames(PodRecord);
 
 const Count = z.number().int().nonnegative();
 const Counts = z

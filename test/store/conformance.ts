@@ -89,6 +89,20 @@ export function storeConformance(name: string, open: () => Promise<TestStore>): 
       expect(await snapshot(store)).toEqual(before);
     });
 
+    it('writes nothing for a change with an audit event of a field the schema does not know', async () => {
+      const store = await open();
+      const before = await snapshot(store);
+      // Not a literal in place: TypeScript lets a value with more fields through, as code could.
+      const odd = { at: 3, type: 'import' as const, pubkeys: [], note: 'not in the schema' };
+      await expect(
+        store.commit({ keys: [{ after: freeKey(store, 1, 1) }], pods: [], events: [odd] }),
+      ).rejects.toMatchObject({
+        code: 'INTERNAL',
+        message: expect.stringMatching(/invalid audit event/),
+      });
+      expect(await snapshot(store)).toEqual(before);
+    });
+
     it('writes nothing for a change that renames a key or lowers the next key index', async () => {
       const store = await open();
       const a = freeKey(store, 1, 1);

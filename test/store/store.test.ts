@@ -7,6 +7,7 @@ import { checkStore } from '../../src/store/check.js';
 import { Store } from '../../src/store/store.js';
 import { FakeClock, openTempStore, tempDir, testKek } from '../helpers.js';
 import { allocatorOver, proving } from '../support/allocator.js';
+import { freeKey } from './conformance-support.js';
 
 // The rules every backend keeps are in conformance.ts; these are LevelDB's own: its buckets,
 // its lock, its migrations.
@@ -42,6 +43,22 @@ describe('store', () => {
     const db = new Level<string, string>(dir);
     expect(await db.sublevel<string, string>(Bucket.meta, {}).get(key)).toBe('root-49');
     await db.close();
+  });
+
+  it('in the tests, a record the cache keeps is frozen through and through (PKM_FREEZE_RECORDS)', async () => {
+    // vitest.config.ts sets it, so that a change of a shared record in place throws in a test.
+    expect(process.env.PKM_FREEZE_RECORDS).toBe('1');
+    const store = await Store.open(await tempDir(), { kek: testKek });
+    const written = freeKey(store, 1, 1);
+    await store.commit({ keys: [{ after: written }], pods: [] });
+    const read = await store.getKey(written.pubkey);
+    expect(read).toBe(written);
+    // Past the types, as Object.assign reaches it: the freeze refuses.
+    expect(() => Object.assign(read ?? {}, { state: 'allocated' })).toThrow(TypeError);
+    expect(Object.isFrozen(read?.history)).toBe(true);
+    expect(Object.isFrozen(read?.history[0])).toBe(true);
+    expect(Object.isFrozen(read?.secret)).toBe(true);
+    await store.close();
   });
 
   it('refuses a data dir that another handle holds open', async () => {
