@@ -7,12 +7,10 @@ import { NETWORKS } from '../deposit/networks.js';
 import { PkmError } from '../errors.js';
 import { MetaKey } from '../store/buckets.js';
 import type { StoreContract } from '../store/contract.js';
-import type { KeyRecord } from '../store/records.js';
+import type { Draft, KeyRecord } from '../store/records.js';
 import { fenceAt, merge, summarise } from './interchange.js';
 import type { Transaction } from './transaction.js';
 import { withProtection } from './transitions.js';
-
-type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
 /** A key as a pod gets it: its secret, and the protection to import first. */
 export interface HandedKey {
@@ -201,7 +199,7 @@ export function handOut(
       if (r.secret === undefined)
         throw new PkmError('STORE_CORRUPT', `key ${r.pubkey} has no secret to hand out`);
       // Field by field rather than by spreads: see transitions.ts inState.
-      const key: Mutable<HandedKey> = {
+      const key: Draft<HandedKey> = {
         pubkey: r.pubkey,
         secretKey: secrets.open(r.secret, r.pubkey),
       };

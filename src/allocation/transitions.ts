@@ -9,6 +9,7 @@ import type { PodChange } from '../store/contract.js';
 import {
   type CoolingStop,
   type DepositTx,
+  type Draft,
   type KeyEvent,
   type KeyRecord,
   type PodRecord,
@@ -16,9 +17,6 @@ import {
   type SealedSecret,
   withEvent,
 } from '../store/records.js';
-
-/** A record being built: its fields may be set, until it is returned as the record. */
-type Draft<T> = { -readonly [K in keyof T]: T[K] };
 
 /** The fields only some states carry: a transition to another state drops them. */
 type OneStateField = 'pod' | 'stop' | 'uid' | 'conflictPods' | 'depositError' | 'leaving';

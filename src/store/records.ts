@@ -173,6 +173,8 @@ type DeepReadonly<T> = T extends (infer U)[]
     ? { readonly [K in keyof T]: DeepReadonly<T[K]> }
     : T;
 export type KeyRecord = DeepReadonly<z.infer<typeof KeyRecord>>;
+/** A value being built (a record, an answer): its fields may be set until it is handed on. */
+export type Draft<T> = { -readonly [K in keyof T]: T[K] };
 /** The fields a key record may have (its schema's): what a transition keeps is checked against them. */
 export const KEY_RECORD_FIELDS: ReadonlySet<string> = fieldNames(KeyRecordFields);
 
