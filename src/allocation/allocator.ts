@@ -918,7 +918,7 @@ export class Allocator {
     pod: string,
     records: readonly KeyRecord[],
     genesisValidatorsRoot: string | undefined,
-  ): Allocation {
+  ): Promise<Allocation> {
     return handOut(this.deps, pod, records, genesisValidatorsRoot);
   }
 }

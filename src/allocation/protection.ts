@@ -178,31 +178,34 @@ const RECYCLED: ReadonlySet<string> = new Set(['released', 'fenced', 'moved', 'r
  * the current slot when the chain's genesis is known: whatever its old holder signed, the new
  * one cannot sign again. Uploaded protection and the fence merge to the stricter of both.
  */
-export function handOut(
+export async function handOut(
   deps: ProtectionDeps,
   pod: string,
   records: readonly KeyRecord[],
   genesisValidatorsRoot: string | undefined,
-): Allocation {
-  const { secrets } = deps.store;
+): Promise<Allocation> {
+  const sealed = records.map((r) => {
+    if (r.secret === undefined)
+      throw new PkmError('STORE_CORRUPT', `key ${r.pubkey} has no secret to hand out`);
+    return { sealed: r.secret, pubkey: r.pubkey };
+  });
+  const secrets = await deps.store.secrets.openMany(sealed);
+  // The fence's slot is read once the secrets are open: never earlier than before the wait.
   const genesis = deps.beacon?.genesisTime;
   const now = deps.clock();
   return {
     pod,
     ...(genesisValidatorsRoot === undefined ? {} : { genesisValidatorsRoot }),
-    keys: records.map((r) => {
+    keys: records.map((r, i) => {
       // Released, fenced (a forced release, a restore) or deleted from a VC (a live move):
       // some pod may have signed with it.
       const recycled = r.history.some((e) => RECYCLED.has(e.event));
       const fence = recycled && genesis !== undefined ? fenceAt(now, genesis) : undefined;
       const protection = r.protection || fence ? merge(r.protection ?? {}, fence ?? {}) : undefined;
-      if (r.secret === undefined)
-        throw new PkmError('STORE_CORRUPT', `key ${r.pubkey} has no secret to hand out`);
+      const secretKey = secrets[i];
+      if (secretKey === undefined) throw new Error(`the opened secrets miss ${r.pubkey}'s`);
       // Field by field rather than by spreads: see transitions.ts inState.
-      const key: Draft<HandedKey> = {
-        pubkey: r.pubkey,
-        secretKey: secrets.open(r.secret, r.pubkey),
-      };
+      const key: Draft<HandedKey> = { pubkey: r.pubkey, secretKey };
       if (r.path !== undefined) key.path = r.path;
       if (protection) key.protection = protection;
       return key;

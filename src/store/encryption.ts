@@ -2,17 +2,17 @@
 // (DEK), with its pubkey as additional data, so a ciphertext only opens in its own record. The
 // DEK itself is stored in `meta`, wrapped (AES-256-GCM) by the key-encryption key (KEK), which
 // lives outside the store (--kek-file). Records and the wrapped DEK name the KEK by its id.
-import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errnoOf, PkmError } from '../errors.js';
 import { readIfExists, writePrivateFile } from '../files.js';
+import { openGcm, sealGcm } from './gcm.mjs';
 import type { SealedSecret } from './records.js';
-import type { SecretCodec } from './secret-codec.js';
+import type { SealedOf, SecretCodec } from './secret-codec.js';
+import { type SecretOpener, secretOpener } from './secret-opener.js';
 
 const KEY_BYTES = 32;
-const IV_BYTES = 12;
-const TAG_BYTES = 16;
 
 /** A short, stable name for a KEK that reveals nothing about it. */
 export function kekId(kek: Buffer): string {
@@ -84,29 +84,6 @@ export function kekLoader(dataDir: string, kekFile?: string, onGenerated?: () =>
   };
 }
 
-function seal(key: Buffer, plain: Buffer, aad: Buffer): Buffer {
-  const iv = randomBytes(IV_BYTES);
-  const cipher = createCipheriv('aes-256-gcm', key, iv);
-  cipher.setAAD(aad);
-  return Buffer.concat([iv, cipher.update(plain), cipher.final(), cipher.getAuthTag()]);
-}
-
-/** undefined when the key or the additional data is not the one it was sealed with. */
-function open(key: Buffer, sealed: Buffer, aad: Buffer): Buffer | undefined {
-  if (sealed.length < IV_BYTES + TAG_BYTES) return undefined;
-  const decipher = createDecipheriv('aes-256-gcm', key, sealed.subarray(0, IV_BYTES));
-  decipher.setAAD(aad);
-  decipher.setAuthTag(sealed.subarray(sealed.length - TAG_BYTES));
-  try {
-    return Buffer.concat([
-      decipher.update(sealed.subarray(IV_BYTES, sealed.length - TAG_BYTES)),
-      decipher.final(),
-    ]);
-  } catch {
-    return undefined; // GCM's tag did not verify: wrong key, or tampered
-  }
-}
-
 const DEK_AAD = Buffer.from('pkm-data-key');
 
 export interface WrappedKey {
@@ -115,13 +92,15 @@ export interface WrappedKey {
 }
 
 export function wrapDataKey(dek: Buffer, kek: Buffer): WrappedKey {
-  return { kek: kekId(kek), data: seal(kek, dek, DEK_AAD).toString('hex') };
+  return { kek: kekId(kek), data: sealGcm(kek, dek, DEK_AAD).toString('hex') };
 }
 
 /** The data key, or WRONG_KEK: the store is left as it is. */
 export function unwrapDataKey(wrapped: WrappedKey, kek: Buffer): Buffer {
   const dek =
-    wrapped.kek === kekId(kek) ? open(kek, Buffer.from(wrapped.data, 'hex'), DEK_AAD) : undefined;
+    wrapped.kek === kekId(kek)
+      ? openGcm(kek, Buffer.from(wrapped.data, 'hex'), DEK_AAD)
+      : undefined;
   if (!dek) {
     throw new PkmError(
       'WRONG_KEK',
@@ -145,7 +124,11 @@ export class KeyRing implements SecretCodec {
   private sealing: string;
   private sealingKey: Buffer;
 
-  constructor(kek: string, dek: Buffer) {
+  constructor(
+    kek: string,
+    dek: Buffer,
+    private readonly opener: SecretOpener = secretOpener,
+  ) {
     this.keys.set(kek, dek);
     this.sealing = kek;
     this.sealingKey = dek;
@@ -179,7 +162,7 @@ export class KeyRing implements SecretCodec {
     return {
       alg: 'aes-256-gcm',
       kek: this.sealing,
-      data: seal(this.sealingKey, Buffer.from(secret), secretAad(pubkey)).toString('hex'),
+      data: sealGcm(this.sealingKey, Buffer.from(secret), secretAad(pubkey)).toString('hex'),
     };
   }
 
@@ -189,15 +172,31 @@ export class KeyRing implements SecretCodec {
     const dek = this.keys.get(sealed.kek ?? this.sealing);
     const plain =
       sealed.alg === 'aes-256-gcm' && dek
-        ? open(dek, Buffer.from(sealed.data, 'hex'), secretAad(pubkey))
+        ? openGcm(dek, Buffer.from(sealed.data, 'hex'), secretAad(pubkey))
         : undefined;
-    if (!plain)
-      throw new PkmError(
-        'STORE_CORRUPT',
-        `the secret of ${pubkey} does not open with this store's data key`,
-      );
+    if (!plain) throw doesNotOpen(pubkey);
     return Uint8Array.from(plain);
   }
+
+  /** open() for many secrets, on the opener's worker thread (secret-opener.ts), in order. */
+  openMany(list: readonly SealedOf[]): Promise<Uint8Array[]> {
+    return Promise.all(
+      list.map(async ({ sealed, pubkey }) => {
+        const dek = this.keys.get(sealed.kek ?? this.sealing);
+        if (sealed.alg !== 'aes-256-gcm' || !dek) return this.open(sealed, pubkey);
+        const plain = await this.opener.open(dek, sealed.data, pubkey);
+        if (!plain) throw doesNotOpen(pubkey);
+        return plain;
+      }),
+    );
+  }
+}
+
+function doesNotOpen(pubkey: string): PkmError {
+  return new PkmError(
+    'STORE_CORRUPT',
+    `the secret of ${pubkey} does not open with this store's data key`,
+  );
 }
 
 function secretAad(pubkey: string): Buffer {
@@ -212,15 +211,19 @@ export function gcmCodec(dek: Buffer, kek: string): KeyRing {
 /** For a store opened without its KEK (checks, exports): reading works, secrets do not. */
 export const lockedCodec: SecretCodec = {
   seal() {
-    throw new PkmError(
-      'INVALID_CONFIG',
-      'this store is encrypted: open it with its KEK (--kek-file)',
-    );
+    throw locked();
   },
   open() {
-    throw new PkmError(
-      'INVALID_CONFIG',
-      'this store is encrypted: open it with its KEK (--kek-file)',
-    );
+    throw locked();
+  },
+  openMany() {
+    return Promise.reject(locked());
   },
 };
+
+function locked(): PkmError {
+  return new PkmError(
+    'INVALID_CONFIG',
+    'this store is encrypted: open it with its KEK (--kek-file)',
+  );
+}

@@ -5,4 +5,12 @@ import type { SealedSecret } from './records.js';
 export interface SecretCodec {
   seal(secret: Uint8Array, pubkey: string): SealedSecret;
   open(sealed: SealedSecret, pubkey: string): Uint8Array;
+  /** open() for many, in order; a codec may open them away from the main thread. */
+  openMany(list: readonly SealedOf[]): Promise<Uint8Array[]>;
+}
+
+/** A sealed secret with the pubkey it belongs to. */
+export interface SealedOf {
+  readonly sealed: SealedSecret;
+  readonly pubkey: string;
 }

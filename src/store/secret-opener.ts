@@ -1,0 +1,146 @@
+// Opens the secrets that allocations hand out on a worker thread (secret-worker.mjs). Issue
+// 17, point 4: opening them (AES-256-GCM, gcm.mjs) took about 17 us a key of the server's main
+// thread, a fifth of an allocation's work there, and the main thread is what an allocation
+// waits for. The opens asked for in one turn of the event loop (the allocations of one group
+// commit, answered together) go to the worker as one message.
+//
+// Nothing depends on the worker: if it cannot start, or stops, what it was asked opens on the
+// main thread, and every later open too. The worker keeps nothing: each batch carries the data
+// keys it needs (so a KEK rotation needs no message of its own), and the worker wipes its copy.
+import { Worker } from 'node:worker_threads';
+import { openGcm } from './gcm.mjs';
+
+const WORKER_SCRIPT = new URL('./secret-worker.mjs', import.meta.url);
+
+interface Pending {
+  readonly key: Uint8Array;
+  readonly sealed: string;
+  readonly aad: string;
+  readonly done: (plain: Uint8Array | undefined) => void;
+}
+
+/** The worker's answer to one batch (secret-worker.mjs). */
+interface Reply {
+  readonly id: number;
+  readonly plain: Uint8Array;
+  readonly lengths: readonly number[];
+}
+
+export class SecretOpener {
+  private worker: Worker | undefined;
+  /** The worker could not start, or stopped: everything opens on the main thread. */
+  private broken = false;
+  private queued: Pending[] = [];
+  private readonly inFlight = new Map<number, readonly Pending[]>();
+  private nextBatch = 0;
+  /** Secrets opened by the worker and on the main thread, and the batches sent to the worker. */
+  readonly stats = { worker: 0, main: 0, batches: 0 };
+
+  constructor(private readonly script: URL = WORKER_SCRIPT) {}
+
+  /**
+   * The plaintext of a secret sealed under `key` (hex, as records keep it) with `aad`;
+   * undefined when it does not open (a wrong key, or a tampered record).
+   */
+  open(key: Uint8Array, sealed: string, aad: string): Promise<Uint8Array | undefined> {
+    return new Promise((done) => {
+      // setImmediate runs once the turn's callbacks and promise jobs are done: by then every
+      // allocation of a group commit has asked for its secrets.
+      if (this.queued.length === 0) setImmediate(() => this.flush());
+      this.queued.push({ key, sealed, aad, done });
+    });
+  }
+
+  /** Stops the worker; what it had not answered opens on the main thread, as later opens do. */
+  async close(): Promise<void> {
+    await this.worker?.terminate();
+  }
+
+  private flush(): void {
+    const batch = this.queued;
+    this.queued = [];
+    const worker = this.running();
+    if (!worker) {
+      this.openHere(batch);
+      return;
+    }
+    const used: Uint8Array[] = [];
+    const items = batch.map((p): [number, string, string] => {
+      let index = used.indexOf(p.key);
+      if (index < 0) index = used.push(p.key) - 1;
+      return [index, p.sealed, p.aad];
+    });
+    // Copies of the keys alone: a Buffer may be a view of a shared pool, which a message
+    // would copy whole.
+    const keys = used.map((key) => new Uint8Array(key));
+    const id = this.nextBatch++;
+    this.inFlight.set(id, batch);
+    this.stats.batches++;
+    worker.ref(); // an answer is awaited: the process stays up for it
+    worker.postMessage({ id, keys, items });
+  }
+
+  private running(): Worker | undefined {
+    if (this.broken) return undefined;
+    if (this.worker) return this.worker;
+    let worker: Worker;
+    try {
+      worker = new Worker(this.script);
+    } catch {
+      this.broken = true;
+      return undefined;
+    }
+    worker.on('message', (reply: Reply) => this.answered(reply));
+    worker.on('error', () => {}); // followed by 'exit', which opens what it left
+    worker.once('exit', () => this.lost(worker));
+    worker.unref();
+    this.worker = worker;
+    return worker;
+  }
+
+  private answered(reply: Reply): void {
+    const batch = this.inFlight.get(reply.id);
+    if (!batch) return;
+    this.inFlight.delete(reply.id);
+    let at = 0;
+    batch.forEach((p, i) => {
+      const length = reply.lengths[i] ?? -1;
+      if (length < 0) {
+        p.done(undefined);
+        return;
+      }
+      p.done(reply.plain.subarray(at, at + length));
+      at += length;
+    });
+    this.stats.worker += batch.length;
+    if (this.inFlight.size === 0) this.worker?.unref();
+  }
+
+  /** The worker stopped: what it had not answered opens here, and so does all that follows. */
+  private lost(worker: Worker): void {
+    if (this.worker !== worker) return;
+    this.worker = undefined;
+    this.broken = true;
+    const left = [...this.inFlight.values()].flat();
+    this.inFlight.clear();
+    this.openHere(left);
+  }
+
+  private openHere(batch: readonly Pending[]): void {
+    for (const p of batch) {
+      let opened: Buffer | undefined;
+      try {
+        opened = openGcm(p.key, Buffer.from(p.sealed, 'hex'), Buffer.from(p.aad, 'utf8'));
+      } catch {
+        opened = undefined; // as in the worker: a key of the wrong size does not open
+      }
+      // A copy of its own, as the worker's are (a Buffer may be a view of a shared pool).
+      p.done(opened && Uint8Array.from(opened));
+      opened?.fill(0);
+    }
+    this.stats.main += batch.length;
+  }
+}
+
+/** The process's opener: one worker serves every store. */
+export const secretOpener = new SecretOpener();
