@@ -6,17 +6,18 @@ import { parentPort } from 'node:worker_threads';
 import { openGcm } from './gcm.mjs';
 
 /**
- * A batch: the data keys it uses, and per item the index of its key, the sealed secret in hex
- * and the additional data (the key's pubkey).
- * @typedef {{ id: number, keys: Uint8Array[], items: Array<[number, string, string]> }} OpenBatch
+ * A batch: the data keys it uses, and its items, a line each: the index of its key, the sealed
+ * secret in hex and the additional data (the key's pubkey), apart by spaces.
+ * @typedef {{ id: number, keys: Uint8Array[], items: string }} OpenBatch
  */
 
 if (!parentPort) throw new Error('secret-worker.mjs runs as a worker thread');
 const port = parentPort;
 
 port.on('message', (/** @type {OpenBatch} */ batch) => {
-  const opened = batch.items.map(([index, sealed, aad]) => {
-    const key = batch.keys[index];
+  const opened = batch.items.split('\n').map((line) => {
+    const [index, sealed = '', aad = ''] = line.split(' ');
+    const key = batch.keys[Number(index)];
     try {
       return key && openGcm(key, Buffer.from(sealed, 'hex'), Buffer.from(aad, 'utf8'));
     } catch {

@@ -96,6 +96,32 @@ describe('secrets opened on a worker thread', () => {
     expect(opener.stats.batches).toBe(1);
   });
 
+  it('keeps each answer with its own key when a damaged record holds a space or line break', async () => {
+    const opener = new SecretOpener();
+    const ring = ringWith(opener);
+    const keys = sealMany(ring, 4);
+    const [a, b, c, d] = keys;
+    if (!a || !b || !c || !d) throw new Error('four keys were sealed');
+    const broken = (data: string) => ({ ...b, sealed: { ...b.sealed, data } });
+    const results = await Promise.allSettled([
+      ring.openMany([a]),
+      ring.openMany([broken(`${b.sealed.data.slice(0, 40)}\n0 ${c.sealed.data} ${c.pubkey}`)]),
+      ring.openMany([broken(`${b.sealed.data.slice(0, 40)} ${b.sealed.data.slice(40)}`)]),
+      ring.openMany([c, { ...d, pubkey: `${d.pubkey}\n` }]),
+      ring.openMany([d]),
+    ]);
+    expect(results.map((r) => r.status)).toEqual([
+      'fulfilled',
+      'rejected',
+      'rejected',
+      'rejected',
+      'fulfilled',
+    ]);
+    expect(results[0]).toEqual({ status: 'fulfilled', value: [a.secret] });
+    expect(results[4]).toEqual({ status: 'fulfilled', value: [d.secret] });
+    expect(opener.stats).toEqual({ worker: 3, main: 3, batches: 1 });
+  });
+
   it('opens on the main thread what a worker that stopped was asked, and all that follows', async () => {
     const opener = new SecretOpener(DYING_WORKER);
     const ring = ringWith(opener);
