@@ -67,6 +67,15 @@ export class SecretOpener {
       this.openHere(batch);
       return;
     }
+    try {
+      this.post(worker, batch);
+    } catch {
+      // Not sent (a batch too large for one string): each opens, or fails, here on its own.
+      this.openHere(batch);
+    }
+  }
+
+  private post(worker: Worker, batch: readonly Pending[]): void {
     const used: Uint8Array[] = [];
     // One string for the batch: structured clone copies value by value, and a batch of 68
     // items as ~200 small values took 130 us to post, as one string 80-110 us.
@@ -77,14 +86,17 @@ export class SecretOpener {
         return `${index} ${p.sealed} ${p.aad}`;
       })
       .join('\n');
-    // Copies of the keys alone: a Buffer may be a view of a shared pool, which a message
-    // would copy whole.
-    const keys = used.map((key) => new Uint8Array(key));
+    // Copies of the keys alone (a Buffer may be a view of a shared pool, which a message would
+    // copy whole), transferred: no copy stays behind on this thread.
+    const keys = used.map((key) => Uint8Array.from(key));
     const id = this.nextBatch++;
+    worker.postMessage(
+      { id, keys, items },
+      keys.map((key) => key.buffer),
+    );
     this.inFlight.set(id, batch);
     this.stats.batches++;
     worker.ref(); // an answer is awaited: the process stays up for it
-    worker.postMessage({ id, keys, items });
   }
 
   private running(): Worker | undefined {
@@ -97,8 +109,15 @@ export class SecretOpener {
       this.broken = true;
       return undefined;
     }
-    worker.on('message', (reply: Reply) => this.answered(reply));
+    worker.on('message', (message: unknown) => {
+      const reply = replyOf(message);
+      // Only a defect of secret-worker.mjs sends anything else: let the worker go.
+      if (reply) this.answered(reply);
+      else void worker.terminate();
+    });
     worker.on('error', () => {}); // followed by 'exit', which opens what it left
+    // An answer that cannot be read leaves its batch unanswered: the worker is let go.
+    worker.on('messageerror', () => void worker.terminate());
     worker.once('exit', () => this.lost(worker));
     worker.unref();
     this.worker = worker;
@@ -109,18 +128,27 @@ export class SecretOpener {
     const batch = this.inFlight.get(reply.id);
     if (!batch) return;
     this.inFlight.delete(reply.id);
+    if (this.inFlight.size === 0) this.worker?.unref();
+    const { plain, lengths } = reply;
+    // An answer not shaped like its batch is trusted for none of it: opened here instead.
+    const total = lengths.reduce((sum, n) => sum + Math.max(n, 0), 0);
+    if (lengths.length !== batch.length || total !== plain.length) {
+      this.openHere(batch);
+      return;
+    }
     let at = 0;
     batch.forEach((p, i) => {
-      const length = reply.lengths[i] ?? -1;
+      const length = lengths[i] ?? -1;
       if (length < 0) {
         p.done(undefined);
         return;
       }
-      p.done(reply.plain.subarray(at, at + length));
+      // A buffer of its own: a view would hold every other secret of the batch.
+      p.done(plain.slice(at, at + length));
       at += length;
     });
+    plain.fill(0);
     this.stats.worker += batch.length;
-    if (this.inFlight.size === 0) this.worker?.unref();
   }
 
   /** The worker stopped: what it had not answered opens here, and so does all that follows. */
@@ -141,12 +169,21 @@ export class SecretOpener {
       } catch {
         opened = undefined; // as in the worker: a key of the wrong size does not open
       }
-      // A copy of its own, as the worker's are (a Buffer may be a view of a shared pool).
       p.done(opened && Uint8Array.from(opened));
       opened?.fill(0);
     }
     this.stats.main += batch.length;
   }
+}
+
+function replyOf(message: unknown): Reply | undefined {
+  if (typeof message !== 'object' || message === null) return undefined;
+  if (!('id' in message && 'plain' in message && 'lengths' in message)) return undefined;
+  const { id, plain, lengths } = message;
+  if (typeof id !== 'number' || !(plain instanceof Uint8Array) || !Array.isArray(lengths))
+    return undefined;
+  if (!lengths.every((n): n is number => Number.isInteger(n))) return undefined;
+  return { id, plain, lengths };
 }
 
 const LINE_FIELD = /^[^\s]*$/;

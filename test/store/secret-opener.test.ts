@@ -63,6 +63,8 @@ describe('secrets opened on a worker thread', () => {
     expect(opened).toEqual(all.map((k) => k.secret));
     expect(opened).toEqual(all.map((k) => ring.open(k.sealed, k.pubkey)));
     expect(opener.stats).toEqual({ worker: 40, main: 0, batches: 1 });
+    // Each in a buffer of its own: a view of the batch's answer would carry the others.
+    for (const secret of opened) expect(secret.buffer.byteLength).toBe(32);
   });
 
   it('sends the opens asked for in one turn as one message', async () => {
@@ -133,9 +135,35 @@ describe('secrets opened on a worker thread', () => {
     await expect(ring.openMany([{ ...bad, sealed: tampered(bad.sealed) }])).rejects.toMatchObject({
       code: 'STORE_CORRUPT',
     });
-    expect(await ring.openMany(keys.slice(4))).toEqual(keys.slice(4).map((k) => k.secret));
+    const last = await ring.openMany(keys.slice(4));
+    expect(last).toEqual(keys.slice(4).map((k) => k.secret));
+    for (const secret of last) expect(secret.buffer.byteLength).toBe(32);
     expect(opener.stats).toEqual({ worker: 0, main: 8, batches: 1 });
   });
+
+  it.each([
+    ['with fewer items than asked', '{ id: batch.id, plain: new Uint8Array(0), lengths: [] }'],
+    [
+      'with more bytes than its lengths say',
+      '{ id: batch.id, plain: new Uint8Array(64), lengths: batch.items.split("\\n").map(() => 32) }',
+    ],
+    ['that is not an answer at all', '"ready"'],
+  ])(
+    'trusts no part of an answer %s, and opens that batch on the main thread',
+    async (_, reply) => {
+      const opener = new SecretOpener(
+        new URL(
+          `data:text/javascript,${encodeURIComponent(
+            `import { parentPort } from 'node:worker_threads'; parentPort.on('message', (batch) => parentPort.postMessage(${reply}));`,
+          )}`,
+        ),
+      );
+      const ring = ringWith(opener);
+      const keys = sealMany(ring, 3);
+      expect(await ring.openMany(keys)).toEqual(keys.map((k) => k.secret));
+      expect(opener.stats).toEqual({ worker: 0, main: 3, batches: 1 });
+    },
+  );
 
   it('opens on the main thread when the worker cannot start', async () => {
     const opener = new SecretOpener(new URL('file:///nonexistent/secret-worker.mjs'));
