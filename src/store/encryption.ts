@@ -168,14 +168,25 @@ export class KeyRing implements SecretCodec {
 
   /** Also opens records an older store kept as hex. */
   open(sealed: SealedSecret, pubkey: string): Uint8Array {
-    if (sealed.alg === 'hex') return Uint8Array.from(Buffer.from(sealed.data, 'hex'));
+    if (sealed.alg === 'hex') {
+      // Buffer.from stops at the first character that is not hex: a damaged record would
+      // open to a shorter secret, not fail.
+      if (!LEGACY_SECRET.test(sealed.data))
+        throw new PkmError(
+          'STORE_CORRUPT',
+          `the stored secret of ${pubkey} is not a secret key's 64 hex digits`,
+        );
+      return Uint8Array.from(Buffer.from(sealed.data, 'hex'));
+    }
     const dek = this.keys.get(sealed.kek ?? this.sealing);
     const plain =
       sealed.alg === 'aes-256-gcm' && dek
         ? openGcm(dek, Buffer.from(sealed.data, 'hex'), secretAad(pubkey))
         : undefined;
     if (!plain) throw doesNotOpen(pubkey);
-    return Uint8Array.from(plain);
+    const secret = Uint8Array.from(plain);
+    plain.fill(0);
+    return secret;
   }
 
   /** open() for many secrets, on the opener's worker thread (secret-opener.ts), in order. */
@@ -191,6 +202,9 @@ export class KeyRing implements SecretCodec {
     );
   }
 }
+
+/** A secret as an earlier build kept it: a BLS secret key (32 bytes) in hex. */
+const LEGACY_SECRET = /^[0-9a-fA-F]{64}$/;
 
 function doesNotOpen(pubkey: string): PkmError {
   return new PkmError(

@@ -33,12 +33,20 @@ export function openGcm(key, sealed, aad) {
   const decipher = createDecipheriv('aes-256-gcm', key, sealed.subarray(0, IV_BYTES));
   decipher.setAAD(aad);
   decipher.setAuthTag(sealed.subarray(sealed.length - TAG_BYTES));
+  const head = decipher.update(sealed.subarray(IV_BYTES, sealed.length - TAG_BYTES));
+  let tail;
   try {
-    return Buffer.concat([
-      decipher.update(sealed.subarray(IV_BYTES, sealed.length - TAG_BYTES)),
-      decipher.final(),
-    ]);
+    tail = decipher.final();
   } catch {
+    head.fill(0);
     return undefined; // GCM's tag did not verify: wrong key, or tampered
   }
+  // A buffer of its own (Buffer.alloc never uses the shared pool that Buffer.concat may), and
+  // the pieces wiped: the plaintext is a secret or a data key.
+  const plain = Buffer.alloc(head.length + tail.length);
+  head.copy(plain);
+  tail.copy(plain, head.length);
+  head.fill(0);
+  tail.fill(0);
+  return plain;
 }

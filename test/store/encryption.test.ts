@@ -24,6 +24,26 @@ describe('secret sealing', () => {
     expect(() => gcmCodec(Buffer.alloc(32, 4), 'kek-1').open(sealed, A)).toThrow(/does not open/);
   });
 
+  it('opens each secret and data key into a buffer of its own, not a view of a shared pool', () => {
+    const codec = gcmCodec(Buffer.alloc(32, 3), 'kek-1');
+    expect(codec.open(codec.seal(new Uint8Array(32).fill(9), A), A).buffer.byteLength).toBe(32);
+    const kek = Buffer.alloc(32, 6);
+    expect(unwrapDataKey(wrapDataKey(Buffer.alloc(32, 5), kek), kek).buffer.byteLength).toBe(32);
+  });
+
+  it.each([
+    ['not hex', 'zz'.repeat(32)],
+    ['hex then something else', `${'09'.repeat(16)}not hex`],
+    ['too short', '09'.repeat(16)],
+    ['empty', ''],
+  ])('refuses a secret an earlier build kept as hex that is %s: STORE_CORRUPT', async (_, data) => {
+    const codec = gcmCodec(Buffer.alloc(32, 3), 'kek-1');
+    const sealed = { alg: 'hex', data };
+    const refusal = { code: 'STORE_CORRUPT', message: expect.stringMatching(/64 hex digits/) };
+    expect(() => codec.open(sealed, A)).toThrow(expect.objectContaining(refusal));
+    await expect(codec.openMany([{ sealed, pubkey: A }])).rejects.toMatchObject(refusal);
+  });
+
   it('wraps the data key so that only its KEK unwraps it', () => {
     const kek = parseKek('22'.repeat(32), 'test');
     const wrapped = wrapDataKey(Buffer.alloc(32, 5), kek);
