@@ -105,8 +105,11 @@ export class KdfPool {
         return;
       }
       this.running.set(worker, job);
-      // The password is copied into the message; the caller's copy is zeroed by the caller.
-      worker.postMessage({ id: job.id, kdf: job.kdf, password: job.password });
+      // A copy of the password bytes alone, transferred: the caller's may be a view of Buffer's
+      // shared pool, which a message would copy whole (other secrets with it). The caller
+      // zeroes its own copy, the worker this one.
+      const password = Uint8Array.from(job.password);
+      worker.postMessage({ id: job.id, kdf: job.kdf, password }, [password.buffer]);
     }
   }
 
