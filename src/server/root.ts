@@ -22,6 +22,7 @@ import { ProofVerifier } from '../keys/proof-verifier.js';
 import { type KeySource, randomKeySource } from '../keys/source.js';
 import type { Logger } from '../log.js';
 import type { StoreContract } from '../store/contract.js';
+import { secretOpener } from '../store/secret-opener.js';
 import { allocatorAlerts } from './alerts.js';
 import { allocationShortcut } from './allocation-shortcut.js';
 import { type AppDeps, createApp } from './app.js';
@@ -77,6 +78,11 @@ export async function startServer(
       !benchmarkOnly.unsyncedStore,
     );
     teardown.push(() => store.close());
+    secretOpener.onFallback = (why) =>
+      log.warn(`handed-out secrets now open on the server's main thread: ${why}`);
+    teardown.push(() => {
+      secretOpener.onFallback = undefined;
+    });
     const probe = ping && new StoreProbe(ping, log);
     if (probe) {
       probe.start();

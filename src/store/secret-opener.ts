@@ -35,6 +35,8 @@ export class SecretOpener {
   private nextBatch = 0;
   /** Secrets opened by the worker and on the main thread, and the batches sent to the worker. */
   readonly stats = { worker: 0, main: 0, batches: 0 };
+  /** Told once, when the secrets start to open on the main thread for good (the server logs it). */
+  onFallback: ((why: string) => void) | undefined;
 
   constructor(private readonly script: URL = WORKER_SCRIPT) {}
 
@@ -53,6 +55,7 @@ export class SecretOpener {
 
   /** Stops the worker; what it had not answered opens on the main thread, as later opens do. */
   async close(): Promise<void> {
+    this.broken = true; // on purpose: no fallback to tell of
     await this.worker?.terminate();
   }
 
@@ -106,7 +109,7 @@ export class SecretOpener {
     try {
       worker = new Worker(this.script);
     } catch {
-      this.broken = true;
+      this.fallBack('its worker thread could not be made');
       return undefined;
     }
     worker.on('message', (message: unknown) => {
@@ -118,7 +121,7 @@ export class SecretOpener {
     worker.on('error', () => {}); // followed by 'exit', which opens what it left
     // An answer that cannot be read leaves its batch unanswered: the worker is let go.
     worker.on('messageerror', () => void worker.terminate());
-    worker.once('exit', () => this.lost(worker));
+    worker.once('exit', (code) => this.lost(worker, code));
     worker.unref();
     this.worker = worker;
     return worker;
@@ -152,13 +155,19 @@ export class SecretOpener {
   }
 
   /** The worker stopped: what it had not answered opens here, and so does all that follows. */
-  private lost(worker: Worker): void {
+  private lost(worker: Worker, code: number): void {
     if (this.worker !== worker) return;
     this.worker = undefined;
-    this.broken = true;
+    this.fallBack(`its worker thread stopped (exit code ${code})`);
     const left = [...this.inFlight.values()].flat();
     this.inFlight.clear();
     this.openHere(left);
+  }
+
+  private fallBack(why: string): void {
+    if (this.broken) return;
+    this.broken = true;
+    this.onFallback?.(why);
   }
 
   private openHere(batch: readonly Pending[]): void {

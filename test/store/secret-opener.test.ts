@@ -126,6 +126,8 @@ describe('secrets opened on a worker thread', () => {
 
   it('opens on the main thread what a worker that stopped was asked, and all that follows', async () => {
     const opener = new SecretOpener(DYING_WORKER);
+    const told: string[] = [];
+    opener.onFallback = (why) => told.push(why);
     const ring = ringWith(opener);
     const keys = sealMany(ring, 8);
     const [bad] = keys.splice(4, 1);
@@ -139,6 +141,7 @@ describe('secrets opened on a worker thread', () => {
     expect(last).toEqual(keys.slice(4).map((k) => k.secret));
     for (const secret of last) expect(secret.buffer.byteLength).toBe(32);
     expect(opener.stats).toEqual({ worker: 0, main: 8, batches: 1 });
+    expect(told).toEqual(['its worker thread stopped (exit code 1)']); // once
   });
 
   it.each([
@@ -167,10 +170,13 @@ describe('secrets opened on a worker thread', () => {
 
   it('opens on the main thread when the worker cannot start', async () => {
     const opener = new SecretOpener(new URL('file:///nonexistent/secret-worker.mjs'));
+    const told: string[] = [];
+    opener.onFallback = (why) => told.push(why);
     const ring = ringWith(opener);
     const keys = sealMany(ring, 4);
     expect(await ring.openMany(keys)).toEqual(keys.map((k) => k.secret));
     expect(opener.stats).toEqual({ worker: 0, main: 4, batches: 1 });
+    expect(told).toEqual([expect.stringMatching(/^its worker thread stopped/)]);
   });
 
   it('answers what is in flight when it is closed', async () => {
@@ -180,8 +186,11 @@ describe('secrets opened on a worker thread', () => {
     await ring.openMany(keys.slice(0, 4)); // the worker runs
     const pending = ring.openMany(keys.slice(4));
     await new Promise((resolve) => setImmediate(resolve)); // the batch is sent
+    const told: string[] = [];
+    opener.onFallback = (why) => told.push(why);
     await opener.close();
     expect(await pending).toEqual(keys.slice(4).map((k) => k.secret));
+    expect(told).toEqual([]); // closed on purpose: nothing to tell
     expect(opener.stats.worker + opener.stats.main).toBe(8);
   });
 });
