@@ -78,10 +78,12 @@ export async function startServer(
       !benchmarkOnly.unsyncedStore,
     );
     teardown.push(() => store.close());
-    secretOpener.onFallback = (why) =>
+    const onFallback = (why: string) =>
       log.warn(`handed-out secrets now open on the server's main thread: ${why}`);
+    secretOpener.onFallback = onFallback;
     teardown.push(() => {
-      secretOpener.onFallback = undefined;
+      // Another server of this process (tests start several) may have set its own since.
+      if (secretOpener.onFallback === onFallback) secretOpener.onFallback = undefined;
     });
     const probe = ping && new StoreProbe(ping, log);
     if (probe) {

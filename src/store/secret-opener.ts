@@ -30,6 +30,8 @@ export class SecretOpener {
   private worker: Worker | undefined;
   /** The worker could not start, or stopped: everything opens on the main thread. */
   private broken = false;
+  /** onFallback was told (or the opener was closed on purpose). */
+  private told = false;
   private queued: Pending[] = [];
   private readonly inFlight = new Map<number, readonly Pending[]>();
   private nextBatch = 0;
@@ -55,7 +57,8 @@ export class SecretOpener {
 
   /** Stops the worker; what it had not answered opens on the main thread, as later opens do. */
   async close(): Promise<void> {
-    this.broken = true; // on purpose: no fallback to tell of
+    this.broken = true;
+    this.told = true; // on purpose: no fallback to tell of
     await this.worker?.terminate();
   }
 
@@ -109,7 +112,8 @@ export class SecretOpener {
     try {
       worker = new Worker(this.script);
     } catch {
-      this.fallBack('its worker thread could not be made');
+      this.broken = true;
+      this.tell('its worker thread could not be made');
       return undefined;
     }
     worker.on('message', (message: unknown) => {
@@ -158,16 +162,22 @@ export class SecretOpener {
   private lost(worker: Worker, code: number): void {
     if (this.worker !== worker) return;
     this.worker = undefined;
-    this.fallBack(`its worker thread stopped (exit code ${code})`);
     const left = [...this.inFlight.values()].flat();
     this.inFlight.clear();
+    this.broken = true;
     this.openHere(left);
+    this.tell(`its worker thread stopped (exit code ${code})`);
   }
 
-  private fallBack(why: string): void {
-    if (this.broken) return;
-    this.broken = true;
-    this.onFallback?.(why);
+  /** Tells onFallback, once; what it throws does not reach the opens (they are answered). */
+  private tell(why: string): void {
+    if (this.told) return;
+    this.told = true;
+    try {
+      this.onFallback?.(why);
+    } catch {
+      // A broken logger: the secrets open all the same.
+    }
   }
 
   private openHere(batch: readonly Pending[]): void {

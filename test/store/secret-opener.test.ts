@@ -168,6 +168,17 @@ describe('secrets opened on a worker thread', () => {
     },
   );
 
+  it('answers what a stopped worker left even when the fallback hook throws', async () => {
+    const opener = new SecretOpener(DYING_WORKER);
+    opener.onFallback = () => {
+      throw new Error('a broken logger');
+    };
+    const ring = ringWith(opener);
+    const keys = sealMany(ring, 4);
+    expect(await ring.openMany(keys)).toEqual(keys.map((k) => k.secret));
+    expect(opener.stats).toEqual({ worker: 0, main: 4, batches: 1 });
+  });
+
   it('opens on the main thread when the worker cannot start', async () => {
     const opener = new SecretOpener(new URL('file:///nonexistent/secret-worker.mjs'));
     const told: string[] = [];
