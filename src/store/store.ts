@@ -104,6 +104,8 @@ export class Store implements StoreContract {
   private readonly coolingB: Sub;
   private readonly metaB: Sub;
   private stored: Counts;
+  /** A commit is being written (commit() refuses a second one meanwhile). */
+  private committing = false;
   private nextIndex: number;
   /** The sequence number the next audit event gets. */
   private nextSeq = 0;
@@ -418,16 +420,25 @@ export class Store implements StoreContract {
     // Three parts, the two around the write synchronous: V8 optimizes (and, when a record of a
     // new shape comes by, re-optimizes) each on its own; as one async function they were one
     // compilation of 90-160 ms, done again after each deoptimization (issue 17, point 4).
-    const batch = this.batchOf(change);
-    // Bumped on both sides of the write: a read overlapping any part of it is not cached.
-    this.commits++;
+    // One writer (GroupCommitter): two commits at once would number their events alike and
+    // count from the same counts, so the second is refused rather than trusted to never come.
+    if (this.committing)
+      throw new PkmError('INTERNAL', 'a commit came while another was being written');
+    this.committing = true;
     try {
-      // Synced: the callers acknowledge the change once this resolves (DESIGN.md, "Store").
-      await this.write(batch.ops);
-    } finally {
+      const batch = this.batchOf(change);
+      // Bumped on both sides of the write: a read overlapping any part of it is not cached.
       this.commits++;
+      try {
+        // Synced: the callers acknowledge the change once this resolves (DESIGN.md, "Store").
+        await this.write(batch.ops);
+      } finally {
+        this.commits++;
+      }
+      this.written(change, batch);
+    } finally {
+      this.committing = false;
     }
-    this.written(change, batch);
   }
 
   /** The operations of a change's batch, and what the store keeps in memory once it is written. */

@@ -22,6 +22,32 @@ describe('store', () => {
     await db.close();
   });
 
+  it('refuses a commit that comes while another is being written (INTERNAL), and loses nothing of the first', async () => {
+    const dir = await tempDir();
+    const store = await Store.open(dir, { kek: testKek });
+    const event = (pod: string) => ({ at: 1, type: 'release' as const, pod, pubkeys: [] });
+    const first = store.commit({
+      keys: [{ after: freeKey(store, 1, 1) }],
+      pods: [],
+      events: [event('a')],
+    });
+    const second = store.commit({
+      keys: [{ after: freeKey(store, 2, 1) }],
+      pods: [],
+      events: [event('b')],
+    });
+    await expect(second).rejects.toMatchObject({ code: 'INTERNAL' });
+    await first;
+    await store.commit({ keys: [], pods: [], events: [event('c')] });
+    expect(store.storedCounts().free).toBe(1);
+    expect(await store.getKey(freeKey(store, 2, 1).pubkey)).toBeUndefined();
+    expect((await store.events(0, 10)).map((e) => [e.seq, e.pod])).toEqual([
+      [0, 'a'],
+      [1, 'c'],
+    ]);
+    await store.close();
+  });
+
   it('keeps meta values it read or wrote, and never one a racing write replaced', async () => {
     const dir = await tempDir();
     const store = await Store.open(dir, { kek: testKek });
