@@ -104,8 +104,8 @@ export class Store implements StoreContract {
   private readonly coolingB: Sub;
   private readonly metaB: Sub;
   private stored: Counts;
-  /** A commit is being written (commit() refuses a second one meanwhile). */
-  private committing = false;
+  /** The last commit asked for, settled or not: the next one starts after it. */
+  private lastCommit: Promise<unknown> = Promise.resolve();
   private nextIndex: number;
   /** The sequence number the next audit event gets. */
   private nextSeq = 0;
@@ -416,29 +416,29 @@ export class Store implements StoreContract {
    * record's before and after, so callers cannot let them drift. Encoding checks every record
    * before anything is written: an invalid record aborts the whole change.
    */
-  async commit(change: Change): Promise<void> {
+  commit(change: Change): Promise<void> {
+    // One commit at a time: two at once would number their events alike and count from the
+    // same counts. GroupCommitter is the one writer in the server; a commit that comes while
+    // another is being written (setup code, tools) waits for it rather than racing it.
+    const done = this.lastCommit.then(() => this.commitNow(change));
+    this.lastCommit = done.catch(() => undefined);
+    return done;
+  }
+
+  private async commitNow(change: Change): Promise<void> {
     // Three parts, the two around the write synchronous: V8 optimizes (and, when a record of a
     // new shape comes by, re-optimizes) each on its own; as one async function they were one
     // compilation of 90-160 ms, done again after each deoptimization (issue 17, point 4).
-    // One writer (GroupCommitter): two commits at once would number their events alike and
-    // count from the same counts, so the second is refused rather than trusted to never come.
-    if (this.committing)
-      throw new PkmError('INTERNAL', 'a commit came while another was being written');
-    this.committing = true;
+    const batch = this.batchOf(change);
+    // Bumped on both sides of the write: a read overlapping any part of it is not cached.
+    this.commits++;
     try {
-      const batch = this.batchOf(change);
-      // Bumped on both sides of the write: a read overlapping any part of it is not cached.
-      this.commits++;
-      try {
-        // Synced: the callers acknowledge the change once this resolves (DESIGN.md, "Store").
-        await this.write(batch.ops);
-      } finally {
-        this.commits++;
-      }
-      this.written(change, batch);
+      // Synced: the callers acknowledge the change once this resolves (DESIGN.md, "Store").
+      await this.write(batch.ops);
     } finally {
-      this.committing = false;
+      this.commits++;
     }
+    this.written(change, batch);
   }
 
   /** The operations of a change's batch, and what the store keeps in memory once it is written. */
