@@ -8,6 +8,7 @@ import { benchImport } from './import.js';
 import { benchKeystores } from './keystores.js';
 import { benchNewKeys } from './new-keys.js';
 import { benchPageInBrowser } from './page-browser.js';
+import { benchRecordCache } from './record-cache.js';
 import { benchScale } from './scale.js';
 import { benchTimeToValidating } from './time-to-validating.js';
 
@@ -21,6 +22,7 @@ const BENCHES: Record<string, () => Promise<void>> = {
   keystores: benchKeystores,
   'new-keys': benchNewKeys,
   'page-browser': benchPageInBrowser,
+  'record-cache': benchRecordCache,
   scale: benchScale,
   'time-to-validating': benchTimeToValidating,
 };

@@ -4,6 +4,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import type { NextFunction, Request, Response } from 'express';
+import { makeRoom } from '../bounded-map.js';
 import { PkmError } from '../errors.js';
 import type { PodToken, TokenReviewer } from '../kube/token-review.js';
 
@@ -87,10 +88,7 @@ export class Auth {
     if (review.expiresAt !== undefined) {
       // Briefly, and never past the token's own expiry.
       const until = Math.min(review.expiresAt, now + (this.opts.cacheMs ?? 60_000));
-      if (this.cache.size >= MAX_CACHED) {
-        const oldest = this.cache.keys().next().value;
-        if (oldest !== undefined) this.cache.delete(oldest);
-      }
+      makeRoom(this.cache, MAX_CACHED);
       this.cache.set(key, { ...review, until });
     }
     return { kind: 'pod', pod: review.pod, uid: review.uid };

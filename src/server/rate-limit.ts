@@ -1,5 +1,6 @@
 // Per-caller rate limits on the allocation routes: a token bucket per identity, so one pod in a
 // crash loop (or a stolen token) cannot drain the pool or starve the others.
+import { makeRoom } from '../bounded-map.js';
 import { PkmError } from '../errors.js';
 
 export interface RateLimit {
@@ -32,10 +33,7 @@ export class RateLimiter {
     bucket.at = now;
     // Re-inserted: the map's order is least recently used first.
     this.buckets.delete(who);
-    if (this.buckets.size >= MAX_TRACKED) {
-      const idle = this.buckets.keys().next().value;
-      if (idle !== undefined) this.buckets.delete(idle);
-    }
+    makeRoom(this.buckets, MAX_TRACKED);
     this.buckets.set(who, bucket);
     return bucket;
   }

@@ -6,6 +6,8 @@
 // (A rule that dropped every read that overlapped any batch dropped the window's prefetch of
 // hundreds of records whenever a batch was written meanwhile: issue 17, point 4.)
 
+import { makeRoom } from '../bounded-map.js';
+
 /**
  * PKM_FREEZE_RECORDS=1, which the test suite sets (vitest.config.ts, and every pkm it spawns
  * inherits it): a cached record is frozen through and through, so that code changing one in
@@ -53,10 +55,7 @@ export class RecordCache<V extends object> {
   set(key: string, value: V | undefined): void {
     this.map.delete(key);
     if (value === undefined) return;
-    if (this.map.size >= this.capacity) {
-      const oldest = this.map.keys().next();
-      if (!oldest.done) this.map.delete(oldest.value);
-    }
+    makeRoom(this.map, this.capacity);
     // Callers share the cached object: the records' types are read-only through and through
     // (records.ts), so no code changes one in place. Freezing each one too cost an allocation
     // 3% of its main-thread time, and gave V8 a second shape of every record to deal with; the
