@@ -6,7 +6,10 @@
 //     updates the previous holder's record and writes a reuse event per key (reuse.ts).
 // For the fresh pool, the same built server with unsynced commits shows what syncing costs
 // (DESIGN.md, "Store": every change is synced before it is acknowledged).
-// Sizes: PKM_BENCH_PODS (2000), PKM_BENCH_ROUNDS (3), PKM_BENCH_POOLS (fresh,recycled).
+// A round runs the floor and the servers side by side, taking turns (measureInTurns); the
+// figures are those of the round with the median ratio.
+// Sizes: PKM_BENCH_PODS (2000), PKM_BENCH_ROUNDS (3), PKM_BENCH_BURSTS (8),
+// PKM_BENCH_POOLS (fresh,recycled).
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,6 +22,7 @@ import {
   type ChildServer,
   type LoadResult,
   load,
+  percentile,
   report,
   sizeFromEnv,
   spawnServer,
@@ -27,6 +31,8 @@ import {
 
 const PODS = sizeFromEnv('PKM_BENCH_PODS', 2000);
 const ROUNDS = sizeFromEnv('PKM_BENCH_ROUNDS', 3);
+/** Turns each server's PODS allocations are split into (measureInTurns). */
+const BURSTS = sizeFromEnv('PKM_BENCH_BURSTS', 8);
 const KEYS_PER_POD = 4;
 const CONCURRENCY = 50;
 /**
@@ -65,8 +71,8 @@ async function withDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
   }
 }
 
-/** A run, with the CPU time the server's threads spent per allocation. */
-type Run = LoadResult & {
+/** A server's figures over a round, with the CPU time its threads spent per allocation. */
+type Run = Omit<LoadResult, 'retried'> & {
   readonly mainThreadUsPerRequest: number;
   readonly otherThreadsUsPerRequest: number;
 };
@@ -86,12 +92,12 @@ async function threadNs(pid: number | undefined): Promise<Map<string, number>> {
   return ns;
 }
 
-/** CPU per request of the main thread and of the others, between two threadNs readings. */
-function perRequest(
+/** CPU of the main thread and of the others, in ns, between two threadNs readings. */
+function cpuBetween(
   pid: number | undefined,
   before: Map<string, number>,
   after: Map<string, number>,
-) {
+): { main: number; others: number } {
   let main = 0;
   let others = 0;
   for (const [tid, ns] of after) {
@@ -99,29 +105,64 @@ function perRequest(
     if (tid === String(pid)) main += used;
     else others += used;
   }
-  return {
-    mainThreadUsPerRequest: main / 1000 / PODS,
-    otherThreadsUsPerRequest: others / 1000 / PODS,
-  };
+  return { main, others };
 }
 
-/** Warms a server up on other pods, so every server is measured hot, then runs the load. */
-async function measure(server: ChildServer): Promise<Run> {
-  try {
+/** The allocations of burst `b`: PODS split as evenly as whole numbers allow. */
+const burstStart = (b: number) => Math.floor((PODS * b) / BURSTS);
+
+/**
+ * The servers of one round, measured in turns. Each is warmed up on other pods first, so every
+ * server is measured hot. Then each runs PODS allocations in BURSTS bursts, the servers taking
+ * turns burst by burst, in an order that flips each time: the floor and the server see the same
+ * machine. Measured one after the other, they did not: this machine's speed drifts within
+ * minutes (the floor alone ran at 2,500 to 4,400 allocations/s in one quarter of an hour), and
+ * one round's ratio swung from 0.44 to 0.80 with the code unchanged.
+ */
+async function measureInTurns(servers: readonly ChildServer[]): Promise<Run[]> {
+  for (const server of servers)
     await load(server.url, (i) => `/v1/pods/warmup-${i}/keys`, body, WARMUP, CONCURRENCY);
-    const { pid } = server.proc;
-    const before = await threadNs(pid);
-    const result = await load(
-      server.url,
-      (i) => `/v1/pods/validator-${i}/keys`,
-      body,
-      PODS,
-      CONCURRENCY,
-    );
-    return { ...result, ...perRequest(pid, before, await threadNs(pid)) };
-  } finally {
-    await server.stop();
+  const tallies = servers.map(() => ({
+    latencies: [] as number[],
+    seconds: 0,
+    main: 0,
+    others: 0,
+  }));
+  for (let b = 0; b < BURSTS; b++) {
+    const turns = servers.map((_, i) => (b % 2 === 0 ? i : servers.length - 1 - i));
+    for (const i of turns) {
+      const server = servers[i];
+      const tally = tallies[i];
+      if (!server || !tally) throw new Error(`no server ${i}`);
+      const { pid } = server.proc;
+      const before = await threadNs(pid);
+      const first = burstStart(b);
+      const result = await load(
+        server.url,
+        (j) => `/v1/pods/validator-${first + j}/keys`,
+        body,
+        burstStart(b + 1) - first,
+        CONCURRENCY,
+      );
+      const cpu = cpuBetween(pid, before, await threadNs(pid));
+      tally.latencies.push(...result.latenciesMs);
+      tally.seconds += result.seconds;
+      tally.main += cpu.main;
+      tally.others += cpu.others;
+    }
   }
+  return tallies.map((t) => {
+    const latencies = t.latencies.sort((x, y) => x - y);
+    return {
+      seconds: t.seconds,
+      perSecond: PODS / t.seconds,
+      p50ms: percentile(latencies, 50),
+      p99ms: percentile(latencies, 99),
+      latenciesMs: latencies,
+      mainThreadUsPerRequest: t.main / 1000 / PODS,
+      otherThreadsUsPerRequest: t.others / 1000 / PODS,
+    };
+  });
 }
 
 /**
@@ -163,49 +204,64 @@ async function checkPoolUse(dir: string, pool: Pool, filled: number): Promise<vo
 }
 
 /** `pkm server` on a filled pool, or (unsynced) the same built server with unsynced commits. */
-async function allocationRun(dir: string, pool: Pool, unsynced = false): Promise<Run> {
-  const filled = await fillPool(dir, pool);
+async function startServer(dir: string, pool: Pool, unsynced: boolean): Promise<ChildServer> {
   const flags = ['--data-dir', dir, '--listen', '127.0.0.1:0'];
   if (pool === 'recycled')
     flags.push('--reuse-delay', `${REUSE_DELAY_MS}ms`, '--resync-window', '0');
-  const server = await spawnServer(
+  return spawnServer(
     unsynced ? ['--import', 'tsx', UNSYNCED, ...flags] : [CLI, 'server', ...flags],
   );
-  // A key released before a start waits a full reuse delay after it (cooling.ts).
-  if (pool === 'recycled') await sleep(REUSE_DELAY_MS + 100);
-  const run = await measure(server);
-  await checkPoolUse(dir, pool, filled);
-  return run;
 }
 
-async function floorRun(dir: string, pool: Pool): Promise<Run> {
-  return measure(await spawnServer(['--import', 'tsx', FLOOR, dir, pool]));
+/** The figures of one round: the floor, the server, and for the fresh pool the unsynced one. */
+interface Round {
+  readonly floor: Run;
+  readonly real: Run;
+  readonly unsynced: Run | undefined;
 }
 
-/** The run with the median throughput: the machine is noisy, and rounds alternate. */
-function median(runs: Run[]): Run {
-  const sorted = [...runs].sort((a, b) => a.perSecond - b.perSecond);
+/** One round: the floor and the servers, each on a directory of its own, measured in turns. */
+async function measureRound(pool: Pool): Promise<Round> {
+  const variants = pool === 'fresh' ? [false, true] : [false];
+  return withDir((floorDir) =>
+    withDir(async (base) => {
+      const dirs = variants.map((_, i) => join(base, `server-${i}`));
+      const filled = await Promise.all(dirs.map((dir) => fillPool(dir, pool)));
+      const servers: ChildServer[] = [];
+      let runs: Run[];
+      try {
+        servers.push(await spawnServer(['--import', 'tsx', FLOOR, floorDir, pool]));
+        for (const [i, dir] of dirs.entries())
+          servers.push(await startServer(dir, pool, variants[i] ?? false));
+        // A key released before a start waits a full reuse delay after it (cooling.ts).
+        if (pool === 'recycled') await sleep(REUSE_DELAY_MS + 100);
+        runs = await measureInTurns(servers);
+      } finally {
+        await Promise.all(servers.map((server) => server.stop()));
+      }
+      for (const [i, dir] of dirs.entries()) await checkPoolUse(dir, pool, filled[i] ?? 0);
+      const [floor, real, unsynced] = runs;
+      if (!floor || !real) throw new Error('a server of the round was not measured');
+      return { floor, real, unsynced };
+    }),
+  );
+}
+
+/** The round whose server ran at the median ratio to its floor (rounds are noisy too). */
+function medianRound(rounds: readonly Round[]): Round {
+  const ratio = (r: Round) => r.real.perSecond / r.floor.perSecond;
+  const sorted = [...rounds].sort((a, b) => ratio(a) - ratio(b));
   const mid = sorted[Math.floor(sorted.length / 2)];
-  if (!mid) throw new Error('no runs to take a median of');
+  if (!mid) throw new Error('no rounds to take a median of');
   return mid;
 }
 
 export async function benchAllocate(): Promise<void> {
   for (const pool of POOLS) {
-    const floors: Run[] = [];
-    const reals: Run[] = [];
-    const unsynceds: Run[] = [];
-    for (let round = 0; round < ROUNDS; round++) {
-      floors.push(await withDir((dir) => floorRun(dir, pool)));
-      reals.push(await withDir((dir) => allocationRun(dir, pool)));
-      if (pool === 'fresh') unsynceds.push(await withDir((dir) => allocationRun(dir, pool, true)));
-    }
-    reportPool(
-      pool,
-      median(floors),
-      median(reals),
-      unsynceds.length > 0 ? median(unsynceds) : undefined,
-    );
+    const rounds: Round[] = [];
+    for (let round = 0; round < ROUNDS; round++) rounds.push(await measureRound(pool));
+    const { floor, real, unsynced } = medianRound(rounds);
+    reportPool(pool, floor, real, unsynced);
   }
 }
 

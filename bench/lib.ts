@@ -83,9 +83,11 @@ export interface LoadResult {
   readonly p99ms: number;
   /** Answers that said "ask again" and were, as a client would (see LoadOptions.retry). */
   readonly retried: number;
+  /** Every request's latency, sorted: runs merged take their percentiles from these. */
+  readonly latenciesMs: readonly number[];
 }
 
-function percentile(sorted: readonly number[], p: number): number {
+export function percentile(sorted: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
 }
 
@@ -215,6 +217,7 @@ export async function loadSpread(opts: LoadOptions): Promise<LoadResult> {
     p50ms: percentile(latencies, 50),
     p99ms: percentile(latencies, 99),
     retried,
+    latenciesMs: latencies,
   };
 }
 
