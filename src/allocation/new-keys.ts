@@ -38,6 +38,8 @@ export async function newKeyRecords(
   const first = tx.nextKeyIndex();
   if (at !== undefined && (at.length !== count || at.some((i) => i < first)))
     throw new PkmError('INTERNAL', 'derivation indexes must be new, one per key');
+  // An array literal, as Store.getKeys says why: most allocations make no key.
+  if (count === 0) return { records: [] };
   const { keySource } = parts;
   // The indexes to try, in order: the planned ones, then (or else) every next one.
   const planned = [...(at ?? [])];

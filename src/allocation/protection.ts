@@ -193,22 +193,25 @@ export async function handOut(
   // The fence's slot is read once the secrets are open: never earlier than before the wait.
   const genesis = deps.beacon?.genesisTime;
   const now = deps.clock();
+  // Pushed onto a literal: see Store.getKeys.
+  const keys: HandedKey[] = [];
+  records.forEach((r, i) => {
+    // Released, fenced (a forced release, a restore) or deleted from a VC (a live move):
+    // some pod may have signed with it.
+    const recycled = r.history.some((e) => RECYCLED.has(e.event));
+    const fence = recycled && genesis !== undefined ? fenceAt(now, genesis) : undefined;
+    const protection = r.protection || fence ? merge(r.protection ?? {}, fence ?? {}) : undefined;
+    const secretKey = secrets[i];
+    if (secretKey === undefined) throw new Error(`the opened secrets miss ${r.pubkey}'s`);
+    // Field by field rather than by spreads: see transitions.ts inState.
+    const key: Draft<HandedKey> = { pubkey: r.pubkey, secretKey };
+    if (r.path !== undefined) key.path = r.path;
+    if (protection) key.protection = protection;
+    keys.push(key);
+  });
   return {
     pod,
     ...(genesisValidatorsRoot === undefined ? {} : { genesisValidatorsRoot }),
-    keys: records.map((r, i) => {
-      // Released, fenced (a forced release, a restore) or deleted from a VC (a live move):
-      // some pod may have signed with it.
-      const recycled = r.history.some((e) => RECYCLED.has(e.event));
-      const fence = recycled && genesis !== undefined ? fenceAt(now, genesis) : undefined;
-      const protection = r.protection || fence ? merge(r.protection ?? {}, fence ?? {}) : undefined;
-      const secretKey = secrets[i];
-      if (secretKey === undefined) throw new Error(`the opened secrets miss ${r.pubkey}'s`);
-      // Field by field rather than by spreads: see transitions.ts inState.
-      const key: Draft<HandedKey> = { pubkey: r.pubkey, secretKey };
-      if (r.path !== undefined) key.path = r.path;
-      if (protection) key.protection = protection;
-      return key;
-    }),
+    keys,
   };
 }

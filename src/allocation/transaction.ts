@@ -256,14 +256,20 @@ export class Transaction {
     return this.keyReads.get(pubkey) ?? read;
   }
 
+  /** Built by push onto a literal, as Store.getKeys says why. */
   async getKeys(pubkeys: readonly string[]): Promise<KeyRecord[]> {
-    const missing = pubkeys.filter((pk) => !this.keys.has(pk) && !this.keyReads.has(pk));
+    const missing: string[] = [];
+    for (const pk of pubkeys) if (!this.keys.has(pk) && !this.keyReads.has(pk)) missing.push(pk);
     const read = await this.store.getKeys(missing);
-    const byKey = new Map(read.map((r) => [r.pubkey, r]));
+    const byKey = new Map<string, KeyRecord>();
+    for (const r of read) byKey.set(r.pubkey, r);
     if (this.shared) this.remember(read);
-    return pubkeys
-      .map((pk) => this.keys.get(pk)?.after ?? this.keyReads.get(pk) ?? byKey.get(pk))
-      .filter((r) => r !== undefined);
+    const found: KeyRecord[] = [];
+    for (const pk of pubkeys) {
+      const record = this.keys.get(pk)?.after ?? this.keyReads.get(pk) ?? byKey.get(pk);
+      if (record !== undefined) found.push(record);
+    }
+    return found;
   }
 
   /** Up to `limit` keys of an index, oldest first, released at or before `atOrBefore`. */

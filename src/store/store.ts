@@ -271,14 +271,26 @@ export class Store implements StoreContract {
     return text === undefined ? undefined : keyRecordCodec.decode(text);
   }
 
-  /** Records of keys that must exist (they are named by an index or a pod record). */
+  /**
+   * Records of keys that must exist (they are named by an index or a pod record). The answer is
+   * built by push onto an array literal: what map and filter return is of one elements kind
+   * when V8 inlines them and of another when it does not, and each function that iterated it
+   * was deoptimized whenever the other kind came by; allocateIn took 55-75 ms to compile again,
+   * inside the benchmark's measured run (issue 17, point 4).
+   */
   async getKeys(pubkeys: readonly string[]): Promise<KeyRecord[]> {
-    const found = pubkeys.map((pk) => this.keyCache.get(pk));
-    const missing = pubkeys.filter((_, i) => found[i] === undefined);
+    // What the cache holds now: a batch written during the read below may change it.
+    const cached: Array<KeyRecord | undefined> = [];
+    const missing: string[] = [];
+    for (const pk of pubkeys) {
+      const record = this.keyCache.get(pk);
+      cached.push(record);
+      if (record === undefined) missing.push(pk);
+    }
+    const read = new Map<string, KeyRecord>();
     if (missing.length > 0) {
       const seen = this.commits;
       const texts = await this.keysB.getMany(missing);
-      const read = new Map<string, KeyRecord>();
       texts.forEach((text, i) => {
         const pubkey = missing[i] ?? '';
         if (text === undefined)
@@ -287,9 +299,13 @@ export class Store implements StoreContract {
         read.set(pubkey, record);
         this.keyCache.fill(pubkey, record, seen);
       });
-      for (let i = 0; i < found.length; i++) found[i] ??= read.get(pubkeys[i] ?? '');
     }
-    return found.filter((r): r is KeyRecord => r !== undefined);
+    const found: KeyRecord[] = [];
+    pubkeys.forEach((pk, i) => {
+      const record = cached[i] ?? read.get(pk);
+      if (record !== undefined) found.push(record);
+    });
+    return found;
   }
 
   /**
@@ -525,11 +541,11 @@ export class Store implements StoreContract {
     this.nextSeq += batch.events;
     if (next !== undefined) this.nextIndex = next;
     for (const [sub, window] of this.windows) {
-      const mine = indexed.filter((e) => e.sublevel === sub);
-      window.apply(
-        mine.filter((e) => e.op === 'del').map((e) => e.key),
-        mine.filter((e) => e.op === 'put').map((e) => e.key),
-      );
+      const deleted: string[] = [];
+      const inserted: string[] = [];
+      for (const e of indexed)
+        if (e.sublevel === sub) (e.op === 'del' ? deleted : inserted).push(e.key);
+      window.apply(deleted, inserted);
     }
     for (const { after } of change.keys) this.keyCache.set(after.pubkey, after);
     for (const { name, after } of change.pods) {
@@ -537,12 +553,12 @@ export class Store implements StoreContract {
       if (after) this.podNames.add(name);
       else this.podNames.delete(name);
     }
-    const metaWritten = [
-      MetaKey.counts,
-      ...(next === undefined ? [] : [MetaKey.nextKeyIndex]),
-      ...(change.meta ?? []).map(([key]) => key),
-    ];
-    for (const [key, value] of change.meta ?? []) this.metaCache.set(key, { value });
+    const metaWritten: string[] = [MetaKey.counts];
+    if (next !== undefined) metaWritten.push(MetaKey.nextKeyIndex);
+    for (const [key, value] of change.meta ?? []) {
+      metaWritten.push(key);
+      this.metaCache.set(key, { value });
+    }
     // Kept in memory as this.stored and this.nextIndex; a read of them reads them again.
     this.metaCache.set(MetaKey.counts, undefined);
     this.metaCache.set(MetaKey.nextKeyIndex, undefined);
@@ -624,7 +640,9 @@ export class Store implements StoreContract {
    * now too, so the group does not wait on one LevelDB read per recycled allocation.
    */
   private async prefetch(indexKeys: readonly string[]): Promise<void> {
-    const records = await this.getKeys(indexKeys.map((k) => parseTimeIndexKey(k).pubkey));
+    const pubkeys: string[] = [];
+    for (const key of indexKeys) pubkeys.push(parseTimeIndexKey(key).pubkey);
+    const records = await this.getKeys(pubkeys);
     const holders = new Set<string>();
     for (const r of records)
       if (r.state === 'cooling' && r.pod !== undefined && this.podCache.get(r.pod) === undefined)
