@@ -6,7 +6,7 @@
 // (A rule that dropped every read that overlapped any batch dropped the window's prefetch of
 // hundreds of records whenever a batch was written meanwhile: issue 17, point 4.)
 
-import { makeRoom } from '../bounded-map.js';
+import { dropCount, makeRoom } from '../bounded-map.js';
 
 /**
  * PKM_FREEZE_RECORDS=1, which the test suite sets (vitest.config.ts, and every pkm it spawns
@@ -46,9 +46,12 @@ export class RecordCache<V extends object> {
     if (this.fresh(key, seen)) this.set(key, value);
   }
 
-  /** fill, but only while the cache has room: a scan never evicts what requests use. */
+  /**
+   * fill, but only while the cache has room, the room a full cache's write makes for itself
+   * (makeRoom drops dropCount at once) aside: a scan never evicts what requests use.
+   */
   fillIfRoom(key: string, value: V, seen: number): void {
-    if (this.map.size < this.capacity) this.fill(key, value, seen);
+    if (this.map.size < this.capacity - dropCount(this.capacity)) this.fill(key, value, seen);
   }
 
   /** Caches a value just written (or forgets a deleted one). */

@@ -87,15 +87,27 @@ describe('store scans', () => {
 
 describe('the record cache', () => {
   it('fills from a scan only while it has room, never evicting what requests use', () => {
-    const cache = new RecordCache<PodRecord>(2);
+    // 32 records: a write to a full cache drops the 2 oldest (bounded-map.ts), and a scan
+    // leaves those 2 places to writes.
+    const cache = new RecordCache<PodRecord>(32);
     cache.set('a', pod([]));
-    cache.fillIfRoom('b', pod([pubkey(1)]), 0);
-    cache.fillIfRoom('c', pod([pubkey(2)]), 0);
-    expect([cache.get('a'), cache.get('b'), cache.get('c')]).toEqual([
-      pod([]),
-      pod([pubkey(1)]),
-      undefined,
-    ]);
+    for (let i = 0; i < 40; i++) cache.fillIfRoom(`scan-${i}`, pod([pubkey(i)]), 0);
+    expect(cache.get('a')).toEqual(pod([]));
+    expect(cache.get('scan-28')).toEqual(pod([pubkey(28)]));
+    expect(cache.get('scan-29')).toBeUndefined();
+    // Requests fill it up; from then on, writes and scans taking turns: no scan gets in, and
+    // every record a request wrote stays (what a write drops is the oldest: the first scan's).
+    const written: string[] = [];
+    for (let round = 0; round < 50; round++) {
+      written.push(`pod-${round}`);
+      cache.set(`pod-${round}`, pod([pubkey(round)]));
+      for (let i = 0; i < 20; i++) cache.fillIfRoom(`later-scan-${round}-${i}`, pod([]), 0);
+    }
+    expect(written.slice(-30).map((name) => cache.get(name) !== undefined)).toEqual(
+      Array(30).fill(true),
+    );
+    for (let round = 0; round < 50; round++)
+      for (let i = 0; i < 20; i++) expect(cache.get(`later-scan-${round}-${i}`)).toBeUndefined();
     // A read that raced a batch is not cached for what the batch wrote, room or not; what the
     // batch did not write is.
     const raced = new RecordCache<PodRecord>(2);
