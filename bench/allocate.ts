@@ -116,8 +116,8 @@ const burstStart = (b: number) => Math.floor((PODS * b) / BURSTS);
  * server is measured hot. Then each runs PODS allocations in BURSTS bursts, the servers taking
  * turns burst by burst, in an order that flips each time: the floor and the server see the same
  * machine. Measured one after the other, they did not: this machine's speed drifts within
- * minutes (the floor alone ran at 2,500 to 4,400 allocations/s in one quarter of an hour), and
- * one round's ratio swung from 0.44 to 0.80 with the code unchanged.
+ * minutes (the floor alone ran at 2,900 to 4,400 allocations/s within half an hour), and one
+ * round's ratio ranged from 0.44 to 0.65 with the code unchanged.
  */
 async function measureInTurns(servers: readonly ChildServer[]): Promise<Run[]> {
   for (const server of servers)
