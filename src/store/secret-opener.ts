@@ -11,6 +11,12 @@ import { Worker } from 'node:worker_threads';
 import { openGcm } from './gcm.mjs';
 
 const WORKER_SCRIPT = new URL('./secret-worker.mjs', import.meta.url);
+/**
+ * A batch the worker has not answered by then is taken from it: the worker is stopped, and
+ * what it held opens here (lost()). A batch takes about a millisecond; a worker alive but
+ * silent would otherwise leave its allocations unanswered for good.
+ */
+const ANSWER_TIMEOUT_MS = 10_000;
 
 interface Pending {
   readonly key: Uint8Array;
@@ -33,14 +39,20 @@ export class SecretOpener {
   /** onFallback was told (or the opener was closed on purpose). */
   private told = false;
   private queued: Pending[] = [];
-  private readonly inFlight = new Map<number, readonly Pending[]>();
+  private readonly inFlight = new Map<
+    number,
+    { readonly batch: readonly Pending[]; readonly timer: NodeJS.Timeout }
+  >();
   private nextBatch = 0;
   /** Secrets opened by the worker and on the main thread, and the batches sent to the worker. */
   readonly stats = { worker: 0, main: 0, batches: 0 };
   /** Told once, when the secrets start to open on the main thread for good (the server logs it). */
   onFallback: ((why: string) => void) | undefined;
 
-  constructor(private readonly script: URL = WORKER_SCRIPT) {}
+  constructor(
+    private readonly script: URL = WORKER_SCRIPT,
+    private readonly answerTimeoutMs = ANSWER_TIMEOUT_MS,
+  ) {}
 
   /**
    * The plaintext of a secret sealed under `key` (hex, as records keep it) with `aad`;
@@ -100,7 +112,12 @@ export class SecretOpener {
       { id, keys, items },
       keys.map((key) => key.buffer),
     );
-    this.inFlight.set(id, batch);
+    const timer = setTimeout(() => {
+      this.tell(`its worker thread did not answer within ${this.answerTimeoutMs} ms`);
+      void worker.terminate();
+    }, this.answerTimeoutMs);
+    timer.unref(); // the worker's ref() below keeps the process up while a batch is out
+    this.inFlight.set(id, { batch, timer });
     this.stats.batches++;
     worker.ref(); // an answer is awaited: the process stays up for it
   }
@@ -132,9 +149,11 @@ export class SecretOpener {
   }
 
   private answered(reply: Reply): void {
-    const batch = this.inFlight.get(reply.id);
-    if (!batch) return;
+    const sent = this.inFlight.get(reply.id);
+    if (!sent) return;
     this.inFlight.delete(reply.id);
+    clearTimeout(sent.timer);
+    const { batch } = sent;
     if (this.inFlight.size === 0) this.worker?.unref();
     const { plain, lengths } = reply;
     // An answer not shaped like its batch is trusted for none of it: opened here instead.
@@ -162,7 +181,11 @@ export class SecretOpener {
   private lost(worker: Worker, code: number): void {
     if (this.worker !== worker) return;
     this.worker = undefined;
-    const left = [...this.inFlight.values()].flat();
+    const left: Pending[] = [];
+    for (const { batch, timer } of this.inFlight.values()) {
+      clearTimeout(timer);
+      left.push(...batch);
+    }
     this.inFlight.clear();
     this.broken = true;
     this.openHere(left);

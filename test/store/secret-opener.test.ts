@@ -23,6 +23,13 @@ const DYING_WORKER = new URL(
   )}`,
 );
 
+/** A worker that stays alive and never answers. */
+const SILENT_WORKER = new URL(
+  `data:text/javascript,${encodeURIComponent(
+    "import { parentPort } from 'node:worker_threads'; parentPort.on('message', () => {});",
+  )}`,
+);
+
 const openers: SecretOpener[] = [];
 afterEach(async () => {
   await Promise.all(openers.splice(0).map((o) => o.close()));
@@ -167,6 +174,22 @@ describe('secrets opened on a worker thread', () => {
       expect(opener.stats).toEqual({ worker: 0, main: 3, batches: 1 });
     },
   );
+
+  it('takes a batch from a worker that does not answer in time, and opens it here', async () => {
+    const opener = new SecretOpener(SILENT_WORKER, 200);
+    const told: string[] = [];
+    opener.onFallback = (why) => told.push(why);
+    const ring = ringWith(opener);
+    const keys = sealMany(ring, 4);
+    const started = Date.now();
+    expect(await ring.openMany(keys)).toEqual(keys.map((k) => k.secret));
+    expect(Date.now() - started).toBeGreaterThanOrEqual(190);
+    expect(opener.stats).toEqual({ worker: 0, main: 4, batches: 1 });
+    expect(told).toEqual(['its worker thread did not answer within 200 ms']);
+    // From then on, everything opens here, at once.
+    expect(await ring.openMany(keys.slice(0, 2))).toEqual(keys.slice(0, 2).map((k) => k.secret));
+    expect(opener.stats).toEqual({ worker: 0, main: 6, batches: 1 });
+  });
 
   it('answers what a stopped worker left even when the fallback hook throws', async () => {
     const opener = new SecretOpener(DYING_WORKER);
