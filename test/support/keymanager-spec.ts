@@ -1,11 +1,15 @@
-// The official Keymanager API (/work/shared/specs/keymanager-APIs, CC0), dereferenced with
+// The official Keymanager API (../shared/specs/keymanager-APIs, CC0), dereferenced with
 // swagger-parser, and a small validator of its OpenAPI 3.0.3 schema objects (type, required,
 // properties, items, enum, pattern, additionalProperties, allOf/oneOf/anyOf): enough for what
 // local_keystores.yaml and voluntary_exit.yaml use. Tests check every body they send and every
 // answer they get against the operation's schema, status by status.
+import { fileURLToPath } from 'node:url';
 import SwaggerParser from '@apidevtools/swagger-parser';
 
-const SPEC = '/work/shared/specs/keymanager-APIs/keymanager-oapi.yaml';
+/** In ../shared beside the repository, as the test vectors are (test/keys/vectors.ts). */
+const SPEC = fileURLToPath(
+  new URL('../../../shared/specs/keymanager-APIs/keymanager-oapi.yaml', import.meta.url),
+);
 
 const isObject = (v: unknown): v is Record<string, unknown> =>
   typeof v === 'object' && v !== null && !Array.isArray(v);
