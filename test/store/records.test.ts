@@ -75,6 +75,8 @@ describe('store codecs', () => {
     expect(early <= timeUpperBound(9_000)).toBe(true);
     expect(late <= timeUpperBound(9_999)).toBe(false);
     expect(parseTimeIndexKey(late)).toEqual({ since: 10_000, pubkey: PK });
+    // The bytes stores on disk already hold: 16 decimal digits, '!', the pubkey.
+    expect(late).toBe(`0000000000010000!${PK}`);
   });
 
   it('keeps only the newest history events', () => {
