@@ -15,6 +15,7 @@ import type { KeyChange, StoreContract } from '../store/contract.js';
 import type { KeyRecord } from '../store/records.js';
 import { Cooling } from './cooling.js';
 import { totalKeys } from './counts.js';
+import { EarlySecrets } from './early-secrets.js';
 import { newKeysNever } from './exhausted.js';
 import type { GroupCommitter } from './group-commit.js';
 import { type HeartbeatResult, heartbeatIn, placeReportedIn } from './heartbeat.js';
@@ -150,6 +151,14 @@ interface AllocateStep {
   readonly needsIndexCheck?: number[];
 }
 
+/** What one pass of an allocation leaves its caller, besides its step. */
+interface AllocateNote {
+  /** What it fenced, to report once it is committed. */
+  fenced?: ReleaseResult;
+  /** The secrets of the keys it hands out, opening while its batch is written. */
+  opening?: EarlySecrets;
+}
+
 /** Pool reads one allocation makes at most, past keys it may not have yet (usablePool). */
 const POOL_READS = 4;
 
@@ -226,11 +235,13 @@ export class Allocator {
     // Cooled keys checked not live by the beacon node, for this request.
     const verified = new Set<string>();
     for (let attempt = 0; attempt < 6; attempt++) {
-      const note: { fenced?: ReleaseResult } = {};
-      const step = await this.group.run(
-        (tx) => this.allocateIn(tx, pod, count, uid, verified, note),
-        { pods: [pod] },
-      );
+      const note: AllocateNote = {};
+      const step = await this.group
+        .run((tx) => this.allocateIn(tx, pod, count, uid, verified, note), { pods: [pod] })
+        .catch((err: unknown) => {
+          note.opening?.discard();
+          throw err;
+        });
       if (note.fenced) this.afterRelease(pod, note.fenced);
       if (step.needsSearch) {
         await Promise.allSettled([...this.searches]);
@@ -247,7 +258,10 @@ export class Allocator {
       if (step.needsNew === undefined || !this.deps.depositor) {
         this.cooling.left(step.records.map((r) => r.pubkey));
         if (step.outcome) this.deps.onAllocated?.(step.outcome);
-        return this.handOut(pod, step.records, await this.genesisValidatorsRoot());
+        return await this.handOut(pod, step.records, note.opening).catch((err: unknown) => {
+          note.opening?.discard();
+          throw err;
+        });
       }
       // With --beacon-url, derived keys whose index is a validator already are skipped first.
       const plan =
@@ -577,9 +591,11 @@ export class Allocator {
     count: number,
     uid: string | undefined,
     verified: ReadonlySet<string>,
-    /** What this step fenced, for the caller to report once it is committed. */
-    note: { fenced?: ReleaseResult },
+    note: AllocateNote,
   ): Promise<AllocateStep> {
+    // A pass run again (its group raced another server's commit) opens its own secrets.
+    note.opening?.discard();
+    delete note.opening;
     const now = this.deps.clock();
     let podBefore = await tx.getPod(pod);
     // A pod of another UID than the holder's is a new incarnation whose predecessor went
@@ -611,7 +627,7 @@ export class Allocator {
     const need = count - held.length;
     const heldRecords = await tx.getKeys(held);
     this.refuseUnvouched(pod, held);
-    if (need === 0) return { records: heldRecords };
+    if (need === 0) return this.opening(note, { records: heldRecords });
     // The same name takes back at once only the cooling keys whose old holder is known to have
     // stopped (DESIGN.md "Safety rules"); unconfirmed and fenced ones wait like any other.
     const ownCooling = await tx.getKeys(podBefore?.cooling ?? []);
@@ -716,7 +732,7 @@ export class Allocator {
       ],
       ...this.restoreHoldEnds(),
     });
-    return {
+    return this.opening(note, {
       records: handed,
       outcome: {
         pod,
@@ -725,7 +741,14 @@ export class Allocator {
         reused: pooled.length,
         created: createCount,
       },
-    };
+    });
+  }
+
+  /** A step that hands keys out: their secrets start opening while its batch is written. */
+  private opening(note: AllocateNote, step: AllocateStep): AllocateStep {
+    const opening = EarlySecrets.open(this.deps.store.secrets, step.records);
+    if (opening) note.opening = opening;
+    return step;
   }
 
   /** Once a restore's hold is over, the store's mark of it goes (in the next batch). */
@@ -914,12 +937,13 @@ export class Allocator {
     return this.storedRoot;
   }
 
-  private handOut(
+  private async handOut(
     pod: string,
     records: readonly KeyRecord[],
-    genesisValidatorsRoot: string | undefined,
+    opening: EarlySecrets | undefined,
   ): Promise<Allocation> {
-    return handOut(this.deps, pod, records, genesisValidatorsRoot);
+    const root = await this.genesisValidatorsRoot();
+    return handOut(this.deps, pod, records, root, opening?.secrets);
   }
 }
 

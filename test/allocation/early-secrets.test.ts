@@ -1,0 +1,132 @@
+// An allocation's secrets open while its batch is written (src/allocation/early-secrets.ts):
+// the answer still waits for the written batch, it hands out the secrets opened then, and the
+// secrets of a batch that is not written (failed, or run again after a conflict) are wiped.
+// The store, its LevelDB and the secret worker are real; a gate in front of the commit chooses
+// when a batch is written, or fails it (test/support/gated-store.ts).
+import { describe, expect, it } from 'vitest';
+import { Allocator } from '../../src/allocation/allocator.js';
+import { GroupCommitter } from '../../src/allocation/group-commit.js';
+import { PkmError } from '../../src/errors.js';
+import { randomKeySource } from '../../src/keys/source.js';
+import type { StoreContract } from '../../src/store/contract.js';
+import type { SecretCodec } from '../../src/store/secret-codec.js';
+import { FakeClock, MINUTE, openTempStore, until } from '../helpers.js';
+import { deferred, type Gate, gated } from '../support/gated-store.js';
+import { seedKeys } from '../support/seed.js';
+
+const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
+const wiped = (list: readonly Uint8Array[]) => list.every((s) => s.every((b) => b === 0));
+
+/** Every openMany of the store's codec, as it returned them (the very arrays), and as hex then. */
+interface Opened {
+  readonly arrays: Uint8Array[][];
+  readonly hex: string[][];
+}
+
+/** The store behind `gate`, its codec's openMany results kept in `opened`. */
+function watched(store: StoreContract, gate: Gate, opened: Opened): StoreContract {
+  const codec = store.secrets;
+  const secrets: SecretCodec = {
+    seal: (secret, pubkey) => codec.seal(secret, pubkey),
+    open: (sealed, pubkey) => codec.open(sealed, pubkey),
+    openMany: async (list) => {
+      const out = await codec.openMany(list);
+      opened.arrays.push(out);
+      opened.hex.push(out.map(hex));
+      return out;
+    },
+  };
+  return new Proxy(gated(store, gate), {
+    get(target, prop, receiver) {
+      if (prop === 'secrets') return secrets;
+      return Reflect.get(target, prop, receiver);
+    },
+  });
+}
+
+async function setup(gate: Gate) {
+  const real = await openTempStore();
+  const seeded = await seedKeys(real, 6);
+  const opened: Opened = { arrays: [], hex: [] };
+  const store = watched(real, gate, opened);
+  const clock = new FakeClock();
+  const allocator = new Allocator({
+    store,
+    group: GroupCommitter.of(store),
+    clock: clock.now,
+    monotonic: clock.monotonic,
+    keySource: randomKeySource,
+    config: { reuseDelayMs: 20 * MINUTE, maxKeysPerPod: 64, maxTotalKeys: undefined },
+  });
+  return { real, seeded, opened, allocator };
+}
+
+describe('an allocation opens its secrets while its batch is written', () => {
+  it('has them open before the batch is written, answers after it, with those very secrets', async () => {
+    const held = deferred();
+    const entered = deferred();
+    const { real, seeded, opened, allocator } = await setup(async () => {
+      entered.resolve();
+      await held.promise;
+    });
+    let answered = false;
+    const answer = allocator.allocate('validator-0', 2).then((a) => {
+      answered = true;
+      return a;
+    });
+    await entered.promise;
+    // Open while the batch waits to be written; no answer before it is.
+    await until(() => opened.arrays.length === 1);
+    expect(answered).toBe(false);
+    expect(real.storedCounts()).toMatchObject({ free: 6, allocated: 0 });
+    held.resolve();
+    const allocation = await answer;
+    expect(real.storedCounts()).toMatchObject({ free: 4, allocated: 2 });
+    // Opened once, and those are what the pod got, each its key's sealed secret.
+    expect(opened.arrays).toHaveLength(1);
+    allocation.keys.forEach((key, i) => {
+      expect(key.secretKey).toBe(opened.arrays[0]?.[i]);
+      expect(hex(key.secretKey)).toBe(seeded.get(key.pubkey));
+    });
+  });
+
+  it('wipes the secrets of a batch that fails, and writes nothing', async () => {
+    let failed = false;
+    const { real, seeded, opened, allocator } = await setup(async () => {
+      if (failed) return;
+      failed = true;
+      await until(() => opened.arrays.length === 1);
+      throw new Error('disk gone');
+    });
+    const before = await real.rawEntries();
+    await expect(allocator.allocate('validator-0', 2)).rejects.toThrow('disk gone');
+    expect(await real.rawEntries()).toEqual(before);
+    // They had opened to the keys' secrets; nobody got them, and they are zeroed.
+    const [first] = opened.hex;
+    expect(first).toHaveLength(2);
+    for (const secret of first ?? []) expect([...seeded.values()]).toContain(secret);
+    await until(() => wiped(opened.arrays[0] ?? []), 5_000);
+    // The next allocation is answered as ever.
+    const again = await allocator.allocate('validator-0', 2);
+    for (const key of again.keys) expect(hex(key.secretKey)).toBe(seeded.get(key.pubkey));
+  });
+
+  it('wipes the secrets of a pass its group runs again, and hands out those of the last', async () => {
+    let raced = false;
+    const { opened, seeded, allocator } = await setup(async () => {
+      if (raced) return;
+      raced = true;
+      await until(() => opened.arrays.length === 1);
+      // As a shared store answers a group whose reads another server's commit overtook.
+      throw new PkmError('STORE_CONFLICT', 'another server committed first');
+    });
+    const allocation = await allocator.allocate('validator-0', 2);
+    expect(opened.arrays).toHaveLength(2);
+    await until(() => wiped(opened.arrays[0] ?? []), 5_000);
+    allocation.keys.forEach((key, i) => {
+      expect(key.secretKey).toBe(opened.arrays[1]?.[i]);
+      expect(hex(key.secretKey)).toBe(seeded.get(key.pubkey));
+    });
+    expect(wiped(opened.arrays[1] ?? [])).toBe(false);
+  });
+});
