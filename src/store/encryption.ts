@@ -189,9 +189,13 @@ export class KeyRing implements SecretCodec {
     return secret;
   }
 
-  /** open() for many secrets, on the opener's worker thread (secret-opener.ts), in order. */
-  openMany(list: readonly SealedOf[]): Promise<Uint8Array[]> {
-    return Promise.all(
+  /**
+   * open() for many secrets, on the opener's worker thread (secret-opener.ts), in order. When
+   * one does not open, the others are zeroed once all have settled, and the first failure (in the
+   * list's order) is thrown: no plaintext outlives a refusal.
+   */
+  async openMany(list: readonly SealedOf[]): Promise<Uint8Array[]> {
+    const settled = await Promise.allSettled(
       list.map(async ({ sealed, pubkey }) => {
         const dek = this.keys.get(sealed.kek ?? this.sealing);
         if (sealed.alg !== 'aes-256-gcm' || !dek) return this.open(sealed, pubkey);
@@ -200,6 +204,12 @@ export class KeyRing implements SecretCodec {
         return plain;
       }),
     );
+    const opened: Uint8Array[] = [];
+    for (const result of settled) if (result.status === 'fulfilled') opened.push(result.value);
+    const refused = settled.find((result) => result.status === 'rejected');
+    if (refused === undefined) return opened;
+    for (const secret of opened) secret.fill(0);
+    throw refused.reason;
   }
 }
 
