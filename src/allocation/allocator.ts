@@ -236,49 +236,63 @@ export class Allocator {
     const verified = new Set<string>();
     for (let attempt = 0; attempt < 6; attempt++) {
       const note: AllocateNote = {};
-      const step = await this.group
-        .run((tx) => this.allocateIn(tx, pod, count, uid, verified, note), { pods: [pod] })
-        .catch((err: unknown) => {
-          note.opening?.discard();
-          throw err;
-        });
-      if (note.fenced) this.afterRelease(pod, note.fenced);
-      if (step.needsSearch) {
-        await Promise.allSettled([...this.searches]);
-        continue;
+      try {
+        const allocation = await this.allocatePass(pod, count, uid, verified, note);
+        if (allocation) return allocation;
+      } catch (err) {
+        // Whatever failed after the secrets began to open, nobody gets them.
+        note.opening?.discard();
+        throw err;
       }
-      if (step.needsCheck !== undefined) {
-        await this.checkLiveness(step.needsCheck, verified);
-        continue;
-      }
-      if (step.needsIndexCheck !== undefined) {
-        await this.checkIndexes(step.needsIndexCheck);
-        continue;
-      }
-      if (step.needsNew === undefined || !this.deps.depositor) {
-        this.cooling.left(step.records.map((r) => r.pubkey));
-        if (step.outcome) this.deps.onAllocated?.(step.outcome);
-        return await this.handOut(pod, step.records, note.opening).catch((err: unknown) => {
-          note.opening?.discard();
-          throw err;
-        });
-      }
-      // With --beacon-url, derived keys whose index is a validator already are skipped first.
-      const plan =
-        this.deps.liveness && this.deps.keySource.indexed
-          ? this.derivationPlan(this.deps.store.nextKeyIndex(), step.needsNew)
-          : undefined;
-      if (plan && 'unchecked' in plan) await this.checkIndexes(plan.unchecked);
-      else
-        await this.deps.depositor.provide(
-          step.needsNew,
-          plan?.indexes,
-          this.deps.config.maxTotalKeys,
-        );
     }
     throw new PkmError('POOL_EXHAUSTED', 'the keys this pod could get kept moving; ask again', {
       retryAfter: 5,
     });
+  }
+
+  /** One pass of allocate(): the allocation, or undefined when it must ask again. */
+  private async allocatePass(
+    pod: string,
+    count: number,
+    uid: string | undefined,
+    verified: Set<string>,
+    note: AllocateNote,
+  ): Promise<Allocation | undefined> {
+    const step = await this.group.run(
+      (tx) => this.allocateIn(tx, pod, count, uid, verified, note),
+      { pods: [pod] },
+    );
+    if (note.fenced) this.afterRelease(pod, note.fenced);
+    if (step.needsSearch) {
+      await Promise.allSettled([...this.searches]);
+      return undefined;
+    }
+    if (step.needsCheck !== undefined) {
+      await this.checkLiveness(step.needsCheck, verified);
+      return undefined;
+    }
+    if (step.needsIndexCheck !== undefined) {
+      await this.checkIndexes(step.needsIndexCheck);
+      return undefined;
+    }
+    if (step.needsNew === undefined || !this.deps.depositor) {
+      this.cooling.left(step.records.map((r) => r.pubkey));
+      if (step.outcome) this.deps.onAllocated?.(step.outcome);
+      return this.handOut(pod, step.records, note.opening);
+    }
+    // With --beacon-url, derived keys whose index is a validator already are skipped first.
+    const plan =
+      this.deps.liveness && this.deps.keySource.indexed
+        ? this.derivationPlan(this.deps.store.nextKeyIndex(), step.needsNew)
+        : undefined;
+    if (plan && 'unchecked' in plan) await this.checkIndexes(plan.unchecked);
+    else
+      await this.deps.depositor.provide(
+        step.needsNew,
+        plan?.indexes,
+        this.deps.config.maxTotalKeys,
+      );
+    return undefined;
   }
 
   /**

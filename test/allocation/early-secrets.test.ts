@@ -4,51 +4,19 @@
 // The store, its LevelDB and the secret worker are real; a gate in front of the commit chooses
 // when a batch is written, or fails it (test/support/gated-store.ts).
 import { describe, expect, it } from 'vitest';
-import { Allocator } from '../../src/allocation/allocator.js';
+import { Allocator, type AllocatorDeps } from '../../src/allocation/allocator.js';
 import { GroupCommitter } from '../../src/allocation/group-commit.js';
 import { PkmError } from '../../src/errors.js';
 import { randomKeySource } from '../../src/keys/source.js';
-import type { StoreContract } from '../../src/store/contract.js';
-import type { SecretCodec } from '../../src/store/secret-codec.js';
 import { FakeClock, MINUTE, openTempStore, until } from '../helpers.js';
 import { deferred, type Gate, gated } from '../support/gated-store.js';
+import { hex, watchOpens, wiped } from '../support/opened-secrets.js';
 import { seedKeys } from '../support/seed.js';
 
-const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
-const wiped = (list: readonly Uint8Array[]) => list.every((s) => s.every((b) => b === 0));
-
-/** Every openMany of the store's codec, as it returned them (the very arrays), and as hex then. */
-interface Opened {
-  readonly arrays: Uint8Array[][];
-  readonly hex: string[][];
-}
-
-/** The store behind `gate`, its codec's openMany results kept in `opened`. */
-function watched(store: StoreContract, gate: Gate, opened: Opened): StoreContract {
-  const codec = store.secrets;
-  const secrets: SecretCodec = {
-    seal: (secret, pubkey) => codec.seal(secret, pubkey),
-    open: (sealed, pubkey) => codec.open(sealed, pubkey),
-    openMany: async (list) => {
-      const out = await codec.openMany(list);
-      opened.arrays.push(out);
-      opened.hex.push(out.map(hex));
-      return out;
-    },
-  };
-  return new Proxy(gated(store, gate), {
-    get(target, prop, receiver) {
-      if (prop === 'secrets') return secrets;
-      return Reflect.get(target, prop, receiver);
-    },
-  });
-}
-
-async function setup(gate: Gate) {
+async function setup(gate: Gate, deps: Partial<AllocatorDeps> = {}) {
   const real = await openTempStore();
   const seeded = await seedKeys(real, 6);
-  const opened: Opened = { arrays: [], hex: [] };
-  const store = watched(real, gate, opened);
+  const { store, opened } = watchOpens(gated(real, gate));
   const clock = new FakeClock();
   const allocator = new Allocator({
     store,
@@ -57,6 +25,7 @@ async function setup(gate: Gate) {
     monotonic: clock.monotonic,
     keySource: randomKeySource,
     config: { reuseDelayMs: 20 * MINUTE, maxKeysPerPod: 64, maxTotalKeys: undefined },
+    ...deps,
   });
   return { real, seeded, opened, allocator };
 }
@@ -128,5 +97,18 @@ describe('an allocation opens its secrets while its batch is written', () => {
       expect(hex(key.secretKey)).toBe(seeded.get(key.pubkey));
     });
     expect(wiped(opened.arrays[1] ?? [])).toBe(false);
+  });
+
+  it('wipes the secrets of a written batch whose hand-out fails after it', async () => {
+    const { real, opened, allocator } = await setup(async () => {}, {
+      onAllocated: () => {
+        throw new Error('metrics broke');
+      },
+    });
+    await expect(allocator.allocate('validator-0', 3)).rejects.toThrow('metrics broke');
+    // The batch was written: the keys are the pod's, their secrets went to nobody.
+    expect(real.storedCounts()).toMatchObject({ allocated: 3 });
+    await until(() => opened.arrays.length === 1, 5_000);
+    await until(() => wiped(opened.arrays[0] ?? []), 5_000);
   });
 });

@@ -11,10 +11,11 @@ import type { BeaconGate, ValidatorView } from '../../src/beacon/liveness.js';
 import { randomKeySource } from '../../src/keys/source.js';
 import { checkStore } from '../../src/store/check.js';
 import type { StoreContract } from '../../src/store/contract.js';
-import { FakeClock, MINUTE } from '../helpers.js';
+import { FakeClock, MINUTE, until } from '../helpers.js';
 import { allocatorOver, DELAY, pubkeys } from '../support/allocator.js';
 import { eachBackend } from '../support/backends.js';
 import { interchangeFor } from '../support/interchange.js';
+import { watchOpens, wiped } from '../support/opened-secrets.js';
 
 const ROOT = `0x${'ab'.repeat(32)}`;
 const GENESIS = Date.UTC(2020, 11, 1) / 1000;
@@ -138,6 +139,16 @@ eachBackend((backend) => {
       expect((await store.getPod('new-pod'))?.keys).toEqual(first.keys);
       expect(await moves.setCount('nobody', 0)).toEqual({ pod: 'nobody', keys: [], leaving: [] });
       expect(await store.getPod('nobody')).toBeUndefined();
+    });
+
+    it('a larger count hands no secret out itself: those it opened to grow the pod are zeroed', async () => {
+      const { store, opened } = watchOpens(await backend.open());
+      const { moves } = setUp(store);
+      const grown = await moves.setCount('new-pod', 2);
+      expect(grown.keys).toHaveLength(2);
+      await until(() => opened.arrays.length === 1, 5_000);
+      expect(opened.hex[0]?.every((secret) => /[1-9a-f]/.test(secret))).toBe(true);
+      expect(wiped(opened.arrays[0] ?? [])).toBe(true);
     });
 
     it('a count out of range, or past the room the leaving keys leave, changes nothing', async () => {
