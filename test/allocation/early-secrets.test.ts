@@ -1,14 +1,15 @@
 // An allocation's secrets open while its batch is written (src/allocation/early-secrets.ts):
 // the answer still waits for the written batch, it hands out the secrets opened then, and the
-// secrets of a batch that is not written (failed, or run again after a conflict) are wiped.
+// secrets of a batch that is not written (failed, or run again after a conflict), or whose
+// hand-out fails after it, are wiped.
 // The store, its LevelDB and the secret worker are real; a gate in front of the commit chooses
 // when a batch is written, or fails it (test/support/gated-store.ts).
 import { describe, expect, it } from 'vitest';
-import { Allocator, type AllocatorDeps } from '../../src/allocation/allocator.js';
-import { GroupCommitter } from '../../src/allocation/group-commit.js';
+import type { AllocatorDeps } from '../../src/allocation/allocator.js';
 import { PkmError } from '../../src/errors.js';
 import { randomKeySource } from '../../src/keys/source.js';
-import { FakeClock, MINUTE, openTempStore, until } from '../helpers.js';
+import { FakeClock, openTempStore, until } from '../helpers.js';
+import { allocatorOver } from '../support/allocator.js';
 import { deferred, type Gate, gated } from '../support/gated-store.js';
 import { hex, watchOpens, wiped } from '../support/opened-secrets.js';
 import { seedKeys } from '../support/seed.js';
@@ -17,16 +18,7 @@ async function setup(gate: Gate, deps: Partial<AllocatorDeps> = {}) {
   const real = await openTempStore();
   const seeded = await seedKeys(real, 6);
   const { store, opened } = watchOpens(gated(real, gate));
-  const clock = new FakeClock();
-  const allocator = new Allocator({
-    store,
-    group: GroupCommitter.of(store),
-    clock: clock.now,
-    monotonic: clock.monotonic,
-    keySource: randomKeySource,
-    config: { reuseDelayMs: 20 * MINUTE, maxKeysPerPod: 64, maxTotalKeys: undefined },
-    ...deps,
-  });
+  const allocator = allocatorOver(store, new FakeClock(), randomKeySource, deps);
   return { real, seeded, opened, allocator };
 }
 
