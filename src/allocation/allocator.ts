@@ -607,7 +607,9 @@ export class Allocator {
     verified: ReadonlySet<string>,
     note: AllocateNote,
   ): Promise<AllocateStep> {
-    // A pass run again (its group raced another server's commit) opens its own secrets.
+    // A pass run again (its group raced another server's commit) starts over: it reports only
+    // the fence it made itself, and opens its own secrets.
+    delete note.fenced;
     note.opening?.discard();
     delete note.opening;
     const now = this.deps.clock();
