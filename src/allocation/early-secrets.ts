@@ -2,8 +2,9 @@
 // after the write, as they were, each group's answers waited for the secret worker's round trip
 // (secret-opener.ts) behind the next group's work; opened during the sync, they are ready when
 // it ends, and the answers go out at once. Nothing is handed out earlier: the hand-out still
-// waits for the synced batch (DESIGN.md "Store"). An opening whose batch fails, or that a
-// retried pass of the group replaces, is wiped once it is open: its plaintext is nobody's.
+// waits for the synced batch (DESIGN.md "Store"). An opening whose batch fails, whose
+// hand-out fails after it, or that a retried pass of the group replaces, is wiped once it is
+// open: its plaintext is nobody's (Allocator.allocate, allocateIn).
 import type { KeyRecord } from '../store/records.js';
 import type { SealedOf, SecretCodec } from '../store/secret-codec.js';
 
