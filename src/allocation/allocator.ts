@@ -153,6 +153,8 @@ interface AllocateStep {
 
 /** What one pass of an allocation leaves its caller, besides its step. */
 interface AllocateNote {
+  /** Whether the keys' secrets are opened for a hand-out (not for allocateKeys). */
+  readonly openSecrets: boolean;
   /** What it fenced, to report once it is committed. */
   fenced?: ReleaseResult;
   /** The secrets of the keys it hands out, opening while its batch is written. */
@@ -223,6 +225,29 @@ export class Allocator {
 
   /** Gives `pod` exactly `count` keys, all or nothing; see DESIGN.md "HTTP API". */
   async allocate(pod: string, count: number, uid?: string): Promise<Allocation> {
+    return this.allocateThen(pod, count, uid, true, (records, opening) =>
+      this.handOut(pod, records, opening),
+    );
+  }
+
+  /**
+   * allocate() without the hand-out: the pod's pubkeys, its keys' secrets never opened here.
+   * For KeyMoves, whose pods get their keys' secrets through their agent's assignment.
+   */
+  async allocateKeys(pod: string, count: number): Promise<string[]> {
+    return this.allocateThen(pod, count, undefined, false, async (records) =>
+      records.map((r) => r.pubkey),
+    );
+  }
+
+  /** allocate()'s passes; `finish` makes the answer of the one that takes the keys. */
+  private async allocateThen<T>(
+    pod: string,
+    count: number,
+    uid: string | undefined,
+    openSecrets: boolean,
+    finish: (records: readonly KeyRecord[], opening: EarlySecrets | undefined) => Promise<T>,
+  ): Promise<T> {
     const { maxKeysPerPod } = this.deps.config;
     if (!Number.isSafeInteger(count) || count < 1 || count > maxKeysPerPod) {
       throw new PkmError(
@@ -235,10 +260,10 @@ export class Allocator {
     // Cooled keys checked not live by the beacon node, for this request.
     const verified = new Set<string>();
     for (let attempt = 0; attempt < 6; attempt++) {
-      const note: AllocateNote = {};
+      const note: AllocateNote = { openSecrets };
       try {
-        const allocation = await this.allocatePass(pod, count, uid, verified, note);
-        if (allocation) return allocation;
+        const records = await this.allocatePass(pod, count, uid, verified, note);
+        if (records) return await finish(records, note.opening);
       } catch (err) {
         // Whatever failed after the secrets began to open, nobody gets them.
         note.opening?.discard();
@@ -250,14 +275,14 @@ export class Allocator {
     });
   }
 
-  /** One pass of allocate(): the allocation, or undefined when it must ask again. */
+  /** One pass of allocate(): the pod's records once it holds them, undefined to ask again. */
   private async allocatePass(
     pod: string,
     count: number,
     uid: string | undefined,
     verified: Set<string>,
     note: AllocateNote,
-  ): Promise<Allocation | undefined> {
+  ): Promise<readonly KeyRecord[] | undefined> {
     const step = await this.group.run(
       (tx) => this.allocateIn(tx, pod, count, uid, verified, note),
       { pods: [pod] },
@@ -278,7 +303,7 @@ export class Allocator {
     if (step.needsNew === undefined || !this.deps.depositor) {
       this.cooling.left(step.records.map((r) => r.pubkey));
       if (step.outcome) this.deps.onAllocated?.(step.outcome);
-      return this.handOut(pod, step.records, note.opening);
+      return step.records;
     }
     // With --beacon-url, derived keys whose index is a validator already are skipped first.
     const plan =
@@ -762,6 +787,7 @@ export class Allocator {
 
   /** A step that hands keys out: their secrets start opening while its batch is written. */
   private opening(note: AllocateNote, step: AllocateStep): AllocateStep {
+    if (!note.openSecrets) return step;
     const opening = EarlySecrets.open(this.deps.store.secrets, step.records);
     if (opening) note.opening = opening;
     return step;

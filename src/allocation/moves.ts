@@ -107,11 +107,9 @@ export class KeyMoves {
       await keepIn(tx, now, pod, count - assigned.length);
       return need > 0 ? total : 0;
     });
-    if (grow > 0) {
-      // The keys reach the pod's VC through its agent's assignment (step 2 above), not from here.
-      const grown = await this.deps.allocator.allocate(pod, grow);
-      for (const key of grown.keys) key.secretKey.fill(0);
-    }
+    // The keys reach the pod's VC through its agent's assignment (step 2 above), not from here:
+    // their secrets are not opened.
+    if (grow > 0) await this.deps.allocator.allocateKeys(pod, grow);
     const { assigned, leaving } = await podKeysNow(this.deps.store, pod);
     return { pod, keys: assigned.map((r) => r.pubkey), leaving: leaving.map((r) => r.pubkey) };
   }
