@@ -13,6 +13,9 @@ import { onCleanup, tempDir, until } from './helpers.js';
 const LOG = new URL('../dist/log.js', import.meta.url).href;
 const refusal = ptraceRefusal();
 
+/** Text of two, three and four bytes a character in UTF-8: the buffer counts bytes, not characters. */
+const NON_ASCII = 'naïve ✓ 🔑';
+
 /**
  * Logs `bursts` bursts of `perBurst` request-like lines (about 220 bytes, as the server's
  * request lines are), a turn of the event loop apart, as a server's groups of answers come;
@@ -23,7 +26,7 @@ import { createLogger } from ${JSON.stringify(LOG)};
 const log = createLogger('info');
 for (let b = 0; b < ${bursts}; b++) {
   for (let i = 0; i < ${perBurst}; i++)
-    log.info({ reqId: 'bf78ceeb-e1b6-4ae0-827b-7c43a88c1d79', method: 'POST', route: '/v1/pods/:pod/keys', pod: 'validator-' + b + '-' + i, caller: 'anonymous', status: 200, ms: 12 }, 'request');
+    log.info({ reqId: 'bf78ceeb-e1b6-4ae0-827b-7c43a88c1d79', method: 'POST', route: '/v1/pods/:pod/keys', pod: 'validator-' + b + '-' + i, caller: 'anonymous', status: 200, ms: 12, note: ${JSON.stringify(NON_ASCII)} }, 'request');
   await new Promise((r) => setTimeout(r, 1));
 }
 setTimeout(() => {}, ${linger});
@@ -55,6 +58,7 @@ describe('the server log on stdout', () => {
     await exited;
     expect(lines).toHaveLength(2000);
     expect(new Set(lines.map((l) => JSON.parse(l).pod)).size).toBe(2000);
+    expect(lines.filter((l) => JSON.parse(l).note !== NON_ASCII)).toEqual([]);
     // Writes of the node process to fd 1 (the pipe), whole or partial.
     const writes = (await readFile(trace, 'utf8'))
       .split('\n')
