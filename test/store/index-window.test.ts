@@ -180,6 +180,223 @@ describe('IndexWindow', () => {
   });
 });
 
+/**
+ * The sublevel with its reads past an edge (a read ahead: `gt`) held until `release`: a test
+ * commits in between, as the store's groups do while a read ahead is under way.
+ */
+function heldReadsAhead(sub: KeyRange) {
+  const waiting: Array<() => void> = [];
+  let holding = true;
+  const ranges: Array<{ gt?: string; gte?: string; limit: number }> = [];
+  /** Reads past an edge begun whose keys are not read yet. */
+  let reading = 0;
+  const range: KeyRange = {
+    keys: (r) => ({
+      all: async () => {
+        ranges.push(r);
+        if (r.gt === undefined) return sub.keys(r).all();
+        reading++;
+        const got = await sub
+          .keys(r)
+          .all()
+          .finally(() => reading--);
+        if (holding) await new Promise<void>((go) => waiting.push(go));
+        return got;
+      },
+    }),
+  };
+  const release = (keepHolding: boolean) => {
+    holding = keepHolding;
+    for (const go of waiting.splice(0)) go();
+  };
+  const hold = () => {
+    holding = true;
+  };
+  return { range, ranges, release, hold, held: () => waiting.length, reading: () => reading };
+}
+
+/** Waits until `done` holds (LevelDB's reads run on other threads), for 5 s at most. */
+async function turnsUntil(done: () => boolean): Promise<void> {
+  const until = Date.now() + 5000;
+  while (!done() && Date.now() < until) await new Promise((r) => setTimeout(r, 1));
+  expect(done()).toBe(true);
+}
+
+describe('IndexWindow reading ahead', () => {
+  /** 2 * n, so that the odd numbers can be inserted between them. */
+  const even = (count: number) => Array.from({ length: count }, (_, i) => 2 * i);
+
+  it('reads past its edge once keys are gone, and merges the commits made meanwhile', async () => {
+    const sub = await sublevel();
+    await sub.batch(even(20).map((n) => ({ type: 'put', key: key(n), value: '' })));
+    const held = heldReadsAhead(sub);
+    const prefetched: string[][] = [];
+    const window = new IndexWindow(
+      held.range,
+      8,
+      () => 0,
+      async (keys) => {
+        prefetched.push([...keys]);
+      },
+    );
+    const live = new Set(even(20));
+    const commit = async (deleted: number[], inserted: number[]) => {
+      for (const n of deleted) live.delete(n);
+      for (const n of inserted) live.add(n);
+      await sub.batch([
+        ...deleted.map((n) => ({ type: 'del' as const, key: key(n) })),
+        ...inserted.map((n) => ({ type: 'put' as const, key: key(n), value: '' })),
+      ]);
+      window.apply(deleted.map(key), inserted.map(key));
+    };
+    expect(await window.read(1)).toEqual([key(0)]); // the window: 0..14, its edge 14
+    expect(held.ranges).toEqual([{ limit: 8 }]);
+    await commit([0, 2, 4, 6, 8], []);
+    // Three of eight left: a read of the eight keys past 14 began, and is held.
+    await turnsUntil(() => held.held() === 1);
+    expect(held.ranges.at(-1)).toEqual({ limit: 8, gt: key(14) });
+    // Meanwhile: a key past the edge goes (retired, say), one is released into the range the
+    // read covers, one far past it, and one below the edge.
+    await commit([20], [21, 41, 13]);
+    held.release(false);
+    await turnsUntil(() => prefetched.length === 2);
+    // The read found 16..30: it holds what the commits left of them, and 21; 41 is past its end.
+    expect(prefetched[1]).toEqual([16, 18, 20, 22, 24, 26, 28, 30].map(key));
+    const reads = held.ranges.length;
+    const expected = [...live]
+      .filter((n) => n <= 30)
+      .sort((a, b) => a - b)
+      .map(key);
+    expect(await window.read(expected.length)).toEqual(expected);
+    expect(held.ranges.length).toBe(reads); // answered from memory
+    // All of it, 41 too, once the window reads on.
+    expect(await window.read(40)).toEqual([...live].sort((a, b) => a - b).map(key));
+  });
+
+  it('a read that needs keys waits for the read ahead rather than reading again', async () => {
+    const sub = await sublevel();
+    await sub.batch(even(20).map((n) => ({ type: 'put', key: key(n), value: '' })));
+    const held = heldReadsAhead(sub);
+    const window = new IndexWindow(
+      held.range,
+      8,
+      () => 0,
+      async () => undefined,
+    );
+    expect(await window.read(1)).toEqual([key(0)]);
+    const gone = [0, 2, 4, 6, 8];
+    await sub.batch(gone.map((n) => ({ type: 'del' as const, key: key(n) })));
+    window.apply(gone.map(key), []);
+    await turnsUntil(() => held.held() === 1);
+    const answer = window.read(5);
+    await new Promise((r) => setImmediate(r));
+    expect(held.ranges).toHaveLength(2); // the first load and the read ahead: nothing more
+    held.release(false);
+    expect(await answer).toEqual([10, 12, 14, 16, 18].map(key));
+    expect(held.ranges).toHaveLength(2);
+  });
+
+  it('drops a read ahead whose window was cut meanwhile', async () => {
+    const sub = await sublevel();
+    const hundreds = Array.from({ length: 20 }, (_, i) => 100 * i);
+    await sub.batch(hundreds.map((n) => ({ type: 'put', key: key(n), value: '' })));
+    const held = heldReadsAhead(sub);
+    const window = new IndexWindow(
+      held.range,
+      8,
+      () => 0,
+      async () => undefined,
+    );
+    expect(await window.read(1)).toEqual([key(0)]); // the window: 0..700
+    const gone = [0, 100, 200, 300, 400];
+    await sub.batch(gone.map((n) => ({ type: 'del' as const, key: key(n) })));
+    window.apply(gone.map(key), []);
+    await turnsUntil(() => held.held() === 1);
+    // Forty keys below the edge: more than four windows, so apply cuts the window's tail
+    // (its edge comes down) while the read past the old edge is under way.
+    const many = Array.from({ length: 40 }, (_, i) => 501 + i);
+    await sub.batch(many.map((n) => ({ type: 'put' as const, key: key(n), value: '' })));
+    window.apply([], many.map(key));
+    held.release(false);
+    await turnsUntil(() => held.held() === 0);
+    const live = [...hundreds.filter((n) => !gone.includes(n)), ...many].sort((a, b) => a - b);
+    // More than the cut window holds: read again from the index, not merged past a gap.
+    expect(await window.read(20)).toEqual(live.slice(0, 20).map(key));
+    expect(await window.read(live.length)).toEqual(live.map(key));
+  });
+
+  it('stays exact whatever commits race its reads ahead', async () => {
+    // Random commits (the oldest keys taken, keys inserted and deleted anywhere), with the
+    // reads ahead held and let go at random points; every read is checked against the index.
+    const step = fc.oneof(
+      // Taken most often: the window runs low, and reads ahead.
+      {
+        arbitrary: fc.record({
+          op: fc.constant('takeOldest' as const),
+          n: fc.integer({ min: 1, max: 4 }),
+        }),
+        weight: 4,
+      },
+      // Just after the n-th oldest live key: near the front, where the window and its reads
+      // ahead are.
+      fc.record({ op: fc.constant('insert' as const), n: fc.nat({ max: 12 }) }),
+      // The n-th oldest live key (retired, say).
+      fc.record({ op: fc.constant('delete' as const), n: fc.nat({ max: 23 }) }),
+      fc.record({ op: fc.constant('letGo' as const) }),
+      fc.record({ op: fc.constant('read' as const), limit: fc.integer({ min: 1, max: 8 }) }),
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.array(step, { maxLength: 80 }), async (steps) => {
+        const sub = await sublevel();
+        const live = new Set(even(40));
+        await sub.batch([...live].map((n) => ({ type: 'put', key: key(n), value: '' })));
+        const held = heldReadsAhead(sub);
+        let commits = 0;
+        const window = new IndexWindow(
+          held.range,
+          8,
+          () => commits,
+          async () => undefined,
+        );
+        const sorted = () => [...live].sort((a, b) => a - b);
+        const commit = async (deleted: number[], inserted: number[]) => {
+          // A read ahead under way has read its keys first: this commit is one it did not see.
+          await turnsUntil(() => held.reading() === 0);
+          for (const n of deleted) live.delete(n);
+          for (const n of inserted) live.add(n);
+          commits++;
+          await sub.batch([
+            ...deleted.map((n) => ({ type: 'del' as const, key: key(n) })),
+            ...inserted.map((n) => ({ type: 'put' as const, key: key(n), value: '' })),
+          ]);
+          commits++;
+          window.apply(deleted.map(key), inserted.map(key));
+        };
+        expect(await window.read(1)).toEqual(sorted().slice(0, 1).map(key));
+        for (const s of steps) {
+          if (s.op === 'takeOldest') await commit(sorted().slice(0, s.n), []);
+          else if (s.op === 'insert') {
+            const after = sorted()[s.n];
+            if (after !== undefined && !live.has(after + 1)) await commit([], [after + 1]);
+          } else if (s.op === 'delete') {
+            const victim = sorted()[s.n];
+            if (victim !== undefined) await commit([victim], []);
+          } else if (s.op === 'letGo') held.release(true);
+          else if (s.op === 'read') {
+            held.release(false); // a read may wait for the read ahead, or read itself
+            expect(await window.read(s.limit)).toEqual(sorted().slice(0, s.limit).map(key));
+            held.hold();
+          }
+        }
+        held.release(false);
+        await turnsUntil(() => held.held() === 0);
+        expect(await window.read(200)).toEqual(sorted().map(key));
+      }),
+      { numRuns: 120 },
+    );
+  });
+});
+
 /** A set that counts what leaves it: a pass-over as a transaction's staged keys are one. */
 class CountedSet extends Set<string> {
   removals = 0;
