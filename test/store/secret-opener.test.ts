@@ -3,9 +3,8 @@
 // whenever the worker is not there.
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { getPriority, tmpdir } from 'node:os';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
@@ -230,36 +229,7 @@ describe('secrets opened on a worker thread', () => {
   });
 });
 
-/** The nice values of this process's threads (proc(5): the 19th field of each task's stat). */
-async function threadNiceValues(): Promise<number[]> {
-  const values: number[] = [];
-  for (const tid of await readdir('/proc/self/task')) {
-    const stat = await readFile(`/proc/self/task/${tid}/stat`, 'utf8').catch(() => '');
-    // The fields after the command's name, which is in parentheses and may hold spaces.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // fields[0] is the 3rd field (state): the nice value, the 19th, is fields[16].
-    if (fields[16] !== undefined) values.push(Number(fields[16]));
-  }
-  return values;
-}
-
 describe('the worker and the process', () => {
-  it('runs the worker below the main thread, so that a batch does not hold the main thread up', async (ctx) => {
-    const base = getPriority();
-    ctx.skip(!existsSync('/proc/thread-self') || base >= 19, 'no per-thread nice values here');
-    const lowered = async () => (await threadNiceValues()).filter((nice) => nice > base);
-    expect(await lowered()).toEqual([]);
-    const opener = new SecretOpener();
-    const ring = ringWith(opener);
-    const keys = sealMany(ring, 3);
-    expect(await ring.openMany(keys)).toEqual(keys.map((k) => k.secret));
-    expect(opener.stats.worker).toBe(3);
-    // One thread more: the worker's, ten steps lower (or at the lowest, 19).
-    expect(await lowered()).toEqual([Math.min(19, base + 10)]);
-    await opener.close();
-    expect(await lowered()).toEqual([]);
-  });
-
   it('keeps a process up while an answer is awaited, and lets it end once none is', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'pkm-opener-'));
     try {
