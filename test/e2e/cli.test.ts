@@ -81,7 +81,9 @@ describe('pkm server', () => {
       expect(child.stderr).toEqual([expect.stringMatching(message)]);
       await expect(stat(data)).rejects.toThrow(/ENOENT/); // no store, no KEK made
     }
-  });
+    // Eight starts of pkm in turn, about a second each here: 30 s ran out in a CI run that
+    // shared the machine with another test process.
+  }, 90_000);
 
   it('refuses to listen beyond loopback without auth; --insecure starts, with a warning', async () => {
     const dir = await tempDir();
