@@ -178,6 +178,54 @@ describe('IndexWindow', () => {
       { numRuns: 60 },
     );
   });
+  it('applies commits that delete and insert many keys at once, anywhere: every read is exact', async () => {
+    // A commit's deletions are found at the front or by search, and the window is cut or
+    // rebuilt once (apply). Random commits of many keys each, on indexes small enough for the
+    // window to hold all of them (complete) and larger; a key may even be put again.
+    const commitOf = fc.record({
+      deleted: fc.array(fc.nat({ max: 15 }), { maxLength: 12 }),
+      inserted: fc.array(fc.nat({ max: 99 }), { maxLength: 8 }),
+      limit: fc.integer({ min: 1, max: 12 }),
+    });
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 0, max: 40 }),
+        fc.array(commitOf, { maxLength: 30 }),
+        async (size, commits) => {
+          const sub = await sublevel();
+          const live = new Set(Array.from({ length: size }, (_, i) => 2 * i));
+          await sub.batch([...live].map((n) => ({ type: 'put', key: key(n), value: '' })));
+          let count = 0;
+          const window = new IndexWindow(
+            sub,
+            8,
+            () => count,
+            async () => undefined,
+          );
+          const sorted = () => [...live].sort((a, b) => a - b);
+          await window.read(1);
+          for (const c of commits) {
+            // The n-th oldest live keys mostly: what allocations take, with a few gaps.
+            const deleted = [...new Set(c.deleted.map((n) => sorted()[n]))].filter(
+              (n): n is number => n !== undefined,
+            );
+            for (const n of deleted) live.delete(n);
+            for (const n of c.inserted) live.add(n);
+            count++;
+            await sub.batch([
+              ...deleted.map((n) => ({ type: 'del' as const, key: key(n) })),
+              ...c.inserted.map((n) => ({ type: 'put' as const, key: key(n), value: '' })),
+            ]);
+            count++;
+            window.apply(deleted.map(key), c.inserted.map(key));
+            expect(await window.read(c.limit)).toEqual(sorted().slice(0, c.limit).map(key));
+          }
+          expect(await window.read(200)).toEqual(sorted().map(key));
+        },
+      ),
+      { numRuns: 150 },
+    );
+  });
 });
 
 /**
