@@ -178,6 +178,7 @@ describe('IndexWindow', () => {
       { numRuns: 60 },
     );
   });
+
   it('applies commits that delete and insert many keys at once, anywhere: every read is exact', async () => {
     // A commit's deletions are found at the front or by search, and the window is cut or
     // rebuilt once (apply). Random commits of many keys each, on indexes small enough for the
