@@ -6,7 +6,7 @@
 // Several servers on one database (PostgreSQL) can: the store then refuses a group whose reads
 // another server's commit overtook (STORE_CONFLICT, nothing written), and the group runs again
 // from fresh reads, a bounded number of times (store/pg/write.ts says why this way).
-import { setTimeout as sleep } from 'node:timers/promises';
+import { setImmediate as immediate, setTimeout as sleep } from 'node:timers/promises';
 import { PkmError } from '../errors.js';
 import type { StoreContract } from '../store/contract.js';
 import { Transaction } from './transaction.js';
@@ -15,6 +15,13 @@ import { Transaction } from './transaction.js';
 const MAX_GROUP = 64;
 /** Runs of one group at most, while other servers keep overtaking it. */
 export const MAX_ATTEMPTS = 12;
+/** Longest a group waits for connections that keep coming (settle). */
+export const SETTLE_MS = 10;
+
+/** A server whose new connections a group waits for: node's http and https servers. */
+export interface Connections {
+  on(event: 'connection', listener: () => void): unknown;
+}
 
 /** What a request will read, read for its whole group at once (Transaction.prefetchPods). */
 export interface Prefetch {
@@ -34,6 +41,9 @@ const committers = new WeakMap<StoreContract, GroupCommitter>();
 export class GroupCommitter {
   private readonly queue: Pending[] = [];
   private draining = false;
+  /** Connections the followed servers accepted, and how many of them the last group saw. */
+  private accepted = 0;
+  private seen = 0;
 
   private constructor(private readonly store: StoreContract) {}
 
@@ -68,12 +78,47 @@ export class GroupCommitter {
     });
   }
 
+  /** Counts the server's new connections: a group waits while they keep coming (settle). */
+  followConnections(server: Connections): void {
+    server.on('connection', () => {
+      this.accepted++;
+    });
+  }
+
   private async drain(): Promise<void> {
     try {
-      while (this.queue.length > 0) await this.runGroup(this.queue.splice(0, MAX_GROUP));
+      while (this.queue.length > 0) {
+        await this.settle();
+        await this.runGroup(this.queue.splice(0, MAX_GROUP));
+      }
     } finally {
       this.draining = false;
     }
+  }
+
+  /**
+   * Waits, up to SETTLE_MS, while the followed servers keep accepting connections: their
+   * requests join this group rather than wait for the next ones. Node 20's libuv accepts one
+   * connection per turn of the event loop (libuv PR #3696), and a turn that ends a group's write
+   * runs the next group and answers the last one: under load, pods starting together were
+   * accepted about one per group, and the last of 50 waited up to 200 ms, where requests on open
+   * connections waited one group (bench/allocate, issue 17, point 4). A turn that accepts none
+   * ends the wait: the kernel had none queued. So a lone new connection costs one turn, and
+   * requests on open connections none.
+   */
+  private async settle(): Promise<void> {
+    const start = performance.now();
+    while (
+      this.accepted !== this.seen &&
+      this.queue.length < MAX_GROUP &&
+      performance.now() - start < SETTLE_MS
+    ) {
+      this.seen = this.accepted;
+      // Two: from the poll phase (a write's end), one setImmediate runs before the next poll.
+      await immediate();
+      await immediate();
+    }
+    this.seen = this.accepted;
   }
 
   private async runGroup(group: Pending[]): Promise<void> {

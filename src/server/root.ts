@@ -137,6 +137,7 @@ export async function startServer(
     teardown.push(() => proofs.close());
 
     const server = await listen(config, tlsFiles, listener, log, teardown, () => graceMs);
+    group.followConnections(server);
     if (config.kube) {
       const { kube } = config;
       // Loaded only with --kube: the Kubernetes client takes about a second to load (issue 17).
