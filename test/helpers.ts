@@ -126,6 +126,8 @@ export async function startTestServer(
       )
     : undefined;
   const server: Server = tls?.server ?? createServer(listener);
+  // As `pkm server` does (root.ts): a group waits while new connections keep coming.
+  GroupCommitter.of(store).followConnections(server);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
   onCleanup(async () => {
     tls?.stop();

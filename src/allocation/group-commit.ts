@@ -44,6 +44,7 @@ export class GroupCommitter {
   /** Connections the followed servers accepted, and how many of them the last group saw. */
   private accepted = 0;
   private seen = 0;
+  private settleMs = SETTLE_MS;
 
   private constructor(private readonly store: StoreContract) {}
 
@@ -78,8 +79,12 @@ export class GroupCommitter {
     });
   }
 
-  /** Counts the server's new connections: a group waits while they keep coming (settle). */
-  followConnections(server: Connections): void {
+  /**
+   * Counts the server's new connections: a group waits while they keep coming, up to `settleMs`
+   * (settle).
+   */
+  followConnections(server: Connections, settleMs = SETTLE_MS): void {
+    this.settleMs = settleMs;
     server.on('connection', () => {
       this.accepted++;
     });
@@ -97,21 +102,23 @@ export class GroupCommitter {
   }
 
   /**
-   * Waits, up to SETTLE_MS, while the followed servers keep accepting connections: their
-   * requests join this group rather than wait for the next ones. Node 20's libuv accepts one
-   * connection per turn of the event loop (libuv PR #3696), and a turn that ends a group's write
-   * runs the next group and answers the last one: under load, pods starting together were
-   * accepted about one per group, and the last of 50 waited up to 200 ms, where requests on open
-   * connections waited one group (bench/allocate, issue 17, point 4). A turn that accepts none
-   * ends the wait: the kernel had none queued. So a lone new connection costs one turn, and
-   * requests on open connections none.
+   * Waits while the followed servers keep accepting connections: their requests join this group
+   * rather than wait for the next ones. Node 20's libuv accepts one connection per turn of the
+   * event loop (libuv PR #3696), and a turn that ends a group's write runs the next group and
+   * answers the last one: under load, pods starting together were accepted about one per group,
+   * and the last of 50 waited up to 200 ms, where requests on open connections waited one group
+   * (bench/allocate, issue 17, point 4). A turn that accepts none ends the wait: the kernel had
+   * none queued (epoll is level-triggered). So a lone new connection costs one turn, and requests
+   * on open connections none. The wait is bounded: settleMs, checked between turns (so one
+   * turn's work more), or a full group. A client that connects without end, before any request
+   * or authentication, can make every group wait that long, never stop one.
    */
   private async settle(): Promise<void> {
     const start = performance.now();
     while (
       this.accepted !== this.seen &&
       this.queue.length < MAX_GROUP &&
-      performance.now() - start < SETTLE_MS
+      performance.now() - start < this.settleMs
     ) {
       this.seen = this.accepted;
       // Two: from the poll phase (a write's end), one setImmediate runs before the next poll.
