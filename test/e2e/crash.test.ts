@@ -16,6 +16,8 @@ interface PodLog {
   acknowledged: string[];
   inFlight: boolean;
   acks: number;
+  /** Acknowledged allocations (POSTs): keys handed out. */
+  allocations: number;
   failures: string[];
 }
 
@@ -56,6 +58,7 @@ async function churn(
     for (const pk of log.acknowledged) everHanded.add(pk);
     log.inFlight = false;
     log.acks++;
+    if (method === 'POST') log.allocations++;
   }
 }
 
@@ -83,13 +86,23 @@ describe.each([
       ]);
       const logs = new Map<string, PodLog>();
       const workers = Array.from({ length: PODS }, (_, i) => {
-        const log: PodLog = { acknowledged: [], inFlight: false, acks: 0, failures: [] };
+        const log: PodLog = {
+          acknowledged: [],
+          inFlight: false,
+          acks: 0,
+          allocations: 0,
+          failures: [],
+        };
         logs.set(`pod-${i}`, log);
         return churn(server.url, `pod-${i}`, log, everHanded);
       });
-      // Kill at a random moment once the burst is under way.
+      // Kill at a random moment once the burst is under way: keys handed out, not releases
+      // alone. The first round's keys are made first; on a loaded machine they took over the
+      // 300 ms below, and every kill of a run landed before any allocation was answered.
       const acked = () => [...logs.values()].reduce((n, l) => n + l.acks, 0);
-      for (let i = 0; i < 500 && acked() === 0; i++) await new Promise((r) => setTimeout(r, 10));
+      const allocated = () => [...logs.values()].reduce((n, l) => n + l.allocations, 0);
+      for (let i = 0; i < 1500 && allocated() === 0; i++)
+        await new Promise((r) => setTimeout(r, 10));
       await new Promise((r) => setTimeout(r, Math.random() * 300));
       server.proc.kill('SIGKILL');
       expect(await server.exited).toBe('SIGKILL');
