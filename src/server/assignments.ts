@@ -13,27 +13,53 @@ import { pageFoot, pageHead, podRow } from './page.js';
 
 const CHUNK = 64 * 1024;
 
-/** Buffers small writes into chunks and waits for the socket when it is full. */
+/**
+ * Collects small writes and sends them in chunks of about CHUNK characters, waiting when the
+ * socket is full. A chunk is joined from its parts at once: a string grown by `+=` is a rope,
+ * which node:http flattens for the chunk's length (Buffer.byteLength), a fifth of a listing's
+ * time once (issue 17, point 5).
+ */
 class ChunkWriter {
-  private buffer = '';
+  private parts: string[] = [];
+  private size = 0;
   constructor(private readonly res: Response) {}
   /**
    * Buffers `text`; a promise only when a chunk went out to a full socket (await it). Most
    * writes need none: 25,000 pods made 25,000 awaits of nothing (issue 17, point 5).
    */
   write(text: string): Promise<void> | undefined {
-    this.buffer += text;
-    return this.buffer.length >= CHUNK ? this.flush() : undefined;
+    this.parts.push(text);
+    this.size += text.length;
+    return this.size >= CHUNK ? this.flush() : undefined;
   }
   async end(text: string): Promise<void> {
-    this.buffer += text;
+    this.parts.push(text);
     await this.flush();
     this.res.end();
   }
   private async flush(): Promise<void> {
-    const chunk = this.buffer;
-    this.buffer = '';
+    const chunk = this.parts.join('');
+    this.parts = [];
+    this.size = 0;
     if (!this.res.write(chunk)) await once(this.res, 'drain');
+  }
+}
+
+/**
+ * The JSON of a pod's public keys, kept per keys array: a record is never changed in place
+ * (records.ts), so an array's JSON stays right while the store's cache keeps the array, and
+ * a listing of 25,000 cached pods serializes none again (issue 17, point 5). A changed pod
+ * gets a new array, and the old one's entry goes with it (a WeakMap holds none alive).
+ */
+class KeysJson {
+  private readonly texts = new WeakMap<readonly string[], string>();
+  of(keys: readonly string[]): string {
+    let text = this.texts.get(keys);
+    if (text === undefined) {
+      text = JSON.stringify(keys);
+      this.texts.set(keys, text);
+    }
+    return text;
   }
 }
 
@@ -52,6 +78,7 @@ export function assignmentsRoutes(
   },
 ): Router {
   const router = Router();
+  const keysJson = new KeysJson();
   const counts = async () => ({
     ...(await stateCounts(deps.store, deps.clock(), deps.reuseDelayMs)),
     pods: deps.store.storedCounts().pods,
@@ -67,7 +94,7 @@ export function assignmentsRoutes(
       for await (const [name, pod] of deps.store.pods()) {
         if (pod.keys.length === 0) continue;
         const full = out.write(
-          `${first ? '' : ','}${JSON.stringify(name)}:${JSON.stringify(pod.keys)}`,
+          `${first ? '' : ','}${JSON.stringify(name)}:${keysJson.of(pod.keys)}`,
         );
         if (full) await full;
         first = false;

@@ -360,7 +360,10 @@ export class Store implements StoreContract {
     const names = this.podsB.keys(range);
     try {
       for (let batch = await names.nextv(SCAN_BATCH); batch.length > 0; ) {
-        const missing = batch.filter((name) => this.podCache.get(name) === undefined);
+        // One cache lookup per name: a lookup in a map of 25,000 names costs about half a
+        // microsecond, a sixth of a listing's time once (issue 17, point 5).
+        const cached = batch.map((name) => this.podCache.get(name));
+        const missing = batch.filter((_, i) => cached[i] === undefined);
         const seen = this.commits;
         const texts = missing.length === 0 ? [] : await this.podsB.getMany(missing);
         const read = new Map<string, PodRecord>();
@@ -371,8 +374,8 @@ export class Store implements StoreContract {
           read.set(name, pod);
           this.podCache.fillIfRoom(name, pod, seen);
         });
-        for (const name of batch) {
-          const pod = this.podCache.get(name) ?? read.get(name);
+        for (const [i, name] of batch.entries()) {
+          const pod = cached[i] ?? read.get(name);
           if (pod !== undefined) yield [name, pod];
         }
         batch = await names.nextv(SCAN_BATCH);

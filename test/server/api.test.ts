@@ -1,10 +1,12 @@
 import { describe, expect, it } from 'vitest';
+import { fillAllocatedPods } from '../../bench/fill.js';
 import { publicKeyOf } from '../../src/keys/bls.js';
 import {
   type AllocationBody,
   type AssignmentsBody,
   http,
   MINUTE,
+  openTempStore,
   startTestServer,
 } from '../helpers.js';
 
@@ -52,6 +54,36 @@ describe('HTTP API', () => {
     const after = await http<AssignmentsBody>(url, 'GET', '/v1/assignments');
     expect(Object.keys(after.body.pods)).toEqual(['validator-1']);
     expect(after.body.counts).toMatchObject({ allocated: 1, cooling: 2, pods: 1 });
+  });
+
+  it('lists a pod that grew or left as it is now, across many chunks', async () => {
+    const store = await openTempStore();
+    // 400 pods of 4 keys: about 170 kB of JSON, sent in several chunks.
+    await fillAllocatedPods(store, 400, 4);
+    const { url } = await startTestServer({ store });
+    const stored = new Map<string, readonly string[]>();
+    for await (const [name, pod] of store.pods()) stored.set(name, pod.keys);
+
+    const first = await http<AssignmentsBody>(url, 'GET', '/v1/assignments');
+    expect(first.body.pods).toEqual(Object.fromEntries(stored));
+    expect(Object.keys(first.body.pods)).toHaveLength(400);
+
+    // A listing serializes a pod's keys once and keeps the text: a pod that grows gets its new
+    // keys listed, one that leaves is gone, and a new one shows.
+    const held = stored.get('validator-00007') ?? [];
+    const grown = await http<AllocationBody>(url, 'POST', '/v1/pods/validator-00007/keys', {
+      count: held.length + 1,
+    });
+    expect(grown.status).toBe(200);
+    await http(url, 'DELETE', '/v1/pods/validator-00300/keys');
+    const added = await http<AllocationBody>(url, 'POST', '/v1/pods/zz-new/keys', { count: 1 });
+    const after = await http<AssignmentsBody>(url, 'GET', '/v1/assignments');
+    expect(after.body.pods['validator-00007']).toEqual(grown.body.keys.map((k) => k.pubkey));
+    expect(after.body.pods['validator-00007']).toHaveLength(5);
+    expect(after.body.pods['validator-00300']).toBeUndefined();
+    expect(after.body.pods['zz-new']).toEqual(added.body.keys.map((k) => k.pubkey));
+    expect(Object.keys(after.body.pods)).toHaveLength(400);
+    expect(after.body.pods['validator-00008']).toEqual(stored.get('validator-00008'));
   });
 
   it('counts a cooled key as free once the reuse delay has passed', async () => {
