@@ -10,7 +10,7 @@ import { openPgStore, preparePgReach } from './server/store-setup.js';
 import { flag } from './server-options.js';
 import type { StoreReads } from './store/contract.js';
 import { kekLoader, loadKek } from './store/encryption.js';
-import { PgStore } from './store/pg/pg-store.js';
+import type { PgStore } from './store/pg/pg-store.js';
 import type { PresenceMode } from './store/pg/presence.js';
 import { Store } from './store/store.js';
 
@@ -92,7 +92,7 @@ export function readConsistently<T>(
   store: Store | PgStore,
   read: (view: StoreReads) => Promise<T>,
 ): Promise<T> {
-  return store instanceof PgStore ? store.snapshot(read) : read(store);
+  return store.concurrentWriters ? store.snapshot(read) : read(store);
 }
 
 /** For a command that keeps LevelDB's own format: a coded refusal of --store, with what to do. */

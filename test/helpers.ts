@@ -8,7 +8,7 @@ import { afterEach } from 'vitest';
 import { GroupCommitter } from '../src/allocation/group-commit.js';
 import type { NewKeysPolicy } from '../src/allocation/new-keys.js';
 import type { BeaconGate } from '../src/beacon/liveness.js';
-import type { ExitChain } from '../src/deposit/exit.js';
+import type { ExitChain } from '../src/deposit/exit-chain.js';
 import type { KeySource } from '../src/keys/source.js';
 import { createLogger } from '../src/log.js';
 import type { Auth } from '../src/server/auth.js';

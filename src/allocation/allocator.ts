@@ -6,7 +6,7 @@
 import { parseInterchange } from '../api/interchange.js';
 import type { BeaconGate } from '../beacon/liveness.js';
 import type { Clock, Monotonic } from '../clock.js';
-import type { DepositRecord } from '../deposit/deposit-data.js';
+import type { DepositRecord } from '../deposit/deposit-record.js';
 import { PkmError } from '../errors.js';
 import type { KdfPool } from '../keys/kdf-pool.js';
 import type { KeySource, NewKey } from '../keys/source.js';

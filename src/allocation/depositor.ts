@@ -27,7 +27,7 @@ import pLimit from 'p-limit';
 import type { Clock } from '../clock.js';
 import { classifyError, type DepositChain, type Fees } from '../deposit/chain.js';
 import type { SendConfig } from '../deposit/config.js';
-import type { DepositRecord } from '../deposit/deposit-data.js';
+import type { DepositRecord } from '../deposit/deposit-record.js';
 import { PkmError } from '../errors.js';
 import type { KeySource, NewKey } from '../keys/source.js';
 import type { Logger } from '../log.js';

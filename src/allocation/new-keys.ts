@@ -1,6 +1,6 @@
 // New key records, made from the key source at the transaction's next derivation index: the
 // one way the allocator and the depositor create keys.
-import type { DepositRecord } from '../deposit/deposit-data.js';
+import type { DepositRecord } from '../deposit/deposit-record.js';
 import { PkmError } from '../errors.js';
 import type { KeySource, NewKey } from '../keys/source.js';
 import type { StoreContract } from '../store/contract.js';

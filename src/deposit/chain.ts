@@ -2,7 +2,7 @@
 // its hash is known (and stored) before it is sent, then broadcast, then its receipt.
 import { FetchRequest, Interface, JsonRpcProvider, keccak256, Network, Wallet } from 'ethers';
 import { PkmError } from '../errors.js';
-import type { DepositRecord } from './deposit-data.js';
+import type { DepositRecord } from './deposit-record.js';
 
 /** The deposit contract's entry point and event (consensus-specs deposit contract). */
 export const DEPOSIT_ABI = [

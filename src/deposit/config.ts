@@ -2,8 +2,10 @@
 // deposits are made (recorded only, or sent to the deposit contract).
 import { PkmError } from '../errors.js';
 import { type CredentialsSpec, parseAddress } from './credentials.js';
-import { type DepositConfig, GWEI_PER_ETH } from './deposit-data.js';
+import type { DepositConfig } from './deposit-data.js';
 import { NETWORKS, type Network } from './networks.js';
+
+export const GWEI_PER_ETH = 1_000_000_000;
 
 export interface SendConfig {
   readonly ethRpc: string;

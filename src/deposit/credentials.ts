@@ -1,7 +1,7 @@
 // Withdrawal credentials (consensus-specs): 0x00 || sha256(BLS withdrawal pubkey)[1:],
 // 0x01 || 11 zero bytes || execution address, or 0x02 (compounding, EIP-7251) likewise.
 import { createHash } from 'node:crypto';
-import { getAddress } from 'ethers';
+import { getAddress } from 'ethers/address';
 import { PkmError } from '../errors.js';
 
 export type CredentialsSpec =

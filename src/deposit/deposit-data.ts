@@ -1,10 +1,10 @@
 // Deposit data for a new validator key: DepositMessage signed over the deposit domain, the
 // signature verified before anything keeps it, and the launchpad's deposit_data.json fields.
-import { z } from 'zod';
 import { PkmError } from '../errors.js';
 import { toHex } from '../keys/bls.js';
 import { type BlsBackend, bls } from '../keys/bls-backend.js';
 import { blsCredentials, type CredentialsSpec, executionCredentials } from './credentials.js';
+import type { DepositRecord } from './deposit-record.js';
 import { forkVersionBytes, type Network } from './networks.js';
 import {
   computeDomain,
@@ -14,30 +14,11 @@ import {
   DOMAIN_DEPOSIT,
 } from './ssz.js';
 
-export const GWEI_PER_ETH = 1_000_000_000;
-
 export interface DepositConfig {
   readonly network: Network;
   readonly amountGwei: number;
   readonly credentials: CredentialsSpec;
 }
-
-const Hex = (bytes: number) => z.string().regex(new RegExp(`^0x[0-9a-f]{${bytes * 2}}$`));
-
-/** What the store keeps with a key: everything deposit_data.json and the contract call need. */
-export const DepositRecord = z
-  .object({
-    pubkey: Hex(48),
-    withdrawalCredentials: Hex(32),
-    amount: z.number().int().positive(),
-    signature: Hex(96),
-    depositMessageRoot: Hex(32),
-    depositDataRoot: Hex(32),
-    forkVersion: Hex(4),
-    networkName: z.string().min(1),
-  })
-  .strict();
-export type DepositRecord = z.infer<typeof DepositRecord>;
 
 export interface DepositKey {
   readonly secretKey: Uint8Array;
@@ -84,24 +65,5 @@ export function makeDeposit(
     depositDataRoot: toHex(DepositData.hashTreeRoot({ ...message, signature })),
     forkVersion: config.network.forkVersion.toLowerCase(),
     networkName: config.network.name,
-  };
-}
-
-/** The staking launchpad checks this version; 2.7.0 is one it accepts. */
-export const DEPOSIT_CLI_VERSION = '2.7.0';
-
-/** One entry of deposit_data.json: the launchpad's field names, hex without 0x, amount in gwei. */
-export function launchpadEntry(d: DepositRecord) {
-  const plain = (hex: string) => hex.slice(2);
-  return {
-    pubkey: plain(d.pubkey),
-    withdrawal_credentials: plain(d.withdrawalCredentials),
-    amount: d.amount,
-    signature: plain(d.signature),
-    deposit_message_root: plain(d.depositMessageRoot),
-    deposit_data_root: plain(d.depositDataRoot),
-    fork_version: plain(d.forkVersion),
-    network_name: d.networkName,
-    deposit_cli_version: DEPOSIT_CLI_VERSION,
   };
 }

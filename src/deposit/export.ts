@@ -2,7 +2,7 @@
 import type { StoredState } from '../api/key-state.js';
 import type { StoreReads } from '../store/contract.js';
 import type { KeyRecord } from '../store/records.js';
-import { launchpadEntry } from './deposit-data.js';
+import { launchpadEntry } from './deposit-record.js';
 
 export interface DepositFilter {
   /** Only the keys this pod holds. */

@@ -9,7 +9,6 @@ import { ROUTES } from '../api/paths.js';
 import { PkmError } from '../errors.js';
 import type { StoreContract } from '../store/contract.js';
 import { loadKek } from '../store/encryption.js';
-import { PgStore } from '../store/pg/pg-store.js';
 import { type Auth, callerOf, describeCaller, requireAdmin } from './auth.js';
 import type { AppDeps } from './deps.js';
 import { methodNotAllowed } from './http-errors.js';
@@ -20,7 +19,6 @@ import { methodNotAllowed } from './http-errors.js';
  * keys no KEK opens once the rotation has ended: so it runs only where this server is alone.
  */
 async function requireOnlyServer(store: StoreContract): Promise<void> {
-  if (!(store instanceof PgStore)) return;
   const servers = await store.serversRunning();
   if (servers === undefined || servers <= 1) return;
   throw new PkmError(

@@ -7,7 +7,7 @@ import type { KeyMoves } from '../allocation/moves.js';
 import type { NewKeysPolicy } from '../allocation/new-keys.js';
 import type { BeaconGate } from '../beacon/liveness.js';
 import type { Clock } from '../clock.js';
-import type { ExitChain } from '../deposit/exit.js';
+import type { ExitChain } from '../deposit/exit-chain.js';
 import type { ProofVerifier } from '../keys/proof-verifier.js';
 import type { Logger } from '../log.js';
 import type { StoreContract } from '../store/contract.js';

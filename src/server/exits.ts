@@ -7,7 +7,8 @@ import { VoluntaryExitQuery } from '../api/exits.js';
 import { ROUTES } from '../api/paths.js';
 import { PUBKEY_ANY_CASE } from '../api/pubkey.js';
 import type { BeaconGate } from '../beacon/liveness.js';
-import { currentEpoch, type ExitChain, signVoluntaryExit } from '../deposit/exit.js';
+import type { SignedVoluntaryExitJson } from '../deposit/exit.js';
+import { currentEpoch, type ExitChain } from '../deposit/exit-chain.js';
 import { PkmError } from '../errors.js';
 import { type Auth, callerOf, describeCaller, requireAdmin } from './auth.js';
 import type { AppDeps } from './deps.js';
@@ -80,8 +81,10 @@ export function exitRoutes(deps: ExitDeps): Router {
             `the server does not know ${chain.name}'s genesis time: pass ?epoch=N (0 is valid at any epoch)`,
           );
         const validatorIndex = await indexOf(deps, pubkey, query.data.validator_index);
+        // The signing's SSZ is loaded at the first exit, not at every start (issue 17, point 5).
+        const { signVoluntaryExit } = await import('../deposit/exit.js');
         const secretKey = deps.store.secrets.open(record.secret, pubkey);
-        let data: ReturnType<typeof signVoluntaryExit>;
+        let data: SignedVoluntaryExitJson;
         try {
           data = signVoluntaryExit(
             { secretKey, pubkey },

@@ -14,8 +14,9 @@ import { KeyMoves } from '../allocation/moves.js';
 import type { BeaconChain } from '../allocation/protection.js';
 import type { BeaconGate } from '../beacon/liveness.js';
 import { type Clock, type Monotonic, systemClock, systemMonotonic } from '../clock.js';
-import { type DepositConfig, type DepositRecord, makeDeposit } from '../deposit/deposit-data.js';
-import { type ExitChain, exitChainOf } from '../deposit/exit.js';
+import type { DepositConfig } from '../deposit/deposit-data.js';
+import type { DepositRecord } from '../deposit/deposit-record.js';
+import { type ExitChain, exitChainOf } from '../deposit/exit-chain.js';
 import { messageOf, PkmError } from '../errors.js';
 import type { NewKey } from '../keys/bls.js';
 import { ProofVerifier } from '../keys/proof-verifier.js';
@@ -29,7 +30,6 @@ import { type AppDeps, createApp } from './app.js';
 import { Auth } from './auth.js';
 import { openAuth } from './auth-setup.js';
 import type { ServerConfig } from './config.js';
-import { openDepositor } from './depositor-setup.js';
 import { whileLeader } from './leader-work.js';
 import { createMetrics } from './metrics.js';
 import { RateLimiter } from './rate-limit.js';
@@ -104,6 +104,7 @@ export async function startServer(
     if (deposits?.send) {
       const parts = { store, group, keySource, clock: store.clock, log };
       const sending = { ...deposits, send: deposits.send };
+      const { openDepositor } = await import('./depositor-setup.js');
       const opened = await openDepositor(sending, parts, deposits.send.reconcileMs);
       teardown.push(() => opened.stop());
       depositor = opened;
@@ -126,7 +127,7 @@ export async function startServer(
       bootToken: await store.bootToken(),
       ...(restoredAt === undefined ? {} : { restored: true }),
       isDraining: () => draining,
-      ...(deposits ? { deposits } : {}),
+      ...(deposits ? { deposits: { ...deposits, make: await depositMaker(deposits) } } : {}),
       ...(depositor ? { depositor } : {}),
       ...(exitChain ? { exitChain } : {}),
       beacon: {
@@ -233,9 +234,16 @@ function urlOf(server: Server, tls: boolean): string {
   return `${tls ? 'https' : 'http'}://${host}:${port}`;
 }
 
-function depositMaker(config: DepositConfig) {
-  return (key: NewKey): DepositRecord => makeDeposit(key, config);
+/**
+ * Deposit data for new keys under `config`. Its code (SSZ, signing) is loaded only when deposits
+ * are configured: a server without them starts without it (issue 17, point 5).
+ */
+async function depositMaker(config: DepositConfig): Promise<DepositMaker> {
+  const { makeDeposit } = await import('../deposit/deposit-data.js');
+  return (key) => makeDeposit(key, config);
 }
+
+type DepositMaker = (key: NewKey) => DepositRecord;
 
 export interface ServiceDeps {
   readonly store: StoreContract;
@@ -251,7 +259,8 @@ export interface ServiceDeps {
   /** The store was restored from a backup and its hold has not passed (backup.ts). */
   readonly restored?: boolean;
   readonly keySource?: KeySource;
-  readonly deposits?: DepositConfig;
+  /** Deposits (--network and the rest): what they are, and the maker of each new key's. */
+  readonly deposits?: DepositConfig & { readonly make: DepositMaker };
   /** The beacon chain's genesis, for slashing-protection fences (default: --network's). */
   readonly beacon?: BeaconChain;
   /** The liveness gate (--beacon-url). */
@@ -296,7 +305,7 @@ export function composeApp(deps: ServiceDeps) {
     ...(depositor ? { depositor } : {}),
     clock,
     keySource: deps.keySource ?? randomKeySource,
-    ...(deps.deposits ? { makeDeposit: depositMaker(deps.deposits) } : {}),
+    ...(deps.deposits ? { makeDeposit: deps.deposits.make } : {}),
     config: deps.config,
     ...allocatorAlerts(metrics, deps.log),
     resyncWindowMs: deps.config.resyncWindowMs ?? 0,

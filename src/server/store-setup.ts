@@ -8,7 +8,7 @@ import { readSecretFile } from '../files.js';
 import type { Logger } from '../log.js';
 import type { StoreContract } from '../store/contract.js';
 import { kekLoader, loadKek } from '../store/encryption.js';
-import { PgStore, type PgStoreOptions } from '../store/pg/pg-store.js';
+import type { PgStore, PgStoreOptions } from '../store/pg/pg-store.js';
 import { Store } from '../store/store.js';
 import type { ServerConfig } from './config.js';
 import { describeStore, type StoreConfig, type StoreSsl } from './store-config.js';
@@ -137,11 +137,16 @@ export async function openStore(
   return openPgStore(opening, { ...secrets, presence: 'alone' });
 }
 
-/** PgStore.open on a prepared reach, its password and TLS as read from their files. */
-export function openPgStore(
+/**
+ * PgStore.open on a prepared reach, its password and TLS as read from their files. The
+ * PostgreSQL store and node-postgres are loaded here, when a database is used: a server on
+ * LevelDB starts without them (issue 17, point 5).
+ */
+export async function openPgStore(
   reach: PgReach,
   opts: Omit<PgStoreOptions, 'ssl' | 'password'>,
 ): Promise<PgStore> {
+  const { PgStore } = await import('../store/pg/pg-store.js');
   return PgStore.open(reach.url, {
     ...opts,
     ssl: reach.ssl,

@@ -132,6 +132,11 @@ export interface StoreContract {
    * so reads that disagree are a race (STORE_CONFLICT: read again), not a damaged store.
    */
   readonly concurrentWriters: boolean;
+  /**
+   * How many pkm servers have this store open, this one included; undefined where the store
+   * cannot tell. A LevelDB store is locked by its one process: always 1.
+   */
+  serversRunning(): Promise<number | undefined>;
 
   getMeta(key: string): Promise<string | undefined>;
   /** The next EIP-2334 index to derive a key at (as of the last commit). */

@@ -4,7 +4,7 @@ import { Protection } from '../api/interchange.js';
 import { KeySettings } from '../api/key-settings.js';
 import { StoredState } from '../api/key-state.js';
 import { PUBKEY } from '../api/pubkey.js';
-import { DepositRecord } from '../deposit/deposit-data.js';
+import { DepositRecord } from '../deposit/deposit-record.js';
 import { PkmError } from '../errors.js';
 import {
   fieldNames,

@@ -96,6 +96,10 @@ export class Store implements StoreContract {
   private readonly openToken = randomBytes(16).toString('hex');
   /** One process holds a LevelDB's lock: reads that disagree mean a damaged store. */
   readonly concurrentWriters = false;
+  /** LevelDB's lock lets one process open the store: this server. */
+  async serversRunning(): Promise<number> {
+    return 1;
+  }
   /** One server: its own clock (its monotonic clock guards coolings against steps). */
   readonly clock: Clock = systemClock;
   private readonly keysB: Sub;

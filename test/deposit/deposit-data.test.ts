@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import { ssz } from '@lodestar/types';
 import { describe, expect, it } from 'vitest';
 import { blsCredentials, executionCredentials } from '../../src/deposit/credentials.js';
-import { launchpadEntry, makeDeposit } from '../../src/deposit/deposit-data.js';
+import { makeDeposit } from '../../src/deposit/deposit-data.js';
+import { launchpadEntry } from '../../src/deposit/deposit-record.js';
 import { NETWORKS } from '../../src/deposit/networks.js';
 import {
   computeDomain,

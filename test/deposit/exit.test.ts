@@ -6,12 +6,8 @@ import { createHash } from 'node:crypto';
 import { ssz } from '@lodestar/types';
 import { bls12_381 } from '@noble/curves/bls12-381.js';
 import { describe, expect, it } from 'vitest';
-import {
-  currentEpoch,
-  type ExitChain,
-  exitChainOf,
-  signVoluntaryExit,
-} from '../../src/deposit/exit.js';
+import { signVoluntaryExit } from '../../src/deposit/exit.js';
+import { currentEpoch, type ExitChain, exitChainOf } from '../../src/deposit/exit-chain.js';
 import { NETWORKS } from '../../src/deposit/networks.js';
 import { publicKeyOf } from '../../src/keys/bls.js';
 import { loadBlstBackend, nobleBackend } from '../../src/keys/bls-backend.js';

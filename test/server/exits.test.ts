@@ -8,7 +8,7 @@ import { bls12_381 } from '@noble/curves/bls12-381.js';
 import { describe, expect, it } from 'vitest';
 import { SignVoluntaryExitAnswer } from '../../src/api/exits.js';
 import { BeaconLivenessGate } from '../../src/beacon/liveness.js';
-import { exitChainOf } from '../../src/deposit/exit.js';
+import { exitChainOf } from '../../src/deposit/exit-chain.js';
 import { NETWORKS } from '../../src/deposit/networks.js';
 import { Auth } from '../../src/server/auth.js';
 import { fakeBeacon } from '../beacon/fake-beacon.js';
