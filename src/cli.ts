@@ -29,8 +29,6 @@ import { depositEntries } from './deposit/export.js';
 import { ExitCode, PkmError, toPkmError } from './errors.js';
 import { writePrivateFile } from './files.js';
 import { createLogger, createStderrLogger, parseLogLevel } from './log.js';
-import { parseServerConfig } from './server/config.js';
-import { startServer } from './server/root.js';
 import { flag, serverOptions } from './server-options.js';
 import { VERSION } from './version.js';
 
@@ -73,11 +71,14 @@ const program = new Command('pkm')
 const server = program.command('server').description('run the key server');
 for (const option of serverOptions()) server.addOption(option);
 server.action(async (opts: RawFlags) => {
+  // The server's modules (express, the store, the API) are loaded by this command only: the
+  // others, `pkm client` in every pod's start first, start without them (issue 17).
+  const { parseServerConfig } = await import('./server/config.js');
   const config = parseServerConfig(opts);
   const log = createLogger(config.logLevel);
   // Handlers go in as the server starts, not once it listens: a SIGTERM right after "listening"
   // (or during start-up) still drains and closes the store, instead of killing the process.
-  const started = startServer(config, log);
+  const started = import('./server/root.js').then(({ startServer }) => startServer(config, log));
   const stop = (signal: string) => {
     log.info({ signal }, 'shutting down');
     started
