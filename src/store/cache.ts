@@ -76,6 +76,14 @@ export class RecordCache<V extends object> {
     }
   }
 
+  /**
+   * Whether a batch that ended after commit count `seen` may have written `key`: true for one
+   * it remembers, and for any once it has forgotten batches that ended after `seen`.
+   */
+  writtenSince(key: string, seen: number): boolean {
+    return !this.fresh(key, seen);
+  }
+
   private fresh(key: string, seen: number): boolean {
     // A batch this cache no longer remembers may have ended after the read started.
     if (seen < this.forgottenEnd) return false;

@@ -358,17 +358,22 @@ export class Store implements StoreContract {
    * server wrote or read (write-through), decoded already: only the names are read for those,
    * the others are read and decoded, and fill the cache while it has room. So a second listing
    * of 25,000 pods reads and decodes none of them (issue 17, point 5).
+   *
+   * Each pod is yielded as it is when yielded: a batch's records are looked up at its start,
+   * and a caller may take its time between yields (a listing waits for a slow reader), so once
+   * a commit has ended since, a pod is looked up again (podNow). Otherwise a pod released
+   * meanwhile would be listed with its old keys, and those keys under their new pod too.
    */
   async *pods(opts: { after?: string } = {}): AsyncGenerator<[string, PodRecord]> {
     const range = opts.after === undefined ? {} : { gt: opts.after };
     const names = this.podsB.keys(range);
     try {
       for (let batch = await names.nextv(SCAN_BATCH); batch.length > 0; ) {
-        // One cache lookup per name: a lookup in a map of 25,000 names costs about half a
-        // microsecond, a sixth of a listing's time once (issue 17, point 5).
+        const seen = this.commits;
+        // One cache lookup per name while nothing commits: a lookup in a map of 25,000 names
+        // costs about half a microsecond, a sixth of a listing's time once (issue 17, point 5).
         const cached = batch.map((name) => this.podCache.get(name));
         const missing = batch.filter((_, i) => cached[i] === undefined);
-        const seen = this.commits;
         const texts = missing.length === 0 ? [] : await this.podsB.getMany(missing);
         const read = new Map<string, PodRecord>();
         texts.forEach((text, i) => {
@@ -379,7 +384,8 @@ export class Store implements StoreContract {
           this.podCache.fillIfRoom(name, pod, seen);
         });
         for (const [i, name] of batch.entries()) {
-          const pod = cached[i] ?? read.get(name);
+          const then = cached[i] ?? read.get(name);
+          const pod = this.commits === seen ? then : await this.podNow(name, then, seen);
           if (pod !== undefined) yield [name, pod];
         }
         batch = await names.nextv(SCAN_BATCH);
@@ -387,6 +393,21 @@ export class Store implements StoreContract {
     } finally {
       await names.close();
     }
+  }
+
+  /** A pod as it is now, `then` being how a read that started at commit count `seen` found it. */
+  private async podNow(
+    name: string,
+    then: PodRecord | undefined,
+    seen: number,
+  ): Promise<PodRecord | undefined> {
+    // Write-through: a cached record is the last one committed.
+    const cached = this.podCache.get(name);
+    if (cached !== undefined) return cached;
+    if (!this.podNames.has(name)) return undefined; // deleted since
+    // Evicted from the cache but not written since: as it was read.
+    if (then !== undefined && !this.podCache.writtenSince(name, seen)) return then;
+    return this.getPod(name);
   }
 
   /** Every key record, in pubkey order (for checks and exports, not the request path). */
