@@ -123,6 +123,8 @@ export class Store implements StoreContract {
   private readonly metaCache = new RecordCache<{ readonly value: string | undefined }>(256);
   /** Every pod name in the store, so a new pod costs no read. */
   private readonly podNames: Set<string>;
+  /** podNames in order, for podsAtOnce (sortedPodNames). */
+  private sortedNames: string[] | undefined;
   /** Bumped by every commit, so a read that raced a commit is not cached. */
   private commits = 0;
   /** commit()'s batch options: synced unless a benchmark said otherwise (StoreOptions.sync). */
@@ -365,6 +367,11 @@ export class Store implements StoreContract {
    * meanwhile would be listed with its old keys, and those keys under their new pod too.
    */
   async *pods(opts: { after?: string } = {}): AsyncGenerator<[string, PodRecord]> {
+    const atOnce = this.podsAtOnce(opts.after);
+    if (atOnce !== undefined) {
+      yield* atOnce;
+      return;
+    }
     const range = opts.after === undefined ? {} : { gt: opts.after };
     const names = this.podsB.keys(range);
     try {
@@ -407,7 +414,46 @@ export class Store implements StoreContract {
     if (!this.podNames.has(name)) return undefined; // deleted since
     // Evicted from the cache but not written since: as it was read.
     if (then !== undefined && !this.podCache.writtenSince(name, seen)) return then;
-    return this.getPod(name);
+    // Read again; a commit that ends during the read may have written it once more.
+    const before = this.commits;
+    const read = await this.getPod(name);
+    return this.commits === before ? read : this.podNow(name, read, before);
+  }
+
+  /**
+   * Every pod after `after`, as of the last commit, in name order: taken from the cache in one
+   * synchronous pass when it holds every pod and no batch is being written. A listing then
+   * shows one instant, whatever commits while it is sent (no key under two pods however long
+   * its reader takes), and reads nothing from LevelDB (issue 17, point 5). Undefined otherwise.
+   */
+  private podsAtOnce(after: string | undefined): Array<[string, PodRecord]> | undefined {
+    // While a batch is written, reads may have cached some of its records already (cache.ts):
+    // only between batches is the cache one instant.
+    if (this.commits % 2 === 1) return undefined;
+    const names = this.sortedPodNames();
+    if (names === undefined) return undefined;
+    const out: Array<[string, PodRecord]> = [];
+    for (let i = after === undefined ? 0 : firstAfter(names, after); i < names.length; i++) {
+      const name = names[i];
+      const pod = name === undefined ? undefined : this.podCache.get(name);
+      if (name === undefined || pod === undefined) return undefined;
+      out.push([name, pod]);
+    }
+    return out;
+  }
+
+  /**
+   * The pods' names in LevelDB's order, kept until a pod is added or removed. LevelDB orders
+   * keys by their UTF-8 bytes and JavaScript compares UTF-16 code units: the same order for
+   * printable ASCII, which every Kubernetes name is (api/names.ts); undefined if one were not.
+   */
+  private sortedPodNames(): readonly string[] | undefined {
+    if (this.sortedNames === undefined) {
+      const names = [...this.podNames];
+      if (names.some((name) => /[^\x20-\x7e]/.test(name))) return undefined;
+      this.sortedNames = names.sort();
+    }
+    return this.sortedNames;
   }
 
   /** Every key record, in pubkey order (for checks and exports, not the request path). */
@@ -578,8 +624,10 @@ export class Store implements StoreContract {
     for (const { after } of change.keys) this.keyCache.set(after.pubkey, after);
     for (const { name, after } of change.pods) {
       this.podCache.set(name, after);
-      if (after) this.podNames.add(name);
-      else this.podNames.delete(name);
+      if (after !== undefined && !this.podNames.has(name)) {
+        this.podNames.add(name);
+        this.sortedNames = undefined;
+      } else if (after === undefined && this.podNames.delete(name)) this.sortedNames = undefined;
     }
     const metaWritten: string[] = [MetaKey.counts];
     if (next !== undefined) metaWritten.push(MetaKey.nextKeyIndex);
@@ -725,4 +773,16 @@ function openError(dir: string, err: unknown): PkmError {
   return new PkmError('STORE_OPEN_FAILED', `cannot open the store in ${dir}: ${reason}`, {
     cause: err,
   });
+}
+
+/** The index of the first of `sorted` that comes after `name`. */
+function firstAfter(sorted: readonly string[], name: string): number {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if ((sorted[mid] ?? '') <= name) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }

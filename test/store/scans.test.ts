@@ -69,7 +69,8 @@ describe('store scans', () => {
   });
 
   it('yields each pod as it is when yielded, though its batch was looked up before', async () => {
-    // A listing waits for a slow reader between pods; what commits meanwhile shows. Without
+    // Not every pod cached: the listing reads LevelDB, batch by batch. It waits for a slow
+    // reader between pods; what commits meanwhile shows. Without
     // it, a pod released meanwhile kept its keys in the listing, and a pod given those keys
     // listed them too: one key under two pods (the helper's review of 00e5fe3).
     const dir = await tempDir();
@@ -106,6 +107,58 @@ describe('store scans', () => {
         ['e', pod([pubkey(4), pubkey(9)], 2)],
         ['f', pod([pubkey(5)])],
       ]);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('lists one instant when the cache holds every pod, whatever commits while it is read', async () => {
+    const store = await openTempStore();
+    try {
+      // Written through this store: every record is cached.
+      await store.commit({
+        keys: [],
+        pods: ['a', 'b', 'c', 'd'].map((name, i) => ({ name, after: pod([pubkey(i)]) })),
+      });
+      const scan = store.pods()[Symbol.asyncIterator]();
+      expect((await scan.next()).value).toEqual(['a', pod([pubkey(0)])]);
+      // a's key moves forward to c, b goes, e comes: none of it shows in this listing, so no
+      // key is listed under two pods (a and c) and nothing half-done shows.
+      await store.commit({
+        keys: [],
+        pods: [
+          { name: 'a', before: pod([pubkey(0)]), after: pod([], 2) },
+          { name: 'b', before: pod([pubkey(1)]) },
+          { name: 'c', before: pod([pubkey(2)]), after: pod([pubkey(2), pubkey(0)], 2) },
+          { name: 'e', after: pod([pubkey(4)], 2) },
+        ],
+      });
+      const rest: Array<[string, PodRecord]> = [];
+      for (let next = await scan.next(); !next.done; next = await scan.next())
+        rest.push(next.value);
+      expect(rest).toEqual([
+        ['b', pod([pubkey(1)])],
+        ['c', pod([pubkey(2)])],
+        ['d', pod([pubkey(3)])],
+      ]);
+      // The next listing shows the commit, from a cursor too.
+      expect(await listing(store)).toEqual([
+        ['a', pod([], 2)],
+        ['c', pod([pubkey(2), pubkey(0)], 2)],
+        ['d', pod([pubkey(3)])],
+        ['e', pod([pubkey(4)], 2)],
+      ]);
+      const after = [];
+      for await (const [name] of store.pods({ after: 'b' })) after.push(name);
+      expect(after).toEqual(['c', 'd', 'e']);
+      after.length = 0;
+      for await (const [name] of store.pods({ after: 'c' })) after.push(name);
+      expect(after).toEqual(['d', 'e']);
+      // A pod added alone, and one removed alone, show in the next listing.
+      await store.commit({ keys: [], pods: [{ name: 'bb', after: pod([pubkey(5)], 3) }] });
+      expect((await listing(store)).map(([name]) => name)).toEqual(['a', 'bb', 'c', 'd', 'e']);
+      await store.commit({ keys: [], pods: [{ name: 'd', before: pod([pubkey(3)]) }] });
+      expect((await listing(store)).map(([name]) => name)).toEqual(['a', 'bb', 'c', 'e']);
     } finally {
       await store.close();
     }
