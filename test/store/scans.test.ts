@@ -159,6 +159,28 @@ describe('store scans', () => {
       expect((await listing(store)).map(([name]) => name)).toEqual(['a', 'bb', 'c', 'd', 'e']);
       await store.commit({ keys: [], pods: [{ name: 'd', before: pod([pubkey(3)]) }] });
       expect((await listing(store)).map(([name]) => name)).toEqual(['a', 'bb', 'c', 'e']);
+      await store.commit({ keys: [], pods: [{ name: 'd', after: pod([], 4) }] });
+      expect((await listing(store)).map(([name]) => name)).toEqual(['a', 'bb', 'c', 'd', 'e']);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('lists a pod removed and made again once', async () => {
+    const store = await openTempStore();
+    try {
+      await store.commit({
+        keys: [],
+        pods: ['a', 'b', 'c'].map((name) => ({ name, after: pod([]) })),
+      });
+      expect((await listing(store)).map(([name]) => name)).toEqual(['a', 'b', 'c']);
+      await store.commit({ keys: [], pods: [{ name: 'b', before: pod([]) }] });
+      await store.commit({ keys: [], pods: [{ name: 'b', after: pod([pubkey(1)], 2) }] });
+      expect(await listing(store)).toEqual([
+        ['a', pod([])],
+        ['b', pod([pubkey(1)], 2)],
+        ['c', pod([])],
+      ]);
     } finally {
       await store.close();
     }
