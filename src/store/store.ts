@@ -72,6 +72,8 @@ const POD_CACHE_SIZE = 50_000;
  * 25,000 pods (issue 17, point 5); nextv() pays that once per batch.
  */
 const SCAN_BATCH = 1000;
+/** Names whose UTF-16 order is LevelDB's byte order, as sortedPodNames needs. */
+const PRINTABLE_ASCII = /^[\x20-\x7e]*$/;
 const KEY_CACHE_SIZE = 20_000;
 
 export interface StoreOptions {
@@ -453,7 +455,7 @@ export class Store implements StoreContract {
     this.podNames.add(name);
     const sorted = this.sortedNames;
     if (sorted === undefined) return;
-    if (/[^\x20-\x7e]/.test(name)) this.sortedNames = undefined;
+    if (!PRINTABLE_ASCII.test(name)) this.sortedNames = undefined;
     else sorted.splice(firstAfter(sorted, name), 0, name);
   }
 
@@ -475,7 +477,7 @@ export class Store implements StoreContract {
   private sortedPodNames(): readonly string[] | undefined {
     if (this.sortedNames === undefined) {
       const names = [...this.podNames];
-      if (names.some((name) => /[^\x20-\x7e]/.test(name))) return undefined;
+      if (!names.every((name) => PRINTABLE_ASCII.test(name))) return undefined;
       this.sortedNames = names.sort();
     }
     return this.sortedNames;

@@ -186,6 +186,21 @@ describe('store scans', () => {
     }
   });
 
+  it("lists names in LevelDB's byte order, also where JavaScript's string order differs", async () => {
+    // U+FFFF is EF BF BF in UTF-8 and U+1F600 F0 9F 98 80, but U+1F600 is D83D DE00 in UTF-16:
+    // sorted as JavaScript strings they would swap. Such names are not Kubernetes names; a
+    // store holding one lists from LevelDB.
+    const store = await openTempStore();
+    try {
+      const names = ['a', '\uffff', '\u{1f600}'];
+      await store.commit({ keys: [], pods: names.map((name) => ({ name, after: pod([]) })) });
+      expect((await listing(store)).map(([name]) => name)).toEqual(names);
+      expect((await listing(store)).map(([name]) => name)).toEqual(names);
+    } finally {
+      await store.close();
+    }
+  });
+
   it('reads every key record in batches', async () => {
     const store = await openTempStore();
     const records = Array.from({ length: 1200 }, (_, i) => ({
