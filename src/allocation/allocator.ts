@@ -15,7 +15,6 @@ import type { KeyChange, StoreContract } from '../store/contract.js';
 import type { KeyRecord } from '../store/records.js';
 import { Cooling } from './cooling.js';
 import { totalKeys } from './counts.js';
-import { EarlySecrets } from './early-secrets.js';
 import { newKeysNever } from './exhausted.js';
 import type { GroupCommitter } from './group-commit.js';
 import { type HeartbeatResult, heartbeatIn, placeReportedIn } from './heartbeat.js';
@@ -153,12 +152,8 @@ interface AllocateStep {
 
 /** What one pass of an allocation leaves its caller, besides its step. */
 interface AllocateNote {
-  /** Whether the keys' secrets are opened for a hand-out (not for allocateKeys). */
-  readonly openSecrets: boolean;
   /** What it fenced, to report once it is committed. */
   fenced?: ReleaseResult;
-  /** The secrets of the keys it hands out, opening while its batch is written. */
-  opening?: EarlySecrets;
 }
 
 /** Pool reads one allocation makes at most, past keys it may not have yet (usablePool). */
@@ -225,9 +220,7 @@ export class Allocator {
 
   /** Gives `pod` exactly `count` keys, all or nothing; see DESIGN.md "HTTP API". */
   async allocate(pod: string, count: number, uid?: string): Promise<Allocation> {
-    return this.allocateThen(pod, count, uid, true, (records, opening) =>
-      this.handOut(pod, records, opening),
-    );
+    return this.allocateThen(pod, count, uid, (records) => this.handOut(pod, records));
   }
 
   /**
@@ -235,7 +228,7 @@ export class Allocator {
    * For KeyMoves, whose pods get their keys' secrets through their agent's assignment.
    */
   async allocateKeys(pod: string, count: number): Promise<string[]> {
-    return this.allocateThen(pod, count, undefined, false, async (records) =>
+    return this.allocateThen(pod, count, undefined, async (records) =>
       records.map((r) => r.pubkey),
     );
   }
@@ -245,8 +238,7 @@ export class Allocator {
     pod: string,
     count: number,
     uid: string | undefined,
-    openSecrets: boolean,
-    finish: (records: readonly KeyRecord[], opening: EarlySecrets | undefined) => Promise<T>,
+    finish: (records: readonly KeyRecord[]) => Promise<T>,
   ): Promise<T> {
     const { maxKeysPerPod } = this.deps.config;
     if (!Number.isSafeInteger(count) || count < 1 || count > maxKeysPerPod) {
@@ -260,15 +252,8 @@ export class Allocator {
     // Cooled keys checked not live by the beacon node, for this request.
     const verified = new Set<string>();
     for (let attempt = 0; attempt < 6; attempt++) {
-      const note: AllocateNote = { openSecrets };
-      try {
-        const records = await this.allocatePass(pod, count, uid, verified, note);
-        if (records) return await finish(records, note.opening);
-      } catch (err) {
-        // Whatever failed after the secrets began to open, nobody gets them.
-        note.opening?.discard();
-        throw err;
-      }
+      const records = await this.allocatePass(pod, count, uid, verified, {});
+      if (records) return await finish(records);
     }
     throw new PkmError('POOL_EXHAUSTED', 'the keys this pod could get kept moving; ask again', {
       retryAfter: 5,
@@ -633,10 +618,8 @@ export class Allocator {
     note: AllocateNote,
   ): Promise<AllocateStep> {
     // A pass run again (its group raced another server's commit) starts over: it reports only
-    // the fence it made itself, and opens its own secrets.
+    // the fence it made itself.
     delete note.fenced;
-    note.opening?.discard();
-    delete note.opening;
     const now = this.deps.clock();
     let podBefore = await tx.getPod(pod);
     // A pod of another UID than the holder's is a new incarnation whose predecessor went
@@ -668,7 +651,7 @@ export class Allocator {
     const need = count - held.length;
     const heldRecords = await tx.getKeys(held);
     this.refuseUnvouched(pod, held);
-    if (need === 0) return this.opening(note, { records: heldRecords });
+    if (need === 0) return { records: heldRecords };
     // The same name takes back at once only the cooling keys whose old holder is known to have
     // stopped (DESIGN.md "Safety rules"); unconfirmed and fenced ones wait like any other.
     const ownCooling = await tx.getKeys(podBefore?.cooling ?? []);
@@ -773,7 +756,7 @@ export class Allocator {
       ],
       ...this.restoreHoldEnds(),
     });
-    return this.opening(note, {
+    return {
       records: handed,
       outcome: {
         pod,
@@ -782,15 +765,7 @@ export class Allocator {
         reused: pooled.length,
         created: createCount,
       },
-    });
-  }
-
-  /** A step that hands keys out: their secrets start opening while its batch is written. */
-  private opening(note: AllocateNote, step: AllocateStep): AllocateStep {
-    if (!note.openSecrets) return step;
-    const opening = EarlySecrets.open(this.deps.store.secrets, step.records);
-    if (opening) note.opening = opening;
-    return step;
+    };
   }
 
   /** Once a restore's hold is over, the store's mark of it goes (in the next batch). */
@@ -979,13 +954,9 @@ export class Allocator {
     return this.storedRoot;
   }
 
-  private async handOut(
-    pod: string,
-    records: readonly KeyRecord[],
-    opening: EarlySecrets | undefined,
-  ): Promise<Allocation> {
+  private async handOut(pod: string, records: readonly KeyRecord[]): Promise<Allocation> {
     const root = await this.genesisValidatorsRoot();
-    return handOut(this.deps, pod, records, root, opening?.secrets);
+    return handOut(this.deps, pod, records, root);
   }
 }
 

@@ -183,16 +183,29 @@ export async function handOut(
   pod: string,
   records: readonly KeyRecord[],
   genesisValidatorsRoot: string | undefined,
-  /** The secrets, in the records' order, if they were opened already (early-secrets.ts). */
-  opened?: Promise<Uint8Array[]>,
 ): Promise<Allocation> {
   const sealed = records.map((r) => {
     if (r.secret === undefined)
       throw new PkmError('STORE_CORRUPT', `key ${r.pubkey} has no secret to hand out`);
     return { sealed: r.secret, pubkey: r.pubkey };
   });
-  const secrets = await (opened ?? deps.store.secrets.openMany(sealed));
-  // The fence's slot is read once the secrets are open: never earlier than before the wait.
+  const secrets = deps.store.secrets.openMany(sealed);
+  try {
+    return allocationOf(deps, pod, records, genesisValidatorsRoot, secrets);
+  } catch (err) {
+    // Not handed out: nobody gets the plaintexts.
+    for (const secret of secrets) secret.fill(0);
+    throw err;
+  }
+}
+
+function allocationOf(
+  deps: ProtectionDeps,
+  pod: string,
+  records: readonly KeyRecord[],
+  genesisValidatorsRoot: string | undefined,
+  secrets: readonly Uint8Array[],
+): Allocation {
   const genesis = deps.beacon?.genesisTime;
   const now = deps.clock();
   // Pushed onto a literal: see Store.getKeys.

@@ -23,7 +23,6 @@ import { ProofVerifier } from '../keys/proof-verifier.js';
 import { type KeySource, randomKeySource } from '../keys/source.js';
 import type { Logger } from '../log.js';
 import type { StoreContract } from '../store/contract.js';
-import { secretOpener } from '../store/secret-opener.js';
 import { allocatorAlerts } from './alerts.js';
 import { allocationShortcut } from './allocation-shortcut.js';
 import { type AppDeps, createApp } from './app.js';
@@ -78,13 +77,6 @@ export async function startServer(
       !benchmarkOnly.unsyncedStore,
     );
     teardown.push(() => store.close());
-    const onFallback = (why: string) =>
-      log.warn(`handed-out secrets now open on the server's main thread: ${why}`);
-    secretOpener.onFallback = onFallback;
-    teardown.push(() => {
-      // Another server of this process (tests start several) may have set its own since.
-      if (secretOpener.onFallback === onFallback) secretOpener.onFallback = undefined;
-    });
     const probe = ping && new StoreProbe(ping, log);
     if (probe) {
       probe.start();

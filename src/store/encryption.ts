@@ -7,10 +7,9 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errnoOf, PkmError } from '../errors.js';
 import { readIfExists, writePrivateFile } from '../files.js';
-import { openGcm, sealGcm } from './gcm.mjs';
+import { openGcm, sealGcm } from './gcm.js';
 import type { SealedSecret } from './records.js';
 import type { SealedOf, SecretCodec } from './secret-codec.js';
-import { type SecretOpener, secretOpener } from './secret-opener.js';
 
 const KEY_BYTES = 32;
 
@@ -124,11 +123,7 @@ export class KeyRing implements SecretCodec {
   private sealing: string;
   private sealingKey: Buffer;
 
-  constructor(
-    kek: string,
-    dek: Buffer,
-    private readonly opener: SecretOpener = secretOpener,
-  ) {
+  constructor(kek: string, dek: Buffer) {
     this.keys.set(kek, dek);
     this.sealing = kek;
     this.sealingKey = dek;
@@ -189,27 +184,15 @@ export class KeyRing implements SecretCodec {
     return secret;
   }
 
-  /**
-   * open() for many secrets, on the opener's worker thread (secret-opener.ts), in order. When
-   * one does not open, the others are zeroed once all have settled, and the first failure (in the
-   * list's order) is thrown: no plaintext outlives a refusal.
-   */
-  async openMany(list: readonly SealedOf[]): Promise<Uint8Array[]> {
-    const settled = await Promise.allSettled(
-      list.map(async ({ sealed, pubkey }) => {
-        const dek = this.keys.get(sealed.kek ?? this.sealing);
-        if (sealed.alg !== 'aes-256-gcm' || !dek) return this.open(sealed, pubkey);
-        const plain = await this.opener.open(dek, sealed.data, pubkey);
-        if (!plain) throw doesNotOpen(pubkey);
-        return plain;
-      }),
-    );
+  openMany(list: readonly SealedOf[]): Uint8Array[] {
     const opened: Uint8Array[] = [];
-    for (const result of settled) if (result.status === 'fulfilled') opened.push(result.value);
-    const refused = settled.find((result) => result.status === 'rejected');
-    if (refused === undefined) return opened;
-    for (const secret of opened) secret.fill(0);
-    throw refused.reason;
+    try {
+      for (const { sealed, pubkey } of list) opened.push(this.open(sealed, pubkey));
+    } catch (err) {
+      for (const secret of opened) secret.fill(0);
+      throw err;
+    }
+    return opened;
   }
 }
 
@@ -241,7 +224,7 @@ export const lockedCodec: SecretCodec = {
     throw locked();
   },
   openMany() {
-    return Promise.reject(locked());
+    throw locked();
   },
 };
 

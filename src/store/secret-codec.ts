@@ -5,8 +5,11 @@ import type { SealedSecret } from './records.js';
 export interface SecretCodec {
   seal(secret: Uint8Array, pubkey: string): SealedSecret;
   open(sealed: SealedSecret, pubkey: string): Uint8Array;
-  /** open() for many, in order; a codec may open them away from the main thread. */
-  openMany(list: readonly SealedOf[]): Promise<Uint8Array[]>;
+  /**
+   * open() for many, in order. When one does not open, those opened before it are zeroed and
+   * its error is thrown: no plaintext outlives a refusal.
+   */
+  openMany(list: readonly SealedOf[]): Uint8Array[];
 }
 
 /** A sealed secret with the pubkey it belongs to. */

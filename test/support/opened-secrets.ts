@@ -19,8 +19,8 @@ export function watchOpens(store: StoreContract): { store: StoreContract; opened
   const secrets: SecretCodec = {
     seal: (secret, pubkey) => codec.seal(secret, pubkey),
     open: (sealed, pubkey) => codec.open(sealed, pubkey),
-    openMany: async (list) => {
-      const out = await codec.openMany(list);
+    openMany: (list) => {
+      const out = codec.openMany(list);
       opened.arrays.push(out);
       opened.hex.push(out.map(hex));
       return out;
