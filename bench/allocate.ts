@@ -32,7 +32,7 @@ import {
 /**
  * Allocations per server and round. Rounds of 2,000 (in 8 bursts) gave ratios from 0.59 to 0.76
  * within minutes on one build, and a median of 3 such rounds fell either side of the target;
- * rounds of 4,000 in 16 bursts of the same size, from 0.61 to 0.66.
+ * 27 rounds of 4,000 in 16 bursts of the same size, from 0.58 to 0.69.
  */
 const PODS = sizeFromEnv('PKM_BENCH_PODS', 4000);
 const ROUNDS = sizeFromEnv('PKM_BENCH_ROUNDS', 3);
