@@ -954,9 +954,9 @@ export class Allocator {
     return this.storedRoot;
   }
 
-  private async handOut(pod: string, records: readonly KeyRecord[]): Promise<Allocation> {
-    const root = await this.genesisValidatorsRoot();
-    return handOut(this.deps, pod, records, root);
+  /** Called as the pass's commit resolves, with no wait between: see protection.ts handOut. */
+  private handOut(pod: string, records: readonly KeyRecord[]): Promise<Allocation> {
+    return handOut(this.deps, pod, records, this.genesisValidatorsRoot());
   }
 }
 

@@ -179,9 +179,10 @@ export class KeyMoves {
     have: ReadonlySet<string>,
     uid?: string | undefined,
   ): Promise<Assignment> {
+    // The root first: the records' secrets open as soon as they are read (protection.ts handOut).
+    const root = await this.genesisValidatorsRoot();
     const { assigned, leaving } = await this.holderView(pod, uid);
     const missing = assigned.filter((r) => !have.has(r.pubkey));
-    const root = await this.genesisValidatorsRoot();
     const handed = await handOut(this.deps, pod, missing, root);
     const secrets = new Map(handed.keys.map((k) => [k.pubkey, k]));
     const keys: AssignedKey[] = [...assigned, ...leaving].map((r) => {

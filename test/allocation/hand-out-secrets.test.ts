@@ -4,11 +4,16 @@
 // leaves no plaintext behind.
 // The store and its LevelDB are real; a gate in front of the commit chooses when a batch is
 // written, or fails it (test/support/gated-store.ts).
+import { randomBytes } from 'node:crypto';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import type { AllocatorDeps } from '../../src/allocation/allocator.js';
+import { GroupCommitter } from '../../src/allocation/group-commit.js';
+import { rotateKek } from '../../src/allocation/kek-rotation.js';
 import { PkmError } from '../../src/errors.js';
 import { randomKeySource } from '../../src/keys/source.js';
+import { MetaKey } from '../../src/store/buckets.js';
+import type { StoreContract } from '../../src/store/contract.js';
 import { FakeClock, openTempStore } from '../helpers.js';
 import { allocatorOver } from '../support/allocator.js';
 import { deferred, type Gate, gated } from '../support/gated-store.js';
@@ -90,5 +95,38 @@ describe('an allocation opens its secrets once its batch is written', () => {
     await expect(allocator.allocate('validator-0', 3)).rejects.toThrow('metrics broke');
     expect(real.storedCounts()).toMatchObject({ allocated: 3 });
     expect(opened.arrays).toHaveLength(0);
+  });
+
+  it('hands them out when a KEK rotation ends while the answer waits for the genesis root', async () => {
+    const real = await openTempStore();
+    const seeded = await seedKeys(real, 6);
+    // The root's first read waits until the rotation is done, as a slow read would.
+    const reading = deferred();
+    const rotated = deferred();
+    const slowRoot: StoreContract = new Proxy(real, {
+      get(target, prop, receiver) {
+        if (prop === 'getMeta')
+          return async (key: string) => {
+            if (key === MetaKey.genesisValidatorsRoot) {
+              reading.resolve();
+              await rotated.promise;
+            }
+            return target.getMeta(key);
+          };
+        const value: unknown = Reflect.get(target, prop, receiver);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const allocator = allocatorOver(slowRoot, new FakeClock(), randomKeySource);
+    const answer = allocator.allocate('validator-0', 2);
+    await reading.promise;
+    // The batch is written; the rotation reseals every record and retires the old data key.
+    const oldKek = real.keyRing().sealingKek;
+    await rotateKek(slowRoot, GroupCommitter.of(slowRoot), randomBytes(32));
+    expect(real.keyRing().dataKey(oldKek)).toBeUndefined();
+    rotated.resolve();
+    const allocation = await answer;
+    expect(allocation.keys).toHaveLength(2);
+    for (const key of allocation.keys) expect(hex(key.secretKey)).toBe(seeded.get(key.pubkey));
   });
 });

@@ -5,8 +5,6 @@ import type { StoreContract } from '../../src/store/contract.js';
 import type { SecretCodec } from '../../src/store/secret-codec.js';
 
 export const hex = (bytes: Uint8Array): string => Buffer.from(bytes).toString('hex');
-export const wiped = (list: readonly Uint8Array[]): boolean =>
-  list.every((s) => s.every((b) => b === 0));
 
 export interface Opened {
   readonly arrays: Uint8Array[][];
