@@ -70,6 +70,12 @@ describe.skipIf(bins === undefined)('three servers, random schedules', () => {
     );
     /** Pod i's ops are lanesOf[i], in order (one client per pod); the pods at once. */
     const last = new Map<string, string[] | 'released'>();
+    /**
+     * Keys a pod claimed since its last answer. One that cooled under its own name, its stop
+     * confirmed, is its own again (heartbeat.ts): a pod's keys are its last answer plus some
+     * of these.
+     */
+    const claimedSince = new Map<string, Set<string>>();
     const codes = new Set<string>();
     await Promise.all(
       lanesOf.map(async (ops, i) => {
@@ -81,13 +87,18 @@ describe.skipIf(bins === undefined)('three servers, random schedules', () => {
             if (op.kind === 'allocate') {
               const got = await at.allocate(pod, op.count);
               last.set(pod, got.keys.map((k) => k.pubkey).sort());
+              claimedSince.delete(pod);
             } else if (op.kind === 'release') {
               await at.release(pod, { stop: op.stop });
               last.set(pod, 'released');
+              claimedSince.delete(pod);
             } else {
               const held = last.get(pod);
               const own = Array.isArray(held) ? held : [];
               const claimed = op.kind === 'claim' ? [mnemonic.pubkeyAt?.(op.index) ?? ''] : [];
+              const claims = claimedSince.get(pod) ?? new Set<string>();
+              for (const k of claimed) claims.add(k);
+              claimedSince.set(pod, claims);
               await at.heartbeat(pod, [...own, ...claimed.filter((k) => !own.includes(k))], {
                 proven: new Set(own),
               });
@@ -109,7 +120,16 @@ describe.skipIf(bins === undefined)('three servers, random schedules', () => {
     expect(unexpected).toEqual([]);
     for (const [pod, keys] of last) {
       if (keys === 'released') continue;
-      expect([...((await check.getPod(pod))?.keys ?? [])].sort(), pod).toEqual(keys);
+      const claims = claimedSince.get(pod) ?? new Set<string>();
+      const stored = (await check.getPod(pod))?.keys ?? [];
+      const joined = stored.filter((k) => claims.has(k) && !keys.includes(k));
+      expect(stored.filter((k) => !joined.includes(k)).sort(), pod).toEqual(keys);
+      // Only a key this pod held before comes back to it on its claim.
+      for (const record of await check.getKeys(joined))
+        expect(
+          record.history.some((e) => e.pod === pod && e.event === 'allocated'),
+          `${pod} took ${record.pubkey} by a claim`,
+        ).toBe(true);
     }
     const paths = new Map<string, string>();
     for await (const r of check.keyRecords()) {
