@@ -956,7 +956,7 @@ export class Allocator {
 
   /** Called as the pass's commit resolves, with no wait between: see protection.ts handOut. */
   private handOut(pod: string, records: readonly KeyRecord[]): Promise<Allocation> {
-    return handOut(this.deps, pod, records, this.genesisValidatorsRoot());
+    return handOut(this.deps, pod, records, () => this.genesisValidatorsRoot());
   }
 }
 

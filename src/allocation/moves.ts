@@ -183,7 +183,7 @@ export class KeyMoves {
     const root = await this.genesisValidatorsRoot();
     const { assigned, leaving } = await this.holderView(pod, uid);
     const missing = assigned.filter((r) => !have.has(r.pubkey));
-    const handed = await handOut(this.deps, pod, missing, root);
+    const handed = await handOut(this.deps, pod, missing, () => root);
     const secrets = new Map(handed.keys.map((k) => [k.pubkey, k]));
     const keys: AssignedKey[] = [...assigned, ...leaving].map((r) => {
       const key = secrets.get(r.pubkey);

@@ -178,7 +178,7 @@ const RECYCLED: ReadonlySet<string> = new Set(['released', 'fenced', 'moved', 'r
  * the current slot when the chain's genesis is known: whatever its old holder signed, the new
  * one cannot sign again. Uploaded protection and the fence merge to the stricter of both.
  *
- * The secrets open at once, before the root is awaited: the records were read (or committed)
+ * The secrets open at once, before the root is asked for: the records were read (or committed)
  * just now, and a KEK rotation's next commit may retire the data key they are sealed with
  * (kek-rotation.ts). If anything fails after, the plaintexts are zeroed: nobody gets them.
  */
@@ -186,7 +186,8 @@ export async function handOut(
   deps: ProtectionDeps,
   pod: string,
   records: readonly KeyRecord[],
-  genesisValidatorsRoot: string | undefined | Promise<string | undefined>,
+  /** Asked once the secrets are open (a read that fails then is awaited, and heard). */
+  genesisValidatorsRoot: () => string | undefined | Promise<string | undefined>,
 ): Promise<Allocation> {
   const sealed = records.map((r) => {
     if (r.secret === undefined)
@@ -195,7 +196,7 @@ export async function handOut(
   });
   const secrets = deps.store.secrets.openMany(sealed);
   try {
-    return allocationOf(deps, pod, records, await genesisValidatorsRoot, secrets);
+    return allocationOf(deps, pod, records, await genesisValidatorsRoot(), secrets);
   } catch (err) {
     for (const secret of secrets) secret.fill(0);
     throw err;

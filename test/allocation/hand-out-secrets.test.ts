@@ -129,4 +129,44 @@ describe('an allocation opens its secrets once its batch is written', () => {
     expect(allocation.keys).toHaveLength(2);
     for (const key of allocation.keys) expect(hex(key.secretKey)).toBe(seeded.get(key.pubkey));
   });
+
+  it('leaves no failure unheard when the secrets do not open and the root read fails', async () => {
+    const real = await openTempStore();
+    await seedKeys(real, 2);
+    let rootAsked = false;
+    const broken: StoreContract = new Proxy(real, {
+      get(target, prop, receiver) {
+        if (prop === 'getMeta')
+          return async (key: string) => {
+            if (key !== MetaKey.genesisValidatorsRoot) return target.getMeta(key);
+            rootAsked = true;
+            throw new Error('root read failed');
+          };
+        if (prop === 'secrets')
+          return {
+            ...target.secrets,
+            openMany: () => {
+              throw new PkmError('STORE_CORRUPT', 'does not open');
+            },
+          };
+        const value: unknown = Reflect.get(target, prop, receiver);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const unheard: unknown[] = [];
+    const listen = (reason: unknown) => unheard.push(reason);
+    process.on('unhandledRejection', listen);
+    try {
+      const allocator = allocatorOver(broken, new FakeClock(), randomKeySource);
+      await expect(allocator.allocate('validator-0', 2)).rejects.toMatchObject({
+        code: 'STORE_CORRUPT',
+      });
+      // The root was never asked for: nothing was left to fail unheard.
+      for (let turn = 0; turn < 20; turn++) await nextTurn();
+      expect(unheard).toEqual([]);
+      expect(rootAsked).toBe(false);
+    } finally {
+      process.off('unhandledRejection', listen);
+    }
+  });
 });
