@@ -181,9 +181,7 @@ export class KeyMoves {
   ): Promise<Assignment> {
     // The root first: the records' secrets open as soon as they are read (protection.ts handOut).
     const root = await this.genesisValidatorsRoot();
-    const { assigned, leaving } = await this.holderView(pod, uid);
-    const missing = assigned.filter((r) => !have.has(r.pubkey));
-    const handed = await handOut(this.deps, pod, missing, () => root);
+    const { assigned, leaving, handed } = await this.viewWithSecrets(pod, have, uid, root);
     const secrets = new Map(handed.keys.map((k) => [k.pubkey, k]));
     const keys: AssignedKey[] = [...assigned, ...leaving].map((r) => {
       const key = secrets.get(r.pubkey);
@@ -207,6 +205,29 @@ export class KeyMoves {
    * holder with no UID on record gets this one. Should another incarnation take the name over
    * between that commit and the read, nothing is handed out (OTHER_INCARNATION).
    */
+  /**
+   * holderView, with the secrets of the keys the VC does not `have`. The records are read
+   * outside any group: a KEK rotation may end between their read and their opening, the data
+   * key they were sealed with retired (kek-rotation.ts). A record that does not open is read
+   * once more; one that does not open then is damaged (STORE_CORRUPT).
+   */
+  private async viewWithSecrets(
+    pod: string,
+    have: ReadonlySet<string>,
+    uid: string | undefined,
+    root: string | undefined,
+  ) {
+    for (let attempt = 0; ; attempt++) {
+      const view = await this.holderView(pod, uid);
+      const missing = view.assigned.filter((r) => !have.has(r.pubkey));
+      try {
+        return { ...view, handed: await handOut(this.deps, pod, missing, () => root) };
+      } catch (err) {
+        if (attempt > 0 || !(err instanceof PkmError && err.code === 'STORE_CORRUPT')) throw err;
+      }
+    }
+  }
+
   private async holderView(pod: string, uid: string | undefined) {
     const view = await podKeysNow(this.deps.store, pod);
     if (uid === undefined || !otherIncarnation(view.record, uid)) return view;

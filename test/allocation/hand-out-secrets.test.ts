@@ -10,6 +10,7 @@ import { describe, expect, it } from 'vitest';
 import type { AllocatorDeps } from '../../src/allocation/allocator.js';
 import { GroupCommitter } from '../../src/allocation/group-commit.js';
 import { rotateKek } from '../../src/allocation/kek-rotation.js';
+import { KeyMoves } from '../../src/allocation/moves.js';
 import { PkmError } from '../../src/errors.js';
 import { randomKeySource } from '../../src/keys/source.js';
 import { MetaKey } from '../../src/store/buckets.js';
@@ -167,6 +168,54 @@ describe('an allocation opens its secrets once its batch is written', () => {
       expect(rootAsked).toBe(false);
     } finally {
       process.off('unhandledRejection', listen);
+    }
+  });
+
+  it("gives an agent its pod's secrets when a KEK rotation ends between their read and their opening", async () => {
+    const real = await openTempStore();
+    const seeded = await seedKeys(real, 4);
+    const clock = new FakeClock();
+    const beacon = { genesisValidatorsRoot: `0x${'ab'.repeat(32)}` };
+    const allocator = allocatorOver(real, clock, randomKeySource, { beacon });
+    const given = await allocator.allocate('validator-0', 2);
+    // The assignment's first read of the pod's records waits for the rotation to end.
+    const reading = deferred();
+    const rotated = deferred();
+    let first = true;
+    const slowRead: StoreContract = new Proxy(real, {
+      get(target, prop, receiver) {
+        if (prop === 'getKeys')
+          return async (pubkeys: readonly string[]) => {
+            const records = await target.getKeys(pubkeys);
+            if (first && pubkeys.length > 0) {
+              first = false;
+              reading.resolve();
+              await rotated.promise;
+            }
+            return records;
+          };
+        const value: unknown = Reflect.get(target, prop, receiver);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const moves = new KeyMoves({
+      store: slowRead,
+      group: GroupCommitter.of(real),
+      clock: clock.now,
+      allocator,
+      beacon,
+    });
+    const assignment = moves.assignment('validator-0', new Set());
+    await reading.promise;
+    const oldKek = real.keyRing().sealingKek;
+    await rotateKek(real, GroupCommitter.of(real), randomBytes(32));
+    expect(real.keyRing().dataKey(oldKek)).toBeUndefined();
+    rotated.resolve();
+    const { keys } = await assignment;
+    expect(keys.map((k) => k.pubkey).sort()).toEqual(given.keys.map((k) => k.pubkey).sort());
+    for (const { pubkey, key } of keys) {
+      if (!key) throw new Error(`no secret for ${pubkey}`);
+      expect(hex(key.secretKey)).toBe(seeded.get(pubkey));
     }
   });
 });
