@@ -198,14 +198,6 @@ export class KeyMoves {
   }
 
   /**
-   * The pod's keys, as the incarnation `uid` (its token's) may see them. A pod of another UID
-   * than the recorded holder's is a new incarnation whose predecessor went without a deletion
-   * the server saw, and may still run on a node cut off from the API server: its keys are
-   * fenced first (Allocator.recordUid, as allocateIn does), never handed to the newcomer. A
-   * holder with no UID on record gets this one. Should another incarnation take the name over
-   * between that commit and the read, nothing is handed out (OTHER_INCARNATION).
-   */
-  /**
    * holderView, with the secrets of the keys the VC does not `have`. The records are read
    * outside any group: a KEK rotation may end between their read and their opening, the data
    * key they were sealed with retired (kek-rotation.ts). A record that does not open is read
@@ -217,17 +209,27 @@ export class KeyMoves {
     uid: string | undefined,
     root: string | undefined,
   ) {
-    for (let attempt = 0; ; attempt++) {
+    const once = async () => {
       const view = await this.holderView(pod, uid);
       const missing = view.assigned.filter((r) => !have.has(r.pubkey));
-      try {
-        return { ...view, handed: await handOut(this.deps, pod, missing, () => root) };
-      } catch (err) {
-        if (attempt > 0 || !(err instanceof PkmError && err.code === 'STORE_CORRUPT')) throw err;
-      }
+      return { ...view, handed: await handOut(this.deps, pod, missing, () => root) };
+    };
+    try {
+      return await once();
+    } catch (err) {
+      if (!(err instanceof PkmError && err.code === 'STORE_CORRUPT')) throw err;
+      return once();
     }
   }
 
+  /**
+   * The pod's keys, as the incarnation `uid` (its token's) may see them. A pod of another UID
+   * than the recorded holder's is a new incarnation whose predecessor went without a deletion
+   * the server saw, and may still run on a node cut off from the API server: its keys are
+   * fenced first (Allocator.recordUid, as allocateIn does), never handed to the newcomer. A
+   * holder with no UID on record gets this one. Should another incarnation take the name over
+   * between that commit and the read, nothing is handed out (OTHER_INCARNATION).
+   */
   private async holderView(pod: string, uid: string | undefined) {
     const view = await podKeysNow(this.deps.store, pod);
     if (uid === undefined || !otherIncarnation(view.record, uid)) return view;
